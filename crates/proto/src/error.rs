@@ -1,0 +1,173 @@
+//! The error model at the edge: a small set of codes, each mapped to a gRPC status with
+//! a stable machine-readable reason and per-field violations in the binary trailer
+//! `casescope-error-bin` (an encoded `common.v1.ErrorDetail`). Internal details are
+//! logged by the caller, never returned.
+
+use crate::common::v1::{ErrorDetail, FieldViolation};
+use prost::Message;
+
+/// Metadata key of the encoded [`ErrorDetail`] attached to every non-OK status.
+pub const ERROR_DETAIL_METADATA_KEY: &str = "casescope-error-bin";
+
+/// What a service returns to a caller. Messages are for humans and must not contain
+/// secrets or internal errors (those are logged where they happen).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidArgument {
+        reason: &'static str,
+        message: String,
+        violations: Vec<(String, String)>,
+    },
+    #[error("{message}")]
+    NotFound {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    Aborted {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    Unavailable { message: String },
+    #[error("internal error (see server logs, reference {reference})")]
+    Internal { reference: String },
+    #[error("{message}")]
+    Unimplemented { message: String },
+}
+
+impl ApiError {
+    /// One invalid field: `field` is the dotted request path, `description` says what is wrong.
+    pub fn invalid_field(
+        reason: &'static str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        let field = field.into();
+        let description = description.into();
+        ApiError::InvalidArgument {
+            reason,
+            message: format!("invalid {field}: {description}"),
+            violations: vec![(field, description)],
+        }
+    }
+
+    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// An internal failure: logs nothing itself; the caller logs `reference` with the cause.
+    pub fn internal() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        ApiError::Internal {
+            reference: format!("{nanos:x}"),
+        }
+    }
+
+    fn code_and_reason(&self) -> (tonic::Code, &'static str) {
+        match self {
+            ApiError::InvalidArgument { reason, .. } => (tonic::Code::InvalidArgument, reason),
+            ApiError::NotFound { reason, .. } => (tonic::Code::NotFound, reason),
+            ApiError::AlreadyExists { reason, .. } => (tonic::Code::AlreadyExists, reason),
+            ApiError::FailedPrecondition { reason, .. } => {
+                (tonic::Code::FailedPrecondition, reason)
+            }
+            ApiError::Aborted { reason, .. } => (tonic::Code::Aborted, reason),
+            ApiError::Unavailable { .. } => (tonic::Code::Unavailable, "UNAVAILABLE"),
+            ApiError::Internal { .. } => (tonic::Code::Internal, "INTERNAL"),
+            ApiError::Unimplemented { .. } => (tonic::Code::Unimplemented, "UNIMPLEMENTED"),
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        let (code, reason) = error.code_and_reason();
+        let violations = match &error {
+            ApiError::InvalidArgument { violations, .. } => violations
+                .iter()
+                .map(|(field, description)| FieldViolation {
+                    field: field.clone(),
+                    description: description.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let detail = ErrorDetail {
+            reason: reason.to_string(),
+            violations,
+        };
+        let mut status = tonic::Status::new(code, error.to_string());
+        status.metadata_mut().insert_bin(
+            ERROR_DETAIL_METADATA_KEY,
+            tonic::metadata::MetadataValue::from_bytes(&detail.encode_to_vec()),
+        );
+        status
+    }
+}
+
+/// Reads the [`ErrorDetail`] a CaseScope server attached to a status, if any.
+pub fn error_detail(status: &tonic::Status) -> Option<ErrorDetail> {
+    let value = status.metadata().get_bin(ERROR_DETAIL_METADATA_KEY)?;
+    let bytes = value.to_bytes().ok()?;
+    ErrorDetail::decode(bytes.as_ref()).ok()
+}
+
+/// The answer for an RPC that is part of the contract but not implemented yet.
+pub fn unimplemented_status(grpc_path: &str) -> tonic::Status {
+    ApiError::Unimplemented {
+        message: format!(
+            "{grpc_path} is part of the CaseScope API but not implemented in this version ({})",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_round_trips_its_detail() {
+        let status: tonic::Status =
+            ApiError::invalid_field("NAME_EMPTY", "name", "must not be empty").into();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid name: must not be empty");
+        let detail = error_detail(&status).expect("detail attached");
+        assert_eq!(detail.reason, "NAME_EMPTY");
+        assert_eq!(detail.violations.len(), 1);
+        assert_eq!(detail.violations[0].field, "name");
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_details() {
+        let status: tonic::Status = ApiError::internal().into();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().starts_with("internal error (see server logs"));
+    }
+}
