@@ -1,0 +1,192 @@
+//! The consumer loop every service runs: fetch, hand each message to the handler with
+//! in-progress acks while it works, ack only after it returns Ok (its effects are
+//! committed), nak with backoff on transient errors, and record a dead letter — then
+//! terminate the message — when it is poison or has failed `max_deliver` times.
+
+use crate::{Bus, BusError, ConsumerConfig, Delivery, OutboundMessage, ReceivedMessage, subjects};
+use async_trait::async_trait;
+use base64::Engine;
+use casescope_proto::bus::v1::DeadLetter;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying (database or downstream unavailable, lease held elsewhere, ...).
+    #[error("transient: {error}")]
+    Transient {
+        error: String,
+        retry_after: Duration,
+    },
+    /// Will never succeed (undecodable payload, unknown case, ...).
+    #[error("poison: {0}")]
+    Poison(String),
+}
+
+impl HandlerError {
+    pub fn transient(error: impl std::fmt::Display) -> Self {
+        HandlerError::Transient {
+            error: error.to_string(),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Processes one message. Must be idempotent: the same message may arrive again
+    /// after a crash between commit and ack (use `casescope_db::Inbox`).
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError>;
+}
+
+/// Runs `handler` on the durable consumer `config` until `shutdown` is cancelled; the
+/// batch in hand is finished first.
+pub async fn run_consumer(
+    bus: Arc<dyn Bus>,
+    config: ConsumerConfig,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let consumer = bus.consumer(&config).await?;
+    let mut failures: u32 = 0;
+    while !shutdown.is_cancelled() {
+        let fetched = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            fetched = consumer.fetch(config.batch, Duration::from_secs(1)) => fetched,
+        };
+        let deliveries = match fetched {
+            Ok(deliveries) => {
+                failures = 0;
+                deliveries
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let backoff = Duration::from_millis(200 * u64::from(failures.min(25)));
+                tracing::warn!(consumer = %config.name, %error, ?backoff, "fetch failed");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let work = deliveries
+            .into_iter()
+            .map(|delivery| process(bus.as_ref(), &config, handler.as_ref(), delivery));
+        futures::future::join_all(work).await;
+    }
+    Ok(())
+}
+
+async fn process(bus: &dyn Bus, config: &ConsumerConfig, handler: &dyn Handler, delivery: Delivery) {
+    let Delivery { message, acker } = delivery;
+    let span = tracing::info_span!(
+        "bus.handle",
+        consumer = %config.name,
+        subject = %message.subject,
+        message_id = %message.message_id,
+        delivered = message.delivered,
+    );
+    casescope_runtime::trace_context::set_parent_from_headers(&span, &message.headers);
+    async {
+        if message.delivered > config.max_deliver {
+            let error = format!(
+                "delivered {} times (max_deliver {}) without completing",
+                message.delivered, config.max_deliver
+            );
+            give_up(bus, config, &message, &error, acker.as_ref()).await;
+            return;
+        }
+        let heartbeat = (config.ack_wait / 3).max(Duration::from_millis(50));
+        let outcome = {
+            let work = handler.handle(&message);
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    outcome = &mut work => break outcome,
+                    _ = tokio::time::sleep(heartbeat) => settle("progress", acker.progress().await),
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => settle("ack", acker.ack().await),
+            Err(HandlerError::Poison(error)) => {
+                tracing::warn!(%error, "poison message");
+                give_up(bus, config, &message, &error, acker.as_ref()).await;
+            }
+            Err(HandlerError::Transient { error, retry_after }) => {
+                if message.delivered >= config.max_deliver {
+                    tracing::warn!(%error, "giving up after max_deliver attempts");
+                    give_up(bus, config, &message, &error, acker.as_ref()).await;
+                } else {
+                    let factor = u32::try_from(message.delivered).unwrap_or(u32::MAX).min(10);
+                    let delay = retry_after.saturating_mul(factor);
+                    tracing::info!(%error, ?delay, "transient failure; will retry");
+                    settle("nak", acker.nak(delay).await);
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn settle(what: &str, result: Result<(), BusError>) {
+    if let Err(error) = result {
+        // The message will be redelivered after ack_wait; handlers are idempotent.
+        tracing::warn!(%error, "{what} failed");
+    }
+}
+
+/// Records the dead letter, then terminates the message. If the record cannot be
+/// published, the message is nak'ed instead so that it is not lost without a trace.
+async fn give_up(
+    bus: &dyn Bus,
+    config: &ConsumerConfig,
+    message: &ReceivedMessage,
+    error: &str,
+    acker: &dyn crate::Acker,
+) {
+    if dead_letter(bus, config, message, error).await {
+        settle("term", acker.term().await);
+    } else {
+        settle("nak", acker.nak(Duration::from_secs(5)).await);
+    }
+}
+
+async fn dead_letter(bus: &dyn Bus, config: &ConsumerConfig, message: &ReceivedMessage, error: &str) -> bool {
+    let (payload, payload_encoding) = match std::str::from_utf8(&message.payload) {
+        Ok(text) => (text.to_string(), "utf8".to_string()),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&message.payload),
+            "base64".to_string(),
+        ),
+    };
+    let record = DeadLetter {
+        consumer: config.name.clone(),
+        subject: message.subject.clone(),
+        message_id: message.message_id.clone(),
+        deliveries: message.delivered,
+        error: error.to_string(),
+        payload,
+        payload_encoding,
+        dead_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    };
+    let id = format!("deadletter:{}:{}", config.name, message.message_id);
+    let published = match OutboundMessage::json(subjects::deadletter(&config.name), id, &record) {
+        Ok(outbound) => bus.publish(outbound).await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    match published {
+        Ok(()) => {
+            tracing::error!(consumer = %config.name, subject = %message.subject, %error, "message dead-lettered");
+            true
+        }
+        Err(publish_error) => {
+            tracing::error!(
+                consumer = %config.name, subject = %message.subject, %error, %publish_error,
+                "cannot publish the dead-letter record; the message will be retried"
+            );
+            false
+        }
+    }
+}

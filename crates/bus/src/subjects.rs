@@ -1,0 +1,57 @@
+//! Every subject CaseScope uses (documented in docs/bus.md). Versioned: a breaking
+//! payload change gets `v2` subjects, published alongside `v1` for a deprecation period.
+
+/// Work-queue stream: one message is processed by one consumer.
+pub const JOBS_STREAM_SUBJECTS: &[&str] = &["casescope.v1.jobs.>"];
+/// Limits stream of facts, retained for SOC tooling and replays.
+pub const FACTS_STREAM_SUBJECTS: &[&str] = &[
+    "casescope.v1.cases.>",
+    "casescope.v1.files.>",
+    "casescope.v1.detections.>",
+    "casescope.v1.ioc_matches.>",
+    "casescope.v1.reports.>",
+    "casescope.v1.integrations.>",
+];
+/// Dead letters: messages a consumer gave up on.
+pub const DEADLETTER_STREAM_SUBJECTS: &[&str] = &["casescope.v1.deadletter.>"];
+
+pub fn job(stage: &str) -> String {
+    format!("casescope.v1.jobs.{stage}")
+}
+
+pub fn case_facts(case_id: &str) -> String {
+    format!("casescope.v1.cases.{case_id}")
+}
+
+pub fn file_facts(case_id: &str) -> String {
+    format!("casescope.v1.files.{case_id}")
+}
+
+pub fn detection_facts(case_id: &str) -> String {
+    format!("casescope.v1.detections.{case_id}")
+}
+
+pub fn deadletter(consumer: &str) -> String {
+    format!("casescope.v1.deadletter.{consumer}")
+}
+
+/// Which stream a subject belongs to, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Jobs,
+    Facts,
+    DeadLetter,
+}
+
+pub fn stream_of(subject: &str) -> Option<StreamKind> {
+    let any = |filters: &[&str]| filters.iter().any(|f| crate::subject_matches(f, subject));
+    if any(JOBS_STREAM_SUBJECTS) {
+        Some(StreamKind::Jobs)
+    } else if any(FACTS_STREAM_SUBJECTS) {
+        Some(StreamKind::Facts)
+    } else if any(DEADLETTER_STREAM_SUBJECTS) {
+        Some(StreamKind::DeadLetter)
+    } else {
+        None
+    }
+}

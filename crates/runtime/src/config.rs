@@ -1,0 +1,356 @@
+//! Typed configuration, resolved as command-line flags > environment > config file >
+//! defaults, and validated as a whole before any port binds: every problem is reported
+//! at once. [`ENV_VARS`] is the one list of `CASESCOPE_*` variables (docs/configuration.md
+//! documents each; a test keeps the two in step).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every environment variable CaseScope reads, with what it sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("CASESCOPE_CONFIG", "path of a TOML config file"),
+    ("CASESCOPE_SERVICE", "run one service (cases, ingest, detect, ioc, report, integrations, gateway) instead of all"),
+    ("CASESCOPE_LISTEN", "address the gRPC + HTTP server binds"),
+    ("CASESCOPE_DATA_DIR", "directory for embedded storage (SQLite, tantivy, blobs)"),
+    ("CASESCOPE_DATABASE_URL", "PostgreSQL URL of this service's database (one-service mode)"),
+    ("CASESCOPE_NATS_URL", "NATS URL (one-service mode)"),
+    ("CASESCOPE_NATS_NAMESPACE", "optional subject/stream prefix to share a NATS account"),
+    ("CASESCOPE_LOG", "log filter (tracing EnvFilter syntax), e.g. info,casescope=debug"),
+    ("CASESCOPE_LOG_FORMAT", "text or json"),
+    ("CASESCOPE_SHUTDOWN_TIMEOUT_SECS", "seconds allowed for graceful shutdown"),
+    ("CASESCOPE_LEASE_TTL_SECS", "lease time-to-live of per-file stage work"),
+    ("CASESCOPE_RECONCILE_PERIOD_SECS", "period of each service's reconciler"),
+    ("CASESCOPE_MAX_DB_CONNECTIONS", "PostgreSQL pool size per service"),
+    ("CASESCOPE_CASES_ADDR", "gRPC address of the cases service, for services that call it"),
+    ("CASESCOPE_INGEST_ADDR", "gRPC address of the ingest service"),
+    ("CASESCOPE_DETECT_ADDR", "gRPC address of the detect service"),
+    ("CASESCOPE_IOC_ADDR", "gRPC address of the ioc service"),
+    ("CASESCOPE_REPORT_ADDR", "gRPC address of the report service"),
+    ("CASESCOPE_INTEGRATIONS_ADDR", "gRPC address of the integrations service"),
+    ("CASESCOPE_SERVER", "CLI: server the client commands talk to"),
+];
+
+/// The services of the brief, each a library crate; `casescope serve --service NAME`.
+pub const SERVICE_NAMES: &[&str] = &[
+    "cases",
+    "ingest",
+    "detect",
+    "ioc",
+    "report",
+    "integrations",
+    "gateway",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Every service in one process on embedded storage and the in-process bus.
+    AllInOne,
+    /// One service, on PostgreSQL and NATS JetStream.
+    Service(String),
+}
+
+/// Resolved, validated configuration of one process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub nats_namespace: Option<String>,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub shutdown_timeout: Duration,
+    pub lease_ttl: Duration,
+    pub reconcile_period: Duration,
+    pub max_db_connections: u32,
+    /// gRPC addresses of other services, by service name (one-service mode).
+    pub service_addrs: BTreeMap<String, String>,
+}
+
+/// Unresolved settings: every field optional, from one source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub service: Option<String>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub nats_namespace: Option<String>,
+    pub log: Option<String>,
+    pub log_format: Option<String>,
+    pub shutdown_timeout_secs: Option<String>,
+    pub lease_ttl_secs: Option<String>,
+    pub reconcile_period_secs: Option<String>,
+    pub max_db_connections: Option<String>,
+    #[serde(default)]
+    pub service_addrs: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Fills every unset field of `self` from `lower`.
+    pub fn over(mut self, lower: Settings) -> Settings {
+        macro_rules! fill {
+            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = lower.$field; } )* };
+        }
+        fill!(
+            service,
+            listen,
+            data_dir,
+            database_url,
+            nats_url,
+            nats_namespace,
+            log,
+            log_format,
+            shutdown_timeout_secs,
+            lease_ttl_secs,
+            reconcile_period_secs,
+            max_db_connections
+        );
+        for (name, addr) in lower.service_addrs {
+            self.service_addrs.entry(name).or_insert(addr);
+        }
+        self
+    }
+
+    /// Settings from `CASESCOPE_*` variables, read through `get` (std::env::var in use).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Settings {
+        let mut service_addrs = BTreeMap::new();
+        for name in SERVICE_NAMES {
+            if let Some(addr) = get(&format!("CASESCOPE_{}_ADDR", name.to_uppercase())) {
+                service_addrs.insert(name.to_string(), addr);
+            }
+        }
+        Settings {
+            service: get("CASESCOPE_SERVICE"),
+            listen: get("CASESCOPE_LISTEN"),
+            data_dir: get("CASESCOPE_DATA_DIR").map(PathBuf::from),
+            database_url: get("CASESCOPE_DATABASE_URL"),
+            nats_url: get("CASESCOPE_NATS_URL"),
+            nats_namespace: get("CASESCOPE_NATS_NAMESPACE"),
+            log: get("CASESCOPE_LOG"),
+            log_format: get("CASESCOPE_LOG_FORMAT"),
+            shutdown_timeout_secs: get("CASESCOPE_SHUTDOWN_TIMEOUT_SECS"),
+            lease_ttl_secs: get("CASESCOPE_LEASE_TTL_SECS"),
+            reconcile_period_secs: get("CASESCOPE_RECONCILE_PERIOD_SECS"),
+            max_db_connections: get("CASESCOPE_MAX_DB_CONNECTIONS"),
+            service_addrs,
+        }
+    }
+
+    /// Settings from a TOML file (same keys as the fields of [`Settings`]).
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError(vec![format!("cannot read config file {}: {error}", path.display())])
+        })?;
+        toml::from_str(&text).map_err(|error| {
+            ConfigError(vec![format!("config file {}: {error}", path.display())])
+        })
+    }
+
+    /// Validates and resolves, reporting every problem at once.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let mode = match self.service.as_deref() {
+            None | Some("") | Some("all") => Mode::AllInOne,
+            Some(name) if SERVICE_NAMES.contains(&name) => Mode::Service(name.to_string()),
+            Some(name) => {
+                errors.push(format!(
+                    "service: unknown service {name:?}; expected one of {}",
+                    SERVICE_NAMES.join(", ")
+                ));
+                Mode::AllInOne
+            }
+        };
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:7700".to_string());
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            errors.push(format!(
+                "listen: {listen_text:?} is not an address like 127.0.0.1:7700"
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 7700))
+        });
+        let seconds = |name: &str, value: Option<String>, default: u64, errors: &mut Vec<String>| {
+            let Some(text) = value else {
+                return Duration::from_secs(default);
+            };
+            match text.trim().parse::<u64>() {
+                Ok(n) if n > 0 && n <= 86_400 => Duration::from_secs(n),
+                _ => {
+                    errors.push(format!(
+                        "{name}: {text:?} is not a whole number of seconds between 1 and 86400"
+                    ));
+                    Duration::from_secs(default)
+                }
+            }
+        };
+        let shutdown_timeout = seconds("shutdown_timeout_secs", self.shutdown_timeout_secs, 20, &mut errors);
+        let lease_ttl = seconds("lease_ttl_secs", self.lease_ttl_secs, 30, &mut errors);
+        let reconcile_period = seconds("reconcile_period_secs", self.reconcile_period_secs, 15, &mut errors);
+        let max_db_connections = match self.max_db_connections.as_deref().map(str::trim) {
+            None => 10,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=500).contains(&n) => n,
+                _ => {
+                    errors.push(format!(
+                        "max_db_connections: {text:?} is not a number between 1 and 500"
+                    ));
+                    10
+                }
+            },
+        };
+        let log_format = match self.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                errors.push(format!("log_format: {other:?} is not \"text\" or \"json\""));
+                LogFormat::Text
+            }
+        };
+        if let Mode::Service(name) = &mode {
+            match self.database_url.as_deref() {
+                None => errors.push(format!(
+                    "database_url: required when running the {name} service alone (a postgres:// URL)"
+                )),
+                Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => errors.push(
+                    "database_url: one-service mode needs a postgres:// URL".to_string(),
+                ),
+                Some(_) => {}
+            }
+            match self.nats_url.as_deref() {
+                None => errors.push(format!(
+                    "nats_url: required when running the {name} service alone (e.g. nats://127.0.0.1:4222)"
+                )),
+                Some(url) if !(url.starts_with("nats://") || url.starts_with("tls://")) => {
+                    errors.push(format!("nats_url: {url:?} is not a nats:// or tls:// URL"))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(ns) = &self.nats_namespace
+            && (ns.is_empty() || !ns.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            errors.push(format!(
+                "nats_namespace: {ns:?} must be non-empty letters, digits, '_' or '-'"
+            ));
+        }
+        for (name, addr) in &self.service_addrs {
+            if !SERVICE_NAMES.contains(&name.as_str()) {
+                errors.push(format!("service_addrs: unknown service {name:?}"));
+            }
+            if !(addr.starts_with("http://") || addr.starts_with("https://")) {
+                errors.push(format!(
+                    "{name} address: {addr:?} must be an http:// or https:// URL"
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        Ok(Config {
+            mode,
+            listen,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./casescope-data")),
+            database_url: self.database_url,
+            nats_url: self.nats_url,
+            nats_namespace: self.nats_namespace,
+            log_filter: self.log.unwrap_or_else(|| "info".to_string()),
+            log_format,
+            shutdown_timeout,
+            lease_ttl,
+            reconcile_period,
+            max_db_connections,
+            service_addrs: self.service_addrs,
+        })
+    }
+}
+
+/// Every configuration problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_all_in_one_mode() {
+        let config = Settings::default().resolve().unwrap();
+        assert_eq!(config.mode, Mode::AllInOne);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7700");
+        assert_eq!(config.data_dir, PathBuf::from("./casescope-data"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let settings = Settings {
+            service: Some("cases".into()),
+            listen: Some("not-an-address".into()),
+            lease_ttl_secs: Some("-3".into()),
+            log_format: Some("yaml".into()),
+            ..Settings::default()
+        };
+        let error = settings.resolve().unwrap_err();
+        let text = error.to_string();
+        for expected in ["listen", "lease_ttl_secs", "log_format", "database_url", "nats_url"] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert_eq!(error.0.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let file = Settings {
+            listen: Some("127.0.0.1:1".into()),
+            log: Some("warn".into()),
+            data_dir: Some("/file".into()),
+            ..Settings::default()
+        };
+        let env = Settings::from_env(|name| match name {
+            "CASESCOPE_LISTEN" => Some("127.0.0.1:2".into()),
+            "CASESCOPE_LOG" => Some("debug".into()),
+            _ => None,
+        });
+        let flags = Settings {
+            listen: Some("127.0.0.1:3".into()),
+            ..Settings::default()
+        };
+        let config = flags.over(env.over(file)).resolve().unwrap();
+        assert_eq!(config.listen.port(), 3);
+        assert_eq!(config.log_filter, "debug");
+        assert_eq!(config.data_dir, PathBuf::from("/file"));
+    }
+
+    #[test]
+    fn docs_list_every_variable() {
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .expect("docs/configuration.md exists");
+        for (name, _) in ENV_VARS {
+            assert!(docs.contains(name), "docs/configuration.md does not document {name}");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Logs, traces and metrics. Structured logs (text or JSON) always; when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, traces and metrics are also exported over OTLP
+//! (gRPC) with `service.name` = `casescope-<service>`. [`TelemetryGuard::shutdown`]
+//! flushes both; call it last in the shutdown sequence.
+
+use crate::config::LogFormat;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter {filter:?}: {message}")]
+    Filter { filter: String, message: String },
+    #[error("cannot set up the OTLP exporter for {endpoint}: {message}")]
+    Exporter { endpoint: String, message: String },
+    #[error("telemetry was already initialised")]
+    AlreadyInitialised,
+}
+
+#[derive(Default)]
+pub struct TelemetryGuard {
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+}
+
+impl TelemetryGuard {
+    /// Flushes and stops the exporters.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.tracer_provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("casescope: flushing traces failed: {error}");
+        }
+        if let Some(provider) = self.meter_provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("casescope: flushing metrics failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber for process `service` (e.g. "all", "cases").
+/// Must run inside a tokio runtime when OTLP is enabled.
+pub fn init(service: &str, filter: &str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
+    let env_filter = EnvFilter::try_new(filter).map_err(|error| TelemetryError::Filter {
+        filter: filter.to_string(),
+        message: error.to_string(),
+    })?;
+    let fmt_layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let mut guard = TelemetryGuard::default();
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|value| !value.is_empty());
+    let otel_layer = match endpoint {
+        None => None,
+        Some(endpoint) => {
+            let exporter_error = |message: String| TelemetryError::Exporter {
+                endpoint: endpoint.clone(),
+                message,
+            };
+            let resource = Resource::builder()
+                .with_service_name(format!("casescope-{service}"))
+                .build();
+            let span_exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|error| exporter_error(error.to_string()))?;
+            let tracer_provider = SdkTracerProvider::builder()
+                .with_resource(resource.clone())
+                .with_batch_exporter(span_exporter)
+                .build();
+            let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|error| exporter_error(error.to_string()))?;
+            let meter_provider = SdkMeterProvider::builder()
+                .with_resource(resource)
+                .with_periodic_exporter(metric_exporter)
+                .build();
+            opentelemetry::global::set_meter_provider(meter_provider.clone());
+            opentelemetry::global::set_tracer_provider(tracer_provider.clone());
+            let tracer = tracer_provider.tracer("casescope");
+            guard.tracer_provider = Some(tracer_provider);
+            guard.meter_provider = Some(meter_provider);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+        }
+    };
+    tracing_subscriber::registry()
+        .with(env_filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    Ok(guard)
+}

@@ -1,0 +1,120 @@
+//! W3C trace context (`traceparent`, `tracestate`) carried in bus message headers and
+//! gRPC metadata, so one trace spans upload → parse → detect → hunt across processes.
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+struct HeaderInjector<'a>(&'a mut Vec<(String, String)>);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.retain(|(name, _)| !name.eq_ignore_ascii_case(key));
+        self.0.push((key.to_string(), value));
+    }
+}
+
+struct HeaderExtractor<'a>(&'a [(String, String)]);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_str()).collect()
+    }
+}
+
+/// Adds the current span's trace context to `headers` (no-op without a sampled trace).
+pub fn inject_current(headers: &mut Vec<(String, String)>) {
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+/// Makes the trace context in `headers`, if any, the parent of `span`.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &[(String, String)]) {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let _ = span.set_parent(parent);
+}
+
+struct MetadataInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::header::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+struct MetadataExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// Adds the current span's trace context to outgoing gRPC/HTTP headers.
+pub fn inject_into_http(headers: &mut http::HeaderMap) {
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut MetadataInjector(headers));
+}
+
+/// Makes the trace context in incoming gRPC/HTTP headers the parent of `span`.
+pub fn set_parent_from_http(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&MetadataExtractor(headers));
+    let _ = span.set_parent(parent);
+}
+
+/// A tonic client interceptor that propagates the current trace context.
+pub fn grpc_client_interceptor(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let mut headers = http::HeaderMap::new();
+    inject_into_http(&mut headers);
+    for (name, value) in &headers {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_bytes()),
+        ) {
+            request.metadata_mut().insert(key, value);
+        }
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_what_a_peer_injected() {
+        let headers = vec![(
+            "traceparent".to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+        )];
+        let context = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+        use opentelemetry::trace::TraceContextExt;
+        let span_context = context.span().span_context().clone();
+        assert!(span_context.is_valid());
+        assert_eq!(
+            span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let mut out = Vec::new();
+        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut out));
+        assert_eq!(out, headers);
+    }
+}
