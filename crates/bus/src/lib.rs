@@ -15,12 +15,14 @@
 
 mod inprocess;
 mod jetstream;
+pub mod outbox;
 mod runner;
 pub mod subjects;
 mod wildcard;
 
 pub use inprocess::{InProcessBus, InProcessLimits};
 pub use jetstream::{JetStreamBus, JetStreamOptions};
+pub use outbox::{OUTBOX_MIGRATIONS, Outbox, OutboxError};
 pub use runner::{Handler, HandlerError, run_consumer};
 pub use wildcard::subject_matches;
 

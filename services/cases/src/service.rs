@@ -1,0 +1,525 @@
+//! The gRPC face of the cases service.
+
+use crate::cursor;
+use crate::repo::{CaseRow, CaseState, CasesRepo, FileRow, Position, Settings};
+use crate::validate;
+use casescope_bus::{OutboundMessage, Outbox, subjects};
+use casescope_db::{Database, DbError, Tx};
+use casescope_proto::bus::v1::{CaseFact, CaseSnapshot, FactHeader};
+use casescope_proto::cases::v1 as pb;
+use casescope_proto::cases::v1::cases_service_server::CasesService;
+use casescope_proto::common::v1::{CaseId, FileId, FileStatus, PageResponse, Stage};
+use casescope_proto::error::{ApiError, unimplemented_status};
+use casescope_proto::paging::validate_page;
+use casescope_proto::time::{micros_to_rfc3339, micros_to_timestamp};
+use tonic::{Request, Response, Status};
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+#[derive(Clone)]
+pub struct CasesApi {
+    repo: CasesRepo,
+    outbox: Outbox,
+}
+
+fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
+    let api = ApiError::internal();
+    if let ApiError::Internal { reference } = &api {
+        tracing::error!(%error, reference, "{context}");
+    }
+    api
+}
+
+fn db_error(error: DbError) -> ApiError {
+    match error {
+        DbError::Unavailable(message) => {
+            tracing::warn!(%message, "database unavailable");
+            ApiError::Unavailable {
+                message: "the cases database is unavailable; retry shortly".into(),
+            }
+        }
+        other => internal("cases database error", other),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found("CASE_NOT_FOUND", format!("case {id} does not exist"))
+}
+
+fn case_to_pb(case: &CaseRow) -> pb::Case {
+    pb::Case {
+        id: Some(CaseId {
+            value: case.id.clone(),
+        }),
+        name: case.name.clone(),
+        description: case.description.clone(),
+        state: match case.state {
+            CaseState::Open => pb::CaseState::Open as i32,
+            CaseState::Archived => pb::CaseState::Archived as i32,
+        },
+        settings: Some(pb::CaseSettings {
+            deduplicate_events: case.settings.deduplicate_events,
+            search_history_retention_days: case.settings.search_history_retention_days,
+            evidence_retention_days: case.settings.evidence_retention_days,
+        }),
+        created_at: Some(micros_to_timestamp(case.created_at)),
+        updated_at: Some(micros_to_timestamp(case.updated_at)),
+        archived_at: case.archived_at.map(micros_to_timestamp),
+        version: case.version,
+        file_count: u64::try_from(case.file_count).unwrap_or_default(),
+    }
+}
+
+fn status_name(status: FileStatus) -> Option<&'static str> {
+    Some(match status {
+        FileStatus::Unspecified => return None,
+        FileStatus::Uploaded => "uploaded",
+        FileStatus::Parsing => "parsing",
+        FileStatus::Indexed => "indexed",
+        FileStatus::Detecting => "detecting",
+        FileStatus::Hunting => "hunting",
+        FileStatus::Ready => "ready",
+        FileStatus::Failed => "failed",
+    })
+}
+
+fn status_from_name(name: &str) -> FileStatus {
+    [
+        FileStatus::Uploaded,
+        FileStatus::Parsing,
+        FileStatus::Indexed,
+        FileStatus::Detecting,
+        FileStatus::Hunting,
+        FileStatus::Ready,
+        FileStatus::Failed,
+    ]
+    .into_iter()
+    .find(|status| status_name(*status) == Some(name))
+    .unwrap_or(FileStatus::Unspecified)
+}
+
+fn stage_from_name(name: Option<&str>) -> Stage {
+    match name {
+        Some("ingest") => Stage::Ingest,
+        Some("detect") => Stage::Detect,
+        Some("ioc_hunt") => Stage::IocHunt,
+        _ => Stage::Unspecified,
+    }
+}
+
+fn file_to_pb(file: &FileRow) -> pb::File {
+    let count = |n: i64| u64::try_from(n).unwrap_or_default();
+    let rejects: std::collections::BTreeMap<String, u64> =
+        serde_json::from_str(&file.rejects_by_reason).unwrap_or_default();
+    pb::File {
+        id: Some(FileId {
+            value: file.id.clone(),
+        }),
+        case_id: Some(CaseId {
+            value: file.case_id.clone(),
+        }),
+        name: file.name.clone(),
+        sha256: file.sha256.clone(),
+        size_bytes: count(file.size_bytes),
+        format: file.format.clone(),
+        status: status_from_name(&file.status) as i32,
+        failed_stage: stage_from_name(file.failed_stage.as_deref()) as i32,
+        error: file.error.clone().unwrap_or_default(),
+        records_read: count(file.records_read),
+        events_indexed: count(file.events_indexed),
+        records_rejected: count(file.records_rejected),
+        duplicates_skipped: count(file.duplicates_skipped),
+        rejects_by_reason: rejects
+            .into_iter()
+            .map(|(reason, count)| pb::RejectCount { reason, count })
+            .collect(),
+        uploaded_at: Some(micros_to_timestamp(file.uploaded_at)),
+        updated_at: Some(micros_to_timestamp(file.updated_at)),
+        parent_archive_id: file
+            .parent_archive_id
+            .clone()
+            .map(|value| FileId { value }),
+    }
+}
+
+impl CasesApi {
+    pub fn new(db: Database, outbox: Outbox) -> Self {
+        Self {
+            repo: CasesRepo::new(db),
+            outbox,
+        }
+    }
+
+    async fn begin(&self) -> Result<Tx<'static>, ApiError> {
+        self.repo.db().begin().await.map_err(db_error)
+    }
+
+    /// Queues the fact describing `case` after a change of `kind`, in the change's tx.
+    async fn record_fact(&self, tx: &mut Tx<'_>, kind: &str, case: &CaseRow, deleted: bool) -> Result<(), ApiError> {
+        let now = casescope_db::now_micros();
+        let fact_id = uuid::Uuid::now_v7().to_string();
+        let fact = CaseFact {
+            header: Some(FactHeader {
+                fact_id: fact_id.clone(),
+                kind: kind.to_string(),
+                case_id: case.id.clone(),
+                occurred_at: micros_to_rfc3339(now),
+                producer: "cases".to_string(),
+            }),
+            case_snapshot: Some(CaseSnapshot {
+                id: case.id.clone(),
+                name: case.name.clone(),
+                state: if deleted { "deleted" } else { case.state.as_str() }.to_string(),
+                version: case.version,
+                deduplicate_events: case.settings.deduplicate_events,
+            }),
+        };
+        let message = OutboundMessage::json(subjects::case_facts(&case.id), fact_id, &fact)
+            .map_err(|error| internal("encode case fact", error))?;
+        self.outbox
+            .enqueue(tx, &message)
+            .await
+            .map_err(|error| internal("queue case fact", error))
+    }
+
+    async fn commit(&self, tx: Tx<'_>) -> Result<(), ApiError> {
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        self.outbox.nudge();
+        Ok(())
+    }
+
+    async fn load(&self, tx: &mut Tx<'_>, id: &str) -> Result<CaseRow, ApiError> {
+        self.repo
+            .get(tx, id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Applies `change` to the case `id` and commits it with a fact of `kind`.
+    /// `change` returns false for a no-op (nothing written, no fact).
+    async fn mutate(
+        &self,
+        id: &str,
+        kind: &str,
+        expected_version: i64,
+        change: impl FnOnce(&mut CaseRow) -> Result<bool, ApiError>,
+    ) -> Result<CaseRow, ApiError> {
+        let mut tx = self.begin().await?;
+        let mut case = self.load(&mut tx, id).await?;
+        if expected_version != 0 && case.version != expected_version {
+            return Err(ApiError::Aborted {
+                reason: "VERSION_MISMATCH",
+                message: format!(
+                    "case {id} is at version {}, not {expected_version}; reload and retry",
+                    case.version
+                ),
+            });
+        }
+        let stored_version = case.version;
+        if !change(&mut case)? {
+            return Ok(case);
+        }
+        case.version = stored_version + 1;
+        case.updated_at = casescope_db::now_micros().max(case.updated_at);
+        if !self
+            .repo
+            .update(&mut tx, &case, stored_version)
+            .await
+            .map_err(db_error)?
+        {
+            return Err(ApiError::Aborted {
+                reason: "CONCURRENT_UPDATE",
+                message: format!("case {id} was changed concurrently; retry"),
+            });
+        }
+        self.record_fact(&mut tx, kind, &case, false).await?;
+        self.commit(tx).await?;
+        Ok(case)
+    }
+}
+
+fn settings_from(settings: Option<&pb::CaseSettings>, field: &str) -> Result<Settings, ApiError> {
+    let settings = settings.cloned().unwrap_or_default();
+    Ok(Settings {
+        deduplicate_events: settings.deduplicate_events,
+        search_history_retention_days: validate::retention_days(
+            settings.search_history_retention_days,
+            &format!("{field}.search_history_retention_days"),
+        )?,
+        evidence_retention_days: validate::retention_days(
+            settings.evidence_retention_days,
+            &format!("{field}.evidence_retention_days"),
+        )?,
+    })
+}
+
+#[tonic::async_trait]
+impl CasesService for CasesApi {
+    async fn create_case(&self, request: Request<pb::CreateCaseRequest>) -> RpcResult<pb::Case> {
+        let request = request.into_inner();
+        let name = validate::name(&request.name, "name")?;
+        let description = validate::description(&request.description, "description")?;
+        let settings = settings_from(request.settings.as_ref(), "settings")?;
+        let now = casescope_db::now_micros();
+        let case = CaseRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            description,
+            state: CaseState::Open,
+            settings,
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+            version: 1,
+            file_count: 0,
+        };
+        let mut tx = self.begin().await?;
+        self.repo.insert(&mut tx, &case).await.map_err(db_error)?;
+        self.record_fact(&mut tx, "case.created", &case, false).await?;
+        self.commit(tx).await?;
+        tracing::info!(case_id = %case.id, "case created");
+        Ok(Response::new(case_to_pb(&case)))
+    }
+
+    async fn get_case(&self, request: Request<pb::GetCaseRequest>) -> RpcResult<pb::Case> {
+        let id = validate::case_id(request.get_ref().id.as_ref(), "id")?;
+        let mut tx = self.begin().await?;
+        let case = self.load(&mut tx, &id).await?;
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        Ok(Response::new(case_to_pb(&case)))
+    }
+
+    async fn list_cases(&self, request: Request<pb::ListCasesRequest>) -> RpcResult<pb::ListCasesResponse> {
+        let request = request.into_inner();
+        let page = validate_page(request.page.as_ref(), "page")?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode(c, "page.cursor"))
+            .transpose()?;
+        let mut cases = self
+            .repo
+            .list(request.include_archived, after.as_ref(), page.size + 1)
+            .await
+            .map_err(db_error)?;
+        let more = cases.len() > page.size as usize;
+        cases.truncate(page.size as usize);
+        let next_cursor = match cases.last() {
+            Some(last) if more => cursor::encode(&Position {
+                at: last.created_at,
+                id: last.id.clone(),
+            }),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListCasesResponse {
+            cases: cases.iter().map(case_to_pb).collect(),
+            page: Some(PageResponse { next_cursor }),
+        }))
+    }
+
+    async fn update_case(&self, request: Request<pb::UpdateCaseRequest>) -> RpcResult<pb::Case> {
+        let request = request.into_inner();
+        let id = validate::case_id(request.id.as_ref(), "id")?;
+        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(ApiError::invalid_field(
+                "UPDATE_MASK_EMPTY",
+                "update_mask",
+                "name at least one field to update: name, description, settings",
+            )
+            .into());
+        }
+        let mut name = None;
+        let mut description = None;
+        let mut settings = None;
+        for path in &paths {
+            match path.as_str() {
+                "name" => name = Some(validate::name(&request.name, "name")?),
+                "description" => {
+                    description = Some(validate::description(&request.description, "description")?)
+                }
+                "settings" => settings = Some(settings_from(request.settings.as_ref(), "settings")?),
+                other => {
+                    return Err(ApiError::invalid_field(
+                        "UPDATE_MASK_UNKNOWN_FIELD",
+                        "update_mask",
+                        format!("{other:?} cannot be updated; use name, description or settings"),
+                    )
+                    .into());
+                }
+            }
+        }
+        let case = self
+            .mutate(&id, "case.updated", request.expected_version, |case| {
+                if case.state == CaseState::Archived {
+                    return Err(ApiError::failed_precondition(
+                        "CASE_ARCHIVED",
+                        format!("case {} is archived; restore it before changing it", case.id),
+                    ));
+                }
+                let before = case.clone();
+                if let Some(name) = name {
+                    case.name = name;
+                }
+                if let Some(description) = description {
+                    case.description = description;
+                }
+                if let Some(settings) = settings {
+                    case.settings = settings;
+                }
+                Ok(*case != before)
+            })
+            .await?;
+        Ok(Response::new(case_to_pb(&case)))
+    }
+
+    async fn archive_case(&self, request: Request<pb::ArchiveCaseRequest>) -> RpcResult<pb::Case> {
+        let id = validate::case_id(request.get_ref().id.as_ref(), "id")?;
+        let case = self
+            .mutate(&id, "case.archived", 0, |case| {
+                if case.state == CaseState::Archived {
+                    return Ok(false); // idempotent: a retried archive succeeds
+                }
+                case.state = CaseState::Archived;
+                case.archived_at = Some(casescope_db::now_micros());
+                Ok(true)
+            })
+            .await?;
+        Ok(Response::new(case_to_pb(&case)))
+    }
+
+    async fn restore_case(&self, request: Request<pb::RestoreCaseRequest>) -> RpcResult<pb::Case> {
+        let id = validate::case_id(request.get_ref().id.as_ref(), "id")?;
+        let case = self
+            .mutate(&id, "case.restored", 0, |case| {
+                if case.state == CaseState::Open {
+                    return Ok(false);
+                }
+                case.state = CaseState::Open;
+                case.archived_at = None;
+                Ok(true)
+            })
+            .await?;
+        Ok(Response::new(case_to_pb(&case)))
+    }
+
+    async fn delete_case(&self, request: Request<pb::DeleteCaseRequest>) -> RpcResult<pb::DeleteCaseResponse> {
+        let id = validate::case_id(request.get_ref().id.as_ref(), "id")?;
+        let mut tx = self.begin().await?;
+        let case = self.load(&mut tx, &id).await?;
+        if !self.repo.delete(&mut tx, &id).await.map_err(db_error)? {
+            return Err(not_found(&id).into());
+        }
+        self.record_fact(&mut tx, "case.deleted", &case, true).await?;
+        self.commit(tx).await?;
+        tracing::info!(case_id = %id, "case deleted");
+        Ok(Response::new(pb::DeleteCaseResponse {}))
+    }
+
+    async fn list_files(&self, request: Request<pb::ListFilesRequest>) -> RpcResult<pb::ListFilesResponse> {
+        let request = request.into_inner();
+        let case_id = validate::case_id(request.case_id.as_ref(), "case_id")?;
+        let page = validate_page(request.page.as_ref(), "page")?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode(c, "page.cursor"))
+            .transpose()?;
+        let status = FileStatus::try_from(request.status).map_err(|_| {
+            ApiError::invalid_field("FILE_STATUS_INVALID", "status", format!("{} is not a file status", request.status))
+        })?;
+        let mut tx = self.begin().await?;
+        self.load(&mut tx, &case_id).await?;
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        let mut files = self
+            .repo
+            .list_files(&case_id, status_name(status), after.as_ref(), page.size + 1)
+            .await
+            .map_err(db_error)?;
+        let more = files.len() > page.size as usize;
+        files.truncate(page.size as usize);
+        let next_cursor = match files.last() {
+            Some(last) if more => cursor::encode(&Position {
+                at: last.uploaded_at,
+                id: last.id.clone(),
+            }),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListFilesResponse {
+            files: files.iter().map(file_to_pb).collect(),
+            page: Some(PageResponse { next_cursor }),
+        }))
+    }
+
+    async fn get_file(&self, request: Request<pb::GetFileRequest>) -> RpcResult<pb::File> {
+        let request = request.into_inner();
+        let case_id = validate::case_id(request.case_id.as_ref(), "case_id")?;
+        let file_id = request
+            .file_id
+            .map(|id| id.value)
+            .filter(|id| !id.is_empty() && id.len() <= 64)
+            .ok_or_else(|| ApiError::invalid_field("FILE_ID_INVALID", "file_id", "a file id is required"))?;
+        let file = self
+            .repo
+            .get_file(&case_id, &file_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                ApiError::not_found("FILE_NOT_FOUND", format!("file {file_id} does not exist in case {case_id}"))
+            })?;
+        Ok(Response::new(file_to_pb(&file)))
+    }
+
+    async fn tag_events(&self, _: Request<pb::TagEventsRequest>) -> RpcResult<pb::TagEventsResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/TagEvents"))
+    }
+
+    async fn untag_events(&self, _: Request<pb::UntagEventsRequest>) -> RpcResult<pb::TagEventsResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/UntagEvents"))
+    }
+
+    async fn list_tags(&self, _: Request<pb::ListTagsRequest>) -> RpcResult<pb::ListTagsResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/ListTags"))
+    }
+
+    async fn add_comment(&self, _: Request<pb::AddCommentRequest>) -> RpcResult<pb::Comment> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/AddComment"))
+    }
+
+    async fn list_comments(&self, _: Request<pb::ListCommentsRequest>) -> RpcResult<pb::ListCommentsResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/ListComments"))
+    }
+
+    async fn save_search(&self, _: Request<pb::SaveSearchRequest>) -> RpcResult<pb::SavedSearch> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/SaveSearch"))
+    }
+
+    async fn list_saved_searches(
+        &self,
+        _: Request<pb::ListSavedSearchesRequest>,
+    ) -> RpcResult<pb::ListSavedSearchesResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/ListSavedSearches"))
+    }
+
+    async fn delete_saved_search(
+        &self,
+        _: Request<pb::DeleteSavedSearchRequest>,
+    ) -> RpcResult<pb::DeleteSavedSearchResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/DeleteSavedSearch"))
+    }
+
+    async fn list_search_history(
+        &self,
+        _: Request<pb::ListSearchHistoryRequest>,
+    ) -> RpcResult<pb::ListSearchHistoryResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/ListSearchHistory"))
+    }
+
+    async fn search_timeline(
+        &self,
+        _: Request<pb::SearchTimelineRequest>,
+    ) -> RpcResult<pb::SearchTimelineResponse> {
+        Err(unimplemented_status("casescope.cases.v1.CasesService/SearchTimeline"))
+    }
+}

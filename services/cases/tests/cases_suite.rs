@@ -1,0 +1,376 @@
+//! The cases-service suite, run against SQLite and a real PostgreSQL.
+
+use casescope_bus::{Bus, InProcessBus, Outbox};
+use casescope_cases::{ALL_MIGRATIONS, CasesApi};
+use casescope_db::{Database, DbOptions};
+use casescope_proto::cases::v1 as pb;
+use casescope_proto::cases::v1::cases_service_server::CasesService;
+use casescope_proto::common::v1::{CaseId, PageRequest};
+use casescope_proto::error::error_detail;
+use std::sync::Arc;
+use tonic::{Code, Request};
+
+struct Harness {
+    api: CasesApi,
+    outbox: Outbox,
+    bus: Arc<InProcessBus>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn harness_on(db: Database, dir: Option<tempfile::TempDir>) -> Harness {
+    db.migrate(ALL_MIGRATIONS).await.unwrap();
+    let bus = Arc::new(InProcessBus::default());
+    let outbox = Outbox::new(db.clone(), bus.clone() as Arc<dyn Bus>);
+    Harness {
+        api: CasesApi::new(db, outbox.clone()),
+        outbox,
+        bus,
+        _dir: dir,
+    }
+}
+
+async fn sqlite() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cases.db").display());
+    let db = Database::connect(&url, &DbOptions::default()).await.unwrap();
+    harness_on(db, Some(dir)).await
+}
+
+async fn postgres() -> Harness {
+    let url = casescope_testkit::postgres_url().await;
+    let db = Database::connect(&url, &DbOptions::default()).await.unwrap();
+    harness_on(db, None).await
+}
+
+fn id(value: &str) -> Option<CaseId> {
+    Some(CaseId {
+        value: value.to_string(),
+    })
+}
+
+async fn create(api: &CasesApi, name: &str) -> pb::Case {
+    api.create_case(Request::new(pb::CreateCaseRequest {
+        name: name.to_string(),
+        description: format!("about {name}"),
+        settings: None,
+    }))
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+fn page(size: u32, cursor: &str) -> Option<PageRequest> {
+    Some(PageRequest {
+        page_size: size,
+        cursor: cursor.to_string(),
+    })
+}
+
+fn assert_invalid(status: tonic::Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let detail = error_detail(&status).expect("error detail attached");
+    assert_eq!(detail.violations[0].field, field, "{status:?}");
+    assert!(status.message().contains(field), "{status:?}");
+}
+
+async fn create_get_and_page_through_cases(h: Harness) {
+    let mut created = Vec::new();
+    for n in 0..7 {
+        created.push(create(&h.api, &format!("case {n}")).await);
+    }
+    let fetched = h
+        .api
+        .get_case(Request::new(pb::GetCaseRequest {
+            id: created[3].id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched, created[3]);
+    assert_eq!(fetched.name, "case 3");
+    assert_eq!(fetched.state, pb::CaseState::Open as i32);
+    assert_eq!(fetched.version, 1);
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let response = h
+            .api
+            .list_cases(Request::new(pb::ListCasesRequest {
+                page: page(3, &cursor),
+                include_archived: false,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(response.cases.len() <= 3);
+        seen.extend(response.cases.into_iter().map(|c| c.name));
+        cursor = response.page.unwrap().next_cursor;
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..7).rev().map(|n| format!("case {n}")).collect();
+    assert_eq!(seen, expected, "newest first, each case once");
+}
+
+async fn bad_input_is_refused_with_what_and_where(h: Harness) {
+    for (name, field) in [("", "name"), ("   ", "name"), ("a\u{1b}[31mred", "name")] {
+        let status = h
+            .api
+            .create_case(Request::new(pb::CreateCaseRequest {
+                name: name.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_invalid(status, field);
+    }
+    let too_long = "x".repeat(201);
+    let status = h
+        .api
+        .create_case(Request::new(pb::CreateCaseRequest {
+            name: too_long,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_invalid(status, "name");
+    assert!(create(&h.api, &"y".repeat(200)).await.name.len() == 200);
+
+    let status = h
+        .api
+        .create_case(Request::new(pb::CreateCaseRequest {
+            name: "ok".into(),
+            settings: Some(pb::CaseSettings {
+                evidence_retention_days: 1_000_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_invalid(status, "settings.evidence_retention_days");
+
+    let status = h
+        .api
+        .get_case(Request::new(pb::GetCaseRequest { id: id("not-a-uuid") }))
+        .await
+        .unwrap_err();
+    assert_invalid(status, "id");
+    let status = h
+        .api
+        .get_case(Request::new(pb::GetCaseRequest { id: None }))
+        .await
+        .unwrap_err();
+    assert_invalid(status, "id");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let status = h
+        .api
+        .get_case(Request::new(pb::GetCaseRequest { id: id(&unknown) }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().contains(&unknown), "{status:?}");
+
+    let status = h
+        .api
+        .list_cases(Request::new(pb::ListCasesRequest {
+            page: page(1001, ""),
+            include_archived: false,
+        }))
+        .await
+        .unwrap_err();
+    assert_invalid(status, "page.page_size");
+    let status = h
+        .api
+        .list_cases(Request::new(pb::ListCasesRequest {
+            page: page(10, "garbage!"),
+            include_archived: false,
+        }))
+        .await
+        .unwrap_err();
+    assert_invalid(status, "page.cursor");
+    let status = h
+        .api
+        .list_files(Request::new(pb::ListFilesRequest {
+            case_id: id(&unknown),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+async fn update_archive_restore_and_delete(h: Harness) {
+    let case = create(&h.api, "original").await;
+    let update = |name: &str, paths: &[&str], expected_version: i64| pb::UpdateCaseRequest {
+        id: case.id.clone(),
+        name: name.to_string(),
+        description: String::new(),
+        settings: Some(pb::CaseSettings {
+            deduplicate_events: true,
+            search_history_retention_days: 30,
+            evidence_retention_days: 0,
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+        expected_version,
+    };
+    let updated = h
+        .api
+        .update_case(Request::new(update("renamed", &["name", "settings"], 1)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.name, "renamed");
+    assert_eq!(updated.description, "about original", "unmasked fields are kept");
+    assert_eq!(updated.version, 2);
+    assert!(updated.settings.unwrap().deduplicate_events);
+
+    let stale = h
+        .api
+        .update_case(Request::new(update("again", &["name"], 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    assert_invalid(
+        h.api
+            .update_case(Request::new(update("again", &[], 0)))
+            .await
+            .unwrap_err(),
+        "update_mask",
+    );
+    assert_invalid(
+        h.api
+            .update_case(Request::new(update("again", &["state"], 0)))
+            .await
+            .unwrap_err(),
+        "update_mask",
+    );
+
+    let archived = h
+        .api
+        .archive_case(Request::new(pb::ArchiveCaseRequest { id: case.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archived.state, pb::CaseState::Archived as i32);
+    assert!(archived.archived_at.is_some());
+    let again = h
+        .api
+        .archive_case(Request::new(pb::ArchiveCaseRequest { id: case.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.version, archived.version, "archiving twice changes nothing");
+    let refused = h
+        .api
+        .update_case(Request::new(update("while archived", &["name"], 0)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    let listed = |include_archived| pb::ListCasesRequest {
+        page: None,
+        include_archived,
+    };
+    let open = h.api.list_cases(Request::new(listed(false))).await.unwrap().into_inner();
+    assert!(open.cases.is_empty(), "archived cases are hidden by default");
+    let all = h.api.list_cases(Request::new(listed(true))).await.unwrap().into_inner();
+    assert_eq!(all.cases.len(), 1);
+
+    let restored = h
+        .api
+        .restore_case(Request::new(pb::RestoreCaseRequest { id: case.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(restored.state, pb::CaseState::Open as i32);
+    assert!(restored.archived_at.is_none());
+
+    let files = h
+        .api
+        .list_files(Request::new(pb::ListFilesRequest {
+            case_id: case.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(files.files.is_empty());
+
+    h.api
+        .delete_case(Request::new(pb::DeleteCaseRequest { id: case.id.clone() }))
+        .await
+        .unwrap();
+    for status in [
+        h.api
+            .get_case(Request::new(pb::GetCaseRequest { id: case.id.clone() }))
+            .await
+            .unwrap_err(),
+        h.api
+            .delete_case(Request::new(pb::DeleteCaseRequest { id: case.id.clone() }))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::NotFound);
+    }
+
+    // Every committed change produced exactly one fact, in order, as JSON.
+    assert_eq!(h.outbox.pending_count().await.unwrap(), 5);
+    assert_eq!(h.outbox.publish_pending().await.unwrap(), 5);
+    assert_eq!(h.outbox.pending_count().await.unwrap(), 0);
+    let case_id = &case.id.as_ref().unwrap().value;
+    let facts = h
+        .bus
+        .recent(&format!("casescope.v1.cases.{case_id}"), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = facts
+        .iter()
+        .map(|m| {
+            let fact: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            assert_eq!(fact["header"]["case_id"], case_id.as_str());
+            fact["header"]["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["case.created", "case.updated", "case.archived", "case.restored", "case.deleted"]
+    );
+}
+
+async fn unimplemented_rpcs_say_so(h: Harness) {
+    let status = h
+        .api
+        .search_timeline(Request::new(pb::SearchTimelineRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(status.message().contains("SearchTimeline"), "{status:?}");
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(#[tokio::test]
+            async fn $name() { super::$name(super::sqlite().await).await; })*
+        }
+        mod postgres_backend {
+            $(#[tokio::test]
+            async fn $name() { super::$name(super::postgres().await).await; })*
+        }
+    };
+}
+
+on_both_backends!(
+    create_get_and_page_through_cases,
+    bad_input_is_refused_with_what_and_where,
+    update_archive_restore_and_delete,
+    unimplemented_rpcs_say_so,
+);
