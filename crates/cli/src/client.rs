@@ -1,0 +1,240 @@
+//! Client commands against a running server (`--server`, env CASESCOPE_SERVER).
+//! Human-readable output by default, `--json` for scripts; errors go to stderr with a
+//! non-zero exit status and the server's explanation.
+
+use anyhow::{Context, anyhow};
+use casescope_proto::cases::v1 as pb;
+use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
+use casescope_proto::common::v1::{CaseId, PageRequest};
+use casescope_proto::paging::MAX_PAGE_SIZE;
+use clap::{Args, Subcommand};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// CaseScope server to talk to.
+    #[arg(long, global = true, env = "CASESCOPE_SERVER", default_value = "http://127.0.0.1:7700")]
+    server: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaseCommand {
+    /// Create a case and print its id.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Skip identical records that appear in several files of the case.
+        #[arg(long)]
+        deduplicate_events: bool,
+    },
+    /// List cases, newest first.
+    List {
+        /// Maximum number of cases to show (at most the server's maximum page size).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after a previous listing (the cursor it printed).
+        #[arg(long, default_value = "")]
+        cursor: String,
+        /// Include archived cases.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one case.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Archive a case (read-only until restored).
+    Archive { id: String },
+    /// Restore an archived case.
+    Restore { id: String },
+}
+
+async fn connect(server: &str) -> anyhow::Result<CasesServiceClient<Channel>> {
+    let endpoint = Endpoint::from_shared(server.to_string())
+        .map_err(|_| anyhow!("--server {server:?} is not a URL like http://127.0.0.1:7700"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the CaseScope server at {server} (is `casescope serve` running?)"))?;
+    Ok(CasesServiceClient::new(channel))
+}
+
+fn rpc_error(status: tonic::Status) -> anyhow::Error {
+    let code = match status.code() {
+        tonic::Code::InvalidArgument => "invalid argument",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::FailedPrecondition => "not allowed now",
+        tonic::Code::Aborted => "conflict",
+        tonic::Code::Unavailable => "server unavailable",
+        tonic::Code::Unimplemented => "not implemented",
+        tonic::Code::DeadlineExceeded => "timed out",
+        _ => "server error",
+    };
+    anyhow!("{code}: {}", status.message())
+}
+
+fn case_id(id: &str) -> Option<CaseId> {
+    Some(CaseId {
+        value: id.to_string(),
+    })
+}
+
+fn timestamp_text(ts: Option<&prost_types::Timestamp>) -> String {
+    ts.and_then(|ts| chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0)))
+        .map(|dt| dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn state_text(state: i32) -> &'static str {
+    match pb::CaseState::try_from(state) {
+        Ok(pb::CaseState::Open) => "open",
+        Ok(pb::CaseState::Archived) => "archived",
+        _ => "unknown",
+    }
+}
+
+fn case_json(case: &pb::Case) -> serde_json::Value {
+    let settings = case.settings.clone().unwrap_or_default();
+    serde_json::json!({
+        "id": case.id.as_ref().map(|id| id.value.clone()).unwrap_or_default(),
+        "name": case.name,
+        "description": case.description,
+        "state": state_text(case.state),
+        "version": case.version,
+        "file_count": case.file_count,
+        "created_at": timestamp_text(case.created_at.as_ref()),
+        "updated_at": timestamp_text(case.updated_at.as_ref()),
+        "archived_at": case.archived_at.as_ref().map(|ts| timestamp_text(Some(ts))),
+        "settings": {
+            "deduplicate_events": settings.deduplicate_events,
+            "search_history_retention_days": settings.search_history_retention_days,
+            "evidence_retention_days": settings.evidence_retention_days,
+        },
+    })
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Result<()> {
+    if let CaseCommand::List { limit, .. } = &command
+        && *limit > MAX_PAGE_SIZE
+    {
+        // Refused, not clamped: the caller asked for more than one page can hold.
+        return Err(anyhow!(
+            "invalid argument: --limit {limit} is above the maximum page size {MAX_PAGE_SIZE}; \
+             page with --cursor instead"
+        ));
+    }
+    let mut client = connect(&server.server).await?;
+    match command {
+        CaseCommand::Create {
+            name,
+            description,
+            deduplicate_events,
+        } => {
+            let case = client
+                .create_case(pb::CreateCaseRequest {
+                    name,
+                    description,
+                    settings: Some(pb::CaseSettings {
+                        deduplicate_events,
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            println!("{}", case.id.map(|id| id.value).unwrap_or_default());
+        }
+        CaseCommand::List {
+            limit,
+            cursor,
+            all,
+            json,
+        } => {
+            let response = client
+                .list_cases(pb::ListCasesRequest {
+                    page: Some(PageRequest {
+                        page_size: limit,
+                        cursor,
+                    }),
+                    include_archived: all,
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            let next_cursor = response.page.map(|p| p.next_cursor).unwrap_or_default();
+            if json {
+                print_json(&serde_json::json!({
+                    "cases": response.cases.iter().map(case_json).collect::<Vec<_>>(),
+                    "next_cursor": next_cursor,
+                }))?;
+            } else {
+                println!("{:<36}  {:<8}  {:>5}  {:<20}  NAME", "ID", "STATE", "FILES", "CREATED");
+                for case in &response.cases {
+                    println!(
+                        "{:<36}  {:<8}  {:>5}  {:<20}  {}",
+                        case.id.as_ref().map(|id| id.value.as_str()).unwrap_or_default(),
+                        state_text(case.state),
+                        case.file_count,
+                        timestamp_text(case.created_at.as_ref()),
+                        case.name
+                    );
+                }
+                if !next_cursor.is_empty() {
+                    eprintln!("more cases: --cursor {next_cursor}");
+                }
+            }
+        }
+        CaseCommand::Show { id, json } => {
+            let case = client
+                .get_case(pb::GetCaseRequest { id: case_id(&id) })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            if json {
+                print_json(&case_json(&case))?;
+            } else {
+                let value = case_json(&case);
+                for key in ["id", "name", "state", "version", "file_count", "created_at", "updated_at", "archived_at"] {
+                    let text = match &value[key] {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => "-".to_string(),
+                        other => other.to_string(),
+                    };
+                    println!("{key:<12} {text}");
+                }
+                println!("{:<12} {}", "settings", value["settings"]);
+                if !case.description.is_empty() {
+                    println!("description\n{}", case.description);
+                }
+            }
+        }
+        CaseCommand::Archive { id } => {
+            client
+                .archive_case(pb::ArchiveCaseRequest { id: case_id(&id) })
+                .await
+                .map_err(rpc_error)?;
+            println!("archived {id}");
+        }
+        CaseCommand::Restore { id } => {
+            client
+                .restore_case(pb::RestoreCaseRequest { id: case_id(&id) })
+                .await
+                .map_err(rpc_error)?;
+            println!("restored {id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The HTTP side of every CaseScope process, on the same port as gRPC: `/healthz`
+//! (alive), `/readyz` (databases and bus reachable, not draining), a clear
+//! `UNIMPLEMENTED` for contract RPCs this process does not serve, and per-request
+//! tracing (W3C trace context from the caller) with RED metrics labelled by RPC path.
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use casescope_bus::Bus;
+use casescope_db::Database;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+#[derive(Clone)]
+pub struct Readiness {
+    bus: Arc<dyn Bus>,
+    databases: Arc<Vec<(&'static str, Database)>>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    pub fn new(bus: Arc<dyn Bus>, databases: Vec<(&'static str, Database)>) -> Self {
+        Self {
+            bus,
+            databases: Arc::new(databases),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Problems that make this process not ready; empty when ready.
+    async fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.draining.load(Ordering::SeqCst) {
+            problems.push("shutting down".to_string());
+        }
+        let timeout = Duration::from_secs(2);
+        for (service, db) in self.databases.iter() {
+            match tokio::time::timeout(timeout, db.ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => problems.push(format!("{service} database: {error}")),
+                Err(_) => problems.push(format!("{service} database: no answer within 2 s")),
+            }
+        }
+        match tokio::time::timeout(timeout, self.bus.ready()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => problems.push(format!("bus: {error}")),
+            Err(_) => problems.push("bus: no answer within 2 s".to_string()),
+        }
+        problems
+    }
+}
+
+pub fn router(routes: tonic::service::Routes, readiness: Readiness) -> axum::Router {
+    routes
+        .into_axum_router()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let problems = readiness.problems().await;
+                    if problems.is_empty() {
+                        (StatusCode::OK, "ready\n".to_string())
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {}\n", problems.join("; ")),
+                        )
+                    }
+                }
+            }),
+        )
+        .fallback(not_served)
+        .layer(axum::middleware::from_fn(observe))
+}
+
+/// Contract RPCs that no service in this process implements answer UNIMPLEMENTED with
+/// the RPC's name; anything else is a plain 404.
+async fn not_served(request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    if let Some((_, owner)) = casescope_proto::GRPC_SERVICES
+        .iter()
+        .find(|(name, _)| *name == service)
+    {
+        let mut status = casescope_proto::error::unimplemented_status(path.trim_start_matches('/'));
+        if *owner != "cases" {
+            status = tonic::Status::unimplemented(format!(
+                "{} (the {owner} service is not part of this release yet)",
+                status.message()
+            ));
+        }
+        return status.into_http();
+    }
+    (StatusCode::NOT_FOUND, format!("no such endpoint: {path}\n")).into_response()
+}
+
+/// The label for a request path: a known RPC or endpoint, else "other" (bounded).
+fn path_label(path: &str) -> String {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let known = casescope_proto::GRPC_SERVICES.iter().any(|(name, _)| *name == service)
+        || service.starts_with("grpc.")
+        || matches!(path, "/healthz" | "/readyz");
+    if known && path.len() <= 120 {
+        path.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
+struct Instruments {
+    requests: opentelemetry::metrics::Counter<u64>,
+    duration: opentelemetry::metrics::Histogram<f64>,
+}
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: std::sync::OnceLock<Instruments> = std::sync::OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let meter = opentelemetry::global::meter("casescope");
+        Instruments {
+            requests: meter
+                .u64_counter("casescope.rpc.requests")
+                .with_description("Requests handled, by RPC path and outcome")
+                .build(),
+            duration: meter
+                .f64_histogram("casescope.rpc.duration")
+                .with_unit("s")
+                .with_description("Request duration, by RPC path")
+                .build(),
+        }
+    })
+}
+
+async fn observe(request: Request, next: Next) -> Response {
+    let path = path_label(request.uri().path());
+    let span = tracing::info_span!("rpc", path = %path);
+    casescope_runtime::trace_context::set_parent_from_http(&span, request.headers());
+    let started = Instant::now();
+    let response = next.run(request).instrument(span).await;
+    let grpc_status = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("0")
+        .to_string();
+    let outcome = if !response.status().is_success() || grpc_status != "0" {
+        "error"
+    } else {
+        "ok"
+    };
+    let attributes = [
+        opentelemetry::KeyValue::new("rpc.path", path),
+        opentelemetry::KeyValue::new("outcome", outcome),
+    ];
+    let metrics = instruments();
+    metrics.requests.add(1, &attributes);
+    metrics
+        .duration
+        .record(started.elapsed().as_secs_f64(), &attributes[..1]);
+    response
+}
