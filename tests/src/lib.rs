@@ -1,1 +1,155 @@
-//! placeholder
+//! End-to-end scenarios: the real `casescope` binary, started as OS processes, driven
+//! through its CLI and gRPC API, over real NATS and PostgreSQL where the mode needs them.
+//! Helpers here start and stop those processes; the scenarios are in `tests/`.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `casescope` binary built from this workspace (same target directory as the tests).
+pub fn casescope_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps layout");
+    let binary = profile_dir.join("casescope");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build -p casescope-cli` (make test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A running `casescope serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub address: String,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `casescope serve` with `args` on a free port and waits for /healthz.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = casescope_testkit::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = dir.path().join("serve.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(casescope_binary());
+        command
+            .arg("serve")
+            .args(["--listen", &listen])
+            .args(["--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .env("CASESCOPE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        // SAFETY: prctl only affects the forked child.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("start casescope serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "casescope serve exited with {status}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if http_get(port, "/healthz").is_some_and(|(code, _)| code == 200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "casescope serve did not become healthy:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Server {
+            child,
+            address: format!("http://{listen}"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Runs `casescope <args>` against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(casescope_binary())
+            .args(args)
+            .env("CASESCOPE_SERVER", &self.address)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run casescope cli")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1:`port`: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
