@@ -7,7 +7,13 @@ use std::time::Duration;
 #[test]
 fn cases_are_created_and_listed_through_the_cli() {
     let mut server = Server::start(&[], &[]);
-    let created = server.cli(&["case", "create", "Ransomware at ACME", "--description", "from e2e"]);
+    let created = server.cli(&[
+        "case",
+        "create",
+        "Ransomware at ACME",
+        "--description",
+        "from e2e",
+    ]);
     assert!(created.status.success(), "{}", stderr(&created));
     let id = stdout(&created).trim().to_string();
     assert_eq!(id.len(), 36, "prints the new id: {id:?}");
@@ -27,21 +33,38 @@ fn cases_are_created_and_listed_through_the_cli() {
     assert!(archived.status.success(), "{}", stderr(&archived));
     let listed = server.cli(&["case", "list", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
-    assert_eq!(json["cases"].as_array().unwrap().len(), 0, "archived cases are hidden");
+    assert_eq!(
+        json["cases"].as_array().unwrap().len(),
+        0,
+        "archived cases are hidden"
+    );
 
     // Errors: stderr, non-zero exit, and what was wrong.
     let too_many = server.cli(&["case", "list", "--limit", "1001"]);
     assert!(!too_many.status.success());
-    assert!(stderr(&too_many).contains("maximum page size 1000"), "{}", stderr(&too_many));
+    assert!(
+        stderr(&too_many).contains("maximum page size 1000"),
+        "{}",
+        stderr(&too_many)
+    );
     assert!(stdout(&too_many).is_empty());
     let missing = server.cli(&["case", "show", "01a20545-ff79-73bd-be57-fc0fc36e8376"]);
     assert!(!missing.status.success());
-    assert!(stderr(&missing).contains("not found"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("not found"),
+        "{}",
+        stderr(&missing)
+    );
     let empty = server.cli(&["case", "create", "  "]);
     assert!(!empty.status.success());
     assert!(stderr(&empty).contains("name"), "{}", stderr(&empty));
 
-    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0), "{}", server.log_text());
+    assert_eq!(
+        server.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
     assert!(server.log_text().contains("casescope stopped"));
 }
 
@@ -55,20 +78,25 @@ fn health_readiness_and_unimplemented_rpcs() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut ingest = IngestServiceClient::connect(server.address.clone()).await.unwrap();
+        let mut ingest = IngestServiceClient::connect(server.address.clone())
+            .await
+            .unwrap();
         let status = ingest
             .get_event(casescope_proto::ingest::v1::GetEventRequest::default())
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(
-            status.message().contains("casescope.ingest.v1.IngestService/GetEvent"),
+            status
+                .message()
+                .contains("casescope.ingest.v1.IngestService/GetEvent"),
             "{status:?}"
         );
-        let mut health =
-            tonic_health_client(server.address.clone()).await;
+        let mut health = tonic_health_client(server.address.clone()).await;
         let answer = health
-            .check(casescope_proto_health_request("casescope.cases.v1.CasesService"))
+            .check(casescope_proto_health_request(
+                "casescope.cases.v1.CasesService",
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -96,7 +124,15 @@ fn casescope_proto_health_request(service: &str) -> tonic_health::pb::HealthChec
 #[test]
 fn invalid_configuration_is_reported_whole_before_binding() {
     let output = std::process::Command::new(casescope_e2e::casescope_binary())
-        .args(["serve", "--service", "cases", "--listen", "nowhere", "--log-format", "xml"])
+        .args([
+            "serve",
+            "--service",
+            "cases",
+            "--listen",
+            "nowhere",
+            "--log-format",
+            "xml",
+        ])
         .env_remove("CASESCOPE_DATABASE_URL")
         .env_remove("CASESCOPE_NATS_URL")
         .output()

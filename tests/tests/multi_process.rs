@@ -55,7 +55,11 @@ fn cases_service_alone_over_nats_and_postgres() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    assert_eq!(listed_ids, [ids[1].as_str(), ids[0].as_str()], "newest first");
+    assert_eq!(
+        listed_ids,
+        [ids[1].as_str(), ids[0].as_str()],
+        "newest first"
+    );
 
     runtime.block_on(async {
         for expected in &ids {
@@ -64,18 +68,26 @@ fn cases_service_alone_over_nats_and_postgres() {
                 .expect("a case fact arrives")
                 .expect("subscription open");
             assert_eq!(message.subject, format!("casescope.v1.cases.{expected}"));
-            let fact: serde_json::Value = serde_json::from_slice(&message.payload)
-                .expect("facts are JSON");
+            let fact: serde_json::Value =
+                serde_json::from_slice(&message.payload).expect("facts are JSON");
             assert_eq!(fact["header"]["kind"], "case.created");
             assert_eq!(fact["header"]["case_id"], expected.as_str());
             assert_eq!(fact["header"]["producer"], "cases");
             assert_eq!(fact["case_snapshot"]["state"], "open");
-            assert_eq!(message.message_id, fact["header"]["fact_id"].as_str().unwrap());
+            assert_eq!(
+                message.message_id,
+                fact["header"]["fact_id"].as_str().unwrap()
+            );
         }
         // The facts are also retained in the FACTS stream for replays.
         let retained = bus.recent("casescope.v1.cases.>", 10).await.unwrap();
         assert_eq!(retained.len(), 2);
     });
 
-    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0), "{}", server.log_text());
+    assert_eq!(
+        server.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
 }

@@ -74,7 +74,9 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -302,7 +304,8 @@ impl InProcessConsumer {
         let mut waiting = VecDeque::new();
         while let Some(pending) = consumer.pending.pop_front() {
             if deliveries.len() >= max || pending.not_before > now {
-                next_wake = Some(next_wake.map_or(pending.not_before, |t| t.min(pending.not_before)));
+                next_wake =
+                    Some(next_wake.map_or(pending.not_before, |t| t.min(pending.not_before)));
                 waiting.push_back(pending);
                 continue;
             }
@@ -313,7 +316,9 @@ impl InProcessConsumer {
             message.delivered += 1;
             let mut handed = message.clone();
             handed.delivered = delivered;
-            consumer.in_flight.insert(pending.seq, now + consumer.ack_wait);
+            consumer
+                .in_flight
+                .insert(pending.seq, now + consumer.ack_wait);
             deliveries.push(Delivery {
                 message: handed,
                 acker: Box::new(InProcessAcker {

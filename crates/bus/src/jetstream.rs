@@ -88,7 +88,10 @@ impl JetStreamBus {
     }
 
     fn subjects(&self, subjects: &[&str]) -> Vec<String> {
-        subjects.iter().map(|s| format!("{}{s}", self.prefix)).collect()
+        subjects
+            .iter()
+            .map(|s| format!("{}{s}", self.prefix))
+            .collect()
     }
 
     fn wire_subject(&self, subject: &str) -> String {
@@ -368,6 +371,9 @@ impl Acker for JetStreamAcker {
     }
 
     async fn term(&self) -> Result<(), BusError> {
-        self.0.double_ack_with(AckKind::Term).await.map_err(ack_error)
+        self.0
+            .double_ack_with(AckKind::Term)
+            .await
+            .map_err(ack_error)
     }
 }

@@ -49,8 +49,8 @@ impl OutboundMessage {
         message_id: impl Into<String>,
         payload: &T,
     ) -> Result<Self, BusError> {
-        let payload = serde_json::to_vec(payload)
-            .map_err(|error| BusError::Encode(error.to_string()))?;
+        let payload =
+            serde_json::to_vec(payload).map_err(|error| BusError::Encode(error.to_string()))?;
         let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
         casescope_runtime::trace_context::inject_current(&mut headers);
         Ok(Self {

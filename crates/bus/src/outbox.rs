@@ -62,7 +62,11 @@ impl Outbox {
     }
 
     /// Queues `message` in `tx`; it is published after the transaction commits.
-    pub async fn enqueue(&self, tx: &mut Tx<'_>, message: &OutboundMessage) -> Result<(), OutboxError> {
+    pub async fn enqueue(
+        &self,
+        tx: &mut Tx<'_>,
+        message: &OutboundMessage,
+    ) -> Result<(), OutboxError> {
         let payload = std::str::from_utf8(&message.payload)
             .map_err(|_| OutboxError::NotText(message.subject.clone()))?;
         let headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "[]".into());
@@ -115,10 +119,12 @@ impl Outbox {
                     headers,
                 };
                 if let Err(error) = self.bus.publish(message).await {
-                    let _ = sqlx::query("UPDATE bus_outbox SET attempts = attempts + 1 WHERE message_id = $1")
-                        .bind(&message_id)
-                        .execute(self.db.pool())
-                        .await;
+                    let _ = sqlx::query(
+                        "UPDATE bus_outbox SET attempts = attempts + 1 WHERE message_id = $1",
+                    )
+                    .bind(&message_id)
+                    .execute(self.db.pool())
+                    .await;
                     return Err(error);
                 }
                 sqlx::query("DELETE FROM bus_outbox WHERE message_id = $1")

@@ -77,7 +77,12 @@ pub async fn run_consumer(
     Ok(())
 }
 
-async fn process(bus: &dyn Bus, config: &ConsumerConfig, handler: &dyn Handler, delivery: Delivery) {
+async fn process(
+    bus: &dyn Bus,
+    config: &ConsumerConfig,
+    handler: &dyn Handler,
+    delivery: Delivery,
+) {
     let Delivery { message, acker } = delivery;
     let span = tracing::info_span!(
         "bus.handle",
@@ -153,7 +158,12 @@ async fn give_up(
     }
 }
 
-async fn dead_letter(bus: &dyn Bus, config: &ConsumerConfig, message: &ReceivedMessage, error: &str) -> bool {
+async fn dead_letter(
+    bus: &dyn Bus,
+    config: &ConsumerConfig,
+    message: &ReceivedMessage,
+    error: &str,
+) -> bool {
     let (payload, payload_encoding) = match std::str::from_utf8(&message.payload) {
         Ok(text) => (text.to_string(), "utf8".to_string()),
         Err(_) => (

@@ -21,7 +21,11 @@ async fn in_process() -> Arc<dyn Bus> {
 async fn jetstream() -> Arc<dyn Bus> {
     let mut options = JetStreamOptions::new(casescope_testkit::nats_url());
     options.namespace = Some(format!("t{}", uuid::Uuid::new_v4().simple()));
-    Arc::new(JetStreamBus::connect(&options).await.expect("connect to nats"))
+    Arc::new(
+        JetStreamBus::connect(&options)
+            .await
+            .expect("connect to nats"),
+    )
 }
 
 fn job(id: &str, body: &str) -> OutboundMessage {
@@ -62,7 +66,10 @@ async fn publishes_are_deduplicated_by_message_id(bus: Arc<dyn Bus>) {
     let batch = consumer.fetch(10, Duration::from_secs(2)).await.unwrap();
     assert_eq!(batch.len(), 1);
     batch[0].acker.ack().await.unwrap();
-    let empty = consumer.fetch(10, Duration::from_millis(300)).await.unwrap();
+    let empty = consumer
+        .fetch(10, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(empty.is_empty(), "an acked message is not redelivered");
 }
 
@@ -105,7 +112,9 @@ impl Handler for CommitThenCrashOnce {
 async fn a_message_delivered_twice_commits_its_effect_once(bus: Arc<dyn Bus>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
-    let db = Database::connect(&url, &DbOptions::default()).await.unwrap();
+    let db = Database::connect(&url, &DbOptions::default())
+        .await
+        .unwrap();
     db.migrate(&[CORE_MIGRATIONS]).await.unwrap();
     sqlx::raw_sql("CREATE TABLE effects (message_id TEXT NOT NULL)")
         .execute(db.pool())
@@ -218,7 +227,9 @@ impl Handler for AlwaysFails {
 
 async fn a_message_that_always_fails_becomes_a_dead_letter(bus: Arc<dyn Bus>) {
     let mut dead_letters = bus.subscribe("casescope.v1.deadletter.>").await.unwrap();
-    bus.publish(job("poison-1", "{\"bad\":true}")).await.unwrap();
+    bus.publish(job("poison-1", "{\"bad\":true}"))
+        .await
+        .unwrap();
     let handler = Arc::new(AlwaysFails {
         calls: AtomicU64::new(0),
     });
@@ -237,24 +248,39 @@ async fn a_message_that_always_fails_becomes_a_dead_letter(bus: Arc<dyn Bus>) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     shutdown.cancel();
     runner.await.unwrap().unwrap();
-    assert_eq!(handler.calls.load(Ordering::SeqCst), 3, "tried max_deliver times, then stopped");
-    let recorded = bus.recent("casescope.v1.deadletter.poison", 10).await.unwrap();
+    assert_eq!(
+        handler.calls.load(Ordering::SeqCst),
+        3,
+        "tried max_deliver times, then stopped"
+    );
+    let recorded = bus
+        .recent("casescope.v1.deadletter.poison", 10)
+        .await
+        .unwrap();
     assert_eq!(recorded.len(), 1);
     let record: serde_json::Value = serde_json::from_slice(&recorded[0].payload).unwrap();
     assert_eq!(record["consumer"], "poison");
     assert_eq!(record["message_id"], "poison-1");
     assert_eq!(record["deliveries"], 3);
     assert_eq!(record["payload"], "{\"bad\":true}");
-    assert!(record["error"].as_str().unwrap().contains("downstream refused"));
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("downstream refused")
+    );
 }
 
 async fn facts_reach_live_subscribers_and_are_retained(bus: Arc<dyn Bus>) {
     let mut live = bus.subscribe("casescope.v1.cases.>").await.unwrap();
     for n in 0..3 {
         let fact = serde_json::json!({"n": n});
-        bus.publish(OutboundMessage::json(format!("casescope.v1.cases.c{n}"), format!("f{n}"), &fact).unwrap())
-            .await
-            .unwrap();
+        bus.publish(
+            OutboundMessage::json(format!("casescope.v1.cases.c{n}"), format!("f{n}"), &fact)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     }
     for n in 0..3 {
         let message = tokio::time::timeout(Duration::from_secs(5), live.next())
@@ -267,7 +293,8 @@ async fn facts_reach_live_subscribers_and_are_retained(bus: Arc<dyn Bus>) {
     let ids: Vec<_> = last_two.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids, ["f1", "f2"]);
     assert!(matches!(
-        bus.publish(job("x", "y").with_subject("nowhere.v1.x")).await,
+        bus.publish(job("x", "y").with_subject("nowhere.v1.x"))
+            .await,
         Err(casescope_bus::BusError::UnknownSubject(_))
     ));
     bus.ready().await.unwrap();

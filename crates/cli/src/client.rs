@@ -14,7 +14,12 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// CaseScope server to talk to.
-    #[arg(long, global = true, env = "CASESCOPE_SERVER", default_value = "http://127.0.0.1:7700")]
+    #[arg(
+        long,
+        global = true,
+        env = "CASESCOPE_SERVER",
+        default_value = "http://127.0.0.1:7700"
+    )]
     server: String,
 }
 
@@ -60,10 +65,9 @@ async fn connect(server: &str) -> anyhow::Result<CasesServiceClient<Channel>> {
         .map_err(|_| anyhow!("--server {server:?} is not a URL like http://127.0.0.1:7700"))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the CaseScope server at {server} (is `casescope serve` running?)"))?;
+    let channel = endpoint.connect().await.with_context(|| {
+        format!("cannot reach the CaseScope server at {server} (is `casescope serve` running?)")
+    })?;
     Ok(CasesServiceClient::new(channel))
 }
 
@@ -88,9 +92,11 @@ fn case_id(id: &str) -> Option<CaseId> {
 }
 
 fn timestamp_text(ts: Option<&prost_types::Timestamp>) -> String {
-    ts.and_then(|ts| chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0)))
-        .map(|dt| dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    ts.and_then(|ts| {
+        chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
+    })
+    .map(|dt| dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    .unwrap_or_default()
 }
 
 fn state_text(state: i32) -> &'static str {
@@ -102,7 +108,7 @@ fn state_text(state: i32) -> &'static str {
 }
 
 fn case_json(case: &pb::Case) -> serde_json::Value {
-    let settings = case.settings.clone().unwrap_or_default();
+    let settings = case.settings.unwrap_or_default();
     serde_json::json!({
         "id": case.id.as_ref().map(|id| id.value.clone()).unwrap_or_default(),
         "name": case.name,
@@ -181,11 +187,17 @@ pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Resu
                     "next_cursor": next_cursor,
                 }))?;
             } else {
-                println!("{:<36}  {:<8}  {:>5}  {:<20}  NAME", "ID", "STATE", "FILES", "CREATED");
+                println!(
+                    "{:<36}  {:<8}  {:>5}  {:<20}  NAME",
+                    "ID", "STATE", "FILES", "CREATED"
+                );
                 for case in &response.cases {
                     println!(
                         "{:<36}  {:<8}  {:>5}  {:<20}  {}",
-                        case.id.as_ref().map(|id| id.value.as_str()).unwrap_or_default(),
+                        case.id
+                            .as_ref()
+                            .map(|id| id.value.as_str())
+                            .unwrap_or_default(),
                         state_text(case.state),
                         case.file_count,
                         timestamp_text(case.created_at.as_ref()),
@@ -207,7 +219,16 @@ pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Resu
                 print_json(&case_json(&case))?;
             } else {
                 let value = case_json(&case);
-                for key in ["id", "name", "state", "version", "file_count", "created_at", "updated_at", "archived_at"] {
+                for key in [
+                    "id",
+                    "name",
+                    "state",
+                    "version",
+                    "file_count",
+                    "created_at",
+                    "updated_at",
+                    "archived_at",
+                ] {
                     let text = match &value[key] {
                         serde_json::Value::String(s) => s.clone(),
                         serde_json::Value::Null => "-".to_string(),

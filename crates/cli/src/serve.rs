@@ -68,7 +68,8 @@ async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
                      only `--service cases` can run on its own yet (see docs/architecture.md)"
                 );
             }
-            let (Some(nats_url), Some(database_url)) = (&config.nats_url, &config.database_url) else {
+            let (Some(nats_url), Some(database_url)) = (&config.nats_url, &config.database_url)
+            else {
                 bail!("one-service mode needs nats_url and database_url (validated earlier)");
             };
             let mut options = JetStreamOptions::new(nats_url.clone());
@@ -105,7 +106,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Mode::AllInOne => "all".to_string(),
         Mode::Service(name) => name.clone(),
     };
-    let telemetry = casescope_runtime::telemetry::init(&process_name, &config.log_filter, config.log_format)?;
+    let telemetry =
+        casescope_runtime::telemetry::init(&process_name, &config.log_filter, config.log_format)?;
     let result = serve(config, &process_name).await;
     if let Err(error) = &result {
         tracing::error!(error = %format!("{error:#}"), "casescope stopped with an error");
@@ -153,7 +155,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         .add_service(cases)
         .clone()
         .routes();
-    let readiness = Readiness::new(storage.bus.clone(), vec![("cases", storage.cases_db.clone())]);
+    let readiness = Readiness::new(
+        storage.bus.clone(),
+        vec![("cases", storage.cases_db.clone())],
+    );
     let app = server_http::router(routes, readiness.clone());
 
     let shutdown = CancellationToken::new();
@@ -188,7 +193,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
 
     background.cancel();
     let stop_tasks = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(config.shutdown_timeout, stop_tasks).await.is_err() {
+    if tokio::time::timeout(config.shutdown_timeout, stop_tasks)
+        .await
+        .is_err()
+    {
         tracing::warn!("background tasks did not stop within the shutdown timeout");
     }
     storage.cases_db.close().await;

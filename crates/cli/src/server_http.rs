@@ -87,7 +87,11 @@ pub fn router(routes: tonic::service::Routes, readiness: Readiness) -> axum::Rou
 /// the RPC's name; anything else is a plain 404.
 async fn not_served(request: Request) -> Response {
     let path = request.uri().path().to_string();
-    let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let service = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
     if let Some((_, owner)) = casescope_proto::GRPC_SERVICES
         .iter()
         .find(|(name, _)| *name == service)
@@ -106,8 +110,14 @@ async fn not_served(request: Request) -> Response {
 
 /// The label for a request path: a known RPC or endpoint, else "other" (bounded).
 fn path_label(path: &str) -> String {
-    let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-    let known = casescope_proto::GRPC_SERVICES.iter().any(|(name, _)| *name == service)
+    let service = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let known = casescope_proto::GRPC_SERVICES
+        .iter()
+        .any(|(name, _)| *name == service)
         || service.starts_with("grpc.")
         || matches!(path, "/healthz" | "/readyz");
     if known && path.len() <= 120 {

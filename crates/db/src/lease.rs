@@ -189,7 +189,10 @@ impl LeaseStore {
     }
 
     /// The current row for a key, if any (holder `None` when released).
-    pub async fn current(&self, key: &LeaseKey) -> Result<Option<(Option<String>, i64, i64)>, LeaseError> {
+    pub async fn current(
+        &self,
+        key: &LeaseKey,
+    ) -> Result<Option<(Option<String>, i64, i64)>, LeaseError> {
         let row = sqlx::query(
             "SELECT holder, epoch, expires_at FROM leases WHERE resource = $1 AND stage = $2",
         )

@@ -87,8 +87,15 @@ impl Database {
         .execute(&mut *tx)
         .await
         .map_err(|error| failed(error.to_string()))?;
-        tx.commit().await.map_err(|error| failed(error.to_string()))?;
-        tracing::info!(service, version = step.version, name = step.name, "migration applied");
+        tx.commit()
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        tracing::info!(
+            service,
+            version = step.version,
+            name = step.name,
+            "migration applied"
+        );
         Ok(())
     }
 }

@@ -26,8 +26,12 @@ pub async fn run_periodically<F, Fut, E>(
         }
         match pass().await {
             Ok(0) => {}
-            Ok(repaired) => tracing::info!(reconciler = name, repaired, "reconciler pass repaired work"),
-            Err(error) => tracing::warn!(reconciler = name, %error, "reconciler pass failed; retrying next period"),
+            Ok(repaired) => {
+                tracing::info!(reconciler = name, repaired, "reconciler pass repaired work")
+            }
+            Err(error) => {
+                tracing::warn!(reconciler = name, %error, "reconciler pass failed; retrying next period")
+            }
         }
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 async fn sqlite() -> (Database, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let db = Database::connect(&url, &DbOptions::default()).await.unwrap();
+    let db = Database::connect(&url, &DbOptions::default())
+        .await
+        .unwrap();
     db.migrate(&[CORE_MIGRATIONS]).await.unwrap();
     (db, dir)
 }
@@ -38,8 +40,7 @@ async fn exactly_one_of_many_concurrent_acquirers_wins(db: Database) {
         let results = futures::future::join_all(attempts).await;
         let winners: Vec<_> = results
             .into_iter()
-            .map(|joined| joined.unwrap().unwrap())
-            .flatten()
+            .filter_map(|joined| joined.unwrap().unwrap())
             .collect();
         assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
         assert_eq!(winners[0].epoch, 1, "round {round}");
@@ -63,7 +64,11 @@ async fn expiry_hands_over_with_a_higher_epoch_and_fences_the_old_holder(db: Dat
         .unwrap()
         .expect("free lease is acquired");
     assert!(
-        store.acquire(&key, "new", Duration::from_secs(30)).await.unwrap().is_none(),
+        store
+            .acquire(&key, "new", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none(),
         "a held lease cannot be taken"
     );
     // The old holder writes while it holds the lease: one row.
@@ -90,7 +95,10 @@ async fn expiry_hands_over_with_a_higher_epoch_and_fences_the_old_holder(db: Dat
     assert!(store.expired("detect", 10).await.unwrap().is_empty());
 
     // Every write by the old holder now affects zero rows.
-    assert!(matches!(store.fenced(&old).await, Err(LeaseError::Fenced { .. })));
+    assert!(matches!(
+        store.fenced(&old).await,
+        Err(LeaseError::Fenced { .. })
+    ));
     assert!(matches!(
         store.renew(&old, Duration::from_secs(30)).await,
         Err(LeaseError::Fenced { .. })
@@ -108,7 +116,10 @@ async fn expiry_hands_over_with_a_higher_epoch_and_fences_the_old_holder(db: Dat
     .await
     .unwrap();
     assert_eq!(inline.rows_affected(), 0);
-    assert!(!store.release(&old).await.unwrap(), "a stale release is a no-op");
+    assert!(
+        !store.release(&old).await.unwrap(),
+        "a stale release is a no-op"
+    );
     let value: i64 = sqlx::query_scalar("SELECT value FROM work WHERE id = 'w'")
         .fetch_one(db.pool())
         .await
@@ -151,10 +162,11 @@ async fn inbox_claims_each_message_once(db: Database) {
 async fn migrations_are_idempotent(db: Database) {
     db.migrate(&[CORE_MIGRATIONS]).await.unwrap();
     db.migrate(&[CORE_MIGRATIONS]).await.unwrap();
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE service = 'core'")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE service = 'core'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
     assert_eq!(applied, CORE_MIGRATIONS.steps.len() as i64);
     db.ping().await.unwrap();
 }

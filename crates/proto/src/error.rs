@@ -168,6 +168,10 @@ mod tests {
     fn internal_errors_do_not_leak_details() {
         let status: tonic::Status = ApiError::internal().into();
         assert_eq!(status.code(), tonic::Code::Internal);
-        assert!(status.message().starts_with("internal error (see server logs"));
+        assert!(
+            status
+                .message()
+                .starts_with("internal error (see server logs")
+        );
     }
 }

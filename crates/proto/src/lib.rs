@@ -85,7 +85,10 @@ pub const GRPC_SERVICES: &[(&str, &str)] = &[
     ("casescope.detect.v1.DetectService", "detect"),
     ("casescope.ioc.v1.IocService", "ioc"),
     ("casescope.report.v1.ReportService", "report"),
-    ("casescope.integrations.v1.IntegrationsService", "integrations"),
+    (
+        "casescope.integrations.v1.IntegrationsService",
+        "integrations",
+    ),
     ("casescope.gateway.v1.AuthService", "gateway"),
     ("casescope.gateway.v1.AdminService", "gateway"),
 ];

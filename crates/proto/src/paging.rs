@@ -61,7 +61,10 @@ mod tests {
             page_size: MAX_PAGE_SIZE,
             cursor: String::new(),
         };
-        assert_eq!(validate_page(Some(&max), "page").unwrap().size, MAX_PAGE_SIZE);
+        assert_eq!(
+            validate_page(Some(&max), "page").unwrap().size,
+            MAX_PAGE_SIZE
+        );
         let over = PageRequest {
             page_size: MAX_PAGE_SIZE + 1,
             cursor: String::new(),

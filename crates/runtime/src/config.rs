@@ -12,25 +12,70 @@ use std::time::Duration;
 /// Every environment variable CaseScope reads, with what it sets.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("CASESCOPE_CONFIG", "path of a TOML config file"),
-    ("CASESCOPE_SERVICE", "run one service (cases, ingest, detect, ioc, report, integrations, gateway) instead of all"),
+    (
+        "CASESCOPE_SERVICE",
+        "run one service (cases, ingest, detect, ioc, report, integrations, gateway) instead of all",
+    ),
     ("CASESCOPE_LISTEN", "address the gRPC + HTTP server binds"),
-    ("CASESCOPE_DATA_DIR", "directory for embedded storage (SQLite, tantivy, blobs)"),
-    ("CASESCOPE_DATABASE_URL", "PostgreSQL URL of this service's database (one-service mode)"),
+    (
+        "CASESCOPE_DATA_DIR",
+        "directory for embedded storage (SQLite, tantivy, blobs)",
+    ),
+    (
+        "CASESCOPE_DATABASE_URL",
+        "PostgreSQL URL of this service's database (one-service mode)",
+    ),
     ("CASESCOPE_NATS_URL", "NATS URL (one-service mode)"),
-    ("CASESCOPE_NATS_NAMESPACE", "optional subject/stream prefix to share a NATS account"),
-    ("CASESCOPE_LOG", "log filter (tracing EnvFilter syntax), e.g. info,casescope=debug"),
+    (
+        "CASESCOPE_NATS_NAMESPACE",
+        "optional subject/stream prefix to share a NATS account",
+    ),
+    (
+        "CASESCOPE_LOG",
+        "log filter (tracing EnvFilter syntax), e.g. info,casescope=debug",
+    ),
     ("CASESCOPE_LOG_FORMAT", "text or json"),
-    ("CASESCOPE_SHUTDOWN_TIMEOUT_SECS", "seconds allowed for graceful shutdown"),
-    ("CASESCOPE_LEASE_TTL_SECS", "lease time-to-live of per-file stage work"),
-    ("CASESCOPE_RECONCILE_PERIOD_SECS", "period of each service's reconciler"),
-    ("CASESCOPE_MAX_DB_CONNECTIONS", "PostgreSQL pool size per service"),
-    ("CASESCOPE_CASES_ADDR", "gRPC address of the cases service, for services that call it"),
-    ("CASESCOPE_INGEST_ADDR", "gRPC address of the ingest service"),
-    ("CASESCOPE_DETECT_ADDR", "gRPC address of the detect service"),
+    (
+        "CASESCOPE_SHUTDOWN_TIMEOUT_SECS",
+        "seconds allowed for graceful shutdown",
+    ),
+    (
+        "CASESCOPE_LEASE_TTL_SECS",
+        "lease time-to-live of per-file stage work",
+    ),
+    (
+        "CASESCOPE_RECONCILE_PERIOD_SECS",
+        "period of each service's reconciler",
+    ),
+    (
+        "CASESCOPE_MAX_DB_CONNECTIONS",
+        "PostgreSQL pool size per service",
+    ),
+    (
+        "CASESCOPE_CASES_ADDR",
+        "gRPC address of the cases service, for services that call it",
+    ),
+    (
+        "CASESCOPE_INGEST_ADDR",
+        "gRPC address of the ingest service",
+    ),
+    (
+        "CASESCOPE_DETECT_ADDR",
+        "gRPC address of the detect service",
+    ),
     ("CASESCOPE_IOC_ADDR", "gRPC address of the ioc service"),
-    ("CASESCOPE_REPORT_ADDR", "gRPC address of the report service"),
-    ("CASESCOPE_INTEGRATIONS_ADDR", "gRPC address of the integrations service"),
-    ("CASESCOPE_SERVER", "CLI: server the client commands talk to"),
+    (
+        "CASESCOPE_REPORT_ADDR",
+        "gRPC address of the report service",
+    ),
+    (
+        "CASESCOPE_INTEGRATIONS_ADDR",
+        "gRPC address of the integrations service",
+    ),
+    (
+        "CASESCOPE_SERVER",
+        "CLI: server the client commands talk to",
+    ),
 ];
 
 /// The services of the brief, each a library crate; `casescope serve --service NAME`.
@@ -151,11 +196,13 @@ impl Settings {
     /// Settings from a TOML file (same keys as the fields of [`Settings`]).
     pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError(vec![format!("cannot read config file {}: {error}", path.display())])
+            ConfigError(vec![format!(
+                "cannot read config file {}: {error}",
+                path.display()
+            )])
         })?;
-        toml::from_str(&text).map_err(|error| {
-            ConfigError(vec![format!("config file {}: {error}", path.display())])
-        })
+        toml::from_str(&text)
+            .map_err(|error| ConfigError(vec![format!("config file {}: {error}", path.display())]))
     }
 
     /// Validates and resolves, reporting every problem at once.
@@ -179,23 +226,34 @@ impl Settings {
             ));
             SocketAddr::from(([127, 0, 0, 1], 7700))
         });
-        let seconds = |name: &str, value: Option<String>, default: u64, errors: &mut Vec<String>| {
-            let Some(text) = value else {
-                return Duration::from_secs(default);
-            };
-            match text.trim().parse::<u64>() {
-                Ok(n) if n > 0 && n <= 86_400 => Duration::from_secs(n),
-                _ => {
-                    errors.push(format!(
-                        "{name}: {text:?} is not a whole number of seconds between 1 and 86400"
-                    ));
-                    Duration::from_secs(default)
+        let seconds =
+            |name: &str, value: Option<String>, default: u64, errors: &mut Vec<String>| {
+                let Some(text) = value else {
+                    return Duration::from_secs(default);
+                };
+                match text.trim().parse::<u64>() {
+                    Ok(n) if n > 0 && n <= 86_400 => Duration::from_secs(n),
+                    _ => {
+                        errors.push(format!(
+                            "{name}: {text:?} is not a whole number of seconds between 1 and 86400"
+                        ));
+                        Duration::from_secs(default)
+                    }
                 }
-            }
-        };
-        let shutdown_timeout = seconds("shutdown_timeout_secs", self.shutdown_timeout_secs, 20, &mut errors);
+            };
+        let shutdown_timeout = seconds(
+            "shutdown_timeout_secs",
+            self.shutdown_timeout_secs,
+            20,
+            &mut errors,
+        );
         let lease_ttl = seconds("lease_ttl_secs", self.lease_ttl_secs, 30, &mut errors);
-        let reconcile_period = seconds("reconcile_period_secs", self.reconcile_period_secs, 15, &mut errors);
+        let reconcile_period = seconds(
+            "reconcile_period_secs",
+            self.reconcile_period_secs,
+            15,
+            &mut errors,
+        );
         let max_db_connections = match self.max_db_connections.as_deref().map(str::trim) {
             None => 10,
             Some(text) => match text.parse::<u32>() {
@@ -237,7 +295,10 @@ impl Settings {
             }
         }
         if let Some(ns) = &self.nats_namespace
-            && (ns.is_empty() || !ns.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            && (ns.is_empty()
+                || !ns
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         {
             errors.push(format!(
                 "nats_namespace: {ns:?} must be non-empty letters, digits, '_' or '-'"
@@ -259,7 +320,9 @@ impl Settings {
         Ok(Config {
             mode,
             listen,
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./casescope-data")),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("./casescope-data")),
             database_url: self.database_url,
             nats_url: self.nats_url,
             nats_namespace: self.nats_namespace,
@@ -313,7 +376,13 @@ mod tests {
         };
         let error = settings.resolve().unwrap_err();
         let text = error.to_string();
-        for expected in ["listen", "lease_ttl_secs", "log_format", "database_url", "nats_url"] {
+        for expected in [
+            "listen",
+            "lease_ttl_secs",
+            "log_format",
+            "database_url",
+            "nats_url",
+        ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");
         }
         assert_eq!(error.0.len(), 5, "{text}");
@@ -350,7 +419,10 @@ mod tests {
         ))
         .expect("docs/configuration.md exists");
         for (name, _) in ENV_VARS {
-            assert!(docs.contains(name), "docs/configuration.md does not document {name}");
+            assert!(
+                docs.contains(name),
+                "docs/configuration.md does not document {name}"
+            );
         }
     }
 }

@@ -47,7 +47,11 @@ impl TelemetryGuard {
 
 /// Installs the global subscriber for process `service` (e.g. "all", "cases").
 /// Must run inside a tokio runtime when OTLP is enabled.
-pub fn init(service: &str, filter: &str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    service: &str,
+    filter: &str,
+    format: LogFormat,
+) -> Result<TelemetryGuard, TelemetryError> {
     let env_filter = EnvFilter::try_new(filter).map_err(|error| TelemetryError::Filter {
         filter: filter.to_string(),
         message: error.to_string(),

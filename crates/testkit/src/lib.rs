@@ -54,7 +54,9 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) -> Result
         }
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(format!("{what} exited with {status} before listening:\n{log}"));
+            return Err(format!(
+                "{what} exited with {status} before listening:\n{log}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -222,7 +224,10 @@ fn start_nats() -> Result<Server, String> {
         });
     }
     let scripts = Command::new("python3")
-        .args(["-c", "import sysconfig;print(sysconfig.get_path('scripts'))"])
+        .args([
+            "-c",
+            "import sysconfig;print(sysconfig.get_path('scripts'))",
+        ])
         .output()
         .ok()
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string()));
@@ -246,7 +251,9 @@ fn start_nats() -> Result<Server, String> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     die_with_parent(&mut command);
-    let mut child = command.spawn().map_err(|e| format!("start nats-server: {e}"))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("start nats-server: {e}"))?;
     wait_for_port(port, "nats-server", &mut child, &log)?;
     Ok(Server {
         url: format!("nats://127.0.0.1:{port}"),

@@ -44,7 +44,10 @@ mod tests {
         assert_eq!(decode(&encode(&position), "page.cursor").unwrap(), position);
         for garbage in ["", "!!!", "bm90LWEtY3Vyc29y", "eDp5"] {
             let error = decode(garbage, "page.cursor").unwrap_err();
-            assert!(error.to_string().contains("page.cursor"), "{garbage}: {error}");
+            assert!(
+                error.to_string().contains("page.cursor"),
+                "{garbage}: {error}"
+            );
         }
     }
 }

@@ -146,7 +146,10 @@ fn case_from_row(row: &AnyRow) -> Result<CaseRow, DbError> {
 
 fn file_from_row(row: &AnyRow) -> Result<FileRow, DbError> {
     let text = |name: &str| row.try_get::<String, _>(name).map_err(DbError::from);
-    let opt = |name: &str| row.try_get::<Option<String>, _>(name).map_err(DbError::from);
+    let opt = |name: &str| {
+        row.try_get::<Option<String>, _>(name)
+            .map_err(DbError::from)
+    };
     let int = |name: &str| row.try_get::<i64, _>(name).map_err(DbError::from);
     Ok(FileRow {
         id: text("id")?,

@@ -135,10 +135,7 @@ fn file_to_pb(file: &FileRow) -> pb::File {
             .collect(),
         uploaded_at: Some(micros_to_timestamp(file.uploaded_at)),
         updated_at: Some(micros_to_timestamp(file.updated_at)),
-        parent_archive_id: file
-            .parent_archive_id
-            .clone()
-            .map(|value| FileId { value }),
+        parent_archive_id: file.parent_archive_id.clone().map(|value| FileId { value }),
     }
 }
 
@@ -155,7 +152,13 @@ impl CasesApi {
     }
 
     /// Queues the fact describing `case` after a change of `kind`, in the change's tx.
-    async fn record_fact(&self, tx: &mut Tx<'_>, kind: &str, case: &CaseRow, deleted: bool) -> Result<(), ApiError> {
+    async fn record_fact(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: &str,
+        case: &CaseRow,
+        deleted: bool,
+    ) -> Result<(), ApiError> {
         let now = casescope_db::now_micros();
         let fact_id = uuid::Uuid::now_v7().to_string();
         let fact = CaseFact {
@@ -169,7 +172,12 @@ impl CasesApi {
             case_snapshot: Some(CaseSnapshot {
                 id: case.id.clone(),
                 name: case.name.clone(),
-                state: if deleted { "deleted" } else { case.state.as_str() }.to_string(),
+                state: if deleted {
+                    "deleted"
+                } else {
+                    case.state.as_str()
+                }
+                .to_string(),
                 version: case.version,
                 deduplicate_events: case.settings.deduplicate_events,
             }),
@@ -276,7 +284,8 @@ impl CasesService for CasesApi {
         };
         let mut tx = self.begin().await?;
         self.repo.insert(&mut tx, &case).await.map_err(db_error)?;
-        self.record_fact(&mut tx, "case.created", &case, false).await?;
+        self.record_fact(&mut tx, "case.created", &case, false)
+            .await?;
         self.commit(tx).await?;
         tracing::info!(case_id = %case.id, "case created");
         Ok(Response::new(case_to_pb(&case)))
@@ -290,7 +299,10 @@ impl CasesService for CasesApi {
         Ok(Response::new(case_to_pb(&case)))
     }
 
-    async fn list_cases(&self, request: Request<pb::ListCasesRequest>) -> RpcResult<pb::ListCasesResponse> {
+    async fn list_cases(
+        &self,
+        request: Request<pb::ListCasesRequest>,
+    ) -> RpcResult<pb::ListCasesResponse> {
         let request = request.into_inner();
         let page = validate_page(request.page.as_ref(), "page")?;
         let after = page
@@ -321,7 +333,10 @@ impl CasesService for CasesApi {
     async fn update_case(&self, request: Request<pb::UpdateCaseRequest>) -> RpcResult<pb::Case> {
         let request = request.into_inner();
         let id = validate::case_id(request.id.as_ref(), "id")?;
-        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
         if paths.is_empty() {
             return Err(ApiError::invalid_field(
                 "UPDATE_MASK_EMPTY",
@@ -339,7 +354,9 @@ impl CasesService for CasesApi {
                 "description" => {
                     description = Some(validate::description(&request.description, "description")?)
                 }
-                "settings" => settings = Some(settings_from(request.settings.as_ref(), "settings")?),
+                "settings" => {
+                    settings = Some(settings_from(request.settings.as_ref(), "settings")?)
+                }
                 other => {
                     return Err(ApiError::invalid_field(
                         "UPDATE_MASK_UNKNOWN_FIELD",
@@ -355,7 +372,10 @@ impl CasesService for CasesApi {
                 if case.state == CaseState::Archived {
                     return Err(ApiError::failed_precondition(
                         "CASE_ARCHIVED",
-                        format!("case {} is archived; restore it before changing it", case.id),
+                        format!(
+                            "case {} is archived; restore it before changing it",
+                            case.id
+                        ),
                     ));
                 }
                 let before = case.clone();
@@ -404,20 +424,27 @@ impl CasesService for CasesApi {
         Ok(Response::new(case_to_pb(&case)))
     }
 
-    async fn delete_case(&self, request: Request<pb::DeleteCaseRequest>) -> RpcResult<pb::DeleteCaseResponse> {
+    async fn delete_case(
+        &self,
+        request: Request<pb::DeleteCaseRequest>,
+    ) -> RpcResult<pb::DeleteCaseResponse> {
         let id = validate::case_id(request.get_ref().id.as_ref(), "id")?;
         let mut tx = self.begin().await?;
         let case = self.load(&mut tx, &id).await?;
         if !self.repo.delete(&mut tx, &id).await.map_err(db_error)? {
             return Err(not_found(&id).into());
         }
-        self.record_fact(&mut tx, "case.deleted", &case, true).await?;
+        self.record_fact(&mut tx, "case.deleted", &case, true)
+            .await?;
         self.commit(tx).await?;
         tracing::info!(case_id = %id, "case deleted");
         Ok(Response::new(pb::DeleteCaseResponse {}))
     }
 
-    async fn list_files(&self, request: Request<pb::ListFilesRequest>) -> RpcResult<pb::ListFilesResponse> {
+    async fn list_files(
+        &self,
+        request: Request<pb::ListFilesRequest>,
+    ) -> RpcResult<pb::ListFilesResponse> {
         let request = request.into_inner();
         let case_id = validate::case_id(request.case_id.as_ref(), "case_id")?;
         let page = validate_page(request.page.as_ref(), "page")?;
@@ -427,7 +454,11 @@ impl CasesService for CasesApi {
             .map(|c| cursor::decode(c, "page.cursor"))
             .transpose()?;
         let status = FileStatus::try_from(request.status).map_err(|_| {
-            ApiError::invalid_field("FILE_STATUS_INVALID", "status", format!("{} is not a file status", request.status))
+            ApiError::invalid_field(
+                "FILE_STATUS_INVALID",
+                "status",
+                format!("{} is not a file status", request.status),
+            )
         })?;
         let mut tx = self.begin().await?;
         self.load(&mut tx, &case_id).await?;
@@ -459,67 +490,101 @@ impl CasesService for CasesApi {
             .file_id
             .map(|id| id.value)
             .filter(|id| !id.is_empty() && id.len() <= 64)
-            .ok_or_else(|| ApiError::invalid_field("FILE_ID_INVALID", "file_id", "a file id is required"))?;
+            .ok_or_else(|| {
+                ApiError::invalid_field("FILE_ID_INVALID", "file_id", "a file id is required")
+            })?;
         let file = self
             .repo
             .get_file(&case_id, &file_id)
             .await
             .map_err(db_error)?
             .ok_or_else(|| {
-                ApiError::not_found("FILE_NOT_FOUND", format!("file {file_id} does not exist in case {case_id}"))
+                ApiError::not_found(
+                    "FILE_NOT_FOUND",
+                    format!("file {file_id} does not exist in case {case_id}"),
+                )
             })?;
         Ok(Response::new(file_to_pb(&file)))
     }
 
-    async fn tag_events(&self, _: Request<pb::TagEventsRequest>) -> RpcResult<pb::TagEventsResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/TagEvents"))
+    async fn tag_events(
+        &self,
+        _: Request<pb::TagEventsRequest>,
+    ) -> RpcResult<pb::TagEventsResponse> {
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/TagEvents",
+        ))
     }
 
-    async fn untag_events(&self, _: Request<pb::UntagEventsRequest>) -> RpcResult<pb::TagEventsResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/UntagEvents"))
+    async fn untag_events(
+        &self,
+        _: Request<pb::UntagEventsRequest>,
+    ) -> RpcResult<pb::TagEventsResponse> {
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/UntagEvents",
+        ))
     }
 
     async fn list_tags(&self, _: Request<pb::ListTagsRequest>) -> RpcResult<pb::ListTagsResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/ListTags"))
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/ListTags",
+        ))
     }
 
     async fn add_comment(&self, _: Request<pb::AddCommentRequest>) -> RpcResult<pb::Comment> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/AddComment"))
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/AddComment",
+        ))
     }
 
-    async fn list_comments(&self, _: Request<pb::ListCommentsRequest>) -> RpcResult<pb::ListCommentsResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/ListComments"))
+    async fn list_comments(
+        &self,
+        _: Request<pb::ListCommentsRequest>,
+    ) -> RpcResult<pb::ListCommentsResponse> {
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/ListComments",
+        ))
     }
 
     async fn save_search(&self, _: Request<pb::SaveSearchRequest>) -> RpcResult<pb::SavedSearch> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/SaveSearch"))
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/SaveSearch",
+        ))
     }
 
     async fn list_saved_searches(
         &self,
         _: Request<pb::ListSavedSearchesRequest>,
     ) -> RpcResult<pb::ListSavedSearchesResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/ListSavedSearches"))
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/ListSavedSearches",
+        ))
     }
 
     async fn delete_saved_search(
         &self,
         _: Request<pb::DeleteSavedSearchRequest>,
     ) -> RpcResult<pb::DeleteSavedSearchResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/DeleteSavedSearch"))
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/DeleteSavedSearch",
+        ))
     }
 
     async fn list_search_history(
         &self,
         _: Request<pb::ListSearchHistoryRequest>,
     ) -> RpcResult<pb::ListSearchHistoryResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/ListSearchHistory"))
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/ListSearchHistory",
+        ))
     }
 
     async fn search_timeline(
         &self,
         _: Request<pb::SearchTimelineRequest>,
     ) -> RpcResult<pb::SearchTimelineResponse> {
-        Err(unimplemented_status("casescope.cases.v1.CasesService/SearchTimeline"))
+        Err(unimplemented_status(
+            "casescope.cases.v1.CasesService/SearchTimeline",
+        ))
     }
 }

@@ -10,7 +10,11 @@ pub const MAX_RETENTION_DAYS: u32 = 36_500;
 /// A case id: present and a UUID (the only ids this service issues).
 pub fn case_id(id: Option<&CaseId>, field: &str) -> Result<String, ApiError> {
     let Some(id) = id.map(|id| id.value.trim()).filter(|v| !v.is_empty()) else {
-        return Err(ApiError::invalid_field("CASE_ID_MISSING", field, "a case id is required"));
+        return Err(ApiError::invalid_field(
+            "CASE_ID_MISSING",
+            field,
+            "a case id is required",
+        ));
     };
     let parsed = uuid::Uuid::parse_str(id).map_err(|_| {
         ApiError::invalid_field(
@@ -25,7 +29,11 @@ pub fn case_id(id: Option<&CaseId>, field: &str) -> Result<String, ApiError> {
 pub fn name(value: &str, field: &str) -> Result<String, ApiError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(ApiError::invalid_field("NAME_EMPTY", field, "must not be empty"));
+        return Err(ApiError::invalid_field(
+            "NAME_EMPTY",
+            field,
+            "must not be empty",
+        ));
     }
     let chars = trimmed.chars().count();
     if chars > MAX_NAME_CHARS {
@@ -54,7 +62,10 @@ pub fn description(value: &str, field: &str) -> Result<String, ApiError> {
             format!("is {chars} characters; the maximum is {MAX_DESCRIPTION_CHARS}"),
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err(ApiError::invalid_field(
             "DESCRIPTION_CONTROL_CHARACTERS",
             field,

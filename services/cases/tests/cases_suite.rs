@@ -32,13 +32,17 @@ async fn harness_on(db: Database, dir: Option<tempfile::TempDir>) -> Harness {
 async fn sqlite() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("cases.db").display());
-    let db = Database::connect(&url, &DbOptions::default()).await.unwrap();
+    let db = Database::connect(&url, &DbOptions::default())
+        .await
+        .unwrap();
     harness_on(db, Some(dir)).await
 }
 
 async fn postgres() -> Harness {
     let url = casescope_testkit::postgres_url().await;
-    let db = Database::connect(&url, &DbOptions::default()).await.unwrap();
+    let db = Database::connect(&url, &DbOptions::default())
+        .await
+        .unwrap();
     harness_on(db, None).await
 }
 
@@ -157,7 +161,9 @@ async fn bad_input_is_refused_with_what_and_where(h: Harness) {
 
     let status = h
         .api
-        .get_case(Request::new(pb::GetCaseRequest { id: id("not-a-uuid") }))
+        .get_case(Request::new(pb::GetCaseRequest {
+            id: id("not-a-uuid"),
+        }))
         .await
         .unwrap_err();
     assert_invalid(status, "id");
@@ -228,7 +234,10 @@ async fn update_archive_restore_and_delete(h: Harness) {
         .unwrap()
         .into_inner();
     assert_eq!(updated.name, "renamed");
-    assert_eq!(updated.description, "about original", "unmasked fields are kept");
+    assert_eq!(
+        updated.description, "about original",
+        "unmasked fields are kept"
+    );
     assert_eq!(updated.version, 2);
     assert!(updated.settings.unwrap().deduplicate_events);
 
@@ -255,7 +264,9 @@ async fn update_archive_restore_and_delete(h: Harness) {
 
     let archived = h
         .api
-        .archive_case(Request::new(pb::ArchiveCaseRequest { id: case.id.clone() }))
+        .archive_case(Request::new(pb::ArchiveCaseRequest {
+            id: case.id.clone(),
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -263,11 +274,16 @@ async fn update_archive_restore_and_delete(h: Harness) {
     assert!(archived.archived_at.is_some());
     let again = h
         .api
-        .archive_case(Request::new(pb::ArchiveCaseRequest { id: case.id.clone() }))
+        .archive_case(Request::new(pb::ArchiveCaseRequest {
+            id: case.id.clone(),
+        }))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(again.version, archived.version, "archiving twice changes nothing");
+    assert_eq!(
+        again.version, archived.version,
+        "archiving twice changes nothing"
+    );
     let refused = h
         .api
         .update_case(Request::new(update("while archived", &["name"], 0)))
@@ -279,14 +295,29 @@ async fn update_archive_restore_and_delete(h: Harness) {
         page: None,
         include_archived,
     };
-    let open = h.api.list_cases(Request::new(listed(false))).await.unwrap().into_inner();
-    assert!(open.cases.is_empty(), "archived cases are hidden by default");
-    let all = h.api.list_cases(Request::new(listed(true))).await.unwrap().into_inner();
+    let open = h
+        .api
+        .list_cases(Request::new(listed(false)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        open.cases.is_empty(),
+        "archived cases are hidden by default"
+    );
+    let all = h
+        .api
+        .list_cases(Request::new(listed(true)))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(all.cases.len(), 1);
 
     let restored = h
         .api
-        .restore_case(Request::new(pb::RestoreCaseRequest { id: case.id.clone() }))
+        .restore_case(Request::new(pb::RestoreCaseRequest {
+            id: case.id.clone(),
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -305,16 +336,22 @@ async fn update_archive_restore_and_delete(h: Harness) {
     assert!(files.files.is_empty());
 
     h.api
-        .delete_case(Request::new(pb::DeleteCaseRequest { id: case.id.clone() }))
+        .delete_case(Request::new(pb::DeleteCaseRequest {
+            id: case.id.clone(),
+        }))
         .await
         .unwrap();
     for status in [
         h.api
-            .get_case(Request::new(pb::GetCaseRequest { id: case.id.clone() }))
+            .get_case(Request::new(pb::GetCaseRequest {
+                id: case.id.clone(),
+            }))
             .await
             .unwrap_err(),
         h.api
-            .delete_case(Request::new(pb::DeleteCaseRequest { id: case.id.clone() }))
+            .delete_case(Request::new(pb::DeleteCaseRequest {
+                id: case.id.clone(),
+            }))
             .await
             .unwrap_err(),
     ] {
@@ -341,7 +378,13 @@ async fn update_archive_restore_and_delete(h: Harness) {
         .collect();
     assert_eq!(
         kinds,
-        ["case.created", "case.updated", "case.archived", "case.restored", "case.deleted"]
+        [
+            "case.created",
+            "case.updated",
+            "case.archived",
+            "case.restored",
+            "case.deleted"
+        ]
     );
 }
 
