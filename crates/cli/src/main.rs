@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
+    /// gRPC address of another service this one calls, as NAME=URL (repeatable),
+    /// e.g. --service-addr cases=http://cases:7700.
+    #[arg(long = "service-addr", value_name = "NAME=URL")]
+    service_addrs: Vec<String>,
 }
 
 fn main() -> ExitCode {

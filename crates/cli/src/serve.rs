@@ -27,6 +27,13 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
         Some(path) => Settings::from_file(&path)?,
         None => Settings::default(),
     };
+    let mut service_addrs = std::collections::BTreeMap::new();
+    for pair in &args.service_addrs {
+        let Some((name, url)) = pair.split_once('=') else {
+            bail!("--service-addr {pair:?} is not NAME=URL (e.g. cases=http://cases:7700)");
+        };
+        service_addrs.insert(name.trim().to_string(), url.trim().to_string());
+    }
     let flags = Settings {
         service: args.service,
         listen: args.listen,
@@ -35,6 +42,7 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
         nats_url: args.nats_url,
         nats_namespace: args.nats_namespace,
         log_format: args.log_format,
+        service_addrs,
         ..Settings::default()
     };
     Ok(flags.over(env.over(file)).resolve()?)

@@ -35,3 +35,36 @@ pub async fn run_periodically<F, Fut, E>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn keeps_running_through_errors_and_stops_on_shutdown() {
+        let passes = Arc::new(AtomicU32::new(0));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let passes = passes.clone();
+            let shutdown = shutdown.clone();
+            run_periodically("test", Duration::from_secs(10), shutdown, move || {
+                let n = passes.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n % 2 == 0 {
+                        Err("database unavailable")
+                    } else {
+                        Ok(1)
+                    }
+                }
+            })
+        });
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 4, "now, 10 s, 20 s, 30 s");
+        shutdown.cancel();
+        task.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 4, "no pass after shutdown");
+    }
+}

@@ -10,7 +10,9 @@ struct HeaderInjector<'a>(&'a mut Vec<(String, String)>);
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         self.0.retain(|(name, _)| !name.eq_ignore_ascii_case(key));
-        self.0.push((key.to_string(), value));
+        if !value.is_empty() {
+            self.0.push((key.to_string(), value));
+        }
     }
 }
 
@@ -45,6 +47,9 @@ struct MetadataInjector<'a>(&'a mut http::HeaderMap);
 
 impl Injector for MetadataInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(name), Ok(value)) = (
             http::header::HeaderName::from_bytes(key.as_bytes()),
             http::header::HeaderValue::from_str(&value),
@@ -116,5 +121,37 @@ mod tests {
         let mut out = Vec::new();
         TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut out));
         assert_eq!(out, headers);
+    }
+
+    #[test]
+    fn a_span_context_survives_a_trip_through_message_headers() {
+        use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+        use tracing_subscriber::layer::SubscriberExt;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let producer = tracing::info_span!("publish");
+            let mut headers = Vec::new();
+            producer.in_scope(|| inject_current(&mut headers));
+            let sent_trace = producer.context().span().span_context().trace_id();
+            let traceparent = &headers
+                .iter()
+                .find(|(name, _)| name == "traceparent")
+                .expect("traceparent injected")
+                .1;
+            assert!(
+                traceparent.contains(&sent_trace.to_string()),
+                "{traceparent}"
+            );
+
+            let consumer = tracing::info_span!("handle");
+            set_parent_from_headers(&consumer, &headers);
+            let received_trace = consumer.context().span().span_context().trace_id();
+            assert_eq!(
+                received_trace, sent_trace,
+                "the consumer span joins the producer's trace"
+            );
+        });
     }
 }

