@@ -52,7 +52,7 @@ mod tests {
             run_periodically("test", Duration::from_secs(10), shutdown, move || {
                 let n = passes.fetch_add(1, Ordering::SeqCst);
                 async move {
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         Err("database unavailable")
                     } else {
                         Ok(1)
