@@ -118,14 +118,23 @@ impl Outbox {
                     message_id: message_id.clone(),
                     headers,
                 };
-                if let Err(error) = self.bus.publish(message).await {
-                    let _ = sqlx::query(
-                        "UPDATE bus_outbox SET attempts = attempts + 1 WHERE message_id = $1",
-                    )
-                    .bind(&message_id)
-                    .execute(self.db.pool())
-                    .await;
-                    return Err(error);
+                let subject = message.subject.clone();
+                match self.bus.publish(message).await {
+                    Ok(_) => {}
+                    // Can never succeed (a subject outside every stream is a bug in the
+                    // producer): drop it loudly rather than block every row behind it.
+                    Err(error @ BusError::UnknownSubject(_)) => {
+                        tracing::error!(%error, %subject, %message_id, "dropping unpublishable outbox message");
+                    }
+                    Err(error) => {
+                        let _ = sqlx::query(
+                            "UPDATE bus_outbox SET attempts = attempts + 1 WHERE message_id = $1",
+                        )
+                        .bind(&message_id)
+                        .execute(self.db.pool())
+                        .await;
+                        return Err(error);
+                    }
                 }
                 sqlx::query("DELETE FROM bus_outbox WHERE message_id = $1")
                     .bind(&message_id)

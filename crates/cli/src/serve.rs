@@ -84,7 +84,7 @@ async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
             options.namespace = config.nats_namespace.clone();
             let bus = JetStreamBus::connect(&options)
                 .await
-                .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
+                .with_context(|| format!("cannot connect to NATS at {}", redact_url(nats_url)))?;
             let db_options = DbOptions {
                 max_connections: config.max_db_connections,
                 ..DbOptions::default()
@@ -185,6 +185,9 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             readiness.set_draining();
             health_reporter
                 .set_not_serving::<CasesServiceServer<casescope_cases::CasesApi>>()
+                .await;
+            health_reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
             tracing::info!("shutting down: draining requests");
         }
