@@ -1,0 +1,327 @@
+//! The one event model every format is normalised into, and the rules that fill it:
+//! Windows records (EVTX, or evtx_dump-style JSON) expose their System values as
+//! `EventID`, `Channel`, `Provider_Name`, … and every `EventData`/`UserData` value under
+//! its own name (`CommandLine`, `TargetUserName`, …); other JSON/CSV records are
+//! flattened with dotted names. Field counts and nesting are bounded.
+
+use serde_json::{Map, Value};
+
+/// Most flattened fields kept per event; the rest are counted in `_fields_truncated`.
+pub const MAX_FIELDS: usize = 1024;
+/// Deepest nesting flattened; deeper values are kept as JSON text.
+pub const MAX_DEPTH: usize = 16;
+
+/// A normalised event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub case_id: String,
+    pub file_id: String,
+    /// "evtx", "json" or "csv".
+    pub source: &'static str,
+    /// UTC microseconds since the Unix epoch.
+    pub timestamp_micros: i64,
+    /// Where the record is in its file, e.g. `record:1234` or `line:56`.
+    pub locator: String,
+    /// EVTX EventRecordID.
+    pub record_id: Option<u64>,
+    /// JSON line / CSV line number (1-based).
+    pub line: Option<u64>,
+    pub event_code: Option<u32>,
+    pub channel: Option<String>,
+    pub provider: Option<String>,
+    pub computer: Option<String>,
+    pub level: Option<u32>,
+    /// Flattened fields, names as described in the module docs.
+    pub fields: Map<String, Value>,
+    /// The original record as JSON.
+    pub raw: Value,
+}
+
+/// The Windows header values of a record, and its flattened fields.
+#[derive(Debug, Default)]
+pub struct WindowsParts {
+    pub event_code: Option<u32>,
+    pub channel: Option<String>,
+    pub provider: Option<String>,
+    pub computer: Option<String>,
+    pub level: Option<u32>,
+    pub record_id: Option<u64>,
+    pub time_created: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+fn text_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Object(map) => map.get("#text").and_then(text_of),
+        _ => None,
+    }
+}
+
+fn number_of(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Object(map) => map.get("#text").and_then(number_of),
+        _ => None,
+    }
+}
+
+fn attribute<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value.get("#attributes")?.get(name)
+}
+
+/// Normalises an EVTX record rendered as JSON (`{"Event": {"System": …, "EventData": …}}`).
+pub fn normalize_windows_record(record: &Value) -> WindowsParts {
+    let mut parts = WindowsParts::default();
+    let Some(event) = record.get("Event") else {
+        return parts;
+    };
+    if let Some(system) = event.get("System") {
+        let fields = &mut parts.fields;
+        let mut put = |name: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                fields.insert(name.to_string(), value);
+            }
+        };
+        let event_id = system.get("EventID");
+        parts.event_code = event_id
+            .and_then(number_of)
+            .and_then(|n| u32::try_from(n).ok());
+        put("EventID", parts.event_code.map(Value::from));
+        let provider = system.get("Provider");
+        parts.provider = provider
+            .and_then(|p| attribute(p, "Name"))
+            .and_then(text_of);
+        put("Provider_Name", parts.provider.clone().map(Value::from));
+        put(
+            "Provider_Guid",
+            provider
+                .and_then(|p| attribute(p, "Guid"))
+                .and_then(text_of)
+                .map(Value::from),
+        );
+        parts.channel = system.get("Channel").and_then(text_of);
+        put("Channel", parts.channel.clone().map(Value::from));
+        parts.computer = system.get("Computer").and_then(text_of);
+        put("Computer", parts.computer.clone().map(Value::from));
+        parts.level = system
+            .get("Level")
+            .and_then(number_of)
+            .and_then(|n| u32::try_from(n).ok());
+        put("Level", parts.level.map(Value::from));
+        parts.record_id = system.get("EventRecordID").and_then(number_of);
+        put("EventRecordID", parts.record_id.map(Value::from));
+        for name in ["Task", "Opcode", "Keywords", "Version"] {
+            put(name, system.get(name).and_then(text_of).map(Value::from));
+        }
+        let execution = system.get("Execution");
+        for (field, attr) in [
+            ("Execution_ProcessID", "ProcessID"),
+            ("Execution_ThreadID", "ThreadID"),
+        ] {
+            put(
+                field,
+                execution
+                    .and_then(|e| attribute(e, attr))
+                    .and_then(number_of)
+                    .map(Value::from),
+            );
+        }
+        put(
+            "Security_UserID",
+            system
+                .get("Security")
+                .and_then(|s| attribute(s, "UserID"))
+                .and_then(text_of)
+                .map(Value::from),
+        );
+        parts.time_created = system
+            .get("TimeCreated")
+            .and_then(|t| attribute(t, "SystemTime"))
+            .and_then(text_of);
+    }
+    for section in ["EventData", "UserData"] {
+        if let Some(data) = event.get(section) {
+            flatten_event_data(data, &mut parts.fields);
+        }
+    }
+    parts
+}
+
+/// EventData/UserData: named values under their own names; a name that collides with a
+/// System field gets the `EventData_` prefix; unnamed `Data` values stay an array.
+fn flatten_event_data(data: &Value, fields: &mut Map<String, Value>) {
+    let Value::Object(map) = data else {
+        if !data.is_null() {
+            insert_bounded(fields, "EventData".to_string(), data.clone());
+        }
+        return;
+    };
+    for (name, value) in map {
+        if name == "#attributes" {
+            continue;
+        }
+        match value {
+            // UserData wraps its values in one element named after the event type.
+            Value::Object(inner) if !inner.contains_key("#text") => {
+                flatten_into(fields, name, value, 1);
+            }
+            _ => {
+                let key = if fields.contains_key(name) {
+                    format!("EventData_{name}")
+                } else {
+                    name.clone()
+                };
+                insert_bounded(fields, key, scalar_or_text(value));
+            }
+        }
+    }
+}
+
+fn scalar_or_text(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => map
+            .get("#text")
+            .cloned()
+            .unwrap_or_else(|| Value::String(value.to_string())),
+        other => other.clone(),
+    }
+}
+
+fn insert_bounded(fields: &mut Map<String, Value>, key: String, value: Value) {
+    if fields.len() < MAX_FIELDS {
+        fields.insert(key, value);
+        return;
+    }
+    let truncated = fields
+        .get("_fields_truncated")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    fields.insert("_fields_truncated".to_string(), Value::from(truncated + 1));
+}
+
+/// Flattens `value` under `prefix` with dotted names; arrays of scalars stay arrays.
+pub fn flatten_into(fields: &mut Map<String, Value>, prefix: &str, value: &Value, depth: usize) {
+    match value {
+        Value::Object(map) if depth < MAX_DEPTH => {
+            for (key, inner) in map {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten_into(fields, &name, inner, depth + 1);
+            }
+        }
+        Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
+            insert_bounded(fields, prefix.to_string(), value.clone());
+        }
+        Value::Object(_) | Value::Array(_) => {
+            insert_bounded(fields, prefix.to_string(), Value::String(value.to_string()));
+        }
+        scalar => insert_bounded(fields, prefix.to_string(), scalar.clone()),
+    }
+}
+
+/// Common Windows-ish names in flat JSON/CSV records, promoted to the event's header.
+pub fn promote_common_fields(fields: &Map<String, Value>) -> WindowsParts {
+    let find = |names: &[&str]| names.iter().find_map(|name| fields.get(*name));
+    WindowsParts {
+        event_code: find(&["EventID", "event_id", "EventCode", "event.code"])
+            .and_then(number_of)
+            .and_then(|n| u32::try_from(n).ok()),
+        channel: find(&["Channel", "channel", "winlog.channel"]).and_then(text_of),
+        provider: find(&[
+            "Provider_Name",
+            "Provider",
+            "provider",
+            "SourceName",
+            "winlog.provider_name",
+        ])
+        .and_then(text_of),
+        computer: find(&[
+            "Computer",
+            "computer",
+            "Hostname",
+            "hostname",
+            "host.name",
+            "ComputerName",
+        ])
+        .and_then(text_of),
+        level: find(&["Level", "level"])
+            .and_then(number_of)
+            .and_then(|n| u32::try_from(n).ok()),
+        ..WindowsParts::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn windows_records_expose_system_and_event_data() {
+        let record = json!({"Event": {
+            "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+            "System": {
+                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing", "Guid": "54849625-5478-4994-A5BA-3E3B0328C30D"}},
+                "EventID": 4624, "Level": 0, "Task": 12544, "Channel": "Security",
+                "Computer": "WS01.acme.local", "EventRecordID": 1187,
+                "TimeCreated": {"#attributes": {"SystemTime": "2019-03-16T23:37:52.123456Z"}},
+                "Execution": {"#attributes": {"ProcessID": 612, "ThreadID": 2108}},
+                "Security": null
+            },
+            "EventData": {"TargetUserName": "admin", "LogonType": 3, "Channel": "odd"}
+        }});
+        let parts = normalize_windows_record(&record);
+        assert_eq!(parts.event_code, Some(4624));
+        assert_eq!(parts.channel.as_deref(), Some("Security"));
+        assert_eq!(parts.computer.as_deref(), Some("WS01.acme.local"));
+        assert_eq!(parts.record_id, Some(1187));
+        assert_eq!(parts.fields["TargetUserName"], "admin");
+        assert_eq!(parts.fields["LogonType"], 3);
+        assert_eq!(
+            parts.fields["Provider_Name"],
+            "Microsoft-Windows-Security-Auditing"
+        );
+        assert_eq!(parts.fields["Execution_ProcessID"], 612);
+        assert_eq!(
+            parts.fields["EventData_Channel"], "odd",
+            "collisions are prefixed, not lost"
+        );
+        assert_eq!(parts.fields["Channel"], "Security");
+    }
+
+    #[test]
+    fn event_id_with_qualifiers_and_user_data() {
+        let record = json!({"Event": {"System": {"EventID": {"#attributes": {"Qualifiers": 16384}, "#text": 7045}},
+            "UserData": {"LogFileCleared": {"SubjectUserName": "bob"}}}});
+        let parts = normalize_windows_record(&record);
+        assert_eq!(parts.event_code, Some(7045));
+        assert_eq!(parts.fields["LogFileCleared.SubjectUserName"], "bob");
+    }
+
+    #[test]
+    fn flattening_is_bounded() {
+        let mut fields = Map::new();
+        let mut wide = Map::new();
+        for n in 0..(MAX_FIELDS + 10) {
+            wide.insert(format!("f{n}"), json!(n));
+        }
+        flatten_into(&mut fields, "", &Value::Object(wide), 0);
+        assert_eq!(fields.len(), MAX_FIELDS + 1);
+        assert_eq!(fields["_fields_truncated"], 10);
+        let mut deep = json!("leaf");
+        for _ in 0..40 {
+            deep = json!({ "d": deep });
+        }
+        let mut fields = Map::new();
+        flatten_into(&mut fields, "", &deep, 0);
+        assert_eq!(fields.len(), 1, "{fields:?}");
+    }
+}

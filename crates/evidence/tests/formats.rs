@@ -1,0 +1,289 @@
+//! Parsing JSON/JSONL and CSV evidence, good and hostile; EVTX on the shared corpus.
+
+use casescope_evidence::{Context, Format, Limits, Outcome, Summary, parse_file};
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+fn context() -> Context {
+    Context {
+        case_id: "case-1".into(),
+        file_id: "file-1".into(),
+        evidence_sha256: "ab".repeat(32),
+        timestamp_field: None,
+        limits: Limits {
+            max_record_bytes: 4096,
+            evtx_threads: 2,
+        },
+    }
+}
+
+fn parse(path: &Path, format: Format, context: &Context) -> (Summary, Vec<Outcome>) {
+    let mut outcomes = Vec::new();
+    let summary = parse_file(path, format, context, &mut |outcome| {
+        outcomes.push(outcome);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(summary.records_read, summary.events + summary.rejected);
+    assert_eq!(summary.records_read as usize, outcomes.len());
+    (summary, outcomes)
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+    path
+}
+
+fn events(outcomes: &[Outcome]) -> Vec<&casescope_evidence::Event> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Event(e) => Some(e.as_ref()),
+            Outcome::Rejected(_) => None,
+        })
+        .collect()
+}
+
+fn rejects(outcomes: &[Outcome]) -> Vec<(String, &'static str)> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Rejected(r) => Some((r.locator.clone(), r.reason.as_str())),
+            Outcome::Event(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn jsonl_records_are_normalised_and_bad_lines_rejected_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!(
+        "{{\"timestamp\": \"2024-01-01T00:00:00Z\", \"x\": \"{}\"}}",
+        "a".repeat(5000)
+    );
+    let body = format!(
+        "{}\n\n{}\n{}\n{}\n{}\n{}\n",
+        r#"{"@timestamp": "2024-05-01T10:00:00Z", "EventID": 4624, "Computer": "WS1", "user": {"name": "bob", "roles": ["a","b"]}}"#,
+        r#"{"timestamp": "garbage", "x": 1}"#,
+        r#"{"no_time": 1}"#,
+        r#"[1,2]"#,
+        r#"{"broken": "#,
+        long,
+    );
+    let path = write(&dir, "e.jsonl", body.as_bytes());
+    let (summary, outcomes) = parse(&path, Format::Jsonl, &context());
+    assert_eq!(summary.records_read, 6, "the blank line is not a record");
+    assert_eq!(summary.events, 1);
+    let event = events(&outcomes)[0];
+    assert_eq!(event.timestamp_micros, 1_714_557_600_000_000);
+    assert_eq!(event.event_code, Some(4624));
+    assert_eq!(event.computer.as_deref(), Some("WS1"));
+    assert_eq!(event.fields["user.name"], "bob");
+    assert_eq!(event.fields["user.roles"], serde_json::json!(["a", "b"]));
+    assert_eq!(event.locator, "line:1");
+    assert_eq!(event.line, Some(1));
+    assert_eq!(
+        rejects(&outcomes),
+        [
+            ("line:3".to_string(), "timestamp_invalid"),
+            ("line:4".to_string(), "timestamp_missing"),
+            ("line:5".to_string(), "json_not_an_object"),
+            ("line:6".to_string(), "invalid_json"),
+            ("line:7".to_string(), "record_too_large"),
+        ]
+    );
+    assert_eq!(summary.rejects_by_reason["record_too_large"], 1);
+}
+
+#[test]
+fn json_arrays_pretty_objects_and_a_configured_time_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = write(
+        &dir,
+        "a.json",
+        br#"[{"when": 1700000000, "a": 1}, {"when": "2023-11-14T22:13:20Z"}, 5]"#,
+    );
+    let mut context = context();
+    context.timestamp_field = Some("when".into());
+    let (summary, outcomes) = parse(&array, Format::Json, &context);
+    assert_eq!((summary.events, summary.rejected), (2, 1));
+    assert!(
+        events(&outcomes)
+            .iter()
+            .all(|e| e.timestamp_micros == 1_700_000_000_000_000)
+    );
+    assert_eq!(
+        rejects(&outcomes),
+        [("element:3".to_string(), "json_not_an_object")]
+    );
+
+    let pretty = write(
+        &dir,
+        "p.json",
+        b"{\n  \"Event\": {\"System\": {\"EventID\": 1, \"Channel\": \"Microsoft-Windows-Sysmon/Operational\",\n  \"TimeCreated\": {\"#attributes\": {\"SystemTime\": \"2019-03-16T23:37:52Z\"}}},\n  \"EventData\": {\"Image\": \"C:\\\\x.exe\"}}\n}\n",
+    );
+    let (summary, outcomes) = parse(&pretty, Format::Json, &crate::context());
+    assert_eq!(summary.events, 1, "{outcomes:?}");
+    let event = events(&outcomes)[0];
+    assert_eq!(event.event_code, Some(1));
+    assert_eq!(event.fields["Image"], "C:\\x.exe");
+    assert_eq!(event.source, "json");
+
+    let truncated_array = write(
+        &dir,
+        "t.json",
+        br#"[{"timestamp": 1700000000}, {"timestamp": "#,
+    );
+    let error = parse_file(
+        &truncated_array,
+        Format::Json,
+        &crate::context(),
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("element:2"), "{error}");
+}
+
+#[test]
+fn a_100_mb_single_line_is_rejected_without_holding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    file.write_all(b"{\"timestamp\": 1700000000, \"blob\": \"")
+        .unwrap();
+    let block = vec![b'x'; 1024 * 1024];
+    for _ in 0..100 {
+        file.write_all(&block).unwrap();
+    }
+    file.write_all(b"\"}\n{\"timestamp\": 1700000001}\n")
+        .unwrap();
+    drop(file);
+    let mut context = context();
+    context.limits.max_record_bytes = 1024 * 1024;
+    let (summary, outcomes) = parse(&path, Format::Jsonl, &context);
+    assert_eq!((summary.events, summary.rejected), (1, 1));
+    assert_eq!(
+        rejects(&outcomes),
+        [("line:1".to_string(), "record_too_large")]
+    );
+}
+
+#[test]
+fn csv_rows_with_bad_utf8_or_field_counts_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = b"TimeCreated,EventID,Computer,CommandLine,\n".to_vec();
+    body.extend_from_slice(b"2024-01-01 10:00:00,4688,WS1,\"cmd.exe /c \"\"whoami\"\"\",x\n");
+    body.extend_from_slice(b"2024-01-01 10:00:01,4688,WS1\n");
+    body.extend_from_slice(b"2024-01-01 10:00:02,4688,WS1,\xff\xfe,y\n");
+    body.extend_from_slice(b"not a time,1,WS2,a,b\n");
+    let path = write(&dir, "c.csv", &body);
+    let (summary, outcomes) = parse(&path, Format::Csv, &context());
+    assert_eq!((summary.records_read, summary.events), (4, 1));
+    let event = events(&outcomes)[0];
+    assert_eq!(event.fields["CommandLine"], "cmd.exe /c \"whoami\"");
+    assert_eq!(event.fields["column_5"], "x", "an empty header gets a name");
+    assert_eq!(event.event_code, Some(4688));
+    assert_eq!(event.source, "csv");
+    assert_eq!(
+        rejects(&outcomes),
+        [
+            ("row:2".to_string(), "csv_field_count"),
+            ("row:3".to_string(), "invalid_utf8"),
+            ("row:4".to_string(), "timestamp_invalid"),
+        ]
+    );
+    let long_line = write(
+        &dir,
+        "l.csv",
+        format!("a,b\n{}\n", "z".repeat(10_000)).as_bytes(),
+    );
+    let error = parse_file(&long_line, Format::Csv, &context(), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("maximum record size"), "{error}");
+}
+
+#[test]
+fn the_sink_can_stop_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..10)
+        .map(|n| format!("{{\"ts\": {}}}\n", 1_700_000_000 + n))
+        .collect();
+    let path = write(&dir, "s.jsonl", lines.as_bytes());
+    let mut seen = 0;
+    let summary = parse_file(&path, Format::Jsonl, &context(), &mut |_| {
+        seen += 1;
+        if seen == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert!(summary.stopped_early);
+    assert_eq!(summary.records_read, 3);
+}
+
+#[test]
+fn evtx_corpus_counts_match_the_evtx_crate_exactly() {
+    let Some(data) = casescope_testkit::shared_data_dir() else {
+        eprintln!("skipped: ../shared/data not present (EVTX-ATTACK-SAMPLES)");
+        return;
+    };
+    let root = data.join("evtx-attack-samples");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("evtx"))
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert_eq!(files.len(), 277);
+    let (mut total_read, mut total_events) = (0, 0);
+    for path in &files {
+        let mut direct = evtx::EvtxParser::from_path(path).unwrap();
+        let direct_count = direct.records_json_value().count() as u64;
+        let mut ids = std::collections::HashSet::new();
+        let summary = parse_file(path, Format::Evtx, &context(), &mut |outcome| {
+            if let Outcome::Event(event) = outcome {
+                assert!(
+                    ids.insert(event.event_id.clone()),
+                    "duplicate id in {}",
+                    path.display()
+                );
+                assert!(
+                    event.event_code.is_some() && event.computer.is_some(),
+                    "{}: {}",
+                    path.display(),
+                    event.raw["Event"]["System"]
+                );
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(summary.records_read, direct_count, "{}", path.display());
+        assert_eq!(summary.events + summary.rejected, direct_count);
+        total_read += summary.records_read;
+        total_events += summary.events;
+    }
+    eprintln!(
+        "{} files, {total_read} records, {total_events} events",
+        files.len()
+    );
+    assert_eq!(total_read, 8255, "the corpus README says 8,255 records");
+}
