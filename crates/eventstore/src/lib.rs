@@ -1,0 +1,172 @@
+//! The event store: where normalised events live and how they are queried. One
+//! [`EventStore`] trait, a tantivy backend for embedded mode ([`TantivyStore`]) and —
+//! behind the same conformance suite — an OpenSearch backend for clusters; one query
+//! language ([`query`]) that both translate, so a query means the same on either.
+//!
+//! Writes are idempotent by construction: event ids are deterministic, and a file's
+//! events are replaced as a unit ([`EventStore::delete_file`] then writes). Reads are
+//! bounded: every page has a maximum size, scans page with a cursor, histograms have a
+//! maximum bucket count. CPU work (indexing, searching) runs off the async runtime.
+//!
+//! Not here: parsing (casescope-evidence), the ingest stage's leases and counts.
+
+pub mod query;
+mod tantivy_store;
+mod tokenizer;
+
+pub use casescope_evidence::Event;
+pub use query::{Query, QueryError, parse_query};
+pub use tantivy_store::{TantivyOptions, TantivyStore};
+
+use async_trait::async_trait;
+
+/// Largest page a search or scan returns.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// Most buckets one histogram may have.
+pub const MAX_HISTOGRAM_BUCKETS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    #[default]
+    Ascending,
+    Descending,
+}
+
+/// Position after the last hit of a page: (timestamp µs, tie-breaker from the event id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub timestamp_micros: i64,
+    pub tiebreak: u64,
+}
+
+impl Cursor {
+    /// Opaque text form for APIs: `<timestamp>.<tiebreak hex>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{:016x}", self.timestamp_micros, self.tiebreak)
+    }
+
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let (timestamp, tiebreak) = text.split_once('.')?;
+        Some(Cursor {
+            timestamp_micros: timestamp.parse().ok()?,
+            tiebreak: u64::from_str_radix(tiebreak, 16).ok()?,
+        })
+    }
+}
+
+/// The tie-breaker of an event id: its first 64 bits.
+pub fn tiebreak_of(event_id: &str) -> u64 {
+    event_id
+        .get(..16)
+        .and_then(|prefix| u64::from_str_radix(prefix, 16).ok())
+        .unwrap_or(0)
+}
+
+/// A search over one case's events.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub case_id: String,
+    pub query: Query,
+    /// Inclusive start, exclusive end, UTC µs.
+    pub start_micros: Option<i64>,
+    pub end_micros: Option<i64>,
+    pub file_ids: Vec<String>,
+    pub channels: Vec<String>,
+    pub event_codes: Vec<u32>,
+    pub computers: Vec<String>,
+    pub sort: SortOrder,
+    /// 1..=MAX_PAGE_SIZE.
+    pub page_size: usize,
+    pub after: Option<Cursor>,
+}
+
+impl EventQuery {
+    pub fn new(case_id: impl Into<String>, query: Query) -> Self {
+        Self {
+            case_id: case_id.into(),
+            query,
+            start_micros: None,
+            end_micros: None,
+            file_ids: Vec::new(),
+            channels: Vec::new(),
+            event_codes: Vec::new(),
+            computers: Vec::new(),
+            sort: SortOrder::Ascending,
+            page_size: 50,
+            after: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub events: Vec<Event>,
+    /// All matches of the query (not just this page).
+    pub total: u64,
+    /// Set when more events follow.
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub start_micros: i64,
+    pub count: u64,
+}
+
+/// Result of writing a batch: how many were accepted and which were refused, why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    pub written: u64,
+    pub rejected: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("event store failure: {0}")]
+    Internal(String),
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Adds events (any files of any cases). Visible to searches after [`Self::flush`].
+    async fn write(&self, events: Vec<Event>) -> Result<WriteReport, StoreError>;
+    /// Makes every write so far durable and searchable.
+    async fn flush(&self) -> Result<(), StoreError>;
+    /// Removes every event of one file (applied with the next flush).
+    async fn delete_file(&self, case_id: &str, file_id: &str) -> Result<(), StoreError>;
+    /// Events of one file that are searchable now.
+    async fn count_file(&self, case_id: &str, file_id: &str) -> Result<u64, StoreError>;
+    async fn search(&self, query: &EventQuery) -> Result<SearchPage, StoreError>;
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError>;
+    async fn get(&self, case_id: &str, event_id: &str) -> Result<Option<Event>, StoreError>;
+    /// Matches per time bucket of `interval_micros`, from the first to the last match.
+    async fn histogram(
+        &self,
+        query: &EventQuery,
+        interval_micros: i64,
+    ) -> Result<Vec<Bucket>, StoreError>;
+}
+
+/// Checks the parts of a query every backend validates the same way.
+pub fn validate(query: &EventQuery) -> Result<(), StoreError> {
+    if query.page_size == 0 || query.page_size > MAX_PAGE_SIZE {
+        return Err(StoreError::Invalid(format!(
+            "page size {} is outside 1..={MAX_PAGE_SIZE}",
+            query.page_size
+        )));
+    }
+    if let (Some(start), Some(end)) = (query.start_micros, query.end_micros)
+        && start >= end
+    {
+        return Err(StoreError::Invalid(
+            "the time range ends before it starts".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,354 @@
+//! The embedded event store on tantivy: one index for all cases under the data
+//! directory, one writer (memory-bounded), searchers reloaded on every flush. Indexing
+//! and searching run on tokio's blocking pool, never on the async workers.
+
+mod schema;
+mod translate;
+
+use crate::{
+    Bucket, Cursor, EventQuery, EventStore, MAX_HISTOGRAM_BUCKETS, SearchPage, SortOrder,
+    StoreError, WriteReport, validate,
+};
+use casescope_evidence::Event;
+use schema::Fields;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tantivy::collector::sort_key::SortByStaticFastValue;
+use tantivy::collector::{Count, HistogramCollector, TopDocs};
+use tantivy::indexer::IndexWriterOptions;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
+
+#[derive(Debug, Clone)]
+pub struct TantivyOptions {
+    /// Memory the writer may use before it flushes a segment (split across its threads).
+    pub writer_memory_bytes: usize,
+    pub writer_threads: usize,
+}
+
+impl Default for TantivyOptions {
+    fn default() -> Self {
+        Self {
+            writer_memory_bytes: 256 * 1024 * 1024,
+            writer_threads: 2,
+        }
+    }
+}
+
+struct Inner {
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+}
+
+#[derive(Clone)]
+pub struct TantivyStore {
+    inner: Arc<Inner>,
+}
+
+fn internal(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(error.to_string())
+}
+
+impl TantivyStore {
+    /// Opens (or creates) the index in `dir`.
+    pub fn open(dir: &Path, options: &TantivyOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| internal(format!("create {}: {e}", dir.display())))?;
+        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(internal)?;
+        let index = Index::open_or_create(directory, schema::build()).map_err(internal)?;
+        Self::from_index(index, options)
+    }
+
+    /// An in-memory store, for tests and one-shot analysis.
+    pub fn in_memory(options: &TantivyOptions) -> Result<Self, StoreError> {
+        Self::from_index(Index::create_in_ram(schema::build()), options)
+    }
+
+    fn from_index(index: Index, options: &TantivyOptions) -> Result<Self, StoreError> {
+        schema::register_tokenizers(&index);
+        let fields = Fields::from_schema(&index.schema())?;
+        let writer = index
+            .writer_with_options(
+                IndexWriterOptions::builder()
+                    .num_worker_threads(options.writer_threads.max(1))
+                    .memory_budget_per_thread(
+                        options.writer_memory_bytes / options.writer_threads.max(1),
+                    )
+                    .build(),
+            )
+            .map_err(internal)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(internal)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                fields,
+                reader,
+                writer: Mutex::new(writer),
+            }),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| internal(format!("store task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn case_and_file(&self, case_id: &str, file_id: &str) -> BooleanQuery {
+        BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                self.keyword_query(self.fields.case_id, case_id),
+            ),
+            (
+                Occur::Must,
+                self.keyword_query(self.fields.file_id, file_id),
+            ),
+        ])
+    }
+
+    fn keyword_query(&self, field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, value),
+            IndexRecordOption::Basic,
+        ))
+    }
+
+    /// The query, its filters and the page position as one tantivy query.
+    fn full_query(
+        &self,
+        query: &EventQuery,
+        with_cursor: bool,
+    ) -> Result<Box<dyn Query>, StoreError> {
+        translate::build(&self.fields, query, with_cursor)
+    }
+
+    fn load(&self, address: DocAddress) -> Result<Event, StoreError> {
+        let searcher = self.reader.searcher();
+        let document: TantivyDocument = searcher.doc(address).map_err(internal)?;
+        schema::to_event(&self.fields, &document)
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for TantivyStore {
+    async fn write(&self, events: Vec<Event>) -> Result<WriteReport, StoreError> {
+        self.blocking(move |inner| {
+            let mut report = WriteReport::default();
+            let documents: Vec<_> = events
+                .iter()
+                .map(|event| {
+                    (
+                        event.event_id.clone(),
+                        schema::to_document(&inner.fields, event),
+                    )
+                })
+                .collect();
+            let writer = inner.writer();
+            for (event_id, document) in documents {
+                match writer.add_document(document) {
+                    Ok(_) => report.written += 1,
+                    Err(error) => report.rejected.push((event_id, error.to_string())),
+                }
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.blocking(|inner| {
+            inner.writer().commit().map_err(internal)?;
+            inner.reader.reload().map_err(internal)
+        })
+        .await
+    }
+
+    async fn delete_file(&self, case_id: &str, file_id: &str) -> Result<(), StoreError> {
+        let (case_id, file_id) = (case_id.to_string(), file_id.to_string());
+        self.blocking(move |inner| {
+            let query = inner.case_and_file(&case_id, &file_id);
+            inner
+                .writer()
+                .delete_query(Box::new(query))
+                .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn count_file(&self, case_id: &str, file_id: &str) -> Result<u64, StoreError> {
+        let (case_id, file_id) = (case_id.to_string(), file_id.to_string());
+        self.blocking(move |inner| {
+            let query = inner.case_and_file(&case_id, &file_id);
+            let count = inner
+                .reader
+                .searcher()
+                .search(&query, &Count)
+                .map_err(internal)?;
+            Ok(count as u64)
+        })
+        .await
+    }
+
+    async fn search(&self, query: &EventQuery) -> Result<SearchPage, StoreError> {
+        validate(query)?;
+        let query = query.clone();
+        self.blocking(move |inner| {
+            let searcher = inner.reader.searcher();
+            let total = searcher
+                .search(&*inner.full_query(&query, false)?, &Count)
+                .map_err(internal)? as u64;
+            let order = match query.sort {
+                SortOrder::Ascending => Order::Asc,
+                SortOrder::Descending => Order::Desc,
+            };
+            let collector = TopDocs::with_limit(query.page_size).order_by((
+                (
+                    SortByStaticFastValue::<i64>::for_field(schema::TIMESTAMP),
+                    order,
+                ),
+                (
+                    SortByStaticFastValue::<u64>::for_field(schema::TIEBREAK),
+                    order,
+                ),
+            ));
+            let hits = searcher
+                .search(&*inner.full_query(&query, true)?, &collector)
+                .map_err(internal)?;
+            let mut events = Vec::with_capacity(hits.len());
+            let mut last = None;
+            for ((timestamp, tiebreak), address) in hits {
+                let mut event = inner.load(address)?;
+                event.case_id = query.case_id.clone();
+                events.push(event);
+                last = Some(Cursor {
+                    timestamp_micros: timestamp.unwrap_or_default(),
+                    tiebreak: tiebreak.unwrap_or_default(),
+                });
+            }
+            let next = if events.len() == query.page_size {
+                last
+            } else {
+                None
+            };
+            Ok(SearchPage {
+                events,
+                total,
+                next,
+            })
+        })
+        .await
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let query = query.clone();
+        self.blocking(move |inner| {
+            let count = inner
+                .reader
+                .searcher()
+                .search(&*inner.full_query(&query, false)?, &Count)
+                .map_err(internal)?;
+            Ok(count as u64)
+        })
+        .await
+    }
+
+    async fn get(&self, case_id: &str, event_id: &str) -> Result<Option<Event>, StoreError> {
+        let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
+        self.blocking(move |inner| {
+            let query = BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    inner.keyword_query(inner.fields.case_id, &case_id),
+                ),
+                (
+                    Occur::Must,
+                    inner.keyword_query(inner.fields.event_id, &event_id),
+                ),
+            ]);
+            let hits = inner
+                .reader
+                .searcher()
+                .search(&query, &TopDocs::with_limit(1).order_by_score())
+                .map_err(internal)?;
+            let mut event = hits
+                .first()
+                .map(|(_, address)| inner.load(*address))
+                .transpose()?;
+            if let Some(event) = &mut event {
+                event.case_id = case_id;
+            }
+            Ok(event)
+        })
+        .await
+    }
+
+    async fn histogram(
+        &self,
+        query: &EventQuery,
+        interval_micros: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        if interval_micros <= 0 {
+            return Err(StoreError::Invalid(
+                "the histogram interval must be positive".into(),
+            ));
+        }
+        let query = query.clone();
+        self.blocking(move |inner| {
+            let searcher = inner.reader.searcher();
+            let full = inner.full_query(&query, false)?;
+            let edge = |order: Order| -> Result<Option<i64>, StoreError> {
+                let collector =
+                    TopDocs::with_limit(1).order_by_fast_field::<i64>(schema::TIMESTAMP, order);
+                let hits = searcher.search(&*full, &collector).map_err(internal)?;
+                Ok(hits.first().and_then(|(value, _)| *value))
+            };
+            let (Some(first), Some(last)) = (edge(Order::Asc)?, edge(Order::Desc)?) else {
+                return Ok(Vec::new());
+            };
+            let start = first - first.rem_euclid(interval_micros);
+            let buckets = usize::try_from((last - start) / interval_micros + 1).unwrap_or(usize::MAX);
+            if buckets > MAX_HISTOGRAM_BUCKETS {
+                return Err(StoreError::Invalid(format!(
+                    "{buckets} buckets needed; at most {MAX_HISTOGRAM_BUCKETS} (use a larger interval)"
+                )));
+            }
+            let collector = HistogramCollector::new::<i64>(
+                schema::TIMESTAMP.to_string(),
+                start,
+                u64::try_from(interval_micros).unwrap_or(u64::MAX),
+                buckets,
+            );
+            let counts = searcher.search(&*full, &collector).map_err(internal)?;
+            Ok(counts
+                .into_iter()
+                .enumerate()
+                .map(|(n, count)| Bucket {
+                    start_micros: start + n as i64 * interval_micros,
+                    count,
+                })
+                .collect())
+        })
+        .await
+    }
+}

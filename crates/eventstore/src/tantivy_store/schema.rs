@@ -1,0 +1,222 @@
+//! The tantivy schema: common fields as indexed/fast keyword or numeric fields, the
+//! flattened fields in one JSON field (no per-field mapping to explode), a catch-all
+//! text field for field-less terms, and the original record stored (not indexed).
+
+use crate::StoreError;
+use crate::tokenizer::{VALUE_TOKENIZER, ValueTokenizer};
+use casescope_evidence::Event;
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
+use tantivy::{Index, TantivyDocument};
+
+pub const TIMESTAMP: &str = "timestamp";
+pub const TIEBREAK: &str = "tiebreak";
+pub const KEYWORD_TOKENIZER: &str = "casescope_keyword";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    pub event_id: Field,
+    pub case_id: Field,
+    pub file_id: Field,
+    pub source: Field,
+    pub timestamp: Field,
+    pub tiebreak: Field,
+    pub locator: Field,
+    pub record_id: Field,
+    pub line: Field,
+    pub event_code: Field,
+    pub channel: Field,
+    pub provider: Field,
+    pub computer: Field,
+    pub level: Field,
+    pub fields: Field,
+    pub text: Field,
+    pub raw: Field,
+}
+
+pub fn build() -> Schema {
+    let mut builder = Schema::builder();
+    let keyword = TextOptions::default().set_stored().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(KEYWORD_TOKENIZER)
+            .set_index_option(IndexRecordOption::Basic),
+    );
+    let values = TextFieldIndexing::default()
+        .set_tokenizer(VALUE_TOKENIZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    builder.add_text_field("event_id", STRING | STORED);
+    builder.add_text_field("case_id", STRING);
+    builder.add_text_field("file_id", STRING | STORED);
+    builder.add_text_field("source", STRING | STORED);
+    builder.add_i64_field(TIMESTAMP, INDEXED | FAST | STORED);
+    builder.add_u64_field(TIEBREAK, FAST);
+    builder.add_text_field("locator", STRING | STORED);
+    builder.add_u64_field("record_id", INDEXED | STORED);
+    builder.add_u64_field("line", STORED);
+    builder.add_u64_field("event_code", INDEXED | STORED);
+    builder.add_text_field("channel", keyword.clone());
+    builder.add_text_field("provider", keyword.clone());
+    builder.add_text_field("computer", keyword);
+    builder.add_u64_field("level", INDEXED | STORED);
+    builder.add_json_field(
+        "fields",
+        JsonObjectOptions::default()
+            .set_stored()
+            .set_indexing_options(values.clone()),
+    );
+    builder.add_text_field("text", TextOptions::default().set_indexing_options(values));
+    builder.add_text_field("raw", STORED);
+    builder.build()
+}
+
+pub fn register_tokenizers(index: &Index) {
+    index.tokenizers().register(
+        VALUE_TOKENIZER,
+        TextAnalyzer::from(ValueTokenizer::default()),
+    );
+    index.tokenizers().register(
+        KEYWORD_TOKENIZER,
+        TextAnalyzer::builder(RawTokenizer::default())
+            .filter(LowerCaser)
+            .build(),
+    );
+}
+
+impl Fields {
+    pub fn from_schema(schema: &Schema) -> Result<Fields, StoreError> {
+        let get = |name: &str| {
+            schema.get_field(name).map_err(|_| {
+                StoreError::Internal(format!(
+                    "the index has no {name} field (created by another version?)"
+                ))
+            })
+        };
+        Ok(Fields {
+            event_id: get("event_id")?,
+            case_id: get("case_id")?,
+            file_id: get("file_id")?,
+            source: get("source")?,
+            timestamp: get(TIMESTAMP)?,
+            tiebreak: get(TIEBREAK)?,
+            locator: get("locator")?,
+            record_id: get("record_id")?,
+            line: get("line")?,
+            event_code: get("event_code")?,
+            channel: get("channel")?,
+            provider: get("provider")?,
+            computer: get("computer")?,
+            level: get("level")?,
+            fields: get("fields")?,
+            text: get("text")?,
+            raw: get("raw")?,
+        })
+    }
+}
+
+/// Every scalar of the flattened fields, as text, for the catch-all field.
+fn catch_all_values(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Number(n) => out.push(n.to_string()),
+        serde_json::Value::Bool(b) => out.push(b.to_string()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| catch_all_values(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| catch_all_values(v, out)),
+        serde_json::Value::Null => {}
+    }
+}
+
+pub fn to_document(fields: &Fields, event: &Event) -> TantivyDocument {
+    let mut document = TantivyDocument::default();
+    document.add_text(fields.event_id, &event.event_id);
+    document.add_text(fields.case_id, &event.case_id);
+    document.add_text(fields.file_id, &event.file_id);
+    document.add_text(fields.source, event.source);
+    document.add_i64(fields.timestamp, event.timestamp_micros);
+    document.add_u64(fields.tiebreak, crate::tiebreak_of(&event.event_id));
+    document.add_text(fields.locator, &event.locator);
+    if let Some(record_id) = event.record_id {
+        document.add_u64(fields.record_id, record_id);
+    }
+    if let Some(line) = event.line {
+        document.add_u64(fields.line, line);
+    }
+    if let Some(code) = event.event_code {
+        document.add_u64(fields.event_code, u64::from(code));
+    }
+    if let Some(level) = event.level {
+        document.add_u64(fields.level, u64::from(level));
+    }
+    for (field, value) in [
+        (fields.channel, &event.channel),
+        (fields.provider, &event.provider),
+        (fields.computer, &event.computer),
+    ] {
+        if let Some(value) = value {
+            document.add_text(field, value);
+        }
+    }
+    let mut texts = Vec::new();
+    for value in event.fields.values() {
+        catch_all_values(value, &mut texts);
+    }
+    for text in texts {
+        document.add_text(fields.text, text);
+    }
+    document.add_field_value(fields.fields, &OwnedValue::from(event.fields.clone()));
+    document.add_text(fields.raw, event.raw.to_string());
+    document
+}
+
+fn text(document: &TantivyDocument, field: Field) -> Option<String> {
+    document
+        .get_first(field)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+fn number(document: &TantivyDocument, field: Field) -> Option<u64> {
+    document.get_first(field).and_then(|v| v.as_u64())
+}
+
+pub fn to_event(fields: &Fields, document: &TantivyDocument) -> Result<Event, StoreError> {
+    let corrupt = |what: &str| StoreError::Internal(format!("stored event lacks {what}"));
+    let source = match text(document, fields.source).as_deref() {
+        Some("evtx") => "evtx",
+        Some("json") => "json",
+        Some("csv") => "csv",
+        _ => "unknown",
+    };
+    let flattened = match document.get_first(fields.fields) {
+        Some(value) => match serde_json::to_value(OwnedValue::from(value)) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        },
+        None => serde_json::Map::new(),
+    };
+    let raw = text(document, fields.raw)
+        .and_then(|raw| serde_json::from_str(&raw).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Ok(Event {
+        event_id: text(document, fields.event_id).ok_or_else(|| corrupt("event_id"))?,
+        case_id: String::new(),
+        file_id: text(document, fields.file_id).ok_or_else(|| corrupt("file_id"))?,
+        source,
+        timestamp_micros: document
+            .get_first(fields.timestamp)
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| corrupt("timestamp"))?,
+        locator: text(document, fields.locator).unwrap_or_default(),
+        record_id: number(document, fields.record_id),
+        line: number(document, fields.line),
+        event_code: number(document, fields.event_code).and_then(|n| u32::try_from(n).ok()),
+        channel: text(document, fields.channel),
+        provider: text(document, fields.provider),
+        computer: text(document, fields.computer),
+        level: number(document, fields.level).and_then(|n| u32::try_from(n).ok()),
+        fields: flattened,
+        raw,
+    })
+}

@@ -1,0 +1,130 @@
+//! How field values are indexed: each value yields its whole lower-cased text (for exact
+//! and wildcard matches on paths, user names, hashes) and its lower-cased words (for
+//! word and phrase matches inside command lines and messages). Words are runs of
+//! letters, digits and `_`.
+
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+
+pub const VALUE_TOKENIZER: &str = "casescope_values";
+/// Whole values longer than this are indexed by their words only.
+pub const MAX_WHOLE_VALUE_BYTES: usize = 1024;
+
+#[derive(Clone, Default)]
+pub struct ValueTokenizer {
+    tokens: Vec<Token>,
+}
+
+pub struct ValueTokenStream<'a> {
+    tokens: &'a [Token],
+    next: usize,
+}
+
+impl TokenStream for ValueTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        self.next += 1;
+        self.next <= self.tokens.len()
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.next - 1]
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        unreachable!("value tokens are not filtered")
+    }
+}
+
+/// The words of `text`, lower-cased, with byte offsets.
+pub fn words(text: &str) -> impl Iterator<Item = (usize, usize, String)> + '_ {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        while let Some(&(_, c)) = chars.peek() {
+            if c.is_alphanumeric() || c == '_' {
+                break;
+            }
+            chars.next();
+        }
+        let (start, _) = *chars.peek()?;
+        let mut end = start;
+        while let Some(&(index, c)) = chars.peek() {
+            if !(c.is_alphanumeric() || c == '_') {
+                break;
+            }
+            end = index + c.len_utf8();
+            chars.next();
+        }
+        Some((start, end, text[start..end].to_lowercase()))
+    })
+}
+
+impl Tokenizer for ValueTokenizer {
+    type TokenStream<'a> = ValueTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> ValueTokenStream<'a> {
+        self.tokens.clear();
+        if !text.is_empty() && text.len() <= MAX_WHOLE_VALUE_BYTES {
+            self.tokens.push(Token {
+                offset_from: 0,
+                offset_to: text.len(),
+                position: 0,
+                text: text.to_lowercase(),
+                position_length: 1,
+            });
+        }
+        for (index, (start, end, word)) in words(text).enumerate() {
+            // A one-word value already has its whole-value token.
+            if self.tokens.first().is_some_and(|t| t.text == word) && index == 0 {
+                continue;
+            }
+            self.tokens.push(Token {
+                offset_from: start,
+                offset_to: end,
+                position: index + 1,
+                text: word,
+                position_length: 1,
+            });
+        }
+        ValueTokenStream {
+            tokens: &self.tokens,
+            next: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(input: &str) -> Vec<(usize, String)> {
+        let mut tokenizer = ValueTokenizer::default();
+        let mut stream = tokenizer.token_stream(input);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push((stream.token().position, stream.token().text.clone()));
+        }
+        out
+    }
+
+    #[test]
+    fn whole_value_then_words() {
+        assert_eq!(
+            texts(r"C:\Windows\System32\cmd.exe /c WHOAMI"),
+            [
+                (0, r"c:\windows\system32\cmd.exe /c whoami".to_string()),
+                (1, "c".into()),
+                (2, "windows".into()),
+                (3, "system32".into()),
+                (4, "cmd".into()),
+                (5, "exe".into()),
+                (6, "c".into()),
+                (7, "whoami".into()),
+            ]
+        );
+        assert_eq!(texts("Admin"), [(0, "admin".to_string())]);
+        assert_eq!(texts("José"), [(0, "josé".to_string())]);
+        assert!(
+            texts(&"a ".repeat(1000)).iter().all(|(p, _)| *p > 0),
+            "long values: words only"
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The conformance suite every EventStore backend must pass (tantivy always; OpenSearch
+//! when CASESCOPE_TEST_OPENSEARCH_URL is set). Each test uses its own case id, so
+//! backends may share an index between tests.
+
+use casescope_eventstore::{
+    Cursor, Event, EventQuery, EventStore, SortOrder, StoreError, parse_query,
+};
+use serde_json::json;
+
+pub fn unique_case() -> String {
+    format!(
+        "case-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
+}
+
+const BASE: i64 = 1_700_000_000_000_000;
+
+pub fn event(case_id: &str, file_id: &str, n: u64, fields: serde_json::Value) -> Event {
+    let locator = format!("record:{n}");
+    let fields = fields.as_object().cloned().unwrap_or_default();
+    Event {
+        event_id: casescope_evidence_event_id(case_id, file_id, &locator),
+        case_id: case_id.to_string(),
+        file_id: file_id.to_string(),
+        source: "evtx",
+        timestamp_micros: BASE + (n as i64) * 1_000_000,
+        locator,
+        record_id: Some(n),
+        line: None,
+        event_code: fields
+            .get("EventID")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as u32),
+        channel: fields
+            .get("Channel")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        provider: None,
+        computer: fields
+            .get("Computer")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        level: Some(4),
+        raw: json!({"Event": {"System": {"EventRecordID": n}}, "original": fields.clone()}),
+        fields,
+    }
+}
+
+fn casescope_evidence_event_id(case_id: &str, file_id: &str, locator: &str) -> String {
+    casescope_evidence::event_id(case_id, file_id, locator)
+}
+
+/// A small, realistic case: logons, process creations, a network connection, in two files.
+pub fn sample(case_id: &str) -> Vec<Event> {
+    vec![
+        event(
+            case_id,
+            "file-a",
+            1,
+            json!({"EventID": 4624, "Channel": "Security", "Computer": "WS01", "TargetUserName": "Administrator", "LogonType": 3, "IpAddress": "10.0.0.5"}),
+        ),
+        event(
+            case_id,
+            "file-a",
+            2,
+            json!({"EventID": 4625, "Channel": "Security", "Computer": "WS01", "TargetUserName": "admin", "LogonType": 10, "IpAddress": "203.0.113.9"}),
+        ),
+        event(
+            case_id,
+            "file-a",
+            3,
+            json!({"EventID": 4624, "Channel": "Security", "Computer": "DC01", "TargetUserName": "svc_backup", "LogonType": 5}),
+        ),
+        event(
+            case_id,
+            "file-b",
+            4,
+            json!({"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS01", "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "CommandLine": "powershell.exe -nop -w hidden -enc SQBFAFgA", "User": "ACME\\José"}),
+        ),
+        event(
+            case_id,
+            "file-b",
+            5,
+            json!({"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS02", "Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd.exe /c whoami /all", "ParentImage": "C:\\Windows\\explorer.exe"}),
+        ),
+        event(
+            case_id,
+            "file-b",
+            6,
+            json!({"EventID": 3, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS02", "Image": "C:\\Windows\\System32\\certutil.exe", "DestinationIp": "198.51.100.7", "DestinationPort": 443, "user.name": "bob"}),
+        ),
+    ]
+}
+
+async fn load(store: &dyn EventStore, events: Vec<Event>) {
+    let count = events.len() as u64;
+    let report = store.write(events).await.unwrap();
+    assert_eq!(report.written, count, "{report:?}");
+    store.flush().await.unwrap();
+}
+
+async fn ids(store: &dyn EventStore, case_id: &str, query: &str) -> Vec<u64> {
+    let mut request = EventQuery::new(case_id, parse_query(query).unwrap());
+    request.page_size = 1000;
+    let page = store
+        .search(&request)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    assert_eq!(page.total as usize, page.events.len(), "{query}");
+    page.events.iter().map(|e| e.record_id.unwrap()).collect()
+}
+
+pub async fn round_trip_and_counts(store: &dyn EventStore) {
+    let case = unique_case();
+    let events = sample(&case);
+    let original = events[3].clone();
+    load(store, events).await;
+    assert_eq!(store.count_file(&case, "file-a").await.unwrap(), 3);
+    assert_eq!(store.count_file(&case, "file-b").await.unwrap(), 3);
+    let fetched = store
+        .get(&case, &original.event_id)
+        .await
+        .unwrap()
+        .expect("found by id");
+    assert_eq!(
+        fetched, original,
+        "every part of the event survives storage"
+    );
+    assert!(
+        store
+            .get(&case, "0".repeat(32).as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get("other-case", &original.event_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "ids are per case"
+    );
+}
+
+pub async fn the_query_language(store: &dyn EventStore) {
+    let case = unique_case();
+    load(store, sample(&case)).await;
+    let other = unique_case() + "-other";
+    load(store, sample(&other)).await;
+    let mut failures = Vec::new();
+    for (query, expected) in [
+        ("", vec![1, 2, 3, 4, 5, 6]),
+        ("EventID:4624 AND TargetUserName:admin*", vec![1]),
+        ("TargetUserName:admin*", vec![1, 2]),
+        ("TargetUserName:ADMIN", vec![2]),
+        ("whoami", vec![5]),
+        ("CommandLine:whoami", vec![5]),
+        ("CommandLine:\"whoami /all\"", vec![5]),
+        ("CommandLine:\"all whoami\"", vec![]),
+        (r"Image:*\\powershell.exe", vec![4]),
+        ("Image:*cmd.exe OR Image:*certutil*", vec![5, 6]),
+        ("EventID:1 -Computer:WS01", vec![5]),
+        ("EventID:1 NOT Computer:WS01", vec![5]),
+        ("NOT EventID:1", vec![1, 2, 3, 6]),
+        ("EventID:[4624 TO 4625]", vec![1, 2, 3]),
+        ("LogonType:{3 TO *]", vec![2, 3]),
+        ("DestinationPort:443", vec![6]),
+        ("ParentImage:*", vec![5]),
+        ("IpAddress:10.0.0.5", vec![1]),
+        ("User:*josé", vec![4]),
+        ("user.name:bob", vec![6]),
+        ("Channel:(Security) AND LogonType:(3 OR 10)", vec![1, 2]),
+        ("sekurlsa", vec![]),
+        ("event_id:0000", vec![]),
+        (
+            r#"timestamp:["2023-11-14T22:13:22Z" TO "2023-11-14T22:13:24Z"]"#,
+            vec![2, 3, 4],
+        ),
+    ] {
+        let found = ids(store, &case, query).await;
+        if found != expected {
+            failures.push(format!("{query:?}: found {found:?}, expected {expected:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "queries that answered wrongly:\n{}",
+        failures.join("\n")
+    );
+}
+
+pub async fn filters_and_time_range(store: &dyn EventStore) {
+    let case = unique_case();
+    load(store, sample(&case)).await;
+    let mut request = EventQuery::new(&case, parse_query("").unwrap());
+    request.channels = vec!["security".into()];
+    request.computers = vec!["ws01".into()];
+    assert_eq!(store.count(&request).await.unwrap(), 2);
+    request.event_codes = vec![4625];
+    assert_eq!(store.count(&request).await.unwrap(), 1);
+    let mut request = EventQuery::new(&case, parse_query("").unwrap());
+    request.file_ids = vec!["file-b".into()];
+    request.start_micros = Some(BASE + 5_000_000);
+    request.end_micros = Some(BASE + 6_000_000);
+    let page = store.search(&request).await.unwrap();
+    assert_eq!(
+        page.events
+            .iter()
+            .map(|e| e.record_id.unwrap())
+            .collect::<Vec<_>>(),
+        [5]
+    );
+}
+
+pub async fn paging_visits_every_event_once_in_order(store: &dyn EventStore) {
+    let case = unique_case();
+    // 250 events, many sharing a timestamp, so the tie-breaker matters.
+    let events: Vec<Event> = (0..250)
+        .map(|n| {
+            let mut e = event(&case, "file-p", n, json!({"EventID": 4688, "n": n}));
+            e.timestamp_micros = BASE + (n as i64 / 7) * 1000;
+            e
+        })
+        .collect();
+    load(store, events).await;
+    for sort in [SortOrder::Ascending, SortOrder::Descending] {
+        let mut request = EventQuery::new(&case, parse_query("EventID:4688").unwrap());
+        request.page_size = 40;
+        request.sort = sort;
+        let mut seen: Vec<(i64, u64)> = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = store.search(&request).await.unwrap();
+            assert_eq!(page.total, 250);
+            pages += 1;
+            seen.extend(page.events.iter().map(|e| {
+                (
+                    e.timestamp_micros,
+                    casescope_eventstore::tiebreak_of(&e.event_id),
+                )
+            }));
+            match page.next {
+                Some(cursor) => request.after = Some(Cursor::decode(&cursor.encode()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 7, "{sort:?}");
+        assert_eq!(seen.len(), 250, "{sort:?}: each event exactly once");
+        let mut sorted = seen.clone();
+        sorted.sort();
+        if sort == SortOrder::Descending {
+            sorted.reverse();
+        }
+        assert_eq!(seen, sorted, "{sort:?}: in order");
+        sorted.dedup();
+        assert_eq!(sorted.len(), 250);
+    }
+}
+
+pub async fn deleting_a_file_touches_nothing_else(store: &dyn EventStore) {
+    let case = unique_case();
+    load(store, sample(&case)).await;
+    let other = unique_case() + "-keep";
+    load(store, sample(&other)).await;
+    store.delete_file(&case, "file-a").await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.count_file(&case, "file-a").await.unwrap(), 0);
+    assert_eq!(store.count_file(&case, "file-b").await.unwrap(), 3);
+    assert_eq!(
+        store.count_file(&other, "file-a").await.unwrap(),
+        3,
+        "same file id, other case: untouched"
+    );
+    // Re-adding the same events (a retry) restores exactly them.
+    let again: Vec<Event> = sample(&case)
+        .into_iter()
+        .filter(|e| e.file_id == "file-a")
+        .collect();
+    load(store, again).await;
+    assert_eq!(store.count_file(&case, "file-a").await.unwrap(), 3);
+}
+
+pub async fn histograms(store: &dyn EventStore) {
+    let case = unique_case();
+    load(store, sample(&case)).await;
+    let request = EventQuery::new(&case, parse_query("").unwrap());
+    let buckets = store.histogram(&request, 2_000_000).await.unwrap();
+    let counts: Vec<u64> = buckets.iter().map(|b| b.count).collect();
+    assert_eq!(counts.iter().sum::<u64>(), 6);
+    assert_eq!(buckets[0].start_micros % 2_000_000, 0);
+    assert!(
+        buckets
+            .windows(2)
+            .all(|w| w[1].start_micros - w[0].start_micros == 2_000_000)
+    );
+    assert!(
+        matches!(
+            store.histogram(&request, 1).await,
+            Err(StoreError::Invalid(_))
+        ),
+        "too many buckets"
+    );
+    let empty = EventQuery::new(unique_case(), parse_query("").unwrap());
+    assert!(store.histogram(&empty, 1_000_000).await.unwrap().is_empty());
+}
+
+pub async fn invalid_requests_are_refused(store: &dyn EventStore) {
+    let mut request = EventQuery::new(unique_case(), parse_query("").unwrap());
+    request.page_size = 0;
+    assert!(matches!(
+        store.search(&request).await,
+        Err(StoreError::Invalid(_))
+    ));
+    request.page_size = 1001;
+    assert!(matches!(
+        store.search(&request).await,
+        Err(StoreError::Invalid(_))
+    ));
+    request.page_size = 10;
+    request.start_micros = Some(10);
+    request.end_micros = Some(5);
+    assert!(matches!(
+        store.search(&request).await,
+        Err(StoreError::Invalid(_))
+    ));
+}

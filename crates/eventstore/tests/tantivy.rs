@@ -1,0 +1,49 @@
+//! The conformance suite on the tantivy backend (on disk, like embedded mode).
+
+mod conformance;
+
+use casescope_eventstore::{TantivyOptions, TantivyStore};
+
+fn store() -> (TantivyStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = TantivyOptions {
+        writer_memory_bytes: 64 * 1024 * 1024,
+        writer_threads: 1,
+    };
+    (TantivyStore::open(dir.path(), &options).unwrap(), dir)
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        $(#[tokio::test]
+        async fn $name() {
+            let (store, _dir) = store();
+            conformance::$name(&store).await;
+        })*
+    };
+}
+
+suite!(
+    round_trip_and_counts,
+    the_query_language,
+    filters_and_time_range,
+    paging_visits_every_event_once_in_order,
+    deleting_a_file_touches_nothing_else,
+    histograms,
+    invalid_requests_are_refused,
+);
+
+#[tokio::test]
+async fn reopening_the_index_keeps_committed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = conformance::unique_case();
+    {
+        let store = TantivyStore::open(dir.path(), &TantivyOptions::default()).unwrap();
+        use casescope_eventstore::EventStore;
+        store.write(conformance::sample(&case)).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = TantivyStore::open(dir.path(), &TantivyOptions::default()).unwrap();
+    use casescope_eventstore::EventStore;
+    assert_eq!(store.count_file(&case, "file-b").await.unwrap(), 3);
+}
