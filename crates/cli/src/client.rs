@@ -20,7 +20,7 @@ pub struct ServerArgs {
         env = "CASESCOPE_SERVER",
         default_value = "http://127.0.0.1:7700"
     )]
-    server: String,
+    pub server: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,7 +71,7 @@ async fn connect(server: &str) -> anyhow::Result<CasesServiceClient<Channel>> {
     Ok(CasesServiceClient::new(channel))
 }
 
-fn rpc_error(status: tonic::Status) -> anyhow::Error {
+pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
     let code = match status.code() {
         tonic::Code::InvalidArgument => "invalid argument",
         tonic::Code::NotFound => "not found",
@@ -80,6 +80,8 @@ fn rpc_error(status: tonic::Status) -> anyhow::Error {
         tonic::Code::Unavailable => "server unavailable",
         tonic::Code::Unimplemented => "not implemented",
         tonic::Code::DeadlineExceeded => "timed out",
+        tonic::Code::DataLoss => "data loss",
+        tonic::Code::AlreadyExists => "already exists",
         _ => "server error",
     };
     anyhow!("{code}: {}", status.message())

@@ -3,6 +3,7 @@
 //! PostgreSQL; the other commands are the analyst's client for a running server.
 
 mod client;
+mod evidence_cmds;
 mod serve;
 mod server_http;
 
@@ -27,6 +28,66 @@ enum Command {
         server: client::ServerArgs,
         #[command(subcommand)]
         command: client::CaseCommand,
+    },
+    /// Upload evidence files or directories into a case (resumes interrupted uploads).
+    Upload {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// JSON field / CSV column holding the event time (default: common names).
+        #[arg(long)]
+        timestamp_field: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a case's files with status and counts.
+    Files {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search a case's events (Lucene-style query, e.g. 'EventID:4624 AND TargetUserName:admin*').
+    Search {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        #[arg(default_value = "")]
+        query: String,
+        /// Start of the time range (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the time range, exclusive (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Newest first.
+        #[arg(long)]
+        desc: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make synthetic evidence (for tests and benchmarks).
+    Synth {
+        #[command(subcommand)]
+        command: SynthCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SynthCommand {
+    /// Write a valid EVTX file of realistic Security and Sysmon events.
+    Evtx {
+        #[arg(long)]
+        events: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -81,6 +142,29 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Case { server, command } => client::run_case(&server, command).await,
+            Command::Upload {
+                server,
+                case,
+                paths,
+                timestamp_field,
+                json,
+            } => evidence_cmds::upload(&server, case, paths, timestamp_field, json).await,
+            Command::Files { server, case, json } => {
+                evidence_cmds::files(&server, case, json).await
+            }
+            Command::Search {
+                server,
+                case,
+                query,
+                from,
+                to,
+                limit,
+                desc,
+                json,
+            } => evidence_cmds::search(&server, case, query, from, to, limit, desc, json).await,
+            Command::Synth {
+                command: SynthCommand::Evtx { events, out, seed },
+            } => evidence_cmds::synth_evtx(events, &out, seed),
         }
     });
     match result {

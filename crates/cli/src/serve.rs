@@ -1,15 +1,23 @@
 //! `casescope serve`: resolves configuration, opens storage and the bus for the chosen
 //! mode, starts the services and serves gRPC + HTTP on one port until SIGTERM/SIGINT,
 //! then shuts down in order: mark not-ready, stop accepting and drain requests, stop
-//! background work (the outbox relay flushes), close databases, flush telemetry — each
-//! step bounded by the shutdown timeout.
+//! background work (consumers finish their batch, the outbox relay flushes), close
+//! databases, flush telemetry — each step bounded by the shutdown timeout.
 
 use crate::ServeArgs;
 use crate::server_http::{self, Readiness};
 use anyhow::{Context, bail};
-use casescope_bus::{Bus, InProcessBus, JetStreamBus, JetStreamOptions, Outbox};
-use casescope_db::{Database, DbOptions, redact_url};
+use casescope_bus::{
+    Bus, ConsumerConfig, InProcessBus, JetStreamBus, JetStreamOptions, Outbox, run_consumer,
+    subjects,
+};
+use casescope_db::{Database, DbOptions, redact_url, run_periodically};
+use casescope_eventstore::{EventStore, TantivyOptions, TantivyStore};
+use casescope_ingest::{CasesClient, INGEST_CONSUMER, IngestApi, IngestSettings};
 use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
+use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
+use casescope_proto::channel::{self, GrpcChannel};
+use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use casescope_runtime::config::{Config, Mode, Settings};
 use std::path::Path;
 use std::sync::Arc;
@@ -48,55 +56,13 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
     Ok(flags.over(env.over(file)).resolve()?)
 }
 
-/// What a process runs: its bus, and per service its database.
-struct Storage {
-    bus: Arc<dyn Bus>,
-    cases_db: Database,
-}
+/// Services this release can run.
+const IMPLEMENTED: &[&str] = &["cases", "ingest"];
 
-async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
+fn runs(config: &Config, service: &str) -> bool {
     match &config.mode {
-        Mode::AllInOne => {
-            let db_dir = config.data_dir.join("db");
-            std::fs::create_dir_all(&db_dir)
-                .with_context(|| format!("cannot create data directory {}", db_dir.display()))?;
-            let db_dir = db_dir
-                .canonicalize()
-                .with_context(|| format!("cannot resolve {}", db_dir.display()))?;
-            let cases_db = sqlite(&db_dir, "cases").await?;
-            Ok(Storage {
-                bus: Arc::new(InProcessBus::default()),
-                cases_db,
-            })
-        }
-        Mode::Service(name) => {
-            if name != "cases" {
-                bail!(
-                    "the {name} service is not implemented in this version; \
-                     only `--service cases` can run on its own yet (see docs/architecture.md)"
-                );
-            }
-            let (Some(nats_url), Some(database_url)) = (&config.nats_url, &config.database_url)
-            else {
-                bail!("one-service mode needs nats_url and database_url (validated earlier)");
-            };
-            let mut options = JetStreamOptions::new(nats_url.clone());
-            options.namespace = config.nats_namespace.clone();
-            let bus = JetStreamBus::connect(&options)
-                .await
-                .with_context(|| format!("cannot connect to NATS at {}", redact_url(nats_url)))?;
-            let db_options = DbOptions {
-                max_connections: config.max_db_connections,
-                ..DbOptions::default()
-            };
-            let cases_db = Database::connect(database_url, &db_options)
-                .await
-                .with_context(|| format!("cannot open database {}", redact_url(database_url)))?;
-            Ok(Storage {
-                bus: Arc::new(bus),
-                cases_db,
-            })
-        }
+        Mode::AllInOne => true,
+        Mode::Service(name) => name == service,
     }
 }
 
@@ -106,6 +72,69 @@ async fn sqlite(dir: &Path, service: &str) -> anyhow::Result<Database> {
     Database::connect(&url, &DbOptions::default())
         .await
         .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The database of `service`: SQLite under the data dir, or the configured PostgreSQL.
+async fn database(config: &Config, service: &'static str) -> anyhow::Result<Database> {
+    let db = match &config.mode {
+        Mode::AllInOne => {
+            let dir = config.data_dir.join("db");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("cannot resolve {}", dir.display()))?;
+            sqlite(&dir, service).await?
+        }
+        Mode::Service(_) => {
+            let url = config
+                .database_url
+                .as_deref()
+                .context("one-service mode needs database_url (validated earlier)")?;
+            let options = DbOptions {
+                max_connections: config.max_db_connections,
+                ..DbOptions::default()
+            };
+            Database::connect(url, &options)
+                .await
+                .with_context(|| format!("cannot open database {}", redact_url(url)))?
+        }
+    };
+    Ok(db)
+}
+
+async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match &config.mode {
+        Mode::AllInOne => Arc::new(InProcessBus::default()),
+        Mode::Service(_) => {
+            let url = config
+                .nats_url
+                .as_deref()
+                .context("one-service mode needs nats_url")?;
+            let mut options = JetStreamOptions::new(url);
+            options.namespace = config.nats_namespace.clone();
+            Arc::new(
+                JetStreamBus::connect(&options)
+                    .await
+                    .with_context(|| format!("cannot connect to NATS at {}", redact_url(url)))?,
+            )
+        }
+    })
+}
+
+/// A channel to `service`: in-process when it runs here, else its configured address.
+fn remote_channel(config: &Config, service: &str) -> anyhow::Result<GrpcChannel> {
+    let address = config.service_addrs.get(service).with_context(|| {
+        format!(
+            "the address of the {service} service is required (CASESCOPE_{}_ADDR or --service-addr {service}=URL)",
+            service.to_uppercase()
+        )
+    })?;
+    let endpoint = tonic::transport::Endpoint::from_shared(address.clone())
+        .with_context(|| format!("{service} address {address:?} is not a URL"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    Ok(channel::from_transport(endpoint.connect_lazy()))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -125,49 +154,122 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
-    let storage = open_storage(&config).await?;
-    storage
-        .cases_db
-        .migrate(casescope_cases::ALL_MIGRATIONS)
-        .await
-        .context("cannot migrate the cases database")?;
+    if let Mode::Service(name) = &config.mode
+        && !IMPLEMENTED.contains(&name.as_str())
+    {
+        bail!(
+            "the {name} service is not implemented in this version; services that run on their own: {} \
+             (see docs/architecture.md)",
+            IMPLEMENTED.join(", ")
+        );
+    }
+    let bus = open_bus(&config).await?;
+    let background = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut routes = tonic::service::Routes::builder();
+    let mut databases: Vec<(&'static str, Database)> = Vec::new();
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let mut serving: Vec<&'static str> = Vec::new();
+
+    let mut cases_channel: Option<GrpcChannel> = None;
+    if runs(&config, "cases") {
+        let db = database(&config, "cases").await?;
+        db.migrate(casescope_cases::ALL_MIGRATIONS)
+            .await
+            .context("cannot migrate the cases database")?;
+        let outbox = Outbox::new(db.clone(), bus.clone());
+        tasks.spawn(
+            outbox
+                .clone()
+                .relay(Duration::from_secs(2), background.clone()),
+        );
+        let api = casescope_cases::CasesApi::new(db.clone(), outbox);
+        let cases_routes = tonic::service::Routes::new(CasesServiceServer::new(api.clone()))
+            .add_service(FileRecordsServiceServer::new(api.clone()));
+        cases_channel = Some(channel::in_process(cases_routes.prepare()));
+        routes.add_service(CasesServiceServer::new(api.clone()));
+        routes.add_service(FileRecordsServiceServer::new(api));
+        health_reporter
+            .set_serving::<CasesServiceServer<casescope_cases::CasesApi>>()
+            .await;
+        serving.push("casescope.cases.v1.CasesService");
+        databases.push(("cases", db));
+    }
+
+    if runs(&config, "ingest") {
+        let db = database(&config, "ingest").await?;
+        db.migrate(casescope_ingest::ALL_MIGRATIONS)
+            .await
+            .context("cannot migrate the ingest database")?;
+        let data_dir = config.data_dir.join("ingest");
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let index_dir = config.data_dir.join("index");
+        let store: Arc<dyn EventStore> = Arc::new(
+            TantivyStore::open(&index_dir, &TantivyOptions::default()).with_context(|| {
+                format!("cannot open the event index in {}", index_dir.display())
+            })?,
+        );
+        let cases = CasesClient::new(match cases_channel.clone() {
+            Some(channel) => channel,
+            None => remote_channel(&config, "cases")?,
+        });
+        let mut settings = IngestSettings::new(data_dir);
+        settings.lease_ttl = config.lease_ttl;
+        settings.reconcile_period = config.reconcile_period;
+        let outbox = Outbox::new(db.clone(), bus.clone());
+        tasks.spawn(
+            outbox
+                .clone()
+                .relay(Duration::from_secs(2), background.clone()),
+        );
+        let api = IngestApi::new(db.clone(), settings.clone(), cases, outbox, store);
+        let consumer = ConsumerConfig {
+            ack_wait: settings.lease_ttl,
+            max_deliver: u64::try_from(settings.max_attempts).unwrap_or(5) + 2,
+            batch: 2,
+            ..ConsumerConfig::new(INGEST_CONSUMER, subjects::job(casescope_ingest::STAGE))
+        };
+        let stage = Arc::new(api.stage());
+        let consumer_bus = bus.clone();
+        let consumer_stop = background.clone();
+        tasks.spawn(async move {
+            if let Err(error) = run_consumer(consumer_bus, consumer, stage, consumer_stop).await {
+                tracing::error!(%error, "the ingest consumer stopped");
+            }
+        });
+        let reconciler = api.reconciler();
+        tasks.spawn(run_periodically(
+            "ingest",
+            settings.reconcile_period,
+            background.clone(),
+            move || {
+                let reconciler = reconciler.clone();
+                async move { reconciler.pass().await }
+            },
+        ));
+        let server = IngestServiceServer::new(api)
+            .max_decoding_message_size(settings.max_chunk_bytes + 64 * 1024);
+        routes.add_service(server);
+        health_reporter
+            .set_serving::<IngestServiceServer<IngestApi>>()
+            .await;
+        serving.push("casescope.ingest.v1.IngestService");
+        databases.push(("ingest", db));
+    }
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-
-    let background = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    let cases_outbox = Outbox::new(storage.cases_db.clone(), storage.bus.clone());
-    tasks.spawn(
-        cases_outbox
-            .clone()
-            .relay(Duration::from_secs(2), background.clone()),
-    );
-    let cases = CasesServiceServer::new(casescope_cases::CasesApi::new(
-        storage.cases_db.clone(),
-        cases_outbox,
-    ));
-
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<CasesServiceServer<casescope_cases::CasesApi>>()
-        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(casescope_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build gRPC reflection")?;
-    let routes = tonic::service::Routes::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(cases)
-        .clone()
-        .routes();
-    let readiness = Readiness::new(
-        storage.bus.clone(),
-        vec![("cases", storage.cases_db.clone())],
-    );
-    let app = server_http::router(routes, readiness.clone());
+    routes.add_service(health_service);
+    routes.add_service(reflection);
+    let readiness = Readiness::new(bus.clone(), databases.clone());
+    let app = server_http::router(routes.routes(), readiness.clone());
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -175,6 +277,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         listen = %config.listen,
         process = process_name,
         data_dir = %config.data_dir.display(),
+        services = ?serving,
         "casescope is serving"
     );
     let drain = {
@@ -183,9 +286,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         async move {
             shutdown.cancelled().await;
             readiness.set_draining();
-            health_reporter
-                .set_not_serving::<CasesServiceServer<casescope_cases::CasesApi>>()
-                .await;
+            for service in serving {
+                health_reporter
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
             health_reporter
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
@@ -210,7 +315,9 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     {
         tracing::warn!("background tasks did not stop within the shutdown timeout");
     }
-    storage.cases_db.close().await;
+    for (_, db) in &databases {
+        db.close().await;
+    }
     tracing::info!("casescope stopped");
     Ok(())
 }

@@ -96,13 +96,11 @@ async fn not_served(request: Request) -> Response {
         .iter()
         .find(|(name, _)| *name == service)
     {
-        let mut status = casescope_proto::error::unimplemented_status(path.trim_start_matches('/'));
-        if *owner != "cases" {
-            status = tonic::Status::unimplemented(format!(
-                "{} (the {owner} service is not part of this release yet)",
-                status.message()
-            ));
-        }
+        let status = casescope_proto::error::unimplemented_status(path.trim_start_matches('/'));
+        let status = tonic::Status::unimplemented(format!(
+            "{} (this process does not serve the {owner} service)",
+            status.message()
+        ));
         return status.into_http();
     }
     (StatusCode::NOT_FOUND, format!("no such endpoint: {path}\n")).into_response()

@@ -115,12 +115,21 @@ pub fn parse(
                     n => format!("record:{}#{}", record.event_record_id, n + 1),
                 };
                 let parts = normalize_windows_record(&record.data);
+                // The event's own time (System/TimeCreated); the record header's FILETIME
+                // is zero in some exported logs.
+                let timestamp_micros = parts
+                    .time_created
+                    .as_ref()
+                    .and_then(|t| {
+                        crate::parse_timestamp(&serde_json::Value::String(t.clone())).ok()
+                    })
+                    .unwrap_or_else(|| record.timestamp.as_microsecond());
                 Outcome::Event(Box::new(Event {
                     event_id: event_id(&context.case_id, &context.evidence_sha256, &locator),
                     case_id: context.case_id.clone(),
                     file_id: context.file_id.clone(),
                     source: "evtx",
-                    timestamp_micros: record.timestamp.as_microsecond(),
+                    timestamp_micros,
                     locator,
                     record_id: Some(record.event_record_id),
                     line: None,

@@ -41,6 +41,11 @@ pub enum ApiError {
     },
     #[error("{message}")]
     Unavailable { message: String },
+    #[error("{message}")]
+    DataLoss {
+        reason: &'static str,
+        message: String,
+    },
     #[error("internal error (see server logs, reference {reference})")]
     Internal { reference: String },
     #[error("{message}")]
@@ -98,6 +103,7 @@ impl ApiError {
             }
             ApiError::Aborted { reason, .. } => (tonic::Code::Aborted, reason),
             ApiError::Unavailable { .. } => (tonic::Code::Unavailable, "UNAVAILABLE"),
+            ApiError::DataLoss { reason, .. } => (tonic::Code::DataLoss, reason),
             ApiError::Internal { .. } => (tonic::Code::Internal, "INTERNAL"),
             ApiError::Unimplemented { .. } => (tonic::Code::Unimplemented, "UNIMPLEMENTED"),
         }

@@ -5,6 +5,7 @@
 //!
 //! This crate holds no behaviour of any service; services depend on it, never on each other.
 
+pub mod channel;
 pub mod error;
 pub mod paging;
 pub mod time;
@@ -81,6 +82,7 @@ pub mod bus {
 /// `UNIMPLEMENTED` clearly, and by the RBAC matrix test later.
 pub const GRPC_SERVICES: &[(&str, &str)] = &[
     ("casescope.cases.v1.CasesService", "cases"),
+    ("casescope.cases.v1.FileRecordsService", "cases"),
     ("casescope.ingest.v1.IngestService", "ingest"),
     ("casescope.detect.v1.DetectService", "detect"),
     ("casescope.ioc.v1.IocService", "ioc"),

@@ -8,6 +8,7 @@
 //! (their RPCs answer `UNIMPLEMENTED`), and writing file rows (ingestion will).
 
 mod cursor;
+mod files;
 mod repo;
 mod service;
 mod validate;

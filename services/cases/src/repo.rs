@@ -7,10 +7,11 @@ use sqlx::any::AnyRow;
 
 pub const MIGRATIONS: Migrations = Migrations {
     service: "cases",
-    steps: &[Migration {
-        version: 1,
-        name: "cases and case files",
-        sql: "
+    steps: &[
+        Migration {
+            version: 1,
+            name: "cases and case files",
+            sql: "
 CREATE TABLE cases (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -46,7 +47,13 @@ CREATE TABLE case_files (
 );
 CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
 ",
-    }],
+        },
+        Migration {
+            version: 2,
+            name: "file status sequence",
+            sql: "ALTER TABLE case_files ADD COLUMN status_sequence BIGINT NOT NULL DEFAULT 0;",
+        },
+    ],
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +319,60 @@ impl CasesRepo {
         .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(file_from_row).collect()
+    }
+
+    /// Inserts the file unless a file with its id exists; returns the stored row.
+    pub async fn register_file(&self, file: &FileRow) -> Result<FileRow, DbError> {
+        sqlx::query(
+            "INSERT INTO case_files (id, case_id, name, sha256, size_bytes, format, status, \
+             parent_archive_id, uploaded_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&file.id)
+        .bind(&file.case_id)
+        .bind(&file.name)
+        .bind(&file.sha256)
+        .bind(file.size_bytes)
+        .bind(&file.format)
+        .bind(&file.status)
+        .bind(&file.parent_archive_id)
+        .bind(file.uploaded_at)
+        .bind(file.updated_at)
+        .execute(self.db.pool())
+        .await?;
+        self.get_file(&file.case_id, &file.id)
+            .await?
+            .ok_or_else(|| DbError::Query(format!("file {} vanished after insert", file.id)))
+    }
+
+    /// Writes status and counts when `sequence` is newer than the stored one.
+    pub async fn update_file_status_in(
+        &self,
+        tx: &mut Tx<'_>,
+        file: &FileRow,
+        sequence: i64,
+    ) -> Result<bool, DbError> {
+        let result = sqlx::query(
+            "UPDATE case_files SET status = $3, failed_stage = $4, error = $5, records_read = $6, \
+             events_indexed = $7, records_rejected = $8, duplicates_skipped = $9, rejects_by_reason = $10, \
+             updated_at = $11, status_sequence = $12 \
+             WHERE case_id = $1 AND id = $2 AND status_sequence < $12",
+        )
+        .bind(&file.case_id)
+        .bind(&file.id)
+        .bind(&file.status)
+        .bind(&file.failed_stage)
+        .bind(&file.error)
+        .bind(file.records_read)
+        .bind(file.events_indexed)
+        .bind(file.records_rejected)
+        .bind(file.duplicates_skipped)
+        .bind(&file.rejects_by_reason)
+        .bind(file.updated_at)
+        .bind(sequence)
+        .execute(&mut **tx)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     pub async fn get_file(&self, case_id: &str, file_id: &str) -> Result<Option<FileRow>, DbError> {

@@ -18,8 +18,8 @@ type RpcResult<T> = Result<Response<T>, Status>;
 
 #[derive(Clone)]
 pub struct CasesApi {
-    repo: CasesRepo,
-    outbox: Outbox,
+    pub(crate) repo: CasesRepo,
+    pub(crate) outbox: Outbox,
 }
 
 fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
@@ -30,7 +30,7 @@ fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
     api
 }
 
-fn db_error(error: DbError) -> ApiError {
+pub(crate) fn db_error(error: DbError) -> ApiError {
     match error {
         DbError::Unavailable(message) => {
             tracing::warn!(%message, "database unavailable");
@@ -70,7 +70,7 @@ fn case_to_pb(case: &CaseRow) -> pb::Case {
     }
 }
 
-fn status_name(status: FileStatus) -> Option<&'static str> {
+pub(crate) fn status_name(status: FileStatus) -> Option<&'static str> {
     Some(match status {
         FileStatus::Unspecified => return None,
         FileStatus::Uploaded => "uploaded",
@@ -107,7 +107,7 @@ fn stage_from_name(name: Option<&str>) -> Stage {
     }
 }
 
-fn file_to_pb(file: &FileRow) -> pb::File {
+pub(crate) fn file_to_pb(file: &FileRow) -> pb::File {
     let count = |n: i64| u64::try_from(n).unwrap_or_default();
     let rejects: std::collections::BTreeMap<String, u64> =
         serde_json::from_str(&file.rejects_by_reason).unwrap_or_default();
@@ -147,7 +147,7 @@ impl CasesApi {
         }
     }
 
-    async fn begin(&self) -> Result<Tx<'static>, ApiError> {
+    pub(crate) async fn begin(&self) -> Result<Tx<'static>, ApiError> {
         self.repo.db().begin().await.map_err(db_error)
     }
 
@@ -196,7 +196,7 @@ impl CasesApi {
         Ok(())
     }
 
-    async fn load(&self, tx: &mut Tx<'_>, id: &str) -> Result<CaseRow, ApiError> {
+    pub(crate) async fn load(&self, tx: &mut Tx<'_>, id: &str) -> Result<CaseRow, ApiError> {
         self.repo
             .get(tx, id)
             .await

@@ -1,0 +1,173 @@
+//! The internal FileRecordsService: the ingest (and later detect/ioc) services register
+//! files and report their status here; each status change is published as a
+//! `casescope.v1.files.<case>` fact through the outbox.
+
+use crate::repo::{CaseState, FileRow};
+use crate::service::{CasesApi, db_error, file_to_pb, status_name};
+use crate::validate;
+use casescope_bus::{OutboundMessage, subjects};
+use casescope_proto::bus::v1::{FactHeader, FileFact};
+use casescope_proto::cases::v1 as pb;
+use casescope_proto::cases::v1::file_records_service_server::FileRecordsService;
+use casescope_proto::common::v1::{FileId, FileStatus, Stage};
+use casescope_proto::error::ApiError;
+use casescope_proto::time::micros_to_rfc3339;
+use tonic::{Request, Response, Status};
+
+fn file_id(id: Option<&FileId>) -> Result<String, ApiError> {
+    id.map(|id| id.value.trim().to_string())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "FILE_ID_INVALID",
+                "file_id",
+                "a file id (letters, digits, '-') is required",
+            )
+        })
+}
+
+fn stage_name(stage: Stage) -> Option<&'static str> {
+    match stage {
+        Stage::Unspecified => None,
+        Stage::Ingest => Some("ingest"),
+        Stage::Detect => Some("detect"),
+        Stage::IocHunt => Some("ioc_hunt"),
+    }
+}
+
+#[tonic::async_trait]
+impl FileRecordsService for CasesApi {
+    async fn register_file(
+        &self,
+        request: Request<pb::RegisterFileRequest>,
+    ) -> Result<Response<pb::File>, Status> {
+        let request = request.into_inner();
+        let case_id = validate::case_id(request.case_id.as_ref(), "case_id")?;
+        let id = file_id(request.file_id.as_ref())?;
+        let name = validate::name(&request.name, "name")?;
+        let mut tx = self.begin().await?;
+        let case = self.load(&mut tx, &case_id).await?;
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        if case.state == CaseState::Archived {
+            return Err(ApiError::failed_precondition(
+                "CASE_ARCHIVED",
+                format!("case {case_id} is archived; restore it before adding evidence"),
+            )
+            .into());
+        }
+        let now = casescope_db::now_micros();
+        let row = FileRow {
+            id,
+            case_id,
+            name,
+            sha256: request.sha256,
+            size_bytes: i64::try_from(request.size_bytes).unwrap_or(i64::MAX),
+            format: request.format,
+            status: "uploaded".into(),
+            failed_stage: None,
+            error: None,
+            records_read: 0,
+            events_indexed: 0,
+            records_rejected: 0,
+            duplicates_skipped: 0,
+            rejects_by_reason: "{}".into(),
+            parent_archive_id: request.parent_archive_id.map(|id| id.value),
+            uploaded_at: now,
+            updated_at: now,
+        };
+        let stored = self.repo.register_file(&row).await.map_err(db_error)?;
+        Ok(Response::new(file_to_pb(&stored)))
+    }
+
+    async fn update_file_status(
+        &self,
+        request: Request<pb::UpdateFileStatusRequest>,
+    ) -> Result<Response<pb::File>, Status> {
+        let request = request.into_inner();
+        let case_id = validate::case_id(request.case_id.as_ref(), "case_id")?;
+        let id = file_id(request.file_id.as_ref())?;
+        let status = FileStatus::try_from(request.status)
+            .ok()
+            .and_then(status_name)
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "FILE_STATUS_INVALID",
+                    "status",
+                    "a file status is required",
+                )
+            })?;
+        let failed_stage = Stage::try_from(request.failed_stage)
+            .ok()
+            .and_then(stage_name);
+        let stored = self
+            .repo
+            .get_file(&case_id, &id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "FILE_NOT_FOUND",
+                    format!("file {id} does not exist in case {case_id}"),
+                )
+            })?;
+        let rejects: std::collections::BTreeMap<String, u64> = request
+            .rejects_by_reason
+            .iter()
+            .map(|r| (r.reason.clone(), r.count))
+            .collect();
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let updated = FileRow {
+            status: status.to_string(),
+            failed_stage: failed_stage.map(str::to_string),
+            error: (!request.error.is_empty()).then(|| request.error.chars().take(2000).collect()),
+            records_read: count(request.records_read),
+            events_indexed: count(request.events_indexed),
+            records_rejected: count(request.records_rejected),
+            duplicates_skipped: count(request.duplicates_skipped),
+            rejects_by_reason: serde_json::to_string(&rejects).unwrap_or_else(|_| "{}".into()),
+            updated_at: casescope_db::now_micros(),
+            ..stored.clone()
+        };
+        let mut tx = self.begin().await?;
+        let applied = self
+            .repo
+            .update_file_status_in(&mut tx, &updated, request.sequence)
+            .await
+            .map_err(db_error)?;
+        if applied {
+            let fact_id = uuid::Uuid::now_v7().to_string();
+            let fact = FileFact {
+                header: Some(FactHeader {
+                    fact_id: fact_id.clone(),
+                    kind: "file.status_changed".into(),
+                    case_id: case_id.clone(),
+                    occurred_at: micros_to_rfc3339(updated.updated_at),
+                    producer: "cases".into(),
+                }),
+                file_id: id.clone(),
+                file_name: updated.name.clone(),
+                status: updated.status.clone(),
+                failed_stage: updated.failed_stage.clone().unwrap_or_default(),
+                error: updated.error.clone().unwrap_or_default(),
+                records_read: request.records_read,
+                events_indexed: request.events_indexed,
+                records_rejected: request.records_rejected,
+                duplicates_skipped: request.duplicates_skipped,
+            };
+            let message = OutboundMessage::json(subjects::file_facts(&case_id), fact_id, &fact)
+                .map_err(|e| db_error(casescope_db::DbError::Query(e.to_string())))?;
+            self.outbox
+                .enqueue(&mut tx, &message)
+                .await
+                .map_err(|e| db_error(casescope_db::DbError::Query(e.to_string())))?;
+        }
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        self.outbox.nudge();
+        let current = if applied { updated } else { stored };
+        Ok(Response::new(file_to_pb(&current)))
+    }
+}

@@ -1,0 +1,516 @@
+//! The gRPC face of the ingest service.
+
+use crate::IngestSettings;
+use crate::cases_client::CasesClient;
+use crate::convert::{cursor_from_pb, event_to_pb, query_from_pb, sort_from_pb};
+use crate::repo::{IngestRepo, stage};
+use crate::stage::FileFences;
+use casescope_bus::Outbox;
+use casescope_db::{Database, DbError};
+use casescope_eventstore::{EventStore, SortOrder, StoreError};
+use casescope_proto::common::v1::{CaseId, FileId, FileStatus, PageResponse, UploadId};
+use casescope_proto::error::ApiError;
+use casescope_proto::ingest::v1 as pb;
+use casescope_proto::ingest::v1::ingest_service_server::IngestService;
+use casescope_proto::paging::validate_page;
+use casescope_proto::time::micros_to_timestamp;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tonic::{Request, Response, Status, Streaming};
+
+pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
+    let api = ApiError::internal();
+    if let ApiError::Internal { reference } = &api {
+        tracing::error!(%error, reference, "{context}");
+    }
+    api
+}
+
+pub(crate) fn db_error(error: DbError) -> ApiError {
+    match error {
+        DbError::Unavailable(message) => {
+            tracing::warn!(%message, "ingest database unavailable");
+            ApiError::Unavailable {
+                message: "the ingest database is unavailable; retry shortly".into(),
+            }
+        }
+        other => internal("ingest database error", other),
+    }
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Invalid(message) => ApiError::invalid_field("QUERY_INVALID", "query", message),
+        StoreError::Query(error) => {
+            ApiError::invalid_field("QUERY_INVALID", "query.query", error.to_string())
+        }
+        StoreError::Unavailable(message) => ApiError::Unavailable { message },
+        StoreError::Internal(message) => internal("event store", message),
+    }
+}
+
+pub(crate) fn case_id(id: Option<&CaseId>, field: &str) -> Result<String, ApiError> {
+    let value = id.map(|id| id.value.trim()).unwrap_or_default();
+    uuid::Uuid::parse_str(value)
+        .map(|uuid| uuid.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::invalid_field("CASE_ID_INVALID", field, "a case id (UUID) is required")
+        })
+}
+
+fn plain_id(value: Option<&str>, reason: &'static str, field: &str) -> Result<String, ApiError> {
+    value
+        .map(str::trim)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::invalid_field(reason, field, "an id (letters, digits, '-') is required")
+        })
+}
+
+/// Upload ids being received right now (one stream per upload).
+#[derive(Default)]
+pub(crate) struct ActiveUploads(Mutex<HashSet<String>>);
+
+pub(crate) struct ActiveGuard<'a>(&'a ActiveUploads, String);
+
+impl ActiveUploads {
+    pub(crate) fn claim(&self, id: &str) -> Option<ActiveGuard<'_>> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_string())
+            .then(|| ActiveGuard(self, id.to_string()))
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.1);
+    }
+}
+
+#[derive(Clone)]
+pub struct IngestApi {
+    pub(crate) repo: IngestRepo,
+    pub(crate) settings: IngestSettings,
+    pub(crate) cases: CasesClient,
+    pub(crate) outbox: Outbox,
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) active_uploads: Arc<ActiveUploads>,
+    pub(crate) fences: Arc<FileFences>,
+}
+
+impl IngestApi {
+    pub fn new(
+        db: Database,
+        settings: IngestSettings,
+        cases: CasesClient,
+        outbox: Outbox,
+        store: Arc<dyn EventStore>,
+    ) -> Self {
+        Self {
+            repo: IngestRepo::new(db),
+            settings,
+            cases,
+            outbox,
+            store,
+            active_uploads: Arc::default(),
+            fences: Arc::default(),
+        }
+    }
+
+    /// The stage worker sharing this API's store and write fences.
+    pub fn stage(&self) -> crate::IngestStage {
+        crate::IngestStage::new(
+            self.repo.clone(),
+            self.store.clone(),
+            self.cases.clone(),
+            self.settings.clone(),
+            self.fences.clone(),
+        )
+    }
+
+    pub fn reconciler(&self) -> crate::Reconciler {
+        crate::Reconciler::new(
+            self.repo.clone(),
+            self.outbox.clone(),
+            self.cases.clone(),
+            self.settings.clone(),
+        )
+    }
+
+    pub(crate) async fn require_open_case(&self, case_id: &str) -> Result<(), ApiError> {
+        match self.cases.get_case(case_id).await {
+            Ok(case) if case.state == casescope_proto::cases::v1::CaseState::Archived as i32 => {
+                Err(ApiError::failed_precondition(
+                    "CASE_ARCHIVED",
+                    format!("case {case_id} is archived; restore it before adding evidence"),
+                ))
+            }
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::NotFound => Err(ApiError::not_found(
+                "CASE_NOT_FOUND",
+                format!("case {case_id} does not exist"),
+            )),
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "cases service call failed");
+                Err(ApiError::Unavailable {
+                    message: "the cases service is unavailable; retry shortly".into(),
+                })
+            }
+        }
+    }
+}
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl IngestService for IngestApi {
+    async fn upload(
+        &self,
+        request: Request<Streaming<pb::UploadChunk>>,
+    ) -> RpcResult<pb::UploadResult> {
+        Ok(Response::new(
+            self.handle_upload(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_upload_status(
+        &self,
+        request: Request<pb::GetUploadStatusRequest>,
+    ) -> RpcResult<pb::UploadStatus> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let upload = match request.lookup {
+            Some(pb::get_upload_status_request::Lookup::UploadId(id)) => {
+                self.repo.upload(&id.value).await
+            }
+            Some(pb::get_upload_status_request::Lookup::DeclaredSha256(sha)) => {
+                self.repo
+                    .latest_upload_by_sha(&case_id, &sha.to_ascii_lowercase())
+                    .await
+            }
+            None => {
+                return Err(ApiError::invalid_field(
+                    "LOOKUP_MISSING",
+                    "lookup",
+                    "give an upload id or the declared SHA-256",
+                )
+                .into());
+            }
+        }
+        .map_err(db_error)?
+        .filter(|upload| upload.case_id == case_id)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "UPLOAD_NOT_FOUND",
+                format!("no such upload in case {case_id}"),
+            )
+        })?;
+        let state = match upload.state.as_str() {
+            "receiving" => pb::UploadState::Receiving,
+            "complete" => pb::UploadState::Complete,
+            "failed" => pb::UploadState::Failed,
+            _ => pb::UploadState::Expired,
+        };
+        let on_disk = if upload.state == "receiving" {
+            tokio::fs::metadata(
+                self.settings
+                    .uploads_dir()
+                    .join(format!("{}.part", upload.id)),
+            )
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0)
+        } else {
+            u64::try_from(upload.bytes_received).unwrap_or_default()
+        };
+        let retention =
+            i64::try_from(self.settings.upload_retention.as_micros()).unwrap_or(i64::MAX / 2);
+        Ok(Response::new(pb::UploadStatus {
+            upload_id: Some(UploadId {
+                value: upload.id.clone(),
+            }),
+            case_id: Some(CaseId {
+                value: upload.case_id.clone(),
+            }),
+            file_name: upload.file_name.clone(),
+            declared_size_bytes: u64::try_from(upload.declared_size).unwrap_or_default(),
+            declared_sha256: upload.declared_sha256.clone(),
+            state: state as i32,
+            next_offset: on_disk,
+            bytes_received: on_disk,
+            file_id: upload.file_id.clone().map(|value| FileId { value }),
+            error: upload.error.clone().unwrap_or_default(),
+            created_at: Some(micros_to_timestamp(upload.created_at)),
+            updated_at: Some(micros_to_timestamp(upload.updated_at)),
+            expires_at: Some(micros_to_timestamp(
+                upload.updated_at.saturating_add(retention),
+            )),
+        }))
+    }
+
+    async fn search_events(
+        &self,
+        request: Request<pb::SearchEventsRequest>,
+    ) -> RpcResult<pb::SearchEventsResponse> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let page = validate_page(request.page.as_ref(), "page")?;
+        let mut query = query_from_pb(&case_id, request.query.as_ref(), "query")?;
+        query.sort = sort_from_pb(request.sort);
+        query.page_size = page.size as usize;
+        query.after = cursor_from_pb(page.cursor.as_deref(), "page.cursor")?;
+        let result = self.store.search(&query).await.map_err(store_error)?;
+        Ok(Response::new(pb::SearchEventsResponse {
+            events: result
+                .events
+                .into_iter()
+                .map(|event| event_to_pb(event, request.include_raw))
+                .collect(),
+            total_hits: result.total,
+            total_hits_is_lower_bound: false,
+            page: Some(PageResponse {
+                next_cursor: result.next.map(|c| c.encode()).unwrap_or_default(),
+            }),
+        }))
+    }
+
+    async fn count_events(
+        &self,
+        request: Request<pb::CountEventsRequest>,
+    ) -> RpcResult<pb::CountEventsResponse> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let query = query_from_pb(&case_id, request.query.as_ref(), "query")?;
+        let count = self.store.count(&query).await.map_err(store_error)?;
+        Ok(Response::new(pb::CountEventsResponse { count }))
+    }
+
+    async fn get_event(&self, request: Request<pb::GetEventRequest>) -> RpcResult<pb::Event> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let event_id = plain_id(
+            request.event_id.as_ref().map(|e| e.value.as_str()),
+            "EVENT_ID_INVALID",
+            "event_id",
+        )?;
+        let event = self
+            .store
+            .get(&case_id, &event_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "EVENT_NOT_FOUND",
+                    format!("event {event_id} does not exist in case {case_id}"),
+                )
+            })?;
+        Ok(Response::new(event_to_pb(event, true)))
+    }
+
+    async fn batch_get_events(
+        &self,
+        request: Request<pb::BatchGetEventsRequest>,
+    ) -> RpcResult<pb::BatchGetEventsResponse> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        if request.event_ids.len() > casescope_proto::paging::MAX_PAGE_SIZE as usize {
+            return Err(ApiError::invalid_field(
+                "TOO_MANY_IDS",
+                "event_ids",
+                "at most 1000 ids per call",
+            )
+            .into());
+        }
+        let mut response = pb::BatchGetEventsResponse::default();
+        for id in request.event_ids {
+            let event_id = plain_id(Some(&id.value), "EVENT_ID_INVALID", "event_ids")?;
+            match self
+                .store
+                .get(&case_id, &event_id)
+                .await
+                .map_err(store_error)?
+            {
+                Some(event) => response
+                    .events
+                    .push(event_to_pb(event, request.include_raw)),
+                None => response.missing_event_ids.push(id),
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    type ScanFileEventsStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::ScanFileEventsResponse, Status>> + Send>,
+    >;
+
+    async fn scan_file_events(
+        &self,
+        request: Request<pb::ScanFileEventsRequest>,
+    ) -> RpcResult<Self::ScanFileEventsStream> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let file_id = plain_id(
+            request.file_id.as_ref().map(|f| f.value.as_str()),
+            "FILE_ID_INVALID",
+            "file_id",
+        )?;
+        let batch = match request.batch_size {
+            0 => 500,
+            n if n as usize > casescope_eventstore::MAX_PAGE_SIZE => {
+                return Err(ApiError::invalid_field(
+                    "BATCH_TOO_LARGE",
+                    "batch_size",
+                    "at most 1000",
+                )
+                .into());
+            }
+            n => n as usize,
+        };
+        let mut query =
+            casescope_eventstore::EventQuery::new(&case_id, casescope_eventstore::Query::All);
+        query.file_ids = vec![file_id];
+        query.sort = SortOrder::Ascending;
+        query.page_size = batch;
+        query.after = cursor_from_pb(
+            (!request.resume_cursor.is_empty()).then_some(request.resume_cursor.as_str()),
+            "resume_cursor",
+        )?;
+        let store = self.store.clone();
+        let include_raw = request.include_raw;
+        // Bounded: one page in memory, and the channel holds two more.
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                let page = match store.search(&query).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = sender.send(Err(Status::from(store_error(error)))).await;
+                        return;
+                    }
+                };
+                let cursor = page.events.last().map(|e| casescope_eventstore::Cursor {
+                    timestamp_micros: e.timestamp_micros,
+                    tiebreak: casescope_eventstore::tiebreak_of(&e.event_id),
+                });
+                let message = pb::ScanFileEventsResponse {
+                    events: page
+                        .events
+                        .into_iter()
+                        .map(|e| event_to_pb(e, include_raw))
+                        .collect(),
+                    cursor: cursor.map(|c| c.encode()).unwrap_or_default(),
+                };
+                if message.events.is_empty() || sender.send(Ok(message)).await.is_err() {
+                    return;
+                }
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => return,
+                }
+            }
+        });
+        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn histogram(
+        &self,
+        request: Request<pb::HistogramRequest>,
+    ) -> RpcResult<pb::HistogramResponse> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let query = query_from_pb(&case_id, request.query.as_ref(), "query")?;
+        let interval = request
+            .interval
+            .map(|d| {
+                d.seconds
+                    .saturating_mul(1_000_000)
+                    .saturating_add(i64::from(d.nanos) / 1000)
+            })
+            .unwrap_or(0);
+        let interval = if interval > 0 {
+            interval
+        } else {
+            3_600_000_000
+        };
+        let buckets = self
+            .store
+            .histogram(&query, interval)
+            .await
+            .map_err(store_error)?;
+        let total_count = buckets.iter().map(|b| b.count).sum();
+        Ok(Response::new(pb::HistogramResponse {
+            interval: Some(prost_types::Duration {
+                seconds: interval / 1_000_000,
+                nanos: ((interval % 1_000_000) * 1000) as i32,
+            }),
+            buckets: buckets
+                .into_iter()
+                .map(|b| pb::HistogramBucket {
+                    start: Some(micros_to_timestamp(b.start_micros)),
+                    count: b.count,
+                })
+                .collect(),
+            total_count,
+        }))
+    }
+
+    async fn reindex_file(
+        &self,
+        request: Request<pb::ReindexFileRequest>,
+    ) -> RpcResult<pb::ReindexFileResponse> {
+        let request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let file_id = plain_id(
+            request.file_id.as_ref().map(|f| f.value.as_str()),
+            "FILE_ID_INVALID",
+            "file_id",
+        )?;
+        let existing = self
+            .repo
+            .file(&file_id)
+            .await
+            .map_err(db_error)?
+            .filter(|f| f.case_id == case_id)
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "FILE_NOT_FOUND",
+                    format!("file {file_id} does not exist in case {case_id}"),
+                )
+            })?;
+        if existing.stage_status == stage::CONTAINER {
+            return Err(ApiError::failed_precondition(
+                "FILE_IS_ARCHIVE",
+                "an archive is not indexed; re-index its members",
+            )
+            .into());
+        }
+        let mut tx = self.repo.db().begin().await.map_err(db_error)?;
+        let row = self
+            .repo
+            .request_run(&mut tx, &file_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                ApiError::not_found("FILE_NOT_FOUND", format!("file {file_id} does not exist"))
+            })?;
+        crate::stage::enqueue_job(&self.outbox, &mut tx, &row, "reindex", None)
+            .await
+            .map_err(|e| internal("queue reindex", e))?;
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        self.outbox.nudge();
+        crate::stage::sync_status(&self.repo, &self.cases, &row).await;
+        Ok(Response::new(pb::ReindexFileResponse {
+            file_id: Some(FileId { value: file_id }),
+            status: FileStatus::Uploaded as i32,
+        }))
+    }
+}

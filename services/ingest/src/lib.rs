@@ -1,0 +1,77 @@
+//! The ingest service: evidence upload (chunked, SHA-256 verified, resumable, de-duplicated
+//! per case), ZIP member extraction, the ingest stage — parse, normalise and index every
+//! record of a file exactly once under a per-file lease — and every query over the event
+//! store (search, count, get, histogram, scan).
+//!
+//! It owns the evidence blobs, its `uploads`/`evidence_files` tables and the event store.
+//! File records shown to analysts belong to the cases service: this service registers
+//! files and reports their status through `FileRecordsService` (gRPC, in-process in
+//! all-in-one mode), retrying until delivered.
+
+mod api;
+mod cases_client;
+mod convert;
+mod reconcile;
+mod repo;
+mod stage;
+mod upload;
+
+pub use api::IngestApi;
+pub use cases_client::CasesClient;
+pub use reconcile::Reconciler;
+pub use repo::MIGRATIONS;
+pub use stage::{INGEST_CONSUMER, IngestStage};
+
+use casescope_bus::OUTBOX_MIGRATIONS;
+use casescope_db::{CORE_MIGRATIONS, Migrations};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything this service needs in its database, in order.
+pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, OUTBOX_MIGRATIONS, MIGRATIONS];
+
+/// The lease stage name of ingestion.
+pub const STAGE: &str = "ingest";
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Evidence blobs (`evidence/<case>/<sha256>.<ext>`) and partial uploads (`uploads/`).
+    pub data_dir: PathBuf,
+    pub max_upload_bytes: u64,
+    pub max_chunk_bytes: usize,
+    pub lease_ttl: Duration,
+    pub reconcile_period: Duration,
+    /// Unfinished uploads are discarded after this long without activity.
+    pub upload_retention: Duration,
+    /// Runs of one file before it is marked failed.
+    pub max_attempts: i64,
+    /// Events per write to the event store.
+    pub batch_size: usize,
+    pub parse_limits: casescope_evidence::Limits,
+    pub archive_limits: casescope_evidence::archive::ArchiveLimits,
+}
+
+impl IngestSettings {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            max_upload_bytes: 64 * 1024 * 1024 * 1024,
+            max_chunk_bytes: 4 * 1024 * 1024,
+            lease_ttl: Duration::from_secs(30),
+            reconcile_period: Duration::from_secs(15),
+            upload_retention: Duration::from_secs(24 * 3600),
+            max_attempts: 5,
+            batch_size: 2000,
+            parse_limits: casescope_evidence::Limits::default(),
+            archive_limits: casescope_evidence::archive::ArchiveLimits::default(),
+        }
+    }
+
+    fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
+    }
+
+    fn evidence_dir(&self, case_id: &str) -> PathBuf {
+        self.data_dir.join("evidence").join(case_id)
+    }
+}
