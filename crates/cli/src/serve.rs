@@ -227,7 +227,8 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         let consumer = ConsumerConfig {
             ack_wait: settings.lease_ttl,
             max_deliver: u64::try_from(settings.max_attempts).unwrap_or(5) + 2,
-            batch: 2,
+            // Files in flight at once; memory per file is bounded by the stage's batches.
+            batch: 4,
             ..ConsumerConfig::new(INGEST_CONSUMER, subjects::job(casescope_ingest::STAGE))
         };
         let stage = Arc::new(api.stage());

@@ -42,6 +42,9 @@ struct Inner {
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Group commit: flush requests taken and covered so far (see `flush`).
+    commits: Mutex<(u64, u64)>,
+    committer: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -91,6 +94,8 @@ impl TantivyStore {
                 fields,
                 reader,
                 writer: Mutex::new(writer),
+                commits: Mutex::new((0, 0)),
+                committer: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -175,12 +180,30 @@ impl EventStore for TantivyStore {
         .await
     }
 
+    /// Group commit: concurrent flushes share one commit. A caller's writes precede its
+    /// ticket, and a commit started after the ticket was taken includes them.
     async fn flush(&self) -> Result<(), StoreError> {
+        let ticket = {
+            let mut commits = self.inner.commits.lock().unwrap_or_else(|p| p.into_inner());
+            commits.0 += 1;
+            commits.0
+        };
+        let _one_committer = self.inner.committer.lock().await;
+        let covering = {
+            let commits = self.inner.commits.lock().unwrap_or_else(|p| p.into_inner());
+            if commits.1 >= ticket {
+                return Ok(());
+            }
+            commits.0
+        };
         self.blocking(|inner| {
             inner.writer().commit().map_err(internal)?;
             inner.reader.reload().map_err(internal)
         })
-        .await
+        .await?;
+        let mut commits = self.inner.commits.lock().unwrap_or_else(|p| p.into_inner());
+        commits.1 = commits.1.max(covering);
+        Ok(())
     }
 
     async fn delete_file(&self, case_id: &str, file_id: &str) -> Result<(), StoreError> {

@@ -1,0 +1,601 @@
+//! The ingest service in process, as all-in-one mode wires it: SQLite, tantivy, the
+//! in-process bus, the cases service over an in-process gRPC channel. Drives the real
+//! Upload protocol and the ingest stage with good and hostile evidence.
+
+use casescope_bus::{Bus, ConsumerConfig, InProcessBus, Outbox, run_consumer, subjects};
+use casescope_cases::CasesApi;
+use casescope_db::{Database, DbOptions};
+use casescope_eventstore::{EventStore, TantivyOptions, TantivyStore};
+use casescope_ingest::{CasesClient, INGEST_CONSUMER, IngestApi, IngestSettings};
+use casescope_proto::cases::v1 as cases_pb;
+use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
+use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
+use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
+use casescope_proto::channel::{GrpcChannel, in_process};
+use casescope_proto::common::v1::{CaseId, FileId, PageRequest};
+use casescope_proto::ingest::v1 as pb;
+use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    ingest: IngestServiceClient<GrpcChannel>,
+    cases: CasesServiceClient<GrpcChannel>,
+    store: Arc<dyn EventStore>,
+    case_id: String,
+    root: tempfile::TempDir,
+    stop: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn harness(tune: impl FnOnce(&mut IngestSettings)) -> Harness {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let stop = CancellationToken::new();
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::default());
+    let open = |name: &str| format!("sqlite://{}", data.join(format!("{name}.sqlite")).display());
+    let cases_db = Database::connect(&open("cases"), &DbOptions::default())
+        .await
+        .unwrap();
+    cases_db
+        .migrate(casescope_cases::ALL_MIGRATIONS)
+        .await
+        .unwrap();
+    let cases_outbox = Outbox::new(cases_db.clone(), bus.clone());
+    tokio::spawn(
+        cases_outbox
+            .clone()
+            .relay(Duration::from_millis(200), stop.clone()),
+    );
+    let cases_api = CasesApi::new(cases_db, cases_outbox);
+    let cases_channel = in_process(
+        tonic::service::Routes::new(CasesServiceServer::new(cases_api.clone()))
+            .add_service(FileRecordsServiceServer::new(cases_api))
+            .prepare(),
+    );
+    let ingest_db = Database::connect(&open("ingest"), &DbOptions::default())
+        .await
+        .unwrap();
+    ingest_db
+        .migrate(casescope_ingest::ALL_MIGRATIONS)
+        .await
+        .unwrap();
+    let ingest_outbox = Outbox::new(ingest_db.clone(), bus.clone());
+    tokio::spawn(
+        ingest_outbox
+            .clone()
+            .relay(Duration::from_millis(200), stop.clone()),
+    );
+    let store: Arc<dyn EventStore> = Arc::new(
+        TantivyStore::open(
+            &data.join("index"),
+            &TantivyOptions {
+                writer_memory_bytes: 64 * 1024 * 1024,
+                writer_threads: 1,
+            },
+        )
+        .unwrap(),
+    );
+    let mut settings = IngestSettings::new(data.join("ingest"));
+    settings.lease_ttl = Duration::from_secs(5);
+    settings.max_chunk_bytes = 256 * 1024;
+    tune(&mut settings);
+    let api = IngestApi::new(
+        ingest_db,
+        settings.clone(),
+        CasesClient::new(cases_channel.clone()),
+        ingest_outbox,
+        store.clone(),
+    );
+    let consumer = ConsumerConfig {
+        ack_wait: settings.lease_ttl,
+        batch: 2,
+        ..ConsumerConfig::new(INGEST_CONSUMER, subjects::job("ingest"))
+    };
+    tokio::spawn(run_consumer(
+        bus.clone(),
+        consumer,
+        Arc::new(api.stage()),
+        stop.clone(),
+    ));
+    let ingest = IngestServiceClient::new(in_process(
+        tonic::service::Routes::new(IngestServiceServer::new(api)).prepare(),
+    ));
+    let mut cases = CasesServiceClient::new(cases_channel);
+    let case_id = cases
+        .create_case(cases_pb::CreateCaseRequest {
+            name: "ingest suite".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+        .unwrap()
+        .value;
+    Harness {
+        ingest,
+        cases,
+        store,
+        case_id,
+        root,
+        stop,
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn header(h: &Harness, name: &str, bytes: &[u8]) -> pb::UploadHeader {
+    pb::UploadHeader {
+        case_id: Some(CaseId {
+            value: h.case_id.clone(),
+        }),
+        file_name: name.into(),
+        declared_size_bytes: bytes.len() as u64,
+        declared_sha256: sha256(bytes),
+        timestamp_field: None,
+        resume_upload_id: None,
+    }
+}
+
+fn chunks(
+    header: pb::UploadHeader,
+    bytes: &[u8],
+    from: usize,
+    chunk: usize,
+) -> Vec<pb::UploadChunk> {
+    let mut messages = vec![pb::UploadChunk {
+        payload: Some(pb::upload_chunk::Payload::Header(header)),
+    }];
+    let mut offset = from;
+    while offset < bytes.len() {
+        let end = (offset + chunk).min(bytes.len());
+        messages.push(pb::UploadChunk {
+            payload: Some(pb::upload_chunk::Payload::Data(pb::UploadData {
+                offset: offset as u64,
+                data: bytes[offset..end].to_vec(),
+            })),
+        });
+        offset = end;
+    }
+    messages
+}
+
+async fn upload(
+    h: &mut Harness,
+    name: &str,
+    bytes: &[u8],
+) -> Result<pb::UploadResult, tonic::Status> {
+    let messages = chunks(header(h, name, bytes), bytes, 0, 100 * 1024);
+    h.ingest
+        .upload(futures::stream::iter(messages))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn file(h: &mut Harness, file_id: &str) -> cases_pb::File {
+    h.cases
+        .get_file(cases_pb::GetFileRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            file_id: Some(FileId {
+                value: file_id.into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits until the file leaves uploaded/parsing; returns its record.
+async fn processed(h: &mut Harness, file_id: &str) -> cases_pb::File {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let record = file(h, file_id).await;
+        let status = casescope_proto::common::v1::FileStatus::try_from(record.status).unwrap();
+        use casescope_proto::common::v1::FileStatus::*;
+        if !matches!(status, Uploaded | Parsing) {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "file {file_id} still {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn synth_evtx(dir: &Path, events: u64, seed: u64) -> Vec<u8> {
+    let path = dir.join(format!("synth-{seed}.evtx"));
+    casescope_synth::write_evtx_file(&path, casescope_synth::realistic_events(events, seed))
+        .unwrap();
+    std::fs::read(path).unwrap()
+}
+
+fn status_of(record: &cases_pb::File) -> casescope_proto::common::v1::FileStatus {
+    casescope_proto::common::v1::FileStatus::try_from(record.status).unwrap()
+}
+
+fn assert_counts_add_up(record: &cases_pb::File) {
+    assert_eq!(
+        record.records_read,
+        record.events_indexed + record.records_rejected + record.duplicates_skipped,
+        "{record:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evtx_upload_is_indexed_exactly_and_a_second_upload_adds_nothing() {
+    let mut h = harness(|_| {}).await;
+    let bytes = synth_evtx(h.root.path(), 3000, 7);
+    let result = upload(&mut h, "Security.evtx", &bytes).await.unwrap();
+    assert!(!result.already_present);
+    assert_eq!(result.sha256, sha256(&bytes));
+    let file_id = result.file_id.unwrap().value;
+    let record = processed(&mut h, &file_id).await;
+    assert_eq!(
+        status_of(&record),
+        casescope_proto::common::v1::FileStatus::Indexed,
+        "{record:?}"
+    );
+    assert_eq!(record.records_read, 3000);
+    assert_eq!(record.events_indexed, 3000);
+    assert_counts_add_up(&record);
+    assert_eq!(
+        h.store.count_file(&h.case_id, &file_id).await.unwrap(),
+        3000
+    );
+
+    let again = upload(&mut h, "copy-of-Security.evtx", &bytes)
+        .await
+        .unwrap();
+    assert!(again.already_present);
+    assert_eq!(again.file_id.unwrap().value, file_id);
+    let files = h
+        .cases
+        .list_files(cases_pb::ListFilesRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            page: Some(PageRequest::default()),
+            status: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(files.files.len(), 1);
+
+    // Re-index: the same events replace themselves; the count stays exact.
+    h.ingest
+        .reindex_file(pb::ReindexFileRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            file_id: Some(FileId {
+                value: file_id.clone(),
+            }),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let record = processed(&mut h, &file_id).await;
+    assert_eq!(record.events_indexed, 3000);
+    assert_eq!(
+        h.store.count_file(&h.case_id, &file_id).await.unwrap(),
+        3000
+    );
+
+    let search = h
+        .ingest
+        .search_events(pb::SearchEventsRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            query: Some(pb::EventQuery {
+                query: "EventID:4624 AND Channel:Security".into(),
+                ..Default::default()
+            }),
+            page: Some(PageRequest {
+                page_size: 5,
+                cursor: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(search.total_hits > 0);
+    assert!(search.events.iter().all(|e| e.event_code == Some(4624)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_protocol_refuses_what_is_wrong_and_resumes_what_was_cut() {
+    let mut h = harness(|_| {}).await;
+    let bytes = b"{\"timestamp\": \"2024-01-01T00:00:00Z\", \"a\": 1}\n".repeat(20_000);
+
+    let bad_ext = upload(&mut h, "notes.txt", b"hello").await.unwrap_err();
+    assert_eq!(bad_ext.code(), tonic::Code::InvalidArgument);
+    assert!(bad_ext.message().contains(".evtx"), "{bad_ext:?}");
+    let traversal = upload(&mut h, "../../etc/x.jsonl", &bytes)
+        .await
+        .unwrap_err();
+    assert_eq!(traversal.code(), tonic::Code::InvalidArgument);
+    let not_evtx = upload(&mut h, "fake.evtx", b"MZ this is not an event log")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        not_evtx.code(),
+        tonic::Code::InvalidArgument,
+        "{not_evtx:?}"
+    );
+
+    let mut wrong_hash = header(&h, "a.jsonl", &bytes);
+    wrong_hash.declared_sha256 = "0".repeat(64);
+    let lied = h
+        .ingest
+        .upload(futures::stream::iter(chunks(
+            wrong_hash,
+            &bytes,
+            0,
+            64 * 1024,
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(lied.code(), tonic::Code::DataLoss, "{lied:?}");
+
+    // A gap in offsets is refused with where to resume.
+    let mut gapped = chunks(header(&h, "b.jsonl", &bytes), &bytes, 0, 64 * 1024);
+    gapped.remove(2);
+    let gap = h
+        .ingest
+        .upload(futures::stream::iter(gapped))
+        .await
+        .unwrap_err();
+    assert_eq!(gap.code(), tonic::Code::FailedPrecondition);
+    assert!(gap.message().contains("resume from 65536"), "{gap:?}");
+
+    // An interrupted upload (the stream ends early) resumes from what the server holds.
+    let mut cut = chunks(header(&h, "c.jsonl", &bytes), &bytes, 0, 64 * 1024);
+    cut.truncate(5);
+    let incomplete = h
+        .ingest
+        .upload(futures::stream::iter(cut))
+        .await
+        .unwrap_err();
+    assert_eq!(incomplete.code(), tonic::Code::FailedPrecondition);
+    let status = h
+        .ingest
+        .get_upload_status(pb::GetUploadStatusRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            lookup: Some(pb::get_upload_status_request::Lookup::DeclaredSha256(
+                sha256(&bytes),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.state, pb::UploadState::Receiving as i32);
+    assert_eq!(status.next_offset, 4 * 64 * 1024);
+    let mut resumed_header = header(&h, "c.jsonl", &bytes);
+    resumed_header.resume_upload_id = status.upload_id.clone();
+    let resumed = h
+        .ingest
+        .upload(futures::stream::iter(chunks(
+            resumed_header,
+            &bytes,
+            status.next_offset as usize,
+            64 * 1024,
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.upload_id, status.upload_id);
+    let record = processed(&mut h, &resumed.file_id.unwrap().value).await;
+    assert_eq!(record.events_indexed, 20_000);
+    assert_counts_add_up(&record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_evidence_ends_in_clear_errors_and_the_service_stays_up() {
+    let mut h = harness(|settings| {
+        settings.parse_limits.max_record_bytes = 1024 * 1024;
+    })
+    .await;
+    let good = synth_evtx(h.root.path(), 2000, 11);
+
+    // Truncated EVTX: what can be read is indexed, the rest is reported.
+    let truncated = good[..good.len() / 2 + 1000].to_vec();
+    let id = upload(&mut h, "truncated.evtx", &truncated)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record = processed(&mut h, &id).await;
+    assert_counts_add_up(&record);
+    assert!(
+        record.events_indexed > 0 && record.events_indexed < 2000,
+        "{record:?}"
+    );
+
+    // Bit flips inside records: every record is indexed or rejected with a reason.
+    let mut flipped = good.clone();
+    for position in (5000..flipped.len()).step_by(7919) {
+        flipped[position] ^= 0x5a;
+    }
+    let id = upload(&mut h, "flipped.evtx", &flipped)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record = processed(&mut h, &id).await;
+    assert_counts_add_up(&record);
+
+    // Random bytes behind a valid EVTX signature: a clear file-level failure.
+    let mut random = b"ElfFile\0".to_vec();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..200_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        random.push(state as u8);
+    }
+    let id = upload(&mut h, "random.evtx", &random)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record = processed(&mut h, &id).await;
+    assert_counts_add_up(&record);
+    assert!(
+        status_of(&record) == casescope_proto::common::v1::FileStatus::Failed
+            || record.records_rejected > 0,
+        "{record:?}"
+    );
+    if status_of(&record) == casescope_proto::common::v1::FileStatus::Failed {
+        assert!(!record.error.is_empty());
+    }
+
+    // A 20 MB single-line JSON record is rejected on its own; the next line is indexed.
+    let mut huge = b"{\"timestamp\": 1700000000, \"blob\": \"".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 20 * 1024 * 1024));
+    huge.extend_from_slice(b"\"}\n{\"timestamp\": 1700000001, \"ok\": true}\n");
+    let id = upload(&mut h, "huge.jsonl", &huge)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record = processed(&mut h, &id).await;
+    assert_eq!(
+        (record.events_indexed, record.records_rejected),
+        (1, 1),
+        "{record:?}"
+    );
+    assert_eq!(record.rejects_by_reason[0].reason, "record_too_large");
+
+    // CSV whose header is not UTF-8: refused at upload; bad rows later: rejected per row.
+    let bad_header = upload(&mut h, "bad.csv", b"time,\xff\xfe\n1,2\n")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_header.code(),
+        tonic::Code::InvalidArgument,
+        "{bad_header:?}"
+    );
+    // (Past the first 64 KiB, which the upload checks as a whole.)
+    let mut csv = b"timestamp,user\n".to_vec();
+    for _ in 0..3000 {
+        csv.extend_from_slice(b"2024-01-01T00:00:00Z,alice\n");
+    }
+    csv.extend_from_slice(b"2024-01-01T00:00:01Z,\xff\xfe\n");
+    let id = upload(&mut h, "rows.csv", &csv)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record = processed(&mut h, &id).await;
+    assert_eq!(
+        (record.events_indexed, record.records_rejected),
+        (3000, 1),
+        "{record:?}"
+    );
+    assert_eq!(record.rejects_by_reason[0].reason, "invalid_utf8");
+
+    // Hostile ZIP: bomb, slip, absolute path and link refused; the good member ingested.
+    let zip_path = h.root.path().join("evidence.zip");
+    {
+        use std::io::Write;
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        writer.start_file("logs/good.jsonl", options).unwrap();
+        writer
+            .write_all(b"{\"timestamp\": 1700000000, \"m\": 1}\n")
+            .unwrap();
+        writer.start_file("../../escaped.jsonl", options).unwrap();
+        writer.write_all(b"{\"timestamp\": 1700000000}\n").unwrap();
+        writer.start_file("/tmp/absolute.jsonl", options).unwrap();
+        writer.write_all(b"{\"timestamp\": 1700000000}\n").unwrap();
+        writer.start_file("bomb.jsonl", options).unwrap();
+        writer.write_all(&vec![b' '; 50 * 1024 * 1024]).unwrap();
+        writer
+            .add_symlink("link.jsonl", "/etc/passwd", options)
+            .unwrap();
+        writer.finish().unwrap();
+    }
+    let zip_bytes = std::fs::read(&zip_path).unwrap();
+    let result = upload(&mut h, "evidence.zip", &zip_bytes).await.unwrap();
+    assert_eq!(result.members.len(), 1, "{result:?}");
+    let mut reasons: Vec<_> = result
+        .refused_members
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "COMPRESSION_RATIO_EXCEEDED",
+            "LINK_MEMBER",
+            "PATH_TRAVERSAL",
+            "PATH_TRAVERSAL"
+        ]
+    );
+    let member = result.members[0].file_id.clone().unwrap().value;
+    let record = processed(&mut h, &member).await;
+    assert_eq!(record.events_indexed, 1);
+    assert_eq!(
+        record.parent_archive_id.unwrap().value,
+        result.file_id.unwrap().value
+    );
+    for escaped in ["escaped.jsonl", "absolute.jsonl"] {
+        let found = walk(h.root.path())
+            .into_iter()
+            .any(|p| p.ends_with(escaped));
+        assert!(!found, "{escaped} was written somewhere");
+    }
+    assert!(!Path::new("/tmp/absolute.jsonl").exists());
+
+    // After all that, ordinary evidence still goes through.
+    let id = upload(&mut h, "after.evtx", &good)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record = processed(&mut h, &id).await;
+    assert_eq!(record.events_indexed, 2000);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path.clone());
+                }
+                out.push(path);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,141 @@
+//! The shared EVTX-ATTACK-SAMPLES corpus (277 files) uploaded into one case in
+//! all-in-one mode: every file's indexed + rejected equals what the evtx crate reads
+//! from it directly; searching works by channel, event code and a flattened field;
+//! uploading again adds nothing.
+
+use casescope_e2e::{Server, stderr, stdout};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn corpus() -> Option<PathBuf> {
+    let dir = casescope_testkit::shared_data_dir()?.join("evtx-attack-samples");
+    dir.is_dir().then_some(dir)
+}
+
+fn evtx_files(root: &PathBuf) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "evtx") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+fn files_json(server: &Server, case: &str) -> Vec<serde_json::Value> {
+    let output = server.cli(&["files", case, "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str::<serde_json::Value>(&stdout(&output))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn wait_until_processed(server: &Server, case: &str, expected: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let files = files_json(server, case);
+        let busy = files
+            .iter()
+            .filter(|f| matches!(f["status"].as_str(), Some("uploaded" | "parsing")))
+            .count();
+        if files.len() == expected && busy == 0 {
+            return files;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{busy} of {} files still processing after 300 s\n{}",
+            files.len(),
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn every_record_of_the_corpus_is_indexed_exactly_once() {
+    let Some(root) = corpus() else {
+        eprintln!("skipped: ../shared/data/evtx-attack-samples not present");
+        return;
+    };
+    let files = evtx_files(&root);
+    assert_eq!(files.len(), 277);
+    // What the evtx crate reads from each file directly, by content hash.
+    let mut direct: HashMap<String, (u64, String)> = HashMap::new();
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        let count = evtx::EvtxParser::from_path(path)
+            .unwrap()
+            .records_json_value()
+            .count() as u64;
+        direct.insert(sha, (count, path.display().to_string()));
+    }
+    let distinct_total: u64 = direct.values().map(|(n, _)| n).sum();
+
+    let server = Server::start(&[], &[]);
+    let created = server.cli(&["case", "create", "EVTX-ATTACK-SAMPLES"]);
+    let case = stdout(&created).trim().to_string();
+    let upload = server.cli(&["upload", &case, root.to_str().unwrap()]);
+    assert!(upload.status.success(), "{}", stderr(&upload));
+
+    // Identical files in the corpus are one file of the case.
+    let listed = wait_until_processed(&server, &case, direct.len());
+    let mut total_indexed = 0;
+    for file in &listed {
+        let sha = file["sha256"].as_str().unwrap();
+        let (expected, path) = &direct[sha];
+        let read = file["records_read"].as_u64().unwrap();
+        let indexed = file["events_indexed"].as_u64().unwrap();
+        let rejected = file["records_rejected"].as_u64().unwrap();
+        assert_eq!(file["status"], "indexed", "{path}: {file}");
+        assert_eq!(read, *expected, "{path}: records read vs the evtx crate");
+        assert_eq!(indexed + rejected, *expected, "{path}: indexed + rejected");
+        total_indexed += indexed;
+    }
+    assert_eq!(
+        total_indexed, distinct_total,
+        "the case total matches the corpus"
+    );
+
+    let count = |query: &str| -> u64 {
+        let output = server.cli(&["search", &case, query, "--limit", "5", "--json"]);
+        assert!(output.status.success(), "{query}: {}", stderr(&output));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        json["total_hits"].as_u64().unwrap()
+    };
+    let security = count("Channel:Security");
+    let logons = count("EventID:4624");
+    let sysmon_lsass = count(r"TargetImage:*\\lsass.exe");
+    assert!(security > 100, "Channel:Security found {security}");
+    assert!(logons > 10, "EventID:4624 found {logons}");
+    assert!(
+        sysmon_lsass > 10,
+        "TargetImage:*lsass.exe found {sysmon_lsass}"
+    );
+    assert_eq!(count("EventID:4624 AND NOT Channel:Security"), 0);
+
+    // Uploading the same evidence again adds zero events.
+    let again = server.cli(&["upload", &case, root.to_str().unwrap(), "--json"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let results: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert!(
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["already_present"] == true)
+    );
+    assert_eq!(count(""), distinct_total);
+}
