@@ -13,9 +13,9 @@ fn corpus() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-fn evtx_files(root: &PathBuf) -> Vec<PathBuf> {
+fn evtx_files(root: &std::path::Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut stack = vec![root.clone()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
