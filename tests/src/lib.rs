@@ -40,13 +40,13 @@ impl Server {
         let log = dir.path().join("serve.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(casescope_binary());
+        command.arg("serve").args(["--listen", &listen]);
+        if !args.contains(&"--data-dir") {
+            command.args(["--data-dir"]).arg(dir.path().join("data"));
+        }
         command
-            .arg("serve")
-            .args(["--listen", &listen])
-            .args(["--data-dir"])
-            .arg(dir.path().join("data"))
             .args(args)
-            .env("CASESCOPE_LOG", "info")
+            .env("CASESCOPE_LOG", "info,evtx=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);

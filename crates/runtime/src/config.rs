@@ -326,7 +326,8 @@ impl Settings {
             database_url: self.database_url,
             nats_url: self.nats_url,
             nats_namespace: self.nats_namespace,
-            log_filter: self.log.unwrap_or_else(|| "info".to_string()),
+            // The evtx crate logs every chunk at info.
+            log_filter: self.log.unwrap_or_else(|| "info,evtx=warn".to_string()),
             log_format,
             shutdown_timeout,
             lease_ttl,

@@ -20,6 +20,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Mutex, mpsc};
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A progress line is logged every this many events.
+const PROGRESS_EVERY: u64 = 50_000;
+
 /// The durable consumer name of ingest workers.
 pub const INGEST_CONSUMER: &str = "ingest-workers";
 
@@ -381,46 +392,61 @@ impl IngestStage {
             }
         });
 
-        let mut renew = tokio::time::interval(self.settings.lease_ttl / 3);
-        renew.tick().await;
-        let mut lease = lease.clone();
-        let mut written: u64 = 0;
-        let mut store_rejects: u64 = 0;
-        let mut store_error: Option<String> = None;
-        loop {
-            tokio::select! {
-                batch = receiver.recv() => {
-                    let Some(batch) = batch else { break };
-                    if store_error.is_some() {
-                        continue; // drain: the run is failing anyway
-                    }
-                    match self.fences.write(&file.id, lease.epoch, self.store.write(batch)).await {
-                        None => {
-                            stop.store(true, Ordering::Relaxed);
-                            return Ok(None);
-                        }
-                        Some(Ok(report)) => {
-                            written += report.written;
-                            store_rejects += report.rejected.len() as u64;
-                        }
-                        Some(Err(error)) => {
-                            stop.store(true, Ordering::Relaxed);
-                            store_error = Some(format!("event store refused a batch: {error}"));
-                        }
-                    }
-                }
-                _ = renew.tick() => {
-                    match self.leases.renew(&lease, self.settings.lease_ttl).await {
+        // The lease is renewed by its own task, so a slow store write never lets it lapse.
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let leases = self.leases.clone();
+            let ttl = self.settings.lease_ttl;
+            let lost = lost.clone();
+            let stop = stop.clone();
+            let file_id = file.id.clone();
+            let mut lease = lease.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match leases.renew(&lease, ttl).await {
                         Ok(renewed) => lease = renewed,
                         Err(LeaseError::Fenced { .. }) => {
-                            stop.store(true, Ordering::Relaxed);
-                            tracing::warn!(file_id = %file.id, "ingest lease lost; stopping this run");
-                            return Ok(None);
+                            tracing::warn!(%file_id, "ingest lease lost; stopping this run");
+                            lost.store(true, Ordering::SeqCst);
+                            stop.store(true, Ordering::SeqCst);
+                            return;
                         }
                         Err(error) => tracing::warn!(%error, "lease renewal failed; retrying"),
                     }
                 }
+            })
+        };
+        let _stop_heartbeat = AbortOnDrop(heartbeat);
+        let mut written: u64 = 0;
+        let mut store_rejects: u64 = 0;
+        let mut store_error: Option<String> = None;
+        while let Some(batch) = receiver.recv().await {
+            if store_error.is_some() || lost.load(Ordering::SeqCst) {
+                continue; // drain: the run is ending anyway
             }
+            match self.fences.write(&file.id, lease.epoch, self.store.write(batch)).await {
+                None => {
+                    stop.store(true, Ordering::Relaxed);
+                    lost.store(true, Ordering::SeqCst);
+                }
+                Some(Ok(report)) => {
+                    let before = written;
+                    written += report.written;
+                    store_rejects += report.rejected.len() as u64;
+                    if written / PROGRESS_EVERY != before / PROGRESS_EVERY {
+                        tracing::info!(file_id = %file.id, written, "ingest progress");
+                    }
+                }
+                Some(Err(error)) => {
+                    stop.store(true, Ordering::Relaxed);
+                    store_error = Some(format!("event store refused a batch: {error}"));
+                }
+            }
+        }
+        if lost.load(Ordering::SeqCst) {
+            let _ = parser.await;
+            return Ok(None);
         }
         let summary = parser
             .await
