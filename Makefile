@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: serve build test test-deps lint fmt clean-data
+.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest
 
 ## Build and run every service in one process on embedded defaults (./casescope-data).
 serve:
@@ -21,6 +21,20 @@ test: test-deps
 		echo "cargo-nextest not found; running cargo test"; \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## The issue-size scenarios in release mode (kill -9 midway through 1,000,000 events).
+test-large: test-deps
+	$(CARGO) build --release -p casescope-cli --bin casescope
+	CASESCOPE_TEST_KILL_EVENTS=1000000 $(CARGO) nextest run --release -p casescope-e2e kill
+
+## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
+bench: bench-ingest
+
+SHARED_DATA ?= $(abspath ../shared/data)
+bench-ingest:
+	$(CARGO) build --release -p casescope-cli -p casescope-bench
+	$(CARGO_TARGET_DIR)/release/casescope-bench --binary $(CARGO_TARGET_DIR)/release/casescope \
+		--corpus $(SHARED_DATA)/evtx-attack-samples --synthetic-events 1000000
 
 test-deps:
 	bash scripts/install-test-deps.sh

@@ -3,7 +3,7 @@
 //! restart the file ends indexed with exactly as many events as the file has records,
 //! and the re-run starts within lease TTL + reconciler period.
 //!
-//! Size: CASESCOPE_TEST_KILL_EVENTS (default 200,000 — the 1,000,000 runs with
+//! Size: CASESCOPE_TEST_KILL_EVENTS (default 100,000 — the 1,000,000 runs with
 //! `make test-large`, in release mode).
 
 use casescope_e2e::{Server, stderr, stdout};
@@ -30,7 +30,11 @@ fn progress(server: &Server) -> u64 {
         .filter(|l| l.contains("ingest progress"))
         .filter_map(|l| l.split("written=").nth(1))
         .filter_map(|w| w.split_whitespace().next())
-        .filter_map(|w| w.trim_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().ok())
+        .filter_map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_digit())
+                .parse::<u64>()
+                .ok()
+        })
         .max()
         .unwrap_or(0)
 }
@@ -40,7 +44,7 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
     let events: u64 = std::env::var("CASESCOPE_TEST_KILL_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(100_000);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let nats = casescope_testkit::nats_url();
     let cases_db = runtime.block_on(casescope_testkit::postgres_url());
@@ -57,11 +61,23 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
 
     let common_env = [
         ("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
-        ("CASESCOPE_RECONCILE_PERIOD_SECS", RECONCILE_SECS.to_string()),
+        (
+            "CASESCOPE_RECONCILE_PERIOD_SECS",
+            RECONCILE_SECS.to_string(),
+        ),
     ];
     let env: Vec<(&str, &str)> = common_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let cases = Server::start(
-        &["--service", "cases", "--nats-url", &nats, "--database-url", &cases_db, "--nats-namespace", &namespace],
+        &[
+            "--service",
+            "cases",
+            "--nats-url",
+            &nats,
+            "--database-url",
+            &cases_db,
+            "--nats-namespace",
+            &namespace,
+        ],
         &env,
     );
     let ingest_data = work.path().join("ingest-data");
@@ -96,13 +112,20 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
     // Kill at about half.
     let deadline = Instant::now() + Duration::from_secs(600);
     while progress(&ingest) < events / 2 {
-        assert!(Instant::now() < deadline, "no progress:\n{}", ingest.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no progress:\n{}",
+            ingest.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let at_kill = progress(&ingest);
     ingest.child.kill().unwrap(); // SIGKILL
     ingest.child.wait().unwrap();
-    assert!(at_kill < events, "killed before the end ({at_kill} of {events})");
+    assert!(
+        at_kill < events,
+        "killed before the end ({at_kill} of {events})"
+    );
 
     let restarted_at = Instant::now();
     let restarted = Server::start(&args, &env);
@@ -112,17 +135,30 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
         "the file was not picked up again within lease TTL + reconcile period (+10 s start-up slack):\n{}",
         restarted.log_text()
     );
-    eprintln!("re-run started {:.1?} after the restart", restarted_at.elapsed());
+    eprintln!(
+        "re-run started {:.1?} after the restart",
+        restarted_at.elapsed()
+    );
 
     let deadline = Instant::now() + Duration::from_secs(900);
     let record = loop {
         let files = cases.cli(&["files", &case, "--json"]);
         let json: serde_json::Value = serde_json::from_str(&stdout(&files)).unwrap();
-        let record = json.as_array().unwrap().iter().find(|f| f["file_id"] == file_id.as_str()).cloned().unwrap();
+        let record = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["file_id"] == file_id.as_str())
+            .cloned()
+            .unwrap();
         if !matches!(record["status"].as_str(), Some("uploaded" | "parsing")) {
             break record;
         }
-        assert!(Instant::now() < deadline, "not indexed in time:\n{}", restarted.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "not indexed in time:\n{}",
+            restarted.log_text()
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(record["status"], "indexed", "{record}");
@@ -133,6 +169,9 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
     let search = restarted.cli(&["search", &case, "", "--limit", "1", "--json"]);
     assert!(search.status.success(), "{}", stderr(&search));
     let json: serde_json::Value = serde_json::from_str(&stdout(&search)).unwrap();
-    assert_eq!(json["total_hits"], events, "exactly one copy of every event");
+    assert_eq!(
+        json["total_hits"], events,
+        "exactly one copy of every event"
+    );
     drop(ingest);
 }

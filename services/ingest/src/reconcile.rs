@@ -15,6 +15,9 @@ const BATCH: i64 = 200;
 
 #[derive(Clone)]
 pub struct Reconciler {
+    /// The first pass after start-up re-queues every waiting file (an in-process bus
+    /// loses its queue with the process); later passes leave queued files alone longer.
+    started: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub(crate) repo: IngestRepo,
     pub(crate) leases: LeaseStore,
     pub(crate) outbox: Outbox,
@@ -34,6 +37,7 @@ impl Reconciler {
         settings: IngestSettings,
     ) -> Self {
         Self {
+            started: Default::default(),
             leases: LeaseStore::new(repo.db().clone()),
             repo,
             outbox,
@@ -47,10 +51,23 @@ impl Reconciler {
         let mut repaired = 0;
         let now = casescope_db::now_micros();
         let quiet_since = now - micros(self.settings.lease_ttl);
+        let first_pass = !self.started.swap(true, std::sync::atomic::Ordering::SeqCst);
+        // A pending file normally has its job in the queue behind others: re-queue it
+        // only when it has waited much longer than any run should take to start.
+        let waiting_since = if first_pass {
+            now
+        } else {
+            now - micros((self.settings.lease_ttl * 10).max(std::time::Duration::from_secs(300)))
+        };
         for status in [stage::PENDING, stage::RUNNING] {
+            let before = if status == stage::PENDING {
+                waiting_since
+            } else {
+                quiet_since
+            };
             let files = self
                 .repo
-                .files_in_stage(status, quiet_since, BATCH)
+                .files_in_stage(status, before, BATCH)
                 .await
                 .map_err(|e| e.to_string())?;
             for file in files {

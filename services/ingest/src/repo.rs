@@ -8,10 +8,11 @@ use sqlx::any::AnyRow;
 
 pub const MIGRATIONS: Migrations = Migrations {
     service: "ingest",
-    steps: &[Migration {
-        version: 1,
-        name: "uploads and evidence files",
-        sql: "
+    steps: &[
+        Migration {
+            version: 1,
+            name: "uploads and evidence files",
+            sql: "
 CREATE TABLE uploads (
     id TEXT PRIMARY KEY,
     case_id TEXT NOT NULL,
@@ -56,7 +57,22 @@ CREATE TABLE evidence_files (
 CREATE INDEX evidence_files_by_stage ON evidence_files (stage_status, updated_at);
 CREATE INDEX evidence_files_unsynced ON evidence_files (status_synced);
 ",
-    }],
+        },
+        Migration {
+            version: 2,
+            name: "per-case event de-duplication",
+            sql: "
+CREATE TABLE event_fingerprints (
+    case_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    PRIMARY KEY (case_id, fingerprint)
+);
+CREATE INDEX event_fingerprints_by_file ON event_fingerprints (case_id, file_id);
+ALTER TABLE evidence_files ADD COLUMN duplicates_skipped BIGINT NOT NULL DEFAULT 0;
+",
+        },
+    ],
 };
 
 /// Stage states of an evidence file.
@@ -104,6 +120,7 @@ pub struct FileRow {
     pub events_indexed: i64,
     pub records_rejected: i64,
     pub rejects_by_reason: String,
+    pub duplicates_skipped: i64,
     pub error: Option<String>,
     pub registered: bool,
     pub status_sequence: i64,
@@ -147,6 +164,7 @@ fn file_from(row: &AnyRow) -> Result<FileRow, DbError> {
         events_indexed: row.try_get("events_indexed")?,
         records_rejected: row.try_get("records_rejected")?,
         rejects_by_reason: row.try_get("rejects_by_reason")?,
+        duplicates_skipped: row.try_get("duplicates_skipped")?,
         error: row.try_get("error")?,
         registered: row.try_get::<i64, _>("registered")? != 0,
         status_sequence: row.try_get("status_sequence")?,
@@ -381,13 +399,14 @@ impl IngestRepo {
         records_read: i64,
         events_indexed: i64,
         records_rejected: i64,
+        duplicates_skipped: i64,
         rejects_by_reason: &str,
         error: Option<&str>,
     ) -> Result<FileRow, DbError> {
         sqlx::query(
             "UPDATE evidence_files SET stage_status = $2, records_read = $3, events_indexed = $4, \
              records_rejected = $5, rejects_by_reason = $6, error = $7, status_sequence = status_sequence + 1, \
-             status_synced = 0, updated_at = $8 WHERE id = $1",
+             status_synced = 0, updated_at = $8, duplicates_skipped = $9 WHERE id = $1",
         )
         .bind(id)
         .bind(status)
@@ -397,6 +416,7 @@ impl IngestRepo {
         .bind(rejects_by_reason)
         .bind(error)
         .bind(casescope_db::now_micros())
+        .bind(duplicates_skipped)
         .execute(&mut **tx)
         .await?;
         let row = sqlx::query("SELECT * FROM evidence_files WHERE id = $1")
@@ -404,6 +424,46 @@ impl IngestRepo {
             .fetch_one(&mut **tx)
             .await?;
         file_from(&row)
+    }
+
+    /// Forgets the fingerprints a file contributed (at the start of each of its runs).
+    pub async fn forget_fingerprints(
+        &self,
+        tx: &mut Tx<'_>,
+        case_id: &str,
+        file_id: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM event_fingerprints WHERE case_id = $1 AND file_id = $2")
+            .bind(case_id)
+            .bind(file_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims each fingerprint for `file_id`; returns, per fingerprint, whether it was
+    /// new (false = the case already holds an identical record from another claim).
+    pub async fn claim_fingerprints(
+        &self,
+        tx: &mut Tx<'_>,
+        case_id: &str,
+        file_id: &str,
+        fingerprints: &[String],
+    ) -> Result<Vec<bool>, DbError> {
+        let mut fresh = Vec::with_capacity(fingerprints.len());
+        for fingerprint in fingerprints {
+            let result = sqlx::query(
+                "INSERT INTO event_fingerprints (case_id, fingerprint, file_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (case_id, fingerprint) DO NOTHING",
+            )
+            .bind(case_id)
+            .bind(fingerprint)
+            .bind(file_id)
+            .execute(&mut **tx)
+            .await?;
+            fresh.push(result.rows_affected() == 1);
+        }
+        Ok(fresh)
     }
 
     /// Asks for a new run of a file (re-index): new generation, back to pending.

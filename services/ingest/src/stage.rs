@@ -124,7 +124,7 @@ async fn sync_status_inner(repo: &IngestRepo, cases: &CasesClient, file: &FileRo
         records_read: count(file.records_read),
         events_indexed: count(file.events_indexed),
         records_rejected: count(file.records_rejected),
-        duplicates_skipped: 0,
+        duplicates_skipped: count(file.duplicates_skipped),
         rejects_by_reason: rejects
             .into_iter()
             .map(|(reason, count)| RejectCount { reason, count })
@@ -204,6 +204,7 @@ struct RunResult {
     records_read: u64,
     events_indexed: u64,
     records_rejected: u64,
+    duplicates_skipped: u64,
     rejects: BTreeMap<String, u64>,
     error: Option<String>,
 }
@@ -262,8 +263,26 @@ impl IngestStage {
     }
 
     async fn run_leased(&self, file: &FileRow, lease: &Lease) -> Result<(), HandlerError> {
+        // The case setting, read once per run: skip records identical to one already
+        // in the case (counted as duplicates_skipped, never dropped silently).
+        let deduplicate = match self.cases.get_case(&file.case_id).await {
+            Ok(case) => case.settings.is_some_and(|s| s.deduplicate_events),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                return Err(HandlerError::Poison(format!(
+                    "case {} no longer exists",
+                    file.case_id
+                )));
+            }
+            Err(status) => {
+                return Err(transient(format!("cases service: {}", status.message())));
+            }
+        };
         let started = match self.leases.fenced(lease).await {
             Ok(mut tx) => {
+                self.repo
+                    .forget_fingerprints(&mut tx, &file.case_id, &file.id)
+                    .await
+                    .map_err(transient)?;
                 let row = self
                     .repo
                     .start_run(&mut tx, &file.id)
@@ -278,7 +297,7 @@ impl IngestStage {
         tracing::info!(file_id = %file.id, attempt = started.attempts, epoch = lease.epoch, "ingest run started");
         sync_status(&self.repo, &self.cases, &started).await;
 
-        let result = match self.parse_and_index(&started, lease).await? {
+        let result = match self.parse_and_index(&started, lease, deduplicate).await? {
             Some(result) => result,
             None => return Ok(()), // the lease was lost: the new holder finishes the file
         };
@@ -299,6 +318,7 @@ impl IngestStage {
                         result.records_read as i64,
                         result.events_indexed as i64,
                         result.records_rejected as i64,
+                        result.duplicates_skipped as i64,
                         &rejects,
                         result.error.as_deref(),
                     )
@@ -321,10 +341,44 @@ impl IngestStage {
 
     /// Parses on the blocking pool and writes batches to the store, renewing the lease.
     /// `None` when the lease was lost midway.
+    /// Drops from `batch` the events whose record the case already holds.
+    async fn skip_duplicates(
+        &self,
+        file: &FileRow,
+        lease: &Lease,
+        batch: Vec<Event>,
+    ) -> Result<(Vec<Event>, u64), HandlerError> {
+        use sha2::Digest;
+        let fingerprints: Vec<String> = batch
+            .iter()
+            .map(|event| hex::encode(sha2::Sha256::digest(event.raw.to_string().as_bytes())))
+            .collect();
+        let mut tx = match self.leases.fenced(lease).await {
+            Ok(tx) => tx,
+            Err(LeaseError::Fenced { .. }) => return Ok((Vec::new(), 0)),
+            Err(error) => return Err(transient(error)),
+        };
+        let fresh = self
+            .repo
+            .claim_fingerprints(&mut tx, &file.case_id, &file.id, &fingerprints)
+            .await
+            .map_err(transient)?;
+        tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
+        let before = batch.len() as u64;
+        let kept: Vec<Event> = batch
+            .into_iter()
+            .zip(fresh)
+            .filter_map(|(event, new)| new.then_some(event))
+            .collect();
+        let skipped = before - kept.len() as u64;
+        Ok((kept, skipped))
+    }
+
     async fn parse_and_index(
         &self,
         file: &FileRow,
         lease: &Lease,
+        deduplicate: bool,
     ) -> Result<Option<RunResult>, HandlerError> {
         let format = Format::from_file_name(&format!("x.{}", file.format))
             .ok_or_else(|| HandlerError::Poison(format!("unknown format {}", file.format)))?;
@@ -420,12 +474,35 @@ impl IngestStage {
         let _stop_heartbeat = AbortOnDrop(heartbeat);
         let mut written: u64 = 0;
         let mut store_rejects: u64 = 0;
+        let mut skipped: u64 = 0;
         let mut store_error: Option<String> = None;
         while let Some(batch) = receiver.recv().await {
             if store_error.is_some() || lost.load(Ordering::SeqCst) {
                 continue; // drain: the run is ending anyway
             }
-            match self.fences.write(&file.id, lease.epoch, self.store.write(batch)).await {
+            let batch = if deduplicate {
+                match self.skip_duplicates(file, lease, batch).await {
+                    Ok((kept, duplicates)) => {
+                        skipped += duplicates;
+                        kept
+                    }
+                    Err(error) => {
+                        stop.store(true, Ordering::Relaxed);
+                        store_error = Some(format!("de-duplication failed: {error}"));
+                        continue;
+                    }
+                }
+            } else {
+                batch
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            match self
+                .fences
+                .write(&file.id, lease.epoch, self.store.write(batch))
+                .await
+            {
                 None => {
                     stop.store(true, Ordering::Relaxed);
                     lost.store(true, Ordering::SeqCst);
@@ -472,12 +549,12 @@ impl IngestStage {
                 if store_rejects > 0 {
                     rejects.insert("store_rejected".into(), store_rejects);
                 }
-                let expected = summary.events - store_rejects;
+                let expected = summary.events - store_rejects - skipped;
                 let error = if let Some(error) = parse_error {
                     Some(error)
                 } else if summary.stopped_early {
                     Some("parsing stopped before the end of the file".to_string())
-                } else if indexed != expected || written != summary.events - store_rejects {
+                } else if indexed != expected || written != expected {
                     Some(format!(
                         "the event store holds {indexed} events of this file but {expected} were parsed and accepted"
                     ))
@@ -488,6 +565,7 @@ impl IngestStage {
                     records_read: summary.records_read,
                     events_indexed: indexed,
                     records_rejected: summary.rejected + store_rejects,
+                    duplicates_skipped: skipped,
                     rejects,
                     error,
                 }

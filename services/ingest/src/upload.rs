@@ -546,6 +546,7 @@ impl IngestApi {
             events_indexed: 0,
             records_rejected: 0,
             rejects_by_reason: "{}".into(),
+            duplicates_skipped: 0,
             error: None,
             registered: false,
             status_sequence: 0,

@@ -599,3 +599,72 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_case_deduplication_overlapping_files_are_counted_not_duplicated() {
+    let mut h = harness(|_| {}).await;
+    h.case_id = h
+        .cases
+        .create_case(cases_pb::CreateCaseRequest {
+            name: "dedupe".into(),
+            settings: Some(cases_pb::CaseSettings {
+                deduplicate_events: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+        .unwrap()
+        .value;
+    // The same generator and seed: the longer log starts with the shorter one's records.
+    let first = synth_evtx(h.root.path(), 1000, 5);
+    let dir = h.root.path().join("longer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let second = synth_evtx(&dir, 1500, 5);
+    let a = upload(&mut h, "day1.evtx", &first)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record_a = processed(&mut h, &a).await;
+    assert_eq!(
+        (record_a.events_indexed, record_a.duplicates_skipped),
+        (1000, 0)
+    );
+    let b = upload(&mut h, "day1-2.evtx", &second)
+        .await
+        .unwrap()
+        .file_id
+        .unwrap()
+        .value;
+    let record_b = processed(&mut h, &b).await;
+    assert_eq!(record_b.records_read, 1500);
+    assert_eq!(
+        (record_b.events_indexed, record_b.duplicates_skipped),
+        (500, 1000),
+        "{record_b:?}"
+    );
+    assert_counts_add_up(&record_b);
+    assert_eq!(h.store.count_file(&h.case_id, &b).await.unwrap(), 500);
+    // Re-indexing the first file keeps it whole: its records were claimed by it.
+    h.ingest
+        .reindex_file(pb::ReindexFileRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            file_id: Some(FileId { value: a.clone() }),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let record_a = processed(&mut h, &a).await;
+    assert_eq!(
+        (record_a.events_indexed, record_a.duplicates_skipped),
+        (1000, 0),
+        "{record_a:?}"
+    );
+}

@@ -1,0 +1,322 @@
+//! `make bench-ingest`: end-to-end ingestion throughput of the real `casescope` binary
+//! (upload start → every event searchable), with the parse-only floor measured in the
+//! same run as the baseline, medians of N runs, and the server's peak RSS. Prints the
+//! machine it ran on. Not a test: it asserts nothing, it measures.
+
+use anyhow::{Context, anyhow, bail};
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// The casescope binary to measure (a release build).
+    #[arg(long)]
+    binary: PathBuf,
+    /// Directory of EVTX files (the shared EVTX-ATTACK-SAMPLES corpus).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Also measure one synthetic EVTX file of this many events (0 = skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    synthetic_events: u64,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {memory}")
+}
+
+fn evtx_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("evtx"))
+                {
+                    files.push(path);
+                }
+            }
+        } else if dir.is_file() {
+            files.push(dir);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Parse-only floor: every record rendered to JSON by the evtx crate, all cores.
+fn parse_only(files: &[PathBuf]) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let mut records = 0;
+    for path in files {
+        let mut parser = evtx::EvtxParser::from_path(path)?;
+        records += parser.records_json_value().filter(Result::is_ok).count() as u64;
+    }
+    Ok((records, started.elapsed()))
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+struct Server {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(17_999)
+}
+
+fn start(binary: &Path) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let child = Command::new(binary)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("CASESCOPE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start casescope serve")?;
+    let address = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("casescope serve did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Server {
+        child,
+        address,
+        _dir: dir,
+    })
+}
+
+fn cli(binary: &Path, server: &Server, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(binary)
+        .args(args)
+        .env("CASESCOPE_SERVER", &server.address)
+        .stdin(Stdio::null())
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "casescope {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).to_string())
+}
+
+/// One end-to-end run: upload start until every file is indexed (searchable).
+/// Returns (events indexed, elapsed, server peak RSS KiB).
+fn end_to_end(
+    binary: &Path,
+    paths: &[PathBuf],
+    expected_files: usize,
+) -> anyhow::Result<(u64, Duration, u64)> {
+    let server = start(binary)?;
+    let case = cli(binary, &server, &["case", "create", "bench"])?
+        .trim()
+        .to_string();
+    let started = Instant::now();
+    let mut args = vec!["upload".to_string(), case.clone()];
+    args.extend(paths.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli(binary, &server, &args)?;
+    loop {
+        let files: serde_json::Value =
+            serde_json::from_str(&cli(binary, &server, &["files", &case, "--json"])?)?;
+        let files = files.as_array().cloned().unwrap_or_default();
+        let done = files
+            .iter()
+            .all(|f| !matches!(f["status"].as_str(), Some("uploaded" | "parsing")));
+        if files.len() >= expected_files && done {
+            let elapsed = started.elapsed();
+            if let Some(failed) = files.iter().find(|f| f["status"] != "indexed") {
+                return Err(anyhow!("a file did not index: {failed}"));
+            }
+            let indexed = files
+                .iter()
+                .map(|f| f["events_indexed"].as_u64().unwrap_or(0))
+                .sum();
+            let rss = peak_rss_kib(server.child.id()).unwrap_or(0);
+            return Ok((indexed, elapsed, rss));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn report(
+    label: &str,
+    binary: &Path,
+    files: &[PathBuf],
+    distinct_files: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let mut parse_times = Vec::new();
+    let mut records = 0;
+    for _ in 0..runs {
+        let (n, t) = parse_only(files)?;
+        records = n;
+        parse_times.push(t);
+    }
+    let mut e2e_times = Vec::new();
+    let mut rss = Vec::new();
+    let mut indexed = 0;
+    for _ in 0..runs {
+        let (n, t, r) = end_to_end(binary, files, distinct_files)?;
+        indexed = n;
+        e2e_times.push(t);
+        rss.push(r);
+    }
+    let parse = median(parse_times);
+    let e2e = median(e2e_times);
+    let peak = rss.iter().max().copied().unwrap_or(0);
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    println!("## {label}");
+    println!(
+        "input: {} files, {:.1} MB, {records} records (parse-only count), {indexed} events indexed",
+        files.len(),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "parse-only (evtx crate, baseline): median {:.3} s = {:.0} records/s",
+        parse.as_secs_f64(),
+        records as f64 / parse.as_secs_f64()
+    );
+    println!(
+        "end-to-end (upload start -> searchable): median {:.3} s = {:.0} events/s",
+        e2e.as_secs_f64(),
+        indexed as f64 / e2e.as_secs_f64()
+    );
+    println!(
+        "ratio end-to-end / parse-only: {:.2}x",
+        e2e.as_secs_f64() / parse.as_secs_f64()
+    );
+    println!(
+        "server peak RSS: {:.0} MiB (max over {runs} runs)",
+        peak as f64 / 1024.0
+    );
+    println!();
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!("# CaseScope ingest benchmark");
+    println!("machine: {}", machine());
+    println!("binary: {}", args.binary.display());
+    println!("runs per figure: {} (medians)\n", args.runs);
+    if let Some(corpus) = &args.corpus {
+        if corpus.is_dir() {
+            let files = evtx_files(corpus);
+            // Identical files are one file of a case.
+            let mut hashes = std::collections::HashSet::new();
+            for f in &files {
+                use sha2::Digest;
+                hashes.insert(hex::encode(sha2::Sha256::digest(std::fs::read(f)?)));
+            }
+            report(
+                "EVTX-ATTACK-SAMPLES",
+                &args.binary,
+                &files,
+                hashes.len(),
+                args.runs,
+            )?;
+        } else {
+            println!(
+                "## EVTX-ATTACK-SAMPLES\nskipped: {} not present\n",
+                corpus.display()
+            );
+        }
+    }
+    if args.synthetic_events > 0 {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("synthetic.evtx");
+        let status = Command::new(&args.binary)
+            .args([
+                "synth",
+                "evtx",
+                "--events",
+                &args.synthetic_events.to_string(),
+                "--out",
+            ])
+            .arg(&path)
+            .status()?;
+        if !status.success() {
+            bail!("casescope synth failed");
+        }
+        report(
+            &format!("synthetic EVTX, {} events", args.synthetic_events),
+            &args.binary,
+            &[path],
+            1,
+            args.runs,
+        )?;
+    }
+    Ok(())
+}
