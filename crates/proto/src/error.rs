@@ -82,6 +82,16 @@ impl ApiError {
         }
     }
 
+    /// An internal failure whose cause is logged here, with the reference the caller
+    /// sees; the cause itself never reaches the caller.
+    pub fn internal_logged(context: &str, cause: impl std::fmt::Display) -> Self {
+        let error = Self::internal();
+        if let ApiError::Internal { reference } = &error {
+            tracing::error!(%cause, reference, "{context}");
+        }
+        error
+    }
+
     /// An internal failure: logs nothing itself; the caller logs `reference` with the cause.
     pub fn internal() -> Self {
         let nanos = std::time::SystemTime::now()

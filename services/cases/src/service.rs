@@ -23,11 +23,7 @@ pub struct CasesApi {
 }
 
 fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
-    let api = ApiError::internal();
-    if let ApiError::Internal { reference } = &api {
-        tracing::error!(%error, reference, "{context}");
-    }
-    api
+    ApiError::internal_logged(context, error)
 }
 
 pub(crate) fn db_error(error: DbError) -> ApiError {
