@@ -68,6 +68,10 @@ fn plain_id(value: Option<&str>, reason: &'static str, field: &str) -> Result<St
         })
 }
 
+fn file_id_of(id: Option<&FileId>) -> Result<String, ApiError> {
+    plain_id(id.map(|f| f.value.as_str()), "FILE_ID_INVALID", "file_id")
+}
+
 /// Upload ids being received right now (one stream per upload).
 #[derive(Default)]
 pub(crate) struct ActiveUploads(Mutex<HashSet<String>>);
@@ -351,11 +355,7 @@ impl IngestService for IngestApi {
     ) -> RpcResult<Self::ScanFileEventsStream> {
         let request = request.into_inner();
         let case_id = case_id(request.case_id.as_ref(), "case_id")?;
-        let file_id = plain_id(
-            request.file_id.as_ref().map(|f| f.value.as_str()),
-            "FILE_ID_INVALID",
-            "file_id",
-        )?;
+        let file_id = file_id_of(request.file_id.as_ref())?;
         let batch = match request.batch_size {
             0 => 500,
             n if n as usize > casescope_eventstore::MAX_PAGE_SIZE => {
@@ -465,11 +465,7 @@ impl IngestService for IngestApi {
     ) -> RpcResult<pb::ReindexFileResponse> {
         let request = request.into_inner();
         let case_id = case_id(request.case_id.as_ref(), "case_id")?;
-        let file_id = plain_id(
-            request.file_id.as_ref().map(|f| f.value.as_str()),
-            "FILE_ID_INVALID",
-            "file_id",
-        )?;
+        let file_id = file_id_of(request.file_id.as_ref())?;
         let existing = self
             .repo
             .file(&file_id)
