@@ -128,6 +128,15 @@ fn main() -> ExitCode {
     // Both ring and aws-lc-rs may be linked; rustls needs one chosen process-wide.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A client command writing into a closed pipe (`casescope files | head`) ends
+        // quietly, as command-line tools do. Never for `serve`: a peer closing a socket
+        // must not kill the server.
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

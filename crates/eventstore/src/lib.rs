@@ -2,6 +2,8 @@
 //! [`EventStore`] trait, a tantivy backend for embedded mode ([`TantivyStore`]) and —
 //! behind the same conformance suite — an OpenSearch backend for clusters; one query
 //! language ([`query`]) that both translate, so a query means the same on either.
+//! The OpenSearch backend ([`OpenSearchStore`]) keeps every case in one index, routed
+//! by case id.
 //!
 //! Writes are idempotent by construction: event ids are deterministic, and a file's
 //! events are replaced as a unit ([`EventStore::delete_file`] then writes). Reads are
@@ -10,11 +12,13 @@
 //!
 //! Not here: parsing (casescope-evidence), the ingest stage's leases and counts.
 
+mod opensearch;
 pub mod query;
 mod tantivy_store;
 mod tokenizer;
 
 pub use casescope_evidence::Event;
+pub use opensearch::{FileScan, OpenSearchOptions, OpenSearchStore, RefreshPolicy};
 pub use query::{Query, QueryError, parse_query};
 pub use tantivy_store::{TantivyOptions, TantivyStore};
 

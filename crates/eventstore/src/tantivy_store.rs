@@ -2,6 +2,7 @@
 //! directory, one writer (memory-bounded), searchers reloaded on every flush. Indexing
 //! and searching run on tokio's blocking pool, never on the async workers.
 
+mod paths;
 mod schema;
 mod translate;
 
@@ -10,6 +11,7 @@ use crate::{
     StoreError, WriteReport, validate,
 };
 use casescope_evidence::Event;
+use paths::FieldNames;
 use schema::Fields;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,8 @@ impl Default for TantivyOptions {
 
 struct Inner {
     fields: Fields,
+    /// Field names indexed so far (what a field-less term is looked up under).
+    names: FieldNames,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     /// Group commit: flush requests taken and covered so far (see `flush`).
@@ -63,15 +67,23 @@ impl TantivyStore {
             .map_err(|e| internal(format!("create {}: {e}", dir.display())))?;
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(internal)?;
         let index = Index::open_or_create(directory, schema::build()).map_err(internal)?;
-        Self::from_index(index, options)
+        Self::from_index(index, FieldNames::open(dir)?, options)
     }
 
     /// An in-memory store, for tests and one-shot analysis.
     pub fn in_memory(options: &TantivyOptions) -> Result<Self, StoreError> {
-        Self::from_index(Index::create_in_ram(schema::build()), options)
+        Self::from_index(
+            Index::create_in_ram(schema::build()),
+            FieldNames::in_memory(),
+            options,
+        )
     }
 
-    fn from_index(index: Index, options: &TantivyOptions) -> Result<Self, StoreError> {
+    fn from_index(
+        index: Index,
+        names: FieldNames,
+        options: &TantivyOptions,
+    ) -> Result<Self, StoreError> {
         schema::register_tokenizers(&index);
         let fields = Fields::from_schema(&index.schema())?;
         let writer = index
@@ -92,6 +104,7 @@ impl TantivyStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 fields,
+                names,
                 reader,
                 writer: Mutex::new(writer),
                 commits: Mutex::new((0, 0)),
@@ -144,7 +157,7 @@ impl Inner {
         query: &EventQuery,
         with_cursor: bool,
     ) -> Result<Box<dyn Query>, StoreError> {
-        translate::build(&self.fields, query, with_cursor)
+        translate::build(&self.fields, &self.names.expansion(), query, with_cursor)
     }
 
     fn load(&self, address: DocAddress) -> Result<Event, StoreError> {
@@ -159,8 +172,13 @@ impl EventStore for TantivyStore {
     async fn write(&self, events: Vec<Event>) -> Result<WriteReport, StoreError> {
         self.blocking(move |inner| {
             let mut report = WriteReport::default();
+            inner.names.note(
+                events
+                    .iter()
+                    .flat_map(|event| event.fields.keys().map(String::as_str)),
+            );
             let documents: Vec<_> = events
-                .iter()
+                .into_iter()
                 .map(|event| {
                     (
                         event.event_id.clone(),
@@ -197,6 +215,8 @@ impl EventStore for TantivyStore {
             commits.0
         };
         self.blocking(|inner| {
+            // The names first, so the file covers everything the commit makes visible.
+            inner.names.persist()?;
             inner.writer().commit().map_err(internal)?;
             inner.reader.reload().map_err(internal)
         })

@@ -34,12 +34,16 @@ impl TokenStream for ValueTokenStream<'_> {
     }
 }
 
-/// The words of `text`, lower-cased, with byte offsets.
-pub fn words(text: &str) -> impl Iterator<Item = (usize, usize, String)> + '_ {
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Byte spans of the words of `text`.
+fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut chars = text.char_indices().peekable();
     std::iter::from_fn(move || {
         while let Some(&(_, c)) = chars.peek() {
-            if c.is_alphanumeric() || c == '_' {
+            if is_word_char(c) {
                 break;
             }
             chars.next();
@@ -47,45 +51,66 @@ pub fn words(text: &str) -> impl Iterator<Item = (usize, usize, String)> + '_ {
         let (start, _) = *chars.peek()?;
         let mut end = start;
         while let Some(&(index, c)) = chars.peek() {
-            if !(c.is_alphanumeric() || c == '_') {
+            if !is_word_char(c) {
                 break;
             }
             end = index + c.len_utf8();
             chars.next();
         }
-        Some((start, end, text[start..end].to_lowercase()))
+        Some((start, end))
     })
+}
+
+/// The words of `text`, lower-cased, with byte offsets.
+pub fn words(text: &str) -> impl Iterator<Item = (usize, usize, String)> + '_ {
+    word_spans(text).map(|(start, end)| (start, end, text[start..end].to_lowercase()))
+}
+
+/// `text` lower-cased into `out` (reusing its allocation; ASCII without a copy).
+fn lowercase_into(text: &str, out: &mut String) {
+    out.clear();
+    if text.is_ascii() {
+        out.push_str(text);
+        out.make_ascii_lowercase();
+    } else {
+        out.push_str(&text.to_lowercase());
+    }
+}
+
+impl ValueTokenizer {
+    /// Sets token `slot` (reusing the token's text buffer) and returns the next slot.
+    fn set(&mut self, slot: usize, text: &str, from: usize, to: usize, position: usize) -> usize {
+        if self.tokens.len() <= slot {
+            self.tokens.push(Token::default());
+        }
+        let token = &mut self.tokens[slot];
+        token.offset_from = from;
+        token.offset_to = to;
+        token.position = position;
+        token.position_length = 1;
+        lowercase_into(&text[from..to], &mut token.text);
+        slot + 1
+    }
 }
 
 impl Tokenizer for ValueTokenizer {
     type TokenStream<'a> = ValueTokenStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> ValueTokenStream<'a> {
-        self.tokens.clear();
-        if !text.is_empty() && text.len() <= MAX_WHOLE_VALUE_BYTES {
-            self.tokens.push(Token {
-                offset_from: 0,
-                offset_to: text.len(),
-                position: 0,
-                text: text.to_lowercase(),
-                position_length: 1,
-            });
+        let mut used = 0;
+        let whole = !text.is_empty() && text.len() <= MAX_WHOLE_VALUE_BYTES;
+        if whole {
+            used = self.set(used, text, 0, text.len(), 0);
         }
-        for (index, (start, end, word)) in words(text).enumerate() {
+        for (index, (start, end)) in word_spans(text).enumerate() {
             // A one-word value already has its whole-value token.
-            if self.tokens.first().is_some_and(|t| t.text == word) && index == 0 {
+            if whole && index == 0 && start == 0 && end == text.len() {
                 continue;
             }
-            self.tokens.push(Token {
-                offset_from: start,
-                offset_to: end,
-                position: index + 1,
-                text: word,
-                position_length: 1,
-            });
+            used = self.set(used, text, start, end, index + 1);
         }
         ValueTokenStream {
-            tokens: &self.tokens,
+            tokens: &self.tokens[..used],
             next: 0,
         }
     }

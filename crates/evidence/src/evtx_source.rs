@@ -3,7 +3,7 @@
 //! Locators are `record:<EventRecordID>`; a record id seen twice in one file (damaged
 //! or stitched logs) gets `#<n>` appended so both records keep distinct event ids.
 
-use crate::normalize::{Event, normalize_windows_record};
+use crate::normalize::{Event, WindowsParts, normalize_windows_record};
 use crate::{Context, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
 use evtx::err::EvtxError;
 use evtx::{EvtxParser, ParserSettings};
@@ -91,6 +91,35 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a parser thread makes of one record: everything but the locator, which needs
+/// the file-order view of record ids ([`SeenIds`]).
+struct Decoded {
+    record_id: u64,
+    timestamp_micros: i64,
+    parts: WindowsParts,
+    raw: serde_json::Value,
+}
+
+/// Runs on the evtx crate's chunk threads: render, decode and normalise one record, so
+/// the per-record work is spread over every parser thread rather than the consumer.
+fn decode(record: evtx::EvtxRecord<'_>) -> evtx::err::Result<Decoded> {
+    let record = record.into_json_value()?;
+    let mut parts = normalize_windows_record(&record.data);
+    // The event's own time (System/TimeCreated); the record header's FILETIME is zero
+    // in some exported logs.
+    let timestamp_micros = parts
+        .time_created
+        .take()
+        .and_then(|t| crate::parse_timestamp(&serde_json::Value::String(t)).ok())
+        .unwrap_or_else(|| record.timestamp.as_microsecond());
+    Ok(Decoded {
+        record_id: record.event_record_id,
+        timestamp_micros,
+        parts,
+        raw: record.data,
+    })
+}
+
 pub fn parse(
     path: &Path,
     context: &Context,
@@ -105,25 +134,20 @@ pub fn parse(
         .map_err(|error| ParseError::Evtx(error_chain(&error)))?
         .with_configuration(settings);
     let mut seen = SeenIds::new();
-    for (ordinal, item) in parser.records_json_value().enumerate() {
+    let records = parser.serialized_records(|record| record.and_then(decode));
+    for (ordinal, item) in records.enumerate() {
         let outcome = match item {
             Err(error) => Outcome::Rejected(reject_for(&error, ordinal as u64)),
-            Ok(record) => {
-                let occurrence = seen.occurrence(record.event_record_id);
-                let locator = match occurrence {
-                    0 => format!("record:{}", record.event_record_id),
-                    n => format!("record:{}#{}", record.event_record_id, n + 1),
+            Ok(Decoded {
+                record_id,
+                timestamp_micros,
+                parts,
+                raw,
+            }) => {
+                let locator = match seen.occurrence(record_id) {
+                    0 => format!("record:{record_id}"),
+                    n => format!("record:{record_id}#{}", n + 1),
                 };
-                let parts = normalize_windows_record(&record.data);
-                // The event's own time (System/TimeCreated); the record header's FILETIME
-                // is zero in some exported logs.
-                let timestamp_micros = parts
-                    .time_created
-                    .as_ref()
-                    .and_then(|t| {
-                        crate::parse_timestamp(&serde_json::Value::String(t.clone())).ok()
-                    })
-                    .unwrap_or_else(|| record.timestamp.as_microsecond());
                 Outcome::Event(Box::new(Event {
                     event_id: event_id(&context.case_id, &context.evidence_sha256, &locator),
                     case_id: context.case_id.clone(),
@@ -131,7 +155,7 @@ pub fn parse(
                     source: "evtx",
                     timestamp_micros,
                     locator,
-                    record_id: Some(record.event_record_id),
+                    record_id: Some(record_id),
                     line: None,
                     event_code: parts.event_code,
                     channel: parts.channel,
@@ -139,7 +163,7 @@ pub fn parse(
                     computer: parts.computer,
                     level: parts.level,
                     fields: parts.fields,
-                    raw: record.data,
+                    raw,
                 }))
             }
         };

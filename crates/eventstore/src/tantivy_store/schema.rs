@@ -1,6 +1,8 @@
 //! The tantivy schema: common fields as indexed/fast keyword or numeric fields, the
-//! flattened fields in one JSON field (no per-field mapping to explode), a catch-all
-//! text field for field-less terms, and the original record stored (not indexed).
+//! flattened fields in one JSON field (no per-field mapping to explode), and the
+//! original record stored (not indexed). There is no catch-all text field: a field-less
+//! term is looked up under every field name the store has seen ([`super::paths`]), which
+//! halves the tokens indexed per event compared with copying every value into one.
 
 use crate::StoreError;
 use crate::tokenizer::{VALUE_TOKENIZER, ValueTokenizer};
@@ -33,7 +35,6 @@ pub struct Fields {
     pub computer: Field,
     pub level: Field,
     pub fields: Field,
-    pub text: Field,
     pub raw: Field,
 }
 
@@ -65,9 +66,8 @@ pub fn build() -> Schema {
         "fields",
         JsonObjectOptions::default()
             .set_stored()
-            .set_indexing_options(values.clone()),
+            .set_indexing_options(values),
     );
-    builder.add_text_field("text", TextOptions::default().set_indexing_options(values));
     builder.add_text_field("raw", STORED);
     builder.build()
 }
@@ -110,25 +110,13 @@ impl Fields {
             computer: get("computer")?,
             level: get("level")?,
             fields: get("fields")?,
-            text: get("text")?,
             raw: get("raw")?,
         })
     }
 }
 
-/// Every scalar of the flattened fields, as text, for the catch-all field.
-fn catch_all_values(value: &serde_json::Value, out: &mut Vec<String>) {
-    match value {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Number(n) => out.push(n.to_string()),
-        serde_json::Value::Bool(b) => out.push(b.to_string()),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| catch_all_values(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| catch_all_values(v, out)),
-        serde_json::Value::Null => {}
-    }
-}
-
-pub fn to_document(fields: &Fields, event: &Event) -> TantivyDocument {
+/// The document of one event (consumes it: its fields move into the document).
+pub fn to_document(fields: &Fields, event: Event) -> TantivyDocument {
     let mut document = TantivyDocument::default();
     document.add_text(fields.event_id, &event.event_id);
     document.add_text(fields.case_id, &event.case_id);
@@ -158,15 +146,8 @@ pub fn to_document(fields: &Fields, event: &Event) -> TantivyDocument {
             document.add_text(field, value);
         }
     }
-    let mut texts = Vec::new();
-    for value in event.fields.values() {
-        catch_all_values(value, &mut texts);
-    }
-    for text in texts {
-        document.add_text(fields.text, text);
-    }
-    document.add_field_value(fields.fields, &OwnedValue::from(event.fields.clone()));
     document.add_text(fields.raw, event.raw.to_string());
+    document.add_field_value(fields.fields, &OwnedValue::from(event.fields));
     document
 }
 

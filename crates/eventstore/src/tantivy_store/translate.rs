@@ -3,6 +3,7 @@
 //! `CommandLine`); `event_id`, `file_id`, `source`, `locator` and `timestamp` address
 //! the event's own columns. Values match case-insensitively (see the tokenizer).
 
+use super::paths::{Expansion, MAX_FIELD_NAMES};
 use super::schema::Fields;
 use crate::query::Query;
 use crate::tokenizer::words;
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use tantivy::Term;
 use tantivy::query::{
     AllQuery, AutomatonWeight, BooleanQuery, EmptyQuery, EnableScoring, InvertedIndexRangeQuery,
-    Occur, PhraseQuery, Query as TantivyQuery, RangeQuery, RegexQuery, TermQuery, Weight,
+    Occur, PhraseQuery, Query as TantivyQuery, RangeQuery, RegexQuery, TermQuery, TermSetQuery,
+    Weight,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy_fst::Regex;
@@ -44,12 +46,13 @@ enum Target {
     Keyword(Field),
     Timestamp,
     Json(String),
-    Text,
+    /// No field named: every flattened field.
+    Any,
 }
 
 fn target(fields: &Fields, field: Option<&str>) -> Target {
     match field {
-        None => Target::Text,
+        None => Target::Any,
         Some("event_id") => Target::Keyword(fields.event_id),
         Some("file_id") => Target::Keyword(fields.file_id),
         Some("source") => Target::Keyword(fields.source),
@@ -64,20 +67,61 @@ fn json_term(fields: &Fields, name: &str) -> Term {
     Term::from_field_json_path(fields.fields, &name.replace('.', "\\."), false)
 }
 
-fn str_term(fields: &Fields, target: &Target, token: &str) -> Option<Term> {
-    match target {
-        Target::Json(name) => {
-            let mut term = json_term(fields, name);
-            term.append_type_and_str(token);
-            Some(term)
-        }
-        Target::Text => Some(Term::from_field_text(fields.text, token)),
-        _ => None,
+/// The terms and phrases under which `value` matches in flattened field `name`: its
+/// whole lower-cased text, its words (one word: a term; several: a phrase), and the
+/// number it spells.
+fn json_alternatives(
+    fields: &Fields,
+    name: &str,
+    value: &str,
+    terms: &mut Vec<Term>,
+    phrases: &mut Vec<Boxed>,
+) {
+    let str_term = |token: &str| {
+        let mut term = json_term(fields, name);
+        term.append_type_and_str(token);
+        term
+    };
+    let lowered = value.to_lowercase();
+    terms.push(str_term(&lowered));
+    let tokens: Vec<String> = words(value).map(|(_, _, word)| word).collect();
+    match tokens.len() {
+        0 => {}
+        1 if tokens[0] == lowered => {}
+        1 => terms.push(str_term(&tokens[0])),
+        _ => phrases.push(Box::new(PhraseQuery::new(
+            tokens.iter().map(|token| str_term(token)).collect(),
+        ))),
+    }
+    if let Ok(number) = value.parse::<i64>() {
+        let mut term = json_term(fields, name);
+        term.append_type_and_fast_value(number);
+        terms.push(term);
+    } else if let Ok(number) = value.parse::<f64>()
+        && number.is_finite()
+    {
+        let mut term = json_term(fields, name);
+        term.append_type_and_fast_value(number);
+        terms.push(term);
     }
 }
 
+fn too_many_names(value: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "a field-less search is unavailable here: the events hold more than \
+         {MAX_FIELD_NAMES} distinct field names; name the field (e.g. CommandLine:{value})"
+    ))
+}
+
 /// A word or value: the whole value, its words as a phrase, or the number it spells.
-fn value_query(fields: &Fields, target: &Target, value: &str) -> Result<Boxed, StoreError> {
+fn value_query(
+    fields: &Fields,
+    names: &Expansion,
+    target: &Target,
+    value: &str,
+) -> Result<Boxed, StoreError> {
+    let mut terms = Vec::new();
+    let mut alternatives = Vec::new();
     match target {
         Target::Keyword(field) => return Ok(term_query(Term::from_field_text(*field, value))),
         Target::Timestamp => {
@@ -87,38 +131,20 @@ fn value_query(fields: &Fields, target: &Target, value: &str) -> Result<Boxed, S
                 Bound::Included(Term::from_field_i64(fields.timestamp, micros)),
             )));
         }
-        _ => {}
+        Target::Json(name) => json_alternatives(fields, name, value, &mut terms, &mut alternatives),
+        Target::Any => {
+            let Expansion::Names(names) = names else {
+                return Err(too_many_names(value));
+            };
+            for name in names.iter() {
+                json_alternatives(fields, name, value, &mut terms, &mut alternatives);
+            }
+        }
     }
-    let lowered = value.to_lowercase();
-    let mut alternatives = Vec::new();
-    if let Some(term) = str_term(fields, target, &lowered) {
-        alternatives.push(term_query(term));
-    }
-    let tokens: Vec<String> = words(value).map(|(_, _, word)| word).collect();
-    match tokens.len() {
+    match terms.len() {
         0 => {}
-        1 if tokens[0] == lowered => {}
-        1 => alternatives.extend(str_term(fields, target, &tokens[0]).map(term_query)),
-        _ => {
-            let terms: Vec<Term> = tokens
-                .iter()
-                .filter_map(|token| str_term(fields, target, token))
-                .collect();
-            alternatives.push(Box::new(PhraseQuery::new(terms)));
-        }
-    }
-    if let Target::Json(name) = target {
-        if let Ok(number) = value.parse::<i64>() {
-            let mut term = json_term(fields, name);
-            term.append_type_and_fast_value(number);
-            alternatives.push(term_query(term));
-        } else if let Ok(number) = value.parse::<f64>()
-            && number.is_finite()
-        {
-            let mut term = json_term(fields, name);
-            term.append_type_and_fast_value(number);
-            alternatives.push(term_query(term));
-        }
+        1 => alternatives.extend(terms.pop().map(term_query)),
+        _ => alternatives.push(Box::new(TermSetQuery::new(terms))),
     }
     Ok(any_of(alternatives))
 }
@@ -167,6 +193,22 @@ impl TantivyQuery for JsonRegexQuery {
 
 /// Matches the terms of path `name` whose value (after the type byte) matches
 /// `value_regex`; `type_code` None = any type.
+/// A regex over the terms of every JSON path.
+#[derive(Clone, Debug)]
+struct AnyFieldRegexQuery {
+    field: Field,
+    regex: Arc<Regex>,
+}
+
+impl TantivyQuery for AnyFieldRegexQuery {
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(AutomatonWeight::<Regex>::new(
+            self.field,
+            self.regex.clone(),
+        )))
+    }
+}
+
 fn json_regex(fields: &Fields, name: &str, value_regex: &str) -> Result<Boxed, StoreError> {
     let mut term = json_term(fields, name);
     term.append_type_and_str("");
@@ -192,9 +234,16 @@ fn json_regex(fields: &Fields, name: &str, value_regex: &str) -> Result<Boxed, S
 fn wildcard_query(fields: &Fields, target: &Target, pattern: &str) -> Result<Boxed, StoreError> {
     let regex = wildcard_regex(pattern);
     match target {
-        Target::Text => RegexQuery::from_pattern(&regex, fields.text)
-            .map(|q| Box::new(q) as Boxed)
-            .map_err(|e| StoreError::Invalid(format!("pattern too complex: {e}"))),
+        // One automaton over every field's string terms: any path, end of path, the
+        // string type byte, then the pattern.
+        Target::Any => {
+            let regex = Regex::new(&format!("(?s)[^\\x00]*\\x00s{regex}"))
+                .map_err(|e| StoreError::Invalid(format!("pattern too complex: {e}")))?;
+            Ok(Box::new(AnyFieldRegexQuery {
+                field: fields.fields,
+                regex: Arc::new(regex),
+            }))
+        }
         Target::Json(name) => json_regex(fields, name, &format!("s{regex}")),
         Target::Keyword(field) => RegexQuery::from_pattern(&regex, *field)
             .map(|q| Box::new(q) as Boxed)
@@ -289,7 +338,7 @@ fn range_query(
     }
 }
 
-fn translate(fields: &Fields, query: &Query) -> Result<Boxed, StoreError> {
+fn translate(fields: &Fields, names: &Expansion, query: &Query) -> Result<Boxed, StoreError> {
     Ok(match query {
         Query::All => Box::new(AllQuery),
         Query::And(parts) => {
@@ -297,10 +346,12 @@ fn translate(fields: &Fields, query: &Query) -> Result<Boxed, StoreError> {
             let mut positive = false;
             for part in parts {
                 match part {
-                    Query::Not(inner) => clauses.push((Occur::MustNot, translate(fields, inner)?)),
+                    Query::Not(inner) => {
+                        clauses.push((Occur::MustNot, translate(fields, names, inner)?))
+                    }
                     other => {
                         positive = true;
-                        clauses.push((Occur::Must, translate(fields, other)?));
+                        clauses.push((Occur::Must, translate(fields, names, other)?));
                     }
                 }
             }
@@ -312,15 +363,15 @@ fn translate(fields: &Fields, query: &Query) -> Result<Boxed, StoreError> {
         Query::Or(parts) => any_of(
             parts
                 .iter()
-                .map(|p| translate(fields, p))
+                .map(|p| translate(fields, names, p))
                 .collect::<Result<_, _>>()?,
         ),
         Query::Not(inner) => Box::new(BooleanQuery::new(vec![
             (Occur::Must, Box::new(AllQuery)),
-            (Occur::MustNot, translate(fields, inner)?),
+            (Occur::MustNot, translate(fields, names, inner)?),
         ])),
         Query::Term { field, value } | Query::Phrase { field, value } => {
-            value_query(fields, &target(fields, field.as_deref()), value)?
+            value_query(fields, names, &target(fields, field.as_deref()), value)?
         }
         Query::Wildcard { field, pattern } => {
             wildcard_query(fields, &target(fields, field.as_deref()), pattern)?
@@ -357,7 +408,12 @@ fn keyword_terms(field: Field, values: &[String], lowercase: bool) -> Boxed {
 }
 
 /// The full query: the analyst's query, the case, filters, time range and cursor.
-pub fn build(fields: &Fields, query: &EventQuery, with_cursor: bool) -> Result<Boxed, StoreError> {
+pub fn build(
+    fields: &Fields,
+    names: &Expansion,
+    query: &EventQuery,
+    with_cursor: bool,
+) -> Result<Boxed, StoreError> {
     let mut clauses: Vec<(Occur, Boxed)> = vec![
         (
             Occur::Must,
@@ -366,7 +422,7 @@ pub fn build(fields: &Fields, query: &EventQuery, with_cursor: bool) -> Result<B
                 IndexRecordOption::Basic,
             )),
         ),
-        (Occur::Must, translate(fields, &query.query)?),
+        (Occur::Must, translate(fields, names, &query.query)?),
     ];
     if !query.file_ids.is_empty() {
         clauses.push((

@@ -176,6 +176,13 @@ pub async fn the_query_language(store: &dyn EventStore) {
         ("user.name:bob", vec![6]),
         ("Channel:(Security) AND LogonType:(3 OR 10)", vec![1, 2]),
         ("sekurlsa", vec![]),
+        // Field-less: a phrase, a wildcard over whole values, a number, a dotted name's value.
+        ("\"whoami /all\"", vec![5]),
+        ("\"all whoami\"", vec![]),
+        ("*certutil.exe", vec![6]),
+        ("4624", vec![1, 3]),
+        ("bob", vec![6]),
+        ("josé", vec![4]),
         ("event_id:0000", vec![]),
         (
             r#"timestamp:["2023-11-14T22:13:22Z" TO "2023-11-14T22:13:24Z"]"#,
