@@ -1,0 +1,272 @@
+//! A parsed rule's detection section compiled into a program: named detections as
+//! matcher trees, the condition as an expression over their indices. Anything the engine
+//! cannot evaluate exactly is refused with the reason, never approximated.
+
+use crate::fields::FieldsView;
+use crate::matcher::{EventFields, ItemMatcher, Unsupported, compile_item};
+use rsigma_parser::{
+    ConditionExpr, Detection, Detections, Quantifier, SelectorPattern, detection_name_matches,
+};
+
+#[derive(Debug, Clone)]
+pub enum DetectionProgram {
+    /// Every item matches (a YAML mapping).
+    AllOf(Vec<ItemMatcher>),
+    /// Any sub-detection matches (a YAML list of mappings).
+    AnyOf(Vec<DetectionProgram>),
+    And(Vec<DetectionProgram>),
+    /// Field-less values: one item over every field.
+    Keywords(ItemMatcher),
+}
+
+impl DetectionProgram {
+    fn matches(&self, event: &dyn EventFields) -> bool {
+        match self {
+            DetectionProgram::AllOf(items) => items.iter().all(|item| item.matches(event)),
+            DetectionProgram::AnyOf(parts) => parts.iter().any(|part| part.matches(event)),
+            DetectionProgram::And(parts) => parts.iter().all(|part| part.matches(event)),
+            DetectionProgram::Keywords(item) => item.matches(event),
+        }
+    }
+
+    /// Literal sets (each: one of these must occur in the event's text) implied by this
+    /// detection matching; used to skip rules cheaply.
+    fn required_literals(&self, out: &mut Vec<Vec<String>>) {
+        match self {
+            DetectionProgram::AllOf(items) => {
+                for item in items {
+                    if item.field.is_some()
+                        && let Some(literals) = item.required_literals()
+                        && literals.iter().all(|l| l.len() >= 3)
+                    {
+                        out.push(literals);
+                    }
+                }
+            }
+            DetectionProgram::And(parts) => parts.iter().for_each(|p| p.required_literals(out)),
+            DetectionProgram::AnyOf(_) | DetectionProgram::Keywords(_) => {}
+        }
+    }
+}
+
+/// The condition over detection indices.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    And(Vec<Condition>),
+    Or(Vec<Condition>),
+    Not(Box<Condition>),
+    Detection(usize),
+    /// At least `count` of the detections match (`all` = every one).
+    AtLeast {
+        count: usize,
+        of: Vec<usize>,
+    },
+}
+
+impl Condition {
+    fn eval(&self, results: &mut dyn FnMut(usize) -> bool) -> bool {
+        match self {
+            Condition::And(parts) => parts.iter().all(|p| p.eval(results)),
+            Condition::Or(parts) => parts.iter().any(|p| p.eval(results)),
+            Condition::Not(inner) => !inner.eval(results),
+            Condition::Detection(index) => results(*index),
+            Condition::AtLeast { count, of } => {
+                let mut matched = 0;
+                for index in of {
+                    if results(*index) {
+                        matched += 1;
+                        if matched >= *count {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Detections that must match whenever the condition holds (for prefiltering).
+    fn required(&self, out: &mut Vec<usize>) {
+        match self {
+            Condition::And(parts) => parts.iter().for_each(|p| p.required(out)),
+            Condition::Detection(index) => out.push(*index),
+            Condition::AtLeast { count, of } if *count == of.len() => out.extend(of),
+            _ => {}
+        }
+    }
+}
+
+/// A rule's detection logic, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Program {
+    detections: Vec<DetectionProgram>,
+    condition: Condition,
+}
+
+impl Program {
+    pub fn matches(&self, event: &FieldsView<'_>) -> bool {
+        let mut cache: [Option<bool>; 32] = [None; 32];
+        let mut extra: Vec<Option<bool>> = Vec::new();
+        let detections = &self.detections;
+        let mut results = |index: usize| -> bool {
+            let slot = if index < cache.len() {
+                &mut cache[index]
+            } else {
+                if extra.len() <= index - cache.len() {
+                    extra.resize(index - cache.len() + 1, None);
+                }
+                &mut extra[index - cache.len()]
+            };
+            *slot.get_or_insert_with(|| detections[index].matches(event))
+        };
+        self.condition.eval(&mut results)
+    }
+
+    /// Sets of literals of which, for each set, one must occur (lower-cased) in the
+    /// event's values for the rule to match.
+    pub fn required_literals(&self) -> Vec<Vec<String>> {
+        let mut required = Vec::new();
+        self.condition.required(&mut required);
+        let mut out = Vec::new();
+        for index in required {
+            if let Some(detection) = self.detections.get(index) {
+                detection.required_literals(&mut out);
+            }
+        }
+        out
+    }
+}
+
+/// Maps a rule's field name to the name to read (identity, or a configured rename).
+pub type FieldNamer<'a> = &'a dyn Fn(&str) -> String;
+
+fn compile_detection(
+    detection: &Detection,
+    name_field: FieldNamer<'_>,
+) -> Result<DetectionProgram, Unsupported> {
+    Ok(match detection {
+        Detection::AllOf(items) => DetectionProgram::AllOf(
+            items
+                .iter()
+                .map(|item| compile_item(item, item.field.name.as_deref().map(name_field)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Detection::AnyOf(parts) => DetectionProgram::AnyOf(
+            parts
+                .iter()
+                .map(|p| compile_detection(p, name_field))
+                .collect::<Result<_, _>>()?,
+        ),
+        Detection::And(parts) => DetectionProgram::And(
+            parts
+                .iter()
+                .map(|p| compile_detection(p, name_field))
+                .collect::<Result<_, _>>()?,
+        ),
+        Detection::Keywords(values) => {
+            let item = rsigma_parser::DetectionItem {
+                field: rsigma_parser::FieldSpec::new(None, vec![rsigma_parser::Modifier::Contains]),
+                values: values.clone(),
+            };
+            DetectionProgram::Keywords(compile_item(&item, None)?)
+        }
+        Detection::ArrayMatch { field, .. } => {
+            return Err(Unsupported(format!(
+                "array quantifier blocks ({field}[any]/[all]) are not supported"
+            )));
+        }
+        Detection::Conditional { .. } => {
+            return Err(Unsupported(
+                "conditional array-member blocks are not supported".into(),
+            ));
+        }
+    })
+}
+
+fn compile_condition(expr: &ConditionExpr, names: &[String]) -> Result<Condition, Unsupported> {
+    Ok(match expr {
+        ConditionExpr::And(parts) => Condition::And(
+            parts
+                .iter()
+                .map(|p| compile_condition(p, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        ConditionExpr::Or(parts) => Condition::Or(
+            parts
+                .iter()
+                .map(|p| compile_condition(p, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        ConditionExpr::Not(inner) => Condition::Not(Box::new(compile_condition(inner, names)?)),
+        ConditionExpr::Identifier(name) => {
+            Condition::Detection(names.iter().position(|n| n == name).ok_or_else(|| {
+                Unsupported(format!(
+                    "the condition names {name:?}, which is not defined"
+                ))
+            })?)
+        }
+        ConditionExpr::Selector {
+            quantifier,
+            pattern,
+        } => {
+            let of: Vec<usize> = names
+                .iter()
+                .enumerate()
+                .filter(|(_, name)| match pattern {
+                    SelectorPattern::Them => !name.starts_with('_'),
+                    SelectorPattern::Pattern(p) => detection_name_matches(p, name),
+                })
+                .map(|(index, _)| index)
+                .collect();
+            if of.is_empty() {
+                return Err(Unsupported(format!(
+                    "the condition selector {quantifier} of {pattern} matches no detection"
+                )));
+            }
+            let count = match quantifier {
+                Quantifier::Any => 1,
+                Quantifier::All => of.len(),
+                Quantifier::Count(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+            };
+            Condition::AtLeast { count, of }
+        }
+    })
+}
+
+/// Compiles a rule's detections with field names passed through `name_field`.
+pub fn compile(
+    detections: &Detections,
+    name_field: FieldNamer<'_>,
+) -> Result<Program, Unsupported> {
+    if detections.timeframe.is_some() {
+        return Err(Unsupported(
+            "the deprecated timeframe aggregation is not supported (use a correlation rule)".into(),
+        ));
+    }
+    let mut names: Vec<String> = detections.named.keys().cloned().collect();
+    names.sort();
+    let programs = names
+        .iter()
+        .map(|name| {
+            compile_detection(&detections.named[name], name_field)
+                .map_err(|Unsupported(why)| Unsupported(format!("detection {name}: {why}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let conditions = detections
+        .conditions
+        .iter()
+        .map(|c| compile_condition(c, &names))
+        .collect::<Result<Vec<_>, _>>()?;
+    let condition = match conditions.len() {
+        0 => return Err(Unsupported("the rule has no condition".into())),
+        1 => conditions
+            .into_iter()
+            .next()
+            .unwrap_or(Condition::Or(Vec::new())),
+        _ => Condition::Or(conditions),
+    };
+    Ok(Program {
+        detections: programs,
+        condition,
+    })
+}

@@ -1,0 +1,135 @@
+//! Field values as rules see them, and the view of a normalised event's fields (with the
+//! logsource's field aliases applied, e.g. `Image` read from `NewProcessName` in a
+//! Security 4688 event).
+
+use crate::matcher::EventFields;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// One field value of an event.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldValue<'a> {
+    Str(&'a str),
+    Number(&'a serde_json::Number),
+    Bool(bool),
+    Array(&'a [Value]),
+    /// An object (only in non-Windows records flattened past the depth limit).
+    Object(&'a Map<String, Value>),
+    Null,
+}
+
+impl<'a> FieldValue<'a> {
+    pub fn of(value: &'a Value) -> Self {
+        match value {
+            Value::String(s) => FieldValue::Str(s),
+            Value::Number(n) => FieldValue::Number(n),
+            Value::Bool(b) => FieldValue::Bool(*b),
+            Value::Array(items) => FieldValue::Array(items),
+            Value::Object(map) => FieldValue::Object(map),
+            Value::Null => FieldValue::Null,
+        }
+    }
+
+    /// The value as text: strings as they are, numbers and booleans in decimal/words.
+    pub fn text(&self) -> Option<Cow<'a, str>> {
+        match self {
+            FieldValue::Str(s) => Some(Cow::Borrowed(s)),
+            FieldValue::Number(n) => Some(Cow::Owned(n.to_string())),
+            FieldValue::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            FieldValue::Object(map) => Some(Cow::Owned(Value::Object((*map).clone()).to_string())),
+            FieldValue::Array(_) | FieldValue::Null => None,
+        }
+    }
+
+    /// The value as a number: numbers, and strings holding a decimal or `0x` number.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            FieldValue::Number(n) => n.as_f64(),
+            FieldValue::Str(s) => {
+                let s = s.trim();
+                match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                    Some(hex) => u64::from_str_radix(hex, 16).ok().map(|n| n as f64),
+                    None => s.parse().ok(),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Absent, null, empty text or an empty list.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            FieldValue::Null => true,
+            FieldValue::Str(s) => s.is_empty(),
+            FieldValue::Array(items) => items.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Calls `test` on the value, or on each element of a list; true if any passes.
+    pub fn any_element(&self, test: &mut dyn FnMut(FieldValue<'a>) -> bool) -> bool {
+        match self {
+            FieldValue::Array(items) if !items.is_empty() => {
+                items.iter().any(|item| test(FieldValue::of(item)))
+            }
+            other => test(*other),
+        }
+    }
+}
+
+/// An event's flattened fields, read through a logsource's aliases.
+pub struct FieldsView<'a> {
+    pub fields: &'a Map<String, Value>,
+    /// Sigma field name → the event's field name, for this event's logsource.
+    pub aliases: Option<&'a HashMap<String, String>>,
+    /// Other names of fields, as Sigma rules write them: `Threat Name` as `ThreatName`,
+    /// and a UserData value `LogFileCleared.SubjectUserName` as `SubjectUserName`.
+    pub other_names: Option<&'a HashMap<String, &'a Value>>,
+}
+
+/// The names Sigma rules use for fields whose event names hold spaces or a UserData
+/// wrapper; `None` when the event has no such field (the common case).
+pub fn other_names(fields: &Map<String, Value>) -> Option<HashMap<String, &Value>> {
+    if !fields.keys().any(|k| k.contains(' ') || k.contains('.')) {
+        return None;
+    }
+    let mut names = HashMap::new();
+    for (key, value) in fields {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        for candidate in [
+            key.replace(' ', ""),
+            leaf.to_string(),
+            leaf.replace(' ', ""),
+        ] {
+            if candidate != *key && !fields.contains_key(&candidate) {
+                names.entry(candidate).or_insert(value);
+            }
+        }
+    }
+    Some(names)
+}
+
+impl EventFields for FieldsView<'_> {
+    fn field(&self, name: &str) -> Option<FieldValue<'_>> {
+        if let Some(value) = self.fields.get(name) {
+            return Some(FieldValue::of(value));
+        }
+        if let Some(value) = self
+            .aliases
+            .and_then(|aliases| aliases.get(name))
+            .and_then(|alias| self.fields.get(alias))
+        {
+            return Some(FieldValue::of(value));
+        }
+        self.other_names?
+            .get(name)
+            .map(|value| FieldValue::of(value))
+    }
+
+    fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>) -> bool) -> bool {
+        self.fields
+            .values()
+            .any(|value| visit(FieldValue::of(value)))
+    }
+}

@@ -1,0 +1,728 @@
+//! One detection item (`CommandLine|contains|all: [...]`) compiled into a value test.
+//!
+//! Matching follows the Sigma specification: strings compare case-insensitively unless
+//! `cased`; `*` and `?` are wildcards; `contains`/`startswith`/`endswith` add them;
+//! encodings (`wide`/`utf16*`, `base64`, `base64offset`, `windash`) expand a value into
+//! the alternatives it stands for before matching; `re` is case-sensitive unless its `i`
+//! flag is set; numbers equal numbers or their decimal text. A list of values matches
+//! when any does, or every one with `all`.
+
+use crate::fields::FieldValue;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rsigma_parser::{DetectionItem, Modifier, SigmaString, SigmaValue, SpecialChar, StringPart};
+use std::net::IpAddr;
+
+/// Why an item could not be compiled (the rule is refused with this reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+fn unsupported(text: impl Into<String>) -> Unsupported {
+    Unsupported(text.into())
+}
+
+/// A piece of a glob pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Glob {
+    Text(Vec<char>),
+    Any,
+    One,
+}
+
+/// A string test on text already lower-cased when the test is case-insensitive.
+#[derive(Debug, Clone)]
+enum TextTest {
+    Equals(String),
+    Contains(String),
+    StartsWith(String),
+    EndsWith(String),
+    Glob(Vec<Glob>),
+}
+
+impl TextTest {
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            TextTest::Equals(needle) => text == needle,
+            TextTest::Contains(needle) => text.contains(needle.as_str()),
+            TextTest::StartsWith(needle) => text.starts_with(needle.as_str()),
+            TextTest::EndsWith(needle) => text.ends_with(needle.as_str()),
+            TextTest::Glob(parts) => glob_matches(parts, text),
+        }
+    }
+
+    /// The literal text every match must contain (for prefiltering).
+    fn required_literal(&self) -> Option<&str> {
+        match self {
+            TextTest::Equals(s)
+            | TextTest::Contains(s)
+            | TextTest::StartsWith(s)
+            | TextTest::EndsWith(s) => Some(s.as_str()),
+            TextTest::Glob(_) => None,
+        }
+    }
+}
+
+/// Glob matching with `*` (any run) and `?` (one character), by backtracking to the
+/// last `*` (linear in practice; no exponential blow-up).
+fn glob_matches(parts: &[Glob], text: &str) -> bool {
+    let tokens: Vec<GlobChar> = parts
+        .iter()
+        .flat_map(|part| match part {
+            Glob::Text(chars) => chars.iter().map(|c| GlobChar::Char(*c)).collect::<Vec<_>>(),
+            Glob::Any => vec![GlobChar::Any],
+            Glob::One => vec![GlobChar::One],
+        })
+        .collect();
+    let chars: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < chars.len() {
+        match tokens.get(p) {
+            Some(GlobChar::Char(c)) if *c == chars[t] => {
+                p += 1;
+                t += 1;
+            }
+            Some(GlobChar::One) => {
+                p += 1;
+                t += 1;
+            }
+            Some(GlobChar::Any) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[p..].iter().all(|t| matches!(t, GlobChar::Any))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobChar {
+    Char(char),
+    Any,
+    One,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+/// One value test.
+#[derive(Debug, Clone)]
+enum Test {
+    Text {
+        test: TextTest,
+        cased: bool,
+    },
+    Regex(regex::Regex),
+    Cidr {
+        network: IpAddr,
+        prefix: u8,
+    },
+    Number(f64),
+    Bool(bool),
+    Compare(Comparison, f64),
+    NotEqual(Box<Test>),
+    /// Any of the alternatives one value expanded into (windash, base64offset).
+    Any(Vec<Test>),
+    /// The field is absent, null or empty.
+    Null,
+}
+
+impl Test {
+    fn matches(&self, value: &FieldValue<'_>) -> bool {
+        match self {
+            Test::Text { test, cased } => match value.text() {
+                Some(text) if *cased => test.matches(&text),
+                Some(text) => test.matches(&text.to_lowercase()),
+                None => false,
+            },
+            Test::Regex(regex) => value.text().is_some_and(|text| regex.is_match(&text)),
+            Test::Cidr { network, prefix } => value
+                .text()
+                .and_then(|text| text.trim().parse::<IpAddr>().ok())
+                .is_some_and(|ip| in_network(ip, *network, *prefix)),
+            Test::Number(expected) => value.number().is_some_and(|n| n == *expected),
+            Test::Bool(expected) => match value {
+                FieldValue::Bool(b) => b == expected,
+                other => other.text().is_some_and(|t| {
+                    t.eq_ignore_ascii_case(if *expected { "true" } else { "false" })
+                }),
+            },
+            Test::Compare(op, bound) => value.number().is_some_and(|n| match op {
+                Comparison::Gt => n > *bound,
+                Comparison::Gte => n >= *bound,
+                Comparison::Lt => n < *bound,
+                Comparison::Lte => n <= *bound,
+            }),
+            Test::NotEqual(inner) => !inner.matches(value),
+            Test::Any(tests) => tests.iter().any(|t| t.matches(value)),
+            Test::Null => value.is_empty(),
+        }
+    }
+}
+
+fn in_network(ip: IpAddr, network: IpAddr, prefix: u8) -> bool {
+    match (ip, network) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+/// What an item tests the field for.
+#[derive(Debug, Clone)]
+enum Shape {
+    /// Any (or, with `all`, every) of the tests matches a value of the field.
+    Values { tests: Vec<Test>, all: bool },
+    /// `exists: true|false`.
+    Exists(bool),
+    /// `fieldref`: the field equals (or contains/starts/ends with) another field.
+    FieldRef {
+        other: Vec<String>,
+        position: Position,
+        cased: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    Equals,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// A compiled detection item: a field (or every field, for keywords) and its test.
+#[derive(Debug, Clone)]
+pub struct ItemMatcher {
+    /// `None` = keyword item: any field of the event.
+    pub field: Option<String>,
+    shape: Shape,
+}
+
+/// Read access to an event's fields, by (mapped) name.
+pub trait EventFields {
+    fn field(&self, name: &str) -> Option<FieldValue<'_>>;
+    /// Every value of the event (for keyword items).
+    fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>) -> bool) -> bool;
+}
+
+impl ItemMatcher {
+    pub fn matches(&self, event: &dyn EventFields) -> bool {
+        match &self.shape {
+            Shape::Exists(expected) => {
+                let present = self
+                    .field
+                    .as_deref()
+                    .and_then(|f| event.field(f))
+                    .is_some_and(|v| !matches!(v, FieldValue::Null));
+                present == *expected
+            }
+            Shape::FieldRef {
+                other,
+                position,
+                cased,
+            } => {
+                let Some(value) = self.field.as_deref().and_then(|f| event.field(f)) else {
+                    return false;
+                };
+                let Some(text) = value.text() else {
+                    return false;
+                };
+                other.iter().any(|name| {
+                    let Some(reference) = event
+                        .field(name)
+                        .and_then(|v| v.text().map(|t| t.into_owned()))
+                    else {
+                        return false;
+                    };
+                    let (text, reference) = if *cased {
+                        (text.to_string(), reference)
+                    } else {
+                        (text.to_lowercase(), reference.to_lowercase())
+                    };
+                    match position {
+                        Position::Equals => text == reference,
+                        Position::Contains => text.contains(&reference),
+                        Position::StartsWith => text.starts_with(&reference),
+                        Position::EndsWith => text.ends_with(&reference),
+                    }
+                })
+            }
+            Shape::Values { tests, all } => match self.field.as_deref() {
+                Some(name) => {
+                    let value = event.field(name).unwrap_or(FieldValue::Null);
+                    let one = |test: &Test| value.any_element(&mut |v| test.matches(&v));
+                    if *all {
+                        tests.iter().all(one)
+                    } else {
+                        tests.iter().any(one)
+                    }
+                }
+                None => {
+                    let one = |test: &Test| {
+                        event.each_value(&mut |v| v.any_element(&mut |e| test.matches(&e)))
+                    };
+                    if *all {
+                        tests.iter().all(one)
+                    } else {
+                        tests.iter().any(one)
+                    }
+                }
+            },
+        }
+    }
+
+    /// Literal texts (lower-cased) one of which any match must contain, if known: the
+    /// engine uses them to skip rules whose literals do not occur in the event at all.
+    pub fn required_literals(&self) -> Option<Vec<String>> {
+        let Shape::Values { tests, all: false } = &self.shape else {
+            return None;
+        };
+        let mut out = Vec::with_capacity(tests.len());
+        for test in tests {
+            match test {
+                Test::Text { test, cased: false } => out.push(test.required_literal()?.to_string()),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+}
+
+fn has(item: &DetectionItem, modifier: Modifier) -> bool {
+    item.field.modifiers.contains(&modifier)
+}
+
+fn plain_text(value: &SigmaString) -> String {
+    value
+        .parts
+        .iter()
+        .map(|part| match part {
+            StringPart::Plain(text) => text.clone(),
+            StringPart::Special(SpecialChar::WildcardMulti) => "*".into(),
+            StringPart::Special(SpecialChar::WildcardSingle) => "?".into(),
+        })
+        .collect()
+}
+
+/// The pattern pieces of a string value, lower-cased unless `cased`.
+fn glob_parts(parts: &[StringPart], cased: bool) -> Vec<Glob> {
+    let mut out: Vec<Glob> = Vec::new();
+    for part in parts {
+        match part {
+            StringPart::Plain(text) => {
+                let text = if cased {
+                    text.clone()
+                } else {
+                    text.to_lowercase()
+                };
+                match out.last_mut() {
+                    Some(Glob::Text(chars)) => chars.extend(text.chars()),
+                    _ => out.push(Glob::Text(text.chars().collect())),
+                }
+            }
+            StringPart::Special(SpecialChar::WildcardMulti) => {
+                if out.last() != Some(&Glob::Any) {
+                    out.push(Glob::Any);
+                }
+            }
+            StringPart::Special(SpecialChar::WildcardSingle) => out.push(Glob::One),
+        }
+    }
+    out
+}
+
+/// The simplest text test for a glob: equality, substring, prefix, suffix or a glob.
+fn text_test(mut parts: Vec<Glob>) -> TextTest {
+    let text_of = |g: &Glob| match g {
+        Glob::Text(chars) => Some(chars.iter().collect::<String>()),
+        _ => None,
+    };
+    match parts.as_slice() {
+        [] => TextTest::Equals(String::new()),
+        [only] if text_of(only).is_some() => TextTest::Equals(text_of(only).unwrap_or_default()),
+        [Glob::Any] => TextTest::Glob(parts),
+        [Glob::Any, middle, Glob::Any] if text_of(middle).is_some() => {
+            TextTest::Contains(text_of(middle).unwrap_or_default())
+        }
+        [first, Glob::Any] if text_of(first).is_some() => {
+            TextTest::StartsWith(text_of(first).unwrap_or_default())
+        }
+        [Glob::Any, last] if text_of(last).is_some() => {
+            TextTest::EndsWith(text_of(last).unwrap_or_default())
+        }
+        _ => {
+            parts.shrink_to_fit();
+            TextTest::Glob(parts)
+        }
+    }
+}
+
+/// `windash`: the value with each dash/slash that starts an option replaced by every
+/// dash Windows accepts (`-`, `/`, en dash, em dash, horizontal bar).
+fn windash_variants(parts: &[StringPart]) -> Vec<Vec<StringPart>> {
+    const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    DASHES
+        .iter()
+        .map(|dash| {
+            parts
+                .iter()
+                .map(|part| match part {
+                    StringPart::Plain(text) => {
+                        let chars: Vec<char> = text.chars().collect();
+                        let replaced: String = chars
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                let previous = if i == 0 { None } else { Some(chars[i - 1]) };
+                                if (*c == '-' || *c == '/')
+                                    && !word(previous)
+                                    && word(chars.get(i + 1).copied())
+                                {
+                                    *dash
+                                } else {
+                                    *c
+                                }
+                            })
+                            .collect();
+                        StringPart::Plain(replaced)
+                    }
+                    other => other.clone(),
+                })
+                .collect()
+        })
+        .fold(Vec::new(), |mut all: Vec<Vec<StringPart>>, variant| {
+            if !all.contains(&variant) {
+                all.push(variant);
+            }
+            all
+        })
+}
+
+fn encode_utf16(text: &str, item: &DetectionItem) -> Option<Vec<u8>> {
+    if has(item, Modifier::Wide) {
+        Some(text.encode_utf16().flat_map(u16::to_le_bytes).collect())
+    } else if has(item, Modifier::Utf16be) {
+        Some(text.encode_utf16().flat_map(u16::to_be_bytes).collect())
+    } else if has(item, Modifier::Utf16) {
+        let mut bytes = vec![0xff, 0xfe];
+        bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        Some(bytes)
+    } else {
+        None
+    }
+}
+
+/// `base64offset`: the three encodings of `bytes` at offsets 0, 1 and 2 of a base64
+/// group, with the characters that depend on neighbouring bytes cut off both ends.
+pub fn base64_offsets(bytes: &[u8]) -> Vec<String> {
+    const START: [usize; 3] = [0, 2, 3];
+    const END_TRIM: [usize; 3] = [0, 3, 2];
+    (0..3)
+        .map(|i| {
+            let mut padded = vec![b' '; i];
+            padded.extend_from_slice(bytes);
+            let encoded = STANDARD.encode(&padded);
+            let trim = END_TRIM[(bytes.len() + i) % 3];
+            let end = encoded.len().saturating_sub(trim);
+            encoded.get(START[i]..end).unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+/// The string alternatives a string value stands for after encodings.
+fn expand_string(
+    value: &SigmaString,
+    item: &DetectionItem,
+) -> Result<Vec<Vec<StringPart>>, Unsupported> {
+    let encoded = has(item, Modifier::Base64) || has(item, Modifier::Base64Offset);
+    if has(item, Modifier::Expand) {
+        return Err(unsupported(format!(
+            "the expand modifier needs a value for placeholder {:?}; no placeholder values are configured",
+            value.original
+        )));
+    }
+    if !encoded {
+        if encode_utf16("", item).is_some() {
+            return Err(unsupported(
+                "utf16/wide without base64 cannot be matched on decoded text",
+            ));
+        }
+        return Ok(if has(item, Modifier::WindAsh) {
+            windash_variants(&value.parts)
+        } else {
+            vec![value.parts.clone()]
+        });
+    }
+    if value.contains_wildcards() {
+        return Err(unsupported(format!(
+            "a base64 value with wildcards cannot be encoded: {:?}",
+            value.original
+        )));
+    }
+    let texts: Vec<String> = if has(item, Modifier::WindAsh) {
+        windash_variants(&value.parts)
+            .iter()
+            .map(|parts| {
+                plain_text(&SigmaString {
+                    parts: parts.clone(),
+                    original: String::new(),
+                })
+            })
+            .collect()
+    } else {
+        vec![plain_text(value)]
+    };
+    let mut out = Vec::new();
+    for text in texts {
+        let bytes = encode_utf16(&text, item).unwrap_or_else(|| text.into_bytes());
+        let alternatives = if has(item, Modifier::Base64Offset) {
+            base64_offsets(&bytes)
+        } else {
+            vec![STANDARD.encode(&bytes)]
+        };
+        out.extend(alternatives.into_iter().map(|a| vec![StringPart::Plain(a)]));
+    }
+    Ok(out)
+}
+
+fn number_of(value: &SigmaValue) -> Option<f64> {
+    match value {
+        SigmaValue::Integer(n) => Some(*n as f64),
+        SigmaValue::Float(f) => Some(*f),
+        SigmaValue::String(s) => s.as_plain()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn regex_test(value: &SigmaValue, item: &DetectionItem) -> Result<Test, Unsupported> {
+    let SigmaValue::String(pattern) = value else {
+        return Err(unsupported("the re modifier needs a string"));
+    };
+    let source = &pattern.original;
+    let mut builder = regex::RegexBuilder::new(source);
+    builder
+        .case_insensitive(has(item, Modifier::IgnoreCase))
+        .multi_line(has(item, Modifier::Multiline))
+        .dot_matches_new_line(has(item, Modifier::DotAll))
+        .size_limit(4 << 20);
+    builder
+        .build()
+        .map(Test::Regex)
+        .map_err(|e| unsupported(format!("invalid regular expression {source:?}: {e}")))
+}
+
+fn cidr_test(value: &SigmaValue) -> Result<Test, Unsupported> {
+    let text = match value {
+        SigmaValue::String(s) => s.original.clone(),
+        _ => return Err(unsupported("the cidr modifier needs a string")),
+    };
+    let (address, prefix) = text.split_once('/').unwrap_or((text.as_str(), ""));
+    let network: IpAddr = address
+        .trim()
+        .parse()
+        .map_err(|_| unsupported(format!("invalid CIDR network {text:?}")))?;
+    let max = if network.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = if prefix.is_empty() {
+        max
+    } else {
+        prefix
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| unsupported(format!("invalid CIDR prefix in {text:?}")))?
+    };
+    Ok(Test::Cidr { network, prefix })
+}
+
+fn value_tests(value: &SigmaValue, item: &DetectionItem) -> Result<Vec<Test>, Unsupported> {
+    let cased = has(item, Modifier::Cased);
+    if has(item, Modifier::Re) {
+        return Ok(vec![regex_test(value, item)?]);
+    }
+    if has(item, Modifier::Cidr) {
+        return Ok(vec![cidr_test(value)?]);
+    }
+    for (modifier, comparison) in [
+        (Modifier::Gt, Comparison::Gt),
+        (Modifier::Gte, Comparison::Gte),
+        (Modifier::Lt, Comparison::Lt),
+        (Modifier::Lte, Comparison::Lte),
+    ] {
+        if has(item, modifier) {
+            let bound = number_of(value)
+                .ok_or_else(|| unsupported(format!("{modifier:?} needs a number")))?;
+            return Ok(vec![Test::Compare(comparison, bound)]);
+        }
+    }
+    for part_modifier in [
+        Modifier::Minute,
+        Modifier::Hour,
+        Modifier::Day,
+        Modifier::Week,
+        Modifier::Month,
+        Modifier::Year,
+    ] {
+        if has(item, part_modifier) {
+            return Err(unsupported(format!(
+                "the timestamp-part modifier {part_modifier:?} is not supported"
+            )));
+        }
+    }
+    let string_modified = has(item, Modifier::Contains)
+        || has(item, Modifier::StartsWith)
+        || has(item, Modifier::EndsWith)
+        || has(item, Modifier::Base64)
+        || has(item, Modifier::Base64Offset)
+        || has(item, Modifier::WindAsh);
+    let tests = match value {
+        SigmaValue::Null => vec![Test::Null],
+        SigmaValue::Bool(b) if !string_modified => vec![Test::Bool(*b)],
+        SigmaValue::Integer(_) | SigmaValue::Float(_) if !string_modified => {
+            let number = number_of(value).unwrap_or_default();
+            let text = match value {
+                SigmaValue::Integer(n) => n.to_string(),
+                SigmaValue::Float(f) => f.to_string(),
+                _ => String::new(),
+            };
+            vec![
+                Test::Number(number),
+                Test::Text {
+                    test: TextTest::Equals(text),
+                    cased: true,
+                },
+            ]
+        }
+        other => {
+            let string = match other {
+                SigmaValue::String(s) => s.clone(),
+                SigmaValue::Integer(n) => SigmaString::new(&n.to_string()),
+                SigmaValue::Float(f) => SigmaString::new(&f.to_string()),
+                SigmaValue::Bool(b) => SigmaString::new(&b.to_string()),
+                SigmaValue::Null => SigmaString::new(""),
+            };
+            let mut tests = Vec::new();
+            for mut parts in expand_string(&string, item)? {
+                let any = StringPart::Special(SpecialChar::WildcardMulti);
+                let base64offset = has(item, Modifier::Base64Offset);
+                if has(item, Modifier::Contains) || base64offset {
+                    parts.insert(0, any.clone());
+                    parts.push(any);
+                } else if has(item, Modifier::StartsWith) {
+                    parts.push(any);
+                } else if has(item, Modifier::EndsWith) {
+                    parts.insert(0, any);
+                }
+                tests.push(Test::Text {
+                    test: text_test(glob_parts(&parts, cased)),
+                    cased,
+                });
+            }
+            tests
+        }
+    };
+    if has(item, Modifier::Neq) {
+        return Ok(vec![Test::NotEqual(Box::new(Test::Any(tests)))]);
+    }
+    Ok(tests)
+}
+
+/// Compiles one detection item; `field` is the name after logsource field mapping.
+pub fn compile_item(
+    item: &DetectionItem,
+    field: Option<String>,
+) -> Result<ItemMatcher, Unsupported> {
+    if has(item, Modifier::Exists) {
+        let expected = match item.values.as_slice() {
+            [SigmaValue::Bool(b)] => *b,
+            [SigmaValue::String(s)] if s.original.eq_ignore_ascii_case("true") => true,
+            [SigmaValue::String(s)] if s.original.eq_ignore_ascii_case("false") => false,
+            _ => return Err(unsupported("exists needs true or false")),
+        };
+        return Ok(ItemMatcher {
+            field,
+            shape: Shape::Exists(expected),
+        });
+    }
+    if has(item, Modifier::FieldRef) {
+        let other = item
+            .values
+            .iter()
+            .map(|v| match v {
+                SigmaValue::String(s) => Ok(s.original.clone()),
+                _ => Err(unsupported("fieldref needs field names")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let position = if has(item, Modifier::Contains) {
+            Position::Contains
+        } else if has(item, Modifier::StartsWith) {
+            Position::StartsWith
+        } else if has(item, Modifier::EndsWith) {
+            Position::EndsWith
+        } else {
+            Position::Equals
+        };
+        return Ok(ItemMatcher {
+            field,
+            shape: Shape::FieldRef {
+                other,
+                position,
+                cased: has(item, Modifier::Cased),
+            },
+        });
+    }
+    let all = has(item, Modifier::All) || has(item, Modifier::Neq);
+    let mut tests = Vec::new();
+    if all {
+        // Every value must match; a value that expanded into alternatives (windash,
+        // base64offset) matches when one of them does.
+        for value in &item.values {
+            let mut alternatives = value_tests(value, item)?;
+            tests.push(if alternatives.len() == 1 {
+                alternatives.remove(0)
+            } else {
+                Test::Any(alternatives)
+            });
+        }
+    } else {
+        for value in &item.values {
+            tests.extend(value_tests(value, item)?);
+        }
+    }
+    if tests.is_empty() {
+        return Err(unsupported("a detection item without values"));
+    }
+    Ok(ItemMatcher {
+        field,
+        shape: Shape::Values { tests, all },
+    })
+}

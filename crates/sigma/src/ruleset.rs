@@ -1,0 +1,420 @@
+//! A set of loaded rules: every document of every file either becomes a rule or a
+//! refusal with its reason; rules are indexed by (channel, event ID) so an event is only
+//! tested against the rules of its logsource, and rules with literal requirements are
+//! skipped when none of their literals occurs in the event.
+
+use crate::compile::{Program, compile};
+use crate::fields::FieldsView;
+use crate::logsource::{LogsourceMapping, Scope, describe};
+use rsigma_parser::{SigmaRule, parse_sigma_yaml};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest rule file read (SigmaHQ's largest is a few tens of KiB).
+pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// What an analyst sees of a rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleMeta {
+    pub id: String,
+    pub title: String,
+    pub status: Option<String>,
+    pub level: Option<String>,
+    pub description: Option<String>,
+    pub author: Option<String>,
+    pub tags: Vec<String>,
+    /// ATT&CK tactics (`attack.execution` → `execution`).
+    pub tactics: Vec<String>,
+    /// ATT&CK techniques (`attack.t1059.001` → `T1059.001`).
+    pub techniques: Vec<String>,
+    pub references: Vec<String>,
+    pub falsepositives: Vec<String>,
+    pub logsource: String,
+    /// Where the rule came from (file, and `#n` for the n-th document of a file).
+    pub source: String,
+    /// SHA-256 of the rule's file and document index: changes when the rule does.
+    pub content_hash: String,
+}
+
+/// A document that did not become a rule, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    pub source: String,
+    pub id: Option<String>,
+    pub title: Option<String>,
+    pub reason: String,
+}
+
+pub struct Rule {
+    pub meta: RuleMeta,
+    program: Program,
+    scope: Scope,
+    /// Per required detection item: literals one of which must occur in the event.
+    literals: Vec<Vec<String>>,
+}
+
+/// An event as rules see it.
+pub struct EventRef<'a> {
+    pub channel: Option<&'a str>,
+    pub event_code: Option<u32>,
+    pub fields: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// A rule to test for some events, with the field renames of that logsource.
+type Candidates = Vec<(usize, Arc<HashMap<String, String>>)>;
+
+#[derive(Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub refused: Vec<Refusal>,
+    /// (lower-case channel, event ID) → (rule, aliases).
+    by_event: HashMap<(String, u32), Candidates>,
+    /// lower-case channel → rules for every event of the channel.
+    by_channel: HashMap<String, Candidates>,
+    everywhere: Vec<usize>,
+}
+
+fn tactic_and_technique(tags: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut tactics = Vec::new();
+    let mut techniques = Vec::new();
+    for tag in tags {
+        let Some(rest) = tag.strip_prefix("attack.") else {
+            continue;
+        };
+        let is_technique = rest.len() >= 5
+            && rest.as_bytes()[0].eq_ignore_ascii_case(&b't')
+            && rest[1..5].bytes().all(|b| b.is_ascii_digit());
+        if is_technique {
+            techniques.push(rest.to_uppercase());
+        } else if !rest.starts_with('g') && !rest.starts_with('s') || rest.contains('_') {
+            tactics.push(rest.replace('_', "-"));
+        }
+    }
+    (tactics, techniques)
+}
+
+impl RuleSet {
+    /// Loads every `.yml`/`.yaml` file under `paths` (files, directories, `.zip`s).
+    pub fn load(paths: &[PathBuf], mapping: &LogsourceMapping) -> RuleSet {
+        let mut set = RuleSet::default();
+        for path in paths {
+            set.load_path(path, mapping);
+        }
+        set.index();
+        set
+    }
+
+    fn load_path(&mut self, path: &Path, mapping: &LogsourceMapping) {
+        let display = path.display().to_string();
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+                Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+                Err(error) => {
+                    return self.refuse(
+                        &display,
+                        None,
+                        None,
+                        format!("cannot read directory: {error}"),
+                    );
+                }
+            };
+            entries.sort();
+            for entry in entries {
+                let is_rule = entry.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    e.eq_ignore_ascii_case("yml")
+                        || e.eq_ignore_ascii_case("yaml")
+                        || e.eq_ignore_ascii_case("zip")
+                });
+                if entry.is_dir() || is_rule {
+                    self.load_path(&entry, mapping);
+                }
+            }
+            return;
+        }
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+        {
+            return self.load_zip(path, mapping);
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.len() > MAX_RULE_FILE_BYTES => {
+                return self.refuse(
+                    &display,
+                    None,
+                    None,
+                    format!(
+                        "{} bytes; rule files are at most {MAX_RULE_FILE_BYTES}",
+                        meta.len()
+                    ),
+                );
+            }
+            Err(error) => {
+                return self.refuse(&display, None, None, format!("cannot read: {error}"));
+            }
+            Ok(_) => {}
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.load_text(&display, &text, mapping),
+            Err(error) => self.refuse(
+                &display,
+                None,
+                None,
+                format!("cannot read as UTF-8 text: {error}"),
+            ),
+        }
+    }
+
+    fn load_zip(&mut self, path: &Path, mapping: &LogsourceMapping) {
+        let display = path.display().to_string();
+        let archive = std::fs::File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| zip::ZipArchive::new(f).map_err(|e| e.to_string()));
+        let mut archive = match archive {
+            Ok(archive) => archive,
+            Err(error) => {
+                return self.refuse(&display, None, None, format!("not a readable zip: {error}"));
+            }
+        };
+        for index in 0..archive.len() {
+            let Ok(mut member) = archive.by_index(index) else {
+                self.refuse(
+                    &format!("{display}#member{index}"),
+                    None,
+                    None,
+                    "unreadable zip member".into(),
+                );
+                continue;
+            };
+            let name = member.name().to_string();
+            let lower = name.to_lowercase();
+            if member.is_dir() || !(lower.ends_with(".yml") || lower.ends_with(".yaml")) {
+                continue;
+            }
+            let source = format!("{display}!{name}");
+            if member.size() > MAX_RULE_FILE_BYTES {
+                self.refuse(
+                    &source,
+                    None,
+                    None,
+                    format!(
+                        "{} bytes; rule files are at most {MAX_RULE_FILE_BYTES}",
+                        member.size()
+                    ),
+                );
+                continue;
+            }
+            let mut text = String::new();
+            match (&mut member)
+                .take(MAX_RULE_FILE_BYTES)
+                .read_to_string(&mut text)
+            {
+                Ok(_) => self.load_text(&source, &text, mapping),
+                Err(error) => self.refuse(
+                    &source,
+                    None,
+                    None,
+                    format!("cannot read as UTF-8 text: {error}"),
+                ),
+            }
+        }
+    }
+
+    fn refuse(&mut self, source: &str, id: Option<String>, title: Option<String>, reason: String) {
+        self.refused.push(Refusal {
+            source: source.to_string(),
+            id,
+            title,
+            reason,
+        });
+    }
+
+    /// Loads the rules of one YAML text (one or more documents).
+    pub fn load_text(&mut self, source: &str, text: &str, mapping: &LogsourceMapping) {
+        let collection = match parse_sigma_yaml(text) {
+            Ok(collection) => collection,
+            Err(error) => {
+                return self.refuse(source, None, None, format!("not a Sigma rule: {error}"));
+            }
+        };
+        for error in &collection.errors {
+            self.refuse(source, None, None, format!("not a Sigma rule: {error}"));
+        }
+        for correlation in &collection.correlations {
+            self.refuse(
+                source,
+                correlation.id.clone(),
+                Some(correlation.title.clone()),
+                "correlation rules are not evaluated yet".into(),
+            );
+        }
+        for filter in &collection.filters {
+            self.refuse(
+                source,
+                filter.id.clone(),
+                Some(filter.title.clone()),
+                "filter rules are not applied yet".into(),
+            );
+        }
+        let many = collection.rules.len() > 1;
+        for (index, rule) in collection.rules.iter().enumerate() {
+            let source = if many {
+                format!("{source}#{}", index + 1)
+            } else {
+                source.to_string()
+            };
+            let mut hasher = Sha256::new();
+            hasher.update(text.as_bytes());
+            hasher.update(index.to_le_bytes());
+            let content_hash = hex::encode(hasher.finalize());
+            match Self::build(rule, &source, content_hash, mapping) {
+                Ok(rule) => self.rules.push(rule),
+                Err(reason) => {
+                    self.refuse(&source, rule.id.clone(), Some(rule.title.clone()), reason)
+                }
+            }
+        }
+    }
+
+    fn build(
+        rule: &SigmaRule,
+        source: &str,
+        content_hash: String,
+        mapping: &LogsourceMapping,
+    ) -> Result<Rule, String> {
+        let scope = mapping.scope(&rule.logsource)?;
+        let program = compile(&rule.detection, &|name: &str| name.to_string()).map_err(|e| e.0)?;
+        let literals = program.required_literals();
+        let (tactics, techniques) = tactic_and_technique(&rule.tags);
+        let id = rule
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("title:{}", rule.title));
+        Ok(Rule {
+            meta: RuleMeta {
+                id,
+                title: rule.title.clone(),
+                status: rule.status.map(|s| format!("{s:?}").to_lowercase()),
+                level: rule.level.map(|l| l.as_str().to_string()),
+                description: rule.description.clone(),
+                author: rule.author.clone(),
+                tags: rule.tags.clone(),
+                tactics,
+                techniques,
+                references: rule.references.clone(),
+                falsepositives: rule.falsepositives.clone(),
+                logsource: describe(&rule.logsource),
+                source: source.to_string(),
+                content_hash,
+            },
+            program,
+            scope,
+            literals,
+        })
+    }
+
+    fn index(&mut self) {
+        for (index, rule) in self.rules.iter().enumerate() {
+            match &rule.scope {
+                Scope::Everywhere => self.everywhere.push(index),
+                Scope::Targets(targets) => {
+                    for target in targets {
+                        let channel = target.channel.to_lowercase();
+                        if target.event_ids.is_empty() {
+                            self.by_channel
+                                .entry(channel)
+                                .or_default()
+                                .push((index, target.aliases.clone()));
+                        } else {
+                            for id in &target.event_ids {
+                                self.by_event
+                                    .entry((channel.clone(), *id))
+                                    .or_default()
+                                    .push((index, target.aliases.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Indices of the rules `event` matches, in rule order.
+    pub fn evaluate(&self, event: &EventRef<'_>) -> Vec<usize> {
+        let mut matched = Vec::new();
+        let channel = event.channel.map(str::to_lowercase).unwrap_or_default();
+        let empty = Vec::new();
+        let by_event = event
+            .event_code
+            .and_then(|code| self.by_event.get(&(channel.clone(), code)))
+            .unwrap_or(&empty);
+        let by_channel = self.by_channel.get(&channel).unwrap_or(&empty);
+        let candidates = by_event.len() + by_channel.len() + self.everywhere.len();
+        if candidates == 0 {
+            return matched;
+        }
+        // The event's text, lower-cased once, for the literal prefilter.
+        let mut haystack = String::new();
+        for value in event.fields.values() {
+            if let Some(text) = crate::fields::FieldValue::of(value).text() {
+                haystack.push_str(&text.to_lowercase());
+                haystack.push('\u{1}');
+            } else if let serde_json::Value::Array(items) = value {
+                for item in items {
+                    if let Some(text) = crate::fields::FieldValue::of(item).text() {
+                        haystack.push_str(&text.to_lowercase());
+                        haystack.push('\u{1}');
+                    }
+                }
+            }
+        }
+        let other_names = crate::fields::other_names(event.fields);
+        let mut test = |index: usize, aliases: Option<&HashMap<String, String>>| {
+            let rule = &self.rules[index];
+            if !rule.literals.iter().all(|any| {
+                any.iter()
+                    .any(|literal| haystack.contains(literal.as_str()))
+            }) {
+                return;
+            }
+            let view = FieldsView {
+                fields: event.fields,
+                aliases,
+                other_names: other_names.as_ref(),
+            };
+            if rule.program.matches(&view) {
+                matched.push(index);
+            }
+        };
+        for (index, aliases) in by_event.iter().chain(by_channel.iter()) {
+            test(*index, Some(aliases));
+        }
+        for index in &self.everywhere {
+            test(*index, None);
+        }
+        matched.sort_unstable();
+        matched.dedup();
+        matched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_give_tactics_and_techniques() {
+        let (tactics, techniques) = tactic_and_technique(&[
+            "attack.execution".to_string(),
+            "attack.t1059.001".to_string(),
+            "attack.defense_evasion".to_string(),
+            "cve.2021-1234".to_string(),
+        ]);
+        assert_eq!(tactics, ["execution", "defense-evasion"]);
+        assert_eq!(techniques, ["T1059.001"]);
+    }
+}
