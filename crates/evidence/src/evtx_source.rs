@@ -155,7 +155,9 @@ pub fn parse(
                     source: "evtx",
                     timestamp_micros,
                     locator,
-                    record_id: Some(record_id),
+                    // As Event Viewer shows it (System/EventRecordID); the header's
+                    // number differs in exported or filtered logs and stays in the locator.
+                    record_id: Some(parts.record_id.unwrap_or(record_id)),
                     line: None,
                     event_code: parts.event_code,
                     channel: parts.channel,

@@ -215,3 +215,116 @@ fn every_loaded_rule_fires_on_its_sigmahq_regression_sample() {
         failures.join("\n")
     );
 }
+
+/// Every detection Chainsaw v2.16.4 makes on EVTX-ATTACK-SAMPLES with `rules/windows`
+/// (../shared/data/reference) is made here too; what is found beyond it is counted per
+/// rule and printed.
+#[test]
+fn parity_with_chainsaw_on_evtx_attack_samples() {
+    let Some(sigma) = sigma_dir() else { return };
+    let data = sigma.parent().map(Path::to_path_buf).unwrap_or_default();
+    let samples = data.join("evtx-attack-samples");
+    let reference = data.join("reference/chainsaw-eas-detections.jsonl");
+    let (Ok(reference), true) = (std::fs::read_to_string(&reference), samples.is_dir()) else {
+        eprintln!("skipped: the EVTX-ATTACK-SAMPLES reference data is not present");
+        return;
+    };
+    let set = RuleSet::load(
+        &[sigma.join("rules/windows")],
+        &LogsourceMapping::built_in(),
+    );
+    let mut expected = std::collections::BTreeSet::new();
+    for line in reference.lines().filter(|l| !l.trim().is_empty()) {
+        let row: serde_json::Value = serde_json::from_str(line).expect("reference line is JSON");
+        expected.insert((
+            row["file"].as_str().unwrap_or_default().to_string(),
+            row["record_id"].as_u64().unwrap_or_default(),
+            row["rule_id"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![samples.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "evtx") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut found = std::collections::BTreeSet::new();
+    for path in &files {
+        let relative = path
+            .strip_prefix(&samples)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let context = Context {
+            case_id: "parity".into(),
+            file_id: "f".into(),
+            evidence_sha256: "0".into(),
+            timestamp_field: None,
+            limits: Limits::default(),
+        };
+        let _ = parse_file(path, Format::Evtx, &context, &mut |outcome| {
+            if let Outcome::Event(event) = outcome {
+                let view = EventRef {
+                    channel: event.channel.as_deref(),
+                    event_code: event.event_code,
+                    fields: &event.fields,
+                };
+                for index in set.evaluate(&view) {
+                    // Chainsaw reports System/EventRecordID.
+                    found.insert((
+                        relative.clone(),
+                        event.record_id.unwrap_or_default(),
+                        set.rules[index].meta.id.clone(),
+                    ));
+                }
+            }
+            ControlFlow::Continue(())
+        });
+    }
+    let missed: Vec<_> = expected.difference(&found).collect();
+
+    let mut beyond: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, _, rule) in found.difference(&expected) {
+        *beyond.entry(rule.clone()).or_default() += 1;
+    }
+    eprintln!(
+        "chainsaw: {} detections; casescope: {} ({} of chainsaw's missed, {} beyond it over {} rules)",
+        expected.len(),
+        found.len(),
+        missed.len(),
+        found.difference(&expected).count(),
+        beyond.len()
+    );
+    for (rule, count) in &beyond {
+        let title = set
+            .rules
+            .iter()
+            .find(|r| &r.meta.id == rule)
+            .map(|r| r.meta.title.as_str())
+            .unwrap_or("?");
+        eprintln!("  beyond: {count:5}  {rule}  {title}");
+    }
+    let mut missed_rules: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, _, rule) in &missed {
+        *missed_rules.entry(rule.as_str()).or_default() += 1;
+    }
+    for (rule, count) in &missed_rules {
+        let refusal = set
+            .refused
+            .iter()
+            .find(|r| r.id.as_deref() == Some(*rule))
+            .map(|r| r.reason.as_str());
+        eprintln!("  missed: {count:5}  {rule}  refused: {refusal:?}");
+    }
+    assert!(
+        missed.is_empty(),
+        "{} of Chainsaw's detections missed (listed above)",
+        missed.len()
+    );
+}
