@@ -726,3 +726,162 @@ pub fn compile_item(
         shape: Shape::Values { tests, all },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::FieldsView;
+    use rsigma_parser::parse_field_spec;
+    use serde_json::json;
+
+    fn item(key: &str, values: &[&str]) -> DetectionItem {
+        DetectionItem {
+            field: parse_field_spec(key).expect("field spec"),
+            values: values
+                .iter()
+                .map(|v| SigmaValue::String(SigmaString::new(v)))
+                .collect(),
+        }
+    }
+
+    fn matches(key: &str, values: &[&str], event: serde_json::Value) -> bool {
+        let item = item(key, values);
+        let matcher = compile_item(&item, item.field.name.clone()).expect("compiles");
+        let fields = event.as_object().cloned().unwrap_or_default();
+        matcher.matches(&FieldsView {
+            fields: &fields,
+            aliases: None,
+            other_names: None,
+        })
+    }
+
+    #[test]
+    fn globs_and_positions_are_case_insensitive_unless_cased() {
+        let event = json!({"CommandLine": "C:\\Windows\\System32\\CMD.exe /c Whoami", "n": 4624});
+        assert!(matches("CommandLine|contains", &["whoami"], event.clone()));
+        assert!(matches("CommandLine|endswith", &["WHOAMI"], event.clone()));
+        assert!(matches(
+            "CommandLine|startswith",
+            &["c:\\windows"],
+            event.clone()
+        ));
+        assert!(matches(
+            "CommandLine",
+            &["*system32\\cmd.exe /c ?hoami"],
+            event.clone()
+        ));
+        assert!(!matches("CommandLine", &["cmd.exe"], event.clone()));
+        assert!(!matches(
+            "CommandLine|contains|cased",
+            &["whoami"],
+            event.clone()
+        ));
+        assert!(matches(
+            "CommandLine|contains|cased",
+            &["Whoami"],
+            event.clone()
+        ));
+        assert!(matches(
+            "CommandLine|contains|all",
+            &["cmd", "whoami"],
+            event.clone()
+        ));
+        assert!(!matches(
+            "CommandLine|contains|all",
+            &["cmd", "net1"],
+            event.clone()
+        ));
+        assert!(
+            matches("n", &["4624"], event.clone()),
+            "a number equals its text"
+        );
+        assert!(matches("n|gte", &["4000"], event.clone()));
+        assert!(!matches("n|lt", &["4000"], event));
+    }
+
+    #[test]
+    fn glob_matching_backtracks() {
+        let parts = glob_parts(&SigmaString::new("*a*b?c*").parts, false);
+        assert!(glob_matches(&parts, "xxaxxbycxx"));
+        assert!(glob_matches(&parts, "abxc"));
+        assert!(!glob_matches(&parts, "abc"));
+        assert!(!glob_matches(&parts, "xbyca"));
+    }
+
+    #[test]
+    fn windash_regex_cidr_exists_and_fieldref() {
+        let event =
+            json!({"CommandLine": "ping \u{2014}n 1 host", "Ip": "10.1.2.3", "A": "x", "B": "X"});
+        assert!(matches(
+            "CommandLine|windash|contains",
+            &[" -n "],
+            event.clone()
+        ));
+        assert!(!matches("CommandLine|contains", &[" -n "], event.clone()));
+        assert!(matches("CommandLine|re", &["p[iI]ng .n"], event.clone()));
+        assert!(
+            !matches("CommandLine|re", &["PING"], event.clone()),
+            "re is case-sensitive"
+        );
+        assert!(matches("CommandLine|re|i", &["PING"], event.clone()));
+        assert!(matches("Ip|cidr", &["10.0.0.0/8"], event.clone()));
+        assert!(!matches("Ip|cidr", &["192.168.0.0/16"], event.clone()));
+        assert!(matches("Missing|exists", &["false"], event.clone()));
+        assert!(matches("Ip|exists", &["true"], event.clone()));
+        assert!(matches("A|fieldref", &["B"], event.clone()));
+        assert!(!matches("A|fieldref|cased", &["B"], event));
+    }
+
+    /// Each base64offset alternative occurs in the encoding of the value behind any
+    /// prefix whose length has that offset, whatever follows.
+    #[test]
+    fn base64offset_alternatives_occur_at_every_alignment() {
+        for value in ["IEX", "Invoke-Mimikatz", "ab", "/c ping 10.0.0.1"] {
+            let alternatives = base64_offsets(value.as_bytes());
+            for prefix_len in 0..9 {
+                for suffix in ["", "x", "yz", " tail"] {
+                    let mut bytes = vec![b'Q'; prefix_len];
+                    bytes.extend_from_slice(value.as_bytes());
+                    bytes.extend_from_slice(suffix.as_bytes());
+                    let encoded = STANDARD.encode(&bytes);
+                    assert!(
+                        alternatives.iter().any(|a| encoded.contains(a.as_str())),
+                        "{value:?} after {prefix_len} bytes then {suffix:?}: {encoded} lacks all of {alternatives:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn utf16_then_base64_matches_encoded_powershell() {
+        let script = "IEX (New-Object Net.WebClient)";
+        let encoded = STANDARD.encode(
+            script
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect::<Vec<u8>>(),
+        );
+        let event = json!({"CommandLine": format!("powershell -enc {encoded}")});
+        assert!(matches(
+            "CommandLine|wide|base64offset|contains",
+            &["New-Object Net.WebClient"],
+            event.clone()
+        ));
+        assert!(!matches(
+            "CommandLine|base64offset|contains",
+            &["New-Object Net.WebClient"],
+            event
+        ));
+    }
+
+    #[test]
+    fn unsupported_items_say_why() {
+        let refused = compile_item(&item("CommandLine|expand", &["%x%"]), None).unwrap_err();
+        assert!(refused.0.contains("expand"), "{refused:?}");
+        let refused = compile_item(&item("CommandLine|re", &["("]), None).unwrap_err();
+        assert!(refused.0.contains("regular expression"), "{refused:?}");
+        let refused = compile_item(&item("Ip|cidr", &["10.0.0.0/40"]), None).unwrap_err();
+        assert!(refused.0.contains("CIDR"), "{refused:?}");
+    }
+}

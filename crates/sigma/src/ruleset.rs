@@ -97,7 +97,46 @@ fn tactic_and_technique(tags: &[String]) -> (Vec<String>, Vec<String>) {
     (tactics, techniques)
 }
 
+/// CaseScope's own small rule pack (crates/sigma/rules), for the embedded demo and
+/// one-shot analysis without a rules folder.
+const BUILT_IN_RULES: &[(&str, &str)] = &[
+    (
+        "builtin:proc_creation_whoami.yml",
+        include_str!("../rules/proc_creation_whoami.yml"),
+    ),
+    (
+        "builtin:proc_creation_encoded_powershell.yml",
+        include_str!("../rules/proc_creation_encoded_powershell.yml"),
+    ),
+    (
+        "builtin:proc_access_lsass.yml",
+        include_str!("../rules/proc_access_lsass.yml"),
+    ),
+    (
+        "builtin:security_log_cleared.yml",
+        include_str!("../rules/security_log_cleared.yml"),
+    ),
+    (
+        "builtin:system_service_installed.yml",
+        include_str!("../rules/system_service_installed.yml"),
+    ),
+    (
+        "builtin:security_rdp_logon.yml",
+        include_str!("../rules/security_rdp_logon.yml"),
+    ),
+];
+
 impl RuleSet {
+    /// The built-in rule pack.
+    pub fn built_in(mapping: &LogsourceMapping) -> RuleSet {
+        let mut set = RuleSet::default();
+        for (source, text) in BUILT_IN_RULES {
+            set.load_text(source, text, mapping);
+        }
+        set.index();
+        set
+    }
+
     /// Loads every `.yml`/`.yaml` file under `paths` (files, directories, `.zip`s).
     pub fn load(paths: &[PathBuf], mapping: &LogsourceMapping) -> RuleSet {
         let mut set = RuleSet::default();
@@ -405,6 +444,119 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn fired(set: &RuleSet, channel: &str, code: u32, fields: serde_json::Value) -> Vec<String> {
+        let mut fields = fields.as_object().cloned().unwrap_or_default();
+        // As the normaliser does for every Windows event.
+        fields.insert("EventID".into(), json!(code));
+        fields.insert("Channel".into(), json!(channel));
+        let event = EventRef {
+            channel: Some(channel),
+            event_code: Some(code),
+            fields: &fields,
+        };
+        set.evaluate(&event)
+            .into_iter()
+            .map(|i| set.rules[i].meta.title.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_built_in_pack_loads_whole_and_each_rule_fires_only_on_its_events() {
+        let set = RuleSet::built_in(&LogsourceMapping::built_in());
+        assert!(set.refused.is_empty(), "{:?}", set.refused);
+        assert_eq!(set.rules.len(), BUILT_IN_RULES.len());
+        let sysmon = "Microsoft-Windows-Sysmon/Operational";
+        let cases: Vec<(&str, u32, serde_json::Value, Vec<&str>)> = vec![
+            (
+                sysmon,
+                1,
+                json!({"Image": "C:\\Windows\\System32\\whoami.exe", "CommandLine": "whoami /priv"}),
+                vec!["Account Discovery With whoami"],
+            ),
+            // Security 4688 names the image NewProcessName: the mapping renames it.
+            (
+                "Security",
+                4688,
+                json!({"NewProcessName": "C:\\Windows\\System32\\WHOAMI.EXE"}),
+                vec!["Account Discovery With whoami"],
+            ),
+            (
+                "Security",
+                4624,
+                json!({"NewProcessName": "C:\\Windows\\System32\\whoami.exe"}),
+                vec![],
+            ),
+            (
+                sysmon,
+                1,
+                json!({"Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "CommandLine": "powershell.exe \u{2013}enc SQBFAFgA"}),
+                vec!["PowerShell With An Encoded Command"],
+            ),
+            (
+                sysmon,
+                1,
+                json!({"Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "CommandLine": "powershell.exe -File a.ps1"}),
+                vec![],
+            ),
+            (
+                sysmon,
+                10,
+                json!({"TargetImage": "C:\\Windows\\system32\\lsass.exe", "GrantedAccess": "0x1010", "SourceImage": "C:\\Users\\bob\\m.exe"}),
+                vec!["LSASS Memory Read By An Uncommon Process"],
+            ),
+            (
+                sysmon,
+                10,
+                json!({"TargetImage": "C:\\Windows\\system32\\lsass.exe", "GrantedAccess": "0x1010", "SourceImage": "C:\\Windows\\System32\\svchost.exe"}),
+                vec![],
+            ),
+            (
+                "Security",
+                1102,
+                json!({"SubjectUserName": "bob"}),
+                vec!["Security Event Log Cleared"],
+            ),
+            (
+                "System",
+                7045,
+                json!({"ImagePath": "C:\\Users\\bob\\AppData\\Local\\Temp\\svc.exe"}),
+                vec!["Service Installed From A User-Writable Path"],
+            ),
+            (
+                "System",
+                7045,
+                json!({"ImagePath": "C:\\Windows\\System32\\svc.exe"}),
+                vec![],
+            ),
+            (
+                "Security",
+                4624,
+                json!({"LogonType": "10", "IpAddress": "203.0.113.9"}),
+                vec!["Remote Interactive Logon From A Public Address"],
+            ),
+            (
+                "Security",
+                4624,
+                json!({"LogonType": 10, "IpAddress": "192.168.1.20"}),
+                vec![],
+            ),
+            (
+                "Security",
+                4624,
+                json!({"LogonType": "3", "IpAddress": "203.0.113.9"}),
+                vec![],
+            ),
+        ];
+        for (channel, code, fields, expected) in cases {
+            assert_eq!(
+                fired(&set, channel, code, fields.clone()),
+                expected,
+                "{channel} {code} {fields}"
+            );
+        }
+    }
 
     #[test]
     fn tags_give_tactics_and_techniques() {
