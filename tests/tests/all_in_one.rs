@@ -143,3 +143,55 @@ fn invalid_configuration_is_reported_whole_before_binding() {
         assert!(text.contains(problem), "{problem} not reported:\n{text}");
     }
 }
+
+#[test]
+fn an_unreachable_opensearch_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bound and released: nothing listens there.
+    let closed_port = casescope_testkit::free_port();
+    let listen_port = casescope_testkit::free_port();
+    let opensearch_url = format!("http://127.0.0.1:{closed_port}");
+    let mut child = std::process::Command::new(casescope_e2e::casescope_binary())
+        .args(["serve", "--listen", &format!("127.0.0.1:{listen_port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("CASESCOPE_LOG", "info,evtx=warn")
+        .env("CASESCOPE_EVENT_STORE", "opensearch")
+        .env("CASESCOPE_OPENSEARCH_URL", &opensearch_url)
+        .env("CASESCOPE_OPENSEARCH_USERNAME", "casescope")
+        .env("CASESCOPE_OPENSEARCH_PASSWORD", "not-to-be-seen-7f3a")
+        // No retries: a refused connection is the whole answer (keeps the test fast).
+        .env("CASESCOPE_OPENSEARCH_MAX_RETRIES", "0")
+        .env("CASESCOPE_OPENSEARCH_CONNECT_TIMEOUT_SECS", "2")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("casescope serve kept running with an unreachable OpenSearch");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = stderr(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cannot open the OpenSearch event store at {opensearch_url}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("event store unavailable"), "{text}");
+    assert!(
+        !text.contains("not-to-be-seen-7f3a"),
+        "the password leaked:\n{text}"
+    );
+    assert!(
+        !text.contains("casescope is serving"),
+        "it must fail before serving:\n{text}"
+    );
+}

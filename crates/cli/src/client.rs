@@ -62,7 +62,8 @@ pub enum CaseCommand {
 
 async fn connect(server: &str) -> anyhow::Result<CasesServiceClient<Channel>> {
     let endpoint = Endpoint::from_shared(server.to_string())
-        .map_err(|_| anyhow!("--server {server:?} is not a URL like http://127.0.0.1:7700"))?
+        .map_err(|_| anyhow!("--server {server:?} is not a URL like http://127.0.0.1:7700"))?;
+    let endpoint = casescope_proto::channel::with_flow_control(endpoint)
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     let channel = endpoint.connect().await.with_context(|| {

@@ -16,13 +16,13 @@ use tonic::transport::{Channel, Endpoint};
 const CHUNK: usize = 1024 * 1024;
 
 async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(server.server.clone())
-        .map_err(|_| {
-            anyhow!(
-                "--server {:?} is not a URL like http://127.0.0.1:7700",
-                server.server
-            )
-        })?
+    let endpoint = Endpoint::from_shared(server.server.clone()).map_err(|_| {
+        anyhow!(
+            "--server {:?} is not a URL like http://127.0.0.1:7700",
+            server.server
+        )
+    })?;
+    casescope_proto::channel::with_flow_control(endpoint)
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await

@@ -5,6 +5,7 @@
 //! databases, flush telemetry — each step bounded by the shutdown timeout.
 
 use crate::ServeArgs;
+use crate::accept;
 use crate::server_http::{self, Readiness};
 use anyhow::{Context, bail};
 use casescope_bus::{
@@ -12,13 +13,15 @@ use casescope_bus::{
     subjects,
 };
 use casescope_db::{Database, DbOptions, redact_url, run_periodically};
-use casescope_eventstore::{EventStore, TantivyOptions, TantivyStore};
+use casescope_eventstore::{
+    EventStore, OpenSearchOptions, OpenSearchStore, TantivyOptions, TantivyStore,
+};
 use casescope_ingest::{CasesClient, INGEST_CONSUMER, IngestApi, IngestSettings};
 use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
 use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
 use casescope_proto::channel::{self, GrpcChannel};
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
-use casescope_runtime::config::{Config, Mode, Settings};
+use casescope_runtime::config::{Config, EventStoreConfig, Mode, OpenSearchConfig, Settings};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +125,70 @@ async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     })
 }
 
+/// The event store of the ingest service, and a description of it for the logs.
+async fn open_event_store(config: &Config) -> anyhow::Result<(Arc<dyn EventStore>, String)> {
+    match &config.event_store {
+        EventStoreConfig::Tantivy => {
+            let index_dir = config.data_dir.join("index");
+            let store =
+                TantivyStore::open(&index_dir, &TantivyOptions::default()).with_context(|| {
+                    format!("cannot open the event index in {}", index_dir.display())
+                })?;
+            Ok((
+                Arc::new(store),
+                format!("tantivy in {}", index_dir.display()),
+            ))
+        }
+        EventStoreConfig::OpenSearch(settings) => {
+            let options = opensearch_options(settings)?;
+            let url = redact_url(&options.url);
+            let index = options.index.clone();
+            tracing::info!(url = %url, index = %index, "connecting to the OpenSearch event store");
+            let store = OpenSearchStore::open(options).await.with_context(|| {
+                format!("cannot open the OpenSearch event store at {url} (index {index})")
+            })?;
+            Ok((
+                Arc::new(store),
+                format!("opensearch at {url}, index {index}"),
+            ))
+        }
+    }
+}
+
+/// The store's options: its defaults, overridden by what is configured.
+fn opensearch_options(settings: &OpenSearchConfig) -> anyhow::Result<OpenSearchOptions> {
+    let mut options = OpenSearchOptions::new(settings.url.clone());
+    if let Some(index) = &settings.index {
+        options.index = index.clone();
+    }
+    options.username = settings.username.clone();
+    options.password = settings
+        .password
+        .as_ref()
+        .map(|password| password.expose().to_string());
+    if let Some(path) = &settings.ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the OpenSearch CA file {}", path.display()))?;
+        options.ca_certificate_pem = Some(pem);
+    }
+    options.danger_accept_invalid_certs = settings.insecure;
+    if let Some(timeout) = settings.request_timeout {
+        options.request_timeout = timeout;
+    }
+    if let Some(timeout) = settings.connect_timeout {
+        options.connect_timeout = timeout;
+    }
+    if let Some(bytes) = settings.bulk_max_bytes {
+        options.bulk_max_bytes = bytes;
+    }
+    if let Some(retries) = settings.max_retries {
+        options.max_retries = retries;
+    }
+    options.number_of_shards = settings.number_of_shards;
+    options.number_of_replicas = settings.number_of_replicas;
+    Ok(options)
+}
+
 /// A channel to `service`: in-process when it runs here, else its configured address.
 fn remote_channel(config: &Config, service: &str) -> anyhow::Result<GrpcChannel> {
     let address = config.service_addrs.get(service).with_context(|| {
@@ -131,7 +198,8 @@ fn remote_channel(config: &Config, service: &str) -> anyhow::Result<GrpcChannel>
         )
     })?;
     let endpoint = tonic::transport::Endpoint::from_shared(address.clone())
-        .with_context(|| format!("{service} address {address:?} is not a URL"))?
+        .with_context(|| format!("{service} address {address:?} is not a URL"))?;
+    let endpoint = channel::with_flow_control(endpoint)
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     Ok(channel::from_transport(endpoint.connect_lazy()))
@@ -170,6 +238,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     let mut databases: Vec<(&'static str, Database)> = Vec::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let mut serving: Vec<&'static str> = Vec::new();
+    let mut event_store: Option<String> = None;
 
     let mut cases_channel: Option<GrpcChannel> = None;
     if runs(&config, "cases") {
@@ -204,12 +273,8 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         let data_dir = config.data_dir.join("ingest");
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let index_dir = config.data_dir.join("index");
-        let store: Arc<dyn EventStore> = Arc::new(
-            TantivyStore::open(&index_dir, &TantivyOptions::default()).with_context(|| {
-                format!("cannot open the event index in {}", index_dir.display())
-            })?,
-        );
+        let (store, description) = open_event_store(&config).await?;
+        event_store = Some(description);
         let cases = CasesClient::new(match cases_channel.clone() {
             Some(channel) => channel,
             None => remote_channel(&config, "cases")?,
@@ -279,6 +344,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         process = process_name,
         data_dir = %config.data_dir.display(),
         services = ?serving,
+        event_store = event_store.as_deref().unwrap_or("none (no ingest service here)"),
         "casescope is serving"
     );
     let drain = {
@@ -298,10 +364,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             tracing::info!("shutting down: draining requests");
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(drain);
-    let mut server = std::pin::pin!(server.into_future());
+    let server = accept::serve(listener, app, drain);
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        result = &mut server => result.context("server failed")?,
+        () = &mut server => {}
         _ = async {
             shutdown.cancelled().await;
             tokio::time::sleep(config.shutdown_timeout).await;

@@ -2,11 +2,33 @@
 //! connection (cluster mode) or the callee's server called in-process (all-in-one mode,
 //! no socket, same generated client and the same encoding). Services depend on
 //! [`GrpcChannel`] and never on each other's code.
+//!
+//! Also the HTTP/2 flow-control windows every CaseScope server and client uses
+//! ([`HTTP2_STREAM_WINDOW`], [`HTTP2_CONNECTION_WINDOW`], [`with_flow_control`]).
 
 use std::convert::Infallible;
 use tonic::body::Body;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
+
+/// HTTP/2 receive window of one stream. Uploads stream 1 MiB chunks: with the 1 MiB
+/// default of hyper's server a single message fills the window, so the sender stops
+/// and waits a round trip for a WINDOW_UPDATE on every chunk. 8 MiB keeps several
+/// chunks in flight. It is also what one stream can make its receiver buffer when the
+/// receiver reads slowly.
+pub const HTTP2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+
+/// HTTP/2 receive window of one connection (all its streams together): room for two
+/// streams at full speed, and the most one connection can make its receiver buffer.
+pub const HTTP2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// `endpoint` with the CaseScope HTTP/2 windows, so that answers streamed to a client
+/// (scans, exports) do not wait for WINDOW_UPDATEs either.
+pub fn with_flow_control(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
+    endpoint
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+}
 
 /// A transport failure of a [`GrpcChannel`] (a concrete type: trait-object errors trip
 /// up lifetime inference in generated clients).

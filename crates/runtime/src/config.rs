@@ -3,6 +3,11 @@
 //! at once. [`ENV_VARS`] is the one list of `CASESCOPE_*` variables (docs/configuration.md
 //! documents each; a test keeps the two in step).
 
+mod event_store;
+
+pub use event_store::{EVENT_STORES, EventStoreConfig, OpenSearchConfig, Secret};
+
+use event_store::EventStoreSettings;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -73,6 +78,66 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "gRPC address of the integrations service",
     ),
     (
+        "CASESCOPE_GATEWAY_ADDR",
+        "gRPC address of the gateway service",
+    ),
+    (
+        "CASESCOPE_EVENT_STORE",
+        "event store of the ingest service: tantivy (embedded, default) or opensearch",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_URL",
+        "OpenSearch base URL, without credentials (required with opensearch)",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_INDEX",
+        "OpenSearch index holding every case's events",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_USERNAME",
+        "OpenSearch basic-auth user",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_PASSWORD",
+        "OpenSearch basic-auth password (never logged)",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_PASSWORD_FILE",
+        "file holding the OpenSearch password, instead of CASESCOPE_OPENSEARCH_PASSWORD",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_CA_FILE",
+        "PEM file of CA certificates to trust for OpenSearch",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_INSECURE",
+        "true: accept any OpenSearch TLS certificate (test clusters only)",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_REQUEST_TIMEOUT_SECS",
+        "limit of one OpenSearch request",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_CONNECT_TIMEOUT_SECS",
+        "limit of one connection attempt to OpenSearch",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_BULK_MAX_BYTES",
+        "largest _bulk request body",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_MAX_RETRIES",
+        "retries of an OpenSearch request refused for overload or failing in transit",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_SHARDS",
+        "primary shards of the OpenSearch index, when CaseScope creates it",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_REPLICAS",
+        "replicas of the OpenSearch index, when CaseScope creates it",
+    ),
+    (
         "CASESCOPE_SERVER",
         "CLI: server the client commands talk to",
     ),
@@ -120,6 +185,8 @@ pub struct Config {
     pub max_db_connections: u32,
     /// gRPC addresses of other services, by service name (one-service mode).
     pub service_addrs: BTreeMap<String, String>,
+    /// Where the ingest service keeps its events.
+    pub event_store: EventStoreConfig,
 }
 
 /// Unresolved settings: every field optional, from one source.
@@ -140,6 +207,20 @@ pub struct Settings {
     pub max_db_connections: Option<String>,
     #[serde(default)]
     pub service_addrs: BTreeMap<String, String>,
+    pub event_store: Option<String>,
+    pub opensearch_url: Option<String>,
+    pub opensearch_index: Option<String>,
+    pub opensearch_username: Option<String>,
+    pub opensearch_password: Option<Secret>,
+    pub opensearch_password_file: Option<PathBuf>,
+    pub opensearch_ca_file: Option<PathBuf>,
+    pub opensearch_insecure: Option<String>,
+    pub opensearch_request_timeout_secs: Option<String>,
+    pub opensearch_connect_timeout_secs: Option<String>,
+    pub opensearch_bulk_max_bytes: Option<String>,
+    pub opensearch_max_retries: Option<String>,
+    pub opensearch_shards: Option<String>,
+    pub opensearch_replicas: Option<String>,
 }
 
 impl Settings {
@@ -160,7 +241,21 @@ impl Settings {
             shutdown_timeout_secs,
             lease_ttl_secs,
             reconcile_period_secs,
-            max_db_connections
+            max_db_connections,
+            event_store,
+            opensearch_url,
+            opensearch_index,
+            opensearch_username,
+            opensearch_password,
+            opensearch_password_file,
+            opensearch_ca_file,
+            opensearch_insecure,
+            opensearch_request_timeout_secs,
+            opensearch_connect_timeout_secs,
+            opensearch_bulk_max_bytes,
+            opensearch_max_retries,
+            opensearch_shards,
+            opensearch_replicas
         );
         for (name, addr) in lower.service_addrs {
             self.service_addrs.entry(name).or_insert(addr);
@@ -190,6 +285,20 @@ impl Settings {
             reconcile_period_secs: get("CASESCOPE_RECONCILE_PERIOD_SECS"),
             max_db_connections: get("CASESCOPE_MAX_DB_CONNECTIONS"),
             service_addrs,
+            event_store: get("CASESCOPE_EVENT_STORE"),
+            opensearch_url: get("CASESCOPE_OPENSEARCH_URL"),
+            opensearch_index: get("CASESCOPE_OPENSEARCH_INDEX"),
+            opensearch_username: get("CASESCOPE_OPENSEARCH_USERNAME"),
+            opensearch_password: get("CASESCOPE_OPENSEARCH_PASSWORD").map(Secret::new),
+            opensearch_password_file: get("CASESCOPE_OPENSEARCH_PASSWORD_FILE").map(PathBuf::from),
+            opensearch_ca_file: get("CASESCOPE_OPENSEARCH_CA_FILE").map(PathBuf::from),
+            opensearch_insecure: get("CASESCOPE_OPENSEARCH_INSECURE"),
+            opensearch_request_timeout_secs: get("CASESCOPE_OPENSEARCH_REQUEST_TIMEOUT_SECS"),
+            opensearch_connect_timeout_secs: get("CASESCOPE_OPENSEARCH_CONNECT_TIMEOUT_SECS"),
+            opensearch_bulk_max_bytes: get("CASESCOPE_OPENSEARCH_BULK_MAX_BYTES"),
+            opensearch_max_retries: get("CASESCOPE_OPENSEARCH_MAX_RETRIES"),
+            opensearch_shards: get("CASESCOPE_OPENSEARCH_SHARDS"),
+            opensearch_replicas: get("CASESCOPE_OPENSEARCH_REPLICAS"),
         }
     }
 
@@ -314,6 +423,23 @@ impl Settings {
                 ));
             }
         }
+        let event_store = EventStoreSettings {
+            event_store: self.event_store,
+            url: self.opensearch_url,
+            index: self.opensearch_index,
+            username: self.opensearch_username,
+            password: self.opensearch_password,
+            password_file: self.opensearch_password_file,
+            ca_file: self.opensearch_ca_file,
+            insecure: self.opensearch_insecure,
+            request_timeout_secs: self.opensearch_request_timeout_secs,
+            connect_timeout_secs: self.opensearch_connect_timeout_secs,
+            bulk_max_bytes: self.opensearch_bulk_max_bytes,
+            max_retries: self.opensearch_max_retries,
+            shards: self.opensearch_shards,
+            replicas: self.opensearch_replicas,
+        }
+        .resolve(&mut errors);
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -334,6 +460,7 @@ impl Settings {
             reconcile_period,
             max_db_connections,
             service_addrs: self.service_addrs,
+            event_store,
         })
     }
 }
@@ -410,6 +537,23 @@ mod tests {
         assert_eq!(config.listen.port(), 3);
         assert_eq!(config.log_filter, "debug");
         assert_eq!(config.data_dir, PathBuf::from("/file"));
+    }
+
+    #[test]
+    fn every_variable_read_is_listed() {
+        let read = std::sync::Mutex::new(Vec::new());
+        let _ = Settings::from_env(|name| {
+            read.lock().unwrap().push(name.to_string());
+            None
+        });
+        let read = read.into_inner().unwrap();
+        assert!(read.len() > 20, "{read:?}");
+        for name in read {
+            assert!(
+                ENV_VARS.iter().any(|(listed, _)| *listed == name),
+                "{name} is read but not in ENV_VARS"
+            );
+        }
     }
 
     #[test]

@@ -356,7 +356,16 @@ impl RuleSet {
         })
     }
 
+    /// Keeps only the rules `keep` accepts (e.g. a minimum level), re-indexing.
+    pub fn retain(&mut self, keep: impl Fn(&RuleMeta) -> bool) {
+        self.rules.retain(|rule| keep(&rule.meta));
+        self.index();
+    }
+
     fn index(&mut self) {
+        self.by_event.clear();
+        self.by_channel.clear();
+        self.everywhere.clear();
         for (index, rule) in self.rules.iter().enumerate() {
             match &rule.scope {
                 Scope::Everywhere => self.everywhere.push(index),

@@ -1,0 +1,330 @@
+//! `casescope analyze`: one-shot detection with no server and nothing left behind —
+//! parse evidence files, evaluate Sigma rules, print a detection timeline (the job
+//! Hayabusa and Chainsaw do, in the same shape, so results can be compared).
+//!
+//! Files are parsed on every core (one file per worker; a single file uses the EVTX
+//! parser's own threads). Nothing is written but the output.
+
+use anyhow::{Context as _, bail};
+use casescope_evidence::{Context, Format, Limits, Outcome, parse_file};
+use casescope_sigma::{EventRef, LogsourceMapping, RuleSet};
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct AnalyzeArgs {
+    /// Evidence files or directories (.evtx, .json, .jsonl, .ndjson, .csv).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Sigma rule files, directories or zips (repeatable); default: the built-in pack.
+    #[arg(long = "rules")]
+    pub rules: Vec<PathBuf>,
+    /// Only rules of this level or above: informational, low, medium, high, critical.
+    #[arg(long)]
+    pub min_level: Option<String>,
+    /// A logsource mapping file replacing the built-in one (same TOML shape).
+    #[arg(long)]
+    pub logsource_mapping: Option<PathBuf>,
+    /// One JSON object per detection.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV with a header row.
+    #[arg(long)]
+    pub csv: bool,
+    /// List every refused rule with its reason (on stderr).
+    #[arg(long)]
+    pub show_refused: bool,
+}
+
+const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+fn level_rank(level: Option<&str>) -> usize {
+    level
+        .and_then(|l| {
+            LEVELS
+                .iter()
+                .position(|known| known.eq_ignore_ascii_case(l))
+        })
+        .unwrap_or(0)
+}
+
+/// One detection in the timeline.
+#[derive(serde::Serialize)]
+struct Row {
+    timestamp: String,
+    #[serde(skip)]
+    micros: i64,
+    level: String,
+    rule_title: String,
+    rule_id: String,
+    computer: String,
+    channel: String,
+    event_id: Option<u32>,
+    record_id: Option<u64>,
+    file: String,
+}
+
+fn evidence_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Format)>> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path)
+                .with_context(|| format!("cannot read directory {}", path.display()))?;
+            stack.extend(entries.flatten().map(|e| e.path()));
+            continue;
+        }
+        let format = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Format::from_file_name);
+        match format {
+            Some(Format::Zip) => eprintln!(
+                "skipped {}: analyze reads extracted evidence (unzip it first)",
+                path.display()
+            ),
+            Some(format) => files.push((path, format)),
+            None if paths.contains(&path) => {
+                bail!(
+                    "{}: not an evidence file (.evtx, .json, .jsonl, .ndjson, .csv)",
+                    path.display()
+                )
+            }
+            None => {}
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+fn time_text(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_else(|| micros.to_string())
+}
+
+pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mapping = match &args.logsource_mapping {
+        Some(path) => LogsourceMapping::parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .map_err(anyhow::Error::msg)?,
+        None => LogsourceMapping::built_in(),
+    };
+    let mut rules = if args.rules.is_empty() {
+        RuleSet::built_in(&mapping)
+    } else {
+        for path in &args.rules {
+            if !path.exists() {
+                bail!("--rules {}: no such file or directory", path.display());
+            }
+        }
+        RuleSet::load(&args.rules, &mapping)
+    };
+    if let Some(min) = &args.min_level {
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(min)) {
+            bail!("--min-level {min:?}: expected one of {}", LEVELS.join(", "));
+        }
+        let floor = level_rank(Some(min));
+        rules.retain(|meta| level_rank(meta.level.as_deref()) >= floor);
+    }
+    let loaded_in = started.elapsed();
+    eprintln!(
+        "{} rules loaded, {} refused{} ({:.2} s)",
+        rules.rules.len(),
+        rules.refused.len(),
+        if rules.refused.is_empty() || args.show_refused {
+            ""
+        } else {
+            " (--show-refused lists why)"
+        },
+        loaded_in.as_secs_f64()
+    );
+    if args.show_refused {
+        for refusal in &rules.refused {
+            eprintln!(
+                "refused {} [{}]: {}",
+                refusal.source,
+                refusal.id.as_deref().unwrap_or("no id"),
+                refusal.reason
+            );
+        }
+    }
+
+    let files = evidence_files(&args.paths)?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let rows = Mutex::new(Vec::new());
+    let totals = Mutex::new((0u64, 0u64, Vec::<String>::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, format)) = files.get(index) else {
+                        break;
+                    };
+                    let mut found = Vec::new();
+                    let outcome = analyze_file(&rules, path, *format, workers == 1, &mut found);
+                    rows.lock().unwrap_or_else(|p| p.into_inner()).extend(found);
+                    let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner());
+                    match outcome {
+                        Ok((read, rejected)) => {
+                            totals.0 += read;
+                            totals.1 += rejected;
+                        }
+                        Err(error) => totals.2.push(format!("{}: {error}", path.display())),
+                    }
+                }
+            });
+        }
+    });
+    let mut rows = rows.into_inner().unwrap_or_else(|p| p.into_inner());
+    rows.sort_by(|a, b| {
+        (a.micros, &a.file, a.record_id, &a.rule_id).cmp(&(
+            b.micros,
+            &b.file,
+            b.record_id,
+            &b.rule_id,
+        ))
+    });
+    print_rows(&rows, &args)?;
+    let (read, rejected, failures) = totals.into_inner().unwrap_or_else(|p| p.into_inner());
+    for failure in &failures {
+        eprintln!("error: {failure}");
+    }
+    eprintln!(
+        "{} files, {read} records read ({rejected} unreadable), {} detections in {:.2} s",
+        files.len(),
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} files could not be read",
+            failures.len(),
+            files.len()
+        );
+    }
+    Ok(())
+}
+
+/// Parses one file and evaluates every event; returns (records read, rejected).
+fn analyze_file(
+    rules: &RuleSet,
+    path: &Path,
+    format: Format,
+    only_file: bool,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<(u64, u64)> {
+    let context = Context {
+        case_id: "analyze".into(),
+        file_id: "analyze".into(),
+        evidence_sha256: String::new(),
+        timestamp_field: None,
+        limits: Limits {
+            // One file per worker already uses every core; a lone file uses the
+            // parser's own threads.
+            evtx_threads: if only_file { 0 } else { 1 },
+            ..Limits::default()
+        },
+    };
+    let display = path.display().to_string();
+    let summary = parse_file(path, format, &context, &mut |outcome| {
+        if let Outcome::Event(event) = outcome {
+            let view = EventRef {
+                channel: event.channel.as_deref(),
+                event_code: event.event_code,
+                fields: &event.fields,
+            };
+            for index in rules.evaluate(&view) {
+                let meta = &rules.rules[index].meta;
+                rows.push(Row {
+                    timestamp: time_text(event.timestamp_micros),
+                    micros: event.timestamp_micros,
+                    level: meta.level.clone().unwrap_or_default(),
+                    rule_title: meta.title.clone(),
+                    rule_id: meta.id.clone(),
+                    computer: event.computer.clone().unwrap_or_default(),
+                    channel: event.channel.clone().unwrap_or_default(),
+                    event_id: event.event_code,
+                    record_id: event.record_id,
+                    file: display.clone(),
+                });
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok((summary.records_read, summary.rejected))
+}
+
+fn print_rows(rows: &[Row], args: &AnalyzeArgs) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        for row in rows {
+            serde_json::to_writer(&mut out, row)?;
+            writeln!(out)?;
+        }
+    } else if args.csv {
+        let mut writer = csv::Writer::from_writer(&mut out);
+        writer.write_record([
+            "timestamp",
+            "level",
+            "rule_title",
+            "rule_id",
+            "computer",
+            "channel",
+            "event_id",
+            "record_id",
+            "file",
+        ])?;
+        for row in rows {
+            writer.write_record([
+                row.timestamp.as_str(),
+                row.level.as_str(),
+                row.rule_title.as_str(),
+                row.rule_id.as_str(),
+                row.computer.as_str(),
+                row.channel.as_str(),
+                &row.event_id.map(|n| n.to_string()).unwrap_or_default(),
+                &row.record_id.map(|n| n.to_string()).unwrap_or_default(),
+                row.file.as_str(),
+            ])?;
+        }
+        writer.flush()?;
+    } else {
+        writeln!(
+            out,
+            "{:<27} {:<13} {:<60} {:<36} {:<24} {:<40} {:>6} {:>10}  FILE",
+            "TIME", "LEVEL", "RULE", "RULE ID", "COMPUTER", "CHANNEL", "EVENT", "RECORD"
+        )?;
+        for row in rows {
+            let title: String = row.rule_title.chars().take(60).collect();
+            writeln!(
+                out,
+                "{:<27} {:<13} {:<60} {:<36} {:<24} {:<40} {:>6} {:>10}  {}",
+                row.timestamp,
+                row.level,
+                title,
+                row.rule_id,
+                row.computer,
+                row.channel,
+                row.event_id.map(|n| n.to_string()).unwrap_or_default(),
+                row.record_id.map(|n| n.to_string()).unwrap_or_default(),
+                row.file
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
