@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest
+.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect
 
 ## Build and run every service in one process on embedded defaults (./casescope-data).
 serve:
@@ -28,13 +28,23 @@ test-large: test-deps
 	CASESCOPE_TEST_KILL_EVENTS=1000000 $(CARGO) nextest run --release -p casescope-e2e kill
 
 ## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
-bench: bench-ingest
+bench: bench-ingest bench-detect
 
 SHARED_DATA ?= $(abspath ../shared/data)
 bench-ingest:
 	$(CARGO) build --release -p casescope-cli -p casescope-bench
 	$(CARGO_TARGET_DIR)/release/casescope-bench --binary $(CARGO_TARGET_DIR)/release/casescope \
 		--corpus $(SHARED_DATA)/evtx-attack-samples --synthetic-events 1000000
+
+## Detection: `casescope analyze` over the corpus with the three SigmaHQ Windows rule
+## folders, and over a synthetic 1,000,000-event file (whole process, medians).
+bench-detect:
+	$(CARGO) build --release -p casescope-cli -p casescope-bench
+	$(CARGO_TARGET_DIR)/release/casescope-bench --binary $(CARGO_TARGET_DIR)/release/casescope \
+		--corpus $(SHARED_DATA)/evtx-attack-samples --synthetic-events 1000000 \
+		--detect-rules $(SHARED_DATA)/sigma/rules/windows \
+		--detect-rules $(SHARED_DATA)/sigma/rules-threat-hunting/windows \
+		--detect-rules $(SHARED_DATA)/sigma/rules-emerging-threats
 
 test-deps:
 	bash scripts/install-test-deps.sh

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod detect;
+
 #[derive(Parser)]
 struct Args {
     /// The casescope binary to measure (a release build).
@@ -23,6 +25,10 @@ struct Args {
     /// Runs per measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Measure detection (`casescope analyze`) with these rule folders instead of
+    /// ingestion (repeatable).
+    #[arg(long = "detect-rules")]
+    detect_rules: Vec<PathBuf>,
 }
 
 fn machine() -> String {
@@ -267,6 +273,19 @@ fn report(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !args.detect_rules.is_empty() {
+        println!("# CaseScope detection benchmark");
+        println!("machine: {}", machine());
+        println!("binary: {}", args.binary.display());
+        println!("runs per figure: {} (medians)\n", args.runs);
+        return detect::run(detect::DetectBench {
+            binary: &args.binary,
+            corpus: args.corpus.as_deref(),
+            rules: &args.detect_rules,
+            synthetic_events: args.synthetic_events,
+            runs: args.runs,
+        });
+    }
     println!("# CaseScope ingest benchmark");
     println!("machine: {}", machine());
     println!("binary: {}", args.binary.display());

@@ -29,22 +29,36 @@ impl DetectionProgram {
         }
     }
 
-    /// Literal sets (each: one of these must occur in the event's text) implied by this
-    /// detection matching; used to skip rules cheaply.
-    fn required_literals(&self, out: &mut Vec<Vec<String>>) {
+    /// One set of literals, one of which must occur in the event's text whenever this
+    /// detection matches (the most selective such set), if there is one.
+    fn literal_group(&self) -> Option<Vec<String>> {
+        let usable = |group: Vec<String>| group.iter().all(|l| l.len() >= 3).then_some(group);
+        let best = |groups: Vec<Vec<String>>| {
+            // Fewest alternatives, then the longest shortest literal.
+            groups.into_iter().min_by_key(|g| {
+                let shortest = g.iter().map(String::len).min().unwrap_or(0);
+                (g.len(), usize::MAX - shortest)
+            })
+        };
         match self {
-            DetectionProgram::AllOf(items) => {
-                for item in items {
-                    if item.field.is_some()
-                        && let Some(literals) = item.required_literals()
-                        && literals.iter().all(|l| l.len() >= 3)
-                    {
-                        out.push(literals);
-                    }
-                }
+            DetectionProgram::AllOf(items) => best(
+                items
+                    .iter()
+                    .filter_map(|item| item.required_literals().and_then(usable))
+                    .collect(),
+            ),
+            DetectionProgram::Keywords(item) => item.required_literals().and_then(usable),
+            DetectionProgram::And(parts) => {
+                best(parts.iter().filter_map(|p| p.literal_group()).collect())
             }
-            DetectionProgram::And(parts) => parts.iter().for_each(|p| p.required_literals(out)),
-            DetectionProgram::AnyOf(_) | DetectionProgram::Keywords(_) => {}
+            // Any alternative may match: one literal of any alternative's set must occur.
+            DetectionProgram::AnyOf(parts) => {
+                let mut union = Vec::new();
+                for part in parts {
+                    union.extend(part.literal_group()?);
+                }
+                Some(union)
+            }
         }
     }
 }
@@ -85,13 +99,38 @@ impl Condition {
         }
     }
 
-    /// Detections that must match whenever the condition holds (for prefiltering).
-    fn required(&self, out: &mut Vec<usize>) {
+    /// Literal sets implied by the condition holding: for each, one of its literals
+    /// must occur in the event.
+    fn literal_groups(&self, detections: &[DetectionProgram], out: &mut Vec<Vec<String>>) {
+        let group = |index: &usize| detections.get(*index).and_then(|d| d.literal_group());
         match self {
-            Condition::And(parts) => parts.iter().for_each(|p| p.required(out)),
-            Condition::Detection(index) => out.push(*index),
-            Condition::AtLeast { count, of } if *count == of.len() => out.extend(of),
-            _ => {}
+            Condition::And(parts) => parts.iter().for_each(|p| p.literal_groups(detections, out)),
+            Condition::Detection(index) => out.extend(group(index)),
+            Condition::AtLeast { count, of } if *count == of.len() => {
+                out.extend(of.iter().filter_map(group));
+            }
+            // At least one of them matches: one literal of any of their sets occurs.
+            Condition::AtLeast { of, .. } => {
+                let mut union = Vec::new();
+                for index in of {
+                    let Some(g) = group(index) else { return };
+                    union.extend(g);
+                }
+                out.push(union);
+            }
+            Condition::Or(parts) => {
+                let mut union = Vec::new();
+                for part in parts {
+                    let mut sub = Vec::new();
+                    part.literal_groups(detections, &mut sub);
+                    let Some(g) = sub.into_iter().min_by_key(Vec::len) else {
+                        return;
+                    };
+                    union.extend(g);
+                }
+                out.push(union);
+            }
+            Condition::Not(_) => {}
         }
     }
 }
@@ -125,13 +164,11 @@ impl Program {
     /// Sets of literals of which, for each set, one must occur (lower-cased) in the
     /// event's values for the rule to match.
     pub fn required_literals(&self) -> Vec<Vec<String>> {
-        let mut required = Vec::new();
-        self.condition.required(&mut required);
         let mut out = Vec::new();
-        for index in required {
-            if let Some(detection) = self.detections.get(index) {
-                detection.required_literals(&mut out);
-            }
+        self.condition.literal_groups(&self.detections, &mut out);
+        for group in &mut out {
+            group.sort();
+            group.dedup();
         }
         out
     }

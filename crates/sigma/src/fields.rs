@@ -86,6 +86,8 @@ pub struct FieldsView<'a> {
     /// Other names of fields, as Sigma rules write them: `Threat Name` as `ThreatName`,
     /// and a UserData value `LogFileCleared.SubjectUserName` as `SubjectUserName`.
     pub other_names: Option<&'a HashMap<String, &'a Value>>,
+    /// The event's single values lower-cased once, by the event's field name.
+    pub lowered: Option<&'a HashMap<&'a str, String>>,
 }
 
 /// The names Sigma rules use for fields whose event names hold spaces or a UserData
@@ -127,9 +129,13 @@ impl EventFields for FieldsView<'_> {
             .map(|value| FieldValue::of(value))
     }
 
-    fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>) -> bool) -> bool {
-        self.fields
-            .values()
-            .any(|value| visit(FieldValue::of(value)))
+    fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>, Option<&str>) -> bool) -> bool {
+        self.fields.iter().any(|(name, value)| {
+            let lower = self
+                .lowered
+                .and_then(|l| l.get(name.as_str()))
+                .map(String::as_str);
+            visit(FieldValue::of(value), lower)
+        })
     }
 }

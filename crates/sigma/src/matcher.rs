@@ -33,7 +33,8 @@ enum Glob {
 #[derive(Debug, Clone)]
 enum TextTest {
     Equals(String),
-    Contains(String),
+    /// The needle, and its searcher built once.
+    Contains(String, Box<memchr::memmem::Finder<'static>>),
     StartsWith(String),
     EndsWith(String),
     Glob(Vec<Glob>),
@@ -43,7 +44,7 @@ impl TextTest {
     fn matches(&self, text: &str) -> bool {
         match self {
             TextTest::Equals(needle) => text == needle,
-            TextTest::Contains(needle) => text.contains(needle.as_str()),
+            TextTest::Contains(_, finder) => finder.find(text.as_bytes()).is_some(),
             TextTest::StartsWith(needle) => text.starts_with(needle.as_str()),
             TextTest::EndsWith(needle) => text.ends_with(needle.as_str()),
             TextTest::Glob(parts) => glob_matches(parts, text),
@@ -54,7 +55,7 @@ impl TextTest {
     fn required_literal(&self) -> Option<&str> {
         match self {
             TextTest::Equals(s)
-            | TextTest::Contains(s)
+            | TextTest::Contains(s, _)
             | TextTest::StartsWith(s)
             | TextTest::EndsWith(s) => Some(s.as_str()),
             TextTest::Glob(_) => None,
@@ -141,8 +142,12 @@ enum Test {
 }
 
 impl Test {
-    fn matches(&self, value: &FieldValue<'_>) -> bool {
+    /// `lower`: the value's text already lower-cased, when the caller has it.
+    fn matches(&self, value: &FieldValue<'_>, lower: Option<&str>) -> bool {
         match self {
+            Test::Text { test, cased: false } if lower.is_some() => {
+                test.matches(lower.unwrap_or_default())
+            }
             Test::Text { test, cased } => match value.text() {
                 Some(text) if *cased => test.matches(&text),
                 Some(text) => test.matches(&text.to_lowercase()),
@@ -166,8 +171,8 @@ impl Test {
                 Comparison::Lt => n < *bound,
                 Comparison::Lte => n <= *bound,
             }),
-            Test::NotEqual(inner) => !inner.matches(value),
-            Test::Any(tests) => tests.iter().any(|t| t.matches(value)),
+            Test::NotEqual(inner) => !inner.matches(value, lower),
+            Test::Any(tests) => tests.iter().any(|t| t.matches(value, lower)),
             Test::Null => value.is_empty(),
         }
     }
@@ -229,8 +234,13 @@ pub struct ItemMatcher {
 /// Read access to an event's fields, by (mapped) name.
 pub trait EventFields {
     fn field(&self, name: &str) -> Option<FieldValue<'_>>;
-    /// Every value of the event (for keyword items).
-    fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>) -> bool) -> bool;
+    /// Every value of the event (for keyword items), with its lower-cased text when
+    /// the event computed it.
+    fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>, Option<&str>) -> bool) -> bool;
+    /// The lower-cased text of a single-valued field, if the event computed it.
+    fn lowered(&self, _name: &str) -> Option<&str> {
+        None
+    }
 }
 
 impl ItemMatcher {
@@ -278,7 +288,11 @@ impl ItemMatcher {
             Shape::Values { tests, all } => match self.field.as_deref() {
                 Some(name) => {
                     let value = event.field(name).unwrap_or(FieldValue::Null);
-                    let one = |test: &Test| value.any_element(&mut |v| test.matches(&v));
+                    let lower = match value {
+                        FieldValue::Array(_) => None,
+                        _ => event.lowered(name),
+                    };
+                    let one = |test: &Test| value.any_element(&mut |v| test.matches(&v, lower));
                     if *all {
                         tests.iter().all(one)
                     } else {
@@ -287,7 +301,10 @@ impl ItemMatcher {
                 }
                 None => {
                     let one = |test: &Test| {
-                        event.each_value(&mut |v| v.any_element(&mut |e| test.matches(&e)))
+                        event.each_value(&mut |v, lower| match v {
+                            FieldValue::Array(_) => v.any_element(&mut |e| test.matches(&e, None)),
+                            single => test.matches(&single, lower),
+                        })
                     };
                     if *all {
                         tests.iter().all(one)
@@ -370,7 +387,9 @@ fn text_test(mut parts: Vec<Glob>) -> TextTest {
         [only] if text_of(only).is_some() => TextTest::Equals(text_of(only).unwrap_or_default()),
         [Glob::Any] => TextTest::Glob(parts),
         [Glob::Any, middle, Glob::Any] if text_of(middle).is_some() => {
-            TextTest::Contains(text_of(middle).unwrap_or_default())
+            let needle = text_of(middle).unwrap_or_default();
+            let finder = Box::new(memchr::memmem::Finder::new(needle.as_bytes()).into_owned());
+            TextTest::Contains(needle, finder)
         }
         [first, Glob::Any] if text_of(first).is_some() => {
             TextTest::StartsWith(text_of(first).unwrap_or_default())
@@ -752,6 +771,7 @@ mod tests {
             fields: &fields,
             aliases: None,
             other_names: None,
+            lowered: None,
         })
     }
 

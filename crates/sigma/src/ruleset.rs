@@ -55,6 +55,8 @@ pub struct Rule {
     scope: Scope,
     /// Per required detection item: literals one of which must occur in the event.
     literals: Vec<Vec<String>>,
+    /// The same, as ids into the rule set's literal automaton.
+    literal_ids: Vec<Vec<u32>>,
 }
 
 /// An event as rules see it.
@@ -76,6 +78,9 @@ pub struct RuleSet {
     /// lower-case channel → rules for every event of the channel.
     by_channel: HashMap<String, Candidates>,
     everywhere: Vec<usize>,
+    /// Every rule literal, found in an event's text in one pass.
+    automaton: Option<aho_corasick::AhoCorasick>,
+    literal_count: usize,
 }
 
 fn tactic_and_technique(tags: &[String]) -> (Vec<String>, Vec<String>) {
@@ -138,16 +143,61 @@ impl RuleSet {
     }
 
     /// Loads every `.yml`/`.yaml` file under `paths` (files, directories, `.zip`s).
+    /// Files are read in order, then parsed and compiled on every core (each file is
+    /// independent); rules and refusals keep file order.
     pub fn load(paths: &[PathBuf], mapping: &LogsourceMapping) -> RuleSet {
         let mut set = RuleSet::default();
+        let mut texts = Vec::new();
         for path in paths {
-            set.load_path(path, mapping);
+            set.load_path(path, &mut texts);
+        }
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 16);
+        let chunk = texts.len().div_ceil(workers).max(1);
+        let parts: Vec<RuleSet> = std::thread::scope(|scope| {
+            let handles: Vec<_> = texts
+                .chunks(chunk)
+                .map(|chunk| {
+                    let handle = scope.spawn(move || {
+                        let mut part = RuleSet::default();
+                        for (source, text) in chunk {
+                            part.load_text(source, text, mapping);
+                        }
+                        part
+                    });
+                    (chunk, handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(chunk, handle)| {
+                    handle.join().unwrap_or_else(|_| {
+                        // A parser panic must not lose rules silently: name the files.
+                        let mut part = RuleSet::default();
+                        for (source, _) in chunk {
+                            part.refuse(
+                                source,
+                                None,
+                                None,
+                                "the rule parser crashed on this group of files".into(),
+                            );
+                        }
+                        part
+                    })
+                })
+                .collect()
+        });
+        for part in parts {
+            set.rules.extend(part.rules);
+            set.refused.extend(part.refused);
         }
         set.index();
         set
     }
 
-    fn load_path(&mut self, path: &Path, mapping: &LogsourceMapping) {
+    fn load_path(&mut self, path: &Path, texts: &mut Vec<(String, String)>) {
         let display = path.display().to_string();
         if path.is_dir() {
             let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
@@ -169,7 +219,7 @@ impl RuleSet {
                         || e.eq_ignore_ascii_case("zip")
                 });
                 if entry.is_dir() || is_rule {
-                    self.load_path(&entry, mapping);
+                    self.load_path(&entry, texts);
                 }
             }
             return;
@@ -178,7 +228,7 @@ impl RuleSet {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
         {
-            return self.load_zip(path, mapping);
+            return self.load_zip(path, texts);
         }
         match std::fs::metadata(path) {
             Ok(meta) if meta.len() > MAX_RULE_FILE_BYTES => {
@@ -198,7 +248,7 @@ impl RuleSet {
             Ok(_) => {}
         }
         match std::fs::read_to_string(path) {
-            Ok(text) => self.load_text(&display, &text, mapping),
+            Ok(text) => texts.push((display, text)),
             Err(error) => self.refuse(
                 &display,
                 None,
@@ -208,7 +258,7 @@ impl RuleSet {
         }
     }
 
-    fn load_zip(&mut self, path: &Path, mapping: &LogsourceMapping) {
+    fn load_zip(&mut self, path: &Path, texts: &mut Vec<(String, String)>) {
         let display = path.display().to_string();
         let archive = std::fs::File::open(path)
             .map_err(|e| e.to_string())
@@ -252,7 +302,7 @@ impl RuleSet {
                 .take(MAX_RULE_FILE_BYTES)
                 .read_to_string(&mut text)
             {
-                Ok(_) => self.load_text(&source, &text, mapping),
+                Ok(_) => texts.push((source, text)),
                 Err(error) => self.refuse(
                     &source,
                     None,
@@ -353,6 +403,7 @@ impl RuleSet {
             program,
             scope,
             literals,
+            literal_ids: Vec::new(),
         })
     }
 
@@ -366,6 +417,33 @@ impl RuleSet {
         self.by_event.clear();
         self.by_channel.clear();
         self.everywhere.clear();
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut literals: Vec<String> = Vec::new();
+        for rule in &mut self.rules {
+            rule.literal_ids = rule
+                .literals
+                .iter()
+                .map(|group| {
+                    group
+                        .iter()
+                        .map(|literal| {
+                            *ids.entry(literal.clone()).or_insert_with(|| {
+                                literals.push(literal.clone());
+                                (literals.len() - 1) as u32
+                            })
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        self.literal_count = literals.len();
+        // Literals are few thousand short strings; should the automaton be refused
+        // (it never is at this size), rules are simply not prefiltered.
+        self.automaton = if literals.is_empty() {
+            None
+        } else {
+            aho_corasick::AhoCorasick::new(&literals).ok()
+        };
         for (index, rule) in self.rules.iter().enumerate() {
             match &rule.scope {
                 Scope::Everywhere => self.everywhere.push(index),
@@ -405,12 +483,16 @@ impl RuleSet {
         if candidates == 0 {
             return matched;
         }
-        // The event's text, lower-cased once, for the literal prefilter.
+        // Every single value lower-cased once (shared by all rules), and the event's
+        // text for the literal prefilter.
+        let mut lowered: HashMap<&str, String> = HashMap::with_capacity(event.fields.len());
         let mut haystack = String::new();
-        for value in event.fields.values() {
+        for (name, value) in event.fields {
             if let Some(text) = crate::fields::FieldValue::of(value).text() {
-                haystack.push_str(&text.to_lowercase());
+                let lower = text.to_lowercase();
+                haystack.push_str(&lower);
                 haystack.push('\u{1}');
+                lowered.insert(name.as_str(), lower);
             } else if let serde_json::Value::Array(items) = value {
                 for item in items {
                     if let Some(text) = crate::fields::FieldValue::of(item).text() {
@@ -420,19 +502,33 @@ impl RuleSet {
                 }
             }
         }
+        let mut present = vec![false; self.literal_count];
+        if let Some(automaton) = &self.automaton {
+            for found in automaton.find_overlapping_iter(&haystack) {
+                present[found.pattern().as_usize()] = true;
+            }
+        }
         let other_names = crate::fields::other_names(event.fields);
         let mut test = |index: usize, aliases: Option<&HashMap<String, String>>| {
             let rule = &self.rules[index];
-            if !rule.literals.iter().all(|any| {
-                any.iter()
-                    .any(|literal| haystack.contains(literal.as_str()))
-            }) {
+            let possible = if self.automaton.is_some() {
+                rule.literal_ids
+                    .iter()
+                    .all(|any| any.iter().any(|id| present[*id as usize]))
+            } else {
+                rule.literals.iter().all(|any| {
+                    any.iter()
+                        .any(|literal| haystack.contains(literal.as_str()))
+                })
+            };
+            if !possible {
                 return;
             }
             let view = FieldsView {
                 fields: event.fields,
                 aliases,
                 other_names: other_names.as_ref(),
+                lowered: Some(&lowered),
             };
             if rule.program.matches(&view) {
                 matched.push(index);
