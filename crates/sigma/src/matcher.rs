@@ -51,14 +51,21 @@ impl TextTest {
         }
     }
 
-    /// The literal text every match must contain (for prefiltering).
-    fn required_literal(&self) -> Option<&str> {
+    /// A literal text every match must contain (for prefiltering): the needle, or a
+    /// glob's longest fixed piece.
+    fn required_literal(&self) -> Option<String> {
         match self {
             TextTest::Equals(s)
             | TextTest::Contains(s, _)
             | TextTest::StartsWith(s)
-            | TextTest::EndsWith(s) => Some(s.as_str()),
-            TextTest::Glob(_) => None,
+            | TextTest::EndsWith(s) => Some(s.clone()),
+            TextTest::Glob(parts) => parts
+                .iter()
+                .filter_map(|part| match part {
+                    Glob::Text(chars) => Some(chars.iter().collect::<String>()),
+                    _ => None,
+                })
+                .max_by_key(String::len),
         }
     }
 }
@@ -319,17 +326,37 @@ impl ItemMatcher {
     /// Literal texts (lower-cased) one of which any match must contain, if known: the
     /// engine uses them to skip rules whose literals do not occur in the event at all.
     pub fn required_literals(&self) -> Option<Vec<String>> {
-        let Shape::Values { tests, all: false } = &self.shape else {
+        let Shape::Values { tests, all } = &self.shape else {
             return None;
         };
+        if *all {
+            // Every test must match, so any one test's literals are required: the
+            // most selective (fewest alternatives, longest text).
+            return tests.iter().filter_map(test_literals).min_by_key(|set| {
+                let shortest = set.iter().map(String::len).min().unwrap_or(0);
+                (set.len(), usize::MAX - shortest)
+            });
+        }
         let mut out = Vec::with_capacity(tests.len());
         for test in tests {
-            match test {
-                Test::Text { test, cased: false } => out.push(test.required_literal()?.to_string()),
-                _ => return None,
-            }
+            out.extend(test_literals(test)?);
         }
         Some(out)
+    }
+}
+
+/// Literals one of which a value must contain to pass `test` (case-insensitive tests).
+fn test_literals(test: &Test) -> Option<Vec<String>> {
+    match test {
+        Test::Text { test, cased: false } => Some(vec![test.required_literal()?]),
+        Test::Any(alternatives) => {
+            let mut out = Vec::new();
+            for alternative in alternatives {
+                out.extend(test_literals(alternative)?);
+            }
+            Some(out)
+        }
+        _ => None,
     }
 }
 

@@ -59,6 +59,14 @@ pub struct Rule {
     literal_ids: Vec<Vec<u32>>,
 }
 
+impl Rule {
+    /// How many literal sets prefilter this rule (0: evaluated on every event of its
+    /// logsource).
+    pub fn literal_groups_len(&self) -> usize {
+        self.literals.len()
+    }
+}
+
 /// An event as rules see it.
 pub struct EventRef<'a> {
     pub channel: Option<&'a str>,

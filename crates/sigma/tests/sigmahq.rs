@@ -328,3 +328,34 @@ fn parity_with_chainsaw_on_evtx_attack_samples() {
         missed.len()
     );
 }
+
+#[test]
+#[ignore = "diagnostic"]
+fn literal_prefilter_coverage() {
+    let Some(sigma) = sigma_dir() else { return };
+    let set = RuleSet::load(&rule_folders(&sigma), &LogsourceMapping::built_in());
+    let without: Vec<_> = set
+        .rules
+        .iter()
+        .filter(|r| r.literal_groups_len() == 0)
+        .collect();
+    eprintln!(
+        "{} of {} rules have no literal requirement",
+        without.len(),
+        set.rules.len()
+    );
+    let mut by_source: BTreeMap<&str, usize> = BTreeMap::new();
+    for rule in &without {
+        *by_source.entry(rule.meta.logsource.as_str()).or_default() += 1;
+    }
+    for (source, count) in by_source {
+        eprintln!("  {count:4} {source}");
+    }
+    for rule in without
+        .iter()
+        .filter(|r| r.meta.logsource.contains("process_creation"))
+        .take(15)
+    {
+        eprintln!("  {}", rule.meta.title);
+    }
+}
