@@ -7,7 +7,7 @@
 
 use anyhow::{Context as _, bail};
 use casescope_evidence::{Context, Format, Limits, Outcome, parse_file};
-use casescope_sigma::{EventRef, LogsourceMapping, RuleSet};
+use casescope_sigma::{BaseHit, EventRef, LogsourceMapping, RuleSet};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -164,6 +164,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         .min(files.len().max(1));
     let next = AtomicUsize::new(0);
     let rows = Mutex::new(Vec::new());
+    let base_hits = Mutex::new(Vec::new());
     let totals = Mutex::new((0u64, 0u64, Vec::<String>::new()));
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -174,8 +175,20 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
                         break;
                     };
                     let mut found = Vec::new();
-                    let outcome = analyze_file(&rules, path, *format, workers == 1, &mut found);
+                    let mut correlated = Vec::new();
+                    let outcome = analyze_file(
+                        &rules,
+                        path,
+                        *format,
+                        workers == 1,
+                        &mut found,
+                        &mut correlated,
+                    );
                     rows.lock().unwrap_or_else(|p| p.into_inner()).extend(found);
+                    base_hits
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(correlated);
                     let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner());
                     match outcome {
                         Ok((read, rejected)) => {
@@ -189,6 +202,29 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
     });
     let mut rows = rows.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Correlation rules, over the matches of every file together, on event time.
+    let base_hits = base_hits.into_inner().unwrap_or_else(|p| p.into_inner());
+    for hit in rules.correlate(&base_hits) {
+        let correlation = &rules.correlations[hit.correlation];
+        rows.push(Row {
+            timestamp: time_text(hit.last_micros),
+            micros: hit.last_micros,
+            level: correlation.level.clone().unwrap_or_default(),
+            rule_title: correlation.title.clone(),
+            rule_id: correlation.id.clone(),
+            computer: String::new(),
+            channel: String::new(),
+            event_id: None,
+            record_id: None,
+            file: format!(
+                "correlation: {} events from {} ({}), group [{}]",
+                hit.events.len(),
+                time_text(hit.first_micros),
+                hit.count,
+                hit.group.join(", ")
+            ),
+        });
+    }
     rows.sort_by(|a, b| {
         (a.micros, &a.file, a.record_id, &a.rule_id).cmp(&(
             b.micros,
@@ -225,6 +261,7 @@ fn analyze_file(
     format: Format,
     only_file: bool,
     rows: &mut Vec<Row>,
+    correlated: &mut Vec<BaseHit>,
 ) -> anyhow::Result<(u64, u64)> {
     let context = Context {
         case_id: "analyze".into(),
@@ -247,6 +284,26 @@ fn analyze_file(
                 fields: &event.fields,
             };
             for index in rules.evaluate(&view) {
+                if rules.is_correlated(index) {
+                    let values = rules
+                        .correlation_fields(index)
+                        .into_iter()
+                        .filter_map(|name| {
+                            let value = event.fields.get(&name)?;
+                            let text = value
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| value.to_string());
+                            Some((name, text))
+                        })
+                        .collect();
+                    correlated.push(BaseHit {
+                        rule: index,
+                        timestamp_micros: event.timestamp_micros,
+                        event: format!("{display}#{}", event.record_id.unwrap_or_default()),
+                        values,
+                    });
+                }
                 let meta = &rules.rules[index].meta;
                 rows.push(Row {
                     timestamp: time_text(event.timestamp_micros),

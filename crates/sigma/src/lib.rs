@@ -6,15 +6,18 @@
 //! mapping from Sigma categories and services to channels, event IDs and field names.
 //!
 //! Parsing of the YAML and of condition expressions is rsigma-parser's; matching is
-//! this crate's. Not here: correlation rules (listed as refused for now), storing
-//! detections, the detect stage.
+//! this crate's, and so is the evaluation of correlation rules (event_count,
+//! value_count, temporal, temporal_ordered) over the matches of a whole case. Not
+//! here: storing detections, the detect stage.
 
 mod compile;
+mod correlation;
 mod fields;
 mod logsource;
 mod matcher;
 mod ruleset;
 
+pub use correlation::{BaseHit, Correlation, CorrelationHit, Kind as CorrelationKind};
 pub use fields::{FieldValue, FieldsView};
 pub use logsource::{LogsourceMapping, Scope, Target};
 pub use matcher::base64_offsets;

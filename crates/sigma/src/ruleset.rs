@@ -21,6 +21,8 @@ pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleMeta {
     pub id: String,
+    /// The rule's `name` (what correlation rules may reference it by).
+    pub name: Option<String>,
     pub title: String,
     pub status: Option<String>,
     pub level: Option<String>,
@@ -86,6 +88,10 @@ pub struct RuleSet {
     /// lower-case channel → rules for every event of the channel.
     by_channel: HashMap<String, Candidates>,
     everywhere: Vec<usize>,
+    /// Correlation rules, resolved against `rules`.
+    pub correlations: Vec<crate::correlation::Correlation>,
+    /// Correlation documents waiting for every rule to load.
+    pending_correlations: Vec<(String, rsigma_parser::CorrelationRule)>,
     /// Every rule literal, found in an event's text in one pass.
     automaton: Option<aho_corasick::AhoCorasick>,
     literal_count: usize,
@@ -146,6 +152,7 @@ impl RuleSet {
         for (source, text) in BUILT_IN_RULES {
             set.load_text(source, text, mapping);
         }
+        set.resolve_correlations();
         set.index();
         set
     }
@@ -200,9 +207,60 @@ impl RuleSet {
         for part in parts {
             set.rules.extend(part.rules);
             set.refused.extend(part.refused);
+            set.pending_correlations.extend(part.pending_correlations);
         }
+        set.resolve_correlations();
         set.index();
         set
+    }
+
+    /// Resolves correlation rules against the loaded rules (by id or name).
+    fn resolve_correlations(&mut self) {
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            names.insert(rule.meta.id.clone(), index);
+            if let Some(name) = &rule.meta.name {
+                names.insert(name.clone(), index);
+            }
+        }
+        for (source, rule) in std::mem::take(&mut self.pending_correlations) {
+            match crate::correlation::Correlation::resolve(&rule, &names) {
+                Ok(correlation) => self.correlations.push(correlation),
+                Err(reason) => {
+                    self.refuse(&source, rule.id.clone(), Some(rule.title.clone()), reason)
+                }
+            }
+        }
+    }
+
+    /// Correlation hits over the matches of a whole case (any order).
+    pub fn correlate(
+        &self,
+        hits: &[crate::correlation::BaseHit],
+    ) -> Vec<crate::correlation::CorrelationHit> {
+        self.correlations
+            .iter()
+            .enumerate()
+            .flat_map(|(index, correlation)| correlation.evaluate(index, hits))
+            .collect()
+    }
+
+    /// Whether a correlation rule references `rule`.
+    pub fn is_correlated(&self, rule: usize) -> bool {
+        self.correlations.iter().any(|c| c.rules.contains(&rule))
+    }
+
+    /// Event fields the correlations read from matches of `rule`.
+    pub fn correlation_fields(&self, rule: usize) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .correlations
+            .iter()
+            .filter(|c| c.rules.contains(&rule))
+            .flat_map(|c| c.fields_read(rule))
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
     }
 
     fn load_path(&mut self, path: &Path, texts: &mut Vec<(String, String)>) {
@@ -330,8 +388,9 @@ impl RuleSet {
         });
     }
 
-    /// Loads the rules of one YAML text (one or more documents).
-    pub fn load_text(&mut self, source: &str, text: &str, mapping: &LogsourceMapping) {
+    /// Loads the rules of one YAML text (one or more documents); the caller resolves
+    /// correlations and indexes afterwards.
+    fn load_text(&mut self, source: &str, text: &str, mapping: &LogsourceMapping) {
         let collection = match parse_sigma_yaml(text) {
             Ok(collection) => collection,
             Err(error) => {
@@ -342,12 +401,8 @@ impl RuleSet {
             self.refuse(source, None, None, format!("not a Sigma rule: {error}"));
         }
         for correlation in &collection.correlations {
-            self.refuse(
-                source,
-                correlation.id.clone(),
-                Some(correlation.title.clone()),
-                "correlation rules are not evaluated yet".into(),
-            );
+            self.pending_correlations
+                .push((source.to_string(), correlation.clone()));
         }
         for filter in &collection.filters {
             self.refuse(
@@ -394,6 +449,7 @@ impl RuleSet {
         Ok(Rule {
             meta: RuleMeta {
                 id,
+                name: rule.name.clone(),
                 title: rule.title.clone(),
                 status: rule.status.map(|s| format!("{s:?}").to_lowercase()),
                 level: rule.level.map(|l| l.as_str().to_string()),
