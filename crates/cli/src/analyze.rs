@@ -276,52 +276,117 @@ fn analyze_file(
         },
     };
     let display = path.display().to_string();
-    let summary = parse_file(path, format, &context, &mut |outcome| {
-        if let Outcome::Event(event) = outcome {
-            let view = EventRef {
-                channel: event.channel.as_deref(),
-                event_code: event.event_code,
-                fields: &event.fields,
-            };
-            for index in rules.evaluate(&view) {
-                if rules.is_correlated(index) {
-                    let values = rules
-                        .correlation_fields(index)
-                        .into_iter()
-                        .filter_map(|name| {
-                            let value = event.fields.get(&name)?;
-                            let text = value
-                                .as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| value.to_string());
-                            Some((name, text))
-                        })
-                        .collect();
-                    correlated.push(BaseHit {
-                        rule: index,
-                        timestamp_micros: event.timestamp_micros,
-                        event: format!("{display}#{}", event.record_id.unwrap_or_default()),
-                        values,
-                    });
-                }
-                let meta = &rules.rules[index].meta;
-                rows.push(Row {
-                    timestamp: time_text(event.timestamp_micros),
-                    micros: event.timestamp_micros,
-                    level: meta.level.clone().unwrap_or_default(),
-                    rule_title: meta.title.clone(),
-                    rule_id: meta.id.clone(),
-                    computer: event.computer.clone().unwrap_or_default(),
-                    channel: event.channel.clone().unwrap_or_default(),
-                    event_id: event.event_code,
-                    record_id: event.record_id,
-                    file: display.clone(),
-                });
+    if !only_file {
+        // Other workers keep the other cores busy: evaluate inline.
+        let summary = parse_file(path, format, &context, &mut |outcome| {
+            if let Outcome::Event(event) = outcome {
+                evaluate_event(rules, &event, &display, rows, correlated);
             }
+            ControlFlow::Continue(())
+        })?;
+        return Ok((summary.records_read, summary.rejected));
+    }
+    // A lone file: the parser's threads decode, and every core evaluates batches of
+    // events (bounded: at most `QUEUED` batches wait).
+    const BATCH: usize = 512;
+    const QUEUED: usize = 8;
+    let evaluators = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (sender, receiver) =
+        std::sync::mpsc::sync_channel::<Vec<casescope_evidence::Event>>(QUEUED);
+    let receiver = Mutex::new(receiver);
+    let results = Mutex::new((Vec::new(), Vec::new()));
+    let summary = std::thread::scope(|scope| {
+        for _ in 0..evaluators {
+            scope.spawn(|| {
+                let (mut found, mut hits) = (Vec::new(), Vec::new());
+                loop {
+                    let batch = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(batch) = batch else { break };
+                    for event in &batch {
+                        evaluate_event(rules, event, &display, &mut found, &mut hits);
+                    }
+                }
+                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                results.0.extend(found);
+                results.1.extend(hits);
+            });
         }
-        ControlFlow::Continue(())
+        let mut batch = Vec::with_capacity(BATCH);
+        let summary = parse_file(path, format, &context, &mut |outcome| {
+            if let Outcome::Event(event) = outcome {
+                batch.push(*event);
+                if batch.len() >= BATCH
+                    && sender
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_err()
+                {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if !batch.is_empty() {
+            let _ = sender.send(batch);
+        }
+        drop(sender);
+        summary
     })?;
+    let (found, hits) = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    rows.extend(found);
+    correlated.extend(hits);
     Ok((summary.records_read, summary.rejected))
+}
+
+/// Evaluates one event, adding its detections (and correlation inputs).
+fn evaluate_event(
+    rules: &RuleSet,
+    event: &casescope_evidence::Event,
+    display: &str,
+    rows: &mut Vec<Row>,
+    correlated: &mut Vec<BaseHit>,
+) {
+    let view = EventRef {
+        channel: event.channel.as_deref(),
+        event_code: event.event_code,
+        fields: &event.fields,
+    };
+    for index in rules.evaluate(&view) {
+        if rules.is_correlated(index) {
+            let values = rules
+                .correlation_fields(index)
+                .into_iter()
+                .filter_map(|name| {
+                    let value = event.fields.get(&name)?;
+                    let text = value
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| value.to_string());
+                    Some((name, text))
+                })
+                .collect();
+            correlated.push(BaseHit {
+                rule: index,
+                timestamp_micros: event.timestamp_micros,
+                event: format!("{display}#{}", event.record_id.unwrap_or_default()),
+                values,
+            });
+        }
+        let meta = &rules.rules[index].meta;
+        rows.push(Row {
+            timestamp: time_text(event.timestamp_micros),
+            micros: event.timestamp_micros,
+            level: meta.level.clone().unwrap_or_default(),
+            rule_title: meta.title.clone(),
+            rule_id: meta.id.clone(),
+            computer: event.computer.clone().unwrap_or_default(),
+            channel: event.channel.clone().unwrap_or_default(),
+            event_id: event.event_code,
+            record_id: event.record_id,
+            file: display.to_string(),
+        });
+    }
 }
 
 fn print_rows(rows: &[Row], args: &AnalyzeArgs) -> anyhow::Result<()> {
