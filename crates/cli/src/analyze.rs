@@ -66,6 +66,10 @@ struct Row {
     event_id: Option<u32>,
     record_id: Option<u64>,
     file: String,
+    /// JSON only: the rule's content hash and ATT&CK mapping.
+    rule_content_hash: String,
+    tactics: Vec<String>,
+    techniques: Vec<String>,
 }
 
 fn evidence_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Format)>> {
@@ -223,6 +227,9 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
                 hit.count,
                 hit.group.join(", ")
             ),
+            rule_content_hash: String::new(),
+            tactics: Vec::new(),
+            techniques: Vec::new(),
         });
     }
     rows.sort_by(|a, b| {
@@ -385,6 +392,9 @@ fn evaluate_event(
             event_id: event.event_code,
             record_id: event.record_id,
             file: display.to_string(),
+            rule_content_hash: meta.content_hash.clone(),
+            tactics: meta.tactics.clone(),
+            techniques: meta.techniques.clone(),
         });
     }
 }
