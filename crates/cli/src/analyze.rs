@@ -380,6 +380,9 @@ fn evaluate_event(
                 values,
             });
         }
+        if !rules.reports_matches(index) {
+            continue;
+        }
         let meta = &rules.rules[index].meta;
         rows.push(Row {
             timestamp: time_text(event.timestamp_micros),

@@ -27,6 +27,8 @@ pub struct Correlation {
     /// Canonical name → (rule index → the rule's event field name).
     aliases: HashMap<String, HashMap<usize, String>>,
     pub timespan_micros: i64,
+    /// Whether the referenced rules also report their own matches (`generate`).
+    pub generate: bool,
     predicates: Vec<(ConditionOperator, u64)>,
     /// `value_count`: the field whose distinct values are counted.
     value_field: Option<String>,
@@ -175,6 +177,7 @@ impl Correlation {
             group_by: rule.group_by.clone(),
             aliases,
             timespan_micros,
+            generate: rule.generate,
             predicates,
             value_field,
         })

@@ -245,6 +245,17 @@ impl RuleSet {
             .collect()
     }
 
+    /// Whether `rule`'s own matches are reported: not when every correlation that
+    /// references it says `generate: false` (the Sigma default).
+    pub fn reports_matches(&self, rule: usize) -> bool {
+        let referencing: Vec<_> = self
+            .correlations
+            .iter()
+            .filter(|c| c.rules.contains(&rule))
+            .collect();
+        referencing.is_empty() || referencing.iter().any(|c| c.generate)
+    }
+
     /// Whether a correlation rule references `rule`.
     pub fn is_correlated(&self, rule: usize) -> bool {
         self.correlations.iter().any(|c| c.rules.contains(&rule))

@@ -92,6 +92,8 @@ fn rule_set() -> RuleSet {
     let set = RuleSet::load(&[dir.path().to_path_buf()], &LogsourceMapping::built_in());
     assert!(set.refused.is_empty(), "{:?}", set.refused);
     assert_eq!(set.correlations.len(), 4);
+    // No correlation says `generate: true`: the base rules' own matches are not reported.
+    assert!((0..set.rules.len()).all(|rule| !set.reports_matches(rule)));
     set
 }
 
@@ -246,6 +248,33 @@ fn temporal_and_temporal_ordered_follow_order_and_timespan() {
         ("b.evtx", 300, 4624, success),
     ];
     assert_eq!(fired(&set, &far), []);
+}
+
+#[test]
+fn generate_true_keeps_the_referenced_rules_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = RULES.replace(
+        "title: Many failed logons from one address\nid: 22222222-0000-0000-0000-000000000001\ncorrelation:\n",
+        "title: Many failed logons from one address\nid: 22222222-0000-0000-0000-000000000001\ncorrelation:\n    generate: true\n",
+    );
+    assert_ne!(text, RULES);
+    std::fs::write(dir.path().join("rules.yml"), text).unwrap();
+    let set = RuleSet::load(&[dir.path().to_path_buf()], &LogsourceMapping::built_in());
+    let failed = set
+        .rules
+        .iter()
+        .position(|r| r.meta.title == "Failed logon")
+        .unwrap();
+    let success = set
+        .rules
+        .iter()
+        .position(|r| r.meta.title == "Successful logon")
+        .unwrap();
+    assert!(
+        set.reports_matches(failed),
+        "referenced by a generating correlation"
+    );
+    assert!(!set.reports_matches(success));
 }
 
 #[test]
