@@ -266,9 +266,9 @@ impl Transport {
                 }
                 Err(error) => {
                     let failure = if error.is_timeout() {
-                        format!("no answer in time: {error}")
+                        format!("no answer in time: {}", error_chain(&error))
                     } else {
-                        format!("request failed: {error}")
+                        format!("request failed: {}", error_chain(&error))
                     };
                     if attempt >= self.backoff.max_retries {
                         return Err(StoreError::Unavailable(format!(
@@ -316,6 +316,22 @@ pub fn json_body(value: &Value) -> Result<Body, StoreError> {
     serde_json::to_vec(value)
         .map(Body::Json)
         .map_err(|e| StoreError::Internal(format!("request as JSON: {e}")))
+}
+
+/// An error and its causes ("error sending request …: connection refused"): reqwest's
+/// own message leaves out why the connection failed.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
