@@ -169,7 +169,7 @@ pub enum Mode {
 }
 
 /// Resolved, validated configuration of one process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub mode: Mode,
     pub listen: SocketAddr,
@@ -190,7 +190,7 @@ pub struct Config {
 }
 
 /// Unresolved settings: every field optional, from one source.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub service: Option<String>,
@@ -465,6 +465,101 @@ impl Settings {
     }
 }
 
+impl std::fmt::Debug for Config {
+    /// Passwords in URLs are shown as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field(
+                "nats_url",
+                &self.nats_url.as_deref().map(redact_url_password),
+            )
+            .field("nats_namespace", &self.nats_namespace)
+            .field("log_filter", &self.log_filter)
+            .field("log_format", &self.log_format)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("reconcile_period", &self.reconcile_period)
+            .field("max_db_connections", &self.max_db_connections)
+            .field("service_addrs", &self.service_addrs)
+            .field("event_store", &self.event_store)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    /// Passwords in URLs are shown as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("service", &self.service)
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field(
+                "nats_url",
+                &self.nats_url.as_deref().map(redact_url_password),
+            )
+            .field("nats_namespace", &self.nats_namespace)
+            .field("log", &self.log)
+            .field("log_format", &self.log_format)
+            .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("lease_ttl_secs", &self.lease_ttl_secs)
+            .field("reconcile_period_secs", &self.reconcile_period_secs)
+            .field("max_db_connections", &self.max_db_connections)
+            .field("service_addrs", &self.service_addrs)
+            .field("event_store", &self.event_store)
+            .field(
+                "opensearch_url",
+                &self.opensearch_url.as_deref().map(redact_url_password),
+            )
+            .field("opensearch_index", &self.opensearch_index)
+            .field("opensearch_username", &self.opensearch_username)
+            .field("opensearch_password", &self.opensearch_password)
+            .field("opensearch_password_file", &self.opensearch_password_file)
+            .field("opensearch_ca_file", &self.opensearch_ca_file)
+            .field("opensearch_insecure", &self.opensearch_insecure)
+            .field(
+                "opensearch_request_timeout_secs",
+                &self.opensearch_request_timeout_secs,
+            )
+            .field(
+                "opensearch_connect_timeout_secs",
+                &self.opensearch_connect_timeout_secs,
+            )
+            .field("opensearch_bulk_max_bytes", &self.opensearch_bulk_max_bytes)
+            .field("opensearch_max_retries", &self.opensearch_max_retries)
+            .field("opensearch_shards", &self.opensearch_shards)
+            .field("opensearch_replicas", &self.opensearch_replicas)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info replaced by `***`
+/// (`postgres://cases:secret@db/cases` → `postgres://cases:***@db/cases`).
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match user_info.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_string(),
+    }
+}
+
 /// Every configuration problem found, one per line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub Vec<String>);
@@ -483,6 +578,33 @@ impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_output_hides_url_passwords() {
+        let settings = super::Settings {
+            database_url: Some("postgres://cases:s3cret@db:5432/cases?sslmode=require".into()),
+            nats_url: Some("nats://bus:n4ts@nats:4222".into()),
+            ..Default::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("n4ts"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://cases:***@db:5432/cases?sslmode=require"),
+            "{shown}"
+        );
+        assert_eq!(
+            super::redact_url_password("postgres://db/x"),
+            "postgres://db/x"
+        );
+        assert_eq!(
+            super::redact_url_password("nats://user@h:1"),
+            "nats://user@h:1"
+        );
+        assert_eq!(super::redact_url_password("not a url"), "not a url");
+    }
+
     use super::*;
 
     #[test]
