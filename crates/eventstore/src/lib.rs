@@ -157,6 +157,49 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<Bucket>, StoreError>;
 }
 
+/// Refuses a histogram interval that is not positive (every backend, before any work).
+pub(crate) fn check_interval(interval_micros: i64) -> Result<(), StoreError> {
+    if interval_micros <= 0 {
+        return Err(StoreError::Invalid(
+            "the histogram interval must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The bucket grid from the first to the last match: the first bucket's start (aligned
+/// to the interval) and the bucket count, refused past [`MAX_HISTOGRAM_BUCKETS`].
+pub(crate) fn histogram_grid(
+    first: i64,
+    last: i64,
+    interval_micros: i64,
+) -> Result<(i64, usize), StoreError> {
+    let start = first - first.rem_euclid(interval_micros);
+    let buckets = last
+        .checked_sub(start)
+        .map(|span| span / interval_micros + 1)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(usize::MAX);
+    if buckets > MAX_HISTOGRAM_BUCKETS {
+        return Err(StoreError::Invalid(format!(
+            "{buckets} buckets needed; at most {MAX_HISTOGRAM_BUCKETS} (use a larger interval)"
+        )));
+    }
+    Ok((start, buckets))
+}
+
+/// Counts per bucket of the grid as [`Bucket`]s.
+pub(crate) fn grid_buckets(start: i64, interval_micros: i64, counts: Vec<u64>) -> Vec<Bucket> {
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(n, count)| Bucket {
+            start_micros: start + n as i64 * interval_micros,
+            count,
+        })
+        .collect()
+}
+
 /// Checks the parts of a query every backend validates the same way.
 pub fn validate(query: &EventQuery) -> Result<(), StoreError> {
     if query.page_size == 0 || query.page_size > MAX_PAGE_SIZE {

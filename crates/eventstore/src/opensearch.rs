@@ -38,10 +38,7 @@ pub use options::{OpenSearchOptions, RefreshPolicy};
 pub use scan::FileScan;
 use scan::cursor_of;
 
-use crate::{
-    Bucket, EventQuery, EventStore, MAX_HISTOGRAM_BUCKETS, SearchPage, StoreError, WriteReport,
-    validate,
-};
+use crate::{Bucket, EventQuery, EventStore, SearchPage, StoreError, WriteReport, validate};
 use bulk::{BulkItem, Outcome};
 use casescope_evidence::Event;
 use client::{Backoff, Body, Transport, error_type, json_body, status_error};
@@ -468,28 +465,14 @@ impl EventStore for OpenSearchStore {
         query: &EventQuery,
         interval_micros: i64,
     ) -> Result<Vec<Bucket>, StoreError> {
-        if interval_micros <= 0 {
-            return Err(StoreError::Invalid(
-                "the histogram interval must be positive".into(),
-            ));
-        }
+        crate::check_interval(interval_micros)?;
         let edges = self
             .search_request(&query.case_id, &translate::edges_body(query)?)
             .await?;
         let Some((first, last)) = response::edges(&edges)? else {
             return Ok(Vec::new());
         };
-        let start = first - first.rem_euclid(interval_micros);
-        let buckets = last
-            .checked_sub(start)
-            .map(|span| span / interval_micros + 1)
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(usize::MAX);
-        if buckets > MAX_HISTOGRAM_BUCKETS {
-            return Err(StoreError::Invalid(format!(
-                "{buckets} buckets needed; at most {MAX_HISTOGRAM_BUCKETS} (use a larger interval)"
-            )));
-        }
+        let (start, buckets) = crate::histogram_grid(first, last, interval_micros)?;
         let answer = self
             .search_request(
                 &query.case_id,

@@ -7,8 +7,8 @@ mod schema;
 mod translate;
 
 use crate::{
-    Bucket, Cursor, EventQuery, EventStore, MAX_HISTOGRAM_BUCKETS, SearchPage, SortOrder,
-    StoreError, WriteReport, validate,
+    Bucket, Cursor, EventQuery, EventStore, SearchPage, SortOrder, StoreError, WriteReport,
+    validate,
 };
 use casescope_evidence::Event;
 use paths::FieldNames;
@@ -351,11 +351,7 @@ impl EventStore for TantivyStore {
         query: &EventQuery,
         interval_micros: i64,
     ) -> Result<Vec<Bucket>, StoreError> {
-        if interval_micros <= 0 {
-            return Err(StoreError::Invalid(
-                "the histogram interval must be positive".into(),
-            ));
-        }
+        crate::check_interval(interval_micros)?;
         let query = query.clone();
         self.blocking(move |inner| {
             let searcher = inner.reader.searcher();
@@ -369,13 +365,7 @@ impl EventStore for TantivyStore {
             let (Some(first), Some(last)) = (edge(Order::Asc)?, edge(Order::Desc)?) else {
                 return Ok(Vec::new());
             };
-            let start = first - first.rem_euclid(interval_micros);
-            let buckets = usize::try_from((last - start) / interval_micros + 1).unwrap_or(usize::MAX);
-            if buckets > MAX_HISTOGRAM_BUCKETS {
-                return Err(StoreError::Invalid(format!(
-                    "{buckets} buckets needed; at most {MAX_HISTOGRAM_BUCKETS} (use a larger interval)"
-                )));
-            }
+            let (start, buckets) = crate::histogram_grid(first, last, interval_micros)?;
             let collector = HistogramCollector::new::<i64>(
                 schema::TIMESTAMP.to_string(),
                 start,
@@ -383,14 +373,7 @@ impl EventStore for TantivyStore {
                 buckets,
             );
             let counts = searcher.search(&*full, &collector).map_err(internal)?;
-            Ok(counts
-                .into_iter()
-                .enumerate()
-                .map(|(n, count)| Bucket {
-                    start_micros: start + n as i64 * interval_micros,
-                    count,
-                })
-                .collect())
+            Ok(crate::grid_buckets(start, interval_micros, counts))
         })
         .await
     }

@@ -158,14 +158,7 @@ pub fn histogram(
             *slot += count;
         }
     }
-    Ok(counts
-        .into_iter()
-        .enumerate()
-        .map(|(n, count)| Bucket {
-            start_micros: start + n as i64 * interval_micros,
-            count,
-        })
-        .collect())
+    Ok(crate::grid_buckets(start, interval_micros, counts))
 }
 
 /// A task started with `wait_for_completion=false`.
