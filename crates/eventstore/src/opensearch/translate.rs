@@ -14,7 +14,7 @@ use super::document::{
     KEY_SEPARATOR, encode_f64, encode_i64, field_key, sortable_tiebreak, term_entry, value_words,
     word_token,
 };
-use crate::query::Query;
+use crate::query::{Query, map_bound, parse_time};
 use crate::{Cursor, EventQuery, SortOrder, StoreError};
 use serde_json::{Map, Value, json};
 use std::ops::Bound;
@@ -76,11 +76,6 @@ fn range(field: &str, lower: Bound<Value>, upper: Bound<Value>) -> Value {
         Bound::Unbounded => {}
     }
     json!({"range": {field: bounds}})
-}
-
-fn parse_time(value: &str) -> Result<i64, StoreError> {
-    casescope_evidence::parse_timestamp(&Value::String(value.to_string()))
-        .map_err(|why| StoreError::Invalid(format!("timestamp: {why}")))
 }
 
 /// Escapes text that must match literally inside a Lucene wildcard pattern.
@@ -177,14 +172,6 @@ fn wildcard_query(target: &Target, pattern: &str) -> Result<Value, StoreError> {
                 wildcard("field_words", format!("{key}{pattern}")),
             ])
         }
-    })
-}
-
-fn map_bound<T>(bound: &Bound<String>, parse: impl Fn(&str) -> Option<T>) -> Option<Bound<T>> {
-    Some(match bound {
-        Bound::Included(v) => Bound::Included(parse(v)?),
-        Bound::Excluded(v) => Bound::Excluded(parse(v)?),
-        Bound::Unbounded => Bound::Unbounded,
     })
 }
 

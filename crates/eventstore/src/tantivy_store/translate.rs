@@ -5,7 +5,7 @@
 
 use super::paths::{Expansion, MAX_FIELD_NAMES};
 use super::schema::Fields;
-use crate::query::Query;
+use crate::query::{Query, map_bound, parse_time};
 use crate::tokenizer::words;
 use crate::{EventQuery, SortOrder, StoreError};
 use std::ops::Bound;
@@ -252,19 +252,6 @@ fn wildcard_query(fields: &Fields, target: &Target, pattern: &str) -> Result<Box
             "wildcards do not apply to timestamp; use a range".into(),
         )),
     }
-}
-
-fn parse_time(value: &str) -> Result<i64, StoreError> {
-    casescope_evidence::parse_timestamp(&serde_json::Value::String(value.to_string()))
-        .map_err(|why| StoreError::Invalid(format!("timestamp: {why}")))
-}
-
-fn map_bound<T>(bound: &Bound<String>, parse: impl Fn(&str) -> Option<T>) -> Option<Bound<T>> {
-    Some(match bound {
-        Bound::Included(v) => Bound::Included(parse(v)?),
-        Bound::Excluded(v) => Bound::Excluded(parse(v)?),
-        Bound::Unbounded => Bound::Unbounded,
-    })
 }
 
 fn range_query(
