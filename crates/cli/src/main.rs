@@ -5,6 +5,7 @@
 mod accept;
 mod analyze;
 mod client;
+mod detect_cmds;
 mod evidence_cmds;
 mod serve;
 mod server_http;
@@ -75,6 +76,27 @@ enum Command {
         desc: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Manage Sigma rules on a running server: import, list, enable, disable.
+    Rules {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: detect_cmds::RulesCommand,
+    },
+    /// List a case's detections (or count them with --counts).
+    Detections {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(flatten)]
+        args: detect_cmds::DetectionsArgs,
+    },
+    /// Run detection on a running server.
+    Detect {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: detect_cmds::DetectCommand,
     },
     /// Make synthetic evidence (for tests and benchmarks).
     Synth {
@@ -197,6 +219,11 @@ fn main() -> ExitCode {
                 desc,
                 json,
             } => evidence_cmds::search(&server, case, query, from, to, limit, desc, json).await,
+            Command::Rules { server, command } => detect_cmds::run_rules(&server, command).await,
+            Command::Detections { server, args } => {
+                detect_cmds::run_detections(&server, args).await
+            }
+            Command::Detect { server, command } => detect_cmds::run_detect(&server, command).await,
             Command::Synth {
                 command: SynthCommand::Evtx { events, out, seed },
             } => evidence_cmds::synth_evtx(events, &out, seed),

@@ -29,6 +29,20 @@ impl DetectionProgram {
         }
     }
 
+    fn collect_fields(&self, out: &mut Vec<String>) {
+        match self {
+            DetectionProgram::AllOf(items) => {
+                out.extend(items.iter().filter_map(|item| item.field.clone()));
+            }
+            DetectionProgram::AnyOf(parts) | DetectionProgram::And(parts) => {
+                for part in parts {
+                    part.collect_fields(out);
+                }
+            }
+            DetectionProgram::Keywords(_) => {}
+        }
+    }
+
     /// One set of literals, one of which must occur in the event's text whenever this
     /// detection matches (the most selective such set), if there is one.
     fn literal_group(&self) -> Option<Vec<String>> {
@@ -159,6 +173,17 @@ impl Program {
             *slot.get_or_insert_with(|| detections[index].matches(event))
         };
         self.condition.eval(&mut results)
+    }
+
+    /// The event fields the detections test, sorted, once each.
+    pub fn field_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for detection in &self.detections {
+            detection.collect_fields(&mut out);
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Sets of literals of which, for each set, one must occur (lower-cased) in the

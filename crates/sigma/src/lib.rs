@@ -21,4 +21,7 @@ pub use correlation::{BaseHit, Correlation, CorrelationHit, Kind as CorrelationK
 pub use fields::{FieldValue, FieldsView};
 pub use logsource::{LogsourceMapping, Scope, Target};
 pub use matcher::base64_offsets;
-pub use ruleset::{EventRef, MAX_RULE_FILE_BYTES, Refusal, Rule, RuleMeta, RuleSet};
+pub use ruleset::{
+    EventRef, Inspected, MAX_RULE_FILE_BYTES, Refusal, Rule, RuleMeta, RuleSet, built_in_texts,
+    inspect_document, split_documents,
+};

@@ -36,9 +36,16 @@ pub struct RuleMeta {
     pub references: Vec<String>,
     pub falsepositives: Vec<String>,
     pub logsource: String,
+    pub product: Option<String>,
+    pub category: Option<String>,
+    pub service: Option<String>,
+    /// The Sigma `date` and `modified` fields as written.
+    pub date: Option<String>,
+    pub modified: Option<String>,
     /// Where the rule came from (file, and `#n` for the n-th document of a file).
     pub source: String,
-    /// SHA-256 of the rule's file and document index: changes when the rule does.
+    /// SHA-256 of the rule's YAML (of its file and document index when the file holds
+    /// several): changes when the rule does.
     pub content_hash: String,
 }
 
@@ -62,6 +69,55 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The event fields the rule's detection tests (Sigma names, before renames).
+    pub fn field_names(&self) -> Vec<String> {
+        self.program.field_names()
+    }
+
+    /// The fields of `fields` this rule tests, with their values as text (each at most
+    /// `max_value_bytes`, cut on a character boundary): what made a match, for analysts.
+    pub fn matched_fields(
+        &self,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        max_value_bytes: usize,
+    ) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for name in self.program.field_names() {
+            let mut candidates = vec![name.clone()];
+            if let Scope::Targets(targets) = &self.scope {
+                for target in targets {
+                    if let Some(renamed) = target.aliases.get(&name)
+                        && !candidates.contains(renamed)
+                    {
+                        candidates.push(renamed.clone());
+                    }
+                }
+            }
+            for candidate in candidates {
+                let value = fields.get(&candidate).or_else(|| {
+                    fields
+                        .iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(&candidate))
+                        .map(|(_, value)| value)
+                });
+                let Some(value) = value else { continue };
+                let text = match crate::fields::FieldValue::of(value).text() {
+                    Some(text) => text.into_owned(),
+                    None => value.to_string(),
+                };
+                let mut cut = text.len().min(max_value_bytes);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                if !out.iter().any(|(field, _)| *field == candidate) {
+                    out.push((candidate, text[..cut].to_string()));
+                }
+                break;
+            }
+        }
+        out
+    }
+
     /// How many literal sets prefilter this rule (0: evaluated on every event of its
     /// logsource).
     pub fn literal_groups_len(&self) -> usize {
@@ -95,6 +151,152 @@ pub struct RuleSet {
     /// Every rule literal, found in an event's text in one pass.
     automaton: Option<aho_corasick::AhoCorasick>,
     literal_count: usize,
+}
+
+/// SHA-256 of a rule's YAML; with the document index when its text holds several.
+fn document_hash(text: &str, index: Option<usize>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(text.as_bytes());
+    if let Some(index) = index {
+        hasher.update(index.to_le_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// What one YAML document holds, as a rule store records it before compiling a set.
+#[derive(Debug, Clone)]
+pub enum Inspected {
+    /// A detection rule that compiles.
+    Rule(RuleMeta),
+    /// A correlation rule; whether its references resolve depends on the other rules.
+    Correlation {
+        meta: RuleMeta,
+        kind: crate::correlation::Kind,
+        /// Referenced rule ids or names, as written.
+        references: Vec<String>,
+    },
+    Refused(Refusal),
+}
+
+/// Splits a YAML text into its documents (separated by `---` lines), dropping empty
+/// ones, so each can be stored, hashed and replaced on its own.
+pub fn split_documents(text: &str) -> Vec<String> {
+    let mut documents = Vec::new();
+    let mut current = String::new();
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if bare == "---" || bare.starts_with("--- ") {
+            if !current.trim().is_empty() {
+                documents.push(std::mem::take(&mut current));
+            }
+            current.clear();
+            continue;
+        }
+        if bare == "..." {
+            continue;
+        }
+        current.push_str(line);
+    }
+    if !current.trim().is_empty() {
+        documents.push(current);
+    }
+    documents
+}
+
+/// Inspects one document (see [`split_documents`]): its metadata, or why it is refused.
+pub fn inspect_document(source: &str, yaml: &str, mapping: &LogsourceMapping) -> Vec<Inspected> {
+    let collection = match parse_sigma_yaml(yaml) {
+        Ok(collection) => collection,
+        Err(error) => {
+            return vec![Inspected::Refused(Refusal {
+                source: source.into(),
+                id: None,
+                title: None,
+                reason: format!("not a Sigma rule: {error}"),
+            })];
+        }
+    };
+    let mut out = Vec::new();
+    for error in &collection.errors {
+        out.push(Inspected::Refused(Refusal {
+            source: source.into(),
+            id: None,
+            title: None,
+            reason: format!("not a Sigma rule: {error}"),
+        }));
+    }
+    for filter in &collection.filters {
+        out.push(Inspected::Refused(Refusal {
+            source: source.into(),
+            id: filter.id.clone(),
+            title: Some(filter.title.clone()),
+            reason: "filter rules are not applied yet".into(),
+        }));
+    }
+    let many = collection.rules.len() + collection.correlations.len() > 1;
+    for (index, rule) in collection.rules.iter().enumerate() {
+        let hash = document_hash(yaml, many.then_some(index));
+        out.push(match RuleSet::build(rule, source, hash, mapping) {
+            Ok(rule) => Inspected::Rule(rule.meta),
+            Err(reason) => Inspected::Refused(Refusal {
+                source: source.into(),
+                id: rule.id.clone(),
+                title: Some(rule.title.clone()),
+                reason,
+            }),
+        });
+    }
+    for (index, rule) in collection.correlations.iter().enumerate() {
+        let hash = document_hash(yaml, many.then_some(collection.rules.len() + index));
+        let kind = match rule.correlation_type {
+            rsigma_parser::CorrelationType::EventCount => crate::correlation::Kind::EventCount,
+            rsigma_parser::CorrelationType::ValueCount => crate::correlation::Kind::ValueCount,
+            rsigma_parser::CorrelationType::Temporal => crate::correlation::Kind::Temporal,
+            rsigma_parser::CorrelationType::TemporalOrdered => {
+                crate::correlation::Kind::TemporalOrdered
+            }
+            other => {
+                out.push(Inspected::Refused(Refusal {
+                    source: source.into(),
+                    id: rule.id.clone(),
+                    title: Some(rule.title.clone()),
+                    reason: format!("correlation type {} is not supported", other.as_str()),
+                }));
+                continue;
+            }
+        };
+        let (tactics, techniques) = tactic_and_technique(&rule.tags);
+        out.push(Inspected::Correlation {
+            meta: RuleMeta {
+                id: rule
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("title:{}", rule.title)),
+                name: rule.name.clone(),
+                title: rule.title.clone(),
+                status: rule.status.map(|s| format!("{s:?}").to_lowercase()),
+                level: rule.level.map(|l| l.as_str().to_string()),
+                description: rule.description.clone(),
+                author: rule.author.clone(),
+                tags: rule.tags.clone(),
+                tactics,
+                techniques,
+                references: rule.references.clone(),
+                falsepositives: rule.falsepositives.clone(),
+                logsource: String::new(),
+                product: None,
+                category: None,
+                service: None,
+                date: rule.date.clone(),
+                modified: rule.modified.clone(),
+                source: source.into(),
+                content_hash: hash,
+            },
+            kind,
+            references: rule.rules.clone(),
+        });
+    }
+    out
 }
 
 fn tactic_and_technique(tags: &[String]) -> (Vec<String>, Vec<String>) {
@@ -145,6 +347,14 @@ const BUILT_IN_RULES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The built-in rule pack as `(source, YAML)` texts (for a rule store to import).
+pub fn built_in_texts() -> Vec<(String, String)> {
+    BUILT_IN_RULES
+        .iter()
+        .map(|(source, text)| (source.to_string(), text.to_string()))
+        .collect()
+}
+
 impl RuleSet {
     /// The built-in rule pack.
     pub fn built_in(mapping: &LogsourceMapping) -> RuleSet {
@@ -166,6 +376,21 @@ impl RuleSet {
         for path in paths {
             set.load_path(path, &mut texts);
         }
+        set.add_texts(&texts, mapping);
+        set
+    }
+
+    /// Builds a rule set from YAML texts (`(source, text)`, one or more documents each),
+    /// e.g. the enabled rules a service stored.
+    pub fn from_documents(texts: &[(String, String)], mapping: &LogsourceMapping) -> RuleSet {
+        let mut set = RuleSet::default();
+        set.add_texts(texts, mapping);
+        set
+    }
+
+    /// Parses and compiles `texts` on every core (each text is independent; rules and
+    /// refusals keep text order), then resolves correlations and indexes.
+    fn add_texts(&mut self, texts: &[(String, String)], mapping: &LogsourceMapping) {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -205,13 +430,12 @@ impl RuleSet {
                 .collect()
         });
         for part in parts {
-            set.rules.extend(part.rules);
-            set.refused.extend(part.refused);
-            set.pending_correlations.extend(part.pending_correlations);
+            self.rules.extend(part.rules);
+            self.refused.extend(part.refused);
+            self.pending_correlations.extend(part.pending_correlations);
         }
-        set.resolve_correlations();
-        set.index();
-        set
+        self.resolve_correlations();
+        self.index();
     }
 
     /// Resolves correlation rules against the loaded rules (by id or name).
@@ -430,10 +654,7 @@ impl RuleSet {
             } else {
                 source.to_string()
             };
-            let mut hasher = Sha256::new();
-            hasher.update(text.as_bytes());
-            hasher.update(index.to_le_bytes());
-            let content_hash = hex::encode(hasher.finalize());
+            let content_hash = document_hash(text, many.then_some(index));
             match Self::build(rule, &source, content_hash, mapping) {
                 Ok(rule) => self.rules.push(rule),
                 Err(reason) => {
@@ -472,6 +693,11 @@ impl RuleSet {
                 references: rule.references.clone(),
                 falsepositives: rule.falsepositives.clone(),
                 logsource: describe(&rule.logsource),
+                product: rule.logsource.product.clone(),
+                category: rule.logsource.category.clone(),
+                service: rule.logsource.service.clone(),
+                date: rule.date.clone(),
+                modified: rule.modified.clone(),
                 source: source.to_string(),
                 content_hash,
             },

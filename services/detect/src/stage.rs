@@ -1,0 +1,889 @@
+//! The detect stage (per file, under the file's `detect` lease) and the correlation
+//! pass (per case, under the case's `correlate` lease).
+//!
+//! A run reads the file's events from the ingest service in batches, evaluates them on
+//! the blocking pool (batches overlap with the next read), and then, in one
+//! lease-fenced transaction, replaces the file's detections and correlation inputs —
+//! all of them (full run), or those of the changed rules only (delta run after a ruleset
+//! change) — publishes the new detections through the outbox, and records the ruleset
+//! version the file now reflects. A run that loses its lease writes nothing.
+
+use crate::events_client::EventsClient;
+use crate::repo::{DetectRepo, DetectionRow, FileRow, InputRow, scope, status};
+use crate::ruleset::{Compiled, RulesetCache};
+use crate::{CORRELATE_STAGE, DetectSettings, STAGE};
+use casescope_bus::{Handler, HandlerError, OutboundMessage, Outbox, ReceivedMessage, subjects};
+use casescope_db::{DbError, Lease, LeaseError, LeaseKey, LeaseStore, Tx};
+use casescope_proto::bus::v1::StageJob;
+use casescope_proto::ingest::v1 as ingest_pb;
+use casescope_sigma::{BaseHit, EventRef};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
+
+/// The durable consumer name of detect workers.
+pub const DETECT_CONSUMER: &str = "detect-workers";
+
+/// Longest matched-field value kept on a detection.
+const MAX_MATCHED_VALUE_BYTES: usize = 1024;
+/// Most event ids listed on a correlation detection (the count is always exact).
+const MAX_CORRELATION_EVENT_IDS: usize = 1000;
+
+fn transient(error: impl std::fmt::Display) -> HandlerError {
+    HandlerError::transient(error)
+}
+
+/// hash(parts…) as 32 lowercase hex digits: detection ids.
+pub fn detection_id(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+pub fn level_number(level: &str) -> i64 {
+    match level {
+        "informational" => 1,
+        "low" => 2,
+        "medium" => 3,
+        "high" => 4,
+        "critical" => 5,
+        _ => 0,
+    }
+}
+
+fn comma_list(json: &str) -> String {
+    let values: Vec<String> = serde_json::from_str(json).unwrap_or_default();
+    if values.is_empty() {
+        String::new()
+    } else {
+        format!(",{},", values.join(","))
+    }
+}
+
+fn list_of(comma: &str) -> Vec<String> {
+    comma
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The JSON fact published on `casescope.v1.detections.<case>` per new detection.
+#[derive(Debug, Serialize)]
+pub struct DetectionFact<'a> {
+    pub kind: &'static str,
+    pub case_id: &'a str,
+    pub detection_id: &'a str,
+    pub rule_id: &'a str,
+    pub rule_title: &'a str,
+    pub rule_content_sha256: &'a str,
+    pub level: &'static str,
+    pub file_id: &'a str,
+    pub event_ids: Vec<String>,
+    pub event_time: String,
+    pub computer: &'a str,
+    pub channel: &'a str,
+    pub event_code: Option<i64>,
+    pub record_id: Option<i64>,
+    pub tactics: Vec<String>,
+    pub techniques: Vec<String>,
+    pub matched_fields: serde_json::Value,
+    pub is_correlation: bool,
+    pub correlated_event_count: i64,
+    pub ruleset_version: i64,
+}
+
+pub fn level_name(level: i64) -> &'static str {
+    match level {
+        1 => "informational",
+        2 => "low",
+        3 => "medium",
+        4 => "high",
+        5 => "critical",
+        _ => "unknown",
+    }
+}
+
+fn fact_message(row: &DetectionRow) -> Result<OutboundMessage, String> {
+    let fact = DetectionFact {
+        kind: "detection.created",
+        case_id: &row.case_id,
+        detection_id: &row.id,
+        rule_id: &row.rule_id,
+        rule_title: &row.rule_title,
+        rule_content_sha256: &row.rule_content_sha256,
+        level: level_name(row.level),
+        file_id: &row.file_id,
+        event_ids: serde_json::from_str(&row.event_ids).unwrap_or_default(),
+        event_time: casescope_proto::time::micros_to_rfc3339(row.event_ts),
+        computer: &row.computer,
+        channel: &row.channel,
+        event_code: row.event_code,
+        record_id: row.record_id,
+        tactics: list_of(&row.tactics),
+        techniques: list_of(&row.techniques),
+        matched_fields: serde_json::from_str(&row.matched_fields)
+            .unwrap_or(serde_json::Value::Null),
+        is_correlation: row.is_correlation,
+        correlated_event_count: row.correlated_event_count,
+        ruleset_version: row.ruleset_version,
+    };
+    OutboundMessage::json(
+        subjects::detection_facts(&row.case_id),
+        format!(
+            "detection:{}:{}:{}",
+            row.case_id, row.id, row.rule_content_sha256
+        ),
+        &fact,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Queues the detect job of a file in `tx` (published by the outbox after commit).
+pub async fn enqueue_job(
+    outbox: &Outbox,
+    tx: &mut Tx<'_>,
+    file: &FileRow,
+    tag: &str,
+) -> Result<(), String> {
+    let job = StageJob {
+        case_id: file.case_id.clone(),
+        file_id: file.file_id.clone(),
+        stage: STAGE.into(),
+        generation: file.generation,
+        reason: tag.into(),
+    };
+    let id = format!("{}:{STAGE}:{}:{tag}", file.file_id, file.generation);
+    let message =
+        OutboundMessage::json(subjects::job(STAGE), id, &job).map_err(|e| e.to_string())?;
+    outbox
+        .enqueue(tx, &message)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// What evaluating one batch produced.
+#[derive(Default)]
+struct BatchOutput {
+    detections: Vec<DetectionRow>,
+    inputs: Vec<InputRow>,
+    unreadable: u64,
+}
+
+/// The database id of each rule and correlation of a compiled set.
+fn rule_db_id(compiled: &Compiled, index: usize) -> String {
+    let meta = &compiled.set.rules[index].meta;
+    if meta.id.starts_with("title:") {
+        crate::import::derived_id(&meta.content_hash)
+    } else {
+        meta.id.clone()
+    }
+}
+
+fn correlation_db_id(compiled: &Compiled, index: usize) -> Option<String> {
+    let correlation = &compiled.set.correlations[index];
+    if compiled.meta.contains_key(&correlation.id) {
+        return Some(correlation.id.clone());
+    }
+    let title = correlation.id.strip_prefix("title:")?;
+    compiled
+        .meta
+        .values()
+        .find(|row| row.is_correlation && row.title == title && compiled.rule_ids.contains(&row.id))
+        .map(|row| row.id.clone())
+}
+
+fn evaluate_batch(
+    compiled: &Compiled,
+    ids: &[String],
+    events: Vec<ingest_pb::Event>,
+    ruleset_version: i64,
+    now: i64,
+) -> BatchOutput {
+    let mut out = BatchOutput::default();
+    for event in events {
+        let fields: serde_json::Map<String, serde_json::Value> =
+            match serde_json::from_str(&event.fields_json) {
+                Ok(fields) => fields,
+                Err(_) => {
+                    out.unreadable += 1;
+                    continue;
+                }
+            };
+        let view = EventRef {
+            channel: (!event.channel.is_empty()).then_some(event.channel.as_str()),
+            event_code: event.event_code,
+            fields: &fields,
+        };
+        let matched = compiled.set.evaluate(&view);
+        if matched.is_empty() {
+            continue;
+        }
+        let event_id = event
+            .event_id
+            .as_ref()
+            .map(|e| e.value.clone())
+            .unwrap_or_default();
+        let case_id = event
+            .case_id
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or_default();
+        let file_id = event
+            .file_id
+            .as_ref()
+            .map(|f| f.value.clone())
+            .unwrap_or_default();
+        let ts = event
+            .timestamp
+            .as_ref()
+            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000))
+            .unwrap_or(0);
+        let record_id = event.record_id.and_then(|r| i64::try_from(r).ok());
+        for index in matched {
+            let rule_id = &ids[index];
+            if compiled.report[index] {
+                let Some(meta) = compiled.meta.get(rule_id) else {
+                    continue;
+                };
+                let matched_fields: Vec<[String; 2]> = compiled.set.rules[index]
+                    .matched_fields(&fields, MAX_MATCHED_VALUE_BYTES)
+                    .into_iter()
+                    .map(|(f, v)| [f, v])
+                    .collect();
+                out.detections.push(DetectionRow {
+                    id: detection_id(&[rule_id, &event_id]),
+                    case_id: case_id.clone(),
+                    file_id: file_id.clone(),
+                    scope: scope::FILE.into(),
+                    rule_id: rule_id.clone(),
+                    rule_content_sha256: meta.content_sha256.clone(),
+                    rule_title: meta.title.clone(),
+                    level: level_number(&meta.level),
+                    event_ts: ts,
+                    computer: event.computer.clone(),
+                    channel: event.channel.clone(),
+                    event_code: event.event_code.map(i64::from),
+                    record_id,
+                    event_ids: serde_json::to_string(&[&event_id]).unwrap_or_default(),
+                    tactics: comma_list(&meta.tactics),
+                    techniques: comma_list(&meta.techniques),
+                    matched_fields: serde_json::to_string(&matched_fields).unwrap_or_default(),
+                    is_correlation: false,
+                    correlated_event_count: 0,
+                    first_ts: ts,
+                    ruleset_version,
+                    detected_at: now,
+                });
+            }
+            if compiled.correlated[index] {
+                let vals: HashMap<&str, String> = compiled.correlation_fields[index]
+                    .iter()
+                    .filter_map(|name| {
+                        let value = fields.get(name)?;
+                        let text = casescope_sigma::FieldValue::of(value)
+                            .text()
+                            .map(|t| t.into_owned())
+                            .unwrap_or_else(|| value.to_string());
+                        Some((name.as_str(), text))
+                    })
+                    .collect();
+                out.inputs.push(InputRow {
+                    case_id: case_id.clone(),
+                    file_id: file_id.clone(),
+                    rule_id: rule_id.clone(),
+                    event_id: event_id.clone(),
+                    event_ts: ts,
+                    computer: event.computer.clone(),
+                    channel: event.channel.clone(),
+                    event_code: event.event_code.map(i64::from),
+                    record_id,
+                    vals: serde_json::to_string(&vals).unwrap_or_else(|_| "{}".into()),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Clone)]
+pub struct DetectStage {
+    pub(crate) repo: DetectRepo,
+    pub(crate) leases: LeaseStore,
+    pub(crate) events: EventsClient,
+    pub(crate) rules: Arc<RulesetCache>,
+    pub(crate) settings: DetectSettings,
+    pub(crate) outbox: Outbox,
+    pub(crate) holder: String,
+    /// Wakes the reconciler (e.g. a correlation pass could not take its lease).
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// The outcome of scanning and evaluating one file.
+struct Evaluated {
+    detections: Vec<DetectionRow>,
+    inputs: Vec<InputRow>,
+    events_scanned: u64,
+}
+
+impl DetectStage {
+    /// Handles a job: records the request, then runs the file.
+    pub async fn on_job(&self, job: &StageJob) -> Result<(), HandlerError> {
+        let (version, _) = self.repo.ruleset_version().await.map_err(transient)?;
+        let existing = self.repo.file(&job.file_id).await.map_err(transient)?;
+        let fresh_request = match &existing {
+            None => true,
+            Some(file) if file.generation > job.generation => return Ok(()), // superseded
+            Some(file) => file.generation < job.generation,
+        };
+        if fresh_request {
+            let mut tx = self.repo.db().begin().await.map_err(transient)?;
+            self.repo
+                .request_file(
+                    &mut tx,
+                    &job.case_id,
+                    &job.file_id,
+                    job.generation,
+                    version,
+                    casescope_db::now_micros(),
+                )
+                .await
+                .map_err(transient)?;
+            tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
+        }
+        self.run(&job.file_id).await
+    }
+
+    /// Runs the stage for `file_id` if it is behind what was requested. Idempotent.
+    pub async fn run(&self, file_id: &str) -> Result<(), HandlerError> {
+        let Some(file) = self.repo.file(file_id).await.map_err(transient)? else {
+            return Err(HandlerError::Poison(format!(
+                "no detect record of file {file_id}"
+            )));
+        };
+        if file.status == status::FAILED
+            || (file.status == status::DONE && file.evaluated_version >= file.requested_version)
+        {
+            return Ok(());
+        }
+        let key = LeaseKey::new(&file.file_id, STAGE);
+        let Some(lease) = self
+            .leases
+            .acquire(&key, &self.holder, self.settings.lease_ttl)
+            .await
+            .map_err(transient)?
+        else {
+            return Err(HandlerError::Transient {
+                error: format!("file {file_id} is being evaluated by another worker"),
+                retry_after: self.settings.lease_ttl / 2,
+            });
+        };
+        let outcome = self.run_leased(&file, &lease).await;
+        if let Err(error) = self.leases.release(&lease).await {
+            tracing::warn!(%error, file_id, "cannot release the detect lease; it expires by itself");
+        }
+        let changed = outcome?;
+        if changed {
+            self.outbox.nudge();
+            if let Err(error) = self.correlate(&file.case_id).await {
+                tracing::warn!(%error, case_id = %file.case_id, "correlation pass failed; the reconciler retries");
+            }
+        }
+        Ok(())
+    }
+
+    /// `Ok(true)` when the file's rows were replaced.
+    async fn run_leased(&self, file: &FileRow, lease: &Lease) -> Result<bool, HandlerError> {
+        let started = match self.leases.fenced(lease).await {
+            Ok(mut tx) => {
+                let row = self
+                    .repo
+                    .start_run(&mut tx, &file.file_id)
+                    .await
+                    .map_err(transient)?;
+                tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
+                row
+            }
+            Err(LeaseError::Fenced { .. }) => return Ok(false),
+            Err(error) => return Err(transient(error)),
+        };
+        let full = self.rules.current().await.map_err(transient)?;
+        let target = full.version;
+        // Full run, or only the rules changed since the file's last evaluation.
+        let changed = if started.evaluated_version == 0 {
+            None
+        } else {
+            self.repo
+                .changes_between(started.evaluated_version, target)
+                .await
+                .map_err(transient)?
+        };
+        let (compiled, scope_rules, mode) = match changed {
+            None => (full, None, "full"),
+            Some(ids) => {
+                let only: HashSet<String> = ids.iter().cloned().collect();
+                let mut subset = self.rules.subset(&only).await.map_err(transient)?;
+                subset.version = target;
+                (Arc::new(subset), Some(ids), "delta")
+            }
+        };
+        tracing::info!(
+            file_id = %file.file_id, mode, ruleset_version = target,
+            rules = compiled.set.rules.len(), attempt = started.attempts, "detect run started"
+        );
+        let evaluated = match self.evaluate_file(file, lease, &compiled, target).await {
+            Ok(Some(evaluated)) => evaluated,
+            Ok(None) => return Ok(false), // lease lost: the new holder finishes
+            Err(error) => {
+                tracing::warn!(file_id = %file.file_id, %error, "detect run failed");
+                if let Ok(mut tx) = self.leases.fenced(lease).await {
+                    self.repo
+                        .finish_run(
+                            &mut tx,
+                            &file.file_id,
+                            None,
+                            mode,
+                            0,
+                            Some(&error),
+                            self.settings.max_attempts,
+                        )
+                        .await
+                        .map_err(transient)?;
+                    tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
+                }
+                self.wake.notify_one();
+                return Ok(false);
+            }
+        };
+        let mut tx = match self.leases.fenced(lease).await {
+            Ok(tx) => tx,
+            Err(LeaseError::Fenced { .. }) => return Ok(false),
+            Err(error) => return Err(transient(error)),
+        };
+        let mut evaluated = evaluated;
+        if let Some(rules) = &scope_rules {
+            // Only rows of the changed rules are replaced (a subset may evaluate the other
+            // rules its correlations read).
+            let keep: HashSet<&str> = rules.iter().map(String::as_str).collect();
+            evaluated
+                .detections
+                .retain(|d| keep.contains(d.rule_id.as_str()));
+            evaluated
+                .inputs
+                .retain(|i| keep.contains(i.rule_id.as_str()));
+        }
+        let new = self
+            .replace_file_rows(&mut tx, file, scope_rules.as_deref(), &evaluated)
+            .await
+            .map_err(transient)?;
+        self.repo
+            .finish_run(
+                &mut tx,
+                &file.file_id,
+                Some(target),
+                mode,
+                evaluated.events_scanned as i64,
+                None,
+                self.settings.max_attempts,
+            )
+            .await
+            .map_err(transient)?;
+        self.repo
+            .touch_case(&mut tx, &file.case_id)
+            .await
+            .map_err(transient)?;
+        tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
+        tracing::info!(
+            file_id = %file.file_id, mode, events = evaluated.events_scanned,
+            detections = evaluated.detections.len(), new_detections = new,
+            correlation_inputs = evaluated.inputs.len(), "detect run finished"
+        );
+        Ok(true)
+    }
+
+    /// Replaces the file's rows in scope; returns how many detections are new.
+    async fn replace_file_rows(
+        &self,
+        tx: &mut Tx<'_>,
+        file: &FileRow,
+        rules: Option<&[String]>,
+        evaluated: &Evaluated,
+    ) -> Result<usize, String> {
+        let before: HashSet<String> = self
+            .repo
+            .file_detection_ids(tx, &file.case_id, &file.file_id, rules)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        self.repo
+            .delete_file_rows(tx, &file.case_id, &file.file_id, rules)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut new = 0;
+        for row in &evaluated.detections {
+            self.repo
+                .insert_detection(tx, row)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !before.contains(&row.id) {
+                new += 1;
+                self.outbox
+                    .enqueue(tx, &fact_message(row)?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        for input in &evaluated.inputs {
+            self.repo
+                .insert_input(tx, input)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(new)
+    }
+
+    /// Scans and evaluates the file; `Ok(None)` when the lease was lost.
+    async fn evaluate_file(
+        &self,
+        file: &FileRow,
+        lease: &Lease,
+        compiled: &Arc<Compiled>,
+        ruleset_version: i64,
+    ) -> Result<Option<Evaluated>, String> {
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let leases = self.leases.clone();
+            let ttl = self.settings.lease_ttl;
+            let lost = lost.clone();
+            let mut lease = lease.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match leases.renew(&lease, ttl).await {
+                        Ok(renewed) => lease = renewed,
+                        Err(LeaseError::Fenced { .. }) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(error) => tracing::warn!(%error, "lease renewal failed; retrying"),
+                    }
+                }
+            })
+        };
+        let _stop = AbortOnDrop(heartbeat);
+        let mut evaluated = Evaluated {
+            detections: Vec::new(),
+            inputs: Vec::new(),
+            events_scanned: 0,
+        };
+        if compiled.set.rules.is_empty() {
+            // Nothing to evaluate (e.g. a delta that only disabled rules).
+            return Ok(Some(evaluated));
+        }
+        let ids: Arc<Vec<String>> = Arc::new(
+            (0..compiled.set.rules.len())
+                .map(|i| rule_db_id(compiled, i))
+                .collect(),
+        );
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let mut scan = self
+            .events
+            .scan(&file.case_id, &file.file_id, self.settings.scan_batch)
+            .await
+            .map_err(|status| format!("cannot scan the file's events: {}", status.message()))?;
+        let mut running: VecDeque<tokio::task::JoinHandle<BatchOutput>> = VecDeque::new();
+        let mut unreadable = 0u64;
+        let now = casescope_db::now_micros();
+        let mut collect = |output: BatchOutput, evaluated: &mut Evaluated| -> Result<(), String> {
+            unreadable += output.unreadable;
+            evaluated.detections.extend(output.detections);
+            evaluated.inputs.extend(output.inputs);
+            if evaluated.detections.len() > self.settings.max_detections_per_file {
+                return Err(format!(
+                    "more than {} detections in this file (the per-file limit); disable the noisiest rules or raise the limit",
+                    self.settings.max_detections_per_file
+                ));
+            }
+            Ok(())
+        };
+        loop {
+            if lost.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let batch = scan
+                .next()
+                .await
+                .map_err(|status| format!("event scan failed: {}", status.message()))?;
+            let Some(events) = batch else { break };
+            evaluated.events_scanned += events.len() as u64;
+            let compiled = compiled.clone();
+            let ids = ids.clone();
+            running.push_back(tokio::task::spawn_blocking(move || {
+                evaluate_batch(&compiled, &ids, events, ruleset_version, now)
+            }));
+            while running.len() >= workers {
+                let Some(first) = running.pop_front() else {
+                    break;
+                };
+                let output = first
+                    .await
+                    .map_err(|e| format!("evaluation crashed: {e}"))?;
+                collect(output, &mut evaluated)?;
+            }
+        }
+        while let Some(first) = running.pop_front() {
+            let output = first
+                .await
+                .map_err(|e| format!("evaluation crashed: {e}"))?;
+            collect(output, &mut evaluated)?;
+        }
+        if unreadable > 0 {
+            return Err(format!(
+                "{unreadable} events of this file have unreadable fields; re-index the file"
+            ));
+        }
+        if lost.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        Ok(Some(evaluated))
+    }
+
+    /// Re-evaluates the case's correlation rules over the correlation inputs of all its
+    /// files, replacing its correlation detections (identical ones are left untouched).
+    pub async fn correlate(&self, case_id: &str) -> Result<(), String> {
+        let key = LeaseKey::new(case_id, CORRELATE_STAGE);
+        let Some(lease) = self
+            .leases
+            .acquire(&key, &self.holder, self.settings.lease_ttl)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            self.wake.notify_one();
+            return Ok(()); // another worker correlates; the reconciler re-checks
+        };
+        let result = self.correlate_leased(case_id, &lease).await;
+        let _ = self.leases.release(&lease).await;
+        result
+    }
+
+    async fn correlate_leased(&self, case_id: &str, lease: &Lease) -> Result<(), String> {
+        let Some(generation) = self
+            .repo
+            .case_generation(case_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        let compiled = self.rules.current().await.map_err(|e| e.to_string())?;
+        let mut error = None;
+        let mut rows: Vec<DetectionRow> = Vec::new();
+        if !compiled.set.correlations.is_empty() {
+            let limit = self.settings.max_correlation_inputs;
+            let inputs = self
+                .repo
+                .case_inputs(case_id, limit as i64 + 1)
+                .await
+                .map_err(|e| e.to_string())?;
+            if inputs.len() > limit {
+                error = Some(format!(
+                    "more than {limit} correlation inputs in this case; correlations were not evaluated"
+                ));
+            } else {
+                let compiled = compiled.clone();
+                let case = case_id.to_string();
+                rows = tokio::task::spawn_blocking(move || {
+                    correlation_rows(&compiled, &case, &inputs)
+                })
+                .await
+                .map_err(|e| format!("correlation crashed: {e}"))?;
+            }
+        }
+        let mut tx = match self.leases.fenced(lease).await {
+            Ok(tx) => tx,
+            Err(LeaseError::Fenced { .. }) => return Ok(()),
+            Err(error) => return Err(error.to_string()),
+        };
+        if error.is_none() {
+            let before: HashSet<String> = self
+                .repo
+                .case_detection_ids(&mut tx, case_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect();
+            let after: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+            for id in before.iter().filter(|id| !after.contains(id.as_str())) {
+                self.repo
+                    .delete_detection(&mut tx, case_id, id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            for row in rows.iter().filter(|r| !before.contains(&r.id)) {
+                self.repo
+                    .insert_detection(&mut tx, row)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.outbox
+                    .enqueue(&mut tx, &fact_message(row)?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.repo
+            .mark_correlated(&mut tx, case_id, generation, error.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        self.outbox.nudge();
+        if let Some(error) = error {
+            tracing::warn!(case_id, %error, "correlation skipped");
+        }
+        Ok(())
+    }
+}
+
+/// Correlation detections of a case from its inputs.
+fn correlation_rows(compiled: &Compiled, case_id: &str, inputs: &[InputRow]) -> Vec<DetectionRow> {
+    let index_of: HashMap<String, usize> = (0..compiled.set.rules.len())
+        .map(|i| (rule_db_id(compiled, i), i))
+        .collect();
+    let by_event: HashMap<&str, &InputRow> =
+        inputs.iter().map(|i| (i.event_id.as_str(), i)).collect();
+    let hits: Vec<BaseHit> = inputs
+        .iter()
+        .filter_map(|input| {
+            let rule = *index_of.get(&input.rule_id)?;
+            Some(BaseHit {
+                rule,
+                timestamp_micros: input.event_ts,
+                event: input.event_id.clone(),
+                values: serde_json::from_str(&input.vals).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let now = casescope_db::now_micros();
+    let mut rows = Vec::new();
+    for hit in compiled.set.correlate(&hits) {
+        let Some(rule_id) = correlation_db_id(compiled, hit.correlation) else {
+            continue;
+        };
+        let Some(meta) = compiled.meta.get(&rule_id) else {
+            continue;
+        };
+        let mut events = hit.events.clone();
+        events.sort();
+        let refs: Vec<&str> = std::iter::once(rule_id.as_str())
+            .chain(events.iter().map(String::as_str))
+            .collect();
+        // The event that completed the window: the latest one.
+        let last = hit
+            .events
+            .iter()
+            .filter_map(|e| by_event.get(e.as_str()))
+            .max_by_key(|i| (i.event_ts, i.event_id.as_str()));
+        let Some(last) = last else { continue };
+        let mut ordered: Vec<&InputRow> = hit
+            .events
+            .iter()
+            .filter_map(|e| by_event.get(e.as_str()).copied())
+            .collect();
+        ordered.sort_by_key(|i| (i.event_ts, i.event_id.clone()));
+        let listed: Vec<&str> = ordered
+            .iter()
+            .take(MAX_CORRELATION_EVENT_IDS)
+            .map(|i| i.event_id.as_str())
+            .collect();
+        let group: Vec<[String; 2]> = compiled.set.correlations[hit.correlation]
+            .group_by
+            .iter()
+            .cloned()
+            .zip(hit.group.iter().cloned())
+            .map(|(f, v)| [f, v])
+            .collect();
+        rows.push(DetectionRow {
+            id: detection_id(&refs),
+            case_id: case_id.to_string(),
+            file_id: last.file_id.clone(),
+            scope: scope::CASE.into(),
+            rule_id: rule_id.clone(),
+            rule_content_sha256: meta.content_sha256.clone(),
+            rule_title: meta.title.clone(),
+            level: level_number(&meta.level),
+            event_ts: hit.last_micros,
+            computer: last.computer.clone(),
+            channel: last.channel.clone(),
+            event_code: last.event_code,
+            record_id: last.record_id,
+            event_ids: serde_json::to_string(&listed).unwrap_or_default(),
+            tactics: comma_list(&meta.tactics),
+            techniques: comma_list(&meta.techniques),
+            matched_fields: serde_json::to_string(&group).unwrap_or_default(),
+            is_correlation: true,
+            correlated_event_count: hit.events.len() as i64,
+            first_ts: hit.first_micros,
+            ruleset_version: compiled.version,
+            detected_at: now,
+        });
+    }
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    rows.dedup_by(|a, b| a.id == b.id);
+    rows
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for DetectStage {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let job: StageJob = serde_json::from_slice(&message.payload)
+            .map_err(|error| HandlerError::Poison(format!("not a detect job: {error}")))?;
+        if job.case_id.is_empty() || job.file_id.is_empty() {
+            return Err(HandlerError::Poison(
+                "a detect job needs case_id and file_id".into(),
+            ));
+        }
+        self.on_job(&job).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_ids_are_stable_and_unambiguous() {
+        assert_eq!(detection_id(&["r", "e"]), detection_id(&["r", "e"]));
+        assert_ne!(detection_id(&["r", "e"]), detection_id(&["re", ""]));
+        assert_eq!(detection_id(&["a", "b"]).len(), 32);
+    }
+
+    #[test]
+    fn comma_lists_round_trip() {
+        assert_eq!(
+            comma_list(r#"["execution","persistence"]"#),
+            ",execution,persistence,"
+        );
+        assert_eq!(
+            list_of(",execution,persistence,"),
+            vec!["execution", "persistence"]
+        );
+        assert_eq!(comma_list("[]"), "");
+        assert!(list_of("").is_empty());
+    }
+}
