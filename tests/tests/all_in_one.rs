@@ -1,7 +1,7 @@
 //! `casescope serve` on embedded defaults: the README's first command.
 
 use casescope_e2e::{Server, http_get, stderr, stdout};
-use casescope_proto::detect::v1::detect_service_client::DetectServiceClient;
+use casescope_proto::ioc::v1::ioc_service_client::IocServiceClient;
 use std::time::Duration;
 
 #[test]
@@ -78,18 +78,18 @@ fn health_readiness_and_unimplemented_rpcs() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut detect = DetectServiceClient::connect(server.address.clone())
+        let mut ioc = IocServiceClient::connect(server.address.clone())
             .await
             .unwrap();
-        let status = detect
-            .list_rules(casescope_proto::detect::v1::ListRulesRequest::default())
+        let status = ioc
+            .list_iocs(casescope_proto::ioc::v1::ListIocsRequest::default())
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(
             status
                 .message()
-                .contains("casescope.detect.v1.DetectService/ListRules"),
+                .contains("casescope.ioc.v1.IocService/ListIocs"),
             "{status:?}"
         );
         let mut health = tonic_health_client(server.address.clone()).await;

@@ -214,6 +214,13 @@ pub enum DetectCommand {
         #[arg(long)]
         all: bool,
     },
+    /// The detect stage state of each file of a case (status, ruleset version, counts).
+    Status {
+        /// The case id.
+        case: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -791,8 +798,91 @@ pub async fn run_detect(server: &ServerArgs, command: DetectCommand) -> anyhow::
             out.flush()?;
             Ok(())
         }
+        DetectCommand::Status { case, json } => file_states(server, &case, json).await,
     }
     .or_else(ignore_broken_pipe)
+}
+
+fn detect_status_text(status: i32) -> &'static str {
+    match pb::DetectStatus::try_from(status) {
+        Ok(pb::DetectStatus::Pending) => "pending",
+        Ok(pb::DetectStatus::Running) => "running",
+        Ok(pb::DetectStatus::Done) => "done",
+        Ok(pb::DetectStatus::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+async fn file_states(server: &ServerArgs, case: &str, json: bool) -> anyhow::Result<()> {
+    let mut client = connect(server).await?;
+    let mut cursor = String::new();
+    let mut states = Vec::new();
+    loop {
+        let response = client
+            .list_file_states(pb::ListFileStatesRequest {
+                case_id: case_id(case),
+                page: Some(casescope_proto::common::v1::PageRequest {
+                    page_size: 500,
+                    cursor: cursor.clone(),
+                }),
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        states.extend(response.files);
+        cursor = response.page.map(|p| p.next_cursor).unwrap_or_default();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    if json {
+        let list: Vec<serde_json::Value> = states
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "file_id": s.file_id.as_ref().map(|f| f.value.clone()).unwrap_or_default(),
+                    "status": detect_status_text(s.status),
+                    "evaluated_ruleset_version": s.evaluated_ruleset_version,
+                    "requested_ruleset_version": s.requested_ruleset_version,
+                    "last_mode": s.last_mode,
+                    "events_scanned": s.events_scanned,
+                    "detections": s.detections,
+                    "completed_runs": s.completed_runs,
+                    "attempts": s.attempts,
+                    "error": s.error,
+                    "updated_at": timestamp_json(s.updated_at.as_ref()),
+                })
+            })
+            .collect();
+        return print_json(&serde_json::Value::Array(list));
+    }
+    let mut out = stdout();
+    writeln!(
+        out,
+        "{:<36}  {:<8}  {:>7}  {:<5}  {:>10}  {:>10}  ERROR",
+        "FILE", "STATUS", "RULESET", "MODE", "EVENTS", "DETECTIONS"
+    )?;
+    for s in &states {
+        writeln!(
+            out,
+            "{:<36}  {:<8}  {:>7}  {:<5}  {:>10}  {:>10}  {}",
+            cell(
+                s.file_id
+                    .as_ref()
+                    .map(|f| f.value.as_str())
+                    .unwrap_or_default(),
+                36
+            ),
+            detect_status_text(s.status),
+            s.evaluated_ruleset_version,
+            s.last_mode,
+            s.events_scanned,
+            s.detections,
+            escaped(&s.error)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

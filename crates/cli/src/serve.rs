@@ -20,6 +20,7 @@ use casescope_ingest::{CasesClient, INGEST_CONSUMER, IngestApi, IngestSettings};
 use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
 use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
 use casescope_proto::channel::{self, GrpcChannel};
+use casescope_proto::detect::v1::detect_service_server::DetectServiceServer;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use casescope_runtime::config::{Config, EventStoreConfig, Mode, OpenSearchConfig, Settings};
 use std::path::Path;
@@ -60,7 +61,7 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
 }
 
 /// Services this release can run.
-const IMPLEMENTED: &[&str] = &["cases", "ingest"];
+const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect"];
 
 fn runs(config: &Config, service: &str) -> bool {
     match &config.mode {
@@ -265,6 +266,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         databases.push(("cases", db));
     }
 
+    let mut ingest_channel: Option<GrpcChannel> = None;
     if runs(&config, "ingest") {
         let db = database(&config, "ingest").await?;
         db.migrate(casescope_ingest::ALL_MIGRATIONS)
@@ -316,12 +318,68 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         ));
         let server = IngestServiceServer::new(api)
             .max_decoding_message_size(settings.max_chunk_bytes + 64 * 1024);
+        ingest_channel = Some(channel::in_process(
+            tonic::service::Routes::new(server.clone()).prepare(),
+        ));
         routes.add_service(server);
         health_reporter
             .set_serving::<IngestServiceServer<IngestApi>>()
             .await;
         serving.push("casescope.ingest.v1.IngestService");
         databases.push(("ingest", db));
+    }
+
+    if runs(&config, "detect") {
+        let db = database(&config, "detect").await?;
+        db.migrate(casescope_detect::ALL_MIGRATIONS)
+            .await
+            .context("cannot migrate the detect database")?;
+        let events = casescope_detect::EventsClient::new(match ingest_channel.clone() {
+            Some(channel) => channel,
+            None => remote_channel(&config, "ingest")?,
+        });
+        let settings = casescope_detect::DetectSettings {
+            lease_ttl: config.lease_ttl,
+            reconcile_period: config.reconcile_period,
+            ..casescope_detect::DetectSettings::default()
+        };
+        let outbox = Outbox::new(db.clone(), bus.clone());
+        tasks.spawn(
+            outbox
+                .clone()
+                .relay(Duration::from_secs(2), background.clone()),
+        );
+        let api = casescope_detect::DetectApi::new(db.clone(), settings.clone(), outbox, events);
+        api.seed_builtin_rules()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot import the built-in rule pack: {error}"))?;
+        let consumer = ConsumerConfig {
+            ack_wait: settings.lease_ttl,
+            max_deliver: u64::try_from(settings.max_attempts).unwrap_or(5) + 2,
+            // Files evaluated at once; each run uses every core for its batches.
+            batch: 2,
+            ..ConsumerConfig::new(
+                casescope_detect::DETECT_CONSUMER,
+                subjects::job(casescope_detect::STAGE),
+            )
+        };
+        let stage = Arc::new(api.stage());
+        let consumer_bus = bus.clone();
+        let consumer_stop = background.clone();
+        tasks.spawn(async move {
+            if let Err(error) = run_consumer(consumer_bus, consumer, stage, consumer_stop).await {
+                tracing::error!(%error, "the detect consumer stopped");
+            }
+        });
+        tasks.spawn(api.reconciler().run(background.clone()));
+        let server = DetectServiceServer::new(api)
+            .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024);
+        routes.add_service(server);
+        health_reporter
+            .set_serving::<DetectServiceServer<casescope_detect::DetectApi>>()
+            .await;
+        serving.push("casescope.detect.v1.DetectService");
+        databases.push(("detect", db));
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -429,6 +429,8 @@ impl DetectApi {
             let (version, _) = self.repo.ruleset_version().await.map_err(db_error)?;
             return Ok((planned, version));
         }
+        // Read before the transaction: SQLite has one connection.
+        let (current, _) = self.repo.ruleset_version().await.map_err(db_error)?;
         let mut tx = self.repo.db().begin().await.map_err(db_error)?;
         for row in &planned.rows {
             self.repo
@@ -437,8 +439,7 @@ impl DetectApi {
                 .map_err(db_error)?;
         }
         let version = if planned.changed.is_empty() {
-            let (version, _) = self.repo.ruleset_version().await.map_err(db_error)?;
-            version
+            current
         } else {
             let version = self
                 .repo
@@ -1025,7 +1026,7 @@ impl DetectService for DetectApi {
             }
             Some(Scope::WholeCase(true)) => self
                 .repo
-                .case_files(&case, 100_000)
+                .case_files(&case, "", 100_000)
                 .await
                 .map_err(db_error)?
                 .into_iter()
@@ -1042,8 +1043,8 @@ impl DetectService for DetectApi {
         };
         let (version, _) = self.repo.ruleset_version().await.map_err(db_error)?;
         let now = casescope_db::now_micros();
-        let mut tx = self.repo.db().begin().await.map_err(db_error)?;
-        let mut scheduled = 0u32;
+        // Every file is checked before the transaction (SQLite has one connection).
+        let mut rows = Vec::with_capacity(files.len());
         for file_id in &files {
             let row = self.repo.file(file_id).await.map_err(db_error)?;
             let Some(row) = row.filter(|r| r.case_id == case) else {
@@ -1053,6 +1054,11 @@ impl DetectService for DetectApi {
                 )
                 .into());
             };
+            rows.push(row);
+        }
+        let mut tx = self.repo.db().begin().await.map_err(db_error)?;
+        let mut scheduled = 0u32;
+        for (file_id, row) in files.iter().zip(rows) {
             self.repo
                 .request_full_rerun(&mut tx, file_id, version, now)
                 .await
@@ -1075,6 +1081,60 @@ impl DetectService for DetectApi {
             files_scheduled: scheduled,
             ruleset_version: u64::try_from(version).unwrap_or_default(),
         }))
+    }
+
+    async fn list_file_states(
+        &self,
+        request: Request<pb::ListFileStatesRequest>,
+    ) -> ApiResult<pb::ListFileStatesResponse> {
+        let request = request.into_inner();
+        let case = case_id(request.case_id.as_ref(), "case_id")?;
+        let page = validate_page(request.page.as_ref(), "page")?;
+        let after = match &page.cursor {
+            Some(cursor) => plain_id(cursor, "CURSOR_INVALID", "page.cursor")?,
+            None => String::new(),
+        };
+        let rows = self
+            .repo
+            .case_files(&case, &after, i64::from(page.size) + 1)
+            .await
+            .map_err(db_error)?;
+        let more = rows.len() > page.size as usize;
+        let rows = &rows[..rows.len().min(page.size as usize)];
+        let next_cursor = match rows.last() {
+            Some(last) if more => last.file_id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListFileStatesResponse {
+            files: rows.iter().map(file_state_to_pb).collect(),
+            page: Some(PageResponse { next_cursor }),
+        }))
+    }
+}
+
+fn file_state_to_pb(row: &crate::repo::FileRow) -> pb::FileDetectState {
+    let status = match row.status.as_str() {
+        "pending" => pb::DetectStatus::Pending,
+        "running" => pb::DetectStatus::Running,
+        "done" => pb::DetectStatus::Done,
+        "failed" => pb::DetectStatus::Failed,
+        _ => pb::DetectStatus::Unspecified,
+    };
+    let count = |n: i64| u64::try_from(n).unwrap_or_default();
+    pb::FileDetectState {
+        file_id: Some(FileId {
+            value: row.file_id.clone(),
+        }),
+        status: status as i32,
+        evaluated_ruleset_version: count(row.evaluated_version),
+        requested_ruleset_version: count(row.requested_version),
+        last_mode: row.last_mode.clone(),
+        events_scanned: count(row.events_scanned),
+        detections: count(row.detections),
+        completed_runs: count(row.completed_runs),
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        error: row.error.clone().unwrap_or_default(),
+        updated_at: Some(micros_to_timestamp(row.updated_at)),
     }
 }
 

@@ -65,6 +65,7 @@ CREATE TABLE detect_files (
     last_mode TEXT NOT NULL DEFAULT '',
     events_scanned BIGINT NOT NULL DEFAULT 0,
     detections BIGINT NOT NULL DEFAULT 0,
+    completed_runs BIGINT NOT NULL DEFAULT 0,
     error TEXT,
     updated_at BIGINT NOT NULL
 );
@@ -215,6 +216,7 @@ pub struct FileRow {
     pub last_mode: String,
     pub events_scanned: i64,
     pub detections: i64,
+    pub completed_runs: i64,
     pub error: Option<String>,
     pub updated_at: i64,
 }
@@ -231,6 +233,7 @@ fn file_from(row: &AnyRow) -> Result<FileRow, DbError> {
         last_mode: row.try_get("last_mode")?,
         events_scanned: row.try_get("events_scanned")?,
         detections: row.try_get("detections")?,
+        completed_runs: row.try_get("completed_runs")?,
         error: row.try_get("error")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -710,7 +713,7 @@ impl DetectRepo {
             Some(version) => {
                 sqlx::query(
                     "UPDATE detect_files SET evaluated_version = $2, last_mode = $3, events_scanned = $4, \
-                     detections = $5, error = NULL, attempts = 0, updated_at = $6, \
+                     detections = $5, error = NULL, attempts = 0, updated_at = $6, completed_runs = completed_runs + 1, \
                      status = CASE WHEN requested_version > $2 THEN 'pending' ELSE 'done' END WHERE file_id = $1",
                 )
                 .bind(file_id)
@@ -776,13 +779,21 @@ impl DetectRepo {
         Ok(done.rows_affected())
     }
 
-    pub async fn case_files(&self, case_id: &str, limit: i64) -> Result<Vec<FileRow>, DbError> {
-        let rows =
-            sqlx::query("SELECT * FROM detect_files WHERE case_id = $1 ORDER BY file_id LIMIT $2")
-                .bind(case_id)
-                .bind(limit)
-                .fetch_all(self.db.pool())
-                .await?;
+    /// Files of a case by id, after `after`.
+    pub async fn case_files(
+        &self,
+        case_id: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<FileRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT * FROM detect_files WHERE case_id = $1 AND file_id > $2 ORDER BY file_id LIMIT $3",
+        )
+        .bind(case_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
         rows.iter().map(file_from).collect()
     }
 
@@ -814,32 +825,41 @@ impl DetectRepo {
             .collect()
     }
 
-    /// Deletes one file's detections and correlation inputs (all, or of `rules`).
+    /// Deletes one file's detections (all, or of `detection_rules`) and correlation
+    /// inputs (all, or of `input_rules`).
     pub async fn delete_file_rows(
         &self,
         tx: &mut Tx<'_>,
         case_id: &str,
         file_id: &str,
-        rules: Option<&[String]>,
+        detection_rules: Option<&[String]>,
+        input_rules: Option<&[String]>,
     ) -> Result<(), DbError> {
-        for (table, extra) in [
-            ("detections", " AND scope = 'file'"),
-            ("detect_correlation_inputs", ""),
+        for (table, extra, rules) in [
+            ("detections", " AND scope = 'file'", detection_rules),
+            ("detect_correlation_inputs", "", input_rules),
         ] {
-            let mut filter = Filter::default();
-            let c = filter.bind(Param::Text(case_id.into()));
-            let f = filter.bind(Param::Text(file_id.into()));
-            filter.push(format!("case_id = {c} AND file_id = {f}{extra}"));
-            if let Some(rules) = rules {
-                if rules.is_empty() {
-                    continue;
+            let all: Vec<String>;
+            let chunks: Vec<Option<&[String]>> = match rules {
+                None => vec![None],
+                Some(rules) => {
+                    all = rules.to_vec();
+                    all.chunks(500).map(Some).collect()
                 }
-                filter.any_text("rule_id", rules);
+            };
+            for chunk in chunks {
+                let mut filter = Filter::default();
+                let c = filter.bind(Param::Text(case_id.into()));
+                let f = filter.bind(Param::Text(file_id.into()));
+                filter.push(format!("case_id = {c} AND file_id = {f}{extra}"));
+                if let Some(rules) = chunk {
+                    filter.any_text("rule_id", rules);
+                }
+                let sql = format!("DELETE FROM {table}{}", filter.where_sql());
+                bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &filter.params)
+                    .execute(&mut **tx)
+                    .await?;
             }
-            let sql = format!("DELETE FROM {table}{}", filter.where_sql());
-            bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &filter.params)
-                .execute(&mut **tx)
-                .await?;
         }
         Ok(())
     }

@@ -199,6 +199,19 @@ fn correlation_db_id(compiled: &Compiled, index: usize) -> Option<String> {
         .map(|row| row.id.clone())
 }
 
+/// The normalised header fields of an event, by their usual Sigma names.
+fn header_field(event: &ingest_pb::Event, name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    let text = match lower.as_str() {
+        "computer" | "computername" | "hostname" => event.computer.clone(),
+        "channel" => event.channel.clone(),
+        "provider" | "provider_name" => event.provider.clone(),
+        "eventid" | "event_id" => return event.event_code.map(|c| c.to_string()),
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
 fn evaluate_batch(
     compiled: &Compiled,
     ids: &[String],
@@ -286,7 +299,10 @@ fn evaluate_batch(
                 let vals: HashMap<&str, String> = compiled.correlation_fields[index]
                     .iter()
                     .filter_map(|name| {
-                        let value = fields.get(name)?;
+                        let Some(value) = fields.get(name) else {
+                            // Group-by on the event's own header fields.
+                            return header_field(&event, name).map(|v| (name.as_str(), v));
+                        };
                         let text = casescope_sigma::FieldValue::of(value)
                             .text()
                             .map(|t| t.into_owned())
@@ -467,19 +483,38 @@ impl DetectStage {
             Err(error) => return Err(transient(error)),
         };
         let mut evaluated = evaluated;
-        if let Some(rules) = &scope_rules {
-            // Only rows of the changed rules are replaced (a subset may evaluate the other
-            // rules its correlations read).
+        // A delta replaces the detections of the changed rules, and the correlation
+        // inputs of every rule the subset evaluated for correlations (changed
+        // correlations read rules that did not change).
+        let input_rules: Option<Vec<String>> = scope_rules.as_ref().map(|rules| {
+            let mut ids: Vec<String> = rules.clone();
+            ids.extend(
+                (0..compiled.set.rules.len())
+                    .filter(|i| compiled.correlated[*i])
+                    .map(|i| rule_db_id(&compiled, i)),
+            );
+            ids.sort();
+            ids.dedup();
+            ids
+        });
+        if let (Some(rules), Some(inputs)) = (&scope_rules, &input_rules) {
             let keep: HashSet<&str> = rules.iter().map(String::as_str).collect();
             evaluated
                 .detections
                 .retain(|d| keep.contains(d.rule_id.as_str()));
+            let keep: HashSet<&str> = inputs.iter().map(String::as_str).collect();
             evaluated
                 .inputs
                 .retain(|i| keep.contains(i.rule_id.as_str()));
         }
         let new = self
-            .replace_file_rows(&mut tx, file, scope_rules.as_deref(), &evaluated)
+            .replace_file_rows(
+                &mut tx,
+                file,
+                scope_rules.as_deref(),
+                input_rules.as_deref(),
+                &evaluated,
+            )
             .await
             .map_err(transient)?;
         self.repo
@@ -513,6 +548,7 @@ impl DetectStage {
         tx: &mut Tx<'_>,
         file: &FileRow,
         rules: Option<&[String]>,
+        input_rules: Option<&[String]>,
         evaluated: &Evaluated,
     ) -> Result<usize, String> {
         let before: HashSet<String> = self
@@ -523,7 +559,7 @@ impl DetectStage {
             .into_iter()
             .collect();
         self.repo
-            .delete_file_rows(tx, &file.case_id, &file.file_id, rules)
+            .delete_file_rows(tx, &file.case_id, &file.file_id, rules, input_rules)
             .await
             .map_err(|e| e.to_string())?;
         let mut new = 0;

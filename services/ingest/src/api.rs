@@ -131,6 +131,7 @@ impl IngestApi {
             self.cases.clone(),
             self.settings.clone(),
             self.fences.clone(),
+            self.outbox.clone(),
         )
     }
 

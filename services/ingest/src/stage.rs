@@ -62,6 +62,32 @@ pub async fn enqueue_job(
         .map_err(|e| e.to_string())
 }
 
+/// The detect stage's job subject suffix (the detect service consumes it).
+const DETECT_STAGE: &str = "detect";
+
+/// Queues, in `tx`, the detect job of a file that was just indexed: the detect service
+/// evaluates its events (and re-evaluates them after a re-index: a new generation).
+async fn enqueue_detect_job(
+    outbox: &Outbox,
+    tx: &mut Tx<'_>,
+    file: &FileRow,
+) -> Result<(), String> {
+    let job = StageJob {
+        case_id: file.case_id.clone(),
+        file_id: file.id.clone(),
+        stage: DETECT_STAGE.into(),
+        generation: file.generation,
+        reason: "indexed".into(),
+    };
+    let id = format!("{}:{DETECT_STAGE}:{}", file.id, file.generation);
+    let message =
+        OutboundMessage::json(subjects::job(DETECT_STAGE), id, &job).map_err(|e| e.to_string())?;
+    outbox
+        .enqueue(tx, &message)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn wire_status(file: &FileRow) -> (FileStatus, Stage) {
     match file.stage_status.as_str() {
         stage::RUNNING => (FileStatus::Parsing, Stage::Unspecified),
@@ -193,6 +219,7 @@ pub struct IngestStage {
     pub(crate) settings: IngestSettings,
     pub(crate) holder: String,
     pub(crate) fences: Arc<FileFences>,
+    pub(crate) outbox: Outbox,
 }
 
 fn transient(error: impl std::fmt::Display) -> HandlerError {
@@ -216,8 +243,10 @@ impl IngestStage {
         cases: CasesClient,
         settings: IngestSettings,
         fences: Arc<FileFences>,
+        outbox: Outbox,
     ) -> Self {
         Self {
+            outbox,
             leases: LeaseStore::new(repo.db().clone()),
             repo,
             store,
@@ -324,12 +353,20 @@ impl IngestStage {
                     )
                     .await
                     .map_err(transient)?;
+                if status == stage::DONE {
+                    enqueue_detect_job(&self.outbox, &mut tx, &row)
+                        .await
+                        .map_err(transient)?;
+                }
                 tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
                 row
             }
             Err(LeaseError::Fenced { .. }) => return Ok(()),
             Err(error) => return Err(transient(error)),
         };
+        if status == stage::DONE {
+            self.outbox.nudge();
+        }
         tracing::info!(
             file_id = %file.id, status, records_read = result.records_read,
             events_indexed = result.events_indexed, records_rejected = result.records_rejected,
