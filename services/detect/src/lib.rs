@@ -30,6 +30,7 @@ mod stage;
 
 pub use api::DetectApi;
 pub use events_client::EventsClient;
+pub use import::{ImportFile, ImportOptions, Planned, Refused};
 pub use reconcile::Reconciler;
 pub use repo::MIGRATIONS;
 pub use stage::{DETECT_CONSUMER, DetectStage};
