@@ -87,7 +87,28 @@ pub struct FieldsView<'a> {
     /// and a UserData value `LogFileCleared.SubjectUserName` as `SubjectUserName`.
     pub other_names: Option<&'a HashMap<String, &'a Value>>,
     /// The event's single values lower-cased once, by the event's field name.
-    pub lowered: Option<&'a HashMap<&'a str, String>>,
+    pub lowered: Option<&'a Lowered<'a>>,
+}
+
+/// An event's single values lower-cased, by the event's field name: ranges of one text.
+pub struct Lowered<'a> {
+    text: &'a str,
+    ranges: &'a HashMap<&'a str, (u32, u32), rustc_hash::FxBuildHasher>,
+}
+
+impl<'a> Lowered<'a> {
+    /// `ranges`: byte ranges of `text` (on character boundaries) by field name.
+    pub fn new(
+        text: &'a str,
+        ranges: &'a HashMap<&'a str, (u32, u32), rustc_hash::FxBuildHasher>,
+    ) -> Self {
+        Lowered { text, ranges }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        let (start, end) = *self.ranges.get(name)?;
+        self.text.get(start as usize..end as usize)
+    }
 }
 
 /// The names Sigma rules use for fields whose event names hold spaces or a UserData
@@ -131,11 +152,22 @@ impl EventFields for FieldsView<'_> {
 
     fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>, Option<&str>) -> bool) -> bool {
         self.fields.iter().any(|(name, value)| {
-            let lower = self
-                .lowered
-                .and_then(|l| l.get(name.as_str()))
-                .map(String::as_str);
+            let lower = self.lowered.and_then(|l| l.get(name.as_str()));
             visit(FieldValue::of(value), lower)
         })
+    }
+
+    /// The lower-cased text of the field `field` reads, when it is one the event lowered
+    /// (read the same way: the event's own name first, then the logsource's alias).
+    fn lowered(&self, name: &str) -> Option<&str> {
+        let lowered = self.lowered?;
+        if let Some(lower) = lowered.get(name) {
+            return Some(lower);
+        }
+        if self.fields.contains_key(name) {
+            return None;
+        }
+        let alias = self.aliases?.get(name)?;
+        lowered.get(alias)
     }
 }

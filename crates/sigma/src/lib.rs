@@ -18,7 +18,7 @@ mod matcher;
 mod ruleset;
 
 pub use correlation::{BaseHit, Correlation, CorrelationHit, Kind as CorrelationKind};
-pub use fields::{FieldValue, FieldsView};
+pub use fields::{FieldValue, FieldsView, Lowered};
 pub use logsource::{LogsourceMapping, Scope, Target};
 pub use matcher::base64_offsets;
 pub use ruleset::{

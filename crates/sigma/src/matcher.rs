@@ -295,9 +295,18 @@ impl ItemMatcher {
             Shape::Values { tests, all } => match self.field.as_deref() {
                 Some(name) => {
                     let value = event.field(name).unwrap_or(FieldValue::Null);
+                    // Lower-cased once for every test of the item: by the event when it
+                    // has it, here otherwise.
+                    let computed: Option<String>;
                     let lower = match value {
-                        FieldValue::Array(_) => None,
-                        _ => event.lowered(name),
+                        FieldValue::Array(_) | FieldValue::Null => None,
+                        _ => match event.lowered(name) {
+                            Some(lower) => Some(lower),
+                            None => {
+                                computed = value.text().map(|text| text.to_lowercase());
+                                computed.as_deref()
+                            }
+                        },
                     };
                     let one = |test: &Test| value.any_element(&mut |v| test.matches(&v, lower));
                     if *all {

@@ -14,6 +14,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
 /// Largest rule file read (SigmaHQ's largest is a few tens of KiB).
 pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -132,18 +134,98 @@ pub struct EventRef<'a> {
     pub fields: &'a serde_json::Map<String, serde_json::Value>,
 }
 
-/// A rule to test for some events, with the field renames of that logsource.
-type Candidates = Vec<(usize, Arc<HashMap<String, String>>)>;
+type Aliases = Arc<HashMap<String, String>>;
+
+/// The rules to test for one logsource key (a channel and event ID, a channel, or every
+/// event), in rule order, each with the field renames of that logsource, and which of
+/// them each literal can make possible.
+#[derive(Default)]
+struct Candidates {
+    entries: Vec<(usize, Aliases)>,
+    /// Positions of entries whose rule has no literal requirement: tested on every event.
+    unfiltered: Vec<u32>,
+    /// Literal id → positions of the entries whose rule requires it (in any group).
+    by_literal: FxHashMap<u32, Vec<u32>>,
+}
+
+impl Candidates {
+    fn push(&mut self, rule: usize, aliases: Aliases) {
+        self.entries.push((rule, aliases));
+    }
+
+    /// Fills `unfiltered` and `by_literal` from the rules' literal ids.
+    fn index_literals(&mut self, rules: &[Rule]) {
+        self.unfiltered.clear();
+        self.by_literal.clear();
+        for (position, (rule, _)) in self.entries.iter().enumerate() {
+            let position = position as u32;
+            let groups = &rules[*rule].literal_ids;
+            if groups.is_empty() {
+                self.unfiltered.push(position);
+                continue;
+            }
+            for id in groups.iter().flatten() {
+                let positions = self.by_literal.entry(*id).or_default();
+                if positions.last() != Some(&position) {
+                    positions.push(position);
+                }
+            }
+        }
+    }
+}
+
+/// Per-thread buffers of [`RuleSet::evaluate`], reused from event to event.
+#[derive(Default)]
+struct Scratch {
+    /// The event's values, lower-cased, each followed by `\u{1}`.
+    haystack: String,
+    /// Whether each literal occurs in the haystack; only the ids in `hits` are set.
+    present: Vec<bool>,
+    hits: Vec<u32>,
+    /// Entry positions of one candidate list to test.
+    positions: Vec<u32>,
+}
+
+impl Scratch {
+    fn reset(&mut self, literal_count: usize) {
+        for id in self.hits.drain(..) {
+            if let Some(slot) = self.present.get_mut(id as usize) {
+                *slot = false;
+            }
+        }
+        if self.present.len() < literal_count {
+            self.present.resize(literal_count, false);
+        }
+        self.haystack.clear();
+        self.positions.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Appends `text` lower-cased to `out` (ASCII in place, without allocating).
+fn push_lowercase(out: &mut String, text: &str) {
+    if text.is_ascii() {
+        let start = out.len();
+        out.push_str(text);
+        out[start..].make_ascii_lowercase();
+    } else {
+        out.push_str(&text.to_lowercase());
+    }
+}
 
 #[derive(Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub refused: Vec<Refusal>,
-    /// (lower-case channel, event ID) → (rule, aliases).
-    by_event: HashMap<(String, u32), Candidates>,
+    /// lower-case channel → event ID → (rule, aliases).
+    by_event: HashMap<String, FxHashMap<u32, Candidates>>,
     /// lower-case channel → rules for every event of the channel.
     by_channel: HashMap<String, Candidates>,
-    everywhere: Vec<usize>,
+    /// Rules for every event (no aliases).
+    everywhere: Candidates,
     /// Correlation rules, resolved against `rules`.
     pub correlations: Vec<crate::correlation::Correlation>,
     /// Correlation documents waiting for every rule to load.
@@ -717,7 +799,7 @@ impl RuleSet {
     fn index(&mut self) {
         self.by_event.clear();
         self.by_channel.clear();
-        self.everywhere.clear();
+        self.everywhere = Candidates::default();
         let mut ids: HashMap<String, u32> = HashMap::new();
         let mut literals: Vec<String> = Vec::new();
         for rule in &mut self.rules {
@@ -745,9 +827,17 @@ impl RuleSet {
         } else {
             aho_corasick::AhoCorasick::new(&literals).ok()
         };
+        if self.automaton.is_none() {
+            // Without the automaton nothing is prefiltered: every rule is tested.
+            self.literal_count = 0;
+            for rule in &mut self.rules {
+                rule.literal_ids.clear();
+            }
+        }
+        let no_aliases: Aliases = Arc::default();
         for (index, rule) in self.rules.iter().enumerate() {
             match &rule.scope {
-                Scope::Everywhere => self.everywhere.push(index),
+                Scope::Everywhere => self.everywhere.push(index, no_aliases.clone()),
                 Scope::Targets(targets) => {
                     for target in targets {
                         let channel = target.channel.to_lowercase();
@@ -755,95 +845,136 @@ impl RuleSet {
                             self.by_channel
                                 .entry(channel)
                                 .or_default()
-                                .push((index, target.aliases.clone()));
+                                .push(index, target.aliases.clone());
                         } else {
+                            let by_id = self.by_event.entry(channel).or_default();
                             for id in &target.event_ids {
-                                self.by_event
-                                    .entry((channel.clone(), *id))
+                                by_id
+                                    .entry(*id)
                                     .or_default()
-                                    .push((index, target.aliases.clone()));
+                                    .push(index, target.aliases.clone());
                             }
                         }
                     }
                 }
             }
         }
+        let rules = &self.rules;
+        self.everywhere.index_literals(rules);
+        for list in self.by_channel.values_mut() {
+            list.index_literals(rules);
+        }
+        for list in self.by_event.values_mut().flat_map(|ids| ids.values_mut()) {
+            list.index_literals(rules);
+        }
     }
 
     /// Indices of the rules `event` matches, in rule order.
+    ///
+    /// Each event's values are lower-cased once into one text, in which a single
+    /// Aho-Corasick pass finds every rule literal; only the rules of the event's logsource
+    /// that one of those literals (or no literal requirement) makes possible are looked
+    /// at, and only those whose every literal group is present are evaluated.
     pub fn evaluate(&self, event: &EventRef<'_>) -> Vec<usize> {
         let mut matched = Vec::new();
         let channel = event.channel.map(str::to_lowercase).unwrap_or_default();
-        let empty = Vec::new();
         let by_event = event
             .event_code
-            .and_then(|code| self.by_event.get(&(channel.clone(), code)))
-            .unwrap_or(&empty);
-        let by_channel = self.by_channel.get(&channel).unwrap_or(&empty);
-        let candidates = by_event.len() + by_channel.len() + self.everywhere.len();
-        if candidates == 0 {
+            .and_then(|code| self.by_event.get(&channel)?.get(&code));
+        let lists = [
+            by_event,
+            self.by_channel.get(&channel),
+            Some(&self.everywhere),
+        ];
+        if lists.iter().flatten().all(|list| list.entries.is_empty()) {
             return matched;
         }
-        // Every single value lower-cased once (shared by all rules), and the event's
-        // text for the literal prefilter.
-        let mut lowered: HashMap<&str, String> = HashMap::with_capacity(event.fields.len());
-        let mut haystack = String::new();
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.evaluate_in(event, &lists, &mut scratch, &mut matched),
+            // Only if a rule's evaluation re-entered this (it does not): fresh buffers.
+            Err(_) => self.evaluate_in(event, &lists, &mut Scratch::default(), &mut matched),
+        });
+        matched.sort_unstable();
+        matched.dedup();
+        matched
+    }
+
+    fn evaluate_in(
+        &self,
+        event: &EventRef<'_>,
+        lists: &[Option<&Candidates>],
+        scratch: &mut Scratch,
+        matched: &mut Vec<usize>,
+    ) {
+        scratch.reset(self.literal_count);
+        let Scratch {
+            haystack,
+            present,
+            hits,
+            positions,
+        } = scratch;
+        // Every single value lower-cased once (shared by all rules) into the haystack.
+        let mut ranges: FxHashMap<&str, (u32, u32)> =
+            FxHashMap::with_capacity_and_hasher(event.fields.len(), Default::default());
         for (name, value) in event.fields {
             if let Some(text) = crate::fields::FieldValue::of(value).text() {
-                let lower = text.to_lowercase();
-                haystack.push_str(&lower);
+                let start = haystack.len();
+                push_lowercase(haystack, &text);
+                ranges.insert(name.as_str(), (start as u32, haystack.len() as u32));
                 haystack.push('\u{1}');
-                lowered.insert(name.as_str(), lower);
             } else if let serde_json::Value::Array(items) = value {
                 for item in items {
                     if let Some(text) = crate::fields::FieldValue::of(item).text() {
-                        haystack.push_str(&text.to_lowercase());
+                        push_lowercase(haystack, &text);
                         haystack.push('\u{1}');
                     }
                 }
             }
         }
-        let mut present = vec![false; self.literal_count];
         if let Some(automaton) = &self.automaton {
-            for found in automaton.find_overlapping_iter(&haystack) {
-                present[found.pattern().as_usize()] = true;
+            for found in automaton.find_overlapping_iter(haystack.as_str()) {
+                let id = found.pattern().as_u32();
+                if let Some(slot) = present.get_mut(id as usize)
+                    && !*slot
+                {
+                    *slot = true;
+                    hits.push(id);
+                }
             }
         }
+        let lowered = crate::fields::Lowered::new(haystack, &ranges);
         let other_names = crate::fields::other_names(event.fields);
-        let mut test = |index: usize, aliases: Option<&HashMap<String, String>>| {
-            let rule = &self.rules[index];
-            let possible = if self.automaton.is_some() {
-                rule.literal_ids
+        for list in lists.iter().flatten() {
+            positions.clear();
+            positions.extend_from_slice(&list.unfiltered);
+            for id in hits.iter() {
+                if let Some(found) = list.by_literal.get(id) {
+                    positions.extend_from_slice(found);
+                }
+            }
+            positions.sort_unstable();
+            positions.dedup();
+            for position in positions.iter() {
+                let (index, aliases) = &list.entries[*position as usize];
+                let rule = &self.rules[*index];
+                let possible = rule
+                    .literal_ids
                     .iter()
-                    .all(|any| any.iter().any(|id| present[*id as usize]))
-            } else {
-                rule.literals.iter().all(|any| {
-                    any.iter()
-                        .any(|literal| haystack.contains(literal.as_str()))
-                })
-            };
-            if !possible {
-                return;
+                    .all(|any| any.iter().any(|id| present[*id as usize]));
+                if !possible {
+                    continue;
+                }
+                let view = FieldsView {
+                    fields: event.fields,
+                    aliases: Some(aliases),
+                    other_names: other_names.as_ref(),
+                    lowered: Some(&lowered),
+                };
+                if rule.program.matches(&view) {
+                    matched.push(*index);
+                }
             }
-            let view = FieldsView {
-                fields: event.fields,
-                aliases,
-                other_names: other_names.as_ref(),
-                lowered: Some(&lowered),
-            };
-            if rule.program.matches(&view) {
-                matched.push(index);
-            }
-        };
-        for (index, aliases) in by_event.iter().chain(by_channel.iter()) {
-            test(*index, Some(aliases));
         }
-        for index in &self.everywhere {
-            test(*index, None);
-        }
-        matched.sort_unstable();
-        matched.dedup();
-        matched
     }
 }
 

@@ -1,16 +1,22 @@
 //! BinXML encoding of one event record, written in place into its chunk.
 //!
-//! A record is a BinXML fragment of plain elements: no template, so every value sits where it
-//! renders. Element and attribute names are a fixed set ([`XmlName`]); each is defined inline at
-//! its first use in a chunk (its offset pointing right past the reference, which is how readers
-//! tell an inline definition from a back reference) and referenced by offset after that, as
-//! Windows does. Readers resolve names by chunk offset, so encoding depends on where the record
-//! lands in its chunk and is done in place rather than into a separate buffer.
+//! Every record is a template instance, as Windows writes them: a fragment header, then a
+//! `TemplateInstance` naming the template of the record's [`Shape`] by the chunk offset of its
+//! definition, then the record's values. A chunk defines each template inline, in the first
+//! record of that shape it holds (the definition offset then points just past itself), and
+//! later records refer to it (see [`crate::template`]). A template body is the `Event` element
+//! with a substitution (an index into the instance's values) wherever a value goes, and
+//! literal text for the `xmlns` attribute and the `Data` names.
 //!
-//! The `evtx` crate reads element starts in records without the dependency ID that template
-//! definitions carry (MS-EVEN6 puts one there only in templates), so none is written.
+//! Element and attribute names are a fixed set ([`XmlName`]); each is defined inline at its
+//! first use in a chunk (its offset pointing right past the reference, which is how readers
+//! tell an inline definition from a back reference) and referenced by offset after that, as
+//! Windows does. Readers resolve names and templates by chunk offset, so encoding depends on
+//! where the record lands in its chunk and is done in place rather than into a separate
+//! buffer.
 
 use crate::SynthEvent;
+use crate::template::{self, Form, Shape, TemplateTable};
 use crate::values::{MAX_SID_LEN, parse_guid, parse_sid};
 
 /// `**\0\0`, the start of every record.
@@ -24,6 +30,9 @@ mod token {
     pub(super) const END_ELEMENT: u8 = 0x04;
     pub(super) const VALUE: u8 = 0x05;
     pub(super) const ATTRIBUTE: u8 = 0x06;
+    pub(super) const TEMPLATE_INSTANCE: u8 = 0x0c;
+    /// A (non-optional) substitution: a value of the template instance goes here.
+    pub(super) const SUBSTITUTION: u8 = 0x0d;
     /// Set on `OPEN_START` when attributes follow, and on `ATTRIBUTE` when more follow.
     pub(super) const MORE: u8 = 0x40;
     /// Fragment header: token, major version 1, minor version 1, flags 0.
@@ -224,16 +233,25 @@ impl<'a> Out<'a> {
     }
 
     /// Text as BinXML strings store it: a `u16` count of UTF-16 code units, then the units.
-    /// Text with a NUL is refused: readers would stop there. Checking here, in the one pass
-    /// over the text, costs less than a separate scan.
     fn utf16_counted(&mut self, text: &str) -> Fits {
+        let count_at = self.pos;
+        self.u16(0)?;
+        let units = self.utf16(text)?;
+        let count = u16::try_from(units).map_err(|_| Full)?;
+        self.buf[count_at..count_at + 2].copy_from_slice(&count.to_le_bytes());
+        Ok(())
+    }
+
+    /// Text as UTF-16LE code units, without a count or NUL (as substitution values store
+    /// it); returns how many units. Text with a NUL is refused: readers would stop there.
+    /// Checking here, in the one pass over the text, costs less than a separate scan.
+    fn utf16(&mut self, text: &str) -> Fits<usize> {
         let bytes = text.as_bytes();
-        let start = self.pos + 2;
+        let start = self.pos;
         // Most text is ASCII, one code unit a byte: widen it and check it in the same pass (a
         // loop the compiler vectorises), and redo it the general way if it was not ASCII.
-        // Past 65535 units (and so when the count does not fit) it is larger than any chunk.
-        if let Ok(count) = u16::try_from(bytes.len())
-            && let Some(dst) = self.buf.get_mut(start..start + 2 * bytes.len())
+        if let Some(end) = start.checked_add(2 * bytes.len())
+            && let Some(dst) = self.buf.get_mut(start..end)
         {
             let (units, _) = dst.as_chunks_mut::<2>();
             let (mut high, mut nul) = (0u8, false);
@@ -243,14 +261,11 @@ impl<'a> Out<'a> {
                 nul |= byte == 0;
             }
             if high < 0x80 {
-                self.buf[self.pos..start].copy_from_slice(&count.to_le_bytes());
-                self.pos = start + 2 * bytes.len();
-                return if nul { Err(Nul) } else { Ok(()) };
+                self.pos = end;
+                return if nul { Err(Nul) } else { Ok(bytes.len()) };
             }
         }
-        let count_at = self.pos;
-        self.u16(0)?;
-        let mut slots = self.buf[self.pos..].as_chunks_mut::<2>().0.iter_mut();
+        let mut slots = self.buf[start..].as_chunks_mut::<2>().0.iter_mut();
         let mut count = 0usize;
         for unit in text.encode_utf16() {
             if unit == 0 {
@@ -260,9 +275,7 @@ impl<'a> Out<'a> {
             count += 1;
         }
         self.pos += 2 * count;
-        let count = u16::try_from(count).map_err(|_| Full)?;
-        self.buf[count_at..count_at + 2].copy_from_slice(&count.to_le_bytes());
-        Ok(())
+        Ok(count)
     }
 }
 
@@ -272,13 +285,15 @@ struct Open {
     attributes_size_at: Option<usize>,
 }
 
-/// Writes one record's BinXML through `out`, defining names in `names`.
-struct Encoder<'o, 'b> {
+/// Writes a template body through `out`, defining names in `names`, numbering its
+/// substitutions in the order they are written.
+struct Body<'o, 'b> {
     out: &'o mut Out<'b>,
     names: &'o mut NameTable,
+    substitutions: u16,
 }
 
-impl Encoder<'_, '_> {
+impl Body<'_, '_> {
     /// A name reference: the offset of its definition, defining it right here if the chunk
     /// has none yet (the offset then points just past itself).
     fn name(&mut self, name: XmlName) -> Fits {
@@ -302,9 +317,12 @@ impl Encoder<'_, '_> {
         Ok(())
     }
 
+    /// An element start. In a template every one has a dependency ID, the index of the value
+    /// whose NULL would leave it out; none here depends on one.
     fn open(&mut self, name: XmlName, has_attributes: bool) -> Fits<Open> {
         let flag = if has_attributes { token::MORE } else { 0 };
         self.out.u8(token::OPEN_START | flag)?;
+        self.out.u16(NO_DEPENDENCY)?;
         let size_at = self.out.u32_later()?;
         self.name(name)?;
         let attributes_size_at = if has_attributes {
@@ -348,51 +366,33 @@ impl Encoder<'_, '_> {
         self.out.patch_len_since(open.size_at)
     }
 
-    fn value(&mut self, value_type: u8, bytes: &[u8]) -> Fits {
-        self.out.put(&[token::VALUE, value_type])?;
-        self.out.put(bytes)
-    }
-
-    /// A string value. Always written, even empty: an attribute without a value token is
-    /// dropped by readers, and an empty one reads back as `""`.
+    /// Literal text. Always written, even empty: an attribute without a value token is
+    /// dropped by readers.
     fn text(&mut self, text: &str) -> Fits {
         self.out.put(&[token::VALUE, value_type::STRING])?;
         self.out.utf16_counted(text)
     }
 
-    /// `<name>value</name>`.
-    fn value_element(&mut self, name: XmlName, value_type: u8, bytes: &[u8]) -> Fits {
+    /// Where the instance's next value goes, of type `value_type`.
+    fn substitution(&mut self, value_type: u8) -> Fits {
+        let index = self.substitutions;
+        self.substitutions = index.checked_add(1).ok_or(Full)?;
+        self.out.u8(token::SUBSTITUTION)?;
+        self.out.u16(index)?;
+        self.out.u8(value_type)
+    }
+
+    /// `<name>%n</name>`.
+    fn value_element(&mut self, name: XmlName, value_type: u8) -> Fits {
         let open = self.open(name, false)?;
         self.close_start(&open)?;
-        self.value(value_type, bytes)?;
+        self.substitution(value_type)?;
         self.end(open)
     }
 
-    fn text_element(&mut self, name: XmlName, text: &str) -> Fits {
-        let open = self.open(name, false)?;
-        self.close_start(&open)?;
-        self.text(text)?;
-        self.end(open)
-    }
-
-    /// A GUID value where it reads back as `text`, otherwise a string.
-    fn guid_or_text(&mut self, text: &str) -> Fits {
-        match parse_guid(text) {
-            Some(bytes) => self.value(value_type::GUID, &bytes),
-            None => self.text(text),
-        }
-    }
-
-    /// A SID value where it reads back as `text`, otherwise a string.
-    fn sid_or_text(&mut self, text: &str) -> Fits {
-        let mut sid = [0u8; MAX_SID_LEN];
-        match parse_sid(text, &mut sid) {
-            Some(len) => self.value(value_type::SID, &sid[..len]),
-            None => self.text(text),
-        }
-    }
-
-    fn event(&mut self, record_id: u64, filetime: u64, event: &SynthEvent) -> Fits {
+    /// The template of `shape`: fragment header, `Event` element, EOF. Substitutions are
+    /// numbered in document order, the order [`write_values`] writes the values in.
+    fn template(&mut self, shape: &Shape<'_>) -> Fits {
         self.out.put(&token::FRAGMENT_HEADER)?;
         let root = self.open(XmlName::Event, true)?;
         self.attribute(XmlName::Xmlns, false)?;
@@ -403,48 +403,45 @@ impl Encoder<'_, '_> {
         self.close_start(&system)?;
 
         let provider = self.open(XmlName::Provider, true)?;
-        self.attribute(XmlName::Name, event.provider_guid.is_some())?;
-        self.text(&event.provider)?;
-        if let Some(guid) = &event.provider_guid {
+        let guid = typed_or_text(shape.provider_guid, value_type::GUID);
+        self.attribute(XmlName::Name, guid.is_some())?;
+        self.substitution(value_type::STRING)?;
+        if let Some(guid) = guid {
             self.attribute(XmlName::Guid, false)?;
-            self.guid_or_text(guid)?;
+            self.substitution(guid)?;
         }
         self.close_empty(provider)?;
 
-        let id = event.event_id.to_le_bytes();
-        self.value_element(XmlName::EventId, value_type::UINT16, &id)?;
-        self.value_element(XmlName::Version, value_type::UINT8, &[event.version])?;
-        self.value_element(XmlName::Level, value_type::UINT8, &[event.level])?;
-        let task = event.task.to_le_bytes();
-        self.value_element(XmlName::Task, value_type::UINT16, &task)?;
-        self.value_element(XmlName::Opcode, value_type::UINT8, &[event.opcode])?;
-        let keywords = event.keywords.to_le_bytes();
-        self.value_element(XmlName::Keywords, value_type::HEX_INT64, &keywords)?;
+        self.value_element(XmlName::EventId, value_type::UINT16)?;
+        self.value_element(XmlName::Version, value_type::UINT8)?;
+        self.value_element(XmlName::Level, value_type::UINT8)?;
+        self.value_element(XmlName::Task, value_type::UINT16)?;
+        self.value_element(XmlName::Opcode, value_type::UINT8)?;
+        self.value_element(XmlName::Keywords, value_type::HEX_INT64)?;
 
         let time = self.open(XmlName::TimeCreated, true)?;
         self.attribute(XmlName::SystemTime, false)?;
-        self.value(value_type::FILETIME, &filetime.to_le_bytes())?;
+        self.substitution(value_type::FILETIME)?;
         self.close_empty(time)?;
 
-        let record = record_id.to_le_bytes();
-        self.value_element(XmlName::EventRecordId, value_type::UINT64, &record)?;
+        self.value_element(XmlName::EventRecordId, value_type::UINT64)?;
         let correlation = self.open(XmlName::Correlation, false)?;
         self.close_empty(correlation)?;
 
         let execution = self.open(XmlName::Execution, true)?;
         self.attribute(XmlName::ProcessId, true)?;
-        self.value(value_type::UINT32, &event.process_id.to_le_bytes())?;
+        self.substitution(value_type::UINT32)?;
         self.attribute(XmlName::ThreadId, false)?;
-        self.value(value_type::UINT32, &event.thread_id.to_le_bytes())?;
+        self.substitution(value_type::UINT32)?;
         self.close_empty(execution)?;
 
-        self.text_element(XmlName::Channel, &event.channel)?;
-        self.text_element(XmlName::Computer, &event.computer)?;
-        match &event.security_user_id {
+        self.value_element(XmlName::Channel, value_type::STRING)?;
+        self.value_element(XmlName::Computer, value_type::STRING)?;
+        match typed_or_text(shape.user_id, value_type::SID) {
             Some(user) => {
                 let security = self.open(XmlName::Security, true)?;
                 self.attribute(XmlName::UserId, false)?;
-                self.sid_or_text(user)?;
+                self.substitution(user)?;
                 self.close_empty(security)?;
             }
             None => {
@@ -455,16 +452,16 @@ impl Encoder<'_, '_> {
         self.end(system)?;
 
         let event_data = self.open(XmlName::EventData, false)?;
-        if event.data.is_empty() {
+        if shape.data.is_empty() {
             self.close_empty(event_data)?;
         } else {
             self.close_start(&event_data)?;
-            for (name, value) in &event.data {
+            for (name, _) in shape.data {
                 let data = self.open(XmlName::Data, true)?;
                 self.attribute(XmlName::Name, false)?;
                 self.text(name)?;
                 self.close_start(&data)?;
-                self.text(value)?;
+                self.substitution(value_type::STRING)?;
                 self.end(data)?;
             }
             self.end(event_data)?;
@@ -475,24 +472,172 @@ impl Encoder<'_, '_> {
     }
 }
 
-/// Write a whole record (header, BinXML, size copy) at `out`'s position.
+/// The DependencyId of an element that depends on no value.
+const NO_DEPENDENCY: u16 = 0xffff;
+
+/// The value type of an optional `System` value written as `form`: `typed` (GUID, SID) or a
+/// string, or none when the event has no such value.
+fn typed_or_text(form: Form, typed: u8) -> Option<u8> {
+    match form {
+        Form::Absent => None,
+        Form::Typed => Some(typed),
+        Form::Text => Some(value_type::STRING),
+    }
+}
+
+/// Writes a template instance's values after their descriptors, which it fills in as it goes:
+/// a value's size is only known once it is written (UTF-16 text).
+struct Values<'o, 'b> {
+    out: &'o mut Out<'b>,
+    /// Where the next value's descriptor goes.
+    descriptor_at: usize,
+}
+
+impl Values<'_, '_> {
+    /// Room for `count` descriptors, then the values' writer.
+    fn new<'o, 'b>(out: &'o mut Out<'b>, count: usize) -> Fits<Values<'o, 'b>> {
+        let count_u32 = u32::try_from(count).map_err(|_| Full)?;
+        out.u32(count_u32)?;
+        let descriptor_at = out.pos;
+        out.take(4 * count)?;
+        Ok(Values { out, descriptor_at })
+    }
+
+    fn describe(&mut self, size: usize, value_type: u8) -> Fits {
+        let [lo, hi] = u16::try_from(size).map_err(|_| Full)?.to_le_bytes();
+        // The descriptors were written already, so this is in bounds.
+        let at = self.descriptor_at;
+        self.out.buf[at..at + 4].copy_from_slice(&[lo, hi, value_type, 0]);
+        self.descriptor_at += 4;
+        Ok(())
+    }
+
+    fn value(&mut self, value_type: u8, bytes: &[u8]) -> Fits {
+        self.out.put(bytes)?;
+        self.describe(bytes.len(), value_type)
+    }
+
+    /// Text, without a count or NUL: its size says how long it is. Empty text is a string of
+    /// size 0, which the `evtx` crate renders as any empty string value (`""` as a `Data`
+    /// value, `null` as an element's content, an attribute left out), as [`SynthEvent`] says.
+    fn text(&mut self, text: &str) -> Fits {
+        let units = self.out.utf16(text)?;
+        self.describe(2 * units, value_type::STRING)
+    }
+}
+
+/// The values of `event`, in the order [`Body::template`] numbers its substitutions.
+fn write_values(
+    out: &mut Out<'_>,
+    shape: &Shape<'_>,
+    record_id: u64,
+    filetime: u64,
+    event: &SynthEvent,
+    guid: Option<[u8; 16]>,
+    sid: Option<&[u8]>,
+) -> Fits {
+    let optional = [shape.provider_guid, shape.user_id]
+        .iter()
+        .filter(|&&form| form != Form::Absent)
+        .count();
+    let mut values = Values::new(out, SYSTEM_VALUES + optional + event.data.len())?;
+    values.text(&event.provider)?;
+    match (guid, &event.provider_guid) {
+        (Some(bytes), _) => values.value(value_type::GUID, &bytes)?,
+        (None, Some(text)) => values.text(text)?,
+        (None, None) => {}
+    }
+    values.value(value_type::UINT16, &event.event_id.to_le_bytes())?;
+    values.value(value_type::UINT8, &[event.version])?;
+    values.value(value_type::UINT8, &[event.level])?;
+    values.value(value_type::UINT16, &event.task.to_le_bytes())?;
+    values.value(value_type::UINT8, &[event.opcode])?;
+    values.value(value_type::HEX_INT64, &event.keywords.to_le_bytes())?;
+    values.value(value_type::FILETIME, &filetime.to_le_bytes())?;
+    values.value(value_type::UINT64, &record_id.to_le_bytes())?;
+    values.value(value_type::UINT32, &event.process_id.to_le_bytes())?;
+    values.value(value_type::UINT32, &event.thread_id.to_le_bytes())?;
+    values.text(&event.channel)?;
+    values.text(&event.computer)?;
+    match (sid, &event.security_user_id) {
+        (Some(bytes), _) => values.value(value_type::SID, bytes)?,
+        (None, Some(text)) => values.text(text)?,
+        (None, None) => {}
+    }
+    for (_, value) in &event.data {
+        values.text(value)?;
+    }
+    Ok(())
+}
+
+/// The `System` values every record has: provider name, EventID, Version, Level, Task,
+/// Opcode, Keywords, SystemTime, EventRecordID, ProcessID, ThreadID, Channel, Computer.
+const SYSTEM_VALUES: usize = 13;
+
+/// Write a whole record (header, BinXML, size copy) at `out`'s position: a template instance,
+/// with the template's definition if the chunk has none yet (added to `templates` once
+/// complete).
 pub(crate) fn encode_record(
     out: &mut Out<'_>,
     names: &mut NameTable,
+    templates: &mut TemplateTable,
     record_id: u64,
     filetime: u64,
     event: &SynthEvent,
 ) -> Fits {
+    let guid = event.provider_guid.as_deref().map(parse_guid);
+    let mut sid = [0u8; MAX_SID_LEN];
+    let sid_len = event
+        .security_user_id
+        .as_deref()
+        .map(|text| parse_sid(text, &mut sid));
+    let form = |parsed: Option<bool>| match parsed {
+        None => Form::Absent,
+        Some(true) => Form::Typed,
+        Some(false) => Form::Text,
+    };
+    let shape = Shape {
+        provider_guid: form(guid.map(|g| g.is_some())),
+        user_id: form(sid_len.map(|len| len.is_some())),
+        data: &event.data,
+    };
+    let hash = shape.hash();
+
     let start = out.pos;
     out.put(&RECORD_MAGIC)?;
     let size_at = out.u32_later()?;
     out.u64(record_id)?;
     out.u64(filetime)?;
-    Encoder {
-        out: &mut *out,
-        names,
+
+    out.put(&token::FRAGMENT_HEADER)?;
+    out.put(&[token::TEMPLATE_INSTANCE, 0x01])?;
+    let id = template::template_id(hash);
+    out.u32(id)?;
+    match templates.find(&shape, hash) {
+        Some(offset) => out.u32(offset)?,
+        None => {
+            // Defined right here: the offset points just past itself, at the definition's
+            // header (next template in the bucket, GUID, body size), then its body.
+            let offset = out.offset()? + 4;
+            out.u32(offset)?;
+            out.u32(templates.buckets[template::bucket(id)])?;
+            out.put(&template::template_guid(hash))?;
+            let body_size_at = out.u32_later()?;
+            Body {
+                out: &mut *out,
+                names,
+                substitutions: 0,
+            }
+            .template(&shape)?;
+            out.patch_len_since(body_size_at)?;
+            templates.add(&shape, hash, offset);
+        }
     }
-    .event(record_id, filetime, event)?;
+    let guid = guid.flatten();
+    let sid = sid_len.flatten().map(|len| &sid[..len]);
+    write_values(out, &shape, record_id, filetime, event, guid, sid)?;
+    out.u8(token::EOF)?;
+
     // The size counts the header, the BinXML and the trailing copy of the size itself.
     let size = u32::try_from(out.pos - start + 4).map_err(|_| Full)?;
     out.u32(size)?;
@@ -521,9 +666,10 @@ mod tests {
         let mut buf = vec![0u8; 256];
         let mut names = NameTable::default();
         let mut out = Out::new(&mut buf, 16);
-        let mut enc = Encoder {
+        let mut enc = Body {
             out: &mut out,
             names: &mut names,
+            substitutions: 0,
         };
         enc.name(XmlName::Data).unwrap();
         enc.name(XmlName::Data).unwrap();

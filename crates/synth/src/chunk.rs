@@ -2,6 +2,7 @@
 
 use crate::SynthEvent;
 use crate::binxml::{self, NameTable, Out, STRING_BUCKETS, Unfit};
+use crate::template::{TEMPLATE_BUCKETS, TemplateTable};
 
 /// Every chunk is this size, whatever it holds.
 pub(crate) const CHUNK_SIZE: usize = 0x1_0000;
@@ -22,6 +23,7 @@ pub(crate) struct Chunk {
     /// Where the next record goes (the header's free space offset).
     free: usize,
     names: NameTable,
+    templates: TemplateTable,
     first_id: u64,
     last_id: u64,
     last_offset: usize,
@@ -34,6 +36,7 @@ impl Chunk {
             buf: vec![0; CHUNK_SIZE],
             free: CHUNK_HEADER_SIZE,
             names: NameTable::default(),
+            templates: TemplateTable::default(),
             first_id: 0,
             last_id: 0,
             last_offset: 0,
@@ -54,12 +57,21 @@ impl Chunk {
         event: &SynthEvent,
     ) -> Result<(), Unfit> {
         let names = self.names;
+        let templates = self.templates.mark();
         let mut out = Out::new(&mut self.buf, self.free);
-        let written = binxml::encode_record(&mut out, &mut self.names, record_id, filetime, event);
+        let written = binxml::encode_record(
+            &mut out,
+            &mut self.names,
+            &mut self.templates,
+            record_id,
+            filetime,
+            event,
+        );
         let end = out.pos;
         if let Err(unfit) = written {
-            // Undo the names it defined; its bytes are past `free`, as good as gone.
+            // Undo the names and templates it defined: its bytes are past `free`, gone.
             self.names = names;
+            self.templates.undo(templates);
             return Err(unfit);
         }
         if self.records == 0 {
@@ -97,7 +109,12 @@ impl Chunk {
         {
             slot.copy_from_slice(&head.to_le_bytes());
         }
-        // 384..512, the template table, stays empty: records use no templates.
+        for (slot, head) in header[384..384 + 4 * TEMPLATE_BUCKETS]
+            .chunks_exact_mut(4)
+            .zip(self.templates.buckets)
+        {
+            slot.copy_from_slice(&head.to_le_bytes());
+        }
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header[..120]);
         crc.update(&header[128..]);
@@ -109,6 +126,7 @@ impl Chunk {
     pub(crate) fn reset(&mut self) {
         self.free = CHUNK_HEADER_SIZE;
         self.names = NameTable::default();
+        self.templates.clear();
         self.first_id = 0;
         self.last_id = 0;
         self.last_offset = 0;
@@ -145,6 +163,123 @@ mod tests {
             }
         }
         names
+    }
+
+    /// A record's template instance: where the record is, its template ID, the offset of the
+    /// definition it uses, and whether it holds that definition.
+    #[derive(Debug)]
+    struct Instance {
+        record: usize,
+        id: u32,
+        definition: usize,
+        inline: bool,
+    }
+
+    /// The template instance of every record of a sealed chunk, checking that each record's
+    /// BinXML is one: fragment header, `TemplateInstance`, and EOF right after its values.
+    fn instances(chunk: &[u8]) -> Vec<Instance> {
+        let free = u32_at(chunk, 48) as usize;
+        let mut at = CHUNK_HEADER_SIZE;
+        let mut found = Vec::new();
+        while at < free {
+            let size = u32_at(chunk, at + 4) as usize;
+            let binxml = at + 24;
+            assert_eq!(&chunk[binxml..binxml + 6], &[0x0f, 1, 1, 0, 0x0c, 1]);
+            let id = u32_at(chunk, binxml + 6);
+            let definition = u32_at(chunk, binxml + 10) as usize;
+            let inline = definition == binxml + 14;
+            let mut values_at = binxml + 14;
+            if inline {
+                values_at = definition + 24 + u32_at(chunk, definition + 20) as usize;
+            }
+            let count = u32_at(chunk, values_at) as usize;
+            let descriptors = &chunk[values_at + 4..values_at + 4 + 4 * count];
+            let sizes: usize = descriptors
+                .chunks_exact(4)
+                .map(|d| usize::from(u16::from_le_bytes([d[0], d[1]])))
+                .sum();
+            let eof = values_at + 4 + 4 * count + sizes;
+            assert_eq!(chunk[eof], 0, "EOF after the values");
+            assert_eq!(eof + 1 + 4, at + size, "then the size copy");
+            found.push(Instance {
+                record: at,
+                id,
+                definition,
+                inline,
+            });
+            at += size;
+        }
+        found
+    }
+
+    /// The definitions in the sealed chunk's template table, walking each bucket's chain, with
+    /// the bucket each is found under.
+    fn template_table(chunk: &[u8]) -> Vec<(usize, usize)> {
+        let mut definitions = Vec::new();
+        for bucket in 0..TEMPLATE_BUCKETS {
+            let mut at = u32_at(chunk, 384 + 4 * bucket) as usize;
+            while at != 0 {
+                definitions.push((bucket, at));
+                at = u32_at(chunk, at) as usize;
+            }
+        }
+        definitions
+    }
+
+    #[test]
+    fn records_are_template_instances_of_templates_defined_once() {
+        let mut chunk = Chunk::new();
+        let events: Vec<_> = realistic_events(25, 3).collect();
+        for (id, event) in (1..).zip(&events) {
+            chunk.append(id, 0, event).unwrap();
+        }
+        let data = chunk.seal().to_vec();
+        let found = instances(&data);
+        assert_eq!(found.len(), events.len());
+        let defined: Vec<_> = found.iter().filter(|i| i.inline).collect();
+        assert_eq!(defined.len(), chunk.templates.len());
+        assert!(
+            defined.len() > 2 && defined.len() < events.len(),
+            "{defined:?}"
+        );
+        // Each record uses the definition of the first record of its shape, which holds it.
+        let shape = |event: &SynthEvent| {
+            let names: Vec<_> = event.data.iter().map(|(name, _)| name.clone()).collect();
+            let guid = event.provider_guid.is_some();
+            (guid, event.security_user_id.is_some(), names)
+        };
+        for (i, instance) in found.iter().enumerate() {
+            let first = events.iter().position(|e| shape(e) == shape(&events[i]));
+            let first = &found[first.unwrap()];
+            assert!(first.inline, "{first:?}");
+            assert_eq!(instance.definition, first.definition);
+            assert_eq!(instance.id, first.id);
+            assert_eq!(instance.inline, first.record == instance.record);
+        }
+        // The header's template table links every definition once, in bucket `id % 32`, and
+        // each definition's GUID starts with its template ID.
+        let mut table = template_table(&data);
+        table.sort_by_key(|&(_, at)| at);
+        assert_eq!(table.len(), defined.len());
+        for ((bucket, at), instance) in table.iter().zip(&defined) {
+            assert_eq!(*at, instance.definition);
+            assert_eq!(*bucket, instance.id as usize % TEMPLATE_BUCKETS);
+            assert_eq!(u32_at(&data, at + 4), instance.id);
+        }
+
+        // One shape only: one definition, whatever the number of records.
+        let mut chunk = Chunk::new();
+        let one = &events[0];
+        for id in 1..=40 {
+            chunk.append(id, 0, one).unwrap();
+        }
+        let data = chunk.seal().to_vec();
+        let found = instances(&data);
+        assert_eq!(found.len(), 40);
+        assert!(found[0].inline);
+        assert!(found[1..].iter().all(|i| !i.inline));
+        assert!(found.iter().all(|i| i.definition == found[0].definition));
+        assert_eq!(template_table(&data).len(), 1);
     }
 
     #[test]
@@ -195,20 +330,36 @@ mod tests {
         crc.update(&data[..120]);
         crc.update(&data[128..512]);
         assert_eq!(u32_at(&data, 124), crc.finalize());
-        assert!(data[384..512].iter().all(|&b| b == 0), "no templates");
         assert!(data[free..].iter().all(|&b| b == 0));
 
-        // A record that does not fit leaves the chunk as it was.
+        // A record that does not fit leaves the chunk as it was: its template, defined
+        // before its values ran out of room, is not in the table, nor its names.
+        let templates = chunk.templates.len();
         let mut big = events[0].clone();
         big.data = vec![("Payload".into(), "x".repeat(40_000))];
         assert_eq!(chunk.append(51, 0, &big), Err(Unfit::Full));
+        assert_eq!(chunk.templates.len(), templates);
         assert_eq!(chunk.seal(), &data[..]);
+        // So the next record of that shape defines it again, in the chunk.
+        big.data[0].1 = "x".into();
+        chunk.append(51, 0, &big).unwrap();
+        let with_big = chunk.seal().to_vec();
+        let last = instances(&with_big).pop().unwrap();
+        assert!(last.inline);
+        assert_eq!(last.record, free);
+        assert!(
+            template_table(&with_big)
+                .contains(&(last.id as usize % TEMPLATE_BUCKETS, last.definition))
+        );
 
         chunk.reset();
         assert!(chunk.is_empty());
         chunk.append(1, 0, &events[0]).unwrap();
         let again = chunk.seal();
         assert_eq!(u64::from_le_bytes(again[8..16].try_into().unwrap()), 1);
+        // Templates are per chunk: the new one defines its own.
+        assert!(instances(again)[0].inline);
+        assert_eq!(template_table(again).len(), 1);
         // All names but `UserID` in a Security event, which has no `Security UserID`.
         let names = 24 + usize::from(events[0].security_user_id.is_some());
         assert_eq!(string_table(again).len(), names);

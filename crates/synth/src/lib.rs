@@ -8,20 +8,30 @@
 //! 4732) and Sysmon (1, 3, 11, 13) events, a few of them suspicious, some with non-ASCII text.
 //!
 //! What it does not do: it reads nothing (the `evtx` crate is the reader, in its tests); it
-//! writes no BinXML templates, no `RenderingInfo`, no `Correlation` IDs, and every `EventData`
-//! value is a string. Each record is a BinXML fragment of plain elements whose names are
-//! defined inline at their first use in the chunk (and linked from the chunk's string table),
-//! which the `evtx` crate renders to the same JSON as a real log's `System` section: numbers
-//! for `EventID`, `Version`, `Level`, `Task`, `Opcode`, `EventRecordID` and `Execution`, a
-//! FILETIME for `TimeCreated`, a hexadecimal `Keywords`, a GUID and a SID where real logs have
-//! them. The files are not a byte-for-byte imitation of what Windows writes, and only the
-//! `evtx` crate is tested as a reader: others (Event Viewer, libevtx, python-evtx) may expect
-//! every record to be a template instance.
+//! writes no `RenderingInfo`, no `Correlation` IDs, and every `EventData` value is a string.
+//!
+//! Every record is a BinXML template instance, as in the logs Windows writes: the record holds
+//! its values, and its template holds the rest. A template is one per record shape (whether
+//! `Provider Guid` and `Security UserID` are there and written as GUID and SID or as text, and
+//! the `EventData` names in order): the `System` elements with a substitution for each value,
+//! the `Data` elements with their `Name` as literal text and a substitution for the value.
+//! Templates are per chunk, like names: each is defined inline in the first record of its
+//! shape in the chunk and linked from the chunk header's template table (bucket: template ID
+//! modulo 32), and later records of that shape refer to it by offset. Template IDs and GUIDs
+//! come from a hash of the shape, so a given shape has the same ones in every file. Element
+//! names are defined inline at their first use in the chunk (and linked from the chunk's
+//! string table). The `evtx` crate renders the records to the same JSON as a real log's
+//! `System` section: numbers for `EventID`, `Version`, `Level`, `Task`, `Opcode`,
+//! `EventRecordID` and `Execution`, a FILETIME for `TimeCreated`, a hexadecimal `Keywords`, a
+//! GUID and a SID where real logs have them. The files are not a byte-for-byte imitation of
+//! what Windows writes (its templates come from each provider's manifest, with optional
+//! substitutions and dependency IDs), and only the `evtx` crate is tested as a reader.
 
 mod binxml;
 mod chunk;
 mod generator;
 mod profiles;
+mod template;
 mod values;
 mod writer;
 

@@ -231,6 +231,50 @@ fn many_chunks() {
     );
 }
 
+#[test]
+fn records_are_template_instances_one_definition_per_shape_and_chunk() {
+    const N: u64 = 3_000;
+    let events: Vec<_> = realistic_events(N, 11).collect();
+    let mut parser = EvtxParser::from_buffer(write_to_vec(events.clone())).unwrap();
+    let settings = std::sync::Arc::new(ParserSettings::new());
+    let shape = |event: &SynthEvent| {
+        let names: Vec<_> = event.data.iter().map(|(name, _)| name.clone()).collect();
+        let guid = event.provider_guid.is_some();
+        (guid, event.security_user_id.is_some(), names)
+    };
+    let mut next = 0usize;
+    let mut chunks = 0;
+    for chunk in parser.chunks() {
+        let mut chunk = chunk.unwrap();
+        let mut parsed = chunk.parse(settings.clone()).unwrap();
+        // Definition offset of each shape in this chunk, and the templates defined inline.
+        let mut definitions = std::collections::HashMap::new();
+        let mut inline = 0;
+        for record in parsed.iter() {
+            let record = record.unwrap();
+            let event = &events[next];
+            next += 1;
+            let instances = record.template_instances().unwrap();
+            let [instance] = &instances[..] else {
+                panic!("record {}: {instances:?}", record.event_record_id)
+            };
+            let optional = usize::from(event.provider_guid.is_some())
+                + usize::from(event.security_user_id.is_some());
+            assert_eq!(instance.values.len(), 13 + optional + event.data.len());
+            let offset = *definitions
+                .entry(shape(event))
+                .or_insert(instance.template_def_offset);
+            assert_eq!(instance.template_def_offset, offset);
+            // The GUID is read from an inline definition only.
+            inline += usize::from(instance.template_guid.is_some());
+        }
+        assert_eq!(inline, definitions.len(), "one definition per shape");
+        chunks += 1;
+    }
+    assert_eq!(next as u64, N);
+    assert!(chunks > 1);
+}
+
 fn write_to_vec(events: impl IntoIterator<Item = SynthEvent>) -> Vec<u8> {
     let mut writer = EvtxWriter::new(Cursor::new(Vec::new())).unwrap();
     for event in events {
