@@ -440,7 +440,7 @@ fn events(count: u64) -> Vec<Event> {
                 computer: Some("WS01".into()),
                 level: Some(4),
                 fields: fields.as_object().cloned().unwrap_or_default(),
-                raw: json!({"Event": {"System": {"EventRecordID": n}}}),
+                raw: casescope_evidence::RawJson::from_value(&json!({"Event": {"System": {"EventRecordID": n}}})),
             }
         })
         .collect()

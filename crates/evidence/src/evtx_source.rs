@@ -3,7 +3,7 @@
 //! Locators are `record:<EventRecordID>`; a record id seen twice in one file (damaged
 //! or stitched logs) gets `#<n>` appended so both records keep distinct event ids.
 
-use crate::normalize::{Event, WindowsParts, normalize_windows_record};
+use crate::normalize::{Event, RawJson, WindowsParts, normalize_windows_sections};
 use crate::{Context, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
 use evtx::err::EvtxError;
 use evtx::{EvtxParser, ParserSettings};
@@ -97,14 +97,43 @@ struct Decoded {
     record_id: u64,
     timestamp_micros: i64,
     parts: WindowsParts,
-    raw: serde_json::Value,
+    raw: RawJson,
+}
+
+/// The parts of a rendered record normalisation reads; everything else (the `Event`
+/// attributes, `RenderingInfo`) is skipped without being built.
+#[derive(serde::Deserialize)]
+struct RecordJson {
+    #[serde(rename = "Event")]
+    event: Option<EventJson>,
+}
+
+#[derive(serde::Deserialize)]
+struct EventJson {
+    #[serde(rename = "System")]
+    system: Option<serde_json::Value>,
+    #[serde(rename = "EventData")]
+    event_data: Option<serde_json::Value>,
+    #[serde(rename = "UserData")]
+    user_data: Option<serde_json::Value>,
 }
 
 /// Runs on the evtx crate's chunk threads: render, decode and normalise one record, so
 /// the per-record work is spread over every parser thread rather than the consumer.
+/// The rendered JSON text is kept as the raw record; only its System and data sections
+/// are parsed, and their values move into the fields.
 fn decode(record: evtx::EvtxRecord<'_>) -> evtx::err::Result<Decoded> {
-    let record = record.into_json_value()?;
-    let mut parts = normalize_windows_record(&record.data);
+    let record = record.into_json()?;
+    let invalid =
+        |error: serde_json::Error| EvtxError::from(evtx::err::SerializationError::from(error));
+    let raw = RawJson::from_text(record.data).map_err(invalid)?;
+    let parsed: RecordJson = serde_json::from_str(raw.get()).map_err(invalid)?;
+    let mut parts = match parsed.event {
+        Some(event) => {
+            normalize_windows_sections(event.system.as_ref(), event.event_data, event.user_data)
+        }
+        None => WindowsParts::default(),
+    };
     // The event's own time (System/TimeCreated); the record header's FILETIME is zero
     // in some exported logs.
     let timestamp_micros = parts
@@ -116,7 +145,7 @@ fn decode(record: evtx::EvtxRecord<'_>) -> evtx::err::Result<Decoded> {
         record_id: record.event_record_id,
         timestamp_micros,
         parts,
-        raw: record.data,
+        raw,
     })
 }
 

@@ -4,7 +4,9 @@
 //! element or streamed object stops the file with a clear error.
 
 use crate::lines::{Line, read_line_bounded};
-use crate::normalize::{Event, flatten_into, normalize_windows_record, promote_common_fields};
+use crate::normalize::{
+    Event, RawJson, flatten_into, normalize_windows_record, promote_common_fields,
+};
 use crate::timestamp::{TIMESTAMP_FIELDS, find_timestamp};
 use crate::{Context, Format, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
 use serde::de::{self, SeqAccess, Visitor};
@@ -42,15 +44,15 @@ pub(crate) fn object_to_outcome(
             return Outcome::Rejected(Reject::new(locator, RejectReason::InvalidTimestamp, why));
         }
     };
-    let raw = Value::Object(object);
-    let is_windows = raw.get("Event").and_then(|e| e.get("System")).is_some();
+    let record = Value::Object(object);
+    let is_windows = record.get("Event").and_then(|e| e.get("System")).is_some();
     let (parts, fields) = if is_windows {
-        let mut parts = normalize_windows_record(&raw);
+        let mut parts = normalize_windows_record(&record);
         let fields = std::mem::take(&mut parts.fields);
         (parts, fields)
     } else {
         let mut fields = Map::new();
-        flatten_into(&mut fields, "", &raw, 0);
+        flatten_into(&mut fields, "", &record, 0);
         (promote_common_fields(&fields), fields)
     };
     Outcome::Event(Box::new(Event {
@@ -68,7 +70,7 @@ pub(crate) fn object_to_outcome(
         computer: parts.computer,
         level: parts.level,
         fields,
-        raw,
+        raw: RawJson::from_value(&record),
     }))
 }
 

@@ -24,7 +24,7 @@ mod normalize;
 mod timestamp;
 
 pub use format::{Format, FormatError, sniff_format};
-pub use normalize::{Event, normalize_windows_record};
+pub use normalize::{Event, RawJson, normalize_windows_record, normalize_windows_sections};
 pub use timestamp::{TIMESTAMP_FIELDS, parse_timestamp};
 
 use sha2::{Digest, Sha256};

@@ -4,6 +4,8 @@
 //! its own name (`CommandLine`, `TargetUserName`, …); other JSON/CSV records are
 //! flattened with dotted names. Field counts and nesting are bounded.
 
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Most flattened fields kept per event; the rest are counted in `_fields_truncated`.
@@ -35,7 +37,58 @@ pub struct Event {
     /// Flattened fields, names as described in the module docs.
     pub fields: Map<String, Value>,
     /// The original record as JSON.
-    pub raw: Value,
+    pub raw: RawJson,
+}
+
+/// A record as JSON text, always one valid JSON value, kept as text: stores and the
+/// bus take it as it is, with no tree to build or serialise again.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// `text` if it is one JSON value, else the parse error.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(RawJson)
+    }
+
+    pub fn from_value(value: &Value) -> Self {
+        // A `Value` always serialises; `null` stands in for the impossible failure.
+        RawJson(serde_json::value::to_raw_value(value).unwrap_or_else(|_| Self::null()))
+    }
+
+    fn null() -> Box<RawValue> {
+        RawValue::from_string("null".into()).expect("null is JSON")
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The record as a JSON tree (parsed on demand).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl Default for RawJson {
+    fn default() -> Self {
+        RawJson(Self::null())
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    /// From any JSON value, through a tree: readers of stored documents only.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|value| RawJson::from_value(&value))
+    }
 }
 
 /// The Windows header values of a record, and its flattened fields.
@@ -76,11 +129,25 @@ fn attribute<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// Normalises an EVTX record rendered as JSON (`{"Event": {"System": …, "EventData": …}}`).
 pub fn normalize_windows_record(record: &Value) -> WindowsParts {
-    let mut parts = WindowsParts::default();
     let Some(event) = record.get("Event") else {
-        return parts;
+        return WindowsParts::default();
     };
-    if let Some(system) = event.get("System") {
+    normalize_windows_sections(
+        event.get("System"),
+        event.get("EventData").cloned(),
+        event.get("UserData").cloned(),
+    )
+}
+
+/// The sections of an EVTX record a reader picked out of its JSON: the same as
+/// [`normalize_windows_record`], with the data sections' values moved, not copied.
+pub fn normalize_windows_sections(
+    system: Option<&Value>,
+    event_data: Option<Value>,
+    user_data: Option<Value>,
+) -> WindowsParts {
+    let mut parts = WindowsParts::default();
+    if let Some(system) = system {
         let fields = &mut parts.fields;
         let mut put = |name: &str, value: Option<Value>| {
             if let Some(value) = value {
@@ -144,20 +211,18 @@ pub fn normalize_windows_record(record: &Value) -> WindowsParts {
             .and_then(|t| attribute(t, "SystemTime"))
             .and_then(text_of);
     }
-    for section in ["EventData", "UserData"] {
-        if let Some(data) = event.get(section) {
-            flatten_event_data(data, &mut parts.fields);
-        }
+    for data in [event_data, user_data].into_iter().flatten() {
+        flatten_event_data(data, &mut parts.fields);
     }
     parts
 }
 
 /// EventData/UserData: named values under their own names; a name that collides with a
 /// System field gets the `EventData_` prefix; unnamed `Data` values stay an array.
-fn flatten_event_data(data: &Value, fields: &mut Map<String, Value>) {
+fn flatten_event_data(data: Value, fields: &mut Map<String, Value>) {
     let Value::Object(map) = data else {
         if !data.is_null() {
-            insert_bounded(fields, "EventData".to_string(), data.clone());
+            insert_bounded(fields, "EventData".to_string(), data);
         }
         return;
     };
@@ -168,13 +233,13 @@ fn flatten_event_data(data: &Value, fields: &mut Map<String, Value>) {
         match value {
             // UserData wraps its values in one element named after the event type.
             Value::Object(inner) if !inner.contains_key("#text") => {
-                flatten_into(fields, name, value, 1);
+                flatten_into(fields, &name, &Value::Object(inner), 1);
             }
-            _ => {
-                let key = if fields.contains_key(name) {
+            value => {
+                let key = if fields.contains_key(&name) {
                     format!("EventData_{name}")
                 } else {
-                    name.clone()
+                    name
                 };
                 insert_bounded(fields, key, scalar_or_text(value));
             }
@@ -182,13 +247,13 @@ fn flatten_event_data(data: &Value, fields: &mut Map<String, Value>) {
     }
 }
 
-fn scalar_or_text(value: &Value) -> Value {
+fn scalar_or_text(value: Value) -> Value {
     match value {
-        Value::Object(map) => map
-            .get("#text")
-            .cloned()
-            .unwrap_or_else(|| Value::String(value.to_string())),
-        other => other.clone(),
+        Value::Object(mut map) => match map.remove("#text") {
+            Some(text) => text,
+            None => Value::String(Value::Object(map).to_string()),
+        },
+        other => other,
     }
 }
 

@@ -270,7 +270,7 @@ fn evtx_corpus_counts_match_the_evtx_crate_exactly() {
                     event.event_code.is_some() && event.computer.is_some(),
                     "{}: {}",
                     path.display(),
-                    event.raw["Event"]["System"]
+                    event.raw.to_value()["Event"]["System"]
                 );
             }
             ControlFlow::Continue(())

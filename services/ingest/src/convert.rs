@@ -40,7 +40,7 @@ pub fn event_to_pb(event: Event, include_raw: bool) -> pb::Event {
         level: event.level,
         fields_json: serde_json::Value::Object(event.fields).to_string(),
         raw_json: if include_raw {
-            event.raw.to_string()
+            event.raw.get().to_string()
         } else {
             String::new()
         },

@@ -388,7 +388,7 @@ impl IngestStage {
         use sha2::Digest;
         let fingerprints: Vec<String> = batch
             .iter()
-            .map(|event| hex::encode(sha2::Sha256::digest(event.raw.to_string().as_bytes())))
+            .map(|event| hex::encode(sha2::Sha256::digest(event.raw.get().as_bytes())))
             .collect();
         let mut tx = match self.leases.fenced(lease).await {
             Ok(tx) => tx,

@@ -184,7 +184,7 @@ mod tests {
             computer: None,
             level: None,
             fields: serde_json::Map::new(),
-            raw: json!({"a": 1}),
+            raw: casescope_evidence::RawJson::from_value(&json!({"a": 1})),
         };
         let item = item(&event).unwrap();
         let text = String::from_utf8(item.lines).unwrap();

@@ -25,7 +25,7 @@
 
 use crate::StoreError;
 use crate::tokenizer::{MAX_WHOLE_VALUE_BYTES, words};
-use casescope_evidence::Event;
+use casescope_evidence::{Event, RawJson};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
@@ -413,7 +413,7 @@ struct Document<'a> {
     text: Vec<String>,
     field_terms: Vec<String>,
     field_words: Vec<String>,
-    raw: &'a Value,
+    raw: &'a RawJson,
 }
 
 /// The JSON document of one event (one line of a `_bulk` body, without the newline).
@@ -481,7 +481,7 @@ struct StoredSource {
     #[serde(default)]
     fields_unindexed: Map<String, Value>,
     #[serde(default)]
-    raw: Value,
+    raw: RawJson,
 }
 
 /// The event of a hit's or a document's `_source`.
@@ -548,7 +548,9 @@ mod tests {
             computer: Some("WS01".into()),
             level: Some(0),
             fields: fields.as_object().cloned().unwrap_or_default(),
-            raw: json!({"Event": {"System": {"EventRecordID": 7}}}),
+            raw: casescope_evidence::RawJson::from_value(
+                &json!({"Event": {"System": {"EventRecordID": 7}}}),
+            ),
         }
     }
 

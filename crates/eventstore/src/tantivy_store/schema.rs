@@ -6,7 +6,7 @@
 
 use crate::StoreError;
 use crate::tokenizer::{VALUE_TOKENIZER, ValueTokenizer};
-use casescope_evidence::Event;
+use casescope_evidence::{Event, RawJson};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED, STRING, Schema,
     TextFieldIndexing, TextOptions, Value,
@@ -146,7 +146,7 @@ pub fn to_document(fields: &Fields, event: Event) -> TantivyDocument {
             document.add_text(field, value);
         }
     }
-    document.add_text(fields.raw, event.raw.to_string());
+    document.add_text(fields.raw, event.raw.get());
     document.add_field_value(fields.fields, &OwnedValue::from(event.fields));
     document
 }
@@ -178,8 +178,8 @@ pub fn to_event(fields: &Fields, document: &TantivyDocument) -> Result<Event, St
         None => serde_json::Map::new(),
     };
     let raw = text(document, fields.raw)
-        .and_then(|raw| serde_json::from_str(&raw).ok())
-        .unwrap_or(serde_json::Value::Null);
+        .and_then(|raw| RawJson::from_text(raw).ok())
+        .unwrap_or_default();
     Ok(Event {
         event_id: text(document, fields.event_id).ok_or_else(|| corrupt("event_id"))?,
         case_id: String::new(),

@@ -45,7 +45,9 @@ pub fn event(case_id: &str, file_id: &str, n: u64, fields: serde_json::Value) ->
             .and_then(|v| v.as_str())
             .map(str::to_string),
         level: Some(4),
-        raw: json!({"Event": {"System": {"EventRecordID": n}}, "original": fields.clone()}),
+        raw: casescope_evidence::RawJson::from_value(
+            &json!({"Event": {"System": {"EventRecordID": n}}, "original": fields.clone()}),
+        ),
         fields,
     }
 }
