@@ -44,24 +44,28 @@ impl DetectionProgram {
     }
 
     /// One set of literals, one of which must occur in the event's text whenever this
-    /// detection matches (the most selective such set), if there is one.
-    fn literal_group(&self) -> Option<Vec<String>> {
-        let usable = |group: Vec<String>| group.iter().all(|l| l.len() >= 3).then_some(group);
-        let best = |groups: Vec<Vec<String>>| {
+    /// detection matches (the most selective such set), if there is one; each with the
+    /// field whose value holds it (`None`: any field).
+    fn literal_group(&self) -> Option<Vec<Literal>> {
+        let usable = |item: &ItemMatcher| {
+            let group = item.required_literals()?;
+            group.iter().all(|l| l.len() >= 3).then(|| {
+                group
+                    .into_iter()
+                    .map(|literal| (item.field.clone(), literal))
+                    .collect::<Vec<Literal>>()
+            })
+        };
+        let best = |groups: Vec<Vec<Literal>>| {
             // Fewest alternatives, then the longest shortest literal.
             groups.into_iter().min_by_key(|g| {
-                let shortest = g.iter().map(String::len).min().unwrap_or(0);
+                let shortest = g.iter().map(|(_, l)| l.len()).min().unwrap_or(0);
                 (g.len(), usize::MAX - shortest)
             })
         };
         match self {
-            DetectionProgram::AllOf(items) => best(
-                items
-                    .iter()
-                    .filter_map(|item| item.required_literals().and_then(usable))
-                    .collect(),
-            ),
-            DetectionProgram::Keywords(item) => item.required_literals().and_then(usable),
+            DetectionProgram::AllOf(items) => best(items.iter().filter_map(usable).collect()),
+            DetectionProgram::Keywords(item) => usable(item),
             DetectionProgram::And(parts) => {
                 best(parts.iter().filter_map(|p| p.literal_group()).collect())
             }
@@ -76,6 +80,9 @@ impl DetectionProgram {
         }
     }
 }
+
+/// A literal text (lower-cased) and the field whose value must hold it (`None`: any).
+pub type Literal = (Option<String>, String);
 
 /// The condition over detection indices.
 #[derive(Debug, Clone)]
@@ -115,7 +122,7 @@ impl Condition {
 
     /// Literal sets implied by the condition holding: for each, one of its literals
     /// must occur in the event.
-    fn literal_groups(&self, detections: &[DetectionProgram], out: &mut Vec<Vec<String>>) {
+    fn literal_groups(&self, detections: &[DetectionProgram], out: &mut Vec<Vec<Literal>>) {
         let group = |index: &usize| detections.get(*index).and_then(|d| d.literal_group());
         match self {
             Condition::And(parts) => parts.iter().for_each(|p| p.literal_groups(detections, out)),
@@ -187,8 +194,9 @@ impl Program {
     }
 
     /// Sets of literals of which, for each set, one must occur (lower-cased) in the
-    /// event's values for the rule to match.
-    pub fn required_literals(&self) -> Vec<Vec<String>> {
+    /// event's values for the rule to match: in the value of the literal's field (as the
+    /// rule names it), or anywhere for a keyword literal (`None`).
+    pub fn required_literals(&self) -> Vec<Vec<Literal>> {
         let mut out = Vec::new();
         self.condition.literal_groups(&self.detections, &mut out);
         for group in &mut out {

@@ -111,10 +111,15 @@ impl<'a> Lowered<'a> {
     }
 }
 
+/// Whether some field of the event has another name for rules ([`other_names`]).
+pub fn has_other_names(fields: &Map<String, Value>) -> bool {
+    fields.keys().any(|k| k.contains(' ') || k.contains('.'))
+}
+
 /// The names Sigma rules use for fields whose event names hold spaces or a UserData
 /// wrapper; `None` when the event has no such field (the common case).
 pub fn other_names(fields: &Map<String, Value>) -> Option<HashMap<String, &Value>> {
-    if !fields.keys().any(|k| k.contains(' ') || k.contains('.')) {
+    if !has_other_names(fields) {
         return None;
     }
     let mut names = HashMap::new();

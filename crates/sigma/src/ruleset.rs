@@ -3,7 +3,7 @@
 //! tested against the rules of its logsource, and rules with literal requirements are
 //! skipped when none of their literals occurs in the event.
 
-use crate::compile::{Program, compile};
+use crate::compile::{Literal, Program, compile};
 use crate::fields::FieldsView;
 use crate::logsource::{LogsourceMapping, Scope, describe};
 use rsigma_parser::{SigmaRule, parse_sigma_yaml};
@@ -64,10 +64,11 @@ pub struct Rule {
     pub meta: RuleMeta,
     program: Program,
     scope: Scope,
-    /// Per required detection item: literals one of which must occur in the event.
-    literals: Vec<Vec<String>>,
+    /// Per required detection item: literals one of which must occur in the event (in
+    /// the value of its field, when it has one).
+    literals: Vec<Vec<Literal>>,
     /// The same, as ids into the rule set's literal automaton.
-    literal_ids: Vec<Vec<u32>>,
+    literal_ids: Vec<Vec<LiteralRef>>,
 }
 
 impl Rule {
@@ -136,6 +137,14 @@ pub struct EventRef<'a> {
 
 type Aliases = Arc<HashMap<String, String>>;
 
+/// A rule literal as the automaton knows it, and the field (as the rule names it) whose
+/// value must hold it; `None`: any value.
+#[derive(Debug, Clone)]
+struct LiteralRef {
+    id: u32,
+    field: Option<Box<str>>,
+}
+
 /// The rules to test for one logsource key (a channel and event ID, a channel, or every
 /// event), in rule order, each with the field renames of that logsource, and which of
 /// them each literal can make possible.
@@ -164,8 +173,8 @@ impl Candidates {
                 self.unfiltered.push(position);
                 continue;
             }
-            for id in groups.iter().flatten() {
-                let positions = self.by_literal.entry(*id).or_default();
+            for literal in groups.iter().flatten() {
+                let positions = self.by_literal.entry(literal.id).or_default();
                 if positions.last() != Some(&position) {
                     positions.push(position);
                 }
@@ -182,6 +191,8 @@ struct Scratch {
     /// Whether each literal occurs in the haystack; only the ids in `hits` are set.
     present: Vec<bool>,
     hits: Vec<u32>,
+    /// Every occurrence: (literal id, index of the value it is in), sorted.
+    found: Vec<(u32, u32)>,
     /// Entry positions of one candidate list to test.
     positions: Vec<u32>,
 }
@@ -198,6 +209,7 @@ impl Scratch {
         }
         self.haystack.clear();
         self.positions.clear();
+        self.found.clear();
     }
 }
 
@@ -809,11 +821,12 @@ impl RuleSet {
                 .map(|group| {
                     group
                         .iter()
-                        .map(|literal| {
-                            *ids.entry(literal.clone()).or_insert_with(|| {
+                        .map(|(field, literal)| LiteralRef {
+                            id: *ids.entry(literal.clone()).or_insert_with(|| {
                                 literals.push(literal.clone());
                                 (literals.len() - 1) as u32
-                            })
+                            }),
+                            field: field.as_deref().map(Box::from),
                         })
                         .collect()
                 })
@@ -911,29 +924,40 @@ impl RuleSet {
             haystack,
             present,
             hits,
+            found,
             positions,
         } = scratch;
-        // Every single value lower-cased once (shared by all rules) into the haystack.
+        // Every single value lower-cased once (shared by all rules) into the haystack,
+        // each value ending where `ends` says, with its field's name in `names`.
         let mut ranges: FxHashMap<&str, (u32, u32)> =
             FxHashMap::with_capacity_and_hasher(event.fields.len(), Default::default());
+        let mut ends: Vec<u32> = Vec::with_capacity(event.fields.len() + 8);
+        let mut names: Vec<&str> = Vec::with_capacity(event.fields.len() + 8);
         for (name, value) in event.fields {
             if let Some(text) = crate::fields::FieldValue::of(value).text() {
                 let start = haystack.len();
                 push_lowercase(haystack, &text);
                 ranges.insert(name.as_str(), (start as u32, haystack.len() as u32));
                 haystack.push('\u{1}');
+                ends.push(haystack.len() as u32);
+                names.push(name);
             } else if let serde_json::Value::Array(items) = value {
                 for item in items {
                     if let Some(text) = crate::fields::FieldValue::of(item).text() {
                         push_lowercase(haystack, &text);
                         haystack.push('\u{1}');
+                        ends.push(haystack.len() as u32);
+                        names.push(name);
                     }
                 }
             }
         }
         if let Some(automaton) = &self.automaton {
-            for found in automaton.find_overlapping_iter(haystack.as_str()) {
-                let id = found.pattern().as_u32();
+            for occurrence in automaton.find_overlapping_iter(haystack.as_str()) {
+                let id = occurrence.pattern().as_u32();
+                // Literals hold no separator, so each lies inside one value.
+                let value = ends.partition_point(|end| *end as usize <= occurrence.start());
+                found.push((id, value as u32));
                 if let Some(slot) = present.get_mut(id as usize)
                     && !*slot
                 {
@@ -941,7 +965,32 @@ impl RuleSet {
                     hits.push(id);
                 }
             }
+            found.sort_unstable();
+            found.dedup();
         }
+        // Fields found under other names (spaces, UserData paths) are not tied to one
+        // value here: their literals count wherever they occur.
+        let unscoped = crate::fields::has_other_names(event.fields);
+        let in_field = |literal: &LiteralRef, aliases: &HashMap<String, String>| -> bool {
+            if !present[literal.id as usize] {
+                return false;
+            }
+            let Some(field) = literal.field.as_deref() else {
+                return true;
+            };
+            if unscoped {
+                return true;
+            }
+            let alias = aliases.get(field).map(String::as_str);
+            let first = found.partition_point(|(id, _)| *id < literal.id);
+            found[first..]
+                .iter()
+                .take_while(|(id, _)| *id == literal.id)
+                .any(|(_, value)| {
+                    let name = names[*value as usize];
+                    name == field || Some(name) == alias
+                })
+        };
         let lowered = crate::fields::Lowered::new(haystack, &ranges);
         let other_names = crate::fields::other_names(event.fields);
         for list in lists.iter().flatten() {
@@ -960,7 +1009,7 @@ impl RuleSet {
                 let possible = rule
                     .literal_ids
                     .iter()
-                    .all(|any| any.iter().any(|id| present[*id as usize]));
+                    .all(|any| any.iter().any(|literal| in_field(literal, aliases)));
                 if !possible {
                     continue;
                 }
