@@ -43,10 +43,9 @@ impl DetectionProgram {
         }
     }
 
-    /// One set of literals, one of which must occur in the event's text whenever this
-    /// detection matches (the most selective such set), if there is one; each with the
-    /// field whose value holds it (`None`: any field).
-    fn literal_group(&self) -> Option<Vec<Literal>> {
+    /// Sets of literals that all hold whenever this detection matches: for each set, one
+    /// of its literals occurs (in its field's value; `None`: any value).
+    fn literal_groups(&self) -> Vec<Vec<Literal>> {
         let usable = |item: &ItemMatcher| {
             let group = item.required_literals()?;
             group.iter().all(|l| l.len() >= 3).then(|| {
@@ -56,28 +55,31 @@ impl DetectionProgram {
                     .collect::<Vec<Literal>>()
             })
         };
-        let best = |groups: Vec<Vec<Literal>>| {
-            // Fewest alternatives, then the longest shortest literal.
-            groups.into_iter().min_by_key(|g| {
-                let shortest = g.iter().map(|(_, l)| l.len()).min().unwrap_or(0);
-                (g.len(), usize::MAX - shortest)
-            })
-        };
         match self {
-            DetectionProgram::AllOf(items) => best(items.iter().filter_map(usable).collect()),
-            DetectionProgram::Keywords(item) => usable(item),
-            DetectionProgram::And(parts) => {
-                best(parts.iter().filter_map(|p| p.literal_group()).collect())
-            }
+            DetectionProgram::AllOf(items) => items.iter().filter_map(usable).collect(),
+            DetectionProgram::Keywords(item) => usable(item).into_iter().collect(),
+            DetectionProgram::And(parts) => parts.iter().flat_map(|p| p.literal_groups()).collect(),
             // Any alternative may match: one literal of any alternative's set must occur.
             DetectionProgram::AnyOf(parts) => {
                 let mut union = Vec::new();
                 for part in parts {
-                    union.extend(part.literal_group()?);
+                    match part.literal_group() {
+                        Some(group) => union.extend(group),
+                        None => return Vec::new(),
+                    }
                 }
-                Some(union)
+                vec![union]
             }
         }
+    }
+
+    /// The most selective of [`Self::literal_groups`], if there is one.
+    fn literal_group(&self) -> Option<Vec<Literal>> {
+        // Fewest alternatives, then the longest shortest literal.
+        self.literal_groups().into_iter().min_by_key(|g| {
+            let shortest = g.iter().map(|(_, l)| l.len()).min().unwrap_or(0);
+            (g.len(), usize::MAX - shortest)
+        })
     }
 }
 
@@ -124,11 +126,17 @@ impl Condition {
     /// must occur in the event.
     fn literal_groups(&self, detections: &[DetectionProgram], out: &mut Vec<Vec<Literal>>) {
         let group = |index: &usize| detections.get(*index).and_then(|d| d.literal_group());
+        let every = |index: &usize| {
+            detections
+                .get(*index)
+                .map(|d| d.literal_groups())
+                .unwrap_or_default()
+        };
         match self {
             Condition::And(parts) => parts.iter().for_each(|p| p.literal_groups(detections, out)),
-            Condition::Detection(index) => out.extend(group(index)),
+            Condition::Detection(index) => out.extend(every(index)),
             Condition::AtLeast { count, of } if *count == of.len() => {
-                out.extend(of.iter().filter_map(group));
+                out.extend(of.iter().flat_map(every));
             }
             // At least one of them matches: one literal of any of their sets occurs.
             Condition::AtLeast { of, .. } => {

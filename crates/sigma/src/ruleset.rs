@@ -153,7 +153,8 @@ struct Candidates {
     entries: Vec<(usize, Aliases)>,
     /// Positions of entries whose rule has no literal requirement: tested on every event.
     unfiltered: Vec<u32>,
-    /// Literal id → positions of the entries whose rule requires it (in any group).
+    /// Literal id → positions of the entries whose rule requires it (in its smallest
+    /// group).
     by_literal: FxHashMap<u32, Vec<u32>>,
 }
 
@@ -173,7 +174,10 @@ impl Candidates {
                 self.unfiltered.push(position);
                 continue;
             }
-            for literal in groups.iter().flatten() {
+            // A rule can only match when each of its groups has a literal present: it
+            // is looked at when one of its smallest group's literals is.
+            let smallest = groups.iter().min_by_key(|group| group.len());
+            for literal in smallest.into_iter().flatten() {
                 let positions = self.by_literal.entry(literal.id).or_default();
                 if positions.last() != Some(&position) {
                     positions.push(position);
