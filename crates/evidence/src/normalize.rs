@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 
 /// Most flattened fields kept per event; the rest are counted in `_fields_truncated`.
 pub const MAX_FIELDS: usize = 1024;
+/// The System values a Windows record's fields hold at most.
+const SYSTEM_FIELDS: usize = 16;
 /// Deepest nesting flattened; deeper values are kept as JSON text.
 pub const MAX_DEPTH: usize = 16;
 
@@ -146,7 +148,15 @@ pub fn normalize_windows_sections(
     event_data: Option<Value>,
     user_data: Option<Value>,
 ) -> WindowsParts {
-    let mut parts = WindowsParts::default();
+    // Sized once: the System values plus the data sections' (no regrowth per event).
+    let data_len = [&event_data, &user_data]
+        .into_iter()
+        .filter_map(|data| data.as_ref()?.as_object().map(Map::len))
+        .sum::<usize>();
+    let mut parts = WindowsParts {
+        fields: Map::with_capacity(SYSTEM_FIELDS + data_len.min(MAX_FIELDS)),
+        ..WindowsParts::default()
+    };
     if let Some(system) = system {
         let fields = &mut parts.fields;
         let mut put = |name: &str, value: Option<Value>| {
