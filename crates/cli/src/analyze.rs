@@ -11,8 +11,8 @@ use casescope_sigma::{BaseHit, EventRef, LogsourceMapping, RuleSet};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -52,24 +52,115 @@ fn level_rank(level: Option<&str>) -> usize {
         .unwrap_or(0)
 }
 
-/// One detection in the timeline.
-#[derive(serde::Serialize)]
+/// One detection in the timeline, compact until printed: the rule by index, texts that
+/// repeat (computer, channel, file) shared.
 struct Row {
-    timestamp: String,
-    #[serde(skip)]
     micros: i64,
-    level: String,
-    rule_title: String,
-    rule_id: String,
-    computer: String,
-    channel: String,
+    origin: Origin,
+    computer: Arc<str>,
+    channel: Arc<str>,
     event_id: Option<u32>,
     record_id: Option<u64>,
-    file: String,
+}
+
+enum Origin {
+    /// A rule's match in the file named here.
+    Rule { rule: usize, file: Arc<str> },
+    /// A correlation rule's hit, described.
+    Correlation { correlation: usize, text: String },
+}
+
+impl Row {
+    /// The file column: the file, or the correlation's description.
+    fn file(&self) -> &str {
+        match &self.origin {
+            Origin::Rule { file, .. } => file,
+            Origin::Correlation { text, .. } => text,
+        }
+    }
+
+    fn rule_id<'a>(&self, rules: &'a RuleSet) -> &'a str {
+        match &self.origin {
+            Origin::Rule { rule, .. } => &rules.rules[*rule].meta.id,
+            Origin::Correlation { correlation, .. } => &rules.correlations[*correlation].id,
+        }
+    }
+
+    fn printed<'a>(&'a self, rules: &'a RuleSet) -> Printed<'a> {
+        let (level, rule_title, rule_content_hash, tactics, techniques) = match &self.origin {
+            Origin::Rule { rule, .. } => {
+                let meta = &rules.rules[*rule].meta;
+                (
+                    meta.level.as_deref(),
+                    meta.title.as_str(),
+                    meta.content_hash.as_str(),
+                    meta.tactics.as_slice(),
+                    meta.techniques.as_slice(),
+                )
+            }
+            Origin::Correlation { correlation, .. } => {
+                let correlation = &rules.correlations[*correlation];
+                (
+                    correlation.level.as_deref(),
+                    correlation.title.as_str(),
+                    "",
+                    &[][..],
+                    &[][..],
+                )
+            }
+        };
+        Printed {
+            timestamp: time_text(self.micros),
+            level: level.unwrap_or_default(),
+            rule_title,
+            rule_id: self.rule_id(rules),
+            computer: &self.computer,
+            channel: &self.channel,
+            event_id: self.event_id,
+            record_id: self.record_id,
+            file: self.file(),
+            rule_content_hash,
+            tactics,
+            techniques,
+        }
+    }
+}
+
+/// A row as printed.
+#[derive(serde::Serialize)]
+struct Printed<'a> {
+    timestamp: String,
+    level: &'a str,
+    rule_title: &'a str,
+    rule_id: &'a str,
+    computer: &'a str,
+    channel: &'a str,
+    event_id: Option<u32>,
+    record_id: Option<u64>,
+    file: &'a str,
     /// JSON only: the rule's content hash and ATT&CK mapping.
-    rule_content_hash: String,
-    tactics: Vec<String>,
-    techniques: Vec<String>,
+    rule_content_hash: &'a str,
+    tactics: &'a [String],
+    techniques: &'a [String],
+}
+
+/// Shares each distinct computer or channel name among a worker's rows.
+#[derive(Default)]
+struct Names(std::collections::HashMap<String, Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: Option<&str>) -> Arc<str> {
+        let name = name.unwrap_or_default();
+        if let Some(shared) = self.0.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        // Bounded: past this many names, rows simply keep their own copy.
+        if self.0.len() < 100_000 {
+            self.0.insert(name.to_string(), shared.clone());
+        }
+        shared
+    }
 }
 
 fn evidence_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Format)>> {
@@ -209,38 +300,33 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     // Correlation rules, over the matches of every file together, on event time.
     let base_hits = base_hits.into_inner().unwrap_or_else(|p| p.into_inner());
     for hit in rules.correlate(&base_hits) {
-        let correlation = &rules.correlations[hit.correlation];
         rows.push(Row {
-            timestamp: time_text(hit.last_micros),
             micros: hit.last_micros,
-            level: correlation.level.clone().unwrap_or_default(),
-            rule_title: correlation.title.clone(),
-            rule_id: correlation.id.clone(),
-            computer: String::new(),
-            channel: String::new(),
+            origin: Origin::Correlation {
+                correlation: hit.correlation,
+                text: format!(
+                    "correlation: {} events from {} ({}), group [{}]",
+                    hit.events.len(),
+                    time_text(hit.first_micros),
+                    hit.count,
+                    hit.group.join(", ")
+                ),
+            },
+            computer: Arc::from(""),
+            channel: Arc::from(""),
             event_id: None,
             record_id: None,
-            file: format!(
-                "correlation: {} events from {} ({}), group [{}]",
-                hit.events.len(),
-                time_text(hit.first_micros),
-                hit.count,
-                hit.group.join(", ")
-            ),
-            rule_content_hash: String::new(),
-            tactics: Vec::new(),
-            techniques: Vec::new(),
         });
     }
     rows.sort_by(|a, b| {
-        (a.micros, &a.file, a.record_id, &a.rule_id).cmp(&(
+        (a.micros, a.file(), a.record_id, a.rule_id(&rules)).cmp(&(
             b.micros,
-            &b.file,
+            b.file(),
             b.record_id,
-            &b.rule_id,
+            b.rule_id(&rules),
         ))
     });
-    print_rows(&rows, &args)?;
+    print_rows(&rows, &rules, &args)?;
     let (read, rejected, failures) = totals.into_inner().unwrap_or_else(|p| p.into_inner());
     for failure in &failures {
         eprintln!("error: {failure}");
@@ -282,12 +368,14 @@ fn analyze_file(
             ..Limits::default()
         },
     };
-    let display = path.display().to_string();
+    let display: Arc<str> = Arc::from(path.display().to_string());
+    let display = &display;
     if !only_file {
         // Other workers keep the other cores busy: evaluate inline.
+        let mut names = Names::default();
         let summary = parse_file(path, format, &context, &mut |outcome| {
             if let Outcome::Event(event) = outcome {
-                evaluate_event(rules, &event, &display, rows, correlated);
+                evaluate_event(rules, &event, display, &mut names, rows, correlated);
             }
             ControlFlow::Continue(())
         })?;
@@ -308,11 +396,12 @@ fn analyze_file(
         for _ in 0..evaluators {
             scope.spawn(|| {
                 let (mut found, mut hits) = (Vec::new(), Vec::new());
+                let mut names = Names::default();
                 loop {
                     let batch = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(batch) = batch else { break };
                     for event in &batch {
-                        evaluate_event(rules, event, &display, &mut found, &mut hits);
+                        evaluate_event(rules, event, display, &mut names, &mut found, &mut hits);
                     }
                 }
                 let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
@@ -350,7 +439,8 @@ fn analyze_file(
 fn evaluate_event(
     rules: &RuleSet,
     event: &casescope_evidence::Event,
-    display: &str,
+    display: &Arc<str>,
+    names: &mut Names,
     rows: &mut Vec<Row>,
     correlated: &mut Vec<BaseHit>,
 ) {
@@ -383,31 +473,26 @@ fn evaluate_event(
         if !rules.reports_matches(index) {
             continue;
         }
-        let meta = &rules.rules[index].meta;
         rows.push(Row {
-            timestamp: time_text(event.timestamp_micros),
             micros: event.timestamp_micros,
-            level: meta.level.clone().unwrap_or_default(),
-            rule_title: meta.title.clone(),
-            rule_id: meta.id.clone(),
-            computer: event.computer.clone().unwrap_or_default(),
-            channel: event.channel.clone().unwrap_or_default(),
+            origin: Origin::Rule {
+                rule: index,
+                file: display.clone(),
+            },
+            computer: names.get(event.computer.as_deref()),
+            channel: names.get(event.channel.as_deref()),
             event_id: event.event_code,
             record_id: event.record_id,
-            file: display.to_string(),
-            rule_content_hash: meta.content_hash.clone(),
-            tactics: meta.tactics.clone(),
-            techniques: meta.techniques.clone(),
         });
     }
 }
 
-fn print_rows(rows: &[Row], args: &AnalyzeArgs) -> anyhow::Result<()> {
+fn print_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
         for row in rows {
-            serde_json::to_writer(&mut out, row)?;
+            serde_json::to_writer(&mut out, &row.printed(rules))?;
             writeln!(out)?;
         }
     } else if args.csv {
@@ -424,16 +509,17 @@ fn print_rows(rows: &[Row], args: &AnalyzeArgs) -> anyhow::Result<()> {
             "file",
         ])?;
         for row in rows {
+            let row = row.printed(rules);
             writer.write_record([
                 row.timestamp.as_str(),
-                row.level.as_str(),
-                row.rule_title.as_str(),
-                row.rule_id.as_str(),
-                row.computer.as_str(),
-                row.channel.as_str(),
+                row.level,
+                row.rule_title,
+                row.rule_id,
+                row.computer,
+                row.channel,
                 &row.event_id.map(|n| n.to_string()).unwrap_or_default(),
                 &row.record_id.map(|n| n.to_string()).unwrap_or_default(),
-                row.file.as_str(),
+                row.file,
             ])?;
         }
         writer.flush()?;
@@ -444,6 +530,7 @@ fn print_rows(rows: &[Row], args: &AnalyzeArgs) -> anyhow::Result<()> {
             "TIME", "LEVEL", "RULE", "RULE ID", "COMPUTER", "CHANNEL", "EVENT", "RECORD"
         )?;
         for row in rows {
+            let row = row.printed(rules);
             let title: String = row.rule_title.chars().take(60).collect();
             writeln!(
                 out,
