@@ -100,7 +100,8 @@ pub struct ConsumerConfig {
     pub ack_wait: Duration,
     /// After this many failed deliveries the runner records a dead letter.
     pub max_deliver: u64,
-    /// Messages fetched per batch (the runner processes them with this concurrency).
+    /// Messages in hand at once (the runner processes them concurrently, refilling a
+    /// slot as soon as its message is settled).
     pub batch: usize,
 }
 

@@ -42,7 +42,11 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Runs `handler` on the durable consumer `config` until `shutdown` is cancelled; the
-/// batch in hand is finished first.
+/// messages in hand are finished first.
+///
+/// At most `config.batch` messages are in hand at once, each on its own task: a slot
+/// freed by one message is refilled at once, so one long message (a large file) does not
+/// hold back the others, and small ones keep flowing past it.
 pub async fn run_consumer(
     bus: Arc<dyn Bus>,
     config: ConsumerConfig,
@@ -50,11 +54,34 @@ pub async fn run_consumer(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let consumer = bus.consumer(&config).await?;
+    let slots = config.batch.max(1);
+    let config = Arc::new(config);
+    let mut running = tokio::task::JoinSet::new();
     let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {
+        while let Some(done) = running.try_join_next() {
+            report_panic(&config, done);
+        }
+        if running.len() >= slots {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                done = running.join_next() => {
+                    if let Some(done) = done {
+                        report_panic(&config, done);
+                    }
+                    continue;
+                }
+            }
+        }
+        // Idle: wait up to a second for work. Busy: look briefly, then reap again.
+        let wait = if running.is_empty() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(50)
+        };
         let fetched = tokio::select! {
             _ = shutdown.cancelled() => break,
-            fetched = consumer.fetch(config.batch, Duration::from_secs(1)) => fetched,
+            fetched = consumer.fetch(slots - running.len(), wait) => fetched,
         };
         let deliveries = match fetched {
             Ok(deliveries) => {
@@ -69,12 +96,25 @@ pub async fn run_consumer(
                 continue;
             }
         };
-        let work = deliveries
-            .into_iter()
-            .map(|delivery| process(bus.as_ref(), &config, handler.as_ref(), delivery));
-        futures::future::join_all(work).await;
+        for delivery in deliveries {
+            let (bus, config, handler) = (bus.clone(), config.clone(), handler.clone());
+            running.spawn(async move {
+                process(bus.as_ref(), &config, handler.as_ref(), delivery).await;
+            });
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        report_panic(&config, done);
     }
     Ok(())
+}
+
+/// A handler that panicked leaves its message unacked: it is redelivered after
+/// `ack_wait`, and given up after `max_deliver` deliveries.
+fn report_panic(config: &ConsumerConfig, done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(consumer = %config.name, %error, "a message handler panicked");
+    }
 }
 
 async fn process(
