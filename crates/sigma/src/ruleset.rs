@@ -221,6 +221,19 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
+/// Longest prefix of a literal the automaton searches for (bytes).
+const MAX_LITERAL_PIECE: usize = 16;
+
+/// The start of `literal`, at most [`MAX_LITERAL_PIECE`] bytes, cut on a character
+/// boundary.
+fn literal_piece(literal: &str) -> &str {
+    let mut end = literal.len().min(MAX_LITERAL_PIECE);
+    while !literal.is_char_boundary(end) {
+        end -= 1;
+    }
+    &literal[..end]
+}
+
 /// Appends `text` lower-cased to `out` (ASCII in place, without allocating).
 fn push_lowercase(out: &mut String, text: &str) {
     if text.is_ascii() {
@@ -825,12 +838,17 @@ impl RuleSet {
                 .map(|group| {
                     group
                         .iter()
-                        .map(|(field, literal)| LiteralRef {
-                            id: *ids.entry(literal.clone()).or_insert_with(|| {
-                                literals.push(literal.clone());
-                                (literals.len() - 1) as u32
-                            }),
-                            field: field.as_deref().map(Box::from),
+                        .map(|(field, literal)| {
+                            // Any piece of a required literal is required too: long ones
+                            // are searched by their start, which keeps the automaton small.
+                            let piece = literal_piece(literal);
+                            LiteralRef {
+                                id: *ids.entry(piece.to_string()).or_insert_with(|| {
+                                    literals.push(piece.to_string());
+                                    (literals.len() - 1) as u32
+                                }),
+                                field: field.as_deref().map(Box::from),
+                            }
                         })
                         .collect()
                 })
