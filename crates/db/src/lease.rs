@@ -14,7 +14,33 @@
 use crate::database::{Database, DbError, Tx};
 use crate::now_micros;
 use sqlx::Row;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// A lease kept alive by [`LeaseStore::keep_alive`]; renewals stop when it is dropped.
+pub struct KeepAlive {
+    lost: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    /// Whether the lease was found taken over (or marked lost by the holder).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// The holder learnt another way (a fenced write) that the lease is gone.
+    pub fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LeaseKey {
@@ -120,6 +146,44 @@ impl LeaseStore {
             epoch,
             expires_at,
         }))
+    }
+
+    /// Keeps `lease` alive while the returned guard lives: a task renews it every
+    /// `ttl / 3` (so a slow step of the holder never lets it lapse), retrying failed
+    /// renewals, until it finds the lease taken over — then it marks the guard lost and
+    /// calls `on_lost` once. Dropping the guard stops the renewals.
+    pub fn keep_alive(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+        on_lost: impl FnOnce() + Send + 'static,
+    ) -> KeepAlive {
+        let lost = Arc::new(AtomicBool::new(false));
+        let task = {
+            let leases = self.clone();
+            let lost = lost.clone();
+            let mut lease = lease.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    match leases.renew(&lease, ttl).await {
+                        Ok(renewed) => lease = renewed,
+                        Err(LeaseError::Fenced { .. }) => {
+                            lost.store(true, Ordering::SeqCst);
+                            on_lost();
+                            return;
+                        }
+                        Err(error) => tracing::warn!(
+                            resource = %lease.key.resource,
+                            stage = %lease.key.stage,
+                            %error,
+                            "lease renewal failed; retrying"
+                        ),
+                    }
+                }
+            })
+        };
+        KeepAlive { lost, task }
     }
 
     /// Extends a lease that is still held; `Fenced` if it expired or was taken over.

@@ -18,7 +18,7 @@ mod reconcile;
 
 pub use database::{Backend, Database, DbError, DbOptions, Tx, redact_url};
 pub use inbox::Inbox;
-pub use lease::{Lease, LeaseError, LeaseKey, LeaseStore};
+pub use lease::{KeepAlive, Lease, LeaseError, LeaseKey, LeaseStore};
 pub use migrate::{Migration, Migrations};
 pub use reconcile::run_periodically;
 

@@ -171,6 +171,40 @@ async fn migrations_are_idempotent(db: Database) {
     db.ping().await.unwrap();
 }
 
+async fn keep_alive_renews_until_dropped_and_reports_a_takeover(db: Database) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = LeaseStore::new(db.clone());
+    let ttl = Duration::from_millis(300);
+    let key = LeaseKey::new("file-k", "ingest");
+    let lease = store.acquire(&key, "a", ttl).await.unwrap().unwrap();
+    let told = Arc::new(AtomicBool::new(false));
+    let guard = {
+        let told = told.clone();
+        store.keep_alive(&lease, ttl, move || told.store(true, Ordering::SeqCst))
+    };
+    // Well past the TTL, the lease is still held: the guard renewed it.
+    tokio::time::sleep(ttl * 3).await;
+    assert!(store.acquire(&key, "b", ttl).await.unwrap().is_none());
+    assert!(!guard.is_lost() && !told.load(Ordering::SeqCst));
+    // Taken over behind its back: the next renewal finds it and says so, once.
+    sqlx::query("UPDATE leases SET holder = 'thief', epoch = epoch + 1 WHERE resource = 'file-k'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl).await;
+    assert!(guard.is_lost() && told.load(Ordering::SeqCst));
+    drop(guard);
+
+    // Dropping the guard stops the renewals: the lease lapses and can be taken.
+    let key = LeaseKey::new("file-d", "ingest");
+    let lease = store.acquire(&key, "a", ttl).await.unwrap().unwrap();
+    drop(store.keep_alive(&lease, ttl, || {}));
+    tokio::time::sleep(ttl * 2).await;
+    let next = store.acquire(&key, "b", ttl).await.unwrap();
+    assert_eq!(next.map(|l| l.epoch), Some(lease.epoch + 1));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -195,4 +229,5 @@ on_both_backends!(
     expiry_hands_over_with_a_higher_epoch_and_fences_the_old_holder,
     inbox_claims_each_message_once,
     migrations_are_idempotent,
+    keep_alive_renews_until_dropped_and_reports_a_takeover,
 );

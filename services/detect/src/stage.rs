@@ -21,7 +21,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
 /// The durable consumer name of detect workers.
@@ -593,27 +592,9 @@ impl DetectStage {
         compiled: &Arc<Compiled>,
         ruleset_version: i64,
     ) -> Result<Option<Evaluated>, String> {
-        let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = {
-            let leases = self.leases.clone();
-            let ttl = self.settings.lease_ttl;
-            let lost = lost.clone();
-            let mut lease = lease.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    match leases.renew(&lease, ttl).await {
-                        Ok(renewed) => lease = renewed,
-                        Err(LeaseError::Fenced { .. }) => {
-                            lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Err(error) => tracing::warn!(%error, "lease renewal failed; retrying"),
-                    }
-                }
-            })
-        };
-        let _stop = AbortOnDrop(heartbeat);
+        let keep_alive = self
+            .leases
+            .keep_alive(lease, self.settings.lease_ttl, || {});
         let mut evaluated = Evaluated {
             detections: Vec::new(),
             inputs: Vec::new(),
@@ -652,7 +633,7 @@ impl DetectStage {
             Ok(())
         };
         loop {
-            if lost.load(Ordering::SeqCst) {
+            if keep_alive.is_lost() {
                 return Ok(None);
             }
             let batch = scan
@@ -687,7 +668,7 @@ impl DetectStage {
                 "{unreadable} events of this file have unreadable fields; re-index the file"
             ));
         }
-        if lost.load(Ordering::SeqCst) {
+        if keep_alive.is_lost() {
             return Ok(None);
         }
         Ok(Some(evaluated))
@@ -874,14 +855,6 @@ fn correlation_rows(compiled: &Compiled, case_id: &str, inputs: &[InputRow]) -> 
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     rows.dedup_by(|a, b| a.id == b.id);
     rows
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[async_trait::async_trait]

@@ -20,14 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Mutex, mpsc};
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A progress line is logged every this many events.
 const PROGRESS_EVERY: u64 = 50_000;
 
@@ -484,37 +476,21 @@ impl IngestStage {
         });
 
         // The lease is renewed by its own task, so a slow store write never lets it lapse.
-        let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = {
-            let leases = self.leases.clone();
-            let ttl = self.settings.lease_ttl;
-            let lost = lost.clone();
+        let keep_alive = {
             let stop = stop.clone();
             let file_id = file.id.clone();
-            let mut lease = lease.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    match leases.renew(&lease, ttl).await {
-                        Ok(renewed) => lease = renewed,
-                        Err(LeaseError::Fenced { .. }) => {
-                            tracing::warn!(%file_id, "ingest lease lost; stopping this run");
-                            lost.store(true, Ordering::SeqCst);
-                            stop.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Err(error) => tracing::warn!(%error, "lease renewal failed; retrying"),
-                    }
-                }
-            })
+            self.leases
+                .keep_alive(lease, self.settings.lease_ttl, move || {
+                    tracing::warn!(%file_id, "ingest lease lost; stopping this run");
+                    stop.store(true, Ordering::SeqCst);
+                })
         };
-        let _stop_heartbeat = AbortOnDrop(heartbeat);
         let mut written: u64 = 0;
         let mut store_rejects: u64 = 0;
         let mut skipped: u64 = 0;
         let mut store_error: Option<String> = None;
         while let Some(batch) = receiver.recv().await {
-            if store_error.is_some() || lost.load(Ordering::SeqCst) {
+            if store_error.is_some() || keep_alive.is_lost() {
                 continue; // drain: the run is ending anyway
             }
             let batch = if deduplicate {
@@ -542,7 +518,7 @@ impl IngestStage {
             {
                 None => {
                     stop.store(true, Ordering::Relaxed);
-                    lost.store(true, Ordering::SeqCst);
+                    keep_alive.mark_lost();
                 }
                 Some(Ok(report)) => {
                     let before = written;
@@ -558,7 +534,7 @@ impl IngestStage {
                 }
             }
         }
-        if lost.load(Ordering::SeqCst) {
+        if keep_alive.is_lost() {
             let _ = parser.await;
             return Ok(None);
         }
