@@ -83,10 +83,8 @@ pub fn set_parent_from_http(span: &tracing::Span, headers: &http::HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
-/// A tonic client interceptor that propagates the current trace context.
-pub fn grpc_client_interceptor(
-    mut request: tonic::Request<()>,
-) -> Result<tonic::Request<()>, tonic::Status> {
+/// Adds the current span's trace context to an outgoing gRPC request's metadata.
+pub fn inject_into_request<T>(request: &mut tonic::Request<T>) {
     let mut headers = http::HeaderMap::new();
     inject_into_http(&mut headers);
     for (name, value) in &headers {
@@ -97,6 +95,13 @@ pub fn grpc_client_interceptor(
             request.metadata_mut().insert(key, value);
         }
     }
+}
+
+/// A tonic client interceptor that propagates the current trace context.
+pub fn grpc_client_interceptor(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    inject_into_request(&mut request);
     Ok(request)
 }
 

@@ -56,16 +56,7 @@ impl EventsClient {
             resume_cursor: String::new(),
             include_raw: false,
         });
-        let mut headers = http::HeaderMap::new();
-        casescope_runtime::trace_context::inject_into_http(&mut headers);
-        for (name, value) in &headers {
-            if let (Ok(key), Ok(value)) = (
-                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
-                tonic::metadata::MetadataValue::try_from(value.as_bytes()),
-            ) {
-                request.metadata_mut().insert(key, value);
-            }
-        }
+        casescope_runtime::trace_context::inject_into_request(&mut request);
         let response = tokio::time::timeout(BATCH_TIMEOUT, client.scan_file_events(request))
             .await
             .map_err(|_| {

@@ -21,21 +21,8 @@ pub struct CasesClient {
 fn request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(CALL_TIMEOUT);
-    let mut headers = http::HeaderMap::new();
-    casescope_runtime_inject(&mut headers);
-    for (name, value) in &headers {
-        if let (Ok(key), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
-            tonic::metadata::MetadataValue::try_from(value.as_bytes()),
-        ) {
-            request.metadata_mut().insert(key, value);
-        }
-    }
+    casescope_runtime::trace_context::inject_into_request(&mut request);
     request
-}
-
-fn casescope_runtime_inject(headers: &mut http::HeaderMap) {
-    casescope_runtime::trace_context::inject_into_http(headers);
 }
 
 impl CasesClient {
