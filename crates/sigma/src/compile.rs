@@ -48,12 +48,15 @@ impl DetectionProgram {
     fn literal_groups(&self) -> Vec<Vec<Literal>> {
         let usable = |item: &ItemMatcher| {
             let group = item.required_literals()?;
-            group.iter().all(|l| l.len() >= 3).then(|| {
-                group
-                    .into_iter()
-                    .map(|literal| (item.field.clone(), literal))
-                    .collect::<Vec<Literal>>()
-            })
+            group
+                .iter()
+                .all(|l| l.len() >= 3 || !l.is_ascii())
+                .then(|| {
+                    group
+                        .into_iter()
+                        .map(|literal| (item.field.clone(), literal))
+                        .collect::<Vec<Literal>>()
+                })
         };
         match self {
             DetectionProgram::AllOf(items) => items.iter().filter_map(usable).collect(),
@@ -73,6 +76,22 @@ impl DetectionProgram {
         }
     }
 
+    /// Whole numbers one of which `field` must equal whenever this detection matches.
+    fn required_codes(&self, field: &str) -> Option<Vec<u32>> {
+        match self {
+            DetectionProgram::AllOf(items) => {
+                intersect(items.iter().map(|item| item.required_codes(field)))
+            }
+            DetectionProgram::And(parts) => {
+                intersect(parts.iter().map(|part| part.required_codes(field)))
+            }
+            DetectionProgram::AnyOf(parts) => {
+                union(parts.iter().map(|part| part.required_codes(field)))
+            }
+            DetectionProgram::Keywords(_) => None,
+        }
+    }
+
     /// The most selective of [`Self::literal_groups`], if there is one.
     fn literal_group(&self) -> Option<Vec<Literal>> {
         // Fewest alternatives, then the longest shortest literal.
@@ -81,6 +100,28 @@ impl DetectionProgram {
             (g.len(), usize::MAX - shortest)
         })
     }
+}
+
+/// What all of several requirements allow: `None` (anything) only when none of them
+/// restricts the value.
+fn intersect(sets: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
+    sets.flatten().reduce(|kept, set| {
+        kept.into_iter()
+            .filter(|code| set.binary_search(code).is_ok())
+            .collect()
+    })
+}
+
+/// What any of several alternatives allows: `None` (anything) when one of them does not
+/// restrict the value.
+fn union(sets: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for set in sets {
+        out.extend(set?);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
 }
 
 /// A literal text (lower-cased) and the field whose value must hold it (`None`: any).
@@ -119,6 +160,26 @@ impl Condition {
                 }
                 false
             }
+        }
+    }
+
+    /// Whole numbers one of which `field` must equal whenever the condition holds.
+    fn required_codes(&self, field: &str, detections: &[DetectionProgram]) -> Option<Vec<u32>> {
+        let of = |index: &usize| detections.get(*index)?.required_codes(field);
+        match self {
+            Condition::And(parts) => {
+                intersect(parts.iter().map(|p| p.required_codes(field, detections)))
+            }
+            Condition::Or(parts) => {
+                union(parts.iter().map(|p| p.required_codes(field, detections)))
+            }
+            Condition::Not(_) => None,
+            Condition::Detection(index) => of(index),
+            Condition::AtLeast { count: 0, .. } => None,
+            Condition::AtLeast { count, of: indices } if *count >= indices.len() => {
+                intersect(indices.iter().map(of))
+            }
+            Condition::AtLeast { of: indices, .. } => union(indices.iter().map(of)),
         }
     }
 
@@ -199,6 +260,13 @@ impl Program {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Whole numbers one of which the event's `field` must equal (as
+    /// [`crate::fields::FieldValue::number`] reads it) for the rule to match, sorted:
+    /// e.g. the event IDs a rule selects. `None`: the rule does not restrict it.
+    pub fn required_codes(&self, field: &str) -> Option<Vec<u32>> {
+        self.condition.required_codes(field, &self.detections)
     }
 
     /// Sets of literals of which, for each set, one must occur (lower-cased) in the

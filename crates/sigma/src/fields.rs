@@ -113,7 +113,9 @@ impl<'a> Lowered<'a> {
 
 /// Whether some field of the event has another name for rules ([`other_names`]).
 pub fn has_other_names(fields: &Map<String, Value>) -> bool {
-    fields.keys().any(|k| k.contains(' ') || k.contains('.'))
+    fields
+        .keys()
+        .any(|k| k.bytes().any(|b| b == b' ' || b == b'.'))
 }
 
 /// The names Sigma rules use for fields whose event names hold spaces or a UserData

@@ -16,6 +16,7 @@ mod fields;
 mod logsource;
 mod matcher;
 mod ruleset;
+mod scan;
 
 pub use correlation::{BaseHit, Correlation, CorrelationHit, Kind as CorrelationKind};
 pub use fields::{FieldValue, FieldsView, Lowered};

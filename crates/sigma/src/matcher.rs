@@ -133,7 +133,9 @@ enum Test {
         test: TextTest,
         cased: bool,
     },
-    Regex(regex::Regex),
+    /// The expression, and texts (lower-cased) one of which every match starts with,
+    /// when the expression says so.
+    Regex(regex::Regex, Option<Vec<String>>),
     Cidr {
         network: IpAddr,
         prefix: u8,
@@ -160,7 +162,7 @@ impl Test {
                 Some(text) => test.matches(&text.to_lowercase()),
                 None => false,
             },
-            Test::Regex(regex) => value.text().is_some_and(|text| regex.is_match(&text)),
+            Test::Regex(regex, _) => value.text().is_some_and(|text| regex.is_match(&text)),
             Test::Cidr { network, prefix } => value
                 .text()
                 .and_then(|text| text.trim().parse::<IpAddr>().ok())
@@ -352,12 +354,56 @@ impl ItemMatcher {
         }
         Some(out)
     }
+
+    /// Whole numbers one of which the value of `field` must equal for this item to
+    /// match (e.g. `EventID: [4624, 4625]`), if the item says so; `None` otherwise.
+    pub fn required_codes(&self, field: &str) -> Option<Vec<u32>> {
+        if self.field.as_deref() != Some(field) {
+            return None;
+        }
+        let Shape::Values { tests, all: false } = &self.shape else {
+            return None;
+        };
+        let mut out = Vec::with_capacity(tests.len());
+        for test in tests {
+            out.extend(test_codes(test)?);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
+    }
+}
+
+/// Whole numbers one of which a field's value must equal (as
+/// [`FieldValue::number`] reads it) to pass `test`; `None` when the test accepts others.
+fn test_codes(test: &Test) -> Option<Vec<u32>> {
+    match test {
+        Test::Number(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+            Some(vec![*n as u32])
+        }
+        // Digits only: a value equal to this text reads as this number.
+        Test::Text {
+            test: TextTest::Equals(text),
+            ..
+        } if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse::<u32>().ok().map(|n| vec![n])
+        }
+        Test::Any(alternatives) => {
+            let mut out = Vec::new();
+            for alternative in alternatives {
+                out.extend(test_codes(alternative)?);
+            }
+            Some(out)
+        }
+        _ => None,
+    }
 }
 
 /// Literals one of which a value must contain to pass `test` (case-insensitive tests).
 fn test_literals(test: &Test) -> Option<Vec<String>> {
     match test {
         Test::Text { test, cased: false } => Some(vec![test.required_literal()?]),
+        Test::Regex(_, literals) => literals.clone(),
         Test::Any(alternatives) => {
             let mut out = Vec::new();
             for alternative in alternatives {
@@ -589,10 +635,52 @@ fn regex_test(value: &SigmaValue, item: &DetectionItem) -> Result<Test, Unsuppor
         .multi_line(has(item, Modifier::Multiline))
         .dot_matches_new_line(has(item, Modifier::DotAll))
         .size_limit(4 << 20);
-    builder
+    let regex = builder
         .build()
-        .map(Test::Regex)
-        .map_err(|e| unsupported(format!("invalid regular expression {source:?}: {e}")))
+        .map_err(|e| unsupported(format!("invalid regular expression {source:?}: {e}")))?;
+    let literals = regex_prefixes(
+        source,
+        has(item, Modifier::IgnoreCase),
+        has(item, Modifier::Multiline),
+        has(item, Modifier::DotAll),
+    );
+    Ok(Test::Regex(regex, literals))
+}
+
+/// Texts one of which every match of the expression starts with, lower-cased (so one
+/// of them occurs in the lower-cased value whenever the expression matches); `None`
+/// when there is no such finite set. Case-insensitive expressions give every case
+/// variant (`ſ` for `s` too).
+fn regex_prefixes(
+    source: &str,
+    case_insensitive: bool,
+    multi_line: bool,
+    dot_matches_new_line: bool,
+) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(case_insensitive)
+        .multi_line(multi_line)
+        .dot_matches_new_line(dot_matches_new_line)
+        .build()
+        .parse(source)
+        .ok()?;
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Prefix);
+    let prefixes = extractor.extract(&hir);
+    let mut out = Vec::new();
+    for literal in prefixes.literals()? {
+        let text = std::str::from_utf8(literal.as_bytes()).ok()?;
+        // An empty prefix allows any value. A piece of text lower-cases as it does
+        // inside the whole value but for a capital sigma (final or not, by context).
+        if text.is_empty() || text.contains('Σ') {
+            return None;
+        }
+        out.push(text.to_lowercase());
+    }
+    out.sort();
+    out.dedup();
+    (!out.is_empty()).then_some(out)
 }
 
 fn cidr_test(value: &SigmaValue) -> Result<Test, Unsupported> {

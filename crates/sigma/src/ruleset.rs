@@ -69,7 +69,13 @@ pub struct Rule {
     literals: Vec<Vec<Literal>>,
     /// The same, as ids into the rule set's literal automaton.
     literal_ids: Vec<Vec<LiteralRef>>,
+    /// Event IDs one of which the event's `EventID` field must hold for the rule to
+    /// match, as its detection says (`None`: any).
+    codes: Option<Vec<u32>>,
 }
+
+/// The field whose required values index rules next to their logsource.
+const CODE_FIELD: &str = "EventID";
 
 impl Rule {
     /// The event fields the rule's detection tests (Sigma names, before renames).
@@ -224,14 +230,15 @@ thread_local! {
 /// Longest prefix of a literal the automaton searches for (bytes).
 const MAX_LITERAL_PIECE: usize = 16;
 
-/// The start of `literal`, at most [`MAX_LITERAL_PIECE`] bytes, cut on a character
-/// boundary.
+/// The end of `literal`, at most [`MAX_LITERAL_PIECE`] bytes, cut on a character
+/// boundary: the end is the telling part of paths (`c:\windows\system32\tasks\`,
+/// `…\service.exe`), whose starts many values share.
 fn literal_piece(literal: &str) -> &str {
-    let mut end = literal.len().min(MAX_LITERAL_PIECE);
-    while !literal.is_char_boundary(end) {
-        end -= 1;
+    let mut start = literal.len().saturating_sub(MAX_LITERAL_PIECE);
+    while !literal.is_char_boundary(start) {
+        start += 1;
     }
-    &literal[..end]
+    &literal[start..]
 }
 
 /// Appends `text` lower-cased to `out` (ASCII in place, without allocating).
@@ -253,14 +260,19 @@ pub struct RuleSet {
     by_event: HashMap<String, FxHashMap<u32, Candidates>>,
     /// lower-case channel → rules for every event of the channel.
     by_channel: HashMap<String, Candidates>,
+    /// lower-case channel → `EventID` field value → rules for every event of the
+    /// channel whose detection requires that event ID.
+    by_channel_code: HashMap<String, FxHashMap<u32, Candidates>>,
     /// Rules for every event (no aliases).
     everywhere: Candidates,
+    /// `EventID` field value → rules for every event whose detection requires it.
+    everywhere_by_code: FxHashMap<u32, Candidates>,
     /// Correlation rules, resolved against `rules`.
     pub correlations: Vec<crate::correlation::Correlation>,
     /// Correlation documents waiting for every rule to load.
     pending_correlations: Vec<(String, rsigma_parser::CorrelationRule)>,
-    /// Every rule literal, found in an event's text in one pass.
-    automaton: Option<aho_corasick::AhoCorasick>,
+    /// Every rule literal, found in the values it may count in.
+    scanners: Option<crate::scan::Scanners>,
     literal_count: usize,
 }
 
@@ -784,6 +796,7 @@ impl RuleSet {
         let scope = mapping.scope(&rule.logsource)?;
         let program = compile(&rule.detection, &|name: &str| name.to_string()).map_err(|e| e.0)?;
         let literals = program.required_literals();
+        let codes = program.required_codes(CODE_FIELD);
         let (tactics, techniques) = tactic_and_technique(&rule.tags);
         let id = rule
             .id
@@ -816,6 +829,7 @@ impl RuleSet {
             scope,
             literals,
             literal_ids: Vec::new(),
+            codes,
         })
     }
 
@@ -828,7 +842,9 @@ impl RuleSet {
     fn index(&mut self) {
         self.by_event.clear();
         self.by_channel.clear();
+        self.by_channel_code.clear();
         self.everywhere = Candidates::default();
+        self.everywhere_by_code.clear();
         let mut ids: HashMap<String, u32> = HashMap::new();
         let mut literals: Vec<String> = Vec::new();
         for rule in &mut self.rules {
@@ -840,7 +856,7 @@ impl RuleSet {
                         .iter()
                         .map(|(field, literal)| {
                             // Any piece of a required literal is required too: long ones
-                            // are searched by their start, which keeps the automaton small.
+                            // are searched by their end, which keeps the automaton small.
                             let piece = literal_piece(literal);
                             LiteralRef {
                                 id: *ids.entry(piece.to_string()).or_insert_with(|| {
@@ -855,14 +871,33 @@ impl RuleSet {
                 .collect();
         }
         self.literal_count = literals.len();
-        // Literals are few thousand short strings; should the automaton be refused
-        // (it never is at this size), rules are simply not prefiltered.
-        self.automaton = if literals.is_empty() {
+        // Each literal is searched in the values of its field (and of the event fields
+        // logsource aliases read that field from); keyword literals in every value.
+        let scoped = self.rules.iter().flat_map(|rule| {
+            rule.literal_ids.iter().flatten().map(|literal| {
+                (
+                    literal.field.as_deref(),
+                    literals[literal.id as usize].clone(),
+                    literal.id,
+                )
+            })
+        });
+        let aliases = self.rules.iter().flat_map(|rule| match &rule.scope {
+            Scope::Targets(targets) => targets
+                .iter()
+                .flat_map(|target| target.aliases.iter())
+                .map(|(rule_name, event_name)| (rule_name.as_str(), event_name.as_str()))
+                .collect::<Vec<_>>(),
+            Scope::Everywhere => Vec::new(),
+        });
+        // Literals are some 20,000 short strings (most from hash rules); should an
+        // automaton be refused (none is at this size), rules are not prefiltered.
+        self.scanners = if literals.is_empty() {
             None
         } else {
-            aho_corasick::AhoCorasick::new(&literals).ok()
+            crate::scan::Scanners::build(scoped, aliases).ok()
         };
-        if self.automaton.is_none() {
+        if self.scanners.is_none() {
             // Without the automaton nothing is prefiltered: every rule is tested.
             self.literal_count = 0;
             for rule in &mut self.rules {
@@ -872,11 +907,34 @@ impl RuleSet {
         let no_aliases: Aliases = Arc::default();
         for (index, rule) in self.rules.iter().enumerate() {
             match &rule.scope {
-                Scope::Everywhere => self.everywhere.push(index, no_aliases.clone()),
+                Scope::Everywhere => match &rule.codes {
+                    // Looked at only for events whose EventID is one the rule requires.
+                    Some(codes) => {
+                        for code in codes {
+                            self.everywhere_by_code
+                                .entry(*code)
+                                .or_default()
+                                .push(index, no_aliases.clone());
+                        }
+                    }
+                    None => self.everywhere.push(index, no_aliases.clone()),
+                },
                 Scope::Targets(targets) => {
                     for target in targets {
                         let channel = target.channel.to_lowercase();
-                        if target.event_ids.is_empty() {
+                        let codes = rule
+                            .codes
+                            .as_ref()
+                            .filter(|_| !target.aliases.contains_key(CODE_FIELD));
+                        if let (true, Some(codes)) = (target.event_ids.is_empty(), codes) {
+                            let by_code = self.by_channel_code.entry(channel).or_default();
+                            for code in codes {
+                                by_code
+                                    .entry(*code)
+                                    .or_default()
+                                    .push(index, target.aliases.clone());
+                            }
+                        } else if target.event_ids.is_empty() {
                             self.by_channel
                                 .entry(channel)
                                 .or_default()
@@ -899,7 +957,13 @@ impl RuleSet {
         for list in self.by_channel.values_mut() {
             list.index_literals(rules);
         }
-        for list in self.by_event.values_mut().flat_map(|ids| ids.values_mut()) {
+        for list in self
+            .by_event
+            .values_mut()
+            .chain(self.by_channel_code.values_mut())
+            .flat_map(|ids| ids.values_mut())
+            .chain(self.everywhere_by_code.values_mut())
+        {
             list.index_literals(rules);
         }
     }
@@ -916,28 +980,60 @@ impl RuleSet {
         let by_event = event
             .event_code
             .and_then(|code| self.by_event.get(&channel)?.get(&code));
-        let lists = [
-            by_event,
-            self.by_channel.get(&channel),
-            Some(&self.everywhere),
-        ];
-        if lists.iter().flatten().all(|list| list.entries.is_empty()) {
+        let other_names = crate::fields::other_names(event.fields);
+        // Rules indexed by the event IDs their detection requires: looked up by the
+        // event's EventID field, read as the rules read it.
+        let mut lists: Vec<&Candidates> = Vec::with_capacity(6);
+        lists.extend(by_event);
+        lists.extend(self.by_channel.get(&channel));
+        lists.push(&self.everywhere);
+        let by_channel_code = self.by_channel_code.get(&channel);
+        if by_channel_code.is_some() || !self.everywhere_by_code.is_empty() {
+            let value = event
+                .fields
+                .get(CODE_FIELD)
+                .or_else(|| other_names.as_ref()?.get(CODE_FIELD).copied());
+            if let Some(value) = value {
+                crate::fields::FieldValue::of(value).any_element(&mut |element| {
+                    if let Some(code) = element
+                        .number()
+                        .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= f64::from(u32::MAX))
+                        .map(|n| n as u32)
+                    {
+                        lists.extend(by_channel_code.and_then(|codes| codes.get(&code)));
+                        lists.extend(self.everywhere_by_code.get(&code));
+                    }
+                    false
+                });
+            }
+        }
+        if lists.iter().all(|list| list.entries.is_empty()) {
             return matched;
         }
+        let other_names = other_names.as_ref();
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.evaluate_in(event, &lists, &mut scratch, &mut matched),
+            Ok(mut scratch) => {
+                self.evaluate_in(event, &lists, other_names, &mut scratch, &mut matched)
+            }
             // Only if a rule's evaluation re-entered this (it does not): fresh buffers.
-            Err(_) => self.evaluate_in(event, &lists, &mut Scratch::default(), &mut matched),
+            Err(_) => self.evaluate_in(
+                event,
+                &lists,
+                other_names,
+                &mut Scratch::default(),
+                &mut matched,
+            ),
         });
         matched.sort_unstable();
         matched.dedup();
         matched
     }
 
-    fn evaluate_in(
+    fn evaluate_in<'a>(
         &self,
-        event: &EventRef<'_>,
-        lists: &[Option<&Candidates>],
+        event: &EventRef<'a>,
+        lists: &[&Candidates],
+        other_names: Option<&HashMap<String, &serde_json::Value>>,
         scratch: &mut Scratch,
         matched: &mut Vec<usize>,
     ) {
@@ -950,49 +1046,46 @@ impl RuleSet {
             positions,
         } = scratch;
         // Every single value lower-cased once (shared by all rules) into the haystack,
-        // each value ending where `ends` says, with its field's name in `names`.
+        // each value followed by a separator, its range and field name in `values`.
         let mut ranges: FxHashMap<&str, (u32, u32)> =
             FxHashMap::with_capacity_and_hasher(event.fields.len(), Default::default());
-        let mut ends: Vec<u32> = Vec::with_capacity(event.fields.len() + 8);
-        let mut names: Vec<&str> = Vec::with_capacity(event.fields.len() + 8);
+        let mut values: Vec<crate::scan::Value> = Vec::with_capacity(event.fields.len() + 8);
+        let mut push = |haystack: &mut String, name: &'a str, text: &str| {
+            let start = haystack.len() as u32;
+            push_lowercase(haystack, text);
+            let end = haystack.len() as u32;
+            haystack.push('\u{1}');
+            values.push(crate::scan::Value { start, end, name });
+            (start, end)
+        };
         for (name, value) in event.fields {
             if let Some(text) = crate::fields::FieldValue::of(value).text() {
-                let start = haystack.len();
-                push_lowercase(haystack, &text);
-                ranges.insert(name.as_str(), (start as u32, haystack.len() as u32));
-                haystack.push('\u{1}');
-                ends.push(haystack.len() as u32);
-                names.push(name);
+                let range = push(haystack, name, &text);
+                ranges.insert(name.as_str(), range);
             } else if let serde_json::Value::Array(items) = value {
                 for item in items {
                     if let Some(text) = crate::fields::FieldValue::of(item).text() {
-                        push_lowercase(haystack, &text);
-                        haystack.push('\u{1}');
-                        ends.push(haystack.len() as u32);
-                        names.push(name);
+                        push(haystack, name, &text);
                     }
                 }
             }
         }
-        if let Some(automaton) = &self.automaton {
-            for occurrence in automaton.find_overlapping_iter(haystack.as_str()) {
-                let id = occurrence.pattern().as_u32();
-                // Literals hold no separator, so each lies inside one value.
-                let value = ends.partition_point(|end| *end as usize <= occurrence.start());
-                found.push((id, value as u32));
-                if let Some(slot) = present.get_mut(id as usize)
+        // Fields found under other names (spaces, UserData paths) are not tied to one
+        // value here: their literals count wherever they occur.
+        let unscoped = other_names.is_some();
+        if let Some(scanners) = &self.scanners {
+            scanners.scan(haystack, &values, unscoped, found);
+            found.sort_unstable();
+            found.dedup();
+            for (id, _) in found.iter() {
+                if let Some(slot) = present.get_mut(*id as usize)
                     && !*slot
                 {
                     *slot = true;
-                    hits.push(id);
+                    hits.push(*id);
                 }
             }
-            found.sort_unstable();
-            found.dedup();
         }
-        // Fields found under other names (spaces, UserData paths) are not tied to one
-        // value here: their literals count wherever they occur.
-        let unscoped = crate::fields::has_other_names(event.fields);
         let in_field = |literal: &LiteralRef, aliases: &HashMap<String, String>| -> bool {
             if !present[literal.id as usize] {
                 return false;
@@ -1009,13 +1102,12 @@ impl RuleSet {
                 .iter()
                 .take_while(|(id, _)| *id == literal.id)
                 .any(|(_, value)| {
-                    let name = names[*value as usize];
+                    let name = values[*value as usize].name;
                     name == field || Some(name) == alias
                 })
         };
         let lowered = crate::fields::Lowered::new(haystack, &ranges);
-        let other_names = crate::fields::other_names(event.fields);
-        for list in lists.iter().flatten() {
+        for list in lists {
             positions.clear();
             positions.extend_from_slice(&list.unfiltered);
             for id in hits.iter() {
@@ -1038,7 +1130,7 @@ impl RuleSet {
                 let view = FieldsView {
                     fields: event.fields,
                     aliases: Some(aliases),
-                    other_names: other_names.as_ref(),
+                    other_names,
                     lowered: Some(&lowered),
                 };
                 if rule.program.matches(&view) {
