@@ -50,6 +50,7 @@ fn analyze_prints_the_detections_the_engine_finds_and_leaves_nothing_behind() {
         file_id: "x".into(),
         evidence_sha256: String::new(),
         timestamp_field: None,
+        keep_raw: true,
         limits: Limits::default(),
     };
     let mut expected = 0;

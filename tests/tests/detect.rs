@@ -59,6 +59,7 @@ fn engine_matches(rules: &RuleSet, path: &Path) -> BTreeSet<(String, u64)> {
         file_id: "x".into(),
         evidence_sha256: String::new(),
         timestamp_field: None,
+        keep_raw: true,
         limits: Limits::default(),
     };
     let mut found = BTreeSet::new();

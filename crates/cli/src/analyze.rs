@@ -361,6 +361,7 @@ fn analyze_file(
         file_id: "analyze".into(),
         evidence_sha256: String::new(),
         timestamp_field: None,
+        keep_raw: false,
         limits: Limits {
             // One file per worker already uses every core; a lone file uses the
             // parser's own threads.

@@ -3,7 +3,7 @@
 //! Locators are `record:<EventRecordID>`; a record id seen twice in one file (damaged
 //! or stitched logs) gets `#<n>` appended so both records keep distinct event ids.
 
-use crate::normalize::{Event, RawJson, WindowsParts, normalize_windows_sections};
+use crate::normalize::{Event, RawJson, SystemValues, WindowsParts, normalize_windows_values};
 use crate::{Context, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
 use evtx::err::EvtxError;
 use evtx::{EvtxParser, ParserSettings};
@@ -111,7 +111,7 @@ struct RecordJson {
 #[derive(serde::Deserialize)]
 struct EventJson {
     #[serde(rename = "System")]
-    system: Option<serde_json::Value>,
+    system: Option<SystemValues>,
     #[serde(rename = "EventData")]
     event_data: Option<serde_json::Value>,
     #[serde(rename = "UserData")]
@@ -122,16 +122,20 @@ struct EventJson {
 /// the per-record work is spread over every parser thread rather than the consumer.
 /// The rendered JSON text is kept as the raw record; only its System and data sections
 /// are parsed, and their values move into the fields.
-fn decode(record: evtx::EvtxRecord<'_>) -> evtx::err::Result<Decoded> {
+fn decode(record: evtx::EvtxRecord<'_>, keep_raw: bool) -> evtx::err::Result<Decoded> {
     let record = record.into_json()?;
     let invalid =
         |error: serde_json::Error| EvtxError::from(evtx::err::SerializationError::from(error));
-    let raw = RawJson::from_text(record.data).map_err(invalid)?;
-    let parsed: RecordJson = serde_json::from_str(raw.get()).map_err(invalid)?;
+    let (raw, parsed) = if keep_raw {
+        let raw = RawJson::from_text(record.data).map_err(invalid)?;
+        let parsed: RecordJson = serde_json::from_str(raw.get()).map_err(invalid)?;
+        (raw, parsed)
+    } else {
+        let parsed: RecordJson = serde_json::from_str(&record.data).map_err(invalid)?;
+        (RawJson::default(), parsed)
+    };
     let mut parts = match parsed.event {
-        Some(event) => {
-            normalize_windows_sections(event.system.as_ref(), event.event_data, event.user_data)
-        }
+        Some(event) => normalize_windows_values(event.system, event.event_data, event.user_data),
         None => WindowsParts::default(),
     };
     // The event's own time (System/TimeCreated); the record header's FILETIME is zero
@@ -163,7 +167,9 @@ pub fn parse(
         .map_err(|error| ParseError::Evtx(error_chain(&error)))?
         .with_configuration(settings);
     let mut seen = SeenIds::new();
-    let records = parser.serialized_records(|record| record.and_then(decode));
+    let keep_raw = context.keep_raw;
+    let records =
+        parser.serialized_records(move |record| record.and_then(|record| decode(record, keep_raw)));
     for (ordinal, item) in records.enumerate() {
         let outcome = match item {
             Err(error) => Outcome::Rejected(reject_for(&error, ordinal as u64)),

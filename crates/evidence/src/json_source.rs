@@ -70,7 +70,11 @@ pub(crate) fn object_to_outcome(
         computer: parts.computer,
         level: parts.level,
         fields,
-        raw: RawJson::from_value(&record),
+        raw: if context.keep_raw {
+            RawJson::from_value(&record)
+        } else {
+            RawJson::default()
+        },
     }))
 }
 

@@ -24,7 +24,10 @@ mod normalize;
 mod timestamp;
 
 pub use format::{Format, FormatError, sniff_format};
-pub use normalize::{Event, RawJson, normalize_windows_record, normalize_windows_sections};
+pub use normalize::{
+    Event, RawJson, SystemValues, normalize_windows_record, normalize_windows_sections,
+    normalize_windows_values,
+};
 pub use timestamp::{TIMESTAMP_FIELDS, parse_timestamp};
 
 use sha2::{Digest, Sha256};
@@ -60,6 +63,9 @@ pub struct Context {
     /// JSON/CSV: the field holding the event time; `None` = try [`TIMESTAMP_FIELDS`].
     pub timestamp_field: Option<String>,
     pub limits: Limits,
+    /// Keep each record's original JSON in [`Event::raw`]; `false` leaves it `null`
+    /// (one-shot analysis, which never shows it, saves checking and holding the text).
+    pub keep_raw: bool,
 }
 
 /// Why a record was not turned into an event. Stable names (`as_str`) are stored and

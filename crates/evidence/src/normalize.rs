@@ -129,6 +129,258 @@ fn attribute<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     value.get("#attributes")?.get(name)
 }
 
+/// The System values normalisation reads. Picked out of a JSON tree
+/// ([`SystemValues::of`]), or read straight from a record's JSON text: its
+/// `Deserialize` builds no tree for the section and skips every other value, and reads
+/// any shape the tree would (an odd shape gives no value, never an error).
+#[derive(Debug, Default)]
+pub struct SystemValues {
+    event_id: Option<Value>,
+    channel: Option<Value>,
+    computer: Option<Value>,
+    level: Option<Value>,
+    record_id: Option<Value>,
+    task: Option<Value>,
+    opcode: Option<Value>,
+    keywords: Option<Value>,
+    version: Option<Value>,
+    /// `Provider` attributes `Name`, `Guid`.
+    provider: [Option<Value>; 2],
+    /// `Execution` attributes `ProcessID`, `ThreadID`.
+    execution: [Option<Value>; 2],
+    /// `Security` attribute `UserID`.
+    security: [Option<Value>; 2],
+    /// `TimeCreated` attribute `SystemTime`.
+    time_created: [Option<Value>; 2],
+}
+
+const PROVIDER_ATTRIBUTES: &[&str] = &["Name", "Guid"];
+const EXECUTION_ATTRIBUTES: &[&str] = &["ProcessID", "ThreadID"];
+const SECURITY_ATTRIBUTES: &[&str] = &["UserID"];
+const TIME_ATTRIBUTES: &[&str] = &["SystemTime"];
+
+impl SystemValues {
+    /// From a System section as a JSON tree.
+    pub fn of(system: &Value) -> Self {
+        let get = |name: &str| system.get(name).cloned();
+        let attributes = |section: &str, names: &[&str]| {
+            let mut out: [Option<Value>; 2] = [None, None];
+            for (slot, name) in out.iter_mut().zip(names) {
+                *slot = system
+                    .get(section)
+                    .and_then(|s| attribute(s, name))
+                    .cloned();
+            }
+            out
+        };
+        SystemValues {
+            event_id: get("EventID"),
+            channel: get("Channel"),
+            computer: get("Computer"),
+            level: get("Level"),
+            record_id: get("EventRecordID"),
+            task: get("Task"),
+            opcode: get("Opcode"),
+            keywords: get("Keywords"),
+            version: get("Version"),
+            provider: attributes("Provider", PROVIDER_ATTRIBUTES),
+            execution: attributes("Execution", EXECUTION_ATTRIBUTES),
+            security: attributes("Security", SECURITY_ATTRIBUTES),
+            time_created: attributes("TimeCreated", TIME_ATTRIBUTES),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SystemValues {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientVisitor(SystemEntries))
+    }
+}
+
+/// Visits anything: a map's wanted entries are read by `on_entry`; any other shape is
+/// skipped and gives the default.
+trait Lenient<'de>: Sized {
+    type Out: Default;
+    fn on_entry<A: serde::de::MapAccess<'de>>(
+        &self,
+        out: &mut Self::Out,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error>;
+}
+
+struct LenientVisitor<L>(L);
+
+/// A map key, borrowed from the text unless it holds escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(key.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+macro_rules! skip_scalars {
+    ($($method:ident($ty:ty)),*) => {
+        $(fn $method<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        })*
+    };
+}
+
+impl<'de, L: Lenient<'de>> serde::de::Visitor<'de> for LenientVisitor<L> {
+    type Value = L::Out;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    skip_scalars!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_str(&str)
+    );
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Default::default())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = L::Out::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            self.0.on_entry(&mut out, &key, &mut map)?;
+        }
+        Ok(out)
+    }
+}
+
+struct SystemEntries;
+
+impl<'de> Lenient<'de> for SystemEntries {
+    type Out = SystemValues;
+
+    fn on_entry<A: serde::de::MapAccess<'de>>(
+        &self,
+        out: &mut SystemValues,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let attributes = |names| AttributesOf(names);
+        match key {
+            "EventID" => out.event_id = Some(map.next_value()?),
+            "Channel" => out.channel = Some(map.next_value()?),
+            "Computer" => out.computer = Some(map.next_value()?),
+            "Level" => out.level = Some(map.next_value()?),
+            "EventRecordID" => out.record_id = Some(map.next_value()?),
+            "Task" => out.task = Some(map.next_value()?),
+            "Opcode" => out.opcode = Some(map.next_value()?),
+            "Keywords" => out.keywords = Some(map.next_value()?),
+            "Version" => out.version = Some(map.next_value()?),
+            "Provider" => out.provider = map.next_value_seed(attributes(PROVIDER_ATTRIBUTES))?,
+            "Execution" => {
+                out.execution = map.next_value_seed(attributes(EXECUTION_ATTRIBUTES))?;
+            }
+            "Security" => out.security = map.next_value_seed(attributes(SECURITY_ATTRIBUTES))?,
+            "TimeCreated" => {
+                out.time_created = map.next_value_seed(attributes(TIME_ATTRIBUTES))?;
+            }
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A section's `#attributes` values of the given names (at most two).
+#[derive(Clone, Copy)]
+struct AttributesOf(&'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for AttributesOf {
+    type Value = [Option<Value>; 2];
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(LenientVisitor(self))
+    }
+}
+
+impl<'de> Lenient<'de> for AttributesOf {
+    type Out = [Option<Value>; 2];
+
+    fn on_entry<A: serde::de::MapAccess<'de>>(
+        &self,
+        out: &mut Self::Out,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        if key == "#attributes" {
+            // A later `#attributes` replaces an earlier one, as in a tree.
+            *out = map.next_value_seed(Named(self.0))?;
+        } else {
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// The values of the given names in a map (at most two).
+#[derive(Clone, Copy)]
+struct Named(&'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Named {
+    type Value = [Option<Value>; 2];
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(LenientVisitor(self))
+    }
+}
+
+impl<'de> Lenient<'de> for Named {
+    type Out = [Option<Value>; 2];
+
+    fn on_entry<A: serde::de::MapAccess<'de>>(
+        &self,
+        out: &mut Self::Out,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match self.0.iter().position(|name| *name == key) {
+            Some(index) if index < out.len() => out[index] = Some(map.next_value()?),
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Normalises an EVTX record rendered as JSON (`{"Event": {"System": …, "EventData": …}}`).
 pub fn normalize_windows_record(record: &Value) -> WindowsParts {
     let Some(event) = record.get("Event") else {
@@ -148,6 +400,15 @@ pub fn normalize_windows_sections(
     event_data: Option<Value>,
     user_data: Option<Value>,
 ) -> WindowsParts {
+    normalize_windows_values(system.map(SystemValues::of), event_data, user_data)
+}
+
+/// The same as [`normalize_windows_sections`], from System values already picked out.
+pub fn normalize_windows_values(
+    system: Option<SystemValues>,
+    event_data: Option<Value>,
+    user_data: Option<Value>,
+) -> WindowsParts {
     // Sized once: the System values plus the data sections' (no regrowth per event).
     let data_len = [&event_data, &user_data]
         .into_iter()
@@ -164,62 +425,53 @@ pub fn normalize_windows_sections(
                 fields.insert(name.to_string(), value);
             }
         };
-        let event_id = system.get("EventID");
-        parts.event_code = event_id
+        parts.event_code = system
+            .event_id
+            .as_ref()
             .and_then(number_of)
             .and_then(|n| u32::try_from(n).ok());
         put("EventID", parts.event_code.map(Value::from));
-        let provider = system.get("Provider");
-        parts.provider = provider
-            .and_then(|p| attribute(p, "Name"))
-            .and_then(text_of);
+        let [provider_name, provider_guid] = &system.provider;
+        parts.provider = provider_name.as_ref().and_then(text_of);
         put("Provider_Name", parts.provider.clone().map(Value::from));
         put(
             "Provider_Guid",
-            provider
-                .and_then(|p| attribute(p, "Guid"))
-                .and_then(text_of)
-                .map(Value::from),
+            provider_guid.as_ref().and_then(text_of).map(Value::from),
         );
-        parts.channel = system.get("Channel").and_then(text_of);
+        parts.channel = system.channel.as_ref().and_then(text_of);
         put("Channel", parts.channel.clone().map(Value::from));
-        parts.computer = system.get("Computer").and_then(text_of);
+        parts.computer = system.computer.as_ref().and_then(text_of);
         put("Computer", parts.computer.clone().map(Value::from));
         parts.level = system
-            .get("Level")
+            .level
+            .as_ref()
             .and_then(number_of)
             .and_then(|n| u32::try_from(n).ok());
         put("Level", parts.level.map(Value::from));
-        parts.record_id = system.get("EventRecordID").and_then(number_of);
+        parts.record_id = system.record_id.as_ref().and_then(number_of);
         put("EventRecordID", parts.record_id.map(Value::from));
-        for name in ["Task", "Opcode", "Keywords", "Version"] {
-            put(name, system.get(name).and_then(text_of).map(Value::from));
-        }
-        let execution = system.get("Execution");
-        for (field, attr) in [
-            ("Execution_ProcessID", "ProcessID"),
-            ("Execution_ThreadID", "ThreadID"),
+        for (name, value) in [
+            ("Task", &system.task),
+            ("Opcode", &system.opcode),
+            ("Keywords", &system.keywords),
+            ("Version", &system.version),
         ] {
-            put(
-                field,
-                execution
-                    .and_then(|e| attribute(e, attr))
-                    .and_then(number_of)
-                    .map(Value::from),
-            );
+            put(name, value.as_ref().and_then(text_of).map(Value::from));
         }
+        let [process_id, thread_id] = &system.execution;
+        for (field, value) in [
+            ("Execution_ProcessID", process_id),
+            ("Execution_ThreadID", thread_id),
+        ] {
+            put(field, value.as_ref().and_then(number_of).map(Value::from));
+        }
+        let [user_id, _] = &system.security;
         put(
             "Security_UserID",
-            system
-                .get("Security")
-                .and_then(|s| attribute(s, "UserID"))
-                .and_then(text_of)
-                .map(Value::from),
+            user_id.as_ref().and_then(text_of).map(Value::from),
         );
-        parts.time_created = system
-            .get("TimeCreated")
-            .and_then(|t| attribute(t, "SystemTime"))
-            .and_then(text_of);
+        let [system_time, _] = &system.time_created;
+        parts.time_created = system_time.as_ref().and_then(text_of);
     }
     for data in [event_data, user_data].into_iter().flatten() {
         flatten_event_data(data, &mut parts.fields);
@@ -379,6 +631,43 @@ mod tests {
         let parts = normalize_windows_record(&record);
         assert_eq!(parts.event_code, Some(7045));
         assert_eq!(parts.fields["LogFileCleared.SubjectUserName"], "bob");
+    }
+
+    #[test]
+    fn system_values_read_from_text_equal_those_of_a_tree() {
+        let systems = [
+            r##"{"Provider": {"#attributes": {"Name": "P", "Guid": "{G}"}}, "EventID": 4624,
+                "Version": 2, "Level": 0, "Task": 12544, "Opcode": 0, "Keywords": "0x8020",
+                "TimeCreated": {"#attributes": {"SystemTime": "2019-03-16T23:37:52.1Z"}},
+                "EventRecordID": 1187, "Correlation": {"#attributes": {"ActivityID": "{A}"}},
+                "Execution": {"#attributes": {"ProcessID": 612, "ThreadID": 2108}},
+                "Channel": "Security", "Computer": "WS01", "Security": {"#attributes": {"UserID": "S-1-5-18"}}}"##,
+            // Odd shapes: text where objects are expected, objects with #text, nulls,
+            // arrays, repeated keys (the last wins), escaped keys, unknown keys.
+            r##"{"Provider": "P", "EventID": {"#attributes": {"Qualifiers": 16384}, "#text": 7045},
+                "Execution": null, "Security": [1, {"a": 2}], "TimeCreated": {"#attributes": "x"},
+                "Level": "4", "Channel": {"#text": "System"}, "Computer": 12, "Task": true}"##,
+            r##"{"Channel": "A", "Channel": "B", "Provider": {"#attributes": {"Name": "X"}},
+                "Provider": {"#attributes": {"Guid": "Y"}, "#attributes": {"Name": "Z", "Name": "W"}},
+                "Event\u0049D": 5, "Extra": {"deep": [[[]]]}, "EventRecordID": -1}"##,
+            r##"null"##,
+            r##""text""##,
+            r##"[{"EventID": 1}]"##,
+            r##"{}"##,
+        ];
+        for text in systems {
+            let tree: Value = serde_json::from_str(text).unwrap();
+            let direct: SystemValues = serde_json::from_str(text).unwrap();
+            let data = Some(json!({"X": "y"}));
+            assert_eq!(
+                format!(
+                    "{:?}",
+                    normalize_windows_values(Some(direct), data.clone(), None)
+                ),
+                format!("{:?}", normalize_windows_sections(Some(&tree), data, None)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

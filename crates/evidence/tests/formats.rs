@@ -1,6 +1,8 @@
 //! Parsing JSON/JSONL and CSV evidence, good and hostile; EVTX on the shared corpus.
 
-use casescope_evidence::{Context, Format, Limits, Outcome, Summary, parse_file};
+use casescope_evidence::{
+    Context, Format, Limits, Outcome, Summary, normalize_windows_record, parse_file,
+};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -11,6 +13,7 @@ fn context() -> Context {
         file_id: "file-1".into(),
         evidence_sha256: "ab".repeat(32),
         timestamp_field: None,
+        keep_raw: true,
         limits: Limits {
             max_record_bytes: 4096,
             evtx_threads: 2,
@@ -272,6 +275,15 @@ fn evtx_corpus_counts_match_the_evtx_crate_exactly() {
                     path.display(),
                     event.raw.to_value()["Event"]["System"]
                 );
+                // Read straight from the text, the same as through a JSON tree.
+                let tree = normalize_windows_record(&event.raw.to_value());
+                let at = || format!("{} {}", path.display(), event.locator);
+                assert_eq!(event.fields, tree.fields, "{}", at());
+                assert_eq!(event.event_code, tree.event_code, "{}", at());
+                assert_eq!(event.channel, tree.channel, "{}", at());
+                assert_eq!(event.provider, tree.provider, "{}", at());
+                assert_eq!(event.computer, tree.computer, "{}", at());
+                assert_eq!(event.level, tree.level, "{}", at());
             }
             ControlFlow::Continue(())
         })
@@ -286,4 +298,40 @@ fn evtx_corpus_counts_match_the_evtx_crate_exactly() {
         files.len()
     );
     assert_eq!(total_read, 8255, "the corpus README says 8,255 records");
+}
+
+#[test]
+fn without_raw_records_events_are_the_same_but_for_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = write(
+        &dir,
+        "a.jsonl",
+        b"{\"@timestamp\": \"2024-01-01T00:00:00Z\", \"user\": {\"name\": \"bob\"}}\n",
+    );
+    let mut files = vec![(jsonl, Format::Json)];
+    match casescope_testkit::shared_data_dir() {
+        Some(data) => files.push((
+            data.join("evtx-attack-samples/Credential Access/CA_4624_4625_LogonType2_LogonProc_chrome.evtx"),
+            Format::Evtx,
+        )),
+        None => eprintln!("EVTX part skipped: ../shared/data not present"),
+    }
+    for (path, format) in files {
+        let (_, kept) = parse(&path, format, &context());
+        let without = Context {
+            keep_raw: false,
+            ..context()
+        };
+        let (_, dropped) = parse(&path, format, &without);
+        let (kept, dropped) = (events(&kept), events(&dropped));
+        assert!(!kept.is_empty(), "{}", path.display());
+        assert_eq!(kept.len(), dropped.len());
+        for (kept, dropped) in kept.iter().zip(&dropped) {
+            assert_ne!(kept.raw.get(), "null");
+            assert_eq!(dropped.raw.get(), "null");
+            let mut same = (*kept).clone();
+            same.raw = dropped.raw.clone();
+            assert_eq!(&same, *dropped);
+        }
+    }
 }

@@ -172,6 +172,7 @@ fn every_loaded_rule_fires_on_its_sigmahq_regression_sample() {
             file_id: "sample".into(),
             evidence_sha256: "0".into(),
             timestamp_field: None,
+            keep_raw: true,
             limits: Limits::default(),
         };
         let mut matches = 0;
@@ -266,6 +267,7 @@ fn parity_with_chainsaw_on_evtx_attack_samples() {
             file_id: "f".into(),
             evidence_sha256: "0".into(),
             timestamp_field: None,
+            keep_raw: true,
             limits: Limits::default(),
         };
         let _ = parse_file(path, Format::Evtx, &context, &mut |outcome| {

@@ -426,6 +426,7 @@ impl IngestStage {
             file_id: file.id.clone(),
             evidence_sha256: file.sha256.clone(),
             timestamp_field: file.timestamp_field.clone(),
+            keep_raw: true,
             limits: self.settings.parse_limits.clone(),
         };
         let (sender, mut receiver) = mpsc::channel::<Vec<Event>>(4);
