@@ -3,7 +3,7 @@
 //! Locators are `record:<EventRecordID>`; a record id seen twice in one file (damaged
 //! or stitched logs) gets `#<n>` appended so both records keep distinct event ids.
 
-use crate::normalize::{Event, RawJson, SystemValues, WindowsParts, normalize_windows_values};
+use crate::normalize::{Event, RawJson, WindowsParts, normalize_windows_text};
 use crate::{Context, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
 use evtx::err::EvtxError;
 use evtx::{EvtxParser, ParserSettings};
@@ -100,43 +100,21 @@ struct Decoded {
     raw: RawJson,
 }
 
-/// The parts of a rendered record normalisation reads; everything else (the `Event`
-/// attributes, `RenderingInfo`) is skipped without being built.
-#[derive(serde::Deserialize)]
-struct RecordJson {
-    #[serde(rename = "Event")]
-    event: Option<EventJson>,
-}
-
-#[derive(serde::Deserialize)]
-struct EventJson {
-    #[serde(rename = "System")]
-    system: Option<SystemValues>,
-    #[serde(rename = "EventData")]
-    event_data: Option<serde_json::Value>,
-    #[serde(rename = "UserData")]
-    user_data: Option<serde_json::Value>,
-}
-
 /// Runs on the evtx crate's chunk threads: render, decode and normalise one record, so
 /// the per-record work is spread over every parser thread rather than the consumer.
 /// The rendered JSON text is kept as the raw record; only its System and data sections
-/// are parsed, and their values move into the fields.
+/// are read, straight into the fields ([`normalize_windows_text`]).
 fn decode(record: evtx::EvtxRecord<'_>, keep_raw: bool) -> evtx::err::Result<Decoded> {
     let record = record.into_json()?;
     let invalid =
         |error: serde_json::Error| EvtxError::from(evtx::err::SerializationError::from(error));
-    let (raw, parsed) = if keep_raw {
+    let (raw, mut parts) = if keep_raw {
         let raw = RawJson::from_text(record.data).map_err(invalid)?;
-        let parsed: RecordJson = serde_json::from_str(raw.get()).map_err(invalid)?;
-        (raw, parsed)
+        let parts = normalize_windows_text(raw.get()).map_err(invalid)?;
+        (raw, parts)
     } else {
-        let parsed: RecordJson = serde_json::from_str(&record.data).map_err(invalid)?;
-        (RawJson::default(), parsed)
-    };
-    let mut parts = match parsed.event {
-        Some(event) => normalize_windows_values(event.system, event.event_data, event.user_data),
-        None => WindowsParts::default(),
+        let parts = normalize_windows_text(&record.data).map_err(invalid)?;
+        (RawJson::default(), parts)
     };
     // The event's own time (System/TimeCreated); the record header's FILETIME is zero
     // in some exported logs.

@@ -492,20 +492,252 @@ fn flatten_event_data(data: Value, fields: &mut Map<String, Value>) {
         if name == "#attributes" {
             continue;
         }
-        match value {
-            // UserData wraps its values in one element named after the event type.
-            Value::Object(inner) if !inner.contains_key("#text") => {
-                flatten_into(fields, &name, &Value::Object(inner), 1);
+        put_data_value(fields, name, value);
+    }
+}
+
+/// One named value of EventData/UserData into the fields.
+fn put_data_value(fields: &mut Map<String, Value>, name: String, value: Value) {
+    match value {
+        // UserData wraps its values in one element named after the event type.
+        Value::Object(inner) if !inner.contains_key("#text") => {
+            flatten_into(fields, &name, &Value::Object(inner), 1);
+        }
+        value => {
+            let key = if fields.contains_key(&name) {
+                format!("EventData_{name}")
+            } else {
+                name
+            };
+            insert_bounded(fields, key, scalar_or_text(value));
+        }
+    }
+}
+
+/// Normalises a rendered EVTX record's JSON text (`{"Event": {"System": …, …}}`), as
+/// [`normalize_windows_record`] does its tree. In the usual shape (System, then one
+/// data section, no name twice in it) the values go straight from the text into the
+/// fields with no tree for any section; any other shape is read again through trees.
+pub fn normalize_windows_text(text: &str) -> Result<WindowsParts, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Record {
+        #[serde(rename = "Event")]
+        event: Option<Direct>,
+    }
+    #[derive(Deserialize)]
+    struct TreeRecord {
+        #[serde(rename = "Event")]
+        event: Option<TreeEvent>,
+    }
+    #[derive(Deserialize)]
+    struct TreeEvent {
+        #[serde(rename = "System")]
+        system: Option<SystemValues>,
+        #[serde(rename = "EventData")]
+        event_data: Option<Value>,
+        #[serde(rename = "UserData")]
+        user_data: Option<Value>,
+    }
+    match serde_json::from_str::<Record>(text)?.event {
+        None => Ok(WindowsParts::default()),
+        Some(Direct(Some(parts))) => Ok(parts),
+        Some(Direct(None)) => Ok(match serde_json::from_str::<TreeRecord>(text)?.event {
+            Some(event) => {
+                normalize_windows_values(event.system, event.event_data, event.user_data)
             }
-            value => {
-                let key = if fields.contains_key(&name) {
-                    format!("EventData_{name}")
-                } else {
-                    name
-                };
-                insert_bounded(fields, key, scalar_or_text(value));
+            None => WindowsParts::default(),
+        }),
+    }
+}
+
+/// An `Event` object normalised straight from the text; `None`: not in the usual shape.
+struct Direct(Option<WindowsParts>);
+
+impl<'de> Deserialize<'de> for Direct {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DirectVisitor)
+    }
+}
+
+struct DirectVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DirectVisitor {
+    type Value = Direct;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an Event object")
+    }
+
+    /// A struct may be written as an array: the tree reads that.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Direct, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Direct(None))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Direct, A::Error> {
+        use serde::de::Error;
+        let mut system: Option<Option<SystemValues>> = None;
+        let mut parts: Option<WindowsParts> = None;
+        let (mut event_data, mut user_data, mut usual) = (false, false, true);
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match &*key {
+                "System" => {
+                    if system.is_some() {
+                        return Err(A::Error::duplicate_field("System"));
+                    }
+                    usual &= parts.is_none() && !event_data && !user_data;
+                    system = Some(map.next_value()?);
+                }
+                "EventData" | "UserData" => {
+                    let seen = if key == "EventData" {
+                        &mut event_data
+                    } else {
+                        &mut user_data
+                    };
+                    if *seen {
+                        return Err(A::Error::duplicate_field(if key == "EventData" {
+                            "EventData"
+                        } else {
+                            "UserData"
+                        }));
+                    }
+                    *seen = true;
+                    match (usual, &system, &mut parts) {
+                        (true, Some(_), None) => {
+                            let mut new =
+                                normalize_windows_values(system.take().flatten(), None, None);
+                            system = Some(None);
+                            usual = map.next_value_seed(DataInto(&mut new.fields))?;
+                            parts = Some(new);
+                        }
+                        _ => {
+                            usual = false;
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
             }
         }
+        if !usual {
+            return Ok(Direct(None));
+        }
+        Ok(Direct(Some(match parts {
+            Some(parts) => parts,
+            None => normalize_windows_values(system.flatten(), None, None),
+        })))
+    }
+}
+
+/// Hashes of the names seen in a data section (FNV-1a): a list while short, a set when
+/// a section is large.
+#[derive(Default)]
+struct NameHashes {
+    list: Vec<u64>,
+    set: std::collections::HashSet<u64>,
+}
+
+impl NameHashes {
+    /// False if the hash of `name` was seen before.
+    fn insert(&mut self, name: &str) -> bool {
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        if self.list.len() < 64 {
+            if self.list.contains(&hash) {
+                return false;
+            }
+            self.list.push(hash);
+            return true;
+        }
+        !self.list.contains(&hash) && self.set.insert(hash)
+    }
+}
+
+/// A data section's values put into the fields as [`flatten_event_data`] does; `false`
+/// when a name repeats (a tree keeps only its last value: read it that way instead).
+struct DataInto<'a>(&'a mut Map<String, Value>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for DataInto<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        let value = deserializer.deserialize_any(DataVisitor(self.0))?;
+        Ok(value)
+    }
+}
+
+struct DataVisitor<'a>(&'a mut Map<String, Value>);
+
+impl DataVisitor<'_> {
+    /// A section that is not an object, as [`flatten_event_data`] takes it.
+    fn other(self, value: Value) -> bool {
+        flatten_event_data(value, self.0);
+        true
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DataVisitor<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a data section")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<bool, E> {
+        Ok(self.other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<bool, E> {
+        Ok(self.other(Value::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<bool, E> {
+        Ok(self.other(Value::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<bool, E> {
+        Ok(self.other(Value::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(self.other(Value::String(v.to_string())))
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(self.other(Value::Null))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(self.other(Value::Array(items)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let fields = self.0;
+        let mut names = NameHashes::default();
+        let mut usual = true;
+        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+            if !usual || name == "#attributes" {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            // A repeated name (or a false alarm of the hash: then the tree reads the
+            // section, to the same result).
+            if !names.insert(&name) {
+                usual = false;
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let value: Value = map.next_value()?;
+            put_data_value(fields, name.into_owned(), value);
+        }
+        Ok(usual)
     }
 }
 
@@ -667,6 +899,61 @@ mod tests {
                 format!("{:?}", normalize_windows_sections(Some(&tree), data, None)),
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn records_read_from_text_equal_those_read_through_a_tree() {
+        let system = r##"{"EventID": 4688, "Channel": "Security", "Computer": "PC",
+            "Provider": {"#attributes": {"Name": "P"}}}"##;
+        let records = [
+            format!(r##"{{"Event": {{"System": {system}, "EventData": {{"A": "1", "B": 2}}}}}}"##),
+            format!(
+                r##"{{"Event": {{"System": {system}, "UserData": {{"W": {{"X": "y", "Z": {{"#text": "t"}}}}}}}}}}"##
+            ),
+            format!(r##"{{"Event": {{"EventData": {{"A": "1"}}, "System": {system}}}}}"##),
+            format!(
+                r##"{{"Event": {{"System": {system}, "EventData": {{"A": 1}}, "UserData": {{"W": {{"A": 2}}}}}}}}"##
+            ),
+            format!(
+                r##"{{"Event": {{"System": {system}, "UserData": {{"W": {{"A": 2}}}}, "EventData": {{"A": 1}}}}}}"##
+            ),
+            format!(r##"{{"Event": {{"System": {system}, "EventData": {{"A": 1, "A": 2}}}}}}"##),
+            format!(
+                r##"{{"Event": {{"System": {system}, "EventData": {{"A": 1, "B": {{"x": 1}}, "A": {{"y": 2}}}}}}}}"##
+            ),
+            format!(
+                r##"{{"Event": {{"System": {system}, "EventData": {{"Channel": "odd", "EventID": 1, "#attributes": {{"n": 1}}}}}}}}"##
+            ),
+            format!(r##"{{"Event": {{"System": {system}, "EventData": "text"}}}}"##),
+            format!(r##"{{"Event": {{"System": {system}, "EventData": 5}}}}"##),
+            format!(r##"{{"Event": {{"System": {system}, "EventData": null}}}}"##),
+            format!(r##"{{"Event": {{"System": {system}, "EventData": [1, {{"a": 2}}]}}}}"##),
+            format!(
+                r##"{{"Event": {{"System": {system}, "EventData": {{"A\u0042": "esc", "Data": [1, 2]}}}}}}"##
+            ),
+            format!(
+                r##"{{"Event": {{"System": {system}}}, "RenderingInfo": {{"Message": "m"}}}}"##
+            ),
+            r##"{"Event": {"EventData": {"A": "1"}}}"##.to_string(),
+            r##"{"Event": {"System": null, "EventData": {"A": "1"}}}"##.to_string(),
+            r##"{"Event": null}"##.to_string(),
+            r##"{"Other": 1}"##.to_string(),
+        ];
+        for text in &records {
+            let direct = normalize_windows_text(text).unwrap();
+            let tree = normalize_windows_record(&serde_json::from_str(text).unwrap());
+            assert_eq!(format!("{direct:?}"), format!("{tree:?}"), "{text}");
+        }
+        // What the tree reader did not accept either.
+        for text in [
+            format!(r##"{{"Event": {{"System": {system}, "System": {system}}}}}"##),
+            format!(
+                r##"{{"Event": {{"System": {system}, "EventData": {{}}, "EventData": {{}}}}}}"##
+            ),
+            r##"{"Event": "text"}"##.to_string(),
+        ] {
+            assert!(normalize_windows_text(&text).is_err(), "{text}");
         }
     }
 
