@@ -156,6 +156,21 @@ pub struct ServeArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc v3's `mimalloc.h` (the bindings name no constant
+/// for it; their numbering of the options around it is the same).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// One-shot analysis: freed memory stays with the process for reuse instead of being
+/// given back to the OS and faulted in again. Parser threads allocate each event and
+/// evaluator threads free it; with purging on, the kernel zeroed ~9,000 fresh (huge)
+/// pages on 200,000 events, 6 % of the CPU time. The process is short-lived and its
+/// peak is bounded by the pipeline, so nothing is held that would not be used again.
+fn keep_freed_memory() {
+    // SAFETY: mimalloc's documented option API, called before any other thread exists
+    // (the options are not synchronised); -1 means "never purge".
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 fn main() -> ExitCode {
     // Both ring and aws-lc-rs may be linked; rustls needs one chosen process-wide.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -172,6 +187,7 @@ fn main() -> ExitCode {
     let cli = match cli.command {
         // CPU work on plain threads: no async runtime is needed or blocked.
         Command::Analyze(args) => {
+            keep_freed_memory();
             return match analyze::run(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
