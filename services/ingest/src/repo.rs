@@ -484,10 +484,27 @@ impl IngestRepo {
         row.as_ref().map(file_from).transpose()
     }
 
-    /// Gives up on a file that failed too often (not under a lease: only when none is held).
+    /// Keeps why a run of a file failed and will be retried (a full disk, a service
+    /// away): shown with the file while it is retried, and kept in the reason if the
+    /// reconciler gives up on it. The next run clears it.
+    pub async fn note_attempt_error(&self, id: &str, error: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE evidence_files SET error = $2 WHERE id = $1 AND stage_status IN ('pending', 'running')",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Gives up on a file that failed too often (not under a lease: only when none is
+    /// held), keeping the last attempt's error after `error`.
     pub async fn give_up(&self, id: &str, error: &str) -> Result<(), DbError> {
         sqlx::query(
-            "UPDATE evidence_files SET stage_status = 'failed', error = $2, status_sequence = status_sequence + 1, \
+            "UPDATE evidence_files SET stage_status = 'failed', \
+             error = CASE WHEN error IS NULL OR error = '' THEN $2 ELSE $2 || '; last attempt: ' || error END, \
+             status_sequence = status_sequence + 1, \
              status_synced = 0, updated_at = $3 WHERE id = $1 AND stage_status IN ('pending', 'running')",
         )
         .bind(id)
@@ -506,5 +523,89 @@ impl IngestRepo {
             .execute(self.db.pool())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casescope_db::DbOptions;
+
+    #[tokio::test]
+    async fn giving_up_keeps_the_last_attempts_error_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ingest.sqlite").display());
+        giving_up_keeps_the_last_attempts_error(&url).await;
+    }
+
+    #[tokio::test]
+    async fn giving_up_keeps_the_last_attempts_error_postgres() {
+        giving_up_keeps_the_last_attempts_error(&casescope_testkit::postgres_url().await).await;
+    }
+
+    async fn giving_up_keeps_the_last_attempts_error(url: &str) {
+        let db = Database::connect(url, &DbOptions::default()).await.unwrap();
+        db.migrate(crate::ALL_MIGRATIONS).await.unwrap();
+        let repo = IngestRepo::new(db);
+        let file = |id: &str| FileRow {
+            id: id.into(),
+            case_id: "case".into(),
+            name: format!("{id}.evtx"),
+            sha256: id.repeat(64 / id.len()),
+            size_bytes: 1,
+            format: "evtx".into(),
+            blob_path: "/nowhere".into(),
+            timestamp_field: None,
+            parent_id: None,
+            stage_status: stage::PENDING.into(),
+            generation: 1,
+            attempts: 0,
+            records_read: 0,
+            events_indexed: 0,
+            records_rejected: 0,
+            rejects_by_reason: "{}".into(),
+            duplicates_skipped: 0,
+            error: None,
+            registered: false,
+            status_sequence: 0,
+            status_synced: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        for id in ["a", "b"] {
+            let mut tx = repo.db().begin().await.unwrap();
+            repo.insert_file(&mut tx, &file(id)).await.unwrap();
+            repo.start_run(&mut tx, id).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        repo.note_attempt_error("a", "index: No space left on device (os error 28)")
+            .await
+            .unwrap();
+        let noted = repo.file("a").await.unwrap().unwrap();
+        assert_eq!(noted.stage_status, stage::RUNNING, "still retried");
+        assert_eq!(
+            noted.error.as_deref(),
+            Some("index: No space left on device (os error 28)")
+        );
+        // The next run starts clean.
+        let mut tx = repo.db().begin().await.unwrap();
+        assert_eq!(repo.start_run(&mut tx, "a").await.unwrap().error, None);
+        tx.commit().await.unwrap();
+        repo.note_attempt_error("a", "cases service: unavailable")
+            .await
+            .unwrap();
+        for id in ["a", "b"] {
+            repo.give_up(id, "gave up after 8 ingest attempts")
+                .await
+                .unwrap();
+        }
+        let a = repo.file("a").await.unwrap().unwrap();
+        assert_eq!(a.stage_status, stage::FAILED);
+        assert_eq!(
+            a.error.as_deref(),
+            Some("gave up after 8 ingest attempts; last attempt: cases service: unavailable")
+        );
+        let b = repo.file("b").await.unwrap().unwrap();
+        assert_eq!(b.error.as_deref(), Some("gave up after 8 ingest attempts"));
     }
 }

@@ -276,6 +276,11 @@ impl IngestStage {
             });
         };
         let outcome = self.run_leased(&file, &lease).await;
+        if let Err(HandlerError::Transient { error, .. }) = &outcome
+            && let Err(note) = self.repo.note_attempt_error(&file.id, error).await
+        {
+            tracing::warn!(%note, file_id, "cannot record why the ingest run failed");
+        }
         self.fences.end(&file.id, lease.epoch).await;
         if let Err(error) = self.leases.release(&lease).await {
             tracing::warn!(%error, file_id, "cannot release the ingest lease; it expires by itself");
