@@ -145,7 +145,7 @@ pub fn run(bench: DetectBench<'_>) -> anyhow::Result<()> {
         }
     }
     // Rule loading alone: analyze over an empty directory.
-    let empty = tempfile::tempdir()?;
+    let empty = crate::scratch_dir()?;
     let mut args = vec!["analyze".to_string(), empty.path().display().to_string()];
     for rules in bench.rules {
         args.push("--rules".into());
@@ -177,7 +177,7 @@ pub fn run(bench: DetectBench<'_>) -> anyhow::Result<()> {
         }
     }
     if bench.synthetic_events > 0 {
-        let dir = tempfile::tempdir()?;
+        let dir = crate::scratch_dir()?;
         let path = dir.path().join("synthetic.evtx");
         let status = Command::new(bench.binary)
             .args([

@@ -106,6 +106,48 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Where every benchmark directory goes: one parent, so a run killed before it could
+/// clean up (its server data and a 1.2 GB synthetic file) is removed by the next run
+/// instead of filling the disk.
+fn bench_root() -> PathBuf {
+    std::env::temp_dir().join("casescope-bench")
+}
+
+/// A new directory for this run under [`bench_root`], removed when dropped.
+pub(crate) fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
+    let root = bench_root();
+    std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+    tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&root)
+        .with_context(|| format!("create a directory in {}", root.display()))
+}
+
+/// Removes what runs older than `age` left under [`bench_root`] (no run takes that long,
+/// so a concurrent run's directories are kept).
+fn remove_stale_runs(age: Duration) {
+    let Ok(entries) = std::fs::read_dir(bench_root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if old {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => println!(
+                    "removed a stale benchmark directory: {}",
+                    entry.path().display()
+                ),
+                Err(error) => println!("cannot remove {}: {error}", entry.path().display()),
+            }
+        }
+    }
+}
+
 struct Server {
     child: Child,
     address: String,
@@ -127,7 +169,7 @@ fn free_port() -> u16 {
 }
 
 fn start(binary: &Path) -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
+    let dir = scratch_dir()?;
     let port = free_port();
     let child = Command::new(binary)
         .args([
@@ -273,6 +315,7 @@ fn report(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    remove_stale_runs(Duration::from_secs(6 * 3600));
     if !args.detect_rules.is_empty() {
         println!("# CaseScope detection benchmark");
         println!("machine: {}", machine());
@@ -314,7 +357,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if args.synthetic_events > 0 {
-        let dir = tempfile::tempdir()?;
+        let dir = scratch_dir()?;
         let path = dir.path().join("synthetic.evtx");
         let status = Command::new(&args.binary)
             .args([
