@@ -211,6 +211,15 @@ trait Lenient<'de>: Sized {
 
 struct LenientVisitor<L>(L);
 
+/// Reads one value (of any shape) with `L`, as a seed: `next_value_seed(LenientVisitor(…))`.
+impl<'de, L: Lenient<'de>> serde::de::DeserializeSeed<'de> for LenientVisitor<L> {
+    type Value = L::Out;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<L::Out, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
 /// A map key, borrowed from the text unless it holds escapes.
 struct Key<'de>(std::borrow::Cow<'de, str>);
 
@@ -292,7 +301,7 @@ impl<'de> Lenient<'de> for SystemEntries {
         key: &str,
         map: &mut A,
     ) -> Result<(), A::Error> {
-        let attributes = |names| AttributesOf(names);
+        let attributes = |names| LenientVisitor(AttributesOf(names));
         match key {
             "EventID" => out.event_id = Some(map.next_value()?),
             "Channel" => out.channel = Some(map.next_value()?),
@@ -323,14 +332,6 @@ impl<'de> Lenient<'de> for SystemEntries {
 #[derive(Clone, Copy)]
 struct AttributesOf(&'static [&'static str]);
 
-impl<'de> serde::de::DeserializeSeed<'de> for AttributesOf {
-    type Value = [Option<Value>; 2];
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(LenientVisitor(self))
-    }
-}
-
 impl<'de> Lenient<'de> for AttributesOf {
     type Out = [Option<Value>; 2];
 
@@ -342,7 +343,7 @@ impl<'de> Lenient<'de> for AttributesOf {
     ) -> Result<(), A::Error> {
         if key == "#attributes" {
             // A later `#attributes` replaces an earlier one, as in a tree.
-            *out = map.next_value_seed(Named(self.0))?;
+            *out = map.next_value_seed(LenientVisitor(Named(self.0)))?;
         } else {
             map.next_value::<serde::de::IgnoredAny>()?;
         }
@@ -353,14 +354,6 @@ impl<'de> Lenient<'de> for AttributesOf {
 /// The values of the given names in a map (at most two).
 #[derive(Clone, Copy)]
 struct Named(&'static [&'static str]);
-
-impl<'de> serde::de::DeserializeSeed<'de> for Named {
-    type Value = [Option<Value>; 2];
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(LenientVisitor(self))
-    }
-}
 
 impl<'de> Lenient<'de> for Named {
     type Out = [Option<Value>; 2];
