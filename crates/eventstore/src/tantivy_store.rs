@@ -100,7 +100,20 @@ impl TantivyStore {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
-            .map_err(internal)?;
+            .map_err(|error| {
+                let text = error.to_string();
+                if text.contains("Unsupported dictionary type") {
+                    // Versions before 2026-11-24 wrote FST term dictionaries; this build
+                    // reads SSTable ones (cheaper to write: ~9 % of ingest CPU).
+                    internal(format!(
+                        "the index was written by an earlier CaseScope version, whose term \
+                         dictionaries this one cannot read ({text}); move the index \
+                         directory aside and re-index the case's files"
+                    ))
+                } else {
+                    internal(text)
+                }
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 fields,

@@ -2,6 +2,12 @@
 //! and wildcard matches on paths, user names, hashes) and its lower-cased words (for
 //! word and phrase matches inside command lines and messages). Words are runs of
 //! letters, digits and `_`.
+//!
+//! A *structured* value — every word hexadecimal with at least one decimal digit, as in
+//! times (`2024-03-11 08:00:02.913`), GUIDs, IP addresses, process ids — is indexed by
+//! its whole value only. Its pieces (`08`, `65ee`) are not words anyone searches for,
+//! yet they were a third of the tokens of a Sysmon event and most of its distinct
+//! terms; the value itself, a wildcard (`UtcTime:2024-03-11*`) or a range still find it.
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
@@ -61,9 +67,29 @@ fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
+/// True if every word of `text` is hexadecimal and holds a decimal digit (times, GUIDs,
+/// addresses, numbers): such a value is indexed whole, without its words.
+pub fn is_structured(text: &str) -> bool {
+    let mut any = false;
+    for (start, end) in word_spans(text) {
+        let word = &text.as_bytes()[start..end];
+        if !word.iter().all(u8::is_ascii_hexdigit) || !word.iter().any(u8::is_ascii_digit) {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// The words of `text`, lower-cased, with byte offsets.
 pub fn words(text: &str) -> impl Iterator<Item = (usize, usize, String)> + '_ {
     word_spans(text).map(|(start, end)| (start, end, text[start..end].to_lowercase()))
+}
+
+/// Whether a value is indexed by its words as well as whole: not if it is structured and
+/// short enough to be indexed whole (a longer one has nothing else to be found by).
+pub fn words_are_indexed(text: &str) -> bool {
+    text.len() > MAX_WHOLE_VALUE_BYTES || !is_structured(text)
 }
 
 /// `text` lower-cased into `out` (reusing its allocation; ASCII without a copy).
@@ -101,6 +127,12 @@ impl Tokenizer for ValueTokenizer {
         let whole = !text.is_empty() && text.len() <= MAX_WHOLE_VALUE_BYTES;
         if whole {
             used = self.set(used, text, 0, text.len(), 0);
+        }
+        if !words_are_indexed(text) {
+            return ValueTokenStream {
+                tokens: &self.tokens[..used],
+                next: 0,
+            };
         }
         for (index, (start, end)) in word_spans(text).enumerate() {
             // A one-word value already has its whole-value token.
@@ -151,5 +183,42 @@ mod tests {
             texts(&"a ".repeat(1000)).iter().all(|(p, _)| *p > 0),
             "long values: words only"
         );
+    }
+
+    #[test]
+    fn structured_values_are_indexed_whole() {
+        for value in [
+            "2024-03-11 08:00:02.913",
+            "{6F1A2B3C-9B67-65EE-F555-00000000101A}",
+            "10.0.1.57",
+            "fe80::1c2d:3e4f",
+            "4624",
+        ] {
+            assert!(is_structured(value), "{value}");
+            assert_eq!(texts(value), [(0, value.to_lowercase())], "{value}");
+            assert!(!words_are_indexed(value), "{value}");
+        }
+        for value in [
+            "S-1-5-18",
+            "cafe babe",
+            "C:\\Windows\\123",
+            "SHA256=E13F6D47",
+            "-",
+            "",
+        ] {
+            assert!(!is_structured(value), "{value}");
+        }
+        assert_eq!(
+            texts("Add 2024"),
+            [
+                (0, "add 2024".into()),
+                (1, "add".into()),
+                (2, "2024".into())
+            ]
+        );
+        // Too long to index whole: its words are what finds it.
+        let long = "1234 ".repeat(300);
+        assert!(words_are_indexed(&long));
+        assert_eq!(texts(&long).len(), 300);
     }
 }

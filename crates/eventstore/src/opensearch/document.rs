@@ -24,7 +24,7 @@
 //! every write), so stored documents stay the size of the event.
 
 use crate::StoreError;
-use crate::tokenizer::{MAX_WHOLE_VALUE_BYTES, words};
+use crate::tokenizer::{MAX_WHOLE_VALUE_BYTES, words, words_are_indexed};
 use casescope_evidence::{Event, RawJson};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -294,10 +294,13 @@ fn index_field_value(key: &str, value: &Value, terms: &mut Vec<String>, words: &
             if !text.is_empty() && text.len() <= MAX_WHOLE_VALUE_BYTES {
                 terms.push(term_entry(key, 's', &text.to_lowercase()));
             }
-            let tokens: Vec<String> = value_words(text)
-                .iter()
-                .map(|word| word_token(key, word))
-                .collect();
+            // As the tantivy store: a structured value is indexed whole only.
+            let indexed = if words_are_indexed(text) {
+                value_words(text)
+            } else {
+                Vec::new()
+            };
+            let tokens: Vec<String> = indexed.iter().map(|word| word_token(key, word)).collect();
             if !tokens.is_empty() {
                 words.push(tokens.join(" "));
             }

@@ -9,7 +9,7 @@
 //! searches are refused with a message naming the limit (fielded searches still work).
 
 use crate::StoreError;
-use std::collections::BTreeSet;
+use rustc_hash::FxHashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -19,7 +19,9 @@ const FILE_NAME: &str = "casescope-field-names.json";
 
 #[derive(Default)]
 struct State {
-    names: BTreeSet<String>,
+    /// Hashed: every field of every event is looked up here (a tree's string
+    /// comparisons were 3 % of ingest CPU); sorted when written or listed.
+    names: FxHashSet<String>,
     /// Changes so far, and how many of them the file holds.
     changes: u64,
     persisted: u64,
@@ -27,6 +29,14 @@ struct State {
     overflow: bool,
     /// The names as a list for queries, rebuilt after a change.
     snapshot: Option<Arc<Vec<String>>>,
+}
+
+impl State {
+    fn sorted(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.names.iter().cloned().collect();
+        names.sort_unstable();
+        names
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -127,7 +137,7 @@ impl FieldNames {
                 return Ok(());
             }
             let body = serde_json::to_vec(&OnDisk {
-                names: state.names.iter().cloned().collect(),
+                names: state.sorted(),
                 overflow: state.overflow,
             })
             .map_err(|e| StoreError::Internal(format!("encode field names: {e}")))?;
@@ -159,7 +169,7 @@ impl FieldNames {
             }
         }
         let mut state = self.write();
-        let snapshot = Arc::new(state.names.iter().cloned().collect::<Vec<_>>());
+        let snapshot = Arc::new(state.sorted());
         state.snapshot = Some(snapshot.clone());
         Expansion::Names(snapshot)
     }

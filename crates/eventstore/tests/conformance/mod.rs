@@ -87,7 +87,7 @@ pub fn sample(case_id: &str) -> Vec<Event> {
             case_id,
             "file-b",
             5,
-            json!({"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS02", "Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd.exe /c whoami /all", "ParentImage": "C:\\Windows\\explorer.exe"}),
+            json!({"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS02", "Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd.exe /c whoami /all", "ParentImage": "C:\\Windows\\explorer.exe", "ProcessGuid": "{6F1A2B3C-9B67-65EE-F555-00000000101A}"}),
         ),
         event(
             case_id,
@@ -186,6 +186,17 @@ pub async fn the_query_language(store: &dyn EventStore) {
         ("bob", vec![6]),
         ("josé", vec![4]),
         ("event_id:0000", vec![]),
+        // Structured values (times, GUIDs, addresses) are indexed whole, not by pieces.
+        ("IpAddress:203.0.113.9", vec![2]),
+        ("IpAddress:203.0.*", vec![2]),
+        ("\"198.51.100.7\"", vec![6]),
+        ("IpAddress:113", vec![]),
+        (
+            r#"ProcessGuid:"{6f1a2b3c-9b67-65ee-f555-00000000101a}""#,
+            vec![5],
+        ),
+        ("ProcessGuid:*65ee*", vec![5]),
+        ("ProcessGuid:65ee", vec![]),
         (
             r#"timestamp:["2023-11-14T22:13:22Z" TO "2023-11-14T22:13:24Z"]"#,
             vec![2, 3, 4],
