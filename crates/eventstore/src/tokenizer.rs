@@ -4,8 +4,8 @@
 //! letters, digits and `_`.
 //!
 //! A *structured* value — every word hexadecimal with at least one decimal digit, as in
-//! times (`2024-03-11 08:00:02.913`), GUIDs, IP addresses, process ids — is indexed by
-//! its whole value only. Its pieces (`08`, `65ee`) are not words anyone searches for,
+//! times (`2024-03-11 08:00:02.913`), GUIDs, IP addresses, process ids, or a security
+//! identifier (`S-1-5-21-…`) — is indexed by its whole value only. Its pieces (`08`, `65ee`) are not words anyone searches for,
 //! yet they were a third of the tokens of a Sysmon event and most of its distinct
 //! terms; the value itself, a wildcard (`UtcTime:2024-03-11*`) or a range still find it.
 
@@ -18,6 +18,8 @@ pub const MAX_WHOLE_VALUE_BYTES: usize = 1024;
 #[derive(Clone, Default)]
 pub struct ValueTokenizer {
     tokens: Vec<Token>,
+    /// The current value's word spans (reused).
+    spans: Vec<(usize, usize)>,
 }
 
 pub struct ValueTokenStream<'a> {
@@ -67,18 +69,60 @@ fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
-/// True if every word of `text` is hexadecimal and holds a decimal digit (times, GUIDs,
-/// addresses, numbers): such a value is indexed whole, without its words.
-pub fn is_structured(text: &str) -> bool {
-    let mut any = false;
-    for (start, end) in word_spans(text) {
-        let word = &text.as_bytes()[start..end];
-        if !word.iter().all(u8::is_ascii_hexdigit) || !word.iter().any(u8::is_ascii_digit) {
-            return false;
-        }
-        any = true;
+/// The byte spans of the words of `text` into `out` (ASCII text byte by byte: most
+/// values are ASCII, and this runs for every value of every event).
+fn collect_spans(text: &str, out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    if !text.is_ascii() {
+        out.extend(word_spans(text));
+        return;
     }
-    any
+    let bytes = text.as_bytes();
+    let mut start = None;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let word = byte.is_ascii_alphanumeric() || byte == b'_';
+        match (word, start) {
+            (true, None) => start = Some(index),
+            (false, Some(from)) => {
+                out.push((from, index));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        out.push((from, bytes.len()));
+    }
+}
+
+/// [`is_structured`] given the value's word spans.
+fn structured(text: &str, spans: &[(usize, usize)]) -> bool {
+    if is_sid(text) {
+        return true;
+    }
+    !spans.is_empty()
+        && spans.iter().all(|&(start, end)| {
+            let word = &text.as_bytes()[start..end];
+            word.iter().all(u8::is_ascii_hexdigit) && word.iter().any(u8::is_ascii_digit)
+        })
+}
+
+/// True if every word of `text` is hexadecimal and holds a decimal digit (times, GUIDs,
+/// addresses, numbers) or `text` is a security identifier: such a value is indexed
+/// whole, without its words.
+pub fn is_structured(text: &str) -> bool {
+    let mut spans = Vec::new();
+    collect_spans(text, &mut spans);
+    structured(text, &spans)
+}
+
+/// A security identifier: `S-` and dash-separated decimal numbers (`S-1-5-18`).
+fn is_sid(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("S-").or_else(|| text.strip_prefix("s-")) else {
+        return false;
+    };
+    rest.split('-')
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The words of `text`, lower-cased, with byte offsets.
@@ -123,24 +167,23 @@ impl Tokenizer for ValueTokenizer {
     type TokenStream<'a> = ValueTokenStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> ValueTokenStream<'a> {
+        let mut spans = std::mem::take(&mut self.spans);
+        collect_spans(text, &mut spans);
         let mut used = 0;
         let whole = !text.is_empty() && text.len() <= MAX_WHOLE_VALUE_BYTES;
         if whole {
             used = self.set(used, text, 0, text.len(), 0);
         }
-        if !words_are_indexed(text) {
-            return ValueTokenStream {
-                tokens: &self.tokens[..used],
-                next: 0,
-            };
-        }
-        for (index, (start, end)) in word_spans(text).enumerate() {
-            // A one-word value already has its whole-value token.
-            if whole && index == 0 && start == 0 && end == text.len() {
-                continue;
+        // A structured value is indexed whole only (unless too long to be).
+        let words = !whole || !structured(text, &spans);
+        // A one-word value already has its whole-value token.
+        let one_word = whole && spans.len() == 1 && spans[0] == (0, text.len());
+        if words && !one_word {
+            for (index, &(start, end)) in spans.iter().enumerate() {
+                used = self.set(used, text, start, end, index + 1);
             }
-            used = self.set(used, text, start, end, index + 1);
         }
+        self.spans = spans;
         ValueTokenStream {
             tokens: &self.tokens[..used],
             next: 0,
@@ -185,6 +228,26 @@ mod tests {
         );
     }
 
+    /// The byte-wise ASCII path finds the same words as the general one.
+    #[test]
+    fn ascii_spans_match_the_general_rule() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"aZ09_ -.\\/:{}\t=%";
+        let mut spans = Vec::new();
+        for length in 0..400 {
+            let text: String = (0..length % 40)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    alphabet[(state % alphabet.len() as u64) as usize] as char
+                })
+                .collect();
+            collect_spans(&text, &mut spans);
+            assert_eq!(spans, word_spans(&text).collect::<Vec<_>>(), "{text:?}");
+        }
+    }
+
     #[test]
     fn structured_values_are_indexed_whole() {
         for value in [
@@ -193,13 +256,16 @@ mod tests {
             "10.0.1.57",
             "fe80::1c2d:3e4f",
             "4624",
+            "S-1-5-18",
+            "S-1-5-21-3623811015-3361044348-30300820-1013",
         ] {
             assert!(is_structured(value), "{value}");
             assert_eq!(texts(value), [(0, value.to_lowercase())], "{value}");
             assert!(!words_are_indexed(value), "{value}");
         }
         for value in [
-            "S-1-5-18",
+            "S-1-5-",
+            "S-1-5-x",
             "cafe babe",
             "C:\\Windows\\123",
             "SHA256=E13F6D47",

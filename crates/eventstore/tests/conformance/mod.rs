@@ -75,7 +75,7 @@ pub fn sample(case_id: &str) -> Vec<Event> {
             case_id,
             "file-a",
             3,
-            json!({"EventID": 4624, "Channel": "Security", "Computer": "DC01", "TargetUserName": "svc_backup", "LogonType": 5}),
+            json!({"EventID": 4624, "Channel": "Security", "Computer": "DC01", "TargetUserName": "svc_backup", "LogonType": 5, "TargetUserSid": "S-1-5-21-1004336348-1177238915-682003330-512"}),
         ),
         event(
             case_id,
@@ -197,6 +197,12 @@ pub async fn the_query_language(store: &dyn EventStore) {
         ),
         ("ProcessGuid:*65ee*", vec![5]),
         ("ProcessGuid:65ee", vec![]),
+        (
+            "TargetUserSid:S-1-5-21-1004336348-1177238915-682003330-512",
+            vec![3],
+        ),
+        ("TargetUserSid:s-1-5-21-*", vec![3]),
+        ("TargetUserSid:512", vec![]),
         (
             r#"timestamp:["2023-11-14T22:13:22Z" TO "2023-11-14T22:13:24Z"]"#,
             vec![2, 3, 4],
