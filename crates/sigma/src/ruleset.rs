@@ -512,47 +512,62 @@ impl RuleSet {
     }
 
     /// Parses and compiles `texts` on every core (each text is independent; rules and
-    /// refusals keep text order), then resolves correlations and indexes.
+    /// refusals keep text order), then resolves correlations and indexes. Workers take
+    /// small runs of texts in turn, so one slow part of a rule tree does not leave the
+    /// other cores idle.
     fn add_texts(&mut self, texts: &[(String, String)], mapping: &LogsourceMapping) {
+        const RUN: usize = 32;
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
-            .clamp(1, 16);
-        let chunk = texts.len().div_ceil(workers).max(1);
-        let parts: Vec<RuleSet> = std::thread::scope(|scope| {
-            let handles: Vec<_> = texts
-                .chunks(chunk)
-                .map(|chunk| {
-                    let handle = scope.spawn(move || {
-                        let mut part = RuleSet::default();
-                        for (source, text) in chunk {
-                            part.load_text(source, text, mapping);
+            .clamp(1, 16)
+            .min(texts.len().div_ceil(RUN).max(1));
+        let runs: Vec<&[(String, String)]> = texts.chunks(RUN).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut parts: Vec<(usize, RuleSet)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(run) = runs.get(index) else {
+                                break;
+                            };
+                            // Each run separately, so a parser panic loses no other run.
+                            let part = std::panic::catch_unwind(|| {
+                                let mut part = RuleSet::default();
+                                for (source, text) in *run {
+                                    part.load_text(source, text, mapping);
+                                }
+                                part
+                            })
+                            .unwrap_or_else(|_| {
+                                // A parser panic must not lose rules silently: name the files.
+                                let mut part = RuleSet::default();
+                                for (source, _) in *run {
+                                    part.refuse(
+                                        source,
+                                        None,
+                                        None,
+                                        "the rule parser crashed on this group of files".into(),
+                                    );
+                                }
+                                part
+                            });
+                            done.push((index, part));
                         }
-                        part
-                    });
-                    (chunk, handle)
+                        done
+                    })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|(chunk, handle)| {
-                    handle.join().unwrap_or_else(|_| {
-                        // A parser panic must not lose rules silently: name the files.
-                        let mut part = RuleSet::default();
-                        for (source, _) in chunk {
-                            part.refuse(
-                                source,
-                                None,
-                                None,
-                                "the rule parser crashed on this group of files".into(),
-                            );
-                        }
-                        part
-                    })
-                })
+                .flat_map(|handle| handle.join().unwrap_or_default())
                 .collect()
         });
-        for part in parts {
+        parts.sort_by_key(|(index, _)| *index);
+        for (_, part) in parts {
             self.rules.extend(part.rules);
             self.refused.extend(part.refused);
             self.pending_correlations.extend(part.pending_correlations);
