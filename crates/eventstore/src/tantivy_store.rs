@@ -103,7 +103,7 @@ impl TantivyStore {
             .map_err(|error| {
                 let text = error.to_string();
                 if text.contains("Unsupported dictionary type") {
-                    // Versions before 2026-11-24 wrote FST term dictionaries; this build
+                    // Versions before 2026-11-23 wrote FST term dictionaries; this build
                     // reads SSTable ones (cheaper to write: ~9 % of ingest CPU).
                     internal(format!(
                         "the index was written by an earlier CaseScope version, whose term \
