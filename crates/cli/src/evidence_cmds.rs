@@ -7,6 +7,7 @@ use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
 use casescope_proto::common::v1::{CaseId, PageRequest, SortOrder, TimeRange, UploadId};
 use casescope_proto::ingest::v1 as pb;
 use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -107,75 +108,149 @@ pub async fn upload(
         ));
     }
     let channel = channel(server).await?;
-    let mut client = IngestServiceClient::new(channel).max_encoding_message_size(8 * 1024 * 1024);
+    let client = IngestServiceClient::new(channel).max_encoding_message_size(8 * 1024 * 1024);
     let terminal = std::io::stderr().is_terminal() && !json;
-    let mut failures = 0;
-    let mut results = Vec::new();
-    for path in &files {
-        match upload_one(&mut client, &case, path, timestamp_field.clone(), terminal).await {
-            Ok(result) => {
-                let file_id = result
-                    .file_id
-                    .as_ref()
-                    .map(|f| f.value.clone())
-                    .unwrap_or_default();
-                if json {
-                    results.push(serde_json::json!({
-                        "path": path.display().to_string(),
-                        "file_id": file_id,
-                        "sha256": result.sha256,
-                        "size_bytes": result.size_bytes,
-                        "already_present": result.already_present,
-                        "members": result.members.iter().map(|m| serde_json::json!({"file_id": m.file_id.as_ref().map(|f| f.value.clone()), "archive_path": m.archive_path, "already_present": m.already_present})).collect::<Vec<_>>(),
-                        "refused_members": result.refused_members.iter().map(|r| serde_json::json!({"archive_path": r.archive_path, "reason": r.reason, "detail": r.detail})).collect::<Vec<_>>(),
-                    }));
-                } else {
-                    let state = if result.already_present {
-                        "already present"
-                    } else {
-                        "uploaded"
-                    };
-                    println!("{file_id}  {}  {state}", path.display());
-                    for member in &result.members {
-                        println!(
-                            "  member {}  {}{}",
-                            member
-                                .file_id
-                                .as_ref()
-                                .map(|f| f.value.as_str())
-                                .unwrap_or_default(),
-                            member.archive_path,
-                            if member.already_present {
-                                "  already present"
-                            } else {
-                                ""
-                            }
-                        );
-                    }
-                    for refused in &result.refused_members {
-                        eprintln!(
-                            "  refused {}: {} ({})",
-                            refused.archive_path, refused.reason, refused.detail
-                        );
-                    }
-                }
+    let mut report = Report {
+        json,
+        failures: 0,
+        results: Vec::new(),
+    };
+
+    // Small files go several at a time: their uploads are mostly waiting on the server's
+    // writes and transactions (277 small files took 4.2 s one by one, with the client
+    // using 0.3 s of CPU). Files of the same content go one at a time after them, so the
+    // second finds the first stored ("already present") instead of racing it; large
+    // files too, each with its progress bar.
+    let mut small = Vec::new();
+    let mut one_by_one = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, path) in files.iter().enumerate() {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+        if size > SMALL_FILE {
+            one_by_one.push((index, None));
+            continue;
+        }
+        let hashed = path.clone();
+        match tokio::task::spawn_blocking(move || hash(&hashed)).await? {
+            Ok((sha256, size)) if seen.insert(sha256.clone()) => {
+                small.push((index, Some((sha256, size))));
             }
-            Err(error) => {
-                failures += 1;
-                eprintln!("error: {}: {error:#}", path.display());
-            }
+            Ok(known) => one_by_one.push((index, Some(known))),
+            Err(error) => report.failed(path, &error),
         }
     }
+    let uploads = futures::stream::iter(small.into_iter().map(|(index, known)| {
+        let mut client = client.clone();
+        let (case, timestamp_field) = (case.clone(), timestamp_field.clone());
+        let path = &files[index];
+        async move {
+            let result = upload_one(&mut client, &case, path, timestamp_field, false, known).await;
+            (index, result)
+        }
+    }))
+    .buffered(PARALLEL_UPLOADS);
+    futures::pin_mut!(uploads);
+    while let Some((index, result)) = uploads.next().await {
+        report.add(index, &files[index], result);
+    }
+    for (index, known) in one_by_one {
+        let mut client = client.clone();
+        let result = upload_one(
+            &mut client,
+            &case,
+            &files[index],
+            timestamp_field.clone(),
+            terminal,
+            known,
+        )
+        .await;
+        report.add(index, &files[index], result);
+    }
     if json {
+        report.results.sort_by_key(|(index, _)| *index);
+        let results: Vec<_> = report.results.into_iter().map(|(_, r)| r).collect();
         println!("{}", serde_json::to_string_pretty(&results)?);
     }
-    if failures > 0 {
+    if report.failures > 0 {
         return Err(anyhow!(
-            "{failures} of {} files failed to upload",
+            "{} of {} files failed to upload",
+            report.failures,
             files.len()
         ));
     }
     Ok(())
+}
+
+/// Files at most this large are uploaded [`PARALLEL_UPLOADS`] at a time, without a
+/// progress bar.
+const SMALL_FILE: u64 = 8 * 1024 * 1024;
+const PARALLEL_UPLOADS: usize = 4;
+
+/// What `upload` prints: a line per file as it is done, or (`--json`) one array in the
+/// order the files were named.
+struct Report {
+    json: bool,
+    failures: usize,
+    results: Vec<(usize, serde_json::Value)>,
+}
+
+impl Report {
+    fn failed(&mut self, path: &Path, error: &anyhow::Error) {
+        self.failures += 1;
+        eprintln!("error: {}: {error:#}", path.display());
+    }
+
+    fn add(&mut self, index: usize, path: &Path, result: anyhow::Result<pb::UploadResult>) {
+        let result = match result {
+            Ok(result) => result,
+            Err(error) => return self.failed(path, &error),
+        };
+        let file_id = result
+            .file_id
+            .as_ref()
+            .map(|f| f.value.clone())
+            .unwrap_or_default();
+        if self.json {
+            self.results.push((index, serde_json::json!({
+                "path": path.display().to_string(),
+                "file_id": file_id,
+                "sha256": result.sha256,
+                "size_bytes": result.size_bytes,
+                "already_present": result.already_present,
+                "members": result.members.iter().map(|m| serde_json::json!({"file_id": m.file_id.as_ref().map(|f| f.value.clone()), "archive_path": m.archive_path, "already_present": m.already_present})).collect::<Vec<_>>(),
+                "refused_members": result.refused_members.iter().map(|r| serde_json::json!({"archive_path": r.archive_path, "reason": r.reason, "detail": r.detail})).collect::<Vec<_>>(),
+            })));
+            return;
+        }
+        let state = if result.already_present {
+            "already present"
+        } else {
+            "uploaded"
+        };
+        println!("{file_id}  {}  {state}", path.display());
+        for member in &result.members {
+            println!(
+                "  member {}  {}{}",
+                member
+                    .file_id
+                    .as_ref()
+                    .map(|f| f.value.as_str())
+                    .unwrap_or_default(),
+                member.archive_path,
+                if member.already_present {
+                    "  already present"
+                } else {
+                    ""
+                }
+            );
+        }
+        for refused in &result.refused_members {
+            eprintln!(
+                "  refused {}: {} ({})",
+                refused.archive_path, refused.reason, refused.detail
+            );
+        }
+    }
 }
 
 async fn upload_one(
@@ -184,14 +259,20 @@ async fn upload_one(
     path: &Path,
     timestamp_field: Option<String>,
     terminal: bool,
+    known: Option<(String, u64)>,
 ) -> anyhow::Result<pb::UploadResult> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| anyhow!("file name is not UTF-8"))?
         .to_string();
-    let hashed = path.to_path_buf();
-    let (sha256, size) = tokio::task::spawn_blocking(move || hash(&hashed)).await??;
+    let (sha256, size) = match known {
+        Some(known) => known,
+        None => {
+            let hashed = path.to_path_buf();
+            tokio::task::spawn_blocking(move || hash(&hashed)).await??
+        }
+    };
     // Resume an interrupted upload of the same content, if the server has one.
     let mut offset = 0;
     let mut resume = None;
