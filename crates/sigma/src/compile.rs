@@ -48,30 +48,20 @@ impl DetectionProgram {
     fn literal_groups(&self) -> Vec<Vec<Literal>> {
         let usable = |item: &ItemMatcher| {
             let group = item.required_literals()?;
-            group
-                .iter()
-                .all(|l| l.len() >= 3 || !l.is_ascii())
-                .then(|| {
-                    group
-                        .into_iter()
-                        .map(|literal| (item.field.clone(), literal))
-                        .collect::<Vec<Literal>>()
-                })
+            group.iter().all(|l| usable_literal(l)).then(|| {
+                group
+                    .into_iter()
+                    .map(|literal| (item.field.clone(), literal))
+                    .collect::<Vec<Literal>>()
+            })
         };
         match self {
             DetectionProgram::AllOf(items) => items.iter().filter_map(usable).collect(),
             DetectionProgram::Keywords(item) => usable(item).into_iter().collect(),
             DetectionProgram::And(parts) => parts.iter().flat_map(|p| p.literal_groups()).collect(),
-            // Any alternative may match: one literal of any alternative's set must occur.
+            // Any alternative may match.
             DetectionProgram::AnyOf(parts) => {
-                let mut union = Vec::new();
-                for part in parts {
-                    match part.literal_group() {
-                        Some(group) => union.extend(group),
-                        None => return Vec::new(),
-                    }
-                }
-                vec![union]
+                any_of(parts.iter().map(DetectionProgram::literal_groups).collect())
             }
         }
     }
@@ -91,15 +81,66 @@ impl DetectionProgram {
             DetectionProgram::Keywords(_) => None,
         }
     }
+}
 
-    /// The most selective of [`Self::literal_groups`], if there is one.
-    fn literal_group(&self) -> Option<Vec<Literal>> {
-        // Fewest alternatives, then the longest shortest literal.
-        self.literal_groups().into_iter().min_by_key(|g| {
-            let shortest = g.iter().map(|(_, l)| l.len()).min().unwrap_or(0);
-            (g.len(), usize::MAX - shortest)
-        })
+/// Whether a literal is worth searching for: two ASCII characters or fewer occur in
+/// most values, unless both are punctuation (`^^`, `%%`).
+fn usable_literal(literal: &str) -> bool {
+    literal.len() >= 3
+        || !literal.is_ascii()
+        || (literal.len() == 2 && literal.bytes().all(|b| b.is_ascii_punctuation()))
+}
+
+/// How unselective a set of alternative literals is (lower: rarer in events). A short
+/// literal (`.exe`) occurs in most events however few alternatives the set has, so the
+/// shortest literal counts first (up to a length past which literals are rare anyway),
+/// then the number of alternatives.
+pub fn unselectiveness<T>(group: &[T], len: impl Fn(&T) -> usize) -> (usize, usize) {
+    const RARE_LENGTH: usize = 8;
+    let shortest = group.iter().map(len).min().unwrap_or(0);
+    (RARE_LENGTH - shortest.min(RARE_LENGTH), group.len())
+}
+
+fn literal_unselectiveness(group: &[Literal]) -> (usize, usize) {
+    unselectiveness(group, |(_, literal)| literal.len())
+}
+
+/// Most combined sets [`any_of`] keeps: past it, each alternative gives only its most
+/// selective set.
+const MAX_COMBINED_GROUPS: usize = 16;
+
+/// The literal sets implied by "any of these alternatives matches", from each
+/// alternative's sets (all of which hold when it matches): `(A and B) or C` implies
+/// `(A or C) and (B or C)`, every way of taking one set from each alternative. Empty
+/// (nothing required) when an alternative requires nothing.
+fn any_of(mut alternatives: Vec<Vec<Vec<Literal>>>) -> Vec<Vec<Literal>> {
+    if alternatives.is_empty() || alternatives.iter().any(Vec::is_empty) {
+        return Vec::new();
     }
+    let combinations = alternatives
+        .iter()
+        .try_fold(1usize, |product, sets| product.checked_mul(sets.len()))
+        .unwrap_or(usize::MAX);
+    if combinations > MAX_COMBINED_GROUPS {
+        for sets in &mut alternatives {
+            sets.sort_by_key(|set| literal_unselectiveness(set));
+            sets.truncate(1);
+        }
+    }
+    let mut out: Vec<Vec<Literal>> = vec![Vec::new()];
+    for sets in alternatives {
+        out = out
+            .iter()
+            .flat_map(|partial| {
+                sets.iter().map(move |set| {
+                    let mut combined = partial.clone();
+                    combined.extend(set.iter().cloned());
+                    combined
+                })
+            })
+            .collect();
+    }
+    out
 }
 
 /// What all of several requirements allow: `None` (anything) only when none of them
@@ -186,7 +227,6 @@ impl Condition {
     /// Literal sets implied by the condition holding: for each, one of its literals
     /// must occur in the event.
     fn literal_groups(&self, detections: &[DetectionProgram], out: &mut Vec<Vec<Literal>>) {
-        let group = |index: &usize| detections.get(*index).and_then(|d| d.literal_group());
         let every = |index: &usize| {
             detections
                 .get(*index)
@@ -196,30 +236,22 @@ impl Condition {
         match self {
             Condition::And(parts) => parts.iter().for_each(|p| p.literal_groups(detections, out)),
             Condition::Detection(index) => out.extend(every(index)),
+            Condition::AtLeast { count: 0, .. } => {}
             Condition::AtLeast { count, of } if *count == of.len() => {
                 out.extend(of.iter().flat_map(every));
             }
-            // At least one of them matches: one literal of any of their sets occurs.
-            Condition::AtLeast { of, .. } => {
-                let mut union = Vec::new();
-                for index in of {
-                    let Some(g) = group(index) else { return };
-                    union.extend(g);
-                }
-                out.push(union);
-            }
-            Condition::Or(parts) => {
-                let mut union = Vec::new();
-                for part in parts {
-                    let mut sub = Vec::new();
-                    part.literal_groups(detections, &mut sub);
-                    let Some(g) = sub.into_iter().min_by_key(Vec::len) else {
-                        return;
-                    };
-                    union.extend(g);
-                }
-                out.push(union);
-            }
+            // At least one of them matches.
+            Condition::AtLeast { of, .. } => out.extend(any_of(of.iter().map(every).collect())),
+            Condition::Or(parts) => out.extend(any_of(
+                parts
+                    .iter()
+                    .map(|part| {
+                        let mut sub = Vec::new();
+                        part.literal_groups(detections, &mut sub);
+                        sub
+                    })
+                    .collect(),
+            )),
             Condition::Not(_) => {}
         }
     }

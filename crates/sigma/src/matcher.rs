@@ -343,10 +343,10 @@ impl ItemMatcher {
         if *all {
             // Every test must match, so any one test's literals are required: the
             // most selective (fewest alternatives, longest text).
-            return tests.iter().filter_map(test_literals).min_by_key(|set| {
-                let shortest = set.iter().map(String::len).min().unwrap_or(0);
-                (set.len(), usize::MAX - shortest)
-            });
+            return tests
+                .iter()
+                .filter_map(test_literals)
+                .min_by_key(|set| crate::compile::unselectiveness(set, String::len));
         }
         let mut out = Vec::with_capacity(tests.len());
         for test in tests {

@@ -175,15 +175,19 @@ impl Candidates {
         self.by_literal.clear();
         for (position, (rule, _)) in self.entries.iter().enumerate() {
             let position = position as u32;
-            let groups = &rules[*rule].literal_ids;
-            if groups.is_empty() {
+            let rule = &rules[*rule];
+            if rule.literal_ids.is_empty() {
                 self.unfiltered.push(position);
                 continue;
             }
             // A rule can only match when each of its groups has a literal present: it
-            // is looked at when one of its smallest group's literals is.
-            let smallest = groups.iter().min_by_key(|group| group.len());
-            for literal in smallest.into_iter().flatten() {
+            // is looked at when one of its most selective group's literals is.
+            let best = (0..rule.literal_ids.len()).min_by_key(|group| {
+                crate::compile::unselectiveness(&rule.literals[*group], |(_, text)| {
+                    literal_piece(text).len()
+                })
+            });
+            for literal in best.into_iter().flat_map(|group| &rule.literal_ids[group]) {
                 let positions = self.by_literal.entry(literal.id).or_default();
                 if positions.last() != Some(&position) {
                     positions.push(position);

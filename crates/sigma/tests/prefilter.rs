@@ -286,3 +286,80 @@ fn literals_count_in_their_own_field_its_aliases_and_other_names() {
     );
     assert!(sysmon(json!({"EventID": 1, "CommandLine": "a (R) b"})).is_empty());
 }
+
+const ALTERNATIVES: &str = r#"
+title: Tool by name and extension, or by hash
+logsource: {product: windows, category: process_creation}
+detection:
+    selection_img:
+        Image|contains: ['\EDR-Freeze', '\EDRFreeze']
+        Image|endswith: '.exe'
+    selection_hash:
+        Hashes|contains: 'IMPHASH=1195F7935954A2CD09157390C33F8E8C'
+    condition: 1 of selection_*
+---
+title: Either pair
+logsource: {product: windows, category: process_creation}
+detection:
+    first:
+        CommandLine|contains: 'alpha-one'
+        ParentImage|endswith: '\beta.exe'
+    second:
+        CommandLine|contains: 'gamma-two'
+    condition: first or second
+---
+title: Carets
+logsource: {product: windows, category: process_creation}
+detection:
+    selection:
+        CommandLine|contains: ['^^', ',;,']
+    condition: selection
+"#;
+
+/// `(A and B) or C` requires `A or C` and `B or C`: every combination is kept, so a
+/// common literal (`.exe`) alone never makes the rule a candidate, and each way the rule
+/// can match still fires it.
+#[test]
+fn alternatives_require_every_combination_and_fire_each_way() {
+    let set = rules(ALTERNATIVES);
+    let by_title = |title: &str| {
+        set.rules
+            .iter()
+            .find(|rule| rule.meta.title == title)
+            .unwrap_or_else(|| panic!("no rule {title}"))
+    };
+    assert_eq!(
+        by_title("Tool by name and extension, or by hash").literal_groups_len(),
+        2
+    );
+    assert_eq!(by_title("Either pair").literal_groups_len(), 2);
+    // Two punctuation characters are a literal worth searching for.
+    assert_eq!(by_title("Carets").literal_groups_len(), 1);
+    let sysmon = |fields: Value| fired(&set, SYSMON, Some(1), fields);
+    assert_eq!(
+        sysmon(json!({"EventID": 1, "Image": "C:\\Tools\\EDRFreeze.exe"})),
+        ["Tool by name and extension, or by hash"]
+    );
+    assert_eq!(
+        sysmon(json!({"EventID": 1, "Image": "C:\\x.bin",
+            "Hashes": "SHA1=00,IMPHASH=1195F7935954A2CD09157390C33F8E8C"})),
+        ["Tool by name and extension, or by hash"]
+    );
+    assert!(sysmon(json!({"EventID": 1, "Image": "C:\\Windows\\cmd.exe"})).is_empty());
+    assert!(sysmon(json!({"EventID": 1, "Image": "C:\\Tools\\EDRFreeze.dll"})).is_empty());
+    assert_eq!(
+        sysmon(json!({"EventID": 1, "CommandLine": "run ALPHA-ONE now",
+            "ParentImage": "C:\\beta.exe"})),
+        ["Either pair"]
+    );
+    assert_eq!(
+        sysmon(json!({"EventID": 1, "CommandLine": "gamma-two"})),
+        ["Either pair"]
+    );
+    assert!(sysmon(json!({"EventID": 1, "CommandLine": "alpha-one"})).is_empty());
+    assert_eq!(
+        sysmon(json!({"EventID": 1, "CommandLine": "c^^m^^d /c x"})),
+        ["Carets"]
+    );
+    assert!(sysmon(json!({"EventID": 1, "CommandLine": "c^m^d /c x"})).is_empty());
+}
