@@ -497,7 +497,16 @@ fn put_data_value(fields: &mut Map<String, Value>, name: String, value: Value) {
             flatten_into(fields, &name, &Value::Object(inner), 1);
         }
         value => {
-            let key = if fields.contains_key(&name) {
+            let key = if fields.len() < MAX_FIELDS {
+                // One lookup for the usual case, a name not taken yet.
+                match fields.entry(name) {
+                    serde_json::map::Entry::Vacant(slot) => {
+                        slot.insert(scalar_or_text(value));
+                        return;
+                    }
+                    serde_json::map::Entry::Occupied(taken) => format!("EventData_{}", taken.key()),
+                }
+            } else if fields.contains_key(&name) {
                 format!("EventData_{name}")
             } else {
                 name
