@@ -3,10 +3,12 @@
 //! Hayabusa and Chainsaw do, in the same shape, so results can be compared).
 //!
 //! Files are parsed on every core (one file per worker; a single file uses the EVTX
-//! parser's own threads). Nothing is written but the output.
+//! parser's own threads). An EVTX record is evaluated on the thread that decoded it,
+//! while it is in that core's cache; only its detections travel to the output. Nothing
+//! is written but the output.
 
 use anyhow::{Context as _, bail};
-use casescope_evidence::{Context, Format, Limits, Outcome, parse_file};
+use casescope_evidence::{Context, Format, Limits, Outcome, RecordView, inspect_evtx, parse_file};
 use casescope_sigma::{BaseHit, EventRef, LogsourceMapping, RuleSet};
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -144,9 +146,21 @@ struct Printed<'a> {
     techniques: &'a [String],
 }
 
-/// Shares each distinct computer or channel name among a worker's rows.
+/// Shares each distinct computer or channel name among a thread's rows.
 #[derive(Default)]
 struct Names(std::collections::HashMap<String, Arc<str>>);
+
+thread_local! {
+    static NAMES: std::cell::RefCell<Names> = std::cell::RefCell::new(Names::default());
+}
+
+/// `name` shared through this thread's [`Names`].
+fn shared_name(name: Option<&str>) -> Arc<str> {
+    NAMES.with(|names| match names.try_borrow_mut() {
+        Ok(mut names) => names.get(name),
+        Err(_) => Arc::from(name.unwrap_or_default()),
+    })
+}
 
 impl Names {
     fn get(&mut self, name: Option<&str>) -> Arc<str> {
@@ -229,6 +243,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         let floor = level_rank(Some(min));
         rules.retain(|meta| level_rank(meta.level.as_deref()) >= floor);
     }
+    let rules = Arc::new(rules);
     let loaded_in = started.elapsed();
     eprintln!(
         "{} rules loaded, {} refused{} ({:.2} s)",
@@ -353,13 +368,16 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
 
 /// Parses one file and evaluates every event; returns (records read, rejected).
 fn analyze_file(
-    rules: &RuleSet,
+    rules: &Arc<RuleSet>,
     path: &Path,
     format: Format,
     only_file: bool,
     rows: &mut Vec<Row>,
     correlated: &mut Vec<BaseHit>,
 ) -> anyhow::Result<(u64, u64)> {
+    if format == Format::Evtx {
+        return analyze_evtx(rules, path, only_file, rows, correlated);
+    }
     let context = Context {
         case_id: "analyze".into(),
         file_id: "analyze".into(),
@@ -377,10 +395,9 @@ fn analyze_file(
     let display = &display;
     if !only_file {
         // Other workers keep the other cores busy: evaluate inline.
-        let mut names = Names::default();
         let summary = parse_file(path, format, &context, &mut |outcome| {
             if let Outcome::Event(event) = outcome {
-                evaluate_event(rules, &event, display, &mut names, rows, correlated);
+                evaluate_event(rules, &Record::of(&event), display, rows, correlated);
             }
             ControlFlow::Continue(())
         })?;
@@ -401,12 +418,11 @@ fn analyze_file(
         for _ in 0..evaluators {
             scope.spawn(|| {
                 let (mut found, mut hits) = (Vec::new(), Vec::new());
-                let mut names = Names::default();
                 loop {
                     let batch = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(batch) = batch else { break };
                     for event in &batch {
-                        evaluate_event(rules, event, display, &mut names, &mut found, &mut hits);
+                        evaluate_event(rules, &Record::of(event), display, &mut found, &mut hits);
                     }
                 }
                 let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
@@ -440,19 +456,89 @@ fn analyze_file(
     Ok((summary.records_read, summary.rejected))
 }
 
+/// An EVTX file: each record is evaluated on the parser thread that decoded it, while it
+/// is in that core's cache; only detections travel. A lone file uses every core's
+/// parser thread, otherwise (other workers keep the other cores busy) one.
+fn analyze_evtx(
+    rules: &Arc<RuleSet>,
+    path: &Path,
+    only_file: bool,
+    rows: &mut Vec<Row>,
+    correlated: &mut Vec<BaseHit>,
+) -> anyhow::Result<(u64, u64)> {
+    let display: Arc<str> = Arc::from(path.display().to_string());
+    let evaluate = {
+        let rules = Arc::clone(rules);
+        move |record: RecordView<'_>| {
+            let (mut found, mut hits) = (Vec::new(), Vec::new());
+            let parts = record.parts;
+            let record = Record {
+                channel: parts.channel.as_deref(),
+                computer: parts.computer.as_deref(),
+                event_code: parts.event_code,
+                record_id: Some(record.record_id),
+                timestamp_micros: record.timestamp_micros,
+                fields: &parts.fields,
+            };
+            evaluate_event(&rules, &record, &display, &mut found, &mut hits);
+            (found, hits)
+        }
+    };
+    let (mut read, mut rejected) = (0, 0);
+    inspect_evtx(
+        path,
+        if only_file { 0 } else { 1 },
+        evaluate,
+        &mut |outcome| {
+            read += 1;
+            match outcome {
+                Ok((found, hits)) => {
+                    rows.extend(found);
+                    correlated.extend(hits);
+                }
+                Err(_) => rejected += 1,
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    Ok((read, rejected))
+}
+
+/// What evaluating an event reads of it.
+struct Record<'a> {
+    channel: Option<&'a str>,
+    computer: Option<&'a str>,
+    event_code: Option<u32>,
+    record_id: Option<u64>,
+    timestamp_micros: i64,
+    fields: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> Record<'a> {
+    fn of(event: &'a casescope_evidence::Event) -> Self {
+        Record {
+            channel: event.channel.as_deref(),
+            computer: event.computer.as_deref(),
+            event_code: event.event_code,
+            record_id: event.record_id,
+            timestamp_micros: event.timestamp_micros,
+            fields: &event.fields,
+        }
+    }
+}
+
 /// Evaluates one event, adding its detections (and correlation inputs).
 fn evaluate_event(
     rules: &RuleSet,
-    event: &casescope_evidence::Event,
+    event: &Record<'_>,
     display: &Arc<str>,
-    names: &mut Names,
     rows: &mut Vec<Row>,
     correlated: &mut Vec<BaseHit>,
 ) {
     let view = EventRef {
-        channel: event.channel.as_deref(),
+        channel: event.channel,
         event_code: event.event_code,
-        fields: &event.fields,
+        fields: event.fields,
     };
     for index in rules.evaluate(&view) {
         if rules.is_correlated(index) {
@@ -484,8 +570,8 @@ fn evaluate_event(
                 rule: index,
                 file: display.clone(),
             },
-            computer: names.get(event.computer.as_deref()),
-            channel: names.get(event.channel.as_deref()),
+            computer: shared_name(event.computer),
+            channel: shared_name(event.channel),
             event_id: event.event_code,
             record_id: event.record_id,
         });

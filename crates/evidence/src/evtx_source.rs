@@ -131,19 +131,68 @@ fn decode(record: evtx::EvtxRecord<'_>, keep_raw: bool) -> evtx::err::Result<Dec
     })
 }
 
+/// The file's parser: `threads` chunk threads (0: all cores), JSON rendering as
+/// [`decode`] reads it.
+fn open(
+    path: &Path,
+    threads: usize,
+) -> Result<EvtxParser<std::io::BufReader<std::fs::File>>, ParseError> {
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let settings = ParserSettings::new()
+        .num_threads(threads)
+        .separate_json_attributes(false)
+        .indent(false);
+    Ok(EvtxParser::from_read_seek(std::io::BufReader::new(file))
+        .map_err(|error| ParseError::Evtx(error_chain(&error)))?
+        .with_configuration(settings))
+}
+
+/// One record as a parser thread decoded it, before it becomes an [`Event`].
+pub struct RecordView<'a> {
+    /// System/EventRecordID, or the record header's number when the record has none
+    /// (as [`Event::record_id`]).
+    pub record_id: u64,
+    /// UTC microseconds (as [`Event::timestamp_micros`]).
+    pub timestamp_micros: i64,
+    pub parts: &'a WindowsParts,
+}
+
+/// Reads every record of the EVTX file at `path` on `threads` parser threads (0: all
+/// cores), calling `inspect` on each record on the thread that decoded it, and hands
+/// `sink`, in file order, what `inspect` returned or the reject of a record that could
+/// not be read. For callers that only look at each record (`casescope analyze`): the
+/// record is examined while it is in that thread's cache, and no [`Event`] is built or
+/// sent to another thread. Returns whether `sink` stopped early.
+pub fn inspect<T: Send + 'static>(
+    path: &Path,
+    threads: usize,
+    inspect: impl Fn(RecordView<'_>) -> T + Send + Sync + Clone + 'static,
+    sink: &mut dyn FnMut(Result<T, Reject>) -> ControlFlow<()>,
+) -> Result<bool, ParseError> {
+    let mut parser = open(path, threads)?;
+    let records = parser.serialized_records(move |record| {
+        let decoded = record.and_then(|record| decode(record, false))?;
+        Ok(inspect(RecordView {
+            record_id: decoded.parts.record_id.unwrap_or(decoded.record_id),
+            timestamp_micros: decoded.timestamp_micros,
+            parts: &decoded.parts,
+        }))
+    });
+    for (ordinal, item) in records.enumerate() {
+        let item = item.map_err(|error| reject_for(&error, ordinal as u64));
+        if sink(item).is_break() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub fn parse(
     path: &Path,
     context: &Context,
     sink: &mut dyn FnMut(Outcome) -> ControlFlow<()>,
 ) -> Result<bool, ParseError> {
-    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
-    let settings = ParserSettings::new()
-        .num_threads(context.limits.evtx_threads)
-        .separate_json_attributes(false)
-        .indent(false);
-    let mut parser = EvtxParser::from_read_seek(std::io::BufReader::new(file))
-        .map_err(|error| ParseError::Evtx(error_chain(&error)))?
-        .with_configuration(settings);
+    let mut parser = open(path, context.limits.evtx_threads)?;
     let mut seen = SeenIds::new();
     let keep_raw = context.keep_raw;
     let records =

@@ -17,6 +17,7 @@
 pub mod archive;
 mod csv_source;
 mod evtx_source;
+pub use evtx_source::{RecordView, inspect as inspect_evtx};
 mod format;
 mod json_source;
 mod lines;

@@ -335,3 +335,93 @@ fn without_raw_records_events_are_the_same_but_for_raw() {
         }
     }
 }
+
+/// `inspect_evtx` (records looked at on the parser threads) sees what `parse_file`
+/// makes events of, record by record and in file order, and rejects the same records:
+/// on a corpus file, and on a copy with two of its records overwritten.
+#[test]
+fn inspected_records_are_the_events_parse_file_makes() {
+    let Some(data) = casescope_testkit::shared_data_dir() else {
+        eprintln!("skipped: ../shared/data not present (EVTX-ATTACK-SAMPLES)");
+        return;
+    };
+    let source = data.join(
+        "evtx-attack-samples/Credential Access/CA_4624_4625_LogonType2_LogonProc_chrome.evtx",
+    );
+    let bytes = std::fs::read(&source).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Records in the middle of the chunk overwritten: those (or the chunk) are rejected.
+    let mut damaged = bytes;
+    damaged[4096 + 512 + 3000..4096 + 512 + 3400].fill(0x41);
+    let damaged = write(&dir, "damaged.evtx", &damaged);
+    for (path, threads) in [
+        (source.clone(), 0),
+        (source, 1),
+        (damaged.clone(), 1),
+        (damaged, 2),
+    ] {
+        let context = Context {
+            keep_raw: false,
+            limits: Limits {
+                evtx_threads: threads,
+                ..context().limits
+            },
+            ..context()
+        };
+        let (_, outcomes) = parse(&path, Format::Evtx, &context);
+        let mut inspected = Vec::new();
+        casescope_evidence::inspect_evtx(
+            &path,
+            threads,
+            |record| {
+                (
+                    record.record_id,
+                    record.timestamp_micros,
+                    record.parts.event_code,
+                    record.parts.channel.clone(),
+                    record.parts.computer.clone(),
+                    record.parts.fields.clone(),
+                )
+            },
+            &mut |item| {
+                inspected.push(item);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        assert_eq!(inspected.len(), outcomes.len(), "{}", path.display());
+        let events = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Event(_)))
+            .count();
+        let whole = !path.ends_with("damaged.evtx");
+        assert!(events > 0 || !whole, "{}", path.display());
+        assert!(events < outcomes.len() || whole, "{}", path.display());
+        for (outcome, item) in outcomes.iter().zip(&inspected) {
+            match (outcome, item) {
+                (Outcome::Event(event), Ok(seen)) => assert_eq!(
+                    (
+                        event.record_id.unwrap(),
+                        event.timestamp_micros,
+                        event.event_code,
+                        event.channel.clone(),
+                        event.computer.clone(),
+                        event.fields.clone(),
+                    ),
+                    *seen,
+                    "{} {}",
+                    path.display(),
+                    event.locator
+                ),
+                (Outcome::Rejected(reject), Err(seen)) => {
+                    assert_eq!(reject.locator, seen.locator);
+                    assert_eq!(reject.detail, seen.detail);
+                }
+                _ => panic!(
+                    "{}: an event on one side, a reject on the other",
+                    path.display()
+                ),
+            }
+        }
+    }
+}
