@@ -210,10 +210,31 @@ fn evidence_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Format)>> {
     Ok(files)
 }
 
+/// `2024-03-11T08:00:02.913000Z`: the time in UTC with microseconds (a number of
+/// microseconds when out of range). Written field by field: a format string is parsed
+/// again for every call, and a timeline prints one per detection.
 fn time_text(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-        .unwrap_or_else(|| micros.to_string())
+    use chrono::{Datelike, Timelike};
+    let Some(time) = chrono::DateTime::from_timestamp_micros(micros) else {
+        return micros.to_string();
+    };
+    if !(0..=9999).contains(&time.year()) {
+        return time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    }
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(27);
+    let _ = write!(
+        text,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        time.timestamp_subsec_micros()
+    );
+    text
 }
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
@@ -578,15 +599,13 @@ fn evaluate_event(
     }
 }
 
+/// Rows formatted at a time, split among the cores: the output in memory stays bounded.
+const PRINT_BLOCK: usize = 8192;
+
 fn print_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.json {
-        for row in rows {
-            serde_json::to_writer(&mut out, &row.printed(rules))?;
-            writeln!(out)?;
-        }
-    } else if args.csv {
+    if args.csv {
         let mut writer = csv::Writer::from_writer(&mut out);
         writer.write_record([
             "timestamp",
@@ -599,6 +618,55 @@ fn print_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Resu
             "record_id",
             "file",
         ])?;
+        writer.flush()?;
+    } else if !args.json {
+        writeln!(
+            out,
+            "{:<27} {:<13} {:<60} {:<36} {:<24} {:<40} {:>6} {:>10}  FILE",
+            "TIME", "LEVEL", "RULE", "RULE ID", "COMPUTER", "CHANNEL", "EVENT", "RECORD"
+        )?;
+    }
+    // A timeline of hundreds of thousands of detections is formatted on every core,
+    // a block at a time, and written in order.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    for block in rows.chunks(PRINT_BLOCK) {
+        let share = block.len().div_ceil(threads).max(1);
+        let texts = std::thread::scope(|scope| {
+            let handles: Vec<_> = block
+                .chunks(share)
+                .map(|part| scope.spawn(move || format_rows(part, rules, args)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("formatting the output failed")))
+                })
+                .collect::<anyhow::Result<Vec<Vec<u8>>>>()
+        })?;
+        for text in texts {
+            out.write_all(&text)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `rows` as printed (JSON lines, CSV records or table lines), without a header.
+fn format_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(rows.len() * 256);
+    if args.json {
+        for row in rows {
+            serde_json::to_writer(&mut out, &row.printed(rules))?;
+            writeln!(out)?;
+        }
+    } else if args.csv {
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(&mut out);
         for row in rows {
             let row = row.printed(rules);
             writer.write_record([
@@ -615,11 +683,6 @@ fn print_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Resu
         }
         writer.flush()?;
     } else {
-        writeln!(
-            out,
-            "{:<27} {:<13} {:<60} {:<36} {:<24} {:<40} {:>6} {:>10}  FILE",
-            "TIME", "LEVEL", "RULE", "RULE ID", "COMPUTER", "CHANNEL", "EVENT", "RECORD"
-        )?;
         for row in rows {
             let row = row.printed(rules);
             let title: String = row.rule_title.chars().take(60).collect();
@@ -638,6 +701,5 @@ fn print_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Resu
             )?;
         }
     }
-    out.flush()?;
-    Ok(())
+    Ok(out)
 }
