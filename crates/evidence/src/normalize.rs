@@ -116,6 +116,15 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
+/// [`text_of`], moving the text out rather than copying it.
+fn into_text(value: Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s),
+        Value::Object(mut map) => map.remove("#text").and_then(into_text),
+        other => text_of(&other),
+    }
+}
+
 fn number_of(value: &Value) -> Option<u64> {
     match value {
         Value::Number(n) => n.as_u64(),
@@ -424,16 +433,16 @@ pub fn normalize_windows_values(
             .and_then(number_of)
             .and_then(|n| u32::try_from(n).ok());
         put("EventID", parts.event_code.map(Value::from));
-        let [provider_name, provider_guid] = &system.provider;
-        parts.provider = provider_name.as_ref().and_then(text_of);
+        let [provider_name, provider_guid] = system.provider;
+        parts.provider = provider_name.and_then(into_text);
         put("Provider_Name", parts.provider.clone().map(Value::from));
         put(
             "Provider_Guid",
-            provider_guid.as_ref().and_then(text_of).map(Value::from),
+            provider_guid.and_then(into_text).map(Value::from),
         );
-        parts.channel = system.channel.as_ref().and_then(text_of);
+        parts.channel = system.channel.and_then(into_text);
         put("Channel", parts.channel.clone().map(Value::from));
-        parts.computer = system.computer.as_ref().and_then(text_of);
+        parts.computer = system.computer.and_then(into_text);
         put("Computer", parts.computer.clone().map(Value::from));
         parts.level = system
             .level
@@ -444,12 +453,12 @@ pub fn normalize_windows_values(
         parts.record_id = system.record_id.as_ref().and_then(number_of);
         put("EventRecordID", parts.record_id.map(Value::from));
         for (name, value) in [
-            ("Task", &system.task),
-            ("Opcode", &system.opcode),
-            ("Keywords", &system.keywords),
-            ("Version", &system.version),
+            ("Task", system.task),
+            ("Opcode", system.opcode),
+            ("Keywords", system.keywords),
+            ("Version", system.version),
         ] {
-            put(name, value.as_ref().and_then(text_of).map(Value::from));
+            put(name, value.and_then(into_text).map(Value::from));
         }
         let [process_id, thread_id] = &system.execution;
         for (field, value) in [
@@ -458,13 +467,13 @@ pub fn normalize_windows_values(
         ] {
             put(field, value.as_ref().and_then(number_of).map(Value::from));
         }
-        let [user_id, _] = &system.security;
+        let [user_id, _] = system.security;
         put(
             "Security_UserID",
-            user_id.as_ref().and_then(text_of).map(Value::from),
+            user_id.and_then(into_text).map(Value::from),
         );
-        let [system_time, _] = &system.time_created;
-        parts.time_created = system_time.as_ref().and_then(text_of);
+        let [system_time, _] = system.time_created;
+        parts.time_created = system_time.and_then(into_text);
     }
     for data in [event_data, user_data].into_iter().flatten() {
         flatten_event_data(data, &mut parts.fields);

@@ -261,12 +261,14 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub refused: Vec<Refusal>,
     /// lower-case channel → event ID → (rule, aliases).
-    by_event: HashMap<String, FxHashMap<u32, Candidates>>,
+    /// (The channel maps are keyed by the rules' channels and looked up once per event
+    /// each: a fast hash.)
+    by_event: FxHashMap<String, FxHashMap<u32, Candidates>>,
     /// lower-case channel → rules for every event of the channel.
-    by_channel: HashMap<String, Candidates>,
+    by_channel: FxHashMap<String, Candidates>,
     /// lower-case channel → `EventID` field value → rules for every event of the
     /// channel whose detection requires that event ID.
-    by_channel_code: HashMap<String, FxHashMap<u32, Candidates>>,
+    by_channel_code: FxHashMap<String, FxHashMap<u32, Candidates>>,
     /// Rules for every event (no aliases).
     everywhere: Candidates,
     /// `EventID` field value → rules for every event whose detection requires it.
