@@ -256,6 +256,28 @@ fn push_lowercase(out: &mut String, text: &str) {
     }
 }
 
+/// Appends `value`'s text, as [`crate::fields::FieldValue::text`] gives it, lower-cased
+/// (numbers written in place, not through a new string); false when it has none.
+fn push_text(out: &mut String, value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => push_lowercase(out, text),
+        Value::Number(number) => {
+            use std::fmt::Write as _;
+            let start = out.len();
+            let _ = write!(out, "{number}");
+            out[start..].make_ascii_lowercase();
+        }
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Object(_) => match crate::fields::FieldValue::of(value).text() {
+            Some(text) => push_lowercase(out, &text),
+            None => return false,
+        },
+        Value::Array(_) | Value::Null => return false,
+    }
+    true
+}
+
 #[derive(Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
@@ -1071,24 +1093,23 @@ impl RuleSet {
         let mut ranges: FxHashMap<&str, (u32, u32)> =
             FxHashMap::with_capacity_and_hasher(event.fields.len(), Default::default());
         let mut values: Vec<crate::scan::Value> = Vec::with_capacity(event.fields.len() + 8);
-        let mut push = |haystack: &mut String, name: &'a str, text: &str| {
+        let mut push = |haystack: &mut String, name: &'a str, value: &serde_json::Value| {
             let start = haystack.len() as u32;
-            push_lowercase(haystack, text);
+            if !push_text(haystack, value) {
+                return None;
+            }
             let end = haystack.len() as u32;
             haystack.push('\u{1}');
             values.push(crate::scan::Value { start, end, name });
-            (start, end)
+            Some((start, end))
         };
         for (name, value) in event.fields {
-            if let Some(text) = crate::fields::FieldValue::of(value).text() {
-                let range = push(haystack, name, &text);
-                ranges.insert(name.as_str(), range);
-            } else if let serde_json::Value::Array(items) = value {
+            if let serde_json::Value::Array(items) = value {
                 for item in items {
-                    if let Some(text) = crate::fields::FieldValue::of(item).text() {
-                        push(haystack, name, &text);
-                    }
+                    push(haystack, name, item);
                 }
+            } else if let Some(range) = push(haystack, name, value) {
+                ranges.insert(name.as_str(), range);
             }
         }
         // Fields found under other names (spaces, UserData paths) are not tied to one
