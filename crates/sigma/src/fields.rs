@@ -42,6 +42,32 @@ impl<'a> FieldValue<'a> {
         }
     }
 
+    /// Appends [`Self::text`] lower-cased to `out` without a string of its own (ASCII
+    /// lower-cased in place, numbers written straight in); false when it has none.
+    pub fn push_lowercase_text(&self, out: &mut String) -> bool {
+        let start = out.len();
+        match self {
+            FieldValue::Str(text) => out.push_str(text),
+            FieldValue::Number(number) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{number}");
+            }
+            FieldValue::Bool(_) | FieldValue::Object(_) => match self.text() {
+                Some(text) => out.push_str(&text),
+                None => return false,
+            },
+            FieldValue::Array(_) | FieldValue::Null => return false,
+        }
+        if out[start..].is_ascii() {
+            out[start..].make_ascii_lowercase();
+        } else {
+            let lower = out[start..].to_lowercase();
+            out.truncate(start);
+            out.push_str(&lower);
+        }
+        true
+    }
+
     /// The value as a number: numbers, and strings holding a decimal or `0x` number.
     pub fn number(&self) -> Option<f64> {
         match self {

@@ -245,39 +245,6 @@ fn literal_piece(literal: &str) -> &str {
     &literal[start..]
 }
 
-/// Appends `text` lower-cased to `out` (ASCII in place, without allocating).
-fn push_lowercase(out: &mut String, text: &str) {
-    if text.is_ascii() {
-        let start = out.len();
-        out.push_str(text);
-        out[start..].make_ascii_lowercase();
-    } else {
-        out.push_str(&text.to_lowercase());
-    }
-}
-
-/// Appends `value`'s text, as [`crate::fields::FieldValue::text`] gives it, lower-cased
-/// (numbers written in place, not through a new string); false when it has none.
-fn push_text(out: &mut String, value: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => push_lowercase(out, text),
-        Value::Number(number) => {
-            use std::fmt::Write as _;
-            let start = out.len();
-            let _ = write!(out, "{number}");
-            out[start..].make_ascii_lowercase();
-        }
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Object(_) => match crate::fields::FieldValue::of(value).text() {
-            Some(text) => push_lowercase(out, &text),
-            None => return false,
-        },
-        Value::Array(_) | Value::Null => return false,
-    }
-    true
-}
-
 #[derive(Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
@@ -1095,7 +1062,7 @@ impl RuleSet {
         let mut values: Vec<crate::scan::Value> = Vec::with_capacity(event.fields.len() + 8);
         let mut push = |haystack: &mut String, name: &'a str, value: &serde_json::Value| {
             let start = haystack.len() as u32;
-            if !push_text(haystack, value) {
+            if !crate::fields::FieldValue::of(value).push_lowercase_text(haystack) {
                 return None;
             }
             let end = haystack.len() as u32;
