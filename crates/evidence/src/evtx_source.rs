@@ -3,6 +3,7 @@
 //! Locators are `record:<EventRecordID>`; a record id seen twice in one file (damaged
 //! or stitched logs) gets `#<n>` appended so both records keep distinct event ids.
 
+use crate::evtx_values::Programs;
 use crate::normalize::{Event, RawJson, WindowsParts, normalize_windows_text};
 use crate::{Context, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
 use evtx::err::EvtxError;
@@ -98,23 +99,41 @@ struct Decoded {
     timestamp_micros: i64,
     parts: WindowsParts,
     raw: RawJson,
+    from_template: bool,
 }
 
-/// Runs on the evtx crate's chunk threads: render, decode and normalise one record, so
-/// the per-record work is spread over every parser thread rather than the consumer.
-/// The rendered JSON text is kept as the raw record; only its System and data sections
-/// are read, straight into the fields ([`normalize_windows_text`]).
-fn decode(record: evtx::EvtxRecord<'_>, keep_raw: bool) -> evtx::err::Result<Decoded> {
-    let record = record.into_json()?;
+/// Runs on the evtx crate's chunk threads: decode and normalise one record, so the
+/// per-record work is spread over every parser thread rather than the consumer. The
+/// fields come from the record's template values when its template is programmed
+/// ([`Programs`]), else from its rendered JSON ([`normalize_windows_text`]); the raw
+/// record, when kept, is the rendered JSON text.
+fn decode(
+    record: evtx::EvtxRecord<'_>,
+    keep_raw: bool,
+    programs: &mut Option<Programs>,
+) -> evtx::err::Result<Decoded> {
+    let (record_id, header_time) = (record.event_record_id, record.timestamp);
     let invalid =
         |error: serde_json::Error| EvtxError::from(evtx::err::SerializationError::from(error));
-    let (raw, mut parts) = if keep_raw {
-        let raw = RawJson::from_text(record.data).map_err(invalid)?;
-        let parts = normalize_windows_text(raw.get()).map_err(invalid)?;
-        (raw, parts)
-    } else {
-        let parts = normalize_windows_text(&record.data).map_err(invalid)?;
-        (RawJson::default(), parts)
+    let fast = programs
+        .as_mut()
+        .and_then(|programs| programs.decode(&record));
+    let from_template = fast.is_some();
+    let (raw, mut parts) = match (fast, keep_raw) {
+        (Some(parts), false) => (RawJson::default(), parts),
+        (Some(parts), true) => (
+            RawJson::from_text(record.into_json()?.data).map_err(invalid)?,
+            parts,
+        ),
+        (None, true) => {
+            let raw = RawJson::from_text(record.into_json()?.data).map_err(invalid)?;
+            let parts = normalize_windows_text(raw.get()).map_err(invalid)?;
+            (raw, parts)
+        }
+        (None, false) => {
+            let parts = normalize_windows_text(&record.into_json()?.data).map_err(invalid)?;
+            (RawJson::default(), parts)
+        }
     };
     // The event's own time (System/TimeCreated); the record header's FILETIME is zero
     // in some exported logs.
@@ -122,12 +141,13 @@ fn decode(record: evtx::EvtxRecord<'_>, keep_raw: bool) -> evtx::err::Result<Dec
         .time_created
         .take()
         .and_then(|t| crate::parse_timestamp(&serde_json::Value::String(t)).ok())
-        .unwrap_or_else(|| record.timestamp.as_microsecond());
+        .unwrap_or_else(|| header_time.as_microsecond());
     Ok(Decoded {
-        record_id: record.event_record_id,
+        record_id,
         timestamp_micros,
         parts,
         raw,
+        from_template,
     })
 }
 
@@ -155,6 +175,24 @@ pub struct RecordView<'a> {
     /// UTC microseconds (as [`Event::timestamp_micros`]).
     pub timestamp_micros: i64,
     pub parts: &'a WindowsParts,
+    /// Read from the record's template values rather than its JSON rendering (the same
+    /// fields either way; see `evtx_values`).
+    pub from_template: bool,
+}
+
+/// How records are read: from their template values where the template allows it
+/// (the default), or always through their JSON rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decoding {
+    #[default]
+    TemplateValues,
+    JsonOnly,
+}
+
+impl Decoding {
+    fn programs(self) -> Option<Programs> {
+        (self == Decoding::TemplateValues).then(Programs::default)
+    }
 }
 
 /// Reads every record of the EVTX file at `path` on `threads` parser threads (0: all
@@ -169,13 +207,27 @@ pub fn inspect<T: Send + 'static>(
     inspect: impl Fn(RecordView<'_>) -> T + Send + Sync + Clone + 'static,
     sink: &mut dyn FnMut(Result<T, Reject>) -> ControlFlow<()>,
 ) -> Result<bool, ParseError> {
+    inspect_decoded(path, threads, Decoding::default(), inspect, sink)
+}
+
+/// [`inspect`], decoding as `decoding` says (tests compare both ways).
+pub fn inspect_decoded<T: Send + 'static>(
+    path: &Path,
+    threads: usize,
+    decoding: Decoding,
+    inspect: impl Fn(RecordView<'_>) -> T + Send + Sync + Clone + 'static,
+    sink: &mut dyn FnMut(Result<T, Reject>) -> ControlFlow<()>,
+) -> Result<bool, ParseError> {
     let mut parser = open(path, threads)?;
+    // Cloned by the evtx crate for each chunk: each chunk starts with no programs.
+    let mut programs = decoding.programs();
     let records = parser.serialized_records(move |record| {
-        let decoded = record.and_then(|record| decode(record, false))?;
+        let decoded = record.and_then(|record| decode(record, false, &mut programs))?;
         Ok(inspect(RecordView {
             record_id: decoded.parts.record_id.unwrap_or(decoded.record_id),
             timestamp_micros: decoded.timestamp_micros,
             parts: &decoded.parts,
+            from_template: decoded.from_template,
         }))
     });
     for (ordinal, item) in records.enumerate() {
@@ -195,8 +247,10 @@ pub fn parse(
     let mut parser = open(path, context.limits.evtx_threads)?;
     let mut seen = SeenIds::new();
     let keep_raw = context.keep_raw;
-    let records =
-        parser.serialized_records(move |record| record.and_then(|record| decode(record, keep_raw)));
+    let mut programs = Decoding::default().programs();
+    let records = parser.serialized_records(move |record| {
+        record.and_then(|record| decode(record, keep_raw, &mut programs))
+    });
     for (ordinal, item) in records.enumerate() {
         let outcome = match item {
             Err(error) => Outcome::Rejected(reject_for(&error, ordinal as u64)),
@@ -205,6 +259,7 @@ pub fn parse(
                 timestamp_micros,
                 parts,
                 raw,
+                from_template: _,
             }) => {
                 let locator = match seen.occurrence(record_id) {
                     0 => format!("record:{record_id}"),

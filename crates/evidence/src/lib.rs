@@ -17,7 +17,8 @@
 pub mod archive;
 mod csv_source;
 mod evtx_source;
-pub use evtx_source::{RecordView, inspect as inspect_evtx};
+pub use evtx_source::{Decoding, RecordView, inspect as inspect_evtx, inspect_decoded};
+mod evtx_values;
 mod format;
 mod json_source;
 mod lines;

@@ -144,23 +144,23 @@ fn attribute<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
 /// any shape the tree would (an odd shape gives no value, never an error).
 #[derive(Debug, Default)]
 pub struct SystemValues {
-    event_id: Option<Value>,
-    channel: Option<Value>,
-    computer: Option<Value>,
-    level: Option<Value>,
-    record_id: Option<Value>,
-    task: Option<Value>,
-    opcode: Option<Value>,
-    keywords: Option<Value>,
-    version: Option<Value>,
+    pub(crate) event_id: Option<Value>,
+    pub(crate) channel: Option<Value>,
+    pub(crate) computer: Option<Value>,
+    pub(crate) level: Option<Value>,
+    pub(crate) record_id: Option<Value>,
+    pub(crate) task: Option<Value>,
+    pub(crate) opcode: Option<Value>,
+    pub(crate) keywords: Option<Value>,
+    pub(crate) version: Option<Value>,
     /// `Provider` attributes `Name`, `Guid`.
-    provider: [Option<Value>; 2],
+    pub(crate) provider: [Option<Value>; 2],
     /// `Execution` attributes `ProcessID`, `ThreadID`.
-    execution: [Option<Value>; 2],
+    pub(crate) execution: [Option<Value>; 2],
     /// `Security` attribute `UserID`.
-    security: [Option<Value>; 2],
+    pub(crate) security: [Option<Value>; 2],
     /// `TimeCreated` attribute `SystemTime`.
-    time_created: [Option<Value>; 2],
+    pub(crate) time_created: [Option<Value>; 2],
 }
 
 const PROVIDER_ATTRIBUTES: &[&str] = &["Name", "Guid"];
@@ -416,6 +416,15 @@ pub fn normalize_windows_values(
         .into_iter()
         .filter_map(|data| data.as_ref()?.as_object().map(Map::len))
         .sum::<usize>();
+    let mut parts = windows_system_parts(system, data_len);
+    for data in [event_data, user_data].into_iter().flatten() {
+        flatten_event_data(data, &mut parts.fields);
+    }
+    parts
+}
+
+/// The parts of a record's System values, with room in the fields for `data_len` more.
+pub(crate) fn windows_system_parts(system: Option<SystemValues>, data_len: usize) -> WindowsParts {
     let mut parts = WindowsParts {
         fields: Map::with_capacity(SYSTEM_FIELDS + data_len.min(MAX_FIELDS)),
         ..WindowsParts::default()
@@ -475,9 +484,6 @@ pub fn normalize_windows_values(
         let [system_time, _] = system.time_created;
         parts.time_created = system_time.and_then(into_text);
     }
-    for data in [event_data, user_data].into_iter().flatten() {
-        flatten_event_data(data, &mut parts.fields);
-    }
     parts
 }
 
@@ -499,7 +505,7 @@ fn flatten_event_data(data: Value, fields: &mut Map<String, Value>) {
 }
 
 /// One named value of EventData/UserData into the fields.
-fn put_data_value(fields: &mut Map<String, Value>, name: String, value: Value) {
+pub(crate) fn put_data_value(fields: &mut Map<String, Value>, name: String, value: Value) {
     match value {
         // UserData wraps its values in one element named after the event type.
         Value::Object(inner) if !inner.contains_key("#text") => {
