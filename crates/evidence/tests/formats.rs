@@ -573,7 +573,11 @@ fn template_values_agree_with_json_on_damaged_files() {
         let path = write(&dir, &format!("damaged-{copy}.evtx"), &damaged);
         let fast = decode_all(&path, Decoding::TemplateValues);
         let json = decode_all(&path, Decoding::JsonOnly);
-        assert_eq!(fast.len(), json.len(), "copy {copy}: a record lost or added");
+        assert_eq!(
+            fast.len(),
+            json.len(),
+            "copy {copy}: a record lost or added"
+        );
         for (index, (fast, json)) in fast.iter().zip(&json).enumerate() {
             match (fast, json) {
                 (Ok(fast), Ok(json)) => {
