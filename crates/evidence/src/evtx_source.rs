@@ -121,9 +121,12 @@ fn decode(
     let from_template = fast.is_some();
     let (raw, mut parts) = match (fast, keep_raw) {
         (Some(parts), false) => (RawJson::default(), parts),
-        (Some(parts), true) => (RawJson::rendered(record.into_json()?.data), parts),
+        (Some(parts), true) => (
+            RawJson::from_text(record.into_json()?.data).map_err(invalid)?,
+            parts,
+        ),
         (None, true) => {
-            let raw = RawJson::rendered(record.into_json()?.data);
+            let raw = RawJson::from_text(record.into_json()?.data).map_err(invalid)?;
             let parts = normalize_windows_text(raw.get()).map_err(invalid)?;
             (raw, parts)
         }

@@ -573,11 +573,29 @@ enum Piece {
     Slot(u16),
 }
 
+/// An element or attribute name as stored: UTF-16LE, compared with the few names
+/// programs read without being decoded.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Name<'a>(&'a [u8]);
+
+impl Name<'_> {
+    fn is(&self, ascii: &str) -> bool {
+        self.0.len() == ascii.len() * 2
+            && self
+                .0
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .zip(ascii.bytes())
+                .all(|(unit, byte)| *unit == [byte, 0])
+    }
+}
+
 #[derive(Debug, Default)]
-struct Element {
-    name: String,
+struct Element<'a> {
+    name: Name<'a>,
     dependency: Option<u16>,
-    attributes: Vec<(String, Vec<Piece>)>,
+    attributes: Vec<(Name<'a>, Vec<Piece>)>,
     /// Child elements, by index.
     children: Vec<usize>,
     /// Text and values between the element's tags.
@@ -615,7 +633,7 @@ impl<'a> Reader<'a> {
 
     /// A name reference: the offset of the name's definition, which follows right here
     /// when it is the first use in the chunk.
-    fn name(&mut self) -> Option<String> {
+    fn name(&mut self) -> Option<Name<'a>> {
         let offset = self.u32()? as usize;
         let mut at = Reader {
             data: self.data,
@@ -625,7 +643,18 @@ impl<'a> Reader<'a> {
         at.bytes(6)?; // next name in the bucket, hash
         let count = usize::from(at.u16()?);
         self.names = self.names.checked_sub(count * 2)?;
-        let name = utf16_text(at.bytes(count * 2)?)?;
+        // Up to the first NUL, as the evtx crate reads a name; one with a surrogate
+        // (never a name programs read) leaves the definition to the JSON path.
+        let units = at.bytes(count * 2)?;
+        let mut len = 0;
+        for unit in units.as_chunks::<2>().0 {
+            match u16::from_le_bytes(*unit) {
+                0 => break,
+                0xd800..=0xdfff => return None,
+                _ => len += 2,
+            }
+        }
+        let name = Name(&units[..len]);
         if offset == self.pos {
             // Defined inline: skip it and its NUL.
             self.pos = at.pos;
@@ -637,7 +666,7 @@ impl<'a> Reader<'a> {
 
 /// The elements of the template definition at `offset` in `chunk`, or `None` if its
 /// shape is left to the JSON path (or it cannot be read: the JSON path says why).
-fn definition(chunk: &[u8], offset: u32) -> Option<Vec<Element>> {
+fn definition(chunk: &[u8], offset: u32) -> Option<Vec<Element<'_>>> {
     let mut header = Reader {
         data: chunk,
         pos: offset as usize,
@@ -663,15 +692,15 @@ fn compile_event(chunk: &[u8], offset: u32) -> Option<Program> {
 fn compile_section(chunk: &[u8], offset: u32) -> Option<Vec<DataValue>> {
     let elements = definition(chunk, offset)?;
     let root = &elements[0];
-    if root.name != "EventData" || !root.content.is_empty() {
+    if !root.name.is("EventData") || !root.content.is_empty() {
         return None;
     }
     data_of(&elements, root)
 }
 
 /// The definition's elements; element 0 is the root.
-fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element>> {
-    let mut elements: Vec<Element> = Vec::new();
+fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element<'_>>> {
+    let mut elements: Vec<Element<'_>> = Vec::new();
     let mut open: Vec<usize> = Vec::new();
     // Attributes are being read (between an element's start and its `>`).
     let mut in_start = false;
@@ -770,7 +799,7 @@ fn single(pieces: &[Piece]) -> Option<Option<Source>> {
 fn program_of(elements: &[Element]) -> Option<Program> {
     let root = &elements[0];
     // The root's dependency is ignored: a template's root is always rendered.
-    if root.name != "Event" {
+    if !root.name.is("Event") {
         return None;
     }
     let mut program = Program {
@@ -785,46 +814,44 @@ fn program_of(elements: &[Element]) -> Option<Program> {
     let (mut system_seen, mut data_seen) = (false, false);
     for &child in &root.children {
         let section = &elements[child];
-        match section.name.as_str() {
-            "System" => {
-                if std::mem::replace(&mut system_seen, true)
-                    || section.dependency.is_some()
-                    || !section.content.is_empty()
-                {
-                    return None;
-                }
-                system_of(elements, section, &mut program)?;
+        let name = section.name;
+        if name.is("System") {
+            if std::mem::replace(&mut system_seen, true)
+                || section.dependency.is_some()
+                || !section.content.is_empty()
+            {
+                return None;
             }
-            "EventData" => {
-                if std::mem::replace(&mut data_seen, true)
-                    || section.dependency.is_some()
-                    || !section.content.is_empty()
-                    || !matches!(program.data, DataSection::None)
-                {
-                    return None;
-                }
-                program.data = DataSection::Inline(data_of(elements, section)?);
+            system_of(elements, section, &mut program)?;
+        } else if name.is("EventData") {
+            if std::mem::replace(&mut data_seen, true)
+                || section.dependency.is_some()
+                || !section.content.is_empty()
+                || !matches!(program.data, DataSection::None)
+            {
+                return None;
             }
-            "UserData" => return None,
-            // Read by nothing (RenderingInfo, …).
-            _ => {}
+            program.data = DataSection::Inline(data_of(elements, section)?);
+        } else if name.is("UserData") {
+            return None;
         }
+        // Anything else is read by nothing (RenderingInfo, …).
     }
     Some(program)
 }
 
 fn system_of(elements: &[Element], system: &Element, program: &mut Program) -> Option<()> {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: Vec<Name> = Vec::new();
     for &child in &system.children {
         let element = &elements[child];
-        let name = element.name.as_str();
+        let name = element.name;
         let text_key = SYSTEM_TEXT
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| name.is(n))
             .map(|(_, k)| *k);
         let attributes = SYSTEM_ATTRIBUTES
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| name.is(n))
             .map(|(_, a)| *a);
         if text_key.is_none() && attributes.is_none() {
             continue;
@@ -847,7 +874,7 @@ fn system_of(elements: &[Element], system: &Element, program: &mut Program) -> O
             push(key, single(&element.content)?);
         }
         for (attribute, key) in attributes.unwrap_or_default() {
-            let mut matching = element.attributes.iter().filter(|(n, _)| n == attribute);
+            let mut matching = element.attributes.iter().filter(|(n, _)| n.is(attribute));
             let Some((_, pieces)) = matching.next() else {
                 continue;
             };
@@ -873,8 +900,8 @@ fn data_of(elements: &[Element], data: &Element) -> Option<Vec<DataValue>> {
         let [Piece::Text(name)] = name.as_slice() else {
             return None;
         };
-        if element.name != "Data"
-            || attribute != "Name"
+        if !element.name.is("Data")
+            || !attribute.is("Name")
             || name.is_empty()
             || element.dependency.is_some()
             || !element.children.is_empty()

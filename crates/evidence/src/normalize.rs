@@ -44,40 +44,19 @@ pub struct Event {
 
 /// A record as JSON text, always one valid JSON value, kept as text: stores and the
 /// bus take it as it is, with no tree to build or serialise again.
-#[derive(Debug, Clone)]
-pub struct RawJson(RawText);
-
-#[derive(Debug, Clone)]
-enum RawText {
-    /// Checked when made.
-    Checked(Box<RawValue>),
-    /// Made by a JSON renderer (the evtx crate's): checked when serialised, which the
-    /// embedded store never does (it stores the text), so ingesting does not parse each
-    /// record's JSON once more only to check it.
-    Rendered(Box<str>),
-}
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
 
 impl RawJson {
     /// `text` if it is one JSON value, else the parse error.
     pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
-        RawValue::from_string(text).map(|raw| RawJson(RawText::Checked(raw)))
-    }
-
-    /// Text a JSON renderer made, taken as one JSON value (checked in debug builds, and
-    /// when serialised).
-    pub(crate) fn rendered(text: String) -> Self {
-        debug_assert!(
-            serde_json::from_str::<&RawValue>(&text).is_ok(),
-            "rendered JSON is not one JSON value: {text}"
-        );
-        RawJson(RawText::Rendered(text.into_boxed_str()))
+        RawValue::from_string(text).map(RawJson)
     }
 
     pub fn from_value(value: &Value) -> Self {
         // A `Value` always serialises; `null` stands in for the impossible failure.
-        RawJson(RawText::Checked(
-            serde_json::value::to_raw_value(value).unwrap_or_else(|_| Self::null()),
-        ))
+        RawJson(serde_json::value::to_raw_value(value).unwrap_or_else(|_| Self::null()))
     }
 
     fn null() -> Box<RawValue> {
@@ -86,10 +65,7 @@ impl RawJson {
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        match &self.0 {
-            RawText::Checked(raw) => raw.get(),
-            RawText::Rendered(text) => text,
-        }
+        self.0.get()
     }
 
     /// The record as a JSON tree (parsed on demand).
@@ -98,23 +74,9 @@ impl RawJson {
     }
 }
 
-impl Serialize for RawJson {
-    /// As the JSON value itself, not as a string holding it.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match &self.0 {
-            RawText::Checked(raw) => raw.serialize(serializer),
-            RawText::Rendered(text) => serde_json::from_str::<&RawValue>(text)
-                .map_err(|error| {
-                    serde::ser::Error::custom(format!("raw record is not one JSON value: {error}"))
-                })?
-                .serialize(serializer),
-        }
-    }
-}
-
 impl Default for RawJson {
     fn default() -> Self {
-        RawJson(RawText::Checked(Self::null()))
+        RawJson(Self::null())
     }
 }
 
@@ -877,19 +839,6 @@ pub fn promote_common_fields(fields: &Map<String, Value>) -> WindowsParts {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn raw_records_serialise_as_the_json_they_hold() {
-        let text = r#"{"Event":{"System":{"EventID":4624}},"list":[1,"two"]}"#;
-        let rendered = RawJson::rendered(text.to_string());
-        let checked = RawJson::from_text(text.to_string()).unwrap();
-        assert_eq!(rendered, checked);
-        assert_eq!(rendered.get(), text);
-        let wrapped = |raw: &RawJson| serde_json::to_string(&json!({"raw": raw})).unwrap();
-        assert_eq!(wrapped(&rendered), format!(r#"{{"raw":{text}}}"#));
-        assert_eq!(wrapped(&rendered), wrapped(&checked));
-        assert!(RawJson::from_text("{".into()).is_err());
-    }
 
     #[test]
     fn windows_records_expose_system_and_event_data() {

@@ -564,7 +564,7 @@ fn template_values_agree_with_json_on_damaged_files() {
         state
     };
     let (mut both, mut differ_in_kind) = (0, 0);
-    for copy in 0..24 {
+    for copy in 0..64 {
         let mut damaged = bytes.clone();
         for _ in 0..40 {
             let at = 4096 + (next() as usize) % (damaged.len() - 4096);
@@ -589,12 +589,18 @@ fn template_values_agree_with_json_on_damaged_files() {
                     );
                 }
                 (Err(fast), Err(json)) => assert_eq!(fast, json, "copy {copy} record #{index}"),
-                // A damaged value the JSON rendering refuses but the template values
-                // read (or the other way round) is counted, not hidden.
-                _ => differ_in_kind += 1,
+                // The evtx crate renders some damaged records as text that is not JSON
+                // (a control character it does not escape): those are read from their
+                // values, and counted. Nothing else may differ.
+                (Ok(_), Err((_, detail))) if detail.contains("control character") => {
+                    differ_in_kind += 1
+                }
+                (fast, json) => panic!("copy {copy} record #{index}: {fast:?} / {json:?}"),
             }
         }
     }
-    eprintln!("{both} damaged-file records read both ways, {differ_in_kind} read one way only");
-    assert!(both > 24 * 2_000, "damage hit nearly every record: {both}");
+    eprintln!(
+        "{both} damaged-file records read both ways, {differ_in_kind} from their values only"
+    );
+    assert!(both > 64 * 2_000, "damage hit nearly every record: {both}");
 }
