@@ -359,16 +359,17 @@ fn raw_json(kind: u8, bytes: &[u8]) -> Option<Value> {
         0x00 => Value::String(String::new()),
         0x01 => {
             // Up to the first NUL, as the evtx crate reads it.
-            let units = bytes.len() / 2;
-            let len = bytes
-                .as_chunks::<2>()
-                .0
-                .iter()
-                .position(|unit| *unit == [0, 0])
-                .unwrap_or(units);
             if !bytes.len().is_multiple_of(2) {
                 return None;
             }
+            let (units, _) = bytes.as_chunks::<2>();
+            if let Some(text) = ascii_text(units) {
+                return Some(Value::String(text));
+            }
+            let len = units
+                .iter()
+                .position(|unit| *unit == [0, 0])
+                .unwrap_or(units.len());
             Value::String(utf16_text(&bytes[..len * 2])?)
         }
         0x03 => Value::from(i8::from_le_bytes([int(1)?[0]])),
@@ -428,22 +429,43 @@ fn sid_text(bytes: &[u8]) -> Option<String> {
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
+/// UTF-16LE units that are all ASCII but NUL (the usual case) as text, a byte per
+/// unit; `None` otherwise. Four units at a time, as one word.
+fn ascii_text(units: &[[u8; 2]]) -> Option<String> {
+    // Per 16-bit lane: the high byte and bit 7 of the low byte are clear (ASCII), and
+    // the lane plus 0x7f reaches bit 7 (not NUL; no carry leaves a lane).
+    const NOT_ASCII: u64 = 0xff80_ff80_ff80_ff80;
+    const SEVEN_F: u64 = 0x007f_007f_007f_007f;
+    const BIT_7: u64 = 0x0080_0080_0080_0080;
+    let (words, tail) = units.as_flattened().as_chunks::<8>();
+    let mut text = Vec::with_capacity(units.len());
+    for word in words {
+        let word = u64::from_le_bytes(*word);
+        if word & NOT_ASCII != 0 || (word + SEVEN_F) & BIT_7 != BIT_7 {
+            return None;
+        }
+        // The four low bytes, side by side.
+        let pairs = (word | (word >> 8)) & 0x0000_ffff_0000_ffff;
+        let four = (pairs | (pairs >> 16)) as u32;
+        text.extend_from_slice(&four.to_le_bytes());
+    }
+    for unit in tail.as_chunks::<2>().0 {
+        if unit[1] != 0 || unit[0].wrapping_sub(1) >= 0x7f {
+            return None;
+        }
+        text.push(unit[0]);
+    }
+    String::from_utf8(text).ok()
+}
+
 /// UTF-16LE text; `None` for an unpaired surrogate or a NUL (the JSON path's cases).
 fn utf16_text(bytes: &[u8]) -> Option<String> {
     let (units, rest) = bytes.as_chunks::<2>();
     if !rest.is_empty() {
         return None;
     }
-    // ASCII without NUL, the usual case: a byte per unit.
-    let mut ascii = Vec::with_capacity(units.len());
-    for unit in units {
-        if unit[1] != 0 || unit[0].wrapping_sub(1) >= 0x7f {
-            break;
-        }
-        ascii.push(unit[0]);
-    }
-    if ascii.len() == units.len() {
-        return String::from_utf8(ascii).ok();
+    if let Some(text) = ascii_text(units) {
+        return Some(text);
     }
     let mut text = String::with_capacity(units.len() * 2);
     for ch in char::decode_utf16(units.iter().map(|unit| u16::from_le_bytes(*unit))) {
@@ -959,6 +981,32 @@ mod tests {
         assert_eq!(utf16_text(&utf16("a\0b")), None);
         assert_eq!(utf16_text(&[0x00, 0xd8]), None); // unpaired surrogate
         assert_eq!(utf16_text(&[0x41]), None); // odd length
+        // Every position of a non-ASCII unit, a NUL and a DEL in a long value: the
+        // many-units-at-a-time check misses none.
+        let longest = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe -nop";
+        for long in [
+            longest,
+            &longest[..longest.len() - 1],
+            &longest[..longest.len() - 2],
+        ] {
+            for (i, _) in long.char_indices() {
+                for odd in ["é", "\u{7f}", "\u{100}"] {
+                    let text = format!("{}{odd}{}", &long[..i], &long[i + 1..]);
+                    assert_eq!(utf16_text(&utf16(&text)).as_deref(), Some(text.as_str()));
+                }
+                let with_nul = format!("{}\0{}", &long[..i], &long[i + 1..]);
+                assert_eq!(utf16_text(&utf16(&with_nul)), None);
+                // A string value is read up to its first NUL.
+                assert_eq!(
+                    raw_json(0x01, &utf16(&with_nul)),
+                    Some(Value::String(long[..i].to_string()))
+                );
+            }
+            assert_eq!(
+                raw_json(0x01, &utf16(long)),
+                Some(Value::String(long.to_string()))
+            );
+        }
     }
 
     #[test]

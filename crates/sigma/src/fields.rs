@@ -108,31 +108,68 @@ impl<'a> FieldValue<'a> {
 pub struct FieldsView<'a> {
     pub fields: &'a Map<String, Value>,
     /// Sigma field name → the event's field name, for this event's logsource.
-    pub aliases: Option<&'a HashMap<String, String>>,
+    pub aliases: Option<&'a crate::logsource::Aliases>,
     /// Other names of fields, as Sigma rules write them: `Threat Name` as `ThreatName`,
     /// and a UserData value `LogFileCleared.SubjectUserName` as `SubjectUserName`.
     pub other_names: Option<&'a HashMap<String, &'a Value>>,
-    /// The event's single values lower-cased once, by the event's field name.
+    /// The event's fields indexed by name, single values lower-cased once: when
+    /// given, it holds every field of `fields`.
     pub lowered: Option<&'a Lowered<'a>>,
 }
 
-/// An event's single values lower-cased, by the event's field name: ranges of one text.
+impl<'a> FieldsView<'a> {
+    /// The event's value of the field named `name` (by the index when there is one).
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        match self.lowered {
+            Some(lowered) => lowered.value(name),
+            None => self.fields.get(name),
+        }
+    }
+}
+
+/// One field of an event in [`Lowered`]: its value, and the byte range of its text
+/// lower-cased (single values with a text).
+#[derive(Clone, Copy)]
+pub struct Slot<'a> {
+    pub value: &'a Value,
+    pub range: Option<(u32, u32)>,
+}
+
+/// Every field of an event by name (hashed once per event for all the rules' lookups),
+/// with the single values lower-cased: ranges of one text.
 pub struct Lowered<'a> {
     text: &'a str,
-    ranges: &'a HashMap<&'a str, (u32, u32), rustc_hash::FxBuildHasher>,
+    slots: &'a HashMap<&'a str, Slot<'a>, rustc_hash::FxBuildHasher>,
 }
 
 impl<'a> Lowered<'a> {
-    /// `ranges`: byte ranges of `text` (on character boundaries) by field name.
+    /// `slots`: every field of the event, with byte ranges of `text` (on character
+    /// boundaries).
     pub fn new(
         text: &'a str,
-        ranges: &'a HashMap<&'a str, (u32, u32), rustc_hash::FxBuildHasher>,
+        slots: &'a HashMap<&'a str, Slot<'a>, rustc_hash::FxBuildHasher>,
     ) -> Self {
-        Lowered { text, ranges }
+        Lowered { text, slots }
     }
 
+    /// The lower-cased text of the field `name`.
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        let (start, end) = *self.ranges.get(name)?;
+        self.text_of(self.slots.get(name)?)
+    }
+
+    /// The value of the field `name`.
+    pub fn value(&self, name: &str) -> Option<&'a Value> {
+        self.slots.get(name).map(|slot| slot.value)
+    }
+
+    /// The field `name`.
+    pub fn slot(&self, name: &str) -> Option<Slot<'a>> {
+        self.slots.get(name).copied()
+    }
+
+    /// The lower-cased text of a field of this event.
+    pub fn text_of(&self, slot: &Slot<'a>) -> Option<&'a str> {
+        let (start, end) = slot.range?;
         self.text.get(start as usize..end as usize)
     }
 }
@@ -188,13 +225,13 @@ pub fn other_names(fields: &Map<String, Value>) -> Option<HashMap<String, &Value
 
 impl EventFields for FieldsView<'_> {
     fn field(&self, name: &str) -> Option<FieldValue<'_>> {
-        if let Some(value) = self.fields.get(name) {
+        if let Some(value) = self.get(name) {
             return Some(FieldValue::of(value));
         }
         if let Some(value) = self
             .aliases
             .and_then(|aliases| aliases.get(name))
-            .and_then(|alias| self.fields.get(alias))
+            .and_then(|alias| self.get(alias))
         {
             return Some(FieldValue::of(value));
         }
@@ -210,18 +247,24 @@ impl EventFields for FieldsView<'_> {
         })
     }
 
-    /// The lower-cased text of the field `field` reads, when it is one the event lowered
-    /// (read the same way: the event's own name first, then the logsource's alias).
-    fn lowered(&self, name: &str) -> Option<&str> {
-        let lowered = self.lowered?;
-        if let Some(lower) = lowered.get(name) {
-            return Some(lower);
+    /// The field as [`Self::field`] finds it (the event's own name first, then the
+    /// logsource's alias, then the other names), with its lower-cased text when the
+    /// event lowered it.
+    fn field_lowered(&self, name: &str) -> Option<(FieldValue<'_>, Option<&str>)> {
+        let Some(lowered) = self.lowered else {
+            return self.field(name).map(|value| (value, None));
+        };
+        let slot = lowered.slot(name).or_else(|| {
+            self.aliases
+                .and_then(|aliases| aliases.get(name))
+                .and_then(|alias| lowered.slot(alias))
+        });
+        if let Some(slot) = slot {
+            return Some((FieldValue::of(slot.value), lowered.text_of(&slot)));
         }
-        if self.fields.contains_key(name) {
-            return None;
-        }
-        let alias = self.aliases?.get(name)?;
-        lowered.get(alias)
+        self.other_names?
+            .get(name)
+            .map(|value| (FieldValue::of(value), None))
     }
 }
 

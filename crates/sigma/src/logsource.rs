@@ -15,7 +15,7 @@ struct SourceSpec {
     #[serde(default)]
     event_ids: Vec<u32>,
     #[serde(default)]
-    fields: HashMap<String, String>,
+    fields: Aliases,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +32,10 @@ struct MappingFile {
     services: BTreeMap<String, Vec<String>>,
 }
 
+/// Rule field name → the event's field name, for one logsource (looked up for every
+/// field a candidate rule reads, so hashed fast).
+pub type Aliases = HashMap<String, String, rustc_hash::FxBuildHasher>;
+
 /// One place a rule applies: a channel, optionally only some event IDs, with renames.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -39,7 +43,7 @@ pub struct Target {
     /// Empty = every event of the channel.
     pub event_ids: Vec<u32>,
     /// Rule field name → the event's field name.
-    pub aliases: Arc<HashMap<String, String>>,
+    pub aliases: Arc<Aliases>,
 }
 
 /// Where a rule is evaluated.
@@ -123,7 +127,7 @@ impl LogsourceMapping {
                     .map(|channel| Target {
                         channel: channel.clone(),
                         event_ids: Vec::new(),
-                        aliases: Arc::new(HashMap::new()),
+                        aliases: Arc::default(),
                     })
                     .collect::<Vec<_>>()
             });

@@ -246,9 +246,10 @@ pub trait EventFields {
     /// Every value of the event (for keyword items), with its lower-cased text when
     /// the event computed it.
     fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>, Option<&str>) -> bool) -> bool;
-    /// The lower-cased text of a single-valued field, if the event computed it.
-    fn lowered(&self, _name: &str) -> Option<&str> {
-        None
+    /// [`Self::field`], with the value's lower-cased text when the event computed it
+    /// (one lookup for both).
+    fn field_lowered(&self, name: &str) -> Option<(FieldValue<'_>, Option<&str>)> {
+        self.field(name).map(|value| (value, None))
     }
 }
 
@@ -296,13 +297,15 @@ impl ItemMatcher {
             }
             Shape::Values { tests, all } => match self.field.as_deref() {
                 Some(name) => {
-                    let value = event.field(name).unwrap_or(FieldValue::Null);
+                    let (value, lowered) = event
+                        .field_lowered(name)
+                        .unwrap_or((FieldValue::Null, None));
                     // Lower-cased once for every test of the item: by the event when it
                     // has it, here otherwise.
                     let computed: Option<String>;
                     let lower = match value {
                         FieldValue::Array(_) | FieldValue::Null => None,
-                        _ => match event.lowered(name) {
+                        _ => match lowered {
                             Some(lower) => Some(lower),
                             None => {
                                 computed = value.text().map(|text| text.to_lowercase());

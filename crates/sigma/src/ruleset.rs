@@ -141,7 +141,7 @@ pub struct EventRef<'a> {
     pub fields: &'a serde_json::Map<String, serde_json::Value>,
 }
 
-type Aliases = Arc<HashMap<String, String>>;
+type Aliases = Arc<crate::logsource::Aliases>;
 
 /// A rule literal as the automaton knows it, and the field (as the rule names it) whose
 /// value must hold it; `None`: any value.
@@ -1056,8 +1056,9 @@ impl RuleSet {
             positions,
         } = scratch;
         // Every single value lower-cased once (shared by all rules) into the haystack,
-        // each value followed by a separator, its range and field name in `values`.
-        let mut ranges: FxHashMap<&str, (u32, u32)> =
+        // each value followed by a separator, its range and field name in `values`; and
+        // every field by name, hashed once here for all the rules' lookups.
+        let mut slots: FxHashMap<&str, crate::fields::Slot<'a>> =
             FxHashMap::with_capacity_and_hasher(event.fields.len(), Default::default());
         let mut values: Vec<crate::scan::Value> = Vec::with_capacity(event.fields.len() + 8);
         let mut push = |haystack: &mut String, name: &'a str, value: &serde_json::Value| {
@@ -1071,13 +1072,15 @@ impl RuleSet {
             Some((start, end))
         };
         for (name, value) in event.fields {
-            if let serde_json::Value::Array(items) = value {
+            let range = if let serde_json::Value::Array(items) = value {
                 for item in items {
                     push(haystack, name, item);
                 }
-            } else if let Some(range) = push(haystack, name, value) {
-                ranges.insert(name.as_str(), range);
-            }
+                None
+            } else {
+                push(haystack, name, value)
+            };
+            slots.insert(name.as_str(), crate::fields::Slot { value, range });
         }
         // Fields found under other names (spaces, UserData paths) are not tied to one
         // value here: their literals count wherever they occur.
@@ -1095,7 +1098,7 @@ impl RuleSet {
                 }
             }
         }
-        let in_field = |literal: &LiteralRef, aliases: &HashMap<String, String>| -> bool {
+        let in_field = |literal: &LiteralRef, aliases: &crate::logsource::Aliases| -> bool {
             if !present[literal.id as usize] {
                 return false;
             }
@@ -1115,7 +1118,7 @@ impl RuleSet {
                     name == field || Some(name) == alias
                 })
         };
-        let lowered = crate::fields::Lowered::new(haystack, &ranges);
+        let lowered = crate::fields::Lowered::new(haystack, &slots);
         for list in lists {
             positions.clear();
             positions.extend_from_slice(&list.unfiltered);
