@@ -722,8 +722,11 @@ fn compile_section(chunk: &[u8], offset: u32) -> Option<Vec<DataValue>> {
 
 /// The definition's elements; element 0 is the root.
 fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element<'_>>> {
-    let mut elements: Vec<Element<'_>> = Vec::new();
-    let mut open: Vec<usize> = Vec::new();
+    // An element takes at least 11 bytes of the body (start, end, name offset); sized
+    // once rather than grown (and its elements moved) several times.
+    let body = reader.data.len().saturating_sub(reader.pos);
+    let mut elements: Vec<Element<'_>> = Vec::with_capacity((body / 16).clamp(4, MAX_ELEMENTS));
+    let mut open: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
     // Attributes are being read (between an element's start and its `>`).
     let mut in_start = false;
     loop {
