@@ -136,6 +136,15 @@ enum Test {
     /// The expression, and texts (lower-cased) one of which every match starts with,
     /// when the expression says so.
     Regex(regex::Regex, Option<Vec<String>>),
+    /// A regular expression that is only `.{n,}` (or `.{n}`, `.{n,m}`), unanchored: the
+    /// value holds `min` characters in a row, line breaks among them only when
+    /// `newline_too` (the `s` flag). Its automaton grows with n (`.{1000,}` in SigmaHQ's
+    /// long PowerShell command line rule) and the regex engine searched it at ~150,000
+    /// instructions per value; counted, it costs one pass over the value.
+    CharRun {
+        min: usize,
+        newline_too: bool,
+    },
     Cidr {
         network: IpAddr,
         prefix: u8,
@@ -163,6 +172,9 @@ impl Test {
                 None => false,
             },
             Test::Regex(regex, _) => value.text().is_some_and(|text| regex.is_match(&text)),
+            Test::CharRun { min, newline_too } => value
+                .text()
+                .is_some_and(|text| has_char_run(&text, *min, *newline_too)),
             Test::Cidr { network, prefix } => value
                 .text()
                 .and_then(|text| text.trim().parse::<IpAddr>().ok())
@@ -184,6 +196,17 @@ impl Test {
             Test::Any(tests) => tests.iter().any(|t| t.matches(value, lower)),
             Test::Null => value.is_empty(),
         }
+    }
+}
+
+/// Whether `text` holds `min` characters in a row (none of them a line feed unless
+/// `newline_too`): what `.{min,}` matches.
+fn has_char_run(text: &str, min: usize, newline_too: bool) -> bool {
+    let long_enough = |piece: &str| piece.len() >= min && piece.chars().count() >= min;
+    if newline_too {
+        long_enough(text)
+    } else {
+        text.split('\n').any(long_enough)
     }
 }
 
@@ -632,6 +655,13 @@ fn regex_test(value: &SigmaValue, item: &DetectionItem) -> Result<Test, Unsuppor
         return Err(unsupported("the re modifier needs a string"));
     };
     let source = &pattern.original;
+    if let Some(run) = char_run(
+        source,
+        has(item, Modifier::IgnoreCase),
+        has(item, Modifier::DotAll),
+    ) {
+        return Ok(run);
+    }
     let mut builder = regex::RegexBuilder::new(source);
     builder
         .case_insensitive(has(item, Modifier::IgnoreCase))
@@ -648,6 +678,38 @@ fn regex_test(value: &SigmaValue, item: &DetectionItem) -> Result<Test, Unsuppor
         has(item, Modifier::DotAll),
     );
     Ok(Test::Regex(regex, literals))
+}
+
+/// [`Test::CharRun`] when the expression is only a repetition of `.`.
+fn char_run(source: &str, case_insensitive: bool, dot_matches_new_line: bool) -> Option<Test> {
+    use regex_syntax::hir::{Class, HirKind};
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(case_insensitive)
+        .dot_matches_new_line(dot_matches_new_line)
+        .build()
+        .parse(source)
+        .ok()?;
+    let HirKind::Repetition(repetition) = hir.kind() else {
+        return None;
+    };
+    let HirKind::Class(Class::Unicode(class)) = repetition.sub.kind() else {
+        return None;
+    };
+    let ranges: Vec<(char, char)> = class
+        .ranges()
+        .iter()
+        .map(|range| (range.start(), range.end()))
+        .collect();
+    let newline_too = match ranges.as_slice() {
+        [('\0', '\u{10ffff}')] => true,
+        [('\0', '\u{9}'), ('\u{b}', '\u{10ffff}')] => false,
+        _ => return None,
+    };
+    // `.*` and the like match every value: left to the regex.
+    let min = usize::try_from(repetition.min)
+        .ok()
+        .filter(|min| *min > 0)?;
+    Some(Test::CharRun { min, newline_too })
 }
 
 /// Texts one of which every match of the expression starts with, lower-cased (so one
@@ -953,6 +1015,57 @@ mod tests {
         assert!(glob_matches(&parts, "abxc"));
         assert!(!glob_matches(&parts, "abc"));
         assert!(!glob_matches(&parts, "xbyca"));
+    }
+
+    #[test]
+    fn character_runs_match_as_their_regex_does() {
+        let patterns = [
+            (".{3,}", false, true),
+            (".{3}", false, true),
+            (".{2,5}", false, true),
+            (".{3,}", true, true),
+            ("(?s).{3,}", false, true),
+            ("(?i).{4,}", false, true),
+            (".{1000,}", false, true),
+            (".*", false, false),
+            ("a{3,}", false, false),
+            ("^.{3,}$", false, false),
+            (".{3,}x", false, false),
+        ];
+        let texts = [
+            "",
+            "ab",
+            "abc",
+            "ab\nc",
+            "ab\ncd",
+            "abc\n",
+            "\nabc",
+            "é✓𝄞",
+            "é✓",
+            "éé\néé",
+            "a\r\nb",
+            "a\n\nbcd",
+            "x\u{85}y",
+        ];
+        let long = "a".repeat(999) + "\n" + &"b".repeat(1000);
+        for (pattern, dot_all, special) in patterns {
+            let run = char_run(pattern, false, dot_all);
+            assert_eq!(run.is_some(), special, "{pattern}");
+            let Some(run) = run else { continue };
+            let regex = regex::RegexBuilder::new(pattern)
+                .dot_matches_new_line(dot_all)
+                .size_limit(4 << 20)
+                .build()
+                .expect("valid");
+            for text in texts.iter().copied().chain([long.as_str(), &long[..1500]]) {
+                let value = FieldValue::Str(text);
+                assert_eq!(
+                    run.matches(&value, None),
+                    regex.is_match(text),
+                    "{pattern} (s: {dot_all}) on {text:?}"
+                );
+            }
+        }
     }
 
     #[test]
