@@ -94,7 +94,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// What a parser thread makes of one record: everything but the locator, which needs
 /// the file-order view of record ids ([`SeenIds`]).
-struct Decoded {
+pub(crate) struct Decoded {
     record_id: u64,
     timestamp_micros: i64,
     parts: WindowsParts,
@@ -107,7 +107,7 @@ struct Decoded {
 /// fields come from the record's template values when its template is programmed
 /// ([`Programs`]), else from its rendered JSON ([`normalize_windows_text`]); the raw
 /// record, when kept, is the rendered JSON text.
-fn decode(
+pub(crate) fn decode(
     record: evtx::EvtxRecord<'_>,
     keep_raw: bool,
     programs: &mut Option<Programs>,
@@ -119,7 +119,7 @@ fn decode(
         .as_mut()
         .and_then(|programs| programs.decode(&record));
     let from_template = fast.is_some();
-    let (raw, mut parts) = match (fast, keep_raw) {
+    let (raw, parts) = match (fast, keep_raw) {
         (Some(parts), false) => (RawJson::default(), parts),
         (Some(parts), true) => (
             RawJson::from_text(record.into_json()?.data).map_err(invalid)?,
@@ -135,20 +135,47 @@ fn decode(
             (RawJson::default(), parts)
         }
     };
-    // The event's own time (System/TimeCreated); the record header's FILETIME is zero
-    // in some exported logs.
-    let timestamp_micros = parts
-        .time_created
-        .take()
-        .and_then(|t| crate::parse_timestamp(&serde_json::Value::String(t)).ok())
-        .unwrap_or_else(|| header_time.as_microsecond());
-    Ok(Decoded {
+    Ok(Decoded::new(
         record_id,
-        timestamp_micros,
+        header_time.as_microsecond(),
         parts,
         raw,
         from_template,
-    })
+    ))
+}
+
+impl Decoded {
+    pub(crate) fn new(
+        record_id: u64,
+        header_micros: i64,
+        mut parts: WindowsParts,
+        raw: RawJson,
+        from_template: bool,
+    ) -> Decoded {
+        // The event's own time (System/TimeCreated); the record header's FILETIME is
+        // zero in some exported logs.
+        let timestamp_micros = parts
+            .time_created
+            .take()
+            .and_then(|t| crate::parse_timestamp(&serde_json::Value::String(t)).ok())
+            .unwrap_or(header_micros);
+        Decoded {
+            record_id,
+            timestamp_micros,
+            parts,
+            raw,
+            from_template,
+        }
+    }
+
+    pub(crate) fn view(&self) -> RecordView<'_> {
+        RecordView {
+            record_id: self.parts.record_id.unwrap_or(self.record_id),
+            timestamp_micros: self.timestamp_micros,
+            parts: &self.parts,
+            from_template: self.from_template,
+        }
+    }
 }
 
 /// The file's parser: `threads` chunk threads (0: all cores), JSON rendering as
@@ -158,13 +185,16 @@ fn open(
     threads: usize,
 ) -> Result<EvtxParser<std::io::BufReader<std::fs::File>>, ParseError> {
     let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
-    let settings = ParserSettings::new()
-        .num_threads(threads)
-        .separate_json_attributes(false)
-        .indent(false);
     Ok(EvtxParser::from_read_seek(std::io::BufReader::new(file))
         .map_err(|error| ParseError::Evtx(error_chain(&error)))?
-        .with_configuration(settings))
+        .with_configuration(settings(threads)))
+}
+
+fn settings(threads: usize) -> ParserSettings {
+    ParserSettings::new()
+        .num_threads(threads)
+        .separate_json_attributes(false)
+        .indent(false)
 }
 
 /// One record as a parser thread decoded it, before it becomes an [`Event`].
@@ -219,24 +249,35 @@ pub fn inspect_decoded<T: Send + 'static>(
     sink: &mut dyn FnMut(Result<T, Reject>) -> ControlFlow<()>,
 ) -> Result<bool, ParseError> {
     let mut parser = open(path, threads)?;
-    // Cloned by the evtx crate for each chunk: each chunk starts with no programs.
-    let mut programs = decoding.programs();
-    let records = parser.serialized_records(move |record| {
-        let decoded = record.and_then(|record| decode(record, false, &mut programs))?;
-        Ok(inspect(RecordView {
-            record_id: decoded.parts.record_id.unwrap_or(decoded.record_id),
-            timestamp_micros: decoded.timestamp_micros,
-            parts: &decoded.parts,
-            from_template: decoded.from_template,
-        }))
-    });
-    for (ordinal, item) in records.enumerate() {
-        let item = item.map_err(|error| reject_for(&error, ordinal as u64));
-        if sink(item).is_break() {
-            return Ok(true);
+    let mut ordinal = 0u64;
+    let mut sink = |item: evtx::err::Result<T>| {
+        let item = item.map_err(|error| reject_for(&error, ordinal));
+        ordinal += 1;
+        sink(item)
+    };
+    if decoding == Decoding::JsonOnly {
+        let records = parser.serialized_records(move |record| {
+            let decoded = record.and_then(|record| decode(record, false, &mut None))?;
+            Ok(inspect(decoded.view()))
+        });
+        for item in records {
+            if sink(item).is_break() {
+                return Ok(true);
+            }
         }
+        return Ok(false);
     }
-    Ok(false)
+    let settings = std::sync::Arc::new(settings(threads));
+    let workers = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    Ok(crate::evtx_chunks::pipeline(
+        parser.chunks(),
+        workers,
+        |data| crate::evtx_chunks::inspect_chunk(data, &settings, &inspect),
+        &mut sink,
+    ))
 }
 
 pub fn parse(

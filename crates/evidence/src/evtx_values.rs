@@ -62,9 +62,18 @@ impl Programs {
     /// The record's System values and fields, or `None` if its template is not
     /// programmed or one of its values is not in a form this module renders.
     pub(crate) fn decode(&mut self, record: &EvtxRecord<'_>) -> Option<WindowsParts> {
-        let chunk = record.chunk.data;
         let start = usize::try_from(record.binxml_offset).ok()?;
         let end = start.checked_add(usize::try_from(record.binxml_size).ok()?)?;
+        self.decode_at(record.chunk.data, start, end)
+    }
+
+    /// [`Self::decode`] for the record whose BinXML is `chunk[start..end]`.
+    pub(crate) fn decode_at(
+        &mut self,
+        chunk: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Option<WindowsParts> {
         let instance = Instance::read(chunk, start, end)?;
         let offset = instance.definition;
         let program = cached(&mut self.events, offset, || compile_event(chunk, offset))?;
@@ -77,6 +86,12 @@ impl Programs {
 struct Instance {
     definition: u32,
     values: Vec<(u8, usize, usize)>,
+}
+
+/// A value type of the BinXML format: scalars 0x00–0x15, handles, BinXML and XML,
+/// and arrays of the scalars but null.
+fn known_type(kind: u8) -> bool {
+    matches!(kind, 0x00..=0x15 | 0x20 | 0x21 | 0x23 | 0x81..=0x95)
 }
 
 /// Most values one instance may have (real ones have a few dozen).
@@ -112,6 +127,10 @@ impl Instance {
         let descriptors = reader.bytes(count * 4)?;
         let mut values = Vec::with_capacity(count);
         for descriptor in descriptors.as_chunks::<4>().0 {
+            // A type the evtx crate does not know makes it refuse the record.
+            if !known_type(descriptor[2]) {
+                return None;
+            }
             let size = usize::from(u16::from_le_bytes([descriptor[0], descriptor[1]]));
             values.push((descriptor[2], reader.pos, size));
             reader.bytes(size)?;
@@ -790,7 +809,11 @@ fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element<'_>>> {
                     Piece::Text(utf16_text(reader.bytes(count * 2)?)?)
                 } else {
                     let slot = reader.u16()?;
-                    reader.u8()?; // declared type: the record's value says its own
+                    // The declared type: the record's value says its own, but the evtx
+                    // crate refuses a template whose type is not one.
+                    if !known_type(reader.u8()?) {
+                        return None;
+                    }
                     Piece::Slot(slot)
                 };
                 let element = &mut elements[*open.last()?];

@@ -16,6 +16,7 @@
 
 pub mod archive;
 mod csv_source;
+mod evtx_chunks;
 mod evtx_source;
 pub use evtx_source::{Decoding, RecordView, inspect as inspect_evtx, inspect_decoded};
 mod evtx_values;

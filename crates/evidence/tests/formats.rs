@@ -437,11 +437,16 @@ type Decoded = (
     bool,
 );
 
-fn decode_all(path: &Path, decoding: Decoding) -> Vec<Result<Decoded, (String, String)>> {
+/// Every record of `path`, on `threads` parser threads.
+fn decode_all(
+    path: &Path,
+    decoding: Decoding,
+    threads: usize,
+) -> Vec<Result<Decoded, (String, String)>> {
     let mut out = Vec::new();
     casescope_evidence::inspect_decoded(
         path,
-        1,
+        threads,
         decoding,
         |record| {
             let parts = record.parts;
@@ -468,11 +473,12 @@ fn decode_all(path: &Path, decoding: Decoding) -> Vec<Result<Decoded, (String, S
     out
 }
 
-/// Compares the two decodings of `path` record by record; returns (records, records read
-/// from their template values).
+/// Compares the two decodings of `path` record by record (template values on two
+/// threads, the chunks' results put back in order; JSON on one); returns (records,
+/// records read from their template values).
 fn compare_decodings(path: &Path) -> (usize, usize) {
-    let fast = decode_all(path, Decoding::TemplateValues);
-    let json = decode_all(path, Decoding::JsonOnly);
+    let fast = decode_all(path, Decoding::TemplateValues, 2);
+    let json = decode_all(path, Decoding::JsonOnly, 1);
     assert_eq!(fast.len(), json.len(), "{}", path.display());
     let mut from_template = 0;
     for (index, (fast, json)) in fast.iter().zip(&json).enumerate() {
@@ -571,8 +577,8 @@ fn template_values_agree_with_json_on_damaged_files() {
             damaged[at] ^= 1 << (next() % 8);
         }
         let path = write(&dir, &format!("damaged-{copy}.evtx"), &damaged);
-        let fast = decode_all(&path, Decoding::TemplateValues);
-        let json = decode_all(&path, Decoding::JsonOnly);
+        let fast = decode_all(&path, Decoding::TemplateValues, 2);
+        let json = decode_all(&path, Decoding::JsonOnly, 1);
         assert_eq!(
             fast.len(),
             json.len(),
