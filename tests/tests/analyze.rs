@@ -60,7 +60,7 @@ fn analyze_prints_the_detections_the_engine_finds_and_leaves_nothing_behind() {
                 .evaluate(&EventRef {
                     channel: event.channel.as_deref(),
                     event_code: event.event_code,
-                    fields: &event.fields,
+                    fields: (&event.fields).into(),
                 })
                 .len();
         }

@@ -68,7 +68,7 @@ fn engine_matches(rules: &RuleSet, path: &Path) -> BTreeSet<(String, u64)> {
             for index in rules.evaluate(&EventRef {
                 channel: event.channel.as_deref(),
                 event_code: event.event_code,
-                fields: &event.fields,
+                fields: (&event.fields).into(),
             }) {
                 if rules.reports_matches(index) {
                     found.insert((

@@ -499,7 +499,7 @@ fn analyze_evtx(
                 event_code: parts.event_code,
                 record_id: Some(record.record_id),
                 timestamp_micros: record.timestamp_micros,
-                fields: &parts.fields,
+                fields: parts.all_fields(),
             };
             evaluate_event(&rules, &record, &display, &mut found, &mut hits);
             (found, hits)
@@ -532,7 +532,7 @@ struct Record<'a> {
     event_code: Option<u32>,
     record_id: Option<u64>,
     timestamp_micros: i64,
-    fields: &'a serde_json::Map<String, serde_json::Value>,
+    fields: casescope_evidence::Fields<'a>,
 }
 
 impl<'a> Record<'a> {
@@ -543,7 +543,7 @@ impl<'a> Record<'a> {
             event_code: event.event_code,
             record_id: event.record_id,
             timestamp_micros: event.timestamp_micros,
-            fields: &event.fields,
+            fields: (&event.fields).into(),
         }
     }
 }

@@ -101,7 +101,7 @@ pub(crate) fn inspect_chunk<T>(
             })];
         }
     };
-    let mut programs = Some(Programs::default());
+    let mut programs = Some(Programs::giving_pairs());
     let Some(walked) = walked else {
         return chunk
             .iter()

@@ -19,7 +19,10 @@
 //! returns `None` and goes through the JSON path
 //! (`crates/evidence/tests/formats.rs` compares both paths record by record).
 
-use crate::normalize::{SystemValues, WindowsParts, put_data_value, windows_system_parts};
+use crate::normalize::{
+    FieldName, MAX_FIELDS, SYSTEM_FIELD_NAMES, SystemValues, WindowsParts, put_data_value,
+    system_parts, windows_system_parts,
+};
 use evtx::EvtxRecord;
 use evtx::binxml::value_variant::{FileTime, SysTime};
 use serde_json::Value;
@@ -36,6 +39,18 @@ pub(crate) struct Programs {
     events: HashMap<u32, Option<Arc<Program>>>,
     /// Definitions of data sections held in a value of the event (`EventData` roots).
     sections: HashMap<u32, Option<Arc<Vec<DataValue>>>>,
+    /// Hand the fields over as pairs ([`WindowsParts::pairs`]) rather than a map.
+    pairs: bool,
+}
+
+impl Programs {
+    /// Programs whose records hand their fields over as pairs.
+    pub(crate) fn giving_pairs() -> Programs {
+        Programs {
+            pairs: true,
+            ..Programs::default()
+        }
+    }
 }
 
 /// Most template definitions compiled per chunk; later ones go through the JSON path.
@@ -291,15 +306,17 @@ impl Program {
         // Every value is rendered before any field is made, so a value this module does
         // not render leaves nothing half done.
         match &self.data {
-            DataSection::None => Some(finish(system, &[], Vec::new())),
+            DataSection::None => Some(finish(system, &[], Vec::new(), programs.pairs)),
             DataSection::Inline(names) => {
                 let data = data_values(names, instance, chunk)?;
-                Some(finish(system, names, data))
+                Some(finish(system, names, data, programs.pairs))
             }
             DataSection::Nested(slot) => {
                 let (kind, bytes) = instance.value(chunk, *slot)?;
                 match (kind, bytes.is_empty()) {
-                    (0x00, _) | (0x21, true) => Some(finish(system, &[], Vec::new())),
+                    (0x00, _) | (0x21, true) => {
+                        Some(finish(system, &[], Vec::new(), programs.pairs))
+                    }
                     (0x21, false) => {
                         let (_, at, size) = instance.values[usize::from(*slot)];
                         let nested = Instance::read(chunk, at, at + size)?;
@@ -308,7 +325,7 @@ impl Program {
                             compile_section(chunk, offset)
                         })?;
                         let data = data_values(&names, &nested, chunk)?;
-                        Some(finish(system, &names, data))
+                        Some(finish(system, &names, data, programs.pairs))
                     }
                     _ => None,
                 }
@@ -355,8 +372,33 @@ fn emptiness(kind: u8, bytes: &[u8]) -> Emptiness {
     }
 }
 
-/// The fields of `system` and the named data values.
-fn finish(system: SystemValues, names: &[DataValue], data: Vec<Value>) -> WindowsParts {
+/// The fields of `system` and the named data values: as pairs when `pairs` and no
+/// data name is a System field's, as a map otherwise (`put_data_value` renames such a
+/// value).
+fn finish(
+    system: SystemValues,
+    names: &[DataValue],
+    data: Vec<Value>,
+    pairs: bool,
+) -> WindowsParts {
+    if pairs && data.len() <= MAX_FIELDS - SYSTEM_FIELD_NAMES.len() {
+        let clash = names
+            .iter()
+            .any(|(name, _)| SYSTEM_FIELD_NAMES.contains(&name.as_str()));
+        if !clash {
+            let mut list: Vec<(FieldName, Value)> =
+                Vec::with_capacity(SYSTEM_FIELD_NAMES.len() + data.len());
+            let mut parts = system_parts(system, &mut |name, value| {
+                list.push((FieldName::Borrowed(name), value));
+            });
+            // Names are unique within a programmed template.
+            for ((name, _), value) in names.iter().zip(data) {
+                list.push((FieldName::Owned(name.clone()), value));
+            }
+            parts.pairs = Some(list);
+            return parts;
+        }
+    }
     let mut parts = windows_system_parts(Some(system), data.len());
     for ((name, _), value) in names.iter().zip(data) {
         put_data_value(&mut parts.fields, name.clone(), value);

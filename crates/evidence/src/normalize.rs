@@ -104,6 +104,92 @@ pub struct WindowsParts {
     pub record_id: Option<u64>,
     pub time_created: Option<String>,
     pub fields: Map<String, Value>,
+    /// The fields as name–value pairs instead of `fields` (which is then empty): how
+    /// records read from their template values are handed to `inspect` callers, with
+    /// no map built (see [`WindowsParts::all_fields`]).
+    pub pairs: Option<Vec<(FieldName, Value)>>,
+}
+
+impl WindowsParts {
+    /// The record's fields, wherever they are.
+    pub fn all_fields(&self) -> Fields<'_> {
+        match &self.pairs {
+            Some(pairs) => Fields::Pairs(pairs),
+            None => Fields::Map(&self.fields),
+        }
+    }
+}
+
+/// A field name: a System field's, or one read from the record.
+pub type FieldName = std::borrow::Cow<'static, str>;
+
+/// An event's flattened fields: a map, or name–value pairs in which no name occurs
+/// twice (looked up by a scan: a record has a few dozen).
+#[derive(Debug, Clone, Copy)]
+pub enum Fields<'a> {
+    Map(&'a Map<String, Value>),
+    Pairs(&'a [(FieldName, Value)]),
+}
+
+impl<'a> From<&'a Map<String, Value>> for Fields<'a> {
+    fn from(map: &'a Map<String, Value>) -> Self {
+        Fields::Map(map)
+    }
+}
+
+impl<'a> Fields<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Fields::Map(map) => map.len(),
+            Fields::Pairs(pairs) => pairs.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        match self {
+            Fields::Map(map) => map.get(name),
+            Fields::Pairs(pairs) => pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        }
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every field, in order.
+    pub fn iter(&self) -> FieldsIter<'a> {
+        match self {
+            Fields::Map(map) => FieldsIter::Map(map.iter()),
+            Fields::Pairs(pairs) => FieldsIter::Pairs(pairs.iter()),
+        }
+    }
+
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect()
+    }
+}
+
+/// The iterator of [`Fields::iter`].
+pub enum FieldsIter<'a> {
+    Map(serde_json::map::Iter<'a>),
+    Pairs(std::slice::Iter<'a, (FieldName, Value)>),
+}
+
+impl<'a> Iterator for FieldsIter<'a> {
+    type Item = (&'a str, &'a Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            FieldsIter::Map(iter) => iter.next().map(|(n, v)| (n.as_str(), v)),
+            FieldsIter::Pairs(iter) => iter.next().map(|(n, v)| (n.as_ref(), v)),
+        }
+    }
 }
 
 fn text_of(value: &Value) -> Option<String> {
@@ -425,15 +511,46 @@ pub fn normalize_windows_values(
 
 /// The parts of a record's System values, with room in the fields for `data_len` more.
 pub(crate) fn windows_system_parts(system: Option<SystemValues>, data_len: usize) -> WindowsParts {
-    let mut parts = WindowsParts {
-        fields: Map::with_capacity(SYSTEM_FIELDS + data_len.min(MAX_FIELDS)),
-        ..WindowsParts::default()
+    let mut fields = Map::with_capacity(SYSTEM_FIELDS + data_len.min(MAX_FIELDS));
+    let mut parts = match system {
+        Some(system) => system_parts(system, &mut |name, value| {
+            fields.insert(name.to_string(), value);
+        }),
+        None => WindowsParts::default(),
     };
-    if let Some(system) = system {
-        let fields = &mut parts.fields;
-        let mut put = |name: &str, value: Option<Value>| {
+    parts.fields = fields;
+    parts
+}
+
+/// The names of the fields [`system_parts`] makes.
+pub(crate) const SYSTEM_FIELD_NAMES: [&str; 14] = [
+    "EventID",
+    "Provider_Name",
+    "Provider_Guid",
+    "Channel",
+    "Computer",
+    "Level",
+    "EventRecordID",
+    "Task",
+    "Opcode",
+    "Keywords",
+    "Version",
+    "Execution_ProcessID",
+    "Execution_ThreadID",
+    "Security_UserID",
+];
+
+/// The System values as a record's header values, each System field handed to `field`
+/// in order (the parts' `fields` left empty).
+pub(crate) fn system_parts(
+    system: SystemValues,
+    field: &mut dyn FnMut(&'static str, Value),
+) -> WindowsParts {
+    let mut parts = WindowsParts::default();
+    {
+        let mut put = |name: &'static str, value: Option<Value>| {
             if let Some(value) = value {
-                fields.insert(name.to_string(), value);
+                field(name, value);
             }
         };
         parts.event_code = system
@@ -839,6 +956,29 @@ pub fn promote_common_fields(fields: &Map<String, Value>) -> WindowsParts {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_system_field_names_are_those_system_parts_makes() {
+        let some = |v: Value| Some(v);
+        let system = SystemValues {
+            event_id: some(json!(4624)),
+            channel: some(json!("Security")),
+            computer: some(json!("host")),
+            level: some(json!(0)),
+            record_id: some(json!(7)),
+            task: some(json!(12544)),
+            opcode: some(json!(0)),
+            keywords: some(json!("0x8020000000000000")),
+            version: some(json!(2)),
+            provider: [some(json!("P")), some(json!("{guid}"))],
+            execution: [some(json!(4)), some(json!(8))],
+            security: [some(json!("S-1-5-18")), None],
+            time_created: [some(json!("2024-01-01T00:00:00.0000000Z")), None],
+        };
+        let mut names = Vec::new();
+        system_parts(system, &mut |name, _| names.push(name));
+        assert_eq!(names, SYSTEM_FIELD_NAMES);
+    }
 
     #[test]
     fn windows_records_expose_system_and_event_data() {

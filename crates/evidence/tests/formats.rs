@@ -380,7 +380,7 @@ fn inspected_records_are_the_events_parse_file_makes() {
                     record.parts.event_code,
                     record.parts.channel.clone(),
                     record.parts.computer.clone(),
-                    record.parts.fields.clone(),
+                    record.parts.all_fields().to_map(),
                 )
             },
             &mut |item| {
@@ -460,7 +460,7 @@ fn decode_all(
                     parts.computer.clone(),
                 ],
                 parts.level,
-                serde_json::to_string(&parts.fields).unwrap(),
+                serde_json::to_string(&parts.all_fields().to_map()).unwrap(),
                 record.from_template,
             )
         },

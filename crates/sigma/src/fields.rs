@@ -3,6 +3,7 @@
 //! Security 4688 event).
 
 use crate::matcher::EventFields;
+use casescope_evidence::Fields;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -106,7 +107,7 @@ impl<'a> FieldValue<'a> {
 
 /// An event's flattened fields, read through a logsource's aliases.
 pub struct FieldsView<'a> {
-    pub fields: &'a Map<String, Value>,
+    pub fields: Fields<'a>,
     /// Sigma field name → the event's field name, for this event's logsource.
     pub aliases: Option<&'a crate::logsource::Aliases>,
     /// Other names of fields, as Sigma rules write them: `Threat Name` as `ThreatName`,
@@ -175,8 +176,8 @@ impl<'a> Lowered<'a> {
 }
 
 /// Whether some field of the event has another name for rules ([`other_names`]).
-pub fn has_other_names(fields: &Map<String, Value>) -> bool {
-    fields.keys().any(|k| has_space_or_dot(k.as_bytes()))
+pub fn has_other_names(fields: Fields<'_>) -> bool {
+    fields.iter().any(|(k, _)| has_space_or_dot(k.as_bytes()))
 }
 
 /// Whether `bytes` holds a space or a dot, eight bytes at a time (every event's field
@@ -203,19 +204,19 @@ fn has_space_or_dot(bytes: &[u8]) -> bool {
 
 /// The names Sigma rules use for fields whose event names hold spaces or a UserData
 /// wrapper; `None` when the event has no such field (the common case).
-pub fn other_names(fields: &Map<String, Value>) -> Option<HashMap<String, &Value>> {
+pub fn other_names(fields: Fields<'_>) -> Option<HashMap<String, &Value>> {
     if !has_other_names(fields) {
         return None;
     }
     let mut names = HashMap::new();
-    for (key, value) in fields {
+    for (key, value) in fields.iter() {
         let leaf = key.rsplit('.').next().unwrap_or(key);
         for candidate in [
             key.replace(' ', ""),
             leaf.to_string(),
             leaf.replace(' ', ""),
         ] {
-            if candidate != *key && !fields.contains_key(&candidate) {
+            if candidate != key && !fields.contains_key(&candidate) {
                 names.entry(candidate).or_insert(value);
             }
         }
@@ -242,7 +243,7 @@ impl EventFields for FieldsView<'_> {
 
     fn each_value(&self, visit: &mut dyn FnMut(FieldValue<'_>, Option<&str>) -> bool) -> bool {
         self.fields.iter().any(|(name, value)| {
-            let lower = self.lowered.and_then(|l| l.get(name.as_str()));
+            let lower = self.lowered.and_then(|l| l.get(name));
             visit(FieldValue::of(value), lower)
         })
     }

@@ -957,7 +957,7 @@ mod tests {
         let matcher = compile_item(&item, item.field.name.clone()).expect("compiles");
         let fields = event.as_object().cloned().unwrap_or_default();
         matcher.matches(&FieldsView {
-            fields: &fields,
+            fields: (&fields).into(),
             aliases: None,
             other_names: None,
             lowered: None,

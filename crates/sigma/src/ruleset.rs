@@ -6,6 +6,7 @@
 use crate::compile::{Literal, Program, compile};
 use crate::fields::FieldsView;
 use crate::logsource::{LogsourceMapping, Scope, describe};
+use casescope_evidence::Fields;
 use rsigma_parser::{SigmaRule, parse_sigma_yaml};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -138,7 +139,7 @@ impl Rule {
 pub struct EventRef<'a> {
     pub channel: Option<&'a str>,
     pub event_code: Option<u32>,
-    pub fields: &'a serde_json::Map<String, serde_json::Value>,
+    pub fields: Fields<'a>,
 }
 
 type Aliases = Arc<crate::logsource::Aliases>;
@@ -1071,7 +1072,7 @@ impl RuleSet {
             values.push(crate::scan::Value { start, end, name });
             Some((start, end))
         };
-        for (name, value) in event.fields {
+        for (name, value) in event.fields.iter() {
             let range = if let serde_json::Value::Array(items) = value {
                 for item in items {
                     push(haystack, name, item);
@@ -1080,7 +1081,7 @@ impl RuleSet {
             } else {
                 push(haystack, name, value)
             };
-            slots.insert(name.as_str(), crate::fields::Slot { value, range });
+            slots.insert(name, crate::fields::Slot { value, range });
         }
         // Fields found under other names (spaces, UserData paths) are not tied to one
         // value here: their literals count wherever they occur.
@@ -1166,7 +1167,7 @@ mod tests {
         let event = EventRef {
             channel: Some(channel),
             event_code: Some(code),
-            fields: &fields,
+            fields: (&fields).into(),
         };
         set.evaluate(&event)
             .into_iter()

@@ -106,7 +106,7 @@ fn hits(set: &RuleSet, events: &[(&str, i64, u32, serde_json::Value)]) -> Vec<Ba
         let event = EventRef {
             channel: Some("Security"),
             event_code: Some(*code),
-            fields: &fields,
+            fields: (&fields).into(),
         };
         for rule in set.evaluate(&event) {
             let values = set

@@ -25,7 +25,7 @@ fn fired(set: &RuleSet, channel: &str, code: Option<u32>, fields: Value) -> Vec<
     let event = EventRef {
         channel: Some(channel),
         event_code: code,
-        fields: &fields,
+        fields: (&fields).into(),
     };
     let mut titles: Vec<String> = set
         .evaluate(&event)

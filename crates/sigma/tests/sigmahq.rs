@@ -183,7 +183,7 @@ fn every_loaded_rule_fires_on_its_sigmahq_regression_sample() {
                 let view = EventRef {
                     channel: event.channel.as_deref(),
                     event_code: event.event_code,
-                    fields: &event.fields,
+                    fields: (&event.fields).into(),
                 };
                 if set.evaluate(&view).contains(&rule_index) {
                     matches += 1;
@@ -277,7 +277,7 @@ fn parity_with_chainsaw_on_evtx_attack_samples() {
                 let view = EventRef {
                     channel: event.channel.as_deref(),
                     event_code: event.event_code,
-                    fields: &event.fields,
+                    fields: (&event.fields).into(),
                 };
                 for index in set.evaluate(&view) {
                     // Chainsaw reports System/EventRecordID.

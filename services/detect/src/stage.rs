@@ -231,7 +231,7 @@ fn evaluate_batch(
         let view = EventRef {
             channel: (!event.channel.is_empty()).then_some(event.channel.as_str()),
             event_code: event.event_code,
-            fields: &fields,
+            fields: (&fields).into(),
         };
         let matched = compiled.set.evaluate(&view);
         if matched.is_empty() {
