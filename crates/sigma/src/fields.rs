@@ -75,6 +75,12 @@ impl<'a> FieldValue<'a> {
             FieldValue::Number(n) => n.as_f64(),
             FieldValue::Str(s) => {
                 let s = s.trim();
+                // Plain decimal digits, the usual case (event codes, logon types, ports
+                // as text), without the float parser: exact below 10^15.
+                if (1..=15).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+                    let n = s.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+                    return Some(n as f64);
+                }
                 match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
                     Some(hex) => u64::from_str_radix(hex, 16).ok().map(|n| n as f64),
                     None => s.parse().ok(),
@@ -271,6 +277,36 @@ impl EventFields for FieldsView<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decimal_text_reads_as_the_float_parser_reads_it() {
+        for text in [
+            "0",
+            "7",
+            "007",
+            "4624",
+            " 3 ",
+            "65535",
+            "999999999999999",
+            "1000000000000000",
+            "18446744073709551615",
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            "0x10",
+            "12a",
+            "٣",
+        ] {
+            let parsed = text.trim().parse::<f64>().ok().or_else(|| {
+                u64::from_str_radix(text.trim().strip_prefix("0x")?, 16)
+                    .ok()
+                    .map(|n| n as f64)
+            });
+            assert_eq!(super::FieldValue::Str(text).number(), parsed, "{text:?}");
+        }
+    }
+
     #[test]
     fn spaces_and_dots_are_found_wherever_they_are() {
         let naive = |bytes: &[u8]| bytes.iter().any(|&b| b == b' ' || b == b'.');
