@@ -60,7 +60,7 @@ const MAX_PROGRAMS: usize = 256;
 fn cached<T>(
     map: &mut HashMap<u32, Option<Arc<T>>>,
     offset: u32,
-    compile: impl FnOnce() -> Option<T>,
+    compile: impl FnOnce() -> Option<Arc<T>>,
 ) -> Option<Arc<T>> {
     if let Some(program) = map.get(&offset) {
         return program.clone();
@@ -68,8 +68,61 @@ fn cached<T>(
     if map.len() >= MAX_PROGRAMS {
         return None;
     }
-    let program = compile().map(Arc::new);
+    let program = compile();
     map.insert(offset, program.clone());
+    program
+}
+
+/// Programs compiled on this thread, by their definition's key ([`definition_key`]):
+/// a chunk's first record of each event type carries its template, so each chunk
+/// (~55 records of the synthetic logs) would compile the same programs again.
+#[derive(Default)]
+struct Shared {
+    events: ByKey<Program>,
+    sections: ByKey<Vec<DataValue>>,
+    /// Key bytes held: both maps are emptied past [`MAX_SHARED_BYTES`].
+    bytes: usize,
+}
+
+/// Programs by definition key. Fx-hashed (keys are a few KiB): a crafted log could
+/// make keys collide, which slows lookups in a map this size but changes no result
+/// (keys are compared whole).
+type ByKey<T> = HashMap<Vec<u8>, Option<Arc<T>>, rustc_hash::FxBuildHasher>;
+
+/// Key bytes the per-thread cache holds at most (its programs are smaller still).
+const MAX_SHARED_BYTES: usize = 8 << 20;
+
+thread_local! {
+    static SHARED: std::cell::RefCell<Shared> = std::cell::RefCell::default();
+}
+
+/// The program of the definition at `offset` from this thread's cache, compiled by
+/// `compile` when no definition with its key was; `pick` chooses the cache's map.
+fn shared<T>(
+    chunk: &[u8],
+    offset: u32,
+    pick: fn(&mut Shared) -> &mut ByKey<T>,
+    compile: impl FnOnce() -> Option<T>,
+) -> Option<Arc<T>> {
+    let Some(key) = definition_key(chunk, offset) else {
+        return compile().map(Arc::new);
+    };
+    let known = SHARED.with(|shared| {
+        let mut shared = shared.borrow_mut();
+        pick(&mut shared).get(&key).cloned()
+    });
+    if let Some(program) = known {
+        return program;
+    }
+    let program = compile().map(Arc::new);
+    SHARED.with(|shared| {
+        let mut shared = shared.borrow_mut();
+        if shared.bytes + key.len() > MAX_SHARED_BYTES {
+            *shared = Shared::default();
+        }
+        shared.bytes += key.len();
+        pick(&mut shared).insert(key, program.clone());
+    });
     program
 }
 
@@ -91,7 +144,14 @@ impl Programs {
     ) -> Option<WindowsParts> {
         let instance = Instance::read(chunk, start, end)?;
         let offset = instance.definition;
-        let program = cached(&mut self.events, offset, || compile_event(chunk, offset))?;
+        let program = cached(&mut self.events, offset, || {
+            shared(
+                chunk,
+                offset,
+                |shared| &mut shared.events,
+                || compile_event(chunk, offset),
+            )
+        })?;
         program.run(&instance, chunk, self)
     }
 }
@@ -322,7 +382,12 @@ impl Program {
                         let nested = Instance::read(chunk, at, at + size)?;
                         let offset = nested.definition;
                         let names = cached(&mut programs.sections, offset, || {
-                            compile_section(chunk, offset)
+                            shared(
+                                chunk,
+                                offset,
+                                |shared| &mut shared.sections,
+                                || compile_section(chunk, offset),
+                            )
                         })?;
                         let data = data_values(&names, &nested, chunk)?;
                         Some(finish(system, &names, data, programs.pairs))
@@ -750,6 +815,11 @@ impl<'a> Reader<'a> {
 /// The elements of the template definition at `offset` in `chunk`, or `None` if its
 /// shape is left to the JSON path (or it cannot be read: the JSON path says why).
 fn definition(chunk: &[u8], offset: u32) -> Option<Vec<Element<'_>>> {
+    read_elements(body(chunk, offset)?)
+}
+
+/// A reader of the body of the template definition at `offset`.
+fn body(chunk: &[u8], offset: u32) -> Option<Reader<'_>> {
     let mut header = Reader {
         data: chunk,
         pos: offset as usize,
@@ -758,12 +828,112 @@ fn definition(chunk: &[u8], offset: u32) -> Option<Vec<Element<'_>>> {
     header.bytes(20)?; // next definition, GUID
     let size = header.u32()? as usize;
     let start = (offset as usize).checked_add(DEFINITION_HEADER)?;
-    let body = chunk.get(..start.checked_add(size)?)?;
-    read_elements(Reader {
-        data: body,
+    Some(Reader {
+        data: chunk.get(..start.checked_add(size)?)?,
         pos: start,
         names: MAX_NAME_BYTES,
     })
+}
+
+/// What a definition's program depends on: its tokens, with names and texts as read
+/// rather than where they are (`None` if they cannot be read). A template recurs in
+/// every chunk of a log, each time at another offset with its names elsewhere, and
+/// has the same key each time.
+fn definition_key(chunk: &[u8], offset: u32) -> Option<Vec<u8>> {
+    let mut reader = body(chunk, offset)?;
+    let mut key = Vec::with_capacity(reader.data.len().saturating_sub(reader.pos));
+    let text = |key: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
+        key.push(tag);
+        key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        key.extend_from_slice(bytes);
+    };
+    each_token(&mut reader, &mut |token| {
+        match token {
+            Token::Open { dependency, name } => {
+                text(&mut key, 0x01, name.0);
+                key.extend_from_slice(&dependency.to_le_bytes());
+            }
+            Token::Attribute(name) => text(&mut key, 0x06, name.0),
+            Token::StartEnd => key.push(0x02),
+            Token::Close(token) => key.push(token),
+            Token::Text(units) => text(&mut key, 0x05, units),
+            Token::Slot(slot) => {
+                key.push(0x0d);
+                key.extend_from_slice(&slot.to_le_bytes());
+            }
+        }
+        Some(())
+    })?;
+    Some(key)
+}
+
+/// One token of a template definition.
+enum Token<'a> {
+    /// An element's start, `<name`.
+    Open {
+        dependency: u16,
+        name: Name<'a>,
+    },
+    Attribute(Name<'a>),
+    /// The `>` after an element's attributes.
+    StartEnd,
+    /// `/>` (0x03) or `</name>` (0x04).
+    Close(u8),
+    /// Literal text, as UTF-16LE.
+    Text(&'a [u8]),
+    /// A substitution: the instance's value `slot`.
+    Slot(u16),
+}
+
+/// Reads a definition's tokens up to its end, handing each to `visit`; `None` at a
+/// token, text type or value type this module does not read (or that `visit` refuses).
+fn each_token<'a>(
+    reader: &mut Reader<'a>,
+    visit: &mut impl FnMut(Token<'a>) -> Option<()>,
+) -> Option<()> {
+    loop {
+        let token = reader.u8()?;
+        let token = match token {
+            0x00 => return Some(()),
+            0x0f => {
+                reader.bytes(3)?;
+                continue;
+            }
+            0x01 | 0x41 => {
+                let dependency = reader.u16()?;
+                reader.u32()?; // size
+                let name = reader.name()?;
+                if token & 0x40 != 0 {
+                    reader.u32()?; // attribute list size
+                }
+                Token::Open { dependency, name }
+            }
+            0x06 | 0x46 => Token::Attribute(reader.name()?),
+            0x02 => Token::StartEnd,
+            0x03 | 0x04 => Token::Close(token),
+            0x05 | 0x45 => {
+                // Literal text; other literal types are left to the JSON path.
+                if reader.u8()? != 0x01 {
+                    return None;
+                }
+                let count = usize::from(reader.u16()?);
+                Token::Text(reader.bytes(count * 2)?)
+            }
+            0x0d | 0x0e => {
+                let slot = reader.u16()?;
+                // The declared type: the record's value says its own, but the evtx
+                // crate refuses a template whose type is not one.
+                if !known_type(reader.u8()?) {
+                    return None;
+                }
+                Token::Slot(slot)
+            }
+            // CDATA, character and entity references, processing instructions, nested
+            // instances: left to the JSON path.
+            _ => return None,
+        };
+        visit(token)?;
+    }
 }
 
 /// The program of an event's template definition.
@@ -790,22 +960,11 @@ fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element<'_>>> {
     let mut open: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
     // Attributes are being read (between an element's start and its `>`).
     let mut in_start = false;
-    loop {
-        let token = reader.u8()?;
+    each_token(&mut reader, &mut |token| {
         match token {
-            0x00 => break,
-            0x0f => {
-                reader.bytes(3)?;
-            }
-            0x01 | 0x41 => {
+            Token::Open { dependency, name } => {
                 if elements.len() >= MAX_ELEMENTS || open.len() >= MAX_DEPTH || in_start {
                     return None;
-                }
-                let dependency = reader.u16()?;
-                reader.u32()?; // size
-                let name = reader.name()?;
-                if token & 0x40 != 0 {
-                    reader.u32()?; // attribute list size
                 }
                 let index = elements.len();
                 match open.last() {
@@ -821,59 +980,58 @@ fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element<'_>>> {
                 open.push(index);
                 in_start = true;
             }
-            0x06 | 0x46 => {
+            Token::Attribute(name) => {
                 if !in_start {
                     return None;
                 }
-                let name = reader.name()?;
                 elements[*open.last()?].attributes.push((name, Vec::new()));
             }
-            0x02 => {
+            Token::StartEnd => {
                 if !in_start {
                     return None;
                 }
                 in_start = false;
             }
-            0x03 | 0x04 => {
+            Token::Close(token) => {
                 if (token == 0x03) != in_start {
                     return None;
                 }
                 in_start = false;
                 open.pop()?;
             }
-            0x05 | 0x45 | 0x0d | 0x0e => {
-                let piece = if token & 0x0f == 0x05 {
-                    // Literal text; other literal types are left to the JSON path.
-                    if reader.u8()? != 0x01 {
-                        return None;
-                    }
-                    let count = usize::from(reader.u16()?);
-                    Piece::Text(utf16_text(reader.bytes(count * 2)?)?)
-                } else {
-                    let slot = reader.u16()?;
-                    // The declared type: the record's value says its own, but the evtx
-                    // crate refuses a template whose type is not one.
-                    if !known_type(reader.u8()?) {
-                        return None;
-                    }
-                    Piece::Slot(slot)
-                };
-                let element = &mut elements[*open.last()?];
-                if in_start {
-                    element.attributes.last_mut()?.1.push(piece);
-                } else {
-                    element.content.push(piece);
-                }
+            Token::Text(units) => {
+                add_piece(
+                    &mut elements,
+                    &open,
+                    in_start,
+                    Piece::Text(utf16_text(units)?),
+                )?;
             }
-            // CDATA, character and entity references, processing instructions, nested
-            // instances: left to the JSON path.
-            _ => return None,
+            Token::Slot(slot) => add_piece(&mut elements, &open, in_start, Piece::Slot(slot))?,
         }
-    }
+        Some(())
+    })?;
     if !open.is_empty() || elements.is_empty() {
         return None;
     }
     Some(elements)
+}
+
+/// Adds `piece` to the open element: to its last attribute while its start is being
+/// read, else to its content.
+fn add_piece(
+    elements: &mut [Element<'_>],
+    open: &[usize],
+    in_start: bool,
+    piece: Piece,
+) -> Option<()> {
+    let element = &mut elements[*open.last()?];
+    if in_start {
+        element.attributes.last_mut()?.1.push(piece);
+    } else {
+        element.content.push(piece);
+    }
+    Some(())
 }
 
 /// One piece or none: the value of an attribute or a leaf element.
@@ -1074,6 +1232,54 @@ mod tests {
                 raw_json(0x01, &utf16(long)),
                 Some(Value::String(long.to_string()))
             );
+        }
+    }
+
+    #[test]
+    fn a_template_has_one_key_in_every_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synthetic.evtx");
+        casescope_synth::write_evtx_file(&path, casescope_synth::realistic_events(3_000, 5))
+            .unwrap();
+        let mut parser = evtx::EvtxParser::from_path(&path).unwrap();
+        // Key → the (chunk, offset) places of definitions with it.
+        let mut places: HashMap<Vec<u8>, Vec<(usize, u32)>> = HashMap::new();
+        let settings = Arc::new(evtx::ParserSettings::new());
+        for (number, data) in parser.chunks().enumerate() {
+            let mut data = data.unwrap();
+            let mut chunk = data.parse(Arc::clone(&settings)).unwrap();
+            let bytes = chunk.data;
+            for record in chunk.iter() {
+                let record = record.unwrap();
+                let start = record.binxml_offset as usize;
+                let instance =
+                    Instance::read(bytes, start, start + record.binxml_size as usize).unwrap();
+                let key = definition_key(bytes, instance.definition).unwrap();
+                let place = (number, instance.definition);
+                let seen = places.entry(key).or_default();
+                if !seen.contains(&place) {
+                    seen.push(place);
+                }
+            }
+        }
+        // Templates recur across chunks at other offsets, under one key.
+        let moved = places.values().filter(|places| {
+            places
+                .iter()
+                .any(|(chunk, offset)| places.iter().any(|(c, o)| c != chunk && o != offset))
+        });
+        assert!(
+            moved.count() >= 2,
+            "{:?}",
+            places.values().collect::<Vec<_>>()
+        );
+        // Different templates, different keys: no chunk has two definitions under one.
+        for places in places.values() {
+            let mut chunks: Vec<usize> = places.iter().map(|(chunk, _)| *chunk).collect();
+            chunks.sort_unstable();
+            let all = chunks.len();
+            chunks.dedup();
+            assert_eq!(chunks.len(), all, "{places:?}");
         }
     }
 
