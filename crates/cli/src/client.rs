@@ -83,6 +83,7 @@ pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
         tonic::Code::DeadlineExceeded => "timed out",
         tonic::Code::DataLoss => "data loss",
         tonic::Code::AlreadyExists => "already exists",
+        tonic::Code::ResourceExhausted => "server out of resources",
         _ => "server error",
     };
     anyhow!("{code}: {}", status.message())

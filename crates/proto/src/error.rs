@@ -46,6 +46,13 @@ pub enum ApiError {
         reason: &'static str,
         message: String,
     },
+    /// The server is out of a resource the caller cannot fix by retrying at once
+    /// (storage): the operator must act.
+    #[error("{message}")]
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+    },
     #[error("internal error (see server logs, reference {reference})")]
     Internal { reference: String },
     #[error("{message}")]
@@ -92,6 +99,27 @@ impl ApiError {
         error
     }
 
+    /// A file-system failure while `context` (e.g. "write upload"): a full disk or
+    /// quota is said as such, since an operator must free space (the cause is logged);
+    /// anything else is an internal failure.
+    pub fn io_logged(context: &str, error: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        if matches!(
+            error.kind(),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+        ) {
+            tracing::error!(%error, "{context}: out of storage");
+            return ApiError::ResourceExhausted {
+                reason: "STORAGE_FULL",
+                message: format!(
+                    "the server is out of storage ({context}: {error}); free space in its \
+                     data directory and try again"
+                ),
+            };
+        }
+        Self::internal_logged(context, error)
+    }
+
     /// An internal failure: logs nothing itself; the caller logs `reference` with the cause.
     pub fn internal() -> Self {
         let nanos = std::time::SystemTime::now()
@@ -114,6 +142,7 @@ impl ApiError {
             ApiError::Aborted { reason, .. } => (tonic::Code::Aborted, reason),
             ApiError::Unavailable { .. } => (tonic::Code::Unavailable, "UNAVAILABLE"),
             ApiError::DataLoss { reason, .. } => (tonic::Code::DataLoss, reason),
+            ApiError::ResourceExhausted { reason, .. } => (tonic::Code::ResourceExhausted, reason),
             ApiError::Internal { .. } => (tonic::Code::Internal, "INTERNAL"),
             ApiError::Unimplemented { .. } => (tonic::Code::Unimplemented, "UNIMPLEMENTED"),
         }
@@ -178,6 +207,25 @@ mod tests {
         assert_eq!(detail.reason, "NAME_EMPTY");
         assert_eq!(detail.violations.len(), 1);
         assert_eq!(detail.violations[0].field, "name");
+    }
+
+    #[test]
+    fn a_full_disk_is_said_as_such_and_other_io_failures_stay_internal() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let status: tonic::Status = ApiError::io_logged("write upload", &full).into();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .starts_with("the server is out of storage (write upload: "),
+            "{}",
+            status.message()
+        );
+        assert_eq!(error_detail(&status).unwrap().reason, "STORAGE_FULL");
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let status: tonic::Status = ApiError::io_logged("write upload", &denied).into();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(!status.message().contains("denied"), "{}", status.message());
     }
 
     #[test]

@@ -221,10 +221,10 @@ impl IngestApi {
                 };
                 tokio::fs::create_dir_all(settings.uploads_dir())
                     .await
-                    .map_err(|e| crate::api::internal("create uploads dir", e))?;
+                    .map_err(|e| ApiError::io_logged("create uploads dir", &e))?;
                 tokio::fs::File::create(self.part_path(&upload.id))
                     .await
-                    .map_err(|e| crate::api::internal("create partial upload", e))?;
+                    .map_err(|e| ApiError::io_logged("create partial upload", &e))?;
                 self.repo
                     .insert_upload(&upload)
                     .await
@@ -244,7 +244,7 @@ impl IngestApi {
             .append(true)
             .open(&part)
             .await
-            .map_err(|e| crate::api::internal("open partial upload", e))?;
+            .map_err(|e| ApiError::io_logged("open partial upload", &e))?;
         let mut since_progress = 0u64;
         while let Some(message) = stream.message().await.map_err(stream_error)? {
             let data = match message.payload {
@@ -291,14 +291,14 @@ impl IngestApi {
             }
             file.write_all(&data.data)
                 .await
-                .map_err(|e| crate::api::internal("write upload", e))?;
+                .map_err(|e| ApiError::io_logged("write upload", &e))?;
             offset += data.data.len() as u64;
             since_progress += data.data.len() as u64;
             if since_progress >= PROGRESS_EVERY {
                 since_progress = 0;
                 file.flush()
                     .await
-                    .map_err(|e| crate::api::internal("flush upload", e))?;
+                    .map_err(|e| ApiError::io_logged("flush upload", &e))?;
                 self.repo
                     .set_upload_progress(&upload.id, offset as i64)
                     .await
@@ -307,7 +307,7 @@ impl IngestApi {
         }
         file.sync_all()
             .await
-            .map_err(|e| crate::api::internal("sync upload", e))?;
+            .map_err(|e| ApiError::io_logged("sync upload", &e))?;
         drop(file);
         self.repo
             .set_upload_progress(&upload.id, offset as i64)
@@ -345,11 +345,11 @@ impl IngestApi {
         let evidence_dir = settings.evidence_dir(&case_id);
         tokio::fs::create_dir_all(&evidence_dir)
             .await
-            .map_err(|e| crate::api::internal("create evidence dir", e))?;
+            .map_err(|e| ApiError::io_logged("create evidence dir", &e))?;
         let blob = evidence_dir.join(format!("{sha256}.{}", extension(format)));
         tokio::fs::rename(&part, &blob)
             .await
-            .map_err(|e| crate::api::internal("place evidence", e))?;
+            .map_err(|e| ApiError::io_logged("place evidence", &e))?;
 
         let new_file = NewFile {
             case_id: case_id.clone(),
@@ -447,7 +447,7 @@ impl IngestApi {
             .join(format!("extract-{}", upload.id));
         tokio::fs::create_dir_all(&staging)
             .await
-            .map_err(|e| crate::api::internal("create extraction dir", e))?;
+            .map_err(|e| ApiError::io_logged("create extraction dir", &e))?;
         let zip_path = PathBuf::from(&archive_row.blob_path);
         let limits = self.settings.archive_limits.clone();
         let destination = staging.clone();
@@ -477,7 +477,7 @@ impl IngestApi {
                 None => {
                     tokio::fs::rename(&member.path, &blob)
                         .await
-                        .map_err(|e| crate::api::internal("place member", e))?;
+                        .map_err(|e| ApiError::io_logged("place member", &e))?;
                     let base = member
                         .name
                         .rsplit(['/', '\\'])
