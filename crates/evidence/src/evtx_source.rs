@@ -204,6 +204,9 @@ pub struct RecordView<'a> {
     pub record_id: u64,
     /// UTC microseconds (as [`Event::timestamp_micros`]).
     pub timestamp_micros: i64,
+    /// The header values, and the fields: read them with
+    /// [`WindowsParts::all_fields`] (a record read from its template values has them as
+    /// pairs, with `parts.fields` empty).
     pub parts: &'a WindowsParts,
     /// Read from the record's template values rather than its JSON rendering (the same
     /// fields either way; see `evtx_values`).
