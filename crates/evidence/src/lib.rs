@@ -28,8 +28,9 @@ mod timestamp;
 
 pub use format::{Format, FormatError, sniff_format};
 pub use normalize::{
-    Event, FieldName, Fields, FieldsIter, RawJson, SystemValues, normalize_windows_record,
-    normalize_windows_sections, normalize_windows_text, normalize_windows_values,
+    Event, FieldName, Fields, FieldsIter, RawJson, SystemValues, WindowsParts,
+    normalize_windows_record, normalize_windows_sections, normalize_windows_text,
+    normalize_windows_values,
 };
 pub use timestamp::{TIMESTAMP_FIELDS, parse_timestamp};
 
