@@ -131,14 +131,15 @@ pub(crate) fn inspect_chunk<T>(
             records = unread.take().map(|chunk| chunk.iter());
         }
         let Some(item) = records.as_mut().and_then(|r| r.nth(index - yielded)) else {
-            // Not reached: the evtx crate walks the same records.
+            // Not reached (the evtx crate walks the same records); if it were, each
+            // record still gives one item, so the counts add up.
             out.push(Err(EvtxError::FailedToParseRecord {
                 record_id: record.id,
                 source: Box::new(EvtxError::FailedToCreateRecordModel(
                     "record not found again in its chunk",
                 )),
             }));
-            break;
+            continue;
         };
         yielded = index + 1;
         let decoded = item.and_then(|item| decode(item, false, &mut None));
