@@ -80,7 +80,8 @@ fn cached<T>(
 struct Shared {
     events: ByKey<Program>,
     sections: ByKey<Vec<DataValue>>,
-    /// Key bytes held: both maps are emptied past [`MAX_SHARED_BYTES`].
+    /// Key bytes held: both maps are emptied past [`MAX_SHARED_BYTES`] (or
+    /// [`MAX_SHARED_PROGRAMS`] programs).
     bytes: usize,
 }
 
@@ -88,6 +89,10 @@ struct Shared {
 /// make keys collide, which slows lookups in a map this size but changes no result
 /// (keys are compared whole).
 type ByKey<T> = HashMap<Vec<u8>, Option<Arc<T>>, rustc_hash::FxBuildHasher>;
+
+/// Programs the per-thread cache holds at most (real logs have a few dozen templates;
+/// a crafted one could have many tiny ones).
+const MAX_SHARED_PROGRAMS: usize = 4096;
 
 /// Key bytes the per-thread cache holds at most (its programs are smaller still).
 const MAX_SHARED_BYTES: usize = 8 << 20;
@@ -117,7 +122,8 @@ fn shared<T>(
     let program = compile().map(Arc::new);
     SHARED.with(|shared| {
         let mut shared = shared.borrow_mut();
-        if shared.bytes + key.len() > MAX_SHARED_BYTES {
+        let entries = shared.events.len() + shared.sections.len();
+        if shared.bytes + key.len() > MAX_SHARED_BYTES || entries >= MAX_SHARED_PROGRAMS {
             *shared = Shared::default();
         }
         shared.bytes += key.len();
