@@ -73,6 +73,18 @@ fn cached<T>(
     program
 }
 
+/// The program of the definition at `offset`: from the chunk's cache, else this
+/// thread's ([`shared`]), else compiled.
+fn program_at<T>(
+    chunk_cache: &mut HashMap<u32, Option<Arc<T>>>,
+    pick: fn(&mut Shared) -> &mut ByKey<T>,
+    chunk: &[u8],
+    offset: u32,
+    compile: impl FnOnce() -> Option<T>,
+) -> Option<Arc<T>> {
+    cached(chunk_cache, offset, || shared(chunk, offset, pick, compile))
+}
+
 /// Programs compiled on this thread, by their definition's key ([`definition_key`]):
 /// a chunk's first record of each event type carries its template, so each chunk
 /// (~55 records of the synthetic logs) would compile the same programs again.
@@ -150,14 +162,13 @@ impl Programs {
     ) -> Option<WindowsParts> {
         let instance = Instance::read(chunk, start, end)?;
         let offset = instance.definition;
-        let program = cached(&mut self.events, offset, || {
-            shared(
-                chunk,
-                offset,
-                |shared| &mut shared.events,
-                || compile_event(chunk, offset),
-            )
-        })?;
+        let program = program_at(
+            &mut self.events,
+            |shared| &mut shared.events,
+            chunk,
+            offset,
+            || compile_event(chunk, offset),
+        )?;
         program.run(&instance, chunk, self)
     }
 }
@@ -387,14 +398,13 @@ impl Program {
                         let (_, at, size) = instance.values[usize::from(*slot)];
                         let nested = Instance::read(chunk, at, at + size)?;
                         let offset = nested.definition;
-                        let names = cached(&mut programs.sections, offset, || {
-                            shared(
-                                chunk,
-                                offset,
-                                |shared| &mut shared.sections,
-                                || compile_section(chunk, offset),
-                            )
-                        })?;
+                        let names = program_at(
+                            &mut programs.sections,
+                            |shared| &mut shared.sections,
+                            chunk,
+                            offset,
+                            || compile_section(chunk, offset),
+                        )?;
                         let data = data_values(&names, &nested, chunk)?;
                         Some(finish(system, &names, data, programs.pairs))
                     }
