@@ -13,8 +13,7 @@ use casescope_proto::error::ApiError;
 use casescope_proto::ingest::v1 as pb;
 use sha2::{Digest, Sha256};
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use std::path::PathBuf;
 use tonic::Streaming;
 
 /// Progress is written to the database every this many bytes.
@@ -65,26 +64,119 @@ fn validate_sha256(text: &str) -> Result<String, ApiError> {
     Ok(lower)
 }
 
-/// SHA-256 and the first 64 KiB of a file (blocking).
-fn hash_file(path: &Path) -> std::io::Result<(String, Vec<u8>, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut head = Vec::new();
-    let mut size = 0u64;
-    loop {
-        let read = file.read(&mut buf)?;
-        if read == 0 {
-            break;
+/// How many received chunks may wait for the part writer: the memory one upload holds
+/// (at most this many times the maximum chunk size).
+const WRITER_QUEUE: usize = 4;
+
+/// The first bytes of an upload kept for the format check.
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// What the part writer saw: the SHA-256 of the whole part file (bytes already on disk
+/// when a resumed upload started, then every chunk), its first bytes and its size.
+struct Written {
+    sha256: String,
+    head: Vec<u8>,
+    size: u64,
+}
+
+/// Writes an upload's chunks to its part file and hashes them, on two blocking threads,
+/// so receiving, writing and hashing overlap and the file is not read back to be
+/// verified. A resumed upload's bytes already on disk are hashed first.
+struct PartWriter {
+    to_file: tokio::sync::mpsc::Sender<std::sync::Arc<Vec<u8>>>,
+    to_hash: tokio::sync::mpsc::Sender<std::sync::Arc<Vec<u8>>>,
+    /// Bytes in the part file so far (what a resume starts from).
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    writer: tokio::task::JoinHandle<std::io::Result<u64>>,
+    hasher: tokio::task::JoinHandle<std::io::Result<(String, Vec<u8>)>>,
+}
+
+impl PartWriter {
+    /// Starts the threads for the part file at `path`, which holds `on_disk` bytes.
+    fn start(path: PathBuf, on_disk: u64) -> PartWriter {
+        use std::sync::atomic::Ordering;
+        let (to_file, mut file_chunks) = tokio::sync::mpsc::channel(WRITER_QUEUE);
+        let (to_hash, mut hash_chunks) =
+            tokio::sync::mpsc::channel::<std::sync::Arc<Vec<u8>>>(WRITER_QUEUE);
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(on_disk));
+        let counter = written.clone();
+        let file_path = path.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new().append(true).open(&file_path)?;
+            let mut size = on_disk;
+            while let Some(chunk) = file_chunks.blocking_recv() {
+                let chunk: std::sync::Arc<Vec<u8>> = chunk;
+                file.write_all(&chunk)?;
+                size += chunk.len() as u64;
+                counter.store(size, Ordering::Release);
+            }
+            file.sync_all()?;
+            Ok(size)
+        });
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            let mut head = Vec::new();
+            let mut take = |bytes: &[u8], hasher: &mut Sha256| {
+                if head.len() < HEAD_BYTES {
+                    let room = (HEAD_BYTES - head.len()).min(bytes.len());
+                    head.extend_from_slice(&bytes[..room]);
+                }
+                hasher.update(bytes);
+            };
+            // Only the bytes there before this stream: the writer appends meanwhile.
+            let mut existing = std::fs::File::open(&path)?.take(on_disk);
+            let mut buf = vec![0u8; 1024 * 1024];
+            loop {
+                let read = existing.read(&mut buf)?;
+                if read == 0 {
+                    break;
+                }
+                take(&buf[..read], &mut hasher);
+            }
+            drop((existing, buf));
+            while let Some(chunk) = hash_chunks.blocking_recv() {
+                take(&chunk, &mut hasher);
+            }
+            Ok((hex::encode(hasher.finalize()), head))
+        });
+        PartWriter {
+            to_file,
+            to_hash,
+            written,
+            writer,
+            hasher,
         }
-        if head.len() < 64 * 1024 {
-            let take = (64 * 1024 - head.len()).min(read);
-            head.extend_from_slice(&buf[..take]);
-        }
-        hasher.update(&buf[..read]);
-        size += read as u64;
     }
-    Ok((hex::encode(hasher.finalize()), head, size))
+
+    fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Hands one chunk to the threads (waits while a queue is full). `Err`: a thread
+    /// stopped (its error is what [`PartWriter::finish`] returns).
+    async fn write(&self, chunk: Vec<u8>) -> Result<(), ()> {
+        let chunk = std::sync::Arc::new(chunk);
+        self.to_hash.send(chunk.clone()).await.map_err(|_| ())?;
+        self.to_file.send(chunk).await.map_err(|_| ())
+    }
+
+    /// Waits until every chunk handed over is written, synced and hashed.
+    async fn finish(self) -> Result<Written, ApiError> {
+        drop((self.to_file, self.to_hash));
+        let io = |e: std::io::Error| ApiError::io_logged("write upload", &e);
+        let size = self
+            .writer
+            .await
+            .map_err(|e| crate::api::internal("upload writer task", e))?
+            .map_err(io)?;
+        let (sha256, head) = self
+            .hasher
+            .await
+            .map_err(|e| crate::api::internal("upload hash task", e))?
+            .map_err(io)?;
+        Ok(Written { sha256, head, size })
+    }
 }
 
 fn extension(format: Format) -> &'static str {
@@ -240,79 +332,21 @@ impl IngestApi {
         })?;
 
         let part = self.part_path(&upload.id);
-        let mut file = tokio::fs::OpenOptions::new()
-            .append(true)
-            .open(&part)
-            .await
-            .map_err(|e| ApiError::io_logged("open partial upload", &e))?;
-        let mut since_progress = 0u64;
-        while let Some(message) = stream.message().await.map_err(stream_error)? {
-            let data = match message.payload {
-                Some(pb::upload_chunk::Payload::Data(data)) => data,
-                _ => {
-                    return Err(invalid(
-                        "UPLOAD_HEADER_REPEATED",
-                        "header",
-                        "the header may only be sent first",
-                    ));
-                }
-            };
-            if data.data.len() > settings.max_chunk_bytes {
-                return Err(invalid(
-                    "CHUNK_TOO_LARGE",
-                    "data.data",
-                    format!(
-                        "{} bytes; at most {} per chunk",
-                        data.data.len(),
-                        settings.max_chunk_bytes
-                    ),
-                ));
-            }
-            if data.offset != offset {
-                let _ = file.flush().await;
-                self.repo
-                    .set_upload_progress(&upload.id, offset as i64)
-                    .await
-                    .map_err(crate::api::db_error)?;
-                return Err(ApiError::FailedPrecondition {
-                    reason: "UPLOAD_OFFSET_MISMATCH",
-                    message: format!(
-                        "chunk offset {} but the server holds {offset} bytes of upload {}; resume from {offset}",
-                        data.offset, upload.id
-                    ),
-                });
-            }
-            if offset + data.data.len() as u64 > declared_size {
-                return Err(invalid(
-                    "UPLOAD_TOO_LONG",
-                    "data",
-                    format!("more bytes than the declared {declared_size}"),
-                ));
-            }
-            file.write_all(&data.data)
-                .await
-                .map_err(|e| ApiError::io_logged("write upload", &e))?;
-            offset += data.data.len() as u64;
-            since_progress += data.data.len() as u64;
-            if since_progress >= PROGRESS_EVERY {
-                since_progress = 0;
-                file.flush()
-                    .await
-                    .map_err(|e| ApiError::io_logged("flush upload", &e))?;
-                self.repo
-                    .set_upload_progress(&upload.id, offset as i64)
-                    .await
-                    .map_err(crate::api::db_error)?;
-            }
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| ApiError::io_logged("sync upload", &e))?;
-        drop(file);
+        let writer = PartWriter::start(part.clone(), offset);
+        let counter = writer.written.clone();
+        let received = self
+            .receive_chunks(&mut stream, &writer, &upload, declared_size, &mut offset)
+            .await;
+        // Whatever ended the stream, what was received is written before answering, so
+        // the offset a client resumes from is on disk.
+        let finished = writer.finish().await;
+        let written = counter.load(std::sync::atomic::Ordering::Acquire);
         self.repo
-            .set_upload_progress(&upload.id, offset as i64)
+            .set_upload_progress(&upload.id, written as i64)
             .await
             .map_err(crate::api::db_error)?;
+        received?;
+        let Written { sha256, head, size } = finished?;
         if offset < declared_size {
             return Err(ApiError::FailedPrecondition {
                 reason: "UPLOAD_INCOMPLETE",
@@ -323,11 +357,6 @@ impl IngestApi {
             });
         }
 
-        let hashed_path = part.clone();
-        let (sha256, head, size) = tokio::task::spawn_blocking(move || hash_file(&hashed_path))
-            .await
-            .map_err(|e| crate::api::internal("hash task", e))?
-            .map_err(|e| crate::api::internal("hash upload", e))?;
         if sha256 != declared_sha || size != declared_size {
             let message =
                 format!("received content has SHA-256 {sha256}, not the declared {declared_sha}");
@@ -395,6 +424,73 @@ impl IngestApi {
             .map_err(crate::api::db_error)?;
         tracing::info!(case_id = %case_id, file_id = %file_row.id, size, format = format.as_str(), "evidence uploaded");
         Ok(result)
+    }
+
+    /// Receives the data messages of an upload stream into `writer`, checking each
+    /// chunk's size and offset; `offset` ends at the bytes received.
+    async fn receive_chunks(
+        &self,
+        stream: &mut Streaming<pb::UploadChunk>,
+        writer: &PartWriter,
+        upload: &UploadRow,
+        declared_size: u64,
+        offset: &mut u64,
+    ) -> Result<(), ApiError> {
+        let max_chunk_bytes = self.settings.max_chunk_bytes;
+        let mut progress_at = *offset;
+        while let Some(message) = stream.message().await.map_err(stream_error)? {
+            let data = match message.payload {
+                Some(pb::upload_chunk::Payload::Data(data)) => data,
+                _ => {
+                    return Err(invalid(
+                        "UPLOAD_HEADER_REPEATED",
+                        "header",
+                        "the header may only be sent first",
+                    ));
+                }
+            };
+            if data.data.len() > max_chunk_bytes {
+                return Err(invalid(
+                    "CHUNK_TOO_LARGE",
+                    "data.data",
+                    format!(
+                        "{} bytes; at most {max_chunk_bytes} per chunk",
+                        data.data.len(),
+                    ),
+                ));
+            }
+            if data.offset != *offset {
+                return Err(ApiError::FailedPrecondition {
+                    reason: "UPLOAD_OFFSET_MISMATCH",
+                    message: format!(
+                        "chunk offset {} but the server holds {offset} bytes of upload {}; resume from {offset}",
+                        data.offset, upload.id
+                    ),
+                });
+            }
+            if *offset + data.data.len() as u64 > declared_size {
+                return Err(invalid(
+                    "UPLOAD_TOO_LONG",
+                    "data",
+                    format!("more bytes than the declared {declared_size}"),
+                ));
+            }
+            let length = data.data.len() as u64;
+            if writer.write(data.data).await.is_err() {
+                // The writer stopped on an I/O error, which finishing it reports.
+                return Ok(());
+            }
+            *offset += length;
+            let written = writer.written();
+            if written >= progress_at + PROGRESS_EVERY {
+                progress_at = written;
+                self.repo
+                    .set_upload_progress(&upload.id, written as i64)
+                    .await
+                    .map_err(crate::api::db_error)?;
+            }
+        }
+        Ok(())
     }
 
     fn part_path(&self, upload_id: &str) -> PathBuf {
