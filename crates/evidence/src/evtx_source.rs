@@ -5,7 +5,7 @@
 
 use crate::evtx_values::Programs;
 use crate::normalize::{Event, RawJson, WindowsParts, normalize_windows_text};
-use crate::{Context, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
+use crate::{Context, Outcome, ParseError, Reject, RejectReason, io_error};
 use evtx::err::EvtxError;
 use evtx::{EvtxParser, ParserSettings};
 use std::collections::{HashMap, HashSet};
@@ -290,6 +290,7 @@ pub fn parse(
 ) -> Result<bool, ParseError> {
     let mut parser = open(path, context.limits.evtx_threads)?;
     let mut seen = SeenIds::new();
+    let ids = crate::EventIds::new(&context.case_id, &context.evidence_sha256);
     let keep_raw = context.keep_raw;
     let mut programs = Decoding::default().programs();
     let records = parser.serialized_records(move |record| {
@@ -310,7 +311,7 @@ pub fn parse(
                     n => format!("record:{record_id}#{}", n + 1),
                 };
                 Outcome::Event(Box::new(Event {
-                    event_id: event_id(&context.case_id, &context.evidence_sha256, &locator),
+                    event_id: ids.id(&locator),
                     case_id: context.case_id.clone(),
                     file_id: context.file_id.clone(),
                     source: "evtx",

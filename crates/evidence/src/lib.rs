@@ -188,13 +188,29 @@ pub enum ParseError {
 /// The deterministic id of the event at `locator` in the evidence: the first 128 bits of
 /// SHA-256(case NUL evidence-sha256 NUL locator), as 32 lowercase hex characters.
 pub fn event_id(case_id: &str, evidence_sha256: &str, locator: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(case_id.as_bytes());
-    hasher.update([0]);
-    hasher.update(evidence_sha256.as_bytes());
-    hasher.update([0]);
-    hasher.update(locator.as_bytes());
-    hex::encode(&hasher.finalize()[..16])
+    EventIds::new(case_id, evidence_sha256).id(locator)
+}
+
+/// [`event_id`] for the events of one evidence file: the hash of the shared prefix
+/// (case, evidence SHA-256) is taken once, so each event hashes its locator only.
+#[derive(Clone)]
+pub struct EventIds(Sha256);
+
+impl EventIds {
+    pub fn new(case_id: &str, evidence_sha256: &str) -> EventIds {
+        let mut hasher = Sha256::new();
+        hasher.update(case_id.as_bytes());
+        hasher.update([0]);
+        hasher.update(evidence_sha256.as_bytes());
+        hasher.update([0]);
+        EventIds(hasher)
+    }
+
+    pub fn id(&self, locator: &str) -> String {
+        let mut hasher = self.0.clone();
+        hasher.update(locator.as_bytes());
+        hex::encode(&hasher.finalize()[..16])
+    }
 }
 
 /// Parses `path` as `format`, handing every outcome to `sink` in file order. `sink`
@@ -247,5 +263,17 @@ mod tests {
         assert_ne!(a, event_id("case", "abd", "record:1"));
         // The separator keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(event_id("ab", "c", "x"), event_id("a", "bc", "x"));
+        // The one-prefix form gives the same ids, and stays the same after many uses.
+        let ids = EventIds::new("case", "abc");
+        for n in 0..3 {
+            assert_eq!(
+                ids.id(&format!("record:{n}")),
+                event_id("case", "abc", &format!("record:{n}"))
+            );
+        }
+        // The ids are SHA-256(case NUL sha NUL locator), as documented.
+        let mut hasher = Sha256::new();
+        hasher.update(b"case\0abc\0record:1");
+        assert_eq!(a, hex::encode(&hasher.finalize()[..16]));
     }
 }
