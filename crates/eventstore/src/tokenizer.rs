@@ -78,22 +78,34 @@ fn collect_spans(text: &str, out: &mut Vec<(usize, usize)>) {
         return;
     }
     let bytes = text.as_bytes();
-    let mut start = None;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let word = byte.is_ascii_alphanumeric() || byte == b'_';
-        match (word, start) {
-            (true, None) => start = Some(index),
-            (false, Some(from)) => {
-                out.push((from, index));
-                start = None;
-            }
-            _ => {}
+    let mut at = 0;
+    while at < bytes.len() {
+        while at < bytes.len() && !WORD_BYTE[usize::from(bytes[at])] {
+            at += 1;
         }
-    }
-    if let Some(from) = start {
-        out.push((from, bytes.len()));
+        if at == bytes.len() {
+            break;
+        }
+        let from = at;
+        while at < bytes.len() && WORD_BYTE[usize::from(bytes[at])] {
+            at += 1;
+        }
+        out.push((from, at));
     }
 }
+
+/// The ASCII bytes that are word characters (letters, digits, `_`), as a table: the
+/// span scan runs over every byte of every value.
+static WORD_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b == b'_';
+        byte += 1;
+    }
+    table
+};
 
 /// [`is_structured`] given the value's word spans.
 fn structured(text: &str, spans: &[(usize, usize)]) -> bool {
