@@ -163,6 +163,52 @@ struct Candidates {
     /// Literal id → positions of the entries whose rule requires it (in its smallest
     /// group).
     by_literal: FxHashMap<u32, Vec<u32>>,
+    /// Whether an event of this list needs the keyword scan (see [`KeywordGate`]).
+    keywords: KeywordGate,
+}
+
+/// Whether the keyword literals (searched in every value) of a candidate list's rules
+/// can occur in an event. The keyword automaton walks every byte of every value, yet
+/// most events hold none of the few keywords their rules look for (SigmaHQ's
+/// Mimikatz-keywords rule applies to every Windows event): a packed (SIMD) search for
+/// the list's keywords tells, and the walk is skipped when it finds none.
+#[derive(Default)]
+enum KeywordGate {
+    /// No rule of the list has keyword literals.
+    #[default]
+    None,
+    /// The list's keyword literals, searched together.
+    Gate(aho_corasick::packed::Searcher),
+    /// Too many keywords (or no packed search on this CPU): always scanned.
+    Always,
+}
+
+impl KeywordGate {
+    fn new<'a>(keywords: impl IntoIterator<Item = &'a str>) -> KeywordGate {
+        let mut keywords: Vec<&str> = keywords.into_iter().collect();
+        if keywords.is_empty() {
+            return KeywordGate::None;
+        }
+        keywords.sort_unstable();
+        keywords.dedup();
+        match aho_corasick::packed::Config::new()
+            .builder()
+            .extend(keywords)
+            .build()
+        {
+            Some(searcher) => KeywordGate::Gate(searcher),
+            None => KeywordGate::Always,
+        }
+    }
+
+    /// False only if none of the list's keyword literals occurs in `haystack`.
+    fn may_occur(&self, haystack: &str) -> bool {
+        match self {
+            KeywordGate::None => false,
+            KeywordGate::Gate(searcher) => searcher.find(haystack).is_some(),
+            KeywordGate::Always => true,
+        }
+    }
 }
 
 impl Candidates {
@@ -170,10 +216,19 @@ impl Candidates {
         self.entries.push((rule, aliases));
     }
 
-    /// Fills `unfiltered` and `by_literal` from the rules' literal ids.
-    fn index_literals(&mut self, rules: &[Rule]) {
+    /// Fills `unfiltered`, `by_literal` and `keywords` from the rules' literal ids
+    /// (`texts`: each literal id's text).
+    fn index_literals(&mut self, rules: &[Rule], texts: &[String]) {
         self.unfiltered.clear();
         self.by_literal.clear();
+        self.keywords = KeywordGate::new(self.entries.iter().flat_map(|(rule, _)| {
+            rules[*rule]
+                .literal_ids
+                .iter()
+                .flatten()
+                .filter(|literal| literal.field.is_none())
+                .map(|literal| texts[literal.id as usize].as_str())
+        }));
         for (position, (rule, _)) in self.entries.iter().enumerate() {
             let position = position as u32;
             let rule = &rules[*rule];
@@ -964,9 +1019,9 @@ impl RuleSet {
             }
         }
         let rules = &self.rules;
-        self.everywhere.index_literals(rules);
+        self.everywhere.index_literals(rules, &literals);
         for list in self.by_channel.values_mut() {
-            list.index_literals(rules);
+            list.index_literals(rules, &literals);
         }
         for list in self
             .by_event
@@ -975,7 +1030,7 @@ impl RuleSet {
             .flat_map(|ids| ids.values_mut())
             .chain(self.everywhere_by_code.values_mut())
         {
-            list.index_literals(rules);
+            list.index_literals(rules, &literals);
         }
     }
 
@@ -1087,7 +1142,8 @@ impl RuleSet {
         // value here: their literals count wherever they occur.
         let unscoped = other_names.is_some();
         if let Some(scanners) = &self.scanners {
-            scanners.scan(haystack, &values, unscoped, found);
+            let keywords = lists.iter().any(|list| list.keywords.may_occur(haystack));
+            scanners.scan(haystack, &values, unscoped, keywords, found);
             found.sort_unstable();
             found.dedup();
             for (id, _) in found.iter() {

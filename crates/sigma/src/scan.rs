@@ -204,12 +204,14 @@ impl Scanners {
     /// Adds to `found` every (literal id, value index) where a literal occurs in a value
     /// it may count in. `other_names`: also search each value for the literals of the
     /// other names rules may give its field (without spaces, or the last part of a
-    /// dotted UserData path). Unsorted, possibly repeated.
+    /// dotted UserData path). `keywords`: also search every value for the keyword
+    /// literals (else the caller knows none occurs). Unsorted, possibly repeated.
     pub fn scan(
         &self,
         haystack: &str,
         values: &[Value<'_>],
         other_names: bool,
+        keywords: bool,
         found: &mut Vec<(u32, u32)>,
     ) {
         let mut run = |scanners: &[u32], text: &str, value: u32| {
@@ -241,7 +243,7 @@ impl Scanners {
                 }
             }
         }
-        if let Some(keywords) = &self.keywords {
+        if let Some(keywords) = self.keywords.as_ref().filter(|_| keywords) {
             // One pass over every value; literals hold no separator, so each occurrence
             // lies inside one value.
             keywords.each(haystack.as_bytes(), &mut |id, end| {

@@ -363,3 +363,117 @@ fn alternatives_require_every_combination_and_fire_each_way() {
     );
     assert!(sysmon(json!({"EventID": 1, "CommandLine": "c^m^d /c x"})).is_empty());
 }
+
+/// Keyword (field-less) literals are only searched when a packed search finds one of
+/// the candidate rules' keywords in the event: a rule for every Windows event, one for
+/// a channel, and one with more keywords than a packed search takes (always searched)
+/// each fire on their keywords wherever the value holds them, and not otherwise.
+#[test]
+fn keyword_rules_fire_through_the_keyword_gate() {
+    let many: Vec<String> = (0..200)
+        .map(|n| format!("        - 'kw{n:03}marker'"))
+        .collect();
+    let yaml = format!(
+        r#"
+title: K everywhere
+logsource: {{product: windows}}
+detection:
+    keywords:
+        - 'sekurlsa::'
+        - 'mimidrv.sys'
+    filter:
+        EventID: 15
+    condition: keywords and not filter
+---
+title: L system channel
+logsource: {{product: windows, service: system}}
+detection:
+    keywords:
+        - 'evil service'
+    condition: keywords
+---
+title: M many keywords
+logsource: {{product: windows, service: application}}
+detection:
+    keywords:
+{}
+    condition: keywords
+"#,
+        many.join("\n")
+    );
+    let set = rules(&yaml);
+    let cases: Vec<(&str, Option<u32>, Value, Vec<&str>)> = vec![
+        (
+            SYSMON,
+            Some(1),
+            json!({"CommandLine": "x.exe sekurlsa::logonpasswords"}),
+            vec!["K everywhere"],
+        ),
+        (
+            SYSMON,
+            Some(1),
+            json!({"CommandLine": "x.exe SEKURLSA::logonpasswords"}),
+            vec!["K everywhere"],
+        ),
+        (
+            SYSMON,
+            Some(15),
+            json!({"EventID": 15, "TargetFilename": "C:\\mimidrv.sys"}),
+            vec![],
+        ),
+        (
+            SYSMON,
+            Some(11),
+            json!({"TargetFilename": "C:\\mimidrv.sys"}),
+            vec!["K everywhere"],
+        ),
+        (
+            SYSMON,
+            Some(1),
+            json!({"CommandLine": "sekurlsa:logon"}),
+            vec![],
+        ),
+        (
+            "System",
+            Some(7045),
+            json!({"ServiceName": "An Evil Service here"}),
+            vec!["L system channel"],
+        ),
+        (
+            "System",
+            Some(7045),
+            json!({"ServiceName": "evil  service"}),
+            vec![],
+        ),
+        (
+            "System",
+            Some(7045),
+            json!({"a": "evil service", "b": "mimidrv.sys"}),
+            vec!["K everywhere", "L system channel"],
+        ),
+        ("Security", Some(4624), json!({"a": "evil service"}), vec![]),
+        (
+            "Application",
+            Some(1),
+            json!({"Data": "prefix KW150MARKER suffix"}),
+            vec!["M many keywords"],
+        ),
+        (
+            "Application",
+            Some(1),
+            json!({"Data": "kw150marke"}),
+            vec![],
+        ),
+        (
+            "Application",
+            Some(1),
+            json!({"Data": ["x", "kw007marker"]}),
+            vec!["M many keywords"],
+        ),
+    ];
+    for (channel, code, fields, expected) in cases {
+        let expected: Vec<String> = expected.iter().map(|t| t.to_string()).collect();
+        let got = fired(&set, channel, code, fields.clone());
+        assert_eq!(got, expected, "{channel} {code:?} {fields}");
+    }
+}
