@@ -11,6 +11,7 @@ use crate::fields::FieldValue;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rsigma_parser::{DetectionItem, Modifier, SigmaString, SigmaValue, SpecialChar, StringPart};
+use rustc_hash::FxHashSet;
 use std::net::IpAddr;
 
 /// Why an item could not be compiled (the rule is refused with this reason).
@@ -236,7 +237,12 @@ fn in_network(ip: IpAddr, network: IpAddr, prefix: u8) -> bool {
 #[derive(Debug, Clone)]
 enum Shape {
     /// Any (or, with `all`, every) of the tests matches a value of the field.
-    Values { tests: Vec<Test>, all: bool },
+    Values {
+        tests: Vec<Test>,
+        all: bool,
+        /// For a long list of alternatives: its plain equalities looked up at once.
+        index: Option<Box<AnyIndex>>,
+    },
     /// `exists: true|false`.
     Exists(bool),
     /// `fieldref`: the field equals (or contains/starts/ends with) another field.
@@ -245,6 +251,79 @@ enum Shape {
         position: Position,
         cased: bool,
     },
+}
+
+/// A field item's alternatives (`all` unset) split for matching a value once against
+/// many: case-insensitive text equalities in a set of lower-cased texts, number
+/// equalities in a set of numbers (the value read as a number once, not once per
+/// alternative: SigmaHQ lists a hundred destination ports), and the other tests.
+#[derive(Debug, Clone)]
+struct AnyIndex {
+    texts: FxHashSet<String>,
+    numbers: FxHashSet<u64>,
+    rest: Vec<Test>,
+}
+
+/// Lists shorter than this are tested one by one.
+const INDEX_MIN_TESTS: usize = 4;
+
+/// The set key of a number: its bits, with 0 and -0 one key (they compare equal).
+fn number_key(n: f64) -> u64 {
+    if n == 0.0 { 0 } else { n.to_bits() }
+}
+
+impl AnyIndex {
+    fn of(tests: &[Test]) -> Option<Box<AnyIndex>> {
+        if tests.len() < INDEX_MIN_TESTS {
+            return None;
+        }
+        let mut index = AnyIndex {
+            texts: FxHashSet::default(),
+            numbers: FxHashSet::default(),
+            rest: Vec::new(),
+        };
+        for test in tests {
+            match test {
+                Test::Text {
+                    test: TextTest::Equals(text),
+                    cased: false,
+                } => {
+                    index.texts.insert(text.clone());
+                }
+                // NaN equals nothing: left to the test itself.
+                Test::Number(n) if !n.is_nan() => {
+                    index.numbers.insert(number_key(*n));
+                }
+                other => index.rest.push(other.clone()),
+            }
+        }
+        (index.texts.len() + index.numbers.len() >= INDEX_MIN_TESTS).then(|| Box::new(index))
+    }
+
+    /// Whether one of the alternatives matches `value` (not a list), whose lower-cased
+    /// text is `lower` when known: what `tests.iter().any(|t| t.matches(value, lower))`
+    /// gives.
+    fn matches(&self, value: &FieldValue<'_>, lower: Option<&str>) -> bool {
+        if !self.texts.is_empty() {
+            let found = match lower {
+                Some(lower) => self.texts.contains(lower),
+                None => value
+                    .text()
+                    .is_some_and(|text| self.texts.contains(text.to_lowercase().as_str())),
+            };
+            if found {
+                return true;
+            }
+        }
+        if !self.numbers.is_empty()
+            && value
+                .number()
+                .is_some_and(|n| self.numbers.contains(&number_key(n)))
+        {
+            return true;
+        }
+        self.rest.iter().any(|test| test.matches(value, lower))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -318,7 +397,7 @@ impl ItemMatcher {
                     }
                 })
             }
-            Shape::Values { tests, all } => match self.field.as_deref() {
+            Shape::Values { tests, all, index } => match self.field.as_deref() {
                 Some(name) => {
                     let (value, lowered) = event
                         .field_lowered(name)
@@ -336,6 +415,9 @@ impl ItemMatcher {
                             }
                         },
                     };
+                    if let Some(index) = index {
+                        return value.any_element(&mut |v| index.matches(&v, lower));
+                    }
                     let one = |test: &Test| value.any_element(&mut |v| test.matches(&v, lower));
                     if *all {
                         tests.iter().all(one)
@@ -363,7 +445,7 @@ impl ItemMatcher {
     /// Literal texts (lower-cased) one of which any match must contain, if known: the
     /// engine uses them to skip rules whose literals do not occur in the event at all.
     pub fn required_literals(&self) -> Option<Vec<String>> {
-        let Shape::Values { tests, all } = &self.shape else {
+        let Shape::Values { tests, all, .. } = &self.shape else {
             return None;
         };
         if *all {
@@ -387,7 +469,10 @@ impl ItemMatcher {
         if self.field.as_deref() != Some(field) {
             return None;
         }
-        let Shape::Values { tests, all: false } = &self.shape else {
+        let Shape::Values {
+            tests, all: false, ..
+        } = &self.shape
+        else {
             return None;
         };
         let mut out = Vec::with_capacity(tests.len());
@@ -929,9 +1014,15 @@ pub fn compile_item(
     if tests.is_empty() {
         return Err(unsupported("a detection item without values"));
     }
+    // Keyword items (no field) search every value: left to the tests one by one.
+    let index = if all || field.is_none() {
+        None
+    } else {
+        AnyIndex::of(&tests)
+    };
     Ok(ItemMatcher {
         field,
-        shape: Shape::Values { tests, all },
+        shape: Shape::Values { tests, all, index },
     })
 }
 
@@ -962,6 +1053,113 @@ mod tests {
             other_names: None,
             lowered: None,
         })
+    }
+
+    /// A long list of alternatives, matched through its index (text and number sets),
+    /// gives what testing each alternative in turn gives, for any kind of value.
+    #[test]
+    fn indexed_alternatives_match_as_the_tests_one_by_one() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let texts = [
+            "443", "Admin", "ADMIN", "0x1bb", "4.5e2", "-0", "0", "true", "Ab*", "?dmin",
+        ];
+        let numbers = [443.0, 0.0, -0.0, 450.0, 1e300, f64::NAN];
+        let values = [
+            json!("443"),
+            json!(443),
+            json!(443.0),
+            json!("admin"),
+            json!("Admin"),
+            json!("aDMIN"),
+            json!("0x1bb"),
+            json!(450),
+            json!("4.5e2"),
+            json!(0),
+            json!(-0.0),
+            json!("-0"),
+            json!(true),
+            json!("true"),
+            json!(null),
+            json!(""),
+            json!(["x", "443"]),
+            json!([]),
+            json!(["ADMIN"]),
+            json!("abc"),
+            json!("Abz"),
+            json!({"a": 1}),
+        ];
+        let mut indexed_lists = 0;
+        for round in 0..400 {
+            let count = 1 + next(9) as usize;
+            let item = DetectionItem {
+                field: parse_field_spec(if round % 3 == 0 { "F|cased" } else { "F" })
+                    .expect("field spec"),
+                values: (0..count)
+                    .map(|_| match next(3) {
+                        0 => SigmaValue::Float(numbers[next(numbers.len() as u64) as usize]),
+                        1 => SigmaValue::Integer(next(500) as i64),
+                        _ => SigmaValue::String(SigmaString::new(
+                            texts[next(texts.len() as u64) as usize],
+                        )),
+                    })
+                    .collect(),
+            };
+            let Ok(matcher) = compile_item(&item, item.field.name.clone()) else {
+                continue;
+            };
+            let mut plain = matcher.clone();
+            if let Shape::Values { index, .. } = &mut plain.shape {
+                indexed_lists += usize::from(index.is_some());
+                *index = None;
+            }
+            for value in &values {
+                let fields = json!({"F": value}).as_object().cloned().unwrap_or_default();
+                // As the rule set computes them: single values with a text lower-cased.
+                let mut text = String::new();
+                let mut slots: std::collections::HashMap<
+                    &str,
+                    crate::fields::Slot<'_>,
+                    rustc_hash::FxBuildHasher,
+                > = Default::default();
+                let value_ref = &fields["F"];
+                let start = text.len() as u32;
+                let range = (!value_ref.is_array()
+                    && FieldValue::of(value_ref).push_lowercase_text(&mut text))
+                .then(|| (start, text.len() as u32));
+                slots.insert(
+                    "F",
+                    crate::fields::Slot {
+                        value: value_ref,
+                        range,
+                    },
+                );
+                let lowered_fields = crate::fields::Lowered::new(&text, &slots);
+                for lowered in [false, true] {
+                    let view = FieldsView {
+                        fields: (&fields).into(),
+                        aliases: None,
+                        other_names: None,
+                        lowered: lowered.then_some(&lowered_fields),
+                    };
+                    assert_eq!(
+                        matcher.matches(&view),
+                        plain.matches(&view),
+                        "{:?} on {value}",
+                        item.values
+                    );
+                }
+            }
+        }
+        assert!(
+            indexed_lists > 50,
+            "only {indexed_lists} lists were indexed"
+        );
     }
 
     #[test]
