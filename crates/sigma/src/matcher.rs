@@ -756,7 +756,7 @@ fn regex_test(value: &SigmaValue, item: &DetectionItem) -> Result<Test, Unsuppor
     let regex = builder
         .build()
         .map_err(|e| unsupported(format!("invalid regular expression {source:?}: {e}")))?;
-    let literals = regex_prefixes(
+    let literals = regex_literals(
         source,
         has(item, Modifier::IgnoreCase),
         has(item, Modifier::Multiline),
@@ -797,17 +797,18 @@ fn char_run(source: &str, case_insensitive: bool, dot_matches_new_line: bool) ->
     Some(Test::CharRun { min, newline_too })
 }
 
-/// Texts one of which every match of the expression starts with, lower-cased (so one
-/// of them occurs in the lower-cased value whenever the expression matches); `None`
-/// when there is no such finite set. Case-insensitive expressions give every case
-/// variant (`ſ` for `s` too).
-fn regex_prefixes(
+/// Texts one of which every match of the expression contains, lower-cased (so one of
+/// them occurs in the lower-cased value whenever the expression matches), for
+/// prefiltering: its prefixes ([`regex_prefixes`]) or a run of plain text the match
+/// must hold further in ([`regex_inner_text`]), whichever is the more selective. A
+/// prefix alone lets `\.exe\s+…werfaultsecure\.exe` be tried on every command line
+/// naming an executable, and finds nothing at all in `\w+`…`.
+fn regex_literals(
     source: &str,
     case_insensitive: bool,
     multi_line: bool,
     dot_matches_new_line: bool,
 ) -> Option<Vec<String>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let hir = regex_syntax::ParserBuilder::new()
         .case_insensitive(case_insensitive)
         .multi_line(multi_line)
@@ -815,9 +816,96 @@ fn regex_prefixes(
         .build()
         .parse(source)
         .ok()?;
+    match (regex_prefixes(&hir), regex_inner_text(&hir)) {
+        (Some(prefixes), Some(inner)) => Some(
+            if crate::compile::unselectiveness(&inner, String::len)
+                < crate::compile::unselectiveness(&prefixes, String::len)
+            {
+                inner
+            } else {
+                prefixes
+            },
+        ),
+        (prefixes, inner) => prefixes.or(inner),
+    }
+}
+
+/// The longest run of plain text (lower-cased) in the sequence every match of the
+/// expression consists of; with alternatives at the top, one run per alternative. A
+/// character class stands for its character when all its members lower-case to it
+/// (`[Kk\u{212A}]` under `(?i)`); anything else (`[Ss\u{17F}]`, a capital sigma, a
+/// repetition) ends the run.
+fn regex_inner_text(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn lowered(c: char) -> Option<String> {
+        (c != 'Σ').then(|| c.to_lowercase().collect())
+    }
+    /// The lower-cased text `hir` always matches exactly, if it is one such piece.
+    fn piece(hir: &Hir) -> Option<String> {
+        match hir.kind() {
+            HirKind::Literal(literal) => {
+                let text = std::str::from_utf8(&literal.0).ok()?;
+                text.chars().map(lowered).collect()
+            }
+            HirKind::Class(Class::Unicode(class)) => {
+                let mut members = Vec::new();
+                for range in class.ranges() {
+                    for c in range.start()..=range.end() {
+                        members.push(c);
+                        if members.len() > 4 {
+                            return None;
+                        }
+                    }
+                }
+                let first = lowered(*members.first()?)?;
+                members
+                    .iter()
+                    .all(|c| lowered(*c).as_deref() == Some(first.as_str()))
+                    .then_some(first)
+            }
+            HirKind::Capture(capture) => piece(&capture.sub),
+            _ => None,
+        }
+    }
+    fn longest_run(hir: &Hir) -> Option<String> {
+        let items: &[Hir] = match hir.kind() {
+            HirKind::Concat(items) => items,
+            HirKind::Capture(capture) => return longest_run(&capture.sub),
+            _ => std::slice::from_ref(hir),
+        };
+        let mut best = String::new();
+        let mut run = String::new();
+        for item in items {
+            match piece(item) {
+                Some(text) => run.push_str(&text),
+                None => run.clear(),
+            }
+            if run.chars().count() > best.chars().count() {
+                best.clone_from(&run);
+            }
+        }
+        (!best.is_empty()).then_some(best)
+    }
+    let mut out: Vec<String> = match hir.kind() {
+        HirKind::Alternation(branches) => {
+            branches.iter().map(longest_run).collect::<Option<_>>()?
+        }
+        _ => vec![longest_run(hir)?],
+    };
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// Texts one of which every match of the expression starts with, lower-cased (so one
+/// of them occurs in the lower-cased value whenever the expression matches); `None`
+/// when there is no such finite set. Case-insensitive expressions give every case
+/// variant (`ſ` for `s` too).
+fn regex_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let mut extractor = Extractor::new();
     extractor.kind(ExtractKind::Prefix);
-    let prefixes = extractor.extract(&hir);
+    let prefixes = extractor.extract(hir);
     let mut out = Vec::new();
     for literal in prefixes.literals()? {
         let text = std::str::from_utf8(literal.as_bytes()).ok()?;
@@ -1053,6 +1141,87 @@ mod tests {
             other_names: None,
             lowered: None,
         })
+    }
+
+    /// A regex's prefilter texts: one of them is in the lower-cased value whenever the
+    /// expression matches it, whatever case or look-alike letters the value uses; and
+    /// a plain run further in is preferred to a short prefix.
+    #[test]
+    fn regex_prefilter_texts_occur_in_every_match() {
+        let wsass = r#"(?i)\.exe[\"\']?\s+[^\"]{0,64}werfaultsecure\.exe[\"\']?\s+\d{2,10}"#;
+        assert_eq!(
+            regex_literals(wsass, false, false, false),
+            Some(vec!["ecure.exe".to_string()])
+        );
+        assert_eq!(
+            regex_literals(r"\w+`(?:\w+|-|.)`[\w+|\s]", false, false, false),
+            Some(vec!["`".to_string()])
+        );
+        assert_eq!(
+            regex_literals(
+                r"(?i)mimi(?:katz|lib)\.dll|Invoke-Kerb",
+                false,
+                false,
+                false
+            )
+            .map(|v| v.len()),
+            Some(2)
+        );
+        let cases: Vec<(&str, bool, Vec<String>)> = vec![
+            (
+                wsass,
+                false,
+                vec![
+                    "wsass.exe \"C:\\Windows\\WerFaultSecure.exe\" 1234".into(),
+                    "x.EXE  WERFAULTSECURE.EXE 99".into(),
+                    "a.exe werfault\u{17F}ecure.exe 12".into(),
+                ],
+            ),
+            (
+                r"\w+`(?:\w+|-|.)`[\w+|\s]",
+                false,
+                vec!["IN`V`o`Ke".into(), "a`-`b".into()],
+            ),
+            (
+                r"ask\s+task",
+                true,
+                vec!["ASK TASK".into(), "a\u{212A}SK tas\u{212A}".into()],
+            ),
+            (r"(?i)Σημα", false, vec!["σημα".into(), "ΣΗΜΑ".into()]),
+            (
+                r"(?i)net\s+user\s+",
+                false,
+                vec!["NET USER x".into(), "ne\u{0130} user ".into()],
+            ),
+            (
+                r"^(?:a|bc)\d+xyz",
+                false,
+                vec!["a1xyz".into(), "bc22XYZ".into()],
+            ),
+            (r"(abc|abd)ef", false, vec!["abdef".into()]),
+        ];
+        for (source, case_insensitive, texts) in cases {
+            let literals = regex_literals(source, case_insensitive, false, false);
+            let regex = regex::RegexBuilder::new(source)
+                .case_insensitive(case_insensitive)
+                .build()
+                .expect("valid");
+            let mut matched = 0;
+            for text in texts {
+                if !regex.is_match(&text) {
+                    continue;
+                }
+                matched += 1;
+                if let Some(literals) = &literals {
+                    let lower = text.to_lowercase();
+                    assert!(
+                        literals.iter().any(|l| lower.contains(l.as_str())),
+                        "{source} matches {text:?} holding none of {literals:?}"
+                    );
+                }
+            }
+            assert!(matched > 0, "no text matches {source}");
+        }
     }
 
     /// A long list of alternatives, matched through its index (text and number sets),
