@@ -136,7 +136,7 @@ enum Test {
     },
     /// The expression, and texts (lower-cased) one of which every match starts with,
     /// when the expression says so.
-    Regex(regex::Regex, Option<Vec<String>>),
+    Regex(regex_automata::meta::Regex, Option<Vec<String>>),
     /// A regular expression that is only `.{n,}` (or `.{n}`, `.{n,m}`), unanchored: the
     /// value holds `min` characters in a row, line breaks among them only when
     /// `newline_too` (the `s` flag). Its automaton grows with n (`.{1000,}` in SigmaHQ's
@@ -172,7 +172,9 @@ impl Test {
                 Some(text) => test.matches(&text.to_lowercase()),
                 None => false,
             },
-            Test::Regex(regex, _) => value.text().is_some_and(|text| regex.is_match(&text)),
+            Test::Regex(regex, _) => value
+                .text()
+                .is_some_and(|text| regex.is_match(text.as_bytes())),
             Test::CharRun { min, newline_too } => value
                 .text()
                 .is_some_and(|text| has_char_run(&text, *min, *newline_too)),
@@ -740,40 +742,135 @@ fn regex_test(value: &SigmaValue, item: &DetectionItem) -> Result<Test, Unsuppor
         return Err(unsupported("the re modifier needs a string"));
     };
     let source = &pattern.original;
-    if let Some(run) = char_run(
-        source,
-        has(item, Modifier::IgnoreCase),
-        has(item, Modifier::DotAll),
-    ) {
-        return Ok(run);
-    }
-    let mut builder = regex::RegexBuilder::new(source);
-    builder
-        .case_insensitive(has(item, Modifier::IgnoreCase))
-        .multi_line(has(item, Modifier::Multiline))
-        .dot_matches_new_line(has(item, Modifier::DotAll))
-        .size_limit(4 << 20);
-    let regex = builder
-        .build()
-        .map_err(|e| unsupported(format!("invalid regular expression {source:?}: {e}")))?;
-    let literals = regex_literals(
+    let hir = parse_regex(
         source,
         has(item, Modifier::IgnoreCase),
         has(item, Modifier::Multiline),
         has(item, Modifier::DotAll),
-    );
+    )
+    .map_err(|e| unsupported(format!("invalid regular expression {source:?}: {e}")))?;
+    if let Some(run) = char_run_of(&hir) {
+        return Ok(run);
+    }
+    let literals = regex_literals(&hir);
+    // Searched for whether it matches at all, so an expression with the same matches
+    // or none (see `match_equivalent`) is searched instead when it is smaller; built
+    // from the parsed expression, parsed once for all of this.
+    let searched = match_equivalent(&hir);
+    let regex = regex_automata::meta::Regex::builder()
+        .configure(regex_automata::meta::Regex::config().nfa_size_limit(Some(4 << 20)))
+        .build_from_hir(searched.as_ref().unwrap_or(&hir))
+        .map_err(|e| unsupported(format!("invalid regular expression {source:?}: {e}")))?;
     Ok(Test::Regex(regex, literals))
 }
 
-/// [`Test::CharRun`] when the expression is only a repetition of `.`.
-fn char_run(source: &str, case_insensitive: bool, dot_matches_new_line: bool) -> Option<Test> {
-    use regex_syntax::hir::{Class, HirKind};
-    let hir = regex_syntax::ParserBuilder::new()
+/// An expression that matches somewhere in a text exactly when `source` does (an
+/// unanchored search for whether it matches, not where), smaller when its ends repeat:
+/// at either end of the sequence, a part that may be absent (`(?:…)?`, `x*`) is
+/// dropped, and a part repeated `{m,n}` times is kept `m` times; any match of the
+/// original holds a match of the result, and the reverse. `-k\s\w{1,64}(?:\s?-p)?`
+/// (a SigmaHQ svchost rule) becomes `-k\s\w`, whose Unicode `\w{1,64}` the engine
+/// searched by backtracking, at ~150,000 instructions per command line. `None` when
+/// nothing changes. Anchors, look-arounds and what lies between the ends are kept.
+fn match_equivalent(hir: &regex_syntax::hir::Hir) -> Option<regex_syntax::hir::Hir> {
+    use regex_syntax::hir::{Hir, HirKind, Repetition};
+    /// `hir` without what either end of its sequence may repeat or leave out.
+    fn trimmed(hir: &Hir) -> Option<Hir> {
+        match hir.kind() {
+            HirKind::Alternation(branches) => {
+                let mut changed = false;
+                let branches: Vec<Hir> = branches
+                    .iter()
+                    .map(|branch| match trimmed(branch) {
+                        Some(branch) => {
+                            changed = true;
+                            branch
+                        }
+                        None => branch.clone(),
+                    })
+                    .collect();
+                changed.then(|| Hir::alternation(branches))
+            }
+            HirKind::Capture(capture) => trimmed(&capture.sub),
+            HirKind::Concat(items) => {
+                let mut items = items.clone();
+                let changed = trim_end(&mut items, true) | trim_end(&mut items, false);
+                // Everything left out: the empty expression, which matches any text.
+                changed.then(|| Hir::concat(items))
+            }
+            HirKind::Repetition(_) => {
+                let mut items = vec![hir.clone()];
+                trim_end(&mut items, false).then(|| Hir::concat(items))
+            }
+            _ => None,
+        }
+    }
+    /// Trims the last (or, with `first`, the first) items of a sequence.
+    fn trim_end(items: &mut Vec<Hir>, first: bool) -> bool {
+        let mut changed = false;
+        loop {
+            let end = if first { items.first() } else { items.last() };
+            let Some(HirKind::Repetition(repetition)) = end.map(Hir::kind) else {
+                return changed;
+            };
+            // A look-around inside would make the count matter.
+            if repetition.sub.properties().look_set().is_empty().not() {
+                return changed;
+            }
+            if repetition.min == 0 {
+                if first {
+                    items.remove(0);
+                } else {
+                    items.pop();
+                }
+                changed = true;
+                continue;
+            }
+            if repetition.max == Some(repetition.min) {
+                return changed;
+            }
+            let kept = Hir::repetition(Repetition {
+                min: repetition.min,
+                max: Some(repetition.min),
+                greedy: repetition.greedy,
+                sub: repetition.sub.clone(),
+            });
+            if first {
+                items[0] = kept;
+            } else if let Some(last) = items.last_mut() {
+                *last = kept;
+            }
+            return true;
+        }
+    }
+    use std::ops::Not;
+    trimmed(hir)
+}
+
+/// `source` parsed as the regex engine parses it with these flags.
+fn parse_regex(
+    source: &str,
+    case_insensitive: bool,
+    multi_line: bool,
+    dot_matches_new_line: bool,
+) -> Result<regex_syntax::hir::Hir, regex_syntax::Error> {
+    regex_syntax::ParserBuilder::new()
         .case_insensitive(case_insensitive)
+        .multi_line(multi_line)
         .dot_matches_new_line(dot_matches_new_line)
         .build()
         .parse(source)
-        .ok()?;
+}
+
+/// [`Test::CharRun`] when the expression is only a repetition of `.`.
+#[cfg(test)]
+fn char_run(source: &str, case_insensitive: bool, dot_matches_new_line: bool) -> Option<Test> {
+    char_run_of(&parse_regex(source, case_insensitive, false, dot_matches_new_line).ok()?)
+}
+
+/// [`Test::CharRun`] when the parsed expression is only a repetition of `.`.
+fn char_run_of(hir: &regex_syntax::hir::Hir) -> Option<Test> {
+    use regex_syntax::hir::{Class, HirKind};
     let HirKind::Repetition(repetition) = hir.kind() else {
         return None;
     };
@@ -803,20 +900,8 @@ fn char_run(source: &str, case_insensitive: bool, dot_matches_new_line: bool) ->
 /// must hold further in ([`regex_inner_text`]), whichever is the more selective. A
 /// prefix alone lets `\.exe\s+…werfaultsecure\.exe` be tried on every command line
 /// naming an executable, and finds nothing at all in `\w+`…`.
-fn regex_literals(
-    source: &str,
-    case_insensitive: bool,
-    multi_line: bool,
-    dot_matches_new_line: bool,
-) -> Option<Vec<String>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .case_insensitive(case_insensitive)
-        .multi_line(multi_line)
-        .dot_matches_new_line(dot_matches_new_line)
-        .build()
-        .parse(source)
-        .ok()?;
-    match (regex_prefixes(&hir), regex_inner_text(&hir)) {
+fn regex_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    match (regex_prefixes(hir), regex_inner_text(hir)) {
         (Some(prefixes), Some(inner)) => Some(
             if crate::compile::unselectiveness(&inner, String::len)
                 < crate::compile::unselectiveness(&prefixes, String::len)
@@ -1143,6 +1228,76 @@ mod tests {
         })
     }
 
+    /// The expression searched in place of a regex matches exactly the texts the
+    /// regex matches, on texts built from the pieces the expressions are about.
+    #[test]
+    fn trimmed_regexes_match_the_same_texts() {
+        let patterns = [
+            (r"-k\s\w{1,64}(?:\s?(?:-p|-s))?", false, false, true),
+            (r"\w+`(?:\w+|-|.)`[\w+|\s]", false, false, true),
+            (r"^\w{1,3}$", false, false, false),
+            (r"(?m)^a{2,4}", false, true, true),
+            (r"a\B\w{2,5}", false, false, true),
+            (r"(?:ab)*c+|x{1,3}y?", false, false, true),
+            (r"\bfoo\w*", true, false, true),
+            (r"(a|b{1,9})", false, false, true),
+            (r"\s[a-fA-F0-9]{4}\s[a-fA-F0-9]{2}", false, false, false),
+            (r"(?s)k.{1,3}", true, false, true),
+        ];
+        let pieces = [
+            "-k", " ", "\t", "\n", "a", "b", "ab", "c", "x", "y", "é", "1", "f0", "-p", "-s", "`",
+            "foo", "FOO", "K", "\u{212A}", "_", "-", "\"",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for (source, case_insensitive, multi_line, trims) in patterns {
+            let simpler = trimmed_of(source, case_insensitive, multi_line);
+            assert_eq!(simpler.is_some(), trims, "{source} -> {simpler:?}");
+            let Some(simpler) = simpler else { continue };
+            let original = regex::RegexBuilder::new(source)
+                .case_insensitive(case_insensitive)
+                .multi_line(multi_line)
+                .build()
+                .expect("valid");
+            let simpler = regex::Regex::new(&simpler).expect("the trimmed expression compiles");
+            let (mut matched, mut unmatched) = (0, 0);
+            for _ in 0..3000 {
+                let text: String = (0..next(9)).map(|_| pieces[next(pieces.len())]).collect();
+                let expected = original.is_match(&text);
+                assert_eq!(simpler.is_match(&text), expected, "{source} on {text:?}");
+                if expected {
+                    matched += 1
+                } else {
+                    unmatched += 1
+                }
+            }
+            assert!(
+                matched > 0 && unmatched > 0,
+                "{source}: {matched} matched, {unmatched} not"
+            );
+        }
+        assert_eq!(
+            trimmed_of(r"-k\s\w{1,64}(?:\s?(?:-p|-s))?", false, false)
+                .map(|simpler| regex::Regex::new(&simpler).map(|r| r.is_match("-k x")).ok()),
+            Some(Some(true))
+        );
+    }
+
+    fn literals_of(source: &str, case_insensitive: bool) -> Option<Vec<String>> {
+        regex_literals(&parse_regex(source, case_insensitive, false, false).expect("valid"))
+    }
+
+    /// `source` as searched for whether it matches (see `match_equivalent`), if smaller.
+    fn trimmed_of(source: &str, case_insensitive: bool, multi_line: bool) -> Option<String> {
+        let hir = parse_regex(source, case_insensitive, multi_line, false).expect("valid");
+        match_equivalent(&hir).map(|hir| hir.to_string())
+    }
+
     /// A regex's prefilter texts: one of them is in the lower-cased value whenever the
     /// expression matches it, whatever case or look-alike letters the value uses; and
     /// a plain run further in is preferred to a short prefix.
@@ -1150,21 +1305,15 @@ mod tests {
     fn regex_prefilter_texts_occur_in_every_match() {
         let wsass = r#"(?i)\.exe[\"\']?\s+[^\"]{0,64}werfaultsecure\.exe[\"\']?\s+\d{2,10}"#;
         assert_eq!(
-            regex_literals(wsass, false, false, false),
+            literals_of(wsass, false),
             Some(vec!["ecure.exe".to_string()])
         );
         assert_eq!(
-            regex_literals(r"\w+`(?:\w+|-|.)`[\w+|\s]", false, false, false),
+            literals_of(r"\w+`(?:\w+|-|.)`[\w+|\s]", false),
             Some(vec!["`".to_string()])
         );
         assert_eq!(
-            regex_literals(
-                r"(?i)mimi(?:katz|lib)\.dll|Invoke-Kerb",
-                false,
-                false,
-                false
-            )
-            .map(|v| v.len()),
+            literals_of(r"(?i)mimi(?:katz|lib)\.dll|Invoke-Kerb", false).map(|v| v.len()),
             Some(2)
         );
         let cases: Vec<(&str, bool, Vec<String>)> = vec![
@@ -1201,7 +1350,7 @@ mod tests {
             (r"(abc|abd)ef", false, vec!["abdef".into()]),
         ];
         for (source, case_insensitive, texts) in cases {
-            let literals = regex_literals(source, case_insensitive, false, false);
+            let literals = literals_of(source, case_insensitive);
             let regex = regex::RegexBuilder::new(source)
                 .case_insensitive(case_insensitive)
                 .build()
