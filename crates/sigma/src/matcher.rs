@@ -853,13 +853,14 @@ fn parse_regex(
     case_insensitive: bool,
     multi_line: bool,
     dot_matches_new_line: bool,
-) -> Result<regex_syntax::hir::Hir, regex_syntax::Error> {
+) -> Result<regex_syntax::hir::Hir, String> {
     regex_syntax::ParserBuilder::new()
         .case_insensitive(case_insensitive)
         .multi_line(multi_line)
         .dot_matches_new_line(dot_matches_new_line)
         .build()
         .parse(source)
+        .map_err(|error| error.to_string())
 }
 
 /// [`Test::CharRun`] when the expression is only a repetition of `.`.
@@ -1449,7 +1450,7 @@ mod tests {
                 let start = text.len() as u32;
                 let range = (!value_ref.is_array()
                     && FieldValue::of(value_ref).push_lowercase_text(&mut text))
-                .then(|| (start, text.len() as u32));
+                .then_some((start, text.len() as u32));
                 slots.insert(
                     "F",
                     crate::fields::Slot {
