@@ -814,7 +814,7 @@ fn match_equivalent(hir: &regex_syntax::hir::Hir) -> Option<regex_syntax::hir::H
                 return changed;
             };
             // A look-around inside would make the count matter.
-            if repetition.sub.properties().look_set().is_empty().not() {
+            if !repetition.sub.properties().look_set().is_empty() {
                 return changed;
             }
             if repetition.min == 0 {
@@ -843,7 +843,6 @@ fn match_equivalent(hir: &regex_syntax::hir::Hir) -> Option<regex_syntax::hir::H
             return true;
         }
     }
-    use std::ops::Not;
     trimmed(hir)
 }
 

@@ -95,7 +95,8 @@ impl PartWriter {
     /// Starts the threads for the part file at `path`, which holds `on_disk` bytes.
     fn start(path: PathBuf, on_disk: u64) -> PartWriter {
         use std::sync::atomic::Ordering;
-        let (to_file, mut file_chunks) = tokio::sync::mpsc::channel(WRITER_QUEUE);
+        let (to_file, mut file_chunks) =
+            tokio::sync::mpsc::channel::<std::sync::Arc<Vec<u8>>>(WRITER_QUEUE);
         let (to_hash, mut hash_chunks) =
             tokio::sync::mpsc::channel::<std::sync::Arc<Vec<u8>>>(WRITER_QUEUE);
         let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(on_disk));
@@ -106,7 +107,6 @@ impl PartWriter {
             let mut file = std::fs::OpenOptions::new().append(true).open(&file_path)?;
             let mut size = on_disk;
             while let Some(chunk) = file_chunks.blocking_recv() {
-                let chunk: std::sync::Arc<Vec<u8>> = chunk;
                 file.write_all(&chunk)?;
                 size += chunk.len() as u64;
                 counter.store(size, Ordering::Release);
