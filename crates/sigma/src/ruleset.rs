@@ -265,6 +265,8 @@ struct Scratch {
     found: Vec<(u32, u32)>,
     /// Entry positions of one candidate list to test.
     positions: Vec<u32>,
+    /// The values this thread scanned before, and what was found in them.
+    memo: crate::scan::ScanMemo,
 }
 
 impl Scratch {
@@ -1110,6 +1112,7 @@ impl RuleSet {
             hits,
             found,
             positions,
+            memo,
         } = scratch;
         // Every single value lower-cased once (shared by all rules) into the haystack,
         // each value followed by a separator, its range and field name in `values`; and
@@ -1143,7 +1146,7 @@ impl RuleSet {
         let unscoped = other_names.is_some();
         if let Some(scanners) = &self.scanners {
             let keywords = lists.iter().any(|list| list.keywords.may_occur(haystack));
-            scanners.scan(haystack, &values, unscoped, keywords, found);
+            scanners.scan(haystack, &values, unscoped, keywords, memo, found);
             found.sort_unstable();
             found.dedup();
             for (id, _) in found.iter() {

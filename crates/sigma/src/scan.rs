@@ -150,11 +150,45 @@ pub(crate) struct Value<'a> {
 pub(crate) struct Scanners {
     /// One per field rules scope literals to.
     fields: Vec<Scanner>,
-    /// An event's field name → the scanners to run over its values: the field's own,
-    /// and those of rule fields a logsource alias reads from it.
-    by_name: FxHashMap<Box<str>, Vec<u32>>,
+    /// An event's field name → the index in `sets` of the scanners to run over its
+    /// values: the field's own, and those of rule fields a logsource alias reads from it.
+    by_name: FxHashMap<Box<str>, u32>,
+    sets: Vec<Vec<u32>>,
     /// Keyword literals (no field): run over every value.
     keywords: Option<Scanner>,
+    /// Tells these scanners' results in a thread's [`ScanMemo`] from another set's.
+    generation: u64,
+}
+
+/// Values longer than this are scanned every time, not remembered.
+const MEMO_MAX_TEXT: usize = 512;
+/// Values remembered per thread; the memo starts afresh when it is full.
+const MEMO_ENTRIES: usize = 16 * 1024;
+
+/// What one thread's scans found in the values it saw last: logs repeat the same
+/// images, command lines, registry keys and services over and over, and a value seen
+/// before is looked up rather than walked through each of its field's automata again.
+/// Bounded: [`MEMO_ENTRIES`] values of at most [`MEMO_MAX_TEXT`] bytes.
+#[derive(Default)]
+pub(crate) struct ScanMemo {
+    generation: u64,
+    /// Hash of (scanner set, text) → what was found.
+    entries: FxHashMap<u64, Remembered>,
+    /// Ids of the value being scanned.
+    ids: Vec<u32>,
+}
+
+/// A scanned value: its scanner set, its text and the literal ids found in it.
+type Remembered = (u32, Box<str>, Box<[u32]>);
+
+impl ScanMemo {
+    fn key(set: u32, text: &str) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+        set.hash(&mut hasher);
+        hasher.write(text.as_bytes());
+        hasher.finish()
+    }
 }
 
 impl Scanners {
@@ -172,7 +206,12 @@ impl Scanners {
                 None => keyword_patterns.push((text, id)),
             }
         }
-        let mut scanners = Scanners::default();
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mut scanners = Scanners {
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Scanners::default()
+        };
+        let mut by_name: FxHashMap<Box<str>, Vec<u32>> = FxHashMap::default();
         let mut index_of: HashMap<&str, u32> = HashMap::new();
         let mut fields: Vec<_> = by_field.into_iter().collect();
         fields.sort_by(|a, b| a.0.cmp(b.0));
@@ -181,19 +220,19 @@ impl Scanners {
         scanners.fields = build_all(patterns)?;
         for (index, field) in names.into_iter().enumerate() {
             index_of.insert(field, index as u32);
-            scanners
-                .by_name
-                .entry(field.into())
-                .or_default()
-                .push(index as u32);
+            by_name.entry(field.into()).or_default().push(index as u32);
         }
         for (rule_name, event_name) in aliases {
             if let Some(index) = index_of.get(rule_name) {
-                let list = scanners.by_name.entry(event_name.into()).or_default();
+                let list = by_name.entry(event_name.into()).or_default();
                 if !list.contains(index) {
                     list.push(*index);
                 }
             }
+        }
+        for (name, set) in by_name {
+            scanners.by_name.insert(name, scanners.sets.len() as u32);
+            scanners.sets.push(set);
         }
         if !keyword_patterns.is_empty() {
             scanners.keywords = Some(Scanner::build(keyword_patterns, true)?);
@@ -206,27 +245,56 @@ impl Scanners {
     /// other names rules may give its field (without spaces, or the last part of a
     /// dotted UserData path). `keywords`: also search every value for the keyword
     /// literals (else the caller knows none occurs). Unsorted, possibly repeated.
+    /// `memo`: this thread's values seen before.
     pub fn scan(
         &self,
         haystack: &str,
         values: &[Value<'_>],
         other_names: bool,
         keywords: bool,
+        memo: &mut ScanMemo,
         found: &mut Vec<(u32, u32)>,
     ) {
-        let mut run = |scanners: &[u32], text: &str, value: u32| {
-            for index in scanners {
-                self.fields[*index as usize]
-                    .each(text.as_bytes(), &mut |id, _| found.push((id, value)));
+        if memo.generation != self.generation {
+            memo.entries.clear();
+            memo.generation = self.generation;
+        }
+        let mut run = |set: u32, text: &str, value: u32| {
+            let scanners = &self.sets[set as usize];
+            let walk = |hit: &mut dyn FnMut(u32)| {
+                for index in scanners {
+                    self.fields[*index as usize].each(text.as_bytes(), &mut |id, _| hit(id));
+                }
+            };
+            if text.len() > MEMO_MAX_TEXT {
+                return walk(&mut |id| found.push((id, value)));
             }
+            let key = ScanMemo::key(set, text);
+            if let Some((seen_set, seen_text, ids)) = memo.entries.get(&key)
+                && *seen_set == set
+                && **seen_text == *text
+            {
+                found.extend(ids.iter().map(|id| (*id, value)));
+                return;
+            }
+            memo.ids.clear();
+            walk(&mut |id| memo.ids.push(id));
+            memo.ids.sort_unstable();
+            memo.ids.dedup();
+            found.extend(memo.ids.iter().map(|id| (*id, value)));
+            if memo.entries.len() >= MEMO_ENTRIES {
+                memo.entries.clear();
+            }
+            memo.entries
+                .insert(key, (set, text.into(), memo.ids.as_slice().into()));
         };
         for (position, value) in values.iter().enumerate() {
             let text = &haystack[value.start as usize..value.end as usize];
             if text.is_empty() {
                 continue;
             }
-            if let Some(scanners) = self.by_name.get(value.name) {
-                run(scanners, text, position as u32);
+            if let Some(set) = self.by_name.get(value.name) {
+                run(*set, text, position as u32);
             }
             if other_names {
                 let leaf = value.name.rsplit('.').next().unwrap_or(value.name);
@@ -236,9 +304,9 @@ impl Scanners {
                     leaf.replace(' ', ""),
                 ] {
                     if name != value.name
-                        && let Some(scanners) = self.by_name.get(name.as_str())
+                        && let Some(set) = self.by_name.get(name.as_str())
                     {
-                        run(scanners, text, position as u32);
+                        run(*set, text, position as u32);
                     }
                 }
             }
@@ -259,6 +327,83 @@ impl Scanners {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a thread remembers changes nothing: the same values scanned again, under
+    /// another field, or by another rule set through the same memo, find what a fresh
+    /// memo (a walk through the automata) finds.
+    #[test]
+    fn remembered_values_find_what_a_walk_finds() {
+        let build = |texts: &[(&'static str, &'static str, u32)]| {
+            Scanners::build(
+                texts.iter().map(|(field, text, id)| {
+                    let field = (!field.is_empty()).then_some(*field);
+                    (field, text.to_string(), *id)
+                }),
+                [("Image", "NewProcessName")],
+            )
+            .unwrap()
+        };
+        let first = build(&[
+            ("Image", "\\cmd.exe", 1),
+            ("Image", "cmd", 2),
+            ("CommandLine", "cmd", 3),
+            ("CommandLine", "/c whoami", 4),
+        ]);
+        let second = build(&[("Image", "whoami", 7), ("CommandLine", "cmd", 8)]);
+        let events: [&[(&str, &str)]; 4] = [
+            &[("Image", "c:\\cmd.exe"), ("CommandLine", "cmd /c whoami")],
+            &[
+                ("CommandLine", "c:\\cmd.exe"),
+                ("NewProcessName", "c:\\cmd.exe"),
+            ],
+            &[
+                ("Image", "c:\\cmd.exe"),
+                ("Image", "whoami.exe"),
+                ("User", "cmd"),
+            ],
+            &[("CommandLine", "cmd /c whoami"), ("Image", "c:\\cmd.exe")],
+        ];
+        let scan = |scanners: &Scanners, event: &[(&str, &str)], memo: &mut ScanMemo| {
+            let mut haystack = String::new();
+            let mut values = Vec::new();
+            for (name, text) in event {
+                let start = haystack.len() as u32;
+                haystack.push_str(text);
+                values.push(Value {
+                    start,
+                    end: haystack.len() as u32,
+                    name,
+                });
+                haystack.push('\u{1}');
+            }
+            let mut found = Vec::new();
+            scanners.scan(&haystack, &values, false, false, memo, &mut found);
+            found.sort_unstable();
+            found.dedup();
+            found
+        };
+        let mut memo = ScanMemo::default();
+        for round in 0..3 {
+            for (index, event) in events.iter().enumerate() {
+                for scanners in [&first, &second] {
+                    // Each value on its own, with nothing remembered.
+                    let mut fresh: Vec<(u32, u32)> = (0..event.len())
+                        .flat_map(|at| {
+                            scan(scanners, &event[at..=at], &mut ScanMemo::default())
+                                .into_iter()
+                                .map(move |(id, _)| (id, at as u32))
+                        })
+                        .collect();
+                    fresh.sort_unstable();
+                    let remembered = scan(scanners, event, &mut memo);
+                    assert_eq!(remembered, fresh, "round {round}, event {index}");
+                }
+            }
+        }
+        // The walk itself, for the first event: both ends of `cmd.exe` and the command.
+        let found = scan(&first, events[0], &mut memo);
+        assert_eq!(found, vec![(1, 0), (2, 0), (3, 1), (4, 1)]);
+    }
 
     /// The walk finds what the library's overlapping search finds, DFA and NFA alike.
     #[test]
