@@ -310,7 +310,7 @@ struct SystemValue {
 }
 
 /// One `Data` value of `EventData`: its `Name`, and its value (none: empty).
-type DataValue = (String, Option<Source>);
+type DataValue = (Arc<str>, Option<Source>);
 
 /// Where an event's data section is.
 #[derive(Debug)]
@@ -465,16 +465,16 @@ fn finish(
     if pairs && data.len() <= MAX_FIELDS - SYSTEM_FIELD_NAMES.len() {
         let clash = names
             .iter()
-            .any(|(name, _)| SYSTEM_FIELD_NAMES.contains(&name.as_str()));
+            .any(|(name, _)| SYSTEM_FIELD_NAMES.contains(&&**name));
         if !clash {
             let mut list: Vec<(FieldName, Value)> =
                 Vec::with_capacity(SYSTEM_FIELD_NAMES.len() + data.len());
             let mut parts = system_parts(system, &mut |name, value| {
-                list.push((FieldName::Borrowed(name), value));
+                list.push((FieldName::Static(name), value));
             });
             // Names are unique within a programmed template.
             for ((name, _), value) in names.iter().zip(data) {
-                list.push((FieldName::Owned(name.clone()), value));
+                list.push((FieldName::Shared(Arc::clone(name)), value));
             }
             parts.pairs = Some(list);
             return parts;
@@ -482,7 +482,7 @@ fn finish(
     }
     let mut parts = windows_system_parts(Some(system), data.len());
     for ((name, _), value) in names.iter().zip(data) {
-        put_data_value(&mut parts.fields, name.clone(), value);
+        put_data_value(&mut parts.fields, name.to_string(), value);
     }
     parts
 }
@@ -1169,11 +1169,11 @@ fn data_of(elements: &[Element], data: &Element) -> Option<Vec<DataValue>> {
             || name.is_empty()
             || element.dependency.is_some()
             || !element.children.is_empty()
-            || values.iter().any(|(taken, _)| taken == name)
+            || values.iter().any(|(taken, _)| **taken == **name)
         {
             return None;
         }
-        values.push((name.clone(), single(&element.content)?));
+        values.push((Arc::from(name.as_str()), single(&element.content)?));
     }
     Some(values)
 }

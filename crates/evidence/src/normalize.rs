@@ -120,8 +120,36 @@ impl WindowsParts {
     }
 }
 
-/// A field name: a System field's, or one read from the record.
-pub type FieldName = std::borrow::Cow<'static, str>;
+/// A field name: a System field's, or one read from the record's template (shared by
+/// every record of that template: naming a field costs no allocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldName {
+    Static(&'static str),
+    Shared(std::sync::Arc<str>),
+}
+
+impl std::ops::Deref for FieldName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            FieldName::Static(name) => name,
+            FieldName::Shared(name) => name,
+        }
+    }
+}
+
+impl AsRef<str> for FieldName {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl PartialEq<str> for FieldName {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
 
 /// An event's flattened fields: a map, or name–value pairs in which no name occurs
 /// twice (looked up by a scan: a record has a few dozen).

@@ -49,9 +49,18 @@ impl<'a> FieldValue<'a> {
         let start = out.len();
         match self {
             FieldValue::Str(text) => out.push_str(text),
+            // Integers (most numbers in events) without the formatter; as written.
             FieldValue::Number(number) => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "{number}");
+                let mut buffer = itoa::Buffer::new();
+                if let Some(n) = number.as_u64() {
+                    out.push_str(buffer.format(n));
+                } else if let Some(n) = number.as_i64() {
+                    out.push_str(buffer.format(n));
+                } else {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "{number}");
+                }
+                return true;
             }
             FieldValue::Bool(_) | FieldValue::Object(_) => match self.text() {
                 Some(text) => out.push_str(&text),
@@ -277,6 +286,28 @@ impl EventFields for FieldsView<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::FieldValue;
+
+    /// The haystack's text of a value is its text lower-cased, numbers included.
+    #[test]
+    fn pushed_lowercase_text_is_the_text_lower_cased() {
+        let values: Vec<serde_json::Value> = serde_json::from_str(
+            r#"[0, 7, -1, 4624, 18446744073709551615, -9223372036854775808, 1.5, -0.0,
+                1e300, 2.5e-8, "MiXeD", "ÄÖÜ ß İ", "", true, false, {"A": "B"}]"#,
+        )
+        .unwrap();
+        for value in &values {
+            let value = FieldValue::of(value);
+            let mut out = String::from("prefix");
+            assert!(value.push_lowercase_text(&mut out), "{value:?}");
+            let expected = format!("prefix{}", value.text().unwrap().to_lowercase());
+            assert_eq!(out, expected, "{value:?}");
+        }
+        let mut out = String::new();
+        assert!(!FieldValue::Null.push_lowercase_text(&mut out));
+        assert!(out.is_empty());
+    }
+
     #[test]
     fn decimal_text_reads_as_the_float_parser_reads_it() {
         for text in [
