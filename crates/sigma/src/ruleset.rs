@@ -158,6 +158,12 @@ struct LiteralRef {
 #[derive(Default)]
 struct Candidates {
     entries: Vec<(usize, Aliases)>,
+    /// Per entry, the range of `requirements` holding its rule's literal groups.
+    required: Vec<(u32, u32)>,
+    /// The entries' literal groups, side by side (read for every candidate, so kept
+    /// together rather than behind each rule's pointers): literal ids, the last of each
+    /// group marked with [`GROUP_END`].
+    requirements: Vec<u32>,
     /// Positions of entries whose rule has no literal requirement: tested on every event.
     unfiltered: Vec<u32>,
     /// Literal id → positions of the entries whose rule requires it (in its smallest
@@ -211,6 +217,10 @@ impl KeywordGate {
     }
 }
 
+/// Marks the last literal id of a group in [`Candidates::requirements`].
+const GROUP_END: u32 = 1 << 31;
+use crate::scan::OWN_FIELD;
+
 impl Candidates {
     fn push(&mut self, rule: usize, aliases: Aliases) {
         self.entries.push((rule, aliases));
@@ -221,6 +231,21 @@ impl Candidates {
     fn index_literals(&mut self, rules: &[Rule], texts: &[String]) {
         self.unfiltered.clear();
         self.by_literal.clear();
+        self.required.clear();
+        self.requirements.clear();
+        for (rule, _) in &self.entries {
+            let start = self.requirements.len() as u32;
+            for group in &rules[*rule].literal_ids {
+                let ids = group.iter().map(|literal| literal.id);
+                self.requirements.extend(ids);
+                if let Some(last) = self.requirements.last_mut()
+                    && !group.is_empty()
+                {
+                    *last |= GROUP_END;
+                }
+            }
+            self.required.push((start, self.requirements.len() as u32));
+        }
         self.keywords = KeywordGate::new(self.entries.iter().flat_map(|(rule, _)| {
             rules[*rule]
                 .literal_ids
@@ -253,13 +278,24 @@ impl Candidates {
     }
 }
 
+/// Whether a literal occurs in an event's values.
+#[derive(Clone, Copy, PartialEq, Default)]
+enum Presence {
+    #[default]
+    Absent,
+    /// In a value of the literal's own field (or anywhere, for a keyword literal).
+    OwnField,
+    /// Only in values of other names (a field some logsource reads the literal's from).
+    Elsewhere,
+}
+
 /// Per-thread buffers of [`RuleSet::evaluate`], reused from event to event.
 #[derive(Default)]
 struct Scratch {
     /// The event's values, lower-cased, each followed by `\u{1}`.
     haystack: String,
     /// Whether each literal occurs in the haystack; only the ids in `hits` are set.
-    present: Vec<bool>,
+    present: Vec<Presence>,
     hits: Vec<u32>,
     /// Every occurrence: (literal id, index of the value it is in), sorted.
     found: Vec<(u32, u32)>,
@@ -273,11 +309,11 @@ impl Scratch {
     fn reset(&mut self, literal_count: usize) {
         for id in self.hits.drain(..) {
             if let Some(slot) = self.present.get_mut(id as usize) {
-                *slot = false;
+                *slot = Presence::Absent;
             }
         }
         if self.present.len() < literal_count {
-            self.present.resize(literal_count, false);
+            self.present.resize(literal_count, Presence::Absent);
         }
         self.haystack.clear();
         self.positions.clear();
@@ -306,6 +342,8 @@ fn literal_piece(literal: &str) -> &str {
 #[derive(Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
+    /// Each literal id's field as rules name it (`None`: a keyword literal).
+    literal_fields: Vec<Option<Box<str>>>,
     pub refused: Vec<Refusal>,
     /// lower-case channel → event ID → (rule, aliases).
     /// (The channel maps are keyed by the rules' channels and looked up once per event
@@ -913,8 +951,11 @@ impl RuleSet {
         self.by_channel_code.clear();
         self.everywhere = Candidates::default();
         self.everywhere_by_code.clear();
-        let mut ids: HashMap<String, u32> = HashMap::new();
+        // One id per (field, text): an occurrence found by a field's automaton is then
+        // known to be that field's literal.
+        let mut ids: HashMap<(Option<String>, String), u32> = HashMap::new();
         let mut literals: Vec<String> = Vec::new();
+        let mut literal_fields: Vec<Option<Box<str>>> = Vec::new();
         for rule in &mut self.rules {
             rule.literal_ids = rule
                 .literals
@@ -926,9 +967,11 @@ impl RuleSet {
                             // Any piece of a required literal is required too: long ones
                             // are searched by their end, which keeps the automaton small.
                             let piece = literal_piece(literal);
+                            let key = (field.clone(), piece.to_string());
                             LiteralRef {
-                                id: *ids.entry(piece.to_string()).or_insert_with(|| {
+                                id: *ids.entry(key).or_insert_with(|| {
                                     literals.push(piece.to_string());
+                                    literal_fields.push(field.as_deref().map(Box::from));
                                     (literals.len() - 1) as u32
                                 }),
                                 field: field.as_deref().map(Box::from),
@@ -939,6 +982,7 @@ impl RuleSet {
                 .collect();
         }
         self.literal_count = literals.len();
+        self.literal_fields = literal_fields;
         // Each literal is searched in the values of its field (and of the event fields
         // logsource aliases read that field from); keyword literals in every value.
         let scoped = self.rules.iter().flat_map(|rule| {
@@ -1149,34 +1193,42 @@ impl RuleSet {
             scanners.scan(haystack, &values, unscoped, keywords, memo, found);
             found.sort_unstable();
             found.dedup();
-            for (id, _) in found.iter() {
+            for (id, value) in found.iter() {
                 if let Some(slot) = present.get_mut(*id as usize)
-                    && !*slot
+                    && *slot == Presence::Absent
                 {
-                    *slot = true;
                     hits.push(*id);
+                    *slot = Presence::Elsewhere;
+                }
+                if value & OWN_FIELD != 0
+                    && let Some(slot) = present.get_mut(*id as usize)
+                {
+                    *slot = Presence::OwnField;
                 }
             }
         }
-        let in_field = |literal: &LiteralRef, aliases: &crate::logsource::Aliases| -> bool {
-            if !present[literal.id as usize] {
-                return false;
+        // A literal counts when it occurs in its field's value: found there by its own
+        // name, or (rarely) only under a name this rule's logsource reads the field from.
+        let in_field = |id: u32, aliases: &crate::logsource::Aliases| -> bool {
+            match present[id as usize] {
+                Presence::Absent => return false,
+                Presence::OwnField => return true,
+                Presence::Elsewhere => {}
             }
-            let Some(field) = literal.field.as_deref() else {
+            let Some(field) = self.literal_fields[id as usize].as_deref() else {
                 return true;
             };
             if unscoped {
                 return true;
             }
-            let alias = aliases.get(field).map(String::as_str);
-            let first = found.partition_point(|(id, _)| *id < literal.id);
+            let Some(alias) = aliases.get(field) else {
+                return false;
+            };
+            let first = found.partition_point(|(found, _)| *found < id);
             found[first..]
                 .iter()
-                .take_while(|(id, _)| *id == literal.id)
-                .any(|(_, value)| {
-                    let name = values[*value as usize].name;
-                    name == field || Some(name) == alias
-                })
+                .take_while(|(found, _)| *found == id)
+                .any(|(_, value)| values[(value & !OWN_FIELD) as usize].name == alias)
         };
         let lowered = crate::fields::Lowered::new(haystack, &slots);
         for list in lists {
@@ -1191,14 +1243,24 @@ impl RuleSet {
             positions.dedup();
             for position in positions.iter() {
                 let (index, aliases) = &list.entries[*position as usize];
-                let rule = &self.rules[*index];
-                let possible = rule
-                    .literal_ids
-                    .iter()
-                    .all(|any| any.iter().any(|literal| in_field(literal, aliases)));
+                let (start, end) = list.required[*position as usize];
+                // Every group has a literal in its field: scanned group by group.
+                let mut possible = true;
+                let mut group_met = false;
+                for id in &list.requirements[start as usize..end as usize] {
+                    group_met = group_met || in_field(id & !GROUP_END, aliases);
+                    if id & GROUP_END != 0 {
+                        if !group_met {
+                            possible = false;
+                            break;
+                        }
+                        group_met = false;
+                    }
+                }
                 if !possible {
                     continue;
                 }
+                let rule = &self.rules[*index];
                 let view = FieldsView {
                     fields: event.fields,
                     aliases: Some(aliases),

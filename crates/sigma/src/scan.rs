@@ -154,11 +154,16 @@ pub(crate) struct Scanners {
     /// values: the field's own, and those of rule fields a logsource alias reads from it.
     by_name: FxHashMap<Box<str>, u32>,
     sets: Vec<Vec<u32>>,
+    /// Per set, the scanner of the field named as the set's name (if rules name it).
+    own: Vec<Option<u32>>,
     /// Keyword literals (no field): run over every value.
     keywords: Option<Scanner>,
     /// Tells these scanners' results in a thread's [`ScanMemo`] from another set's.
     generation: u64,
 }
+
+/// Marks, in a found (literal id, value index), a value of the literal's own field.
+pub(crate) const OWN_FIELD: u32 = 1 << 31;
 
 /// Values longer than this are scanned every time, not remembered.
 const MEMO_MAX_TEXT: usize = 512;
@@ -231,7 +236,10 @@ impl Scanners {
             }
         }
         for (name, set) in by_name {
-            scanners.by_name.insert(name, scanners.sets.len() as u32);
+            scanners
+                .by_name
+                .insert(name.clone(), scanners.sets.len() as u32);
+            scanners.own.push(index_of.get(&*name).copied());
             scanners.sets.push(set);
         }
         if !keyword_patterns.is_empty() {
@@ -241,7 +249,8 @@ impl Scanners {
     }
 
     /// Adds to `found` every (literal id, value index) where a literal occurs in a value
-    /// it may count in. `other_names`: also search each value for the literals of the
+    /// it may count in; the index has [`OWN_FIELD`] set when the value's name is the
+    /// literal's field (or the literal is a keyword). `other_names`: also search each value for the literals of the
     /// other names rules may give its field (without spaces, or the last part of a
     /// dotted UserData path). `keywords`: also search every value for the keyword
     /// literals (else the caller knows none occurs). Unsorted, possibly repeated.
@@ -259,29 +268,41 @@ impl Scanners {
             memo.entries.clear();
             memo.generation = self.generation;
         }
-        let mut run = |set: u32, text: &str, value: u32| {
+        // `own`: the set is the value's own name's (not another name of its field), so
+        // its own field's literals are marked. Ids carry that mark in the memo.
+        let mut run = |set: u32, text: &str, value: u32, own: bool| {
             let scanners = &self.sets[set as usize];
+            let own_scanner = self.own[set as usize];
             let walk = |hit: &mut dyn FnMut(u32)| {
                 for index in scanners {
-                    self.fields[*index as usize].each(text.as_bytes(), &mut |id, _| hit(id));
+                    let mark = if Some(*index) == own_scanner {
+                        OWN_FIELD
+                    } else {
+                        0
+                    };
+                    self.fields[*index as usize].each(text.as_bytes(), &mut |id, _| hit(id | mark));
                 }
             };
+            let emit = |id: u32| {
+                let mark = if own { id & OWN_FIELD } else { 0 };
+                (id & !OWN_FIELD, value | mark)
+            };
             if text.len() > MEMO_MAX_TEXT {
-                return walk(&mut |id| found.push((id, value)));
+                return walk(&mut |id| found.push(emit(id)));
             }
             let key = ScanMemo::key(set, text);
             if let Some((seen_set, seen_text, ids)) = memo.entries.get(&key)
                 && *seen_set == set
                 && **seen_text == *text
             {
-                found.extend(ids.iter().map(|id| (*id, value)));
+                found.extend(ids.iter().map(|id| emit(*id)));
                 return;
             }
             memo.ids.clear();
             walk(&mut |id| memo.ids.push(id));
             memo.ids.sort_unstable();
             memo.ids.dedup();
-            found.extend(memo.ids.iter().map(|id| (*id, value)));
+            found.extend(memo.ids.iter().map(|id| emit(*id)));
             if memo.entries.len() >= MEMO_ENTRIES {
                 memo.entries.clear();
             }
@@ -294,7 +315,7 @@ impl Scanners {
                 continue;
             }
             if let Some(set) = self.by_name.get(value.name) {
-                run(*set, text, position as u32);
+                run(*set, text, position as u32, true);
             }
             if other_names {
                 let leaf = value.name.rsplit('.').next().unwrap_or(value.name);
@@ -306,7 +327,7 @@ impl Scanners {
                     if name != value.name
                         && let Some(set) = self.by_name.get(name.as_str())
                     {
-                        run(*set, text, position as u32);
+                        run(*set, text, position as u32, false);
                     }
                 }
             }
@@ -318,7 +339,7 @@ impl Scanners {
                 // The occurrence's last byte is in the value it lies in.
                 let last = end as u32 - 1;
                 let position = values.partition_point(|value| value.end <= last);
-                found.push((id, position as u32));
+                found.push((id, position as u32 | OWN_FIELD));
             });
         }
     }
@@ -391,7 +412,7 @@ mod tests {
                         .flat_map(|at| {
                             scan(scanners, &event[at..=at], &mut ScanMemo::default())
                                 .into_iter()
-                                .map(move |(id, _)| (id, at as u32))
+                                .map(move |(id, value)| (id, at as u32 | (value & OWN_FIELD)))
                         })
                         .collect();
                     fresh.sort_unstable();
@@ -400,9 +421,13 @@ mod tests {
                 }
             }
         }
-        // The walk itself, for the first event: both ends of `cmd.exe` and the command.
+        // The walk itself: both ends of `cmd.exe` and the command, in their own fields;
+        // `cmd.exe` under a name `Image` is read from, not marked as its own field.
         let found = scan(&first, events[0], &mut memo);
-        assert_eq!(found, vec![(1, 0), (2, 0), (3, 1), (4, 1)]);
+        let own = OWN_FIELD;
+        assert_eq!(found, vec![(1, own), (2, own), (3, 1 | own), (4, 1 | own)]);
+        let found = scan(&first, events[1], &mut memo);
+        assert_eq!(found, vec![(1, 1), (2, 1), (3, own)]);
     }
 
     /// The walk finds what the library's overlapping search finds, DFA and NFA alike.
