@@ -367,6 +367,31 @@ pub struct RuleSet {
     literal_count: usize,
 }
 
+/// A rule source's YAML: its text, or the file to read it from.
+enum Body {
+    Text(String),
+    File(PathBuf),
+}
+
+/// A rule file's text, bounded by [`MAX_RULE_FILE_BYTES`]; why not, as a refusal says it.
+fn read_rule_file(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot read: {error}"))?;
+    let size = file
+        .metadata()
+        .map_err(|error| format!("cannot read: {error}"))?
+        .len();
+    if size > MAX_RULE_FILE_BYTES {
+        return Err(format!(
+            "{size} bytes; rule files are at most {MAX_RULE_FILE_BYTES}"
+        ));
+    }
+    let mut text = String::with_capacity(size as usize);
+    file.take(MAX_RULE_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|error| format!("cannot read as UTF-8 text: {error}"))?;
+    Ok(text)
+}
+
 /// SHA-256 of a rule's YAML; with the document index when its text holds several.
 fn document_hash(text: &str, index: Option<usize>) -> String {
     let mut hasher = Sha256::new();
@@ -590,7 +615,7 @@ impl RuleSet {
         for path in paths {
             set.load_path(path, &mut texts);
         }
-        set.add_texts(&texts, mapping);
+        set.add_sources(&texts, mapping);
         set
     }
 
@@ -598,7 +623,11 @@ impl RuleSet {
     /// e.g. the enabled rules a service stored.
     pub fn from_documents(texts: &[(String, String)], mapping: &LogsourceMapping) -> RuleSet {
         let mut set = RuleSet::default();
-        set.add_texts(texts, mapping);
+        let texts: Vec<(String, Body)> = texts
+            .iter()
+            .map(|(source, text)| (source.clone(), Body::Text(text.clone())))
+            .collect();
+        set.add_sources(&texts, mapping);
         set
     }
 
@@ -606,14 +635,15 @@ impl RuleSet {
     /// refusals keep text order), then resolves correlations and indexes. Workers take
     /// small runs of texts in turn, so one slow part of a rule tree does not leave the
     /// other cores idle.
-    fn add_texts(&mut self, texts: &[(String, String)], mapping: &LogsourceMapping) {
+    /// Loads the texts (read here for files, on every core) and indexes the rules.
+    fn add_sources(&mut self, texts: &[(String, Body)], mapping: &LogsourceMapping) {
         const RUN: usize = 32;
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 16)
             .min(texts.len().div_ceil(RUN).max(1));
-        let runs: Vec<&[(String, String)]> = texts.chunks(RUN).collect();
+        let runs: Vec<&[(String, Body)]> = texts.chunks(RUN).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let mut parts: Vec<(usize, RuleSet)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -628,8 +658,14 @@ impl RuleSet {
                             // Each run separately, so a parser panic loses no other run.
                             let part = std::panic::catch_unwind(|| {
                                 let mut part = RuleSet::default();
-                                for (source, text) in *run {
-                                    part.load_text(source, text, mapping);
+                                for (source, body) in *run {
+                                    match body {
+                                        Body::Text(text) => part.load_text(source, text, mapping),
+                                        Body::File(path) => match read_rule_file(path) {
+                                            Ok(text) => part.load_text(source, &text, mapping),
+                                            Err(reason) => part.refuse(source, None, None, reason),
+                                        },
+                                    }
                                 }
                                 part
                             })
@@ -727,11 +763,25 @@ impl RuleSet {
         fields
     }
 
-    fn load_path(&mut self, path: &Path, texts: &mut Vec<(String, String)>) {
+    /// Gathers the rule files under `path` (read later, by [`Self::add_sources`]) and
+    /// the texts of zip members.
+    fn load_path(&mut self, path: &Path, texts: &mut Vec<(String, Body)>) {
+        self.gather(path, None, texts);
+    }
+
+    /// `is_dir`: known from the directory listing (`None`: look).
+    fn gather(&mut self, path: &Path, is_dir: Option<bool>, texts: &mut Vec<(String, Body)>) {
         let display = path.display().to_string();
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-                Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        if is_dir.unwrap_or_else(|| path.is_dir()) {
+            let mut entries: Vec<(PathBuf, Option<bool>)> = match std::fs::read_dir(path) {
+                // The listing's type, but a link is looked through.
+                Ok(entries) => entries
+                    .flatten()
+                    .map(|e| {
+                        let kind = e.file_type().ok().filter(|kind| !kind.is_symlink());
+                        (e.path(), kind.map(|kind| kind.is_dir()))
+                    })
+                    .collect(),
                 Err(error) => {
                     return self.refuse(
                         &display,
@@ -742,14 +792,15 @@ impl RuleSet {
                 }
             };
             entries.sort();
-            for entry in entries {
+            for (entry, is_dir) in entries {
                 let is_rule = entry.extension().and_then(|e| e.to_str()).is_some_and(|e| {
                     e.eq_ignore_ascii_case("yml")
                         || e.eq_ignore_ascii_case("yaml")
                         || e.eq_ignore_ascii_case("zip")
                 });
-                if entry.is_dir() || is_rule {
-                    self.load_path(&entry, texts);
+                let is_dir = is_dir.unwrap_or_else(|| entry.is_dir());
+                if is_dir || is_rule {
+                    self.gather(&entry, Some(is_dir), texts);
                 }
             }
             return;
@@ -760,35 +811,10 @@ impl RuleSet {
         {
             return self.load_zip(path, texts);
         }
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.len() > MAX_RULE_FILE_BYTES => {
-                return self.refuse(
-                    &display,
-                    None,
-                    None,
-                    format!(
-                        "{} bytes; rule files are at most {MAX_RULE_FILE_BYTES}",
-                        meta.len()
-                    ),
-                );
-            }
-            Err(error) => {
-                return self.refuse(&display, None, None, format!("cannot read: {error}"));
-            }
-            Ok(_) => {}
-        }
-        match std::fs::read_to_string(path) {
-            Ok(text) => texts.push((display, text)),
-            Err(error) => self.refuse(
-                &display,
-                None,
-                None,
-                format!("cannot read as UTF-8 text: {error}"),
-            ),
-        }
+        texts.push((display, Body::File(path.to_path_buf())));
     }
 
-    fn load_zip(&mut self, path: &Path, texts: &mut Vec<(String, String)>) {
+    fn load_zip(&mut self, path: &Path, texts: &mut Vec<(String, Body)>) {
         let display = path.display().to_string();
         let archive = std::fs::File::open(path)
             .map_err(|e| e.to_string())
@@ -832,7 +858,7 @@ impl RuleSet {
                 .take(MAX_RULE_FILE_BYTES)
                 .read_to_string(&mut text)
             {
-                Ok(_) => texts.push((source, text)),
+                Ok(_) => texts.push((source, Body::Text(text))),
                 Err(error) => self.refuse(
                     &source,
                     None,
@@ -1294,6 +1320,51 @@ mod tests {
             .into_iter()
             .map(|i| set.rules[i].meta.title.clone())
             .collect()
+    }
+
+    /// Rule files are read on the loading threads: every readable rule of a tree loads
+    /// (a linked folder included), and a file too large or not UTF-8 is refused by name.
+    #[test]
+    fn a_rule_tree_loads_and_unreadable_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = |title: &str| {
+            format!(
+                "title: {title}\nlogsource: {{product: windows, service: security}}\n\
+                 detection:\n  sel:\n    EventID: 4624\n  condition: sel\n"
+            )
+        };
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(dir.path().join("top.yml"), rule("Top")).unwrap();
+        std::fs::write(nested.join("deep.YAML"), rule("Deep")).unwrap();
+        std::fs::write(nested.join("notes.txt"), "not a rule").unwrap();
+        std::fs::write(dir.path().join("latin1.yml"), b"title: caf\xe9\n").unwrap();
+        let large = "#".repeat(MAX_RULE_FILE_BYTES as usize + 1);
+        std::fs::write(dir.path().join("large.yml"), large).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("linked.yml"), rule("Linked")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("link")).unwrap();
+
+        let set = RuleSet::load(&[dir.path().to_path_buf()], &LogsourceMapping::built_in());
+        let mut titles: Vec<&str> = set.rules.iter().map(|r| r.meta.title.as_str()).collect();
+        titles.sort();
+        assert_eq!(titles, ["Deep", "Linked", "Top"]);
+        let refused: Vec<(String, &str)> = set
+            .refused
+            .iter()
+            .map(|r| {
+                let name = Path::new(&r.source).file_name().unwrap();
+                (name.to_string_lossy().into_owned(), r.reason.as_str())
+            })
+            .collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert_eq!(refused[0].0, "large.yml");
+        assert!(
+            refused[0].1.contains("rule files are at most"),
+            "{refused:?}"
+        );
+        assert_eq!(refused[1].0, "latin1.yml");
+        assert!(refused[1].1.contains("cannot read as UTF-8"), "{refused:?}");
     }
 
     #[test]
