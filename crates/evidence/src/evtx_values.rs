@@ -572,32 +572,29 @@ fn sid_text(bytes: &[u8]) -> Option<String> {
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// UTF-16LE units that are all ASCII but NUL (the usual case) as text, a byte per
-/// unit; `None` otherwise. Four units at a time, as one word.
+/// unit; `None` otherwise. Checked four units at a time as one word, without a branch
+/// per word, then narrowed in one pass the compiler vectorises.
 fn ascii_text(units: &[[u8; 2]]) -> Option<String> {
     // Per 16-bit lane: the high byte and bit 7 of the low byte are clear (ASCII), and
-    // the lane plus 0x7f reaches bit 7 (not NUL; no carry leaves a lane).
+    // the lane plus 0x7f reaches bit 7 (not NUL; no carry leaves an ASCII lane).
     const NOT_ASCII: u64 = 0xff80_ff80_ff80_ff80;
     const SEVEN_F: u64 = 0x007f_007f_007f_007f;
     const BIT_7: u64 = 0x0080_0080_0080_0080;
     let (words, tail) = units.as_flattened().as_chunks::<8>();
-    let mut text = Vec::with_capacity(units.len());
+    let mut wrong = 0u64;
     for word in words {
         let word = u64::from_le_bytes(*word);
-        if word & NOT_ASCII != 0 || (word + SEVEN_F) & BIT_7 != BIT_7 {
-            return None;
-        }
-        // The four low bytes, side by side.
-        let pairs = (word | (word >> 8)) & 0x0000_ffff_0000_ffff;
-        let four = (pairs | (pairs >> 16)) as u32;
-        text.extend_from_slice(&four.to_le_bytes());
+        wrong |= (word & NOT_ASCII) | (!word.wrapping_add(SEVEN_F) & BIT_7);
+    }
+    if wrong != 0 {
+        return None;
     }
     for unit in tail.as_chunks::<2>().0 {
         if unit[1] != 0 || unit[0].wrapping_sub(1) >= 0x7f {
             return None;
         }
-        text.push(unit[0]);
     }
-    String::from_utf8(text).ok()
+    String::from_utf8(units.iter().map(|unit| unit[0]).collect()).ok()
 }
 
 /// UTF-16LE text; `None` for an unpaired surrogate or a NUL (the JSON path's cases).

@@ -124,6 +124,7 @@ impl WindowsParts {
 /// every record of that template: naming a field costs no allocation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldName {
+    /// A System field's (one of `SYSTEM_FIELD_NAMES`: no space, no dot).
     Static(&'static str),
     Shared(std::sync::Arc<str>),
 }
@@ -1006,6 +1007,11 @@ mod tests {
         let mut names = Vec::new();
         system_parts(system, &mut |name, _| names.push(name));
         assert_eq!(names, SYSTEM_FIELD_NAMES);
+        // Rules read fields whose names hold a space or a dot under other names too; the
+        // System fields' (`FieldName::Static`) are known to have neither.
+        for name in SYSTEM_FIELD_NAMES {
+            assert!(!name.contains([' ', '.']), "{name}");
+        }
     }
 
     #[test]

@@ -192,7 +192,14 @@ impl<'a> Lowered<'a> {
 
 /// Whether some field of the event has another name for rules ([`other_names`]).
 pub fn has_other_names(fields: Fields<'_>) -> bool {
-    fields.iter().any(|(k, _)| has_space_or_dot(k.as_bytes()))
+    match fields {
+        // A System field's name (static) has neither.
+        Fields::Pairs(pairs) => pairs.iter().any(|(name, _)| {
+            matches!(name, casescope_evidence::FieldName::Shared(_))
+                && has_space_or_dot(name.as_bytes())
+        }),
+        Fields::Map(_) => fields.iter().any(|(k, _)| has_space_or_dot(k.as_bytes())),
+    }
 }
 
 /// Whether `bytes` holds a space or a dot, eight bytes at a time (every event's field
@@ -205,16 +212,14 @@ fn has_space_or_dot(bytes: &[u8]) -> bool {
         let x = word ^ (ONES * u64::from(byte));
         x.wrapping_sub(ONES) & !x & HIGHS != 0
     };
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(eight);
-        if holds(word, b' ') || holds(word, b'.') {
-            return true;
-        }
-    }
-    chunks.remainder().iter().any(|&b| b == b' ' || b == b'.')
+    let (words, rest) = bytes.as_chunks::<8>();
+    // The rest padded with NULs, which are neither.
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    words.iter().chain([&last]).any(|word| {
+        let word = u64::from_le_bytes(*word);
+        holds(word, b' ') || holds(word, b'.')
+    })
 }
 
 /// The names Sigma rules use for fields whose event names hold spaces or a UserData
