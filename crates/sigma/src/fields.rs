@@ -151,36 +151,50 @@ pub struct Slot<'a> {
     pub range: Option<(u32, u32)>,
 }
 
-/// Every field of an event by name (hashed once per event for all the rules' lookups),
-/// with the single values lower-cased: ranges of one text.
+/// Field name → position in an event's slots.
+pub enum SlotIndex<'a> {
+    /// Made for this one event.
+    Event(&'a HashMap<&'a str, u32, rustc_hash::FxBuildHasher>),
+    /// Shared by the events of one template, whose fields come in the same order.
+    Layout(&'a HashMap<Box<str>, u32, rustc_hash::FxBuildHasher>),
+}
+
+/// Every field of an event by name (looked up by all the rules), with the single values
+/// lower-cased: ranges of one text.
 pub struct Lowered<'a> {
     text: &'a str,
-    slots: &'a HashMap<&'a str, Slot<'a>, rustc_hash::FxBuildHasher>,
+    slots: &'a [Slot<'a>],
+    index: SlotIndex<'a>,
 }
 
 impl<'a> Lowered<'a> {
     /// `slots`: every field of the event, with byte ranges of `text` (on character
-    /// boundaries).
-    pub fn new(
-        text: &'a str,
-        slots: &'a HashMap<&'a str, Slot<'a>, rustc_hash::FxBuildHasher>,
-    ) -> Self {
-        Lowered { text, slots }
+    /// boundaries); `index`: where each is, by name.
+    pub fn new(text: &'a str, slots: &'a [Slot<'a>], index: SlotIndex<'a>) -> Self {
+        Lowered { text, slots, index }
+    }
+
+    fn find(&self, name: &str) -> Option<&'a Slot<'a>> {
+        let position = match self.index {
+            SlotIndex::Event(index) => index.get(name),
+            SlotIndex::Layout(index) => index.get(name),
+        }?;
+        self.slots.get(*position as usize)
     }
 
     /// The lower-cased text of the field `name`.
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.text_of(self.slots.get(name)?)
+        self.text_of(self.find(name)?)
     }
 
     /// The value of the field `name`.
     pub fn value(&self, name: &str) -> Option<&'a Value> {
-        self.slots.get(name).map(|slot| slot.value)
+        self.find(name).map(|slot| slot.value)
     }
 
     /// The field `name`.
     pub fn slot(&self, name: &str) -> Option<Slot<'a>> {
-        self.slots.get(name).copied()
+        self.find(name).copied()
     }
 
     /// The lower-cased text of a field of this event.

@@ -19,7 +19,7 @@ mod ruleset;
 mod scan;
 
 pub use correlation::{BaseHit, Correlation, CorrelationHit, Kind as CorrelationKind};
-pub use fields::{FieldValue, FieldsView, Lowered, Slot};
+pub use fields::{FieldValue, FieldsView, Lowered, Slot, SlotIndex};
 pub use logsource::{LogsourceMapping, Scope, Target};
 pub use matcher::base64_offsets;
 pub use ruleset::{

@@ -1440,24 +1440,23 @@ mod tests {
                 let fields = json!({"F": value}).as_object().cloned().unwrap_or_default();
                 // As the rule set computes them: single values with a text lower-cased.
                 let mut text = String::new();
-                let mut slots: std::collections::HashMap<
-                    &str,
-                    crate::fields::Slot<'_>,
-                    rustc_hash::FxBuildHasher,
-                > = Default::default();
+                let mut index: std::collections::HashMap<&str, u32, rustc_hash::FxBuildHasher> =
+                    Default::default();
                 let value_ref = &fields["F"];
                 let start = text.len() as u32;
                 let range = (!value_ref.is_array()
                     && FieldValue::of(value_ref).push_lowercase_text(&mut text))
                 .then_some((start, text.len() as u32));
-                slots.insert(
-                    "F",
-                    crate::fields::Slot {
-                        value: value_ref,
-                        range,
-                    },
+                index.insert("F", 0);
+                let slots = [crate::fields::Slot {
+                    value: value_ref,
+                    range,
+                }];
+                let lowered_fields = crate::fields::Lowered::new(
+                    &text,
+                    &slots,
+                    crate::fields::SlotIndex::Event(&index),
                 );
-                let lowered_fields = crate::fields::Lowered::new(&text, &slots);
                 for lowered in [false, true] {
                     let view = FieldsView {
                         fields: (&fields).into(),

@@ -6,7 +6,7 @@
 use crate::compile::{Literal, Program, compile};
 use crate::fields::FieldsView;
 use crate::logsource::{LogsourceMapping, Scope, describe};
-use casescope_evidence::Fields;
+use casescope_evidence::{FieldName, Fields};
 use rsigma_parser::{SigmaRule, parse_sigma_yaml};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -303,6 +303,48 @@ struct Scratch {
     positions: Vec<u32>,
     /// The values this thread scanned before, and what was found in them.
     memo: crate::scan::ScanMemo,
+    layouts: Layouts,
+}
+
+/// Layouts kept per thread; all are dropped when one more is met.
+const MAX_LAYOUTS: usize = 64;
+
+/// The field orders of the templates a thread met last, each with its names indexed:
+/// the records of one template name the same fields in the same order (the very same
+/// name strings, which the layout holds), so the index is made once, not per event.
+#[derive(Default)]
+struct Layouts {
+    entries: Vec<(Vec<FieldName>, FxHashMap<Box<str>, u32>)>,
+}
+
+impl Layouts {
+    /// Field name → position in `pairs`.
+    fn index_of(&mut self, pairs: &[(FieldName, serde_json::Value)]) -> &FxHashMap<Box<str>, u32> {
+        // The same strings: templates differ in their data names, which come last.
+        let same = |names: &[FieldName]| {
+            names.len() == pairs.len()
+                && names.iter().zip(pairs).rev().all(|(known, (name, _))| {
+                    std::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len()
+                })
+        };
+        let found = self.entries.iter().position(|(names, _)| same(names));
+        let position = match found {
+            Some(position) => position,
+            None => {
+                if self.entries.len() >= MAX_LAYOUTS {
+                    self.entries.clear();
+                }
+                let names: Vec<FieldName> = pairs.iter().map(|(name, _)| name.clone()).collect();
+                let mut index = FxHashMap::default();
+                for (position, name) in names.iter().enumerate() {
+                    index.entry(Box::from(&**name)).or_insert(position as u32);
+                }
+                self.entries.push((names, index));
+                self.entries.len() - 1
+            }
+        };
+        &self.entries[position].1
+    }
 }
 
 impl Scratch {
@@ -1183,12 +1225,13 @@ impl RuleSet {
             found,
             positions,
             memo,
+            layouts,
         } = scratch;
         // Every single value lower-cased once (shared by all rules) into the haystack,
         // each value followed by a separator, its range and field name in `values`; and
-        // every field by name, hashed once here for all the rules' lookups.
-        let mut slots: FxHashMap<&str, crate::fields::Slot<'a>> =
-            FxHashMap::with_capacity_and_hasher(event.fields.len(), Default::default());
+        // every field in `slots`, found by name through its template's index (or one
+        // made for the event).
+        let mut slots: Vec<crate::fields::Slot<'a>> = Vec::with_capacity(event.fields.len());
         let mut values: Vec<crate::scan::Value> = Vec::with_capacity(event.fields.len() + 8);
         let mut push = |haystack: &mut String, name: &'a str, value: &serde_json::Value| {
             let start = haystack.len() as u32;
@@ -1209,8 +1252,21 @@ impl RuleSet {
             } else {
                 push(haystack, name, value)
             };
-            slots.insert(name, crate::fields::Slot { value, range });
+            slots.push(crate::fields::Slot { value, range });
         }
+        let event_index: FxHashMap<&str, u32>;
+        let index = match event.fields {
+            Fields::Pairs(pairs) => crate::fields::SlotIndex::Layout(layouts.index_of(pairs)),
+            Fields::Map(_) => {
+                event_index = event
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .map(|(position, (name, _))| (name, position as u32))
+                    .collect();
+                crate::fields::SlotIndex::Event(&event_index)
+            }
+        };
         // Fields found under other names (spaces, UserData paths) are not tied to one
         // value here: their literals count wherever they occur.
         let unscoped = other_names.is_some();
@@ -1256,7 +1312,7 @@ impl RuleSet {
                 .take_while(|(found, _)| *found == id)
                 .any(|(_, value)| values[(value & !OWN_FIELD) as usize].name == alias)
         };
-        let lowered = crate::fields::Lowered::new(haystack, &slots);
+        let lowered = crate::fields::Lowered::new(haystack, &slots, index);
         for list in lists {
             positions.clear();
             positions.extend_from_slice(&list.unfiltered);
@@ -1320,6 +1376,78 @@ mod tests {
             .into_iter()
             .map(|i| set.rules[i].meta.title.clone())
             .collect()
+    }
+
+    /// Records handed over as name–value pairs are evaluated through their template's
+    /// index: templates that share name strings in another order, and a name string
+    /// that is equal but not the same, find what the same fields as a map find.
+    #[test]
+    fn pairs_of_interleaved_templates_fire_as_their_maps_do() {
+        let yaml = r#"
+title: Whoami all
+logsource: {product: windows, category: process_creation}
+detection:
+    image:
+        Image|endswith: '\whoami.exe'
+    command:
+        CommandLine|contains: '/all'
+    condition: image and command
+"#;
+        let set = RuleSet::from_documents(
+            &[("t.yml".to_string(), yaml.to_string())],
+            &LogsourceMapping::built_in(),
+        );
+        assert_eq!(set.rules.len(), 1, "{:?}", set.refused);
+        let sysmon = "Microsoft-Windows-Sysmon/Operational";
+        let image: Arc<str> = Arc::from("Image");
+        let command: Arc<str> = Arc::from("CommandLine");
+        let image_again: Arc<str> = Arc::from("Image");
+        let layouts: [Vec<Arc<str>>; 3] = [
+            vec![image.clone(), command.clone()],
+            vec![command.clone(), image.clone()],
+            vec![image_again.clone(), command.clone()],
+        ];
+        let texts = [
+            ("c:\\windows\\whoami.exe", "whoami /all"),
+            ("c:\\windows\\cmd.exe", "whoami /all"),
+            ("c:\\windows\\whoami.exe", "whoami /groups"),
+            ("whoami /all", "c:\\windows\\whoami.exe"),
+        ];
+        let mut fired = 0;
+        for round in 0..3 {
+            for (l, layout) in layouts.iter().enumerate() {
+                for (t, (image_text, command_text)) in texts.iter().enumerate() {
+                    let mut pairs = vec![
+                        (FieldName::Static("EventID"), json!(1)),
+                        (FieldName::Static("Channel"), json!(sysmon)),
+                    ];
+                    for name in layout {
+                        let text = if **name == *"Image" {
+                            image_text
+                        } else {
+                            command_text
+                        };
+                        pairs.push((FieldName::Shared(name.clone()), json!(text)));
+                    }
+                    let map = Fields::Pairs(&pairs).to_map();
+                    let as_pairs = EventRef {
+                        channel: Some(sysmon),
+                        event_code: Some(1),
+                        fields: Fields::Pairs(&pairs),
+                    };
+                    let as_map = EventRef {
+                        channel: Some(sysmon),
+                        event_code: Some(1),
+                        fields: (&map).into(),
+                    };
+                    let expected = set.evaluate(&as_map);
+                    assert_eq!(set.evaluate(&as_pairs), expected, "{round} {l} {t}");
+                    fired += expected.len();
+                }
+            }
+        }
+        // The first text fires, in each layout and round; the others do not.
+        assert_eq!(fired, 9);
     }
 
     /// Rule files are read on the loading threads: every readable rule of a tree loads
