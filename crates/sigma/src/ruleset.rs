@@ -314,8 +314,11 @@ const MAX_LAYOUTS: usize = 64;
 /// name strings, which the layout holds), so the index is made once, not per event.
 #[derive(Default)]
 struct Layouts {
-    entries: Vec<(Vec<FieldName>, FxHashMap<Box<str>, u32>)>,
+    entries: Vec<Layout>,
 }
+
+/// A template's field names (held, so they stay the same strings) and their positions.
+type Layout = (Vec<FieldName>, FxHashMap<Box<str>, u32>);
 
 impl Layouts {
     /// Field name → position in `pairs`.
