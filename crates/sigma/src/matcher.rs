@@ -150,6 +150,9 @@ enum Test {
         network: IpAddr,
         prefix: u8,
     },
+    /// Any of several `cidr` networks: the value read as an address once, not once per
+    /// network (SigmaHQ's filters list up to a dozen private ranges).
+    Networks(Vec<(IpAddr, u8)>),
     Number(f64),
     Bool(bool),
     Compare(Comparison, f64),
@@ -182,6 +185,14 @@ impl Test {
                 .text()
                 .and_then(|text| text.trim().parse::<IpAddr>().ok())
                 .is_some_and(|ip| in_network(ip, *network, *prefix)),
+            Test::Networks(networks) => value
+                .text()
+                .and_then(|text| text.trim().parse::<IpAddr>().ok())
+                .is_some_and(|ip| {
+                    networks
+                        .iter()
+                        .any(|(network, prefix)| in_network(ip, *network, *prefix))
+                }),
             Test::Number(expected) => value.number().is_some_and(|n| n == *expected),
             Test::Bool(expected) => match value {
                 FieldValue::Bool(b) => b == expected,
@@ -1187,6 +1198,9 @@ pub fn compile_item(
     if tests.is_empty() {
         return Err(unsupported("a detection item without values"));
     }
+    if !all {
+        merge_networks(&mut tests);
+    }
     // Keyword items (no field) search every value: left to the tests one by one.
     let index = if all || field.is_none() {
         None
@@ -1197,6 +1211,27 @@ pub fn compile_item(
         field,
         shape: Shape::Values { tests, all, index },
     })
+}
+
+/// Alternatives that are `cidr` networks, as one test where the first was (the item
+/// matches when any alternative does, so their order is free).
+fn merge_networks(tests: &mut Vec<Test>) {
+    let networks: Vec<(IpAddr, u8)> = tests
+        .iter()
+        .filter_map(|test| match test {
+            Test::Cidr { network, prefix } => Some((*network, *prefix)),
+            _ => None,
+        })
+        .collect();
+    if networks.len() < 2 {
+        return;
+    }
+    let first = tests
+        .iter()
+        .position(|test| matches!(test, Test::Cidr { .. }))
+        .unwrap_or(0);
+    tests.retain(|test| !matches!(test, Test::Cidr { .. }));
+    tests.insert(first.min(tests.len()), Test::Networks(networks));
 }
 
 #[cfg(test)]
@@ -1581,6 +1616,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A list of networks is one test that reads the address once: it matches exactly
+    /// when one of the networks, tested alone, does.
+    #[test]
+    fn a_list_of_networks_matches_as_its_networks_one_by_one() {
+        let networks = ["10.0.0.0/8", "192.168.0.0/16", "fe80::/10", "::1/128"];
+        let merged = compile_item(&item("Ip|cidr", &networks), None).unwrap();
+        let Shape::Values { tests, .. } = &merged.shape else {
+            panic!("not a list of values");
+        };
+        assert!(matches!(tests.as_slice(), [Test::Networks(list)] if list.len() == 4));
+        let alone: Vec<ItemMatcher> = networks
+            .iter()
+            .map(|network| compile_item(&item("Ip|cidr", &[network]), None).unwrap())
+            .collect();
+        let addresses = [
+            json!("10.1.2.3"),
+            json!(" 192.168.200.1 "),
+            json!("192.169.0.1"),
+            json!("fe80::1"),
+            json!("::1"),
+            json!("8.8.8.8"),
+            json!("not an address"),
+            json!(10),
+            json!(["8.8.8.8", "10.0.0.1"]),
+            json!(null),
+        ];
+        let mut matched = 0;
+        for address in addresses {
+            let fields = json!({ "Ip": address }).as_object().cloned().unwrap();
+            let view = FieldsView {
+                fields: (&fields).into(),
+                aliases: None,
+                other_names: None,
+                lowered: None,
+            };
+            let expected = alone.iter().any(|one| one.matches(&view));
+            assert_eq!(merged.matches(&view), expected, "{address}");
+            matched += usize::from(expected);
+        }
+        assert_eq!(matched, 5);
     }
 
     #[test]
