@@ -303,7 +303,6 @@ struct Scratch {
     positions: Vec<u32>,
     /// The values this thread scanned before, and what was found in them.
     memo: crate::scan::ScanMemo,
-    layouts: Layouts,
 }
 
 /// Layouts kept per thread; all are dropped when one more is met.
@@ -317,12 +316,24 @@ struct Layouts {
     entries: Vec<Layout>,
 }
 
-/// A template's field names (held, so they stay the same strings) and their positions.
-type Layout = (Vec<FieldName>, FxHashMap<Box<str>, u32>);
+/// What a template's field names tell, worked out once: the names (held, so they stay
+/// the same strings), their positions, whether one has other names for rules, and
+/// each one's literal scanners in the rule set of `generation`.
+struct Layout {
+    names: Vec<FieldName>,
+    index: FxHashMap<Box<str>, u32>,
+    other_names: bool,
+    sets: Vec<u32>,
+    generation: u64,
+}
 
 impl Layouts {
-    /// Field name → position in `pairs`.
-    fn index_of(&mut self, pairs: &[(FieldName, serde_json::Value)]) -> &FxHashMap<Box<str>, u32> {
+    /// The layout of `pairs`, with its scanners those of `scanners`.
+    fn get(
+        &mut self,
+        pairs: &[(FieldName, serde_json::Value)],
+        scanners: Option<&crate::scan::Scanners>,
+    ) -> &Layout {
         // The same strings: templates differ in their data names, which come last.
         let same = |names: &[FieldName]| {
             names.len() == pairs.len()
@@ -330,7 +341,7 @@ impl Layouts {
                     std::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len()
                 })
         };
-        let found = self.entries.iter().position(|(names, _)| same(names));
+        let found = self.entries.iter().position(|layout| same(&layout.names));
         let position = match found {
             Some(position) => position,
             None => {
@@ -342,12 +353,33 @@ impl Layouts {
                 for (position, name) in names.iter().enumerate() {
                     index.entry(Box::from(&**name)).or_insert(position as u32);
                 }
-                self.entries.push((names, index));
+                self.entries.push(Layout {
+                    other_names: crate::fields::has_other_names(Fields::Pairs(pairs)),
+                    names,
+                    index,
+                    sets: Vec::new(),
+                    generation: 0,
+                });
                 self.entries.len() - 1
             }
         };
-        &self.entries[position].1
+        let layout = &mut self.entries[position];
+        if let Some(scanners) = scanners
+            && layout.generation != scanners.generation()
+        {
+            layout.sets = layout
+                .names
+                .iter()
+                .map(|name| scanners.set_of(name))
+                .collect();
+            layout.generation = scanners.generation();
+        }
+        layout
     }
+}
+
+thread_local! {
+    static LAYOUTS: std::cell::RefCell<Layouts> = std::cell::RefCell::new(Layouts::default());
 }
 
 impl Scratch {
@@ -1158,12 +1190,30 @@ impl RuleSet {
     /// that one of those literals (or no literal requirement) makes possible are looked
     /// at, and only those whose every literal group is present are evaluated.
     pub fn evaluate(&self, event: &EventRef<'_>) -> Vec<usize> {
+        if let Fields::Pairs(pairs) = event.fields {
+            return LAYOUTS.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut layouts) => {
+                    let layout = layouts.get(pairs, self.scanners.as_ref());
+                    self.evaluate_with(event, Some(layout))
+                }
+                // Only if a rule's evaluation re-entered this (it does not).
+                Err(_) => self.evaluate_with(event, None),
+            });
+        }
+        self.evaluate_with(event, None)
+    }
+
+    /// `layout`: what the event's field names tell, when known (`Fields::Pairs`).
+    fn evaluate_with(&self, event: &EventRef<'_>, layout: Option<&Layout>) -> Vec<usize> {
         let mut matched = Vec::new();
         let channel = event.channel.map(str::to_lowercase).unwrap_or_default();
         let by_event = event
             .event_code
             .and_then(|code| self.by_event.get(&channel)?.get(&code));
-        let other_names = crate::fields::other_names(event.fields);
+        let other_names = match layout {
+            Some(layout) if !layout.other_names => None,
+            _ => crate::fields::other_names(event.fields),
+        };
         // Rules indexed by the event IDs their detection requires: looked up by the
         // event's EventID field, read as the rules read it.
         let mut lists: Vec<&Candidates> = Vec::with_capacity(6);
@@ -1195,14 +1245,20 @@ impl RuleSet {
         }
         let other_names = other_names.as_ref();
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => {
-                self.evaluate_in(event, &lists, other_names, &mut scratch, &mut matched)
-            }
+            Ok(mut scratch) => self.evaluate_in(
+                event,
+                &lists,
+                other_names,
+                layout,
+                &mut scratch,
+                &mut matched,
+            ),
             // Only if a rule's evaluation re-entered this (it does not): fresh buffers.
             Err(_) => self.evaluate_in(
                 event,
                 &lists,
                 other_names,
+                layout,
                 &mut Scratch::default(),
                 &mut matched,
             ),
@@ -1217,6 +1273,7 @@ impl RuleSet {
         event: &EventRef<'a>,
         lists: &[&Candidates],
         other_names: Option<&HashMap<String, &serde_json::Value>>,
+        layout: Option<&Layout>,
         scratch: &mut Scratch,
         matched: &mut Vec<usize>,
     ) {
@@ -1228,7 +1285,6 @@ impl RuleSet {
             found,
             positions,
             memo,
-            layouts,
         } = scratch;
         // Every single value lower-cased once (shared by all rules) into the haystack,
         // each value followed by a separator, its range and field name in `values`; and
@@ -1236,31 +1292,42 @@ impl RuleSet {
         // made for the event).
         let mut slots: Vec<crate::fields::Slot<'a>> = Vec::with_capacity(event.fields.len());
         let mut values: Vec<crate::scan::Value> = Vec::with_capacity(event.fields.len() + 8);
-        let mut push = |haystack: &mut String, name: &'a str, value: &serde_json::Value| {
-            let start = haystack.len() as u32;
-            if !crate::fields::FieldValue::of(value).push_lowercase_text(haystack) {
-                return None;
-            }
-            let end = haystack.len() as u32;
-            haystack.push('\u{1}');
-            values.push(crate::scan::Value { start, end, name });
-            Some((start, end))
-        };
-        for (name, value) in event.fields.iter() {
+        let mut push =
+            |haystack: &mut String, name: &'a str, set: u32, value: &serde_json::Value| {
+                let start = haystack.len() as u32;
+                if !crate::fields::FieldValue::of(value).push_lowercase_text(haystack) {
+                    return None;
+                }
+                let end = haystack.len() as u32;
+                haystack.push('\u{1}');
+                values.push(crate::scan::Value {
+                    start,
+                    end,
+                    name,
+                    set,
+                });
+                Some((start, end))
+            };
+        // Each field's scanners: from its layout, else looked up by name in the scan.
+        let sets = layout
+            .filter(|layout| layout.sets.len() == event.fields.len())
+            .map(|layout| layout.sets.as_slice());
+        for (position, (name, value)) in event.fields.iter().enumerate() {
+            let set = sets.map_or(crate::scan::SET_BY_NAME, |sets| sets[position]);
             let range = if let serde_json::Value::Array(items) = value {
                 for item in items {
-                    push(haystack, name, item);
+                    push(haystack, name, set, item);
                 }
                 None
             } else {
-                push(haystack, name, value)
+                push(haystack, name, set, value)
             };
             slots.push(crate::fields::Slot { value, range });
         }
         let event_index: FxHashMap<&str, u32>;
-        let index = match event.fields {
-            Fields::Pairs(pairs) => crate::fields::SlotIndex::Layout(layouts.index_of(pairs)),
-            Fields::Map(_) => {
+        let index = match layout {
+            Some(layout) => crate::fields::SlotIndex::Layout(&layout.index),
+            None => {
                 event_index = event
                     .fields
                     .iter()
@@ -1451,6 +1518,69 @@ detection:
         }
         // The first text fires, in each layout and round; the others do not.
         assert_eq!(fired, 9);
+        // Another rule set on this thread: the layouts' scanners are its own.
+        let other = RuleSet::from_documents(
+            &[(
+                "u.yml".to_string(),
+                yaml.replace("'\\whoami.exe'", "'\\cmd.exe'"),
+            )],
+            &LogsourceMapping::built_in(),
+        );
+        let pairs = vec![
+            (FieldName::Static("EventID"), json!(1)),
+            (FieldName::Static("Channel"), json!(sysmon)),
+            (
+                FieldName::Shared(image.clone()),
+                json!("c:\\windows\\cmd.exe"),
+            ),
+            (FieldName::Shared(command.clone()), json!("whoami /all")),
+        ];
+        let event = EventRef {
+            channel: Some(sysmon),
+            event_code: Some(1),
+            fields: Fields::Pairs(&pairs),
+        };
+        assert!(set.evaluate(&event).is_empty());
+        assert_eq!(other.evaluate(&event), [0]);
+    }
+
+    /// A template's layout gives each field the scanners of the rule set evaluating
+    /// it, also when one thread evaluates with several rule sets in turn.
+    #[test]
+    fn a_layout_takes_each_rule_sets_scanners() {
+        let rules = |detection: &str| {
+            let yaml = format!(
+                "title: T\nlogsource: {{product: windows, category: process_creation}}\n\
+                 detection:\n{detection}  condition: sel\n"
+            );
+            RuleSet::from_documents(&[("t.yml".into(), yaml)], &LogsourceMapping::built_in())
+        };
+        let both =
+            rules("  sel:\n    Image|endswith: '\\x.exe'\n    CommandLine|contains: ' -y'\n");
+        let command = rules("  sel:\n    CommandLine|contains: ' -z'\n");
+        let pairs = vec![
+            (FieldName::Static("EventID"), json!(1)),
+            (FieldName::Shared(Arc::from("Image")), json!("c:\\x.exe")),
+            (
+                FieldName::Shared(Arc::from("CommandLine")),
+                json!("x -y -z"),
+            ),
+        ];
+        let mut layouts = Layouts::default();
+        for set in [&both, &command, &both] {
+            let scanners = set.scanners.as_ref().expect("literals");
+            let layout = layouts.get(&pairs, Some(scanners));
+            let expected: Vec<u32> = pairs
+                .iter()
+                .map(|(name, _)| scanners.set_of(name))
+                .collect();
+            assert_eq!(layout.sets, expected);
+        }
+        assert_eq!(layouts.entries.len(), 1);
+        assert_ne!(
+            both.scanners.as_ref().unwrap().set_of("Image"),
+            command.scanners.as_ref().unwrap().set_of("Image")
+        );
     }
 
     /// Rule files are read on the loading threads: every readable rule of a tree loads

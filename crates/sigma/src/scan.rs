@@ -139,12 +139,20 @@ fn build_all(fields: Vec<Patterns>) -> Result<Vec<Scanner>, String> {
     Ok(all.into_iter().map(|(_, scanner)| scanner).collect())
 }
 
-/// One value of an event in the haystack: its byte range and its field's name.
+/// One value of an event in the haystack: its byte range, its field's name, and its
+/// field's scanner set ([`Scanners::set_of`]) when the caller knows it, else
+/// [`SET_BY_NAME`].
 pub(crate) struct Value<'a> {
     pub start: u32,
     pub end: u32,
     pub name: &'a str,
+    pub set: u32,
 }
+
+/// A [`Value`]'s scanners are to be looked up by its name.
+pub(crate) const SET_BY_NAME: u32 = u32::MAX;
+/// No scanner searches a field of this name.
+pub(crate) const NO_SET: u32 = u32::MAX - 1;
 
 #[derive(Default)]
 pub(crate) struct Scanners {
@@ -197,6 +205,16 @@ impl ScanMemo {
 }
 
 impl Scanners {
+    /// Which rule set these scanners belong to (no two share one).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The scanner set for values of the field `name`, or [`NO_SET`].
+    pub fn set_of(&self, name: &str) -> u32 {
+        self.by_name.get(name).copied().unwrap_or(NO_SET)
+    }
+
     /// `literals`: (field as rules name it, or `None` for any value; lower-cased text;
     /// id). `aliases`: (rule field name, event field name) pairs of every logsource.
     pub fn build<'a>(
@@ -314,8 +332,12 @@ impl Scanners {
             if text.is_empty() {
                 continue;
             }
-            if let Some(set) = self.by_name.get(value.name) {
-                run(*set, text, position as u32, true);
+            let set = match value.set {
+                SET_BY_NAME => self.set_of(value.name),
+                set => set,
+            };
+            if set != NO_SET {
+                run(set, text, position as u32, true);
             }
             if other_names {
                 let leaf = value.name.rsplit('.').next().unwrap_or(value.name);
@@ -387,13 +409,20 @@ mod tests {
         let scan = |scanners: &Scanners, event: &[(&str, &str)], memo: &mut ScanMemo| {
             let mut haystack = String::new();
             let mut values = Vec::new();
-            for (name, text) in event {
+            for (at, (name, text)) in event.iter().enumerate() {
                 let start = haystack.len() as u32;
                 haystack.push_str(text);
+                // Scanners looked up by name, or given as a template's layout gives them.
+                let set = if at % 2 == 0 {
+                    SET_BY_NAME
+                } else {
+                    scanners.set_of(name)
+                };
                 values.push(Value {
                     start,
                     end: haystack.len() as u32,
                     name,
+                    set,
                 });
                 haystack.push('\u{1}');
             }
