@@ -656,13 +656,61 @@ fn print_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Resu
 }
 
 /// `rows` as printed (JSON lines, CSV records or table lines), without a header.
+/// JSON lines, as [`Printed`] serialises, with each rule's own fields rendered once
+/// (per block of rows) rather than escaped again on every row it matched.
+fn json_rows(rows: &[Row], rules: &RuleSet, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    // (correlation?, index) → the fields between `timestamp` and `computer`, and those
+    // after `file` with the closing brace.
+    let mut rendered: std::collections::HashMap<(bool, usize), (Vec<u8>, Vec<u8>)> =
+        std::collections::HashMap::new();
+    for row in rows {
+        let printed = row.printed(rules);
+        let key = match &row.origin {
+            Origin::Rule { rule, .. } => (false, *rule),
+            Origin::Correlation { correlation, .. } => (true, *correlation),
+        };
+        let (middle, tail) = match rendered.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let mut middle = b"\"level\":".to_vec();
+                serde_json::to_writer(&mut middle, printed.level)?;
+                middle.extend_from_slice(b",\"rule_title\":");
+                serde_json::to_writer(&mut middle, printed.rule_title)?;
+                middle.extend_from_slice(b",\"rule_id\":");
+                serde_json::to_writer(&mut middle, printed.rule_id)?;
+                let mut tail = b",\"rule_content_hash\":".to_vec();
+                serde_json::to_writer(&mut tail, printed.rule_content_hash)?;
+                tail.extend_from_slice(b",\"tactics\":");
+                serde_json::to_writer(&mut tail, printed.tactics)?;
+                tail.extend_from_slice(b",\"techniques\":");
+                serde_json::to_writer(&mut tail, printed.techniques)?;
+                tail.extend_from_slice(b"}\n");
+                entry.insert((middle, tail))
+            }
+        };
+        out.extend_from_slice(b"{\"timestamp\":");
+        serde_json::to_writer(&mut *out, &printed.timestamp)?;
+        out.push(b',');
+        out.extend_from_slice(middle);
+        out.extend_from_slice(b",\"computer\":");
+        serde_json::to_writer(&mut *out, printed.computer)?;
+        out.extend_from_slice(b",\"channel\":");
+        serde_json::to_writer(&mut *out, printed.channel)?;
+        out.extend_from_slice(b",\"event_id\":");
+        serde_json::to_writer(&mut *out, &printed.event_id)?;
+        out.extend_from_slice(b",\"record_id\":");
+        serde_json::to_writer(&mut *out, &printed.record_id)?;
+        out.extend_from_slice(b",\"file\":");
+        serde_json::to_writer(&mut *out, printed.file)?;
+        out.extend_from_slice(tail);
+    }
+    Ok(())
+}
+
 fn format_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(rows.len() * 256);
     if args.json {
-        for row in rows {
-            serde_json::to_writer(&mut out, &row.printed(rules))?;
-            writeln!(out)?;
-        }
+        json_rows(rows, rules, &mut out)?;
     } else if args.csv {
         let mut writer = csv::WriterBuilder::new()
             .has_headers(false)
