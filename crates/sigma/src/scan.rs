@@ -177,22 +177,31 @@ pub(crate) const OWN_FIELD: u32 = 1 << 31;
 const MEMO_MAX_TEXT: usize = 512;
 /// Values remembered per thread; the memo starts afresh when it is full.
 const MEMO_ENTRIES: usize = 16 * 1024;
+/// Bytes remembered per thread (texts, ids and an estimate of the map's own), at most.
+const MEMO_MAX_BYTES: usize = 4 << 20;
 
 /// What one thread's scans found in the values it saw last: logs repeat the same
 /// images, command lines, registry keys and services over and over, and a value seen
 /// before is looked up rather than walked through each of its field's automata again.
-/// Bounded: [`MEMO_ENTRIES`] values of at most [`MEMO_MAX_TEXT`] bytes.
+/// Bounded: [`MEMO_ENTRIES`] values of at most [`MEMO_MAX_TEXT`] bytes, and
+/// [`MEMO_MAX_BYTES`] in all.
 #[derive(Default)]
 pub(crate) struct ScanMemo {
     generation: u64,
     /// Hash of (scanner set, text) → what was found.
     entries: FxHashMap<u64, Remembered>,
+    /// What `entries` holds, estimated as [`MEMO_MAX_BYTES`] counts it.
+    bytes: usize,
     /// Ids of the value being scanned.
     ids: Vec<u32>,
 }
 
 /// A scanned value: its scanner set, its text and the literal ids found in it.
 type Remembered = (u32, Box<str>, Box<[u32]>);
+
+/// A remembered value's bytes besides its text and ids: the map's slot (key, set and
+/// two boxes) and its control byte, rounded up for the allocator.
+const MEMO_ENTRY_BYTES: usize = 64;
 
 impl ScanMemo {
     fn key(set: u32, text: &str) -> u64 {
@@ -284,6 +293,7 @@ impl Scanners {
     ) {
         if memo.generation != self.generation {
             memo.entries.clear();
+            memo.bytes = 0;
             memo.generation = self.generation;
         }
         // `own`: the set is the value's own name's (not another name of its field), so
@@ -321,9 +331,12 @@ impl Scanners {
             memo.ids.sort_unstable();
             memo.ids.dedup();
             found.extend(memo.ids.iter().map(|id| emit(*id)));
-            if memo.entries.len() >= MEMO_ENTRIES {
+            let bytes = text.len() + 4 * memo.ids.len() + MEMO_ENTRY_BYTES;
+            if memo.entries.len() >= MEMO_ENTRIES || memo.bytes + bytes > MEMO_MAX_BYTES {
                 memo.entries.clear();
+                memo.bytes = 0;
             }
+            memo.bytes += bytes;
             memo.entries
                 .insert(key, (set, text.into(), memo.ids.as_slice().into()));
         };
@@ -457,6 +470,45 @@ mod tests {
         assert_eq!(found, vec![(1, own), (2, own), (3, 1 | own), (4, 1 | own)]);
         let found = scan(&first, events[1], &mut memo);
         assert_eq!(found, vec![(1, 1), (2, 1), (3, own)]);
+    }
+
+    /// The memo stays within its bounds however many distinct values it meets, and
+    /// what it finds does not change when it starts afresh.
+    #[test]
+    fn the_memo_stays_bounded_and_right_when_it_starts_afresh() {
+        let scanners = Scanners::build(
+            [(Some("CommandLine"), "needle".to_string(), 1)],
+            std::iter::empty(),
+        )
+        .unwrap();
+        let mut memo = ScanMemo::default();
+        let filler = "x".repeat(400);
+        let mut cleared = false;
+        for i in 0..12_000u32 {
+            let text = if i % 3 == 0 {
+                format!("{i} needle {filler}")
+            } else {
+                format!("{i} {filler}")
+            };
+            let values = [Value {
+                start: 0,
+                end: text.len() as u32,
+                name: "CommandLine",
+                set: SET_BY_NAME,
+            }];
+            let before = memo.entries.len();
+            let mut found = Vec::new();
+            scanners.scan(&text, &values, false, false, &mut memo, &mut found);
+            cleared |= memo.entries.len() < before;
+            let expected = if i % 3 == 0 {
+                vec![(1, OWN_FIELD)]
+            } else {
+                vec![]
+            };
+            assert_eq!(found, expected, "value {i}");
+            assert!(memo.bytes <= MEMO_MAX_BYTES && memo.entries.len() <= MEMO_ENTRIES);
+        }
+        assert!(cleared, "12,000 values of ~400 bytes exceed the byte bound");
     }
 
     /// The walk finds what the library's overlapping search finds, DFA and NFA alike.
