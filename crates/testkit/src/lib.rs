@@ -94,20 +94,35 @@ extern "C" fn stop_servers() {
         else {
             continue;
         };
-        let pid = *pid as i32;
-        // SAFETY: the pid is our own child's; waitpid reaps it so it is not reused.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-        // PostgreSQL's backends notice the postmaster's death a moment later and may
-        // still be writing; a few attempts cover that.
+        stop(*pid as i32);
+        // A killed postmaster's backends notice its death a moment later and may still
+        // be writing; a few attempts cover that.
         for _ in 0..20 {
             if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Asks a server to quit (PostgreSQL's immediate shutdown: no checkpoint, but it
+/// releases its System V shared memory segment, which a killed postmaster leaves
+/// behind for good), and kills it if it has not exited within 5 s.
+fn stop(pid: i32) {
+    // SAFETY: the pid is our own child's, not yet reaped; waitpid reaps it so the pid
+    // is not reused while we signal it.
+    unsafe {
+        libc::kill(pid, libc::SIGQUIT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) != 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
 }
 
@@ -123,14 +138,31 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-fn die_with_parent(command: &mut Command) {
+/// Starts `command` so that it gets `signal` when this process dies. The parent-death
+/// signal fires when the *thread* that forked the child exits, and test threads end
+/// before their process does: the child is forked from a thread that never exits.
+/// PostgreSQL is sent SIGQUIT (an immediate shutdown that still releases its System V
+/// shared memory, which a killed postmaster leaves behind for good).
+fn spawn_dying_with_us(mut command: Command, signal: libc::c_int) -> std::io::Result<Child> {
     // SAFETY: prctl is async-signal-safe and only affects the forked child.
     unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
             Ok(())
         });
     }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("testkit-server-parent".into())
+        .spawn(move || {
+            let _ = sender.send(command.spawn());
+            loop {
+                std::thread::park();
+            }
+        })?;
+    receiver
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread ended")))
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) -> Result<(), String> {
@@ -249,8 +281,8 @@ fn start_postgres() -> Result<Server, String> {
         .stdout(Stdio::null())
         .stderr(log_file);
     as_account(&mut server);
-    die_with_parent(&mut server);
-    let mut child = server.spawn().map_err(|e| format!("start postgres: {e}"))?;
+    let mut child =
+        spawn_dying_with_us(server, libc::SIGQUIT).map_err(|e| format!("start postgres: {e}"))?;
     wait_for_port(port, "postgres", &mut child, &log)?;
     Ok(Server {
         url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
@@ -322,9 +354,7 @@ fn start_nats() -> Result<Server, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    die_with_parent(&mut command);
-    let mut child = command
-        .spawn()
+    let mut child = spawn_dying_with_us(command, libc::SIGKILL)
         .map_err(|e| format!("start nats-server: {e}"))?;
     wait_for_port(port, "nats-server", &mut child, &log)?;
     Ok(Server {
