@@ -315,7 +315,14 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
                         &mut found,
                         &mut correlated,
                     );
-                    rows.lock().unwrap_or_else(|p| p.into_inner()).extend(found);
+                    let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());
+                    if rows.is_empty() {
+                        // A lone file's rows are kept, not copied.
+                        *rows = found;
+                    } else {
+                        rows.extend(found);
+                    }
+                    drop(rows);
                     base_hits
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -354,13 +361,21 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             record_id: None,
         });
     }
+    // By time, file, record and rule id: each only where the ones before it tie (most
+    // rows differ in time), and a file shared by both rows is not compared byte by byte.
     rows.sort_by(|a, b| {
-        (a.micros, a.file(), a.record_id, a.rule_id(&rules)).cmp(&(
-            b.micros,
-            b.file(),
-            b.record_id,
-            b.rule_id(&rules),
-        ))
+        a.micros
+            .cmp(&b.micros)
+            .then_with(|| {
+                let (a, b) = (a.file(), b.file());
+                if std::ptr::eq(a, b) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    a.cmp(b)
+                }
+            })
+            .then_with(|| a.record_id.cmp(&b.record_id))
+            .then_with(|| a.rule_id(&rules).cmp(b.rule_id(&rules)))
     });
     print_rows(&rows, &rules, &args)?;
     let (read, rejected, failures) = totals.into_inner().unwrap_or_else(|p| p.into_inner());

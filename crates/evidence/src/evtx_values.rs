@@ -542,15 +542,28 @@ fn raw_json(kind: u8, bytes: &[u8]) -> Option<Value> {
         0x12 => Value::String(systime_text(&SysTime::from_bytes(bytes.try_into().ok()?))?),
         0x13 => Value::String(sid_text(bytes)?),
         // SizeT is a HexInt of its width.
-        0x10 | 0x14 if bytes.len() == 4 => Value::String(format!(
-            "{:#x}",
-            u32::from_le_bytes(int(4)?[..4].try_into().ok()?)
-        )),
-        0x10 | 0x15 if bytes.len() == 8 => {
-            Value::String(format!("{:#x}", u64::from_le_bytes(int(8)?)))
-        }
+        0x10 | 0x14 if bytes.len() == 4 => Value::String(hex_text(u64::from(u32::from_le_bytes(
+            int(4)?[..4].try_into().ok()?,
+        )))),
+        0x10 | 0x15 if bytes.len() == 8 => Value::String(hex_text(u64::from_le_bytes(int(8)?))),
         _ => return None,
     })
+}
+
+/// `value` as `format!("{value:#x}")` writes it (`0x` and lower-case digits, no
+/// leading zeros), without the formatting machinery: a keyword mask or handle per
+/// record.
+fn hex_text(value: u64) -> String {
+    const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+    let digits = (16 - value.leading_zeros() as usize / 4).max(1);
+    let mut text = String::with_capacity(2 + digits);
+    text.push_str("0x");
+    for place in (0..digits).rev() {
+        text.push(char::from(
+            HEX_LOWER[(value >> (place * 4)) as usize & 0x0f],
+        ));
+    }
+    text
 }
 
 /// `S-R-A-S1-…`: revision, 48-bit big-endian authority, little-endian sub-authorities.
@@ -702,7 +715,8 @@ fn datetime_text(
             value /= 10;
         }
     }
-    text.iter().map(|&b| char::from(b)).collect()
+    // Digits and separators only: ASCII.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 /// The proleptic Gregorian date `days` after 1601-01-01 (Howard Hinnant's
@@ -1200,6 +1214,17 @@ mod tests {
             systime_text(&SysTime::from_bytes(&bytes)).as_deref(),
             Some("2024-02-29T23:59:58.9990000Z")
         );
+    }
+
+    #[test]
+    fn hex_values_are_written_as_the_formatter_writes_them() {
+        let mut values = vec![0, 1, 0xf, 0x10, 0xff, 0x100, u64::from(u32::MAX), u64::MAX];
+        values.extend((0..64).map(|shift| 1u64 << shift));
+        values.extend((0..64).map(|shift| (1u64 << shift) - 1));
+        values.extend((0..64).map(|shift| 0x8000_0000_0000_0000_u64 >> shift | 0x5a));
+        for value in values {
+            assert_eq!(hex_text(value), format!("{value:#x}"), "{value}");
+        }
     }
 
     #[test]
