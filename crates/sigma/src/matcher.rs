@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rsigma_parser::{DetectionItem, Modifier, SigmaString, SigmaValue, SpecialChar, StringPart};
 use rustc_hash::FxHashSet;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Why an item could not be compiled (the rule is refused with this reason).
@@ -38,7 +39,8 @@ enum TextTest {
     Contains(String, Box<memchr::memmem::Finder<'static>>),
     StartsWith(String),
     EndsWith(String),
-    Glob(Vec<Glob>),
+    /// The pattern's pieces, and its characters and wildcards one by one (as matched).
+    Glob(Vec<Glob>, Box<[GlobChar]>),
 }
 
 impl TextTest {
@@ -48,7 +50,7 @@ impl TextTest {
             TextTest::Contains(_, finder) => finder.find(text.as_bytes()).is_some(),
             TextTest::StartsWith(needle) => text.starts_with(needle.as_str()),
             TextTest::EndsWith(needle) => text.ends_with(needle.as_str()),
-            TextTest::Glob(parts) => glob_matches(parts, text),
+            TextTest::Glob(_, tokens) => glob_matches(tokens, text),
         }
     }
 
@@ -60,7 +62,7 @@ impl TextTest {
             | TextTest::Contains(s, _)
             | TextTest::StartsWith(s)
             | TextTest::EndsWith(s) => Some(s.clone()),
-            TextTest::Glob(parts) => parts
+            TextTest::Glob(parts, _) => parts
                 .iter()
                 .filter_map(|part| match part {
                     Glob::Text(chars) => Some(chars.iter().collect::<String>()),
@@ -71,29 +73,35 @@ impl TextTest {
     }
 }
 
-/// Glob matching with `*` (any run) and `?` (one character), by backtracking to the
-/// last `*` (linear in practice; no exponential blow-up).
-fn glob_matches(parts: &[Glob], text: &str) -> bool {
-    let tokens: Vec<GlobChar> = parts
+/// A glob's characters and wildcards one by one.
+fn glob_tokens(parts: &[Glob]) -> Box<[GlobChar]> {
+    parts
         .iter()
         .flat_map(|part| match part {
             Glob::Text(chars) => chars.iter().map(|c| GlobChar::Char(*c)).collect::<Vec<_>>(),
             Glob::Any => vec![GlobChar::Any],
             Glob::One => vec![GlobChar::One],
         })
-        .collect();
-    let chars: Vec<char> = text.chars().collect();
+        .collect()
+}
+
+/// Glob matching with `*` (any run) and `?` (one character), by backtracking to the
+/// last `*` (linear in practice; no exponential blow-up). `tokens` are made once per
+/// pattern ([`glob_tokens`]) and the text is walked by byte offset, one character at a
+/// time: nothing is allocated per call.
+fn glob_matches(tokens: &[GlobChar], text: &str) -> bool {
+    let char_at = |at: usize| text.get(at..).and_then(|rest| rest.chars().next());
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while t < chars.len() {
+    while let Some(c) = char_at(t) {
         match tokens.get(p) {
-            Some(GlobChar::Char(c)) if *c == chars[t] => {
+            Some(GlobChar::Char(expected)) if *expected == c => {
                 p += 1;
-                t += 1;
+                t += c.len_utf8();
             }
             Some(GlobChar::One) => {
                 p += 1;
-                t += 1;
+                t += c.len_utf8();
             }
             Some(GlobChar::Any) => {
                 star = Some((p, t));
@@ -101,9 +109,11 @@ fn glob_matches(parts: &[Glob], text: &str) -> bool {
             }
             _ => match star {
                 Some((star_p, star_t)) => {
+                    // The star takes one more character.
+                    let next = star_t + char_at(star_t).map_or(1, char::len_utf8);
                     p = star_p + 1;
-                    t = star_t + 1;
-                    star = Some((star_p, star_t + 1));
+                    t = next;
+                    star = Some((star_p, next));
                 }
                 None => return false,
             },
@@ -384,29 +394,32 @@ impl ItemMatcher {
                 position,
                 cased,
             } => {
-                let Some(value) = self.field.as_deref().and_then(|f| event.field(f)) else {
-                    return false;
+                // A field's text as compared: as is when cased, else lower-cased (the
+                // event's own lower-cased text when it has one: no copy per event).
+                let text_of = |name: &str| -> Option<Cow<'_, str>> {
+                    let (value, lowered) = event.field_lowered(name)?;
+                    if *cased {
+                        return value.text();
+                    }
+                    match (value, lowered) {
+                        (FieldValue::Array(_) | FieldValue::Null, _) => None,
+                        (_, Some(lower)) => Some(Cow::Borrowed(lower)),
+                        (value, None) => value.text().map(|text| Cow::Owned(text.to_lowercase())),
+                    }
                 };
-                let Some(text) = value.text() else {
+                let Some(text) = self.field.as_deref().and_then(text_of) else {
                     return false;
                 };
                 other.iter().any(|name| {
-                    let Some(reference) = event
-                        .field(name)
-                        .and_then(|v| v.text().map(|t| t.into_owned()))
-                    else {
+                    let Some(reference) = text_of(name) else {
                         return false;
                     };
-                    let (text, reference) = if *cased {
-                        (text.to_string(), reference)
-                    } else {
-                        (text.to_lowercase(), reference.to_lowercase())
-                    };
+                    let reference = reference.as_ref();
                     match position {
                         Position::Equals => text == reference,
-                        Position::Contains => text.contains(&reference),
-                        Position::StartsWith => text.starts_with(&reference),
-                        Position::EndsWith => text.ends_with(&reference),
+                        Position::Contains => text.contains(reference),
+                        Position::StartsWith => text.starts_with(reference),
+                        Position::EndsWith => text.ends_with(reference),
                     }
                 })
             }
@@ -591,7 +604,10 @@ fn text_test(mut parts: Vec<Glob>) -> TextTest {
     match parts.as_slice() {
         [] => TextTest::Equals(String::new()),
         [only] if text_of(only).is_some() => TextTest::Equals(text_of(only).unwrap_or_default()),
-        [Glob::Any] => TextTest::Glob(parts),
+        [Glob::Any] => {
+            let tokens = glob_tokens(&parts);
+            TextTest::Glob(parts, tokens)
+        }
         [Glob::Any, middle, Glob::Any] if text_of(middle).is_some() => {
             let needle = text_of(middle).unwrap_or_default();
             let finder = Box::new(memchr::memmem::Finder::new(needle.as_bytes()).into_owned());
@@ -605,7 +621,8 @@ fn text_test(mut parts: Vec<Glob>) -> TextTest {
         }
         _ => {
             parts.shrink_to_fit();
-            TextTest::Glob(parts)
+            let tokens = glob_tokens(&parts);
+            TextTest::Glob(parts, tokens)
         }
     }
 }
@@ -1568,11 +1585,75 @@ mod tests {
 
     #[test]
     fn glob_matching_backtracks() {
-        let parts = glob_parts(&SigmaString::new("*a*b?c*").parts, false);
+        let parts = glob_tokens(&glob_parts(&SigmaString::new("*a*b?c*").parts, false));
         assert!(glob_matches(&parts, "xxaxxbycxx"));
         assert!(glob_matches(&parts, "abxc"));
         assert!(!glob_matches(&parts, "abc"));
         assert!(!glob_matches(&parts, "xbyca"));
+    }
+
+    /// Globs match by character, not byte, in any text: as a walk over the text's
+    /// characters collected into a list does (the former way, kept here as the
+    /// reference), on random patterns and texts of ASCII and multi-byte characters.
+    #[test]
+    fn globs_match_by_character_as_over_a_character_list() {
+        fn reference(tokens: &[GlobChar], text: &str) -> bool {
+            let chars: Vec<char> = text.chars().collect();
+            let (mut p, mut t) = (0usize, 0usize);
+            let mut star: Option<(usize, usize)> = None;
+            while t < chars.len() {
+                match tokens.get(p) {
+                    Some(GlobChar::Char(c)) if *c == chars[t] => (p, t) = (p + 1, t + 1),
+                    Some(GlobChar::One) => (p, t) = (p + 1, t + 1),
+                    Some(GlobChar::Any) => {
+                        star = Some((p, t));
+                        p += 1;
+                    }
+                    _ => match star {
+                        Some((sp, st)) => {
+                            (p, t) = (sp + 1, st + 1);
+                            star = Some((sp, st + 1));
+                        }
+                        None => return false,
+                    },
+                }
+            }
+            tokens[p..].iter().all(|t| matches!(t, GlobChar::Any))
+        }
+        let alphabet = ['a', 'b', 'é', '€', '𝄞'];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut matched, mut total) = (0, 0);
+        for _ in 0..20_000 {
+            let tokens: Vec<GlobChar> = (0..next(6))
+                .map(|_| match next(7) {
+                    0 => GlobChar::Any,
+                    1 => GlobChar::One,
+                    _ => GlobChar::Char(alphabet[next(alphabet.len())]),
+                })
+                .collect();
+            let text: String = (0..next(8))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let expected = reference(&tokens, &text);
+            assert_eq!(
+                glob_matches(&tokens, &text),
+                expected,
+                "{tokens:?} on {text:?}"
+            );
+            matched += usize::from(expected);
+            total += 1;
+        }
+        // Both outcomes were tried often.
+        assert!(
+            matched > total / 20 && matched < total - total / 20,
+            "{matched} of {total}"
+        );
     }
 
     #[test]

@@ -1544,6 +1544,57 @@ detection:
         assert_eq!(other.evaluate(&event), [0]);
     }
 
+    /// `fieldref` compares the two fields' texts, case-insensitively unless `cased`,
+    /// through the event's lower-cased values (numbers by their text, arrays never).
+    #[test]
+    fn field_references_compare_the_fields_texts() {
+        let rule = |name: &str, modifiers: &str| {
+            format!(
+                "title: {name}\nlogsource: {{product: windows, category: process_creation}}\n\
+                 detection:\n    same:\n        Image{modifiers}: ParentImage\n    \
+                 condition: same\n"
+            )
+        };
+        let documents = [
+            ("equal", "|fieldref"),
+            ("equal cased", "|fieldref|cased"),
+            ("ends", "|fieldref|endswith"),
+            ("contains", "|fieldref|contains"),
+        ]
+        .map(|(name, modifiers)| (format!("{name}.yml"), rule(name, modifiers)));
+        let set = RuleSet::from_documents(&documents, &LogsourceMapping::built_in());
+        assert_eq!(set.rules.len(), 4, "{:?}", set.refused);
+        let sysmon = "Microsoft-Windows-Sysmon/Operational";
+        let mut fire = |image: serde_json::Value, parent: serde_json::Value| {
+            let mut titles = fired(
+                &set,
+                sysmon,
+                1,
+                json!({"Image": image, "ParentImage": parent}),
+            );
+            titles.sort();
+            titles.join(",")
+        };
+        let same = r"C:\Windows\cmd.exe";
+        assert_eq!(
+            fire(json!(same), json!(same)),
+            "contains,ends,equal,equal cased"
+        );
+        assert_eq!(
+            fire(json!(same), json!(r"c:\windows\CMD.EXE")),
+            "contains,ends,equal"
+        );
+        assert_eq!(fire(json!(same), json!("CMD.exe")), "contains,ends");
+        assert_eq!(fire(json!(same), json!(r"\Windows\")), "contains");
+        assert_eq!(fire(json!(same), json!("powershell.exe")), "");
+        assert_eq!(
+            fire(json!(4624), json!("4624")),
+            "contains,ends,equal,equal cased"
+        );
+        assert_eq!(fire(json!([same]), json!(same)), "");
+        assert_eq!(fire(json!(same), json!(null)), "");
+    }
+
     /// A template's layout gives each field the scanners of the rule set evaluating
     /// it, also when one thread evaluates with several rule sets in turn.
     #[test]
