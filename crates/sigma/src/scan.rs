@@ -196,12 +196,36 @@ pub(crate) struct ScanMemo {
     ids: Vec<u32>,
 }
 
-/// A scanned value: its scanner set, its text and the literal ids found in it.
-type Remembered = (u32, Box<str>, Box<[u32]>);
+/// A scanned value, in one allocation (one cache line for most, read on every lookup):
+/// its scanner set and id count (`u32`s, little-endian), the literal ids found in it,
+/// then its text.
+type Remembered = Box<[u8]>;
 
-/// A remembered value's bytes besides its text and ids: the map's slot (key, set and
-/// two boxes) and its control byte, rounded up for the allocator.
-const MEMO_ENTRY_BYTES: usize = 64;
+/// A remembered value's bytes besides its text and ids: the map's slot (key and box),
+/// its control byte and the set and count, rounded up for the allocator.
+const MEMO_ENTRY_BYTES: usize = 48;
+
+/// `ids` found in `text` of scanner set `set`, as remembered.
+fn remember(set: u32, text: &str, ids: &[u32]) -> Remembered {
+    let mut entry = Vec::with_capacity(8 + 4 * ids.len() + text.len());
+    entry.extend_from_slice(&set.to_le_bytes());
+    entry.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+    for id in ids {
+        entry.extend_from_slice(&id.to_le_bytes());
+    }
+    entry.extend_from_slice(text.as_bytes());
+    entry.into_boxed_slice()
+}
+
+/// The ids remembered for `text` of scanner set `set`, if `entry` is that value's.
+fn recall<'e>(entry: &'e [u8], set: u32, text: &str) -> Option<&'e [[u8; 4]]> {
+    let word = |at: usize| Some(u32::from_le_bytes(entry.get(at..at + 4)?.try_into().ok()?));
+    if word(0)? != set {
+        return None;
+    }
+    let ids_end = 8 + 4 * word(4)? as usize;
+    (entry.get(ids_end..)? == text.as_bytes()).then_some(entry.get(8..ids_end)?.as_chunks().0)
+}
 
 impl ScanMemo {
     fn key(set: u32, text: &str) -> u64 {
@@ -319,11 +343,12 @@ impl Scanners {
                 return walk(&mut |id| found.push(emit(id)));
             }
             let key = ScanMemo::key(set, text);
-            if let Some((seen_set, seen_text, ids)) = memo.entries.get(&key)
-                && *seen_set == set
-                && **seen_text == *text
+            if let Some(ids) = memo
+                .entries
+                .get(&key)
+                .and_then(|entry| recall(entry, set, text))
             {
-                found.extend(ids.iter().map(|id| emit(*id)));
+                found.extend(ids.iter().map(|id| emit(u32::from_le_bytes(*id))));
                 return;
             }
             memo.ids.clear();
@@ -337,8 +362,7 @@ impl Scanners {
                 memo.bytes = 0;
             }
             memo.bytes += bytes;
-            memo.entries
-                .insert(key, (set, text.into(), memo.ids.as_slice().into()));
+            memo.entries.insert(key, remember(set, text, &memo.ids));
         };
         for (position, value) in values.iter().enumerate() {
             let text = &haystack[value.start as usize..value.end as usize];
@@ -470,6 +494,35 @@ mod tests {
         assert_eq!(found, vec![(1, own), (2, own), (3, 1 | own), (4, 1 | own)]);
         let found = scan(&first, events[1], &mut memo);
         assert_eq!(found, vec![(1, 1), (2, 1), (3, own)]);
+    }
+
+    /// A remembered value gives its ids back only for its own set and very text.
+    #[test]
+    fn a_remembered_value_is_recalled_only_for_its_set_and_text() {
+        let entry = remember(3, "cmd.exe /c", &[5, 1 << 31 | 7]);
+        let ids = |found: Option<&[[u8; 4]]>| {
+            found.map(|ids| {
+                ids.iter()
+                    .map(|id| u32::from_le_bytes(*id))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            ids(recall(&entry, 3, "cmd.exe /c")),
+            Some(vec![5, 1 << 31 | 7])
+        );
+        for (set, text) in [
+            (4, "cmd.exe /c"),
+            (3, "cmd.exe /C"),
+            (3, "cmd.exe"),
+            (3, "cmd.exe /c "),
+        ] {
+            assert_eq!(recall(&entry, set, text), None, "{set} {text:?}");
+        }
+        let empty = remember(0, "", &[]);
+        assert_eq!(ids(recall(&empty, 0, "")), Some(vec![]));
+        assert_eq!(recall(&empty, 0, "x"), None);
+        assert_eq!(recall(&entry[..6], 3, ""), None, "a cut entry is no entry");
     }
 
     /// The memo stays within its bounds however many distinct values it meets, and
