@@ -1565,7 +1565,7 @@ detection:
         let set = RuleSet::from_documents(&documents, &LogsourceMapping::built_in());
         assert_eq!(set.rules.len(), 4, "{:?}", set.refused);
         let sysmon = "Microsoft-Windows-Sysmon/Operational";
-        let mut fire = |image: serde_json::Value, parent: serde_json::Value| {
+        let fire = |image: serde_json::Value, parent: serde_json::Value| {
             let mut titles = fired(
                 &set,
                 sysmon,
