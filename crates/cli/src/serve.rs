@@ -338,11 +338,23 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             Some(channel) => channel,
             None => remote_channel(&config, "ingest")?,
         });
-        let settings = casescope_detect::DetectSettings {
+        let mut settings = casescope_detect::DetectSettings {
             lease_ttl: config.lease_ttl,
             reconcile_period: config.reconcile_period,
             ..casescope_detect::DetectSettings::default()
         };
+        if let Some(path) = &config.logsource_mapping {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "CASESCOPE_LOGSOURCE_MAPPING: cannot read {}",
+                    path.display()
+                )
+            })?;
+            let mapping = casescope_sigma::LogsourceMapping::parse(&text).map_err(|why| {
+                anyhow::anyhow!("CASESCOPE_LOGSOURCE_MAPPING {}: {why}", path.display())
+            })?;
+            settings.mapping = std::sync::Arc::new(mapping);
+        }
         let outbox = Outbox::new(db.clone(), bus.clone());
         tasks.spawn(
             outbox

@@ -82,6 +82,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "gRPC address of the gateway service",
     ),
     (
+        "CASESCOPE_LOGSOURCE_MAPPING",
+        "Sigma logsource mapping file (TOML) replacing the built-in one, placeholder values included",
+    ),
+    (
         "CASESCOPE_EVENT_STORE",
         "event store of the ingest service: tantivy (embedded, default) or opensearch",
     ),
@@ -187,6 +191,8 @@ pub struct Config {
     pub service_addrs: BTreeMap<String, String>,
     /// Where the ingest service keeps its events.
     pub event_store: EventStoreConfig,
+    /// The detect service's logsource mapping file, replacing the built-in one.
+    pub logsource_mapping: Option<PathBuf>,
 }
 
 /// Unresolved settings: every field optional, from one source.
@@ -208,6 +214,7 @@ pub struct Settings {
     #[serde(default)]
     pub service_addrs: BTreeMap<String, String>,
     pub event_store: Option<String>,
+    pub logsource_mapping: Option<PathBuf>,
     pub opensearch_url: Option<String>,
     pub opensearch_index: Option<String>,
     pub opensearch_username: Option<String>,
@@ -243,6 +250,7 @@ impl Settings {
             reconcile_period_secs,
             max_db_connections,
             event_store,
+            logsource_mapping,
             opensearch_url,
             opensearch_index,
             opensearch_username,
@@ -286,6 +294,7 @@ impl Settings {
             max_db_connections: get("CASESCOPE_MAX_DB_CONNECTIONS"),
             service_addrs,
             event_store: get("CASESCOPE_EVENT_STORE"),
+            logsource_mapping: get("CASESCOPE_LOGSOURCE_MAPPING").map(PathBuf::from),
             opensearch_url: get("CASESCOPE_OPENSEARCH_URL"),
             opensearch_index: get("CASESCOPE_OPENSEARCH_INDEX"),
             opensearch_username: get("CASESCOPE_OPENSEARCH_USERNAME"),
@@ -440,6 +449,14 @@ impl Settings {
             replicas: self.opensearch_replicas,
         }
         .resolve(&mut errors);
+        if let Some(path) = &self.logsource_mapping
+            && !path.is_file()
+        {
+            errors.push(format!(
+                "logsource_mapping: {} is not a readable file",
+                path.display()
+            ));
+        }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -461,6 +478,7 @@ impl Settings {
             max_db_connections,
             service_addrs: self.service_addrs,
             event_store,
+            logsource_mapping: self.logsource_mapping,
         })
     }
 }
@@ -636,6 +654,31 @@ mod tests {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");
         }
         assert_eq!(error.0.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn a_logsource_mapping_file_is_read_from_the_environment_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mapping.toml");
+        std::fs::write(&file, "[placeholders]\n").unwrap();
+        let named = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            Settings::from_env(|name| (name == "CASESCOPE_LOGSOURCE_MAPPING").then(|| path.clone()))
+        };
+        let config = named(&file).resolve().unwrap();
+        assert_eq!(config.logsource_mapping.as_deref(), Some(file.as_path()));
+        let missing = named(&dir.path().join("missing.toml"))
+            .resolve()
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains("logsource_mapping")
+                && missing.to_string().contains("missing.toml"),
+            "{missing}"
+        );
+        assert_eq!(
+            Settings::default().resolve().unwrap().logsource_mapping,
+            None
+        );
     }
 
     #[test]

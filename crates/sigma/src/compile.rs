@@ -3,7 +3,7 @@
 //! cannot evaluate exactly is refused with the reason, never approximated.
 
 use crate::fields::FieldsView;
-use crate::matcher::{EventFields, ItemMatcher, Unsupported, compile_item};
+use crate::matcher::{EventFields, ItemMatcher, Placeholders, Unsupported, compile_item_with};
 use rsigma_parser::{
     ConditionExpr, Detection, Detections, Quantifier, SelectorPattern, detection_name_matches,
 };
@@ -321,24 +321,31 @@ pub type FieldNamer<'a> = &'a dyn Fn(&str) -> String;
 fn compile_detection(
     detection: &Detection,
     name_field: FieldNamer<'_>,
+    placeholders: &Placeholders,
 ) -> Result<DetectionProgram, Unsupported> {
     Ok(match detection {
         Detection::AllOf(items) => DetectionProgram::AllOf(
             items
                 .iter()
-                .map(|item| compile_item(item, item.field.name.as_deref().map(name_field)))
+                .map(|item| {
+                    compile_item_with(
+                        item,
+                        item.field.name.as_deref().map(name_field),
+                        placeholders,
+                    )
+                })
                 .collect::<Result<_, _>>()?,
         ),
         Detection::AnyOf(parts) => DetectionProgram::AnyOf(
             parts
                 .iter()
-                .map(|p| compile_detection(p, name_field))
+                .map(|p| compile_detection(p, name_field, placeholders))
                 .collect::<Result<_, _>>()?,
         ),
         Detection::And(parts) => DetectionProgram::And(
             parts
                 .iter()
-                .map(|p| compile_detection(p, name_field))
+                .map(|p| compile_detection(p, name_field, placeholders))
                 .collect::<Result<_, _>>()?,
         ),
         Detection::Keywords(values) => {
@@ -346,7 +353,7 @@ fn compile_detection(
                 field: rsigma_parser::FieldSpec::new(None, vec![rsigma_parser::Modifier::Contains]),
                 values: values.clone(),
             };
-            DetectionProgram::Keywords(compile_item(&item, None)?)
+            DetectionProgram::Keywords(compile_item_with(&item, None, placeholders)?)
         }
         Detection::ArrayMatch { field, .. } => {
             return Err(Unsupported(format!(
@@ -415,6 +422,7 @@ fn compile_condition(expr: &ConditionExpr, names: &[String]) -> Result<Condition
 pub fn compile(
     detections: &Detections,
     name_field: FieldNamer<'_>,
+    placeholders: &Placeholders,
 ) -> Result<Program, Unsupported> {
     if detections.timeframe.is_some() {
         return Err(Unsupported(
@@ -426,7 +434,7 @@ pub fn compile(
     let programs = names
         .iter()
         .map(|name| {
-            compile_detection(&detections.named[name], name_field)
+            compile_detection(&detections.named[name], name_field, placeholders)
                 .map_err(|Unsupported(why)| Unsupported(format!("detection {name}: {why}")))
         })
         .collect::<Result<Vec<_>, _>>()?;

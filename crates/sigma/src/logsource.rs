@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 const BUILT_IN: &str = include_str!("../logsources.toml");
 
+/// Most values one placeholder may have.
+const MAX_PLACEHOLDER_VALUES: usize = 4096;
+
 #[derive(Debug, Deserialize)]
 struct SourceSpec {
     channel: String,
@@ -30,6 +33,9 @@ struct MappingFile {
     category: Vec<CategorySpec>,
     #[serde(default)]
     services: BTreeMap<String, Vec<String>>,
+    /// Values of `expand` placeholders: `name = ["value", …]`.
+    #[serde(default)]
+    placeholders: BTreeMap<String, Vec<String>>,
 }
 
 /// Rule field name → the event's field name, for one logsource (looked up for every
@@ -58,6 +64,8 @@ pub enum Scope {
 pub struct LogsourceMapping {
     categories: HashMap<String, Vec<Target>>,
     services: HashMap<String, Vec<String>>,
+    /// What `expand` puts in for each placeholder (`%name%`).
+    placeholders: crate::matcher::Placeholders,
 }
 
 impl LogsourceMapping {
@@ -66,6 +74,7 @@ impl LogsourceMapping {
         Self::parse(BUILT_IN).unwrap_or_else(|_| Self {
             categories: HashMap::new(),
             services: HashMap::new(),
+            placeholders: HashMap::new(),
         })
     }
 
@@ -88,10 +97,24 @@ impl LogsourceMapping {
                 (category.name, targets)
             })
             .collect();
+        for (name, values) in &file.placeholders {
+            if values.len() > MAX_PLACEHOLDER_VALUES {
+                return Err(format!(
+                    "logsource mapping: placeholder {name:?} has {} values; at most {MAX_PLACEHOLDER_VALUES}",
+                    values.len()
+                ));
+            }
+        }
         Ok(Self {
             categories,
             services: file.services.into_iter().collect(),
+            placeholders: file.placeholders.into_iter().collect(),
         })
+    }
+
+    /// The values `expand` puts in for each placeholder.
+    pub fn placeholders(&self) -> &crate::matcher::Placeholders {
+        &self.placeholders
     }
 
     /// Where a rule with `logsource` applies, or why it cannot apply to Windows events.

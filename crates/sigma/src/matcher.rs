@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use rsigma_parser::{DetectionItem, Modifier, SigmaString, SigmaValue, SpecialChar, StringPart};
 use rustc_hash::FxHashSet;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Why an item could not be compiled (the rule is refused with this reason).
@@ -700,18 +701,90 @@ pub fn base64_offsets(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The string alternatives a string value stands for after encodings.
+/// Values of `expand` placeholders (`%name%`) by name, from the logsource mapping's
+/// `[placeholders]` table.
+pub type Placeholders = HashMap<String, Vec<String>>;
+
+/// Most alternatives one value may expand into (placeholders multiply).
+const MAX_EXPANSIONS: usize = 4096;
+
+/// `text` with each placeholder `%name%` (letters, digits, `_`) replaced by each of its
+/// configured values, every combination; a `%` that opens no placeholder is text. The
+/// values are Sigma strings themselves (`*` and `?` are wildcards).
+fn substitute_placeholders(
+    text: &str,
+    placeholders: &Placeholders,
+) -> Result<Vec<String>, Unsupported> {
+    let mut out = vec![String::new()];
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        let length = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if length == 0 || !after[length..].starts_with('%') {
+            for text in &mut out {
+                text.push_str(&rest[..=start]);
+            }
+            rest = after;
+            continue;
+        }
+        let name = &after[..length];
+        let values = placeholders
+            .get(name)
+            .filter(|values| !values.is_empty())
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "the expand modifier needs values for placeholder %{name}%; none are \
+                     configured (the [placeholders] table of the logsource mapping)"
+                ))
+            })?;
+        if out.len().saturating_mul(values.len()) > MAX_EXPANSIONS {
+            return Err(unsupported(format!(
+                "placeholders expand {:?} into more than {MAX_EXPANSIONS} values",
+                text
+            )));
+        }
+        let before = &rest[..start];
+        out = out
+            .iter()
+            .flat_map(|text| {
+                values
+                    .iter()
+                    .map(move |value| format!("{text}{before}{value}"))
+            })
+            .collect();
+        rest = &after[length + 1..];
+    }
+    for text in &mut out {
+        text.push_str(rest);
+    }
+    Ok(out)
+}
+
+/// The string alternatives a string value stands for after its placeholders (`expand`)
+/// and encodings.
 fn expand_string(
+    value: &SigmaString,
+    item: &DetectionItem,
+    placeholders: &Placeholders,
+) -> Result<Vec<Vec<StringPart>>, Unsupported> {
+    if has(item, Modifier::Expand) {
+        let mut alternatives = Vec::new();
+        for text in substitute_placeholders(&value.original, placeholders)? {
+            alternatives.extend(encoded_string(&SigmaString::new(&text), item)?);
+        }
+        return Ok(alternatives);
+    }
+    encoded_string(value, item)
+}
+
+/// The string alternatives a string value stands for after encodings.
+fn encoded_string(
     value: &SigmaString,
     item: &DetectionItem,
 ) -> Result<Vec<Vec<StringPart>>, Unsupported> {
     let encoded = has(item, Modifier::Base64) || has(item, Modifier::Base64Offset);
-    if has(item, Modifier::Expand) {
-        return Err(unsupported(format!(
-            "the expand modifier needs a value for placeholder {:?}; no placeholder values are configured",
-            value.original
-        )));
-    }
     if !encoded {
         if encode_utf16("", item).is_some() {
             return Err(unsupported(
@@ -1066,7 +1139,11 @@ fn cidr_test(value: &SigmaValue) -> Result<Test, Unsupported> {
     Ok(Test::Cidr { network, prefix })
 }
 
-fn value_tests(value: &SigmaValue, item: &DetectionItem) -> Result<Vec<Test>, Unsupported> {
+fn value_tests(
+    value: &SigmaValue,
+    item: &DetectionItem,
+    placeholders: &Placeholders,
+) -> Result<Vec<Test>, Unsupported> {
     let cased = has(item, Modifier::Cased);
     if has(item, Modifier::Re) {
         return Ok(vec![regex_test(value, item)?]);
@@ -1133,7 +1210,7 @@ fn value_tests(value: &SigmaValue, item: &DetectionItem) -> Result<Vec<Test>, Un
                 SigmaValue::Null => SigmaString::new(""),
             };
             let mut tests = Vec::new();
-            for mut parts in expand_string(&string, item)? {
+            for mut parts in expand_string(&string, item, placeholders)? {
                 let any = StringPart::Special(SpecialChar::WildcardMulti);
                 let base64offset = has(item, Modifier::Base64Offset);
                 if has(item, Modifier::Contains) || base64offset {
@@ -1158,10 +1235,21 @@ fn value_tests(value: &SigmaValue, item: &DetectionItem) -> Result<Vec<Test>, Un
     Ok(tests)
 }
 
-/// Compiles one detection item; `field` is the name after logsource field mapping.
+/// Compiles one detection item with no placeholder values.
+#[cfg(test)]
 pub fn compile_item(
     item: &DetectionItem,
     field: Option<String>,
+) -> Result<ItemMatcher, Unsupported> {
+    compile_item_with(item, field, &Placeholders::new())
+}
+
+/// Compiles one detection item; `field` is the name after logsource field mapping,
+/// `placeholders` the values `expand` puts in.
+pub fn compile_item_with(
+    item: &DetectionItem,
+    field: Option<String>,
+    placeholders: &Placeholders,
 ) -> Result<ItemMatcher, Unsupported> {
     if has(item, Modifier::Exists) {
         let expected = match item.values.as_slice() {
@@ -1208,7 +1296,7 @@ pub fn compile_item(
         // Every value must match; a value that expanded into alternatives (windash,
         // base64offset) matches when one of them does.
         for value in &item.values {
-            let mut alternatives = value_tests(value, item)?;
+            let mut alternatives = value_tests(value, item, placeholders)?;
             tests.push(if alternatives.len() == 1 {
                 alternatives.remove(0)
             } else {
@@ -1217,7 +1305,7 @@ pub fn compile_item(
         }
     } else {
         for value in &item.values {
-            tests.extend(value_tests(value, item)?);
+            tests.extend(value_tests(value, item, placeholders)?);
         }
     }
     if tests.is_empty() {
@@ -1590,6 +1678,65 @@ mod tests {
         assert!(glob_matches(&parts, "abxc"));
         assert!(!glob_matches(&parts, "abc"));
         assert!(!glob_matches(&parts, "xbyca"));
+    }
+
+    /// Placeholders are replaced by each of their values, every combination, and a `%`
+    /// that opens none is text; an unknown placeholder and too many combinations are
+    /// refused by name.
+    #[test]
+    fn placeholders_are_replaced_by_every_combination_of_their_values() {
+        let placeholders: Placeholders = [
+            ("hosts".to_string(), vec!["a".to_string(), "b*".to_string()]),
+            (
+                "dirs".to_string(),
+                vec!["x".to_string(), "y".to_string(), "z".to_string()],
+            ),
+            (
+                "many".to_string(),
+                (0..100).map(|i| i.to_string()).collect(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let texts = |text: &str| substitute_placeholders(text, &placeholders);
+        assert_eq!(
+            texts("\\\\%hosts%\\c$").unwrap(),
+            ["\\\\a\\c$", "\\\\b*\\c$"]
+        );
+        assert_eq!(
+            texts("%hosts%/%dirs%").unwrap(),
+            ["a/x", "a/y", "a/z", "b*/x", "b*/y", "b*/z"]
+        );
+        assert_eq!(
+            texts("100% %not a name% %").unwrap(),
+            ["100% %not a name% %"]
+        );
+        assert_eq!(texts("no placeholder").unwrap(), ["no placeholder"]);
+        let unknown = texts("%hosts%-%nope%").unwrap_err();
+        assert!(unknown.0.contains("%nope%"), "{unknown:?}");
+        let huge = texts("%many%%many%").unwrap_err();
+        assert!(huge.0.contains("more than"), "{huge:?}");
+        // Through an item: the values are Sigma strings (the wildcard is one).
+        let matcher = compile_item_with(
+            &item("Host|expand", &["%hosts%"]),
+            Some("Host".into()),
+            &placeholders,
+        )
+        .unwrap();
+        let event = |host: &str| {
+            let fields = json!({ "Host": host })
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            matcher.matches(&FieldsView {
+                fields: (&fields).into(),
+                aliases: None,
+                other_names: None,
+                lowered: None,
+            })
+        };
+        assert!(event("A") && event("b") && event("bcd"));
+        assert!(!event("c") && !event("ab"));
     }
 
     /// Globs match by character, not byte, in any text: as a walk over the text's

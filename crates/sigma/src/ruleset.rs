@@ -1003,7 +1003,12 @@ impl RuleSet {
         mapping: &LogsourceMapping,
     ) -> Result<Rule, String> {
         let scope = mapping.scope(&rule.logsource)?;
-        let program = compile(&rule.detection, &|name: &str| name.to_string()).map_err(|e| e.0)?;
+        let program = compile(
+            &rule.detection,
+            &|name: &str| name.to_string(),
+            mapping.placeholders(),
+        )
+        .map_err(|e| e.0)?;
         let literals = program.required_literals();
         let codes = program.required_codes(CODE_FIELD);
         let (tactics, techniques) = tactic_and_technique(&rule.tags);
@@ -1542,6 +1547,49 @@ detection:
         };
         assert!(set.evaluate(&event).is_empty());
         assert_eq!(other.evaluate(&event), [0]);
+    }
+
+    /// `expand` puts in the values the mapping's `[placeholders]` table gives (every
+    /// one an alternative, wildcards included); without values the rule is refused
+    /// with the placeholder named.
+    #[test]
+    fn expand_takes_the_configured_placeholder_values() {
+        let rule = r#"
+title: Certificate request from an unknown CDC
+logsource: {product: windows, service: security}
+detection:
+    selection:
+        EventID: 4886
+        Attributes|contains: 'cdc:'
+    filter_main_known_cdc:
+        Attributes|contains|expand: 'cdc:%known_cdcs%'
+    condition: selection and not 1 of filter_main_*
+"#;
+        let documents = [("cdc.yml".to_string(), rule.to_string())];
+        let refused = RuleSet::from_documents(&documents, &LogsourceMapping::built_in());
+        assert!(refused.rules.is_empty());
+        assert!(
+            refused.refused[0].reason.contains("%known_cdcs%"),
+            "{:?}",
+            refused.refused
+        );
+        let mapping = LogsourceMapping::parse(&format!(
+            "{}\n[placeholders]\nknown_cdcs = [\"DC01.corp.local\", \"10.0.0.*\"]\n",
+            include_str!("../logsources.toml")
+        ))
+        .unwrap();
+        let set = RuleSet::from_documents(&documents, &mapping);
+        assert_eq!(set.rules.len(), 1, "{:?}", set.refused);
+        let fires = |attributes: &str| {
+            !fired(&set, "Security", 4886, json!({"Attributes": attributes})).is_empty()
+        };
+        assert!(
+            !fires("cdc:dc01.CORP.local\nrmd:x"),
+            "a known CDC, any case"
+        );
+        assert!(!fires("cdc:10.0.0.7"), "a known CDC by a wildcard value");
+        assert!(fires("cdc:evil.example"), "an unknown CDC");
+        assert!(fires("cdc:10.0.1.7"));
     }
 
     /// `fieldref` compares the two fields' texts, case-insensitively unless `cased`,

@@ -343,7 +343,7 @@ impl DetectApi {
         events: crate::EventsClient,
     ) -> Self {
         let repo = DetectRepo::new(db.clone());
-        let mapping = Arc::new(LogsourceMapping::built_in());
+        let mapping = settings.mapping.clone();
         let wake = Arc::new(Notify::new());
         let stage = DetectStage {
             repo: repo.clone(),

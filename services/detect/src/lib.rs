@@ -37,6 +37,7 @@ pub use stage::{DETECT_CONSUMER, DetectStage};
 
 use casescope_bus::OUTBOX_MIGRATIONS;
 use casescope_db::{CORE_MIGRATIONS, Migrations};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything this service needs in its database, in order.
@@ -71,6 +72,9 @@ pub struct DetectSettings {
     pub change_log_versions: i64,
     /// Load the built-in rule pack into an empty rule store at start-up.
     pub seed_builtin_rules: bool,
+    /// How rules' logsources, fields and `expand` placeholders are read (the built-in
+    /// mapping unless `CASESCOPE_LOGSOURCE_MAPPING` names a file).
+    pub mapping: Arc<casescope_sigma::LogsourceMapping>,
 }
 
 impl Default for DetectSettings {
@@ -87,6 +91,7 @@ impl Default for DetectSettings {
             max_import_bytes: 256 * 1024 * 1024,
             change_log_versions: 1000,
             seed_builtin_rules: true,
+            mapping: Arc::new(casescope_sigma::LogsourceMapping::built_in()),
         }
     }
 }
