@@ -20,8 +20,8 @@
 //! (`crates/evidence/tests/formats.rs` compares both paths record by record).
 
 use crate::normalize::{
-    FieldName, MAX_FIELDS, SYSTEM_FIELD_NAMES, SystemValues, WindowsParts, put_data_value,
-    system_parts, windows_system_parts,
+    FieldName, MAX_FIELDS, SYSTEM_FIELD_NAMES, SystemValues, WindowsParts, field_name,
+    put_data_value, system_parts, windows_system_parts,
 };
 use evtx::EvtxRecord;
 use evtx::binxml::value_variant::{FileTime, SysTime};
@@ -310,7 +310,7 @@ struct SystemValue {
 }
 
 /// One `Data` value of `EventData`: its `Name`, and its value (none: empty).
-type DataValue = (Arc<str>, Option<Source>);
+type DataValue = (FieldName, Option<Source>);
 
 /// Where an event's data section is.
 #[derive(Debug)]
@@ -474,7 +474,7 @@ fn finish(
             });
             // Names are unique within a programmed template.
             for ((name, _), value) in names.iter().zip(data) {
-                list.push((FieldName::Shared(Arc::clone(name)), value));
+                list.push((name.clone(), value));
             }
             parts.pairs = Some(list);
             return parts;
@@ -1184,7 +1184,7 @@ fn data_of(elements: &[Element], data: &Element) -> Option<Vec<DataValue>> {
         {
             return None;
         }
-        values.push((Arc::from(name.as_str()), single(&element.content)?));
+        values.push((field_name(name), single(&element.content)?));
     }
     Some(values)
 }

@@ -124,9 +124,53 @@ impl WindowsParts {
 /// every record of that template: naming a field costs no allocation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldName {
-    /// A System field's (one of `SYSTEM_FIELD_NAMES`: no space, no dot).
+    /// A System field's (one of `SYSTEM_FIELD_NAMES`), or a template's name kept for
+    /// the life of the process ([`field_name`]): never with a space or a dot.
     Static(&'static str),
     Shared(std::sync::Arc<str>),
+}
+
+/// Template names kept for the life of the process, at most.
+const MAX_KEPT_NAMES: usize = 16_384;
+/// Bytes of template names kept for the life of the process, at most.
+const MAX_KEPT_NAME_BYTES: usize = 1 << 20;
+
+/// The name of a template's field. Logs use a few hundred distinct names, and each is
+/// kept once for the life of the process and shared by every template, record and
+/// thread: naming a field in a record then touches no reference count (an `Arc` clone
+/// and drop per field per record were ~2 % of `casescope analyze`). A name with a space
+/// or a dot (which rules also read under other names, see `has_other_names` in the
+/// sigma crate) and every name past [`MAX_KEPT_NAMES`] or [`MAX_KEPT_NAME_BYTES`] is
+/// shared per template instead.
+pub(crate) fn field_name(name: &str) -> FieldName {
+    static KEPT: std::sync::LazyLock<std::sync::Mutex<KeptNames>> =
+        std::sync::LazyLock::new(std::sync::Mutex::default);
+    if name.contains([' ', '.']) {
+        return FieldName::Shared(std::sync::Arc::from(name));
+    }
+    let mut kept = KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    keep_name(&mut kept, name)
+}
+
+/// Names kept for the life of the process, and their bytes.
+type KeptNames = (
+    std::collections::HashSet<&'static str, rustc_hash::FxBuildHasher>,
+    usize,
+);
+
+/// `name` from `kept`, added to it while within its bounds.
+fn keep_name(kept: &mut KeptNames, name: &str) -> FieldName {
+    let (names, bytes) = kept;
+    if let Some(known) = names.get(name) {
+        return FieldName::Static(known);
+    }
+    if names.len() >= MAX_KEPT_NAMES || *bytes + name.len() > MAX_KEPT_NAME_BYTES {
+        return FieldName::Shared(std::sync::Arc::from(name));
+    }
+    let known: &'static str = Box::leak(Box::from(name));
+    names.insert(known);
+    *bytes += name.len();
+    FieldName::Static(known)
 }
 
 impl std::ops::Deref for FieldName {
@@ -985,6 +1029,45 @@ pub fn promote_common_fields(fields: &Map<String, Value>) -> WindowsParts {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Template names are kept once and shared (the same string for equal names), a
+    /// name with a space or a dot never is, and the kept names stay within their bounds.
+    #[test]
+    fn template_names_are_kept_once_within_bounds() {
+        let static_of = |name: FieldName| match name {
+            FieldName::Static(name) => Some(name),
+            FieldName::Shared(_) => None,
+        };
+        let first = static_of(field_name("CommandLine")).expect("kept");
+        let again = static_of(field_name("CommandLine")).expect("kept");
+        assert!(std::ptr::eq(first, again));
+        for name in ["Threat Name", "LogFileCleared.SubjectUserName"] {
+            assert_eq!(
+                field_name(name),
+                FieldName::Shared(std::sync::Arc::from(name))
+            );
+        }
+        let mut kept = KeptNames::default();
+        for i in 0..MAX_KEPT_NAMES + 10 {
+            let name = format!("n{i}");
+            let expected_kept = i < MAX_KEPT_NAMES;
+            assert_eq!(
+                static_of(keep_name(&mut kept, &name)).is_some(),
+                expected_kept,
+                "{i}"
+            );
+        }
+        assert_eq!(kept.0.len(), MAX_KEPT_NAMES);
+        assert!(
+            static_of(keep_name(&mut kept, "n7")).is_some(),
+            "a kept name is still found"
+        );
+        let mut kept = KeptNames::default();
+        let long = "x".repeat(MAX_KEPT_NAME_BYTES / 2);
+        assert!(static_of(keep_name(&mut kept, &long)).is_some());
+        assert!(static_of(keep_name(&mut kept, &format!("{long}y"))).is_none());
+        assert!(kept.1 <= MAX_KEPT_NAME_BYTES);
+    }
 
     #[test]
     fn the_system_field_names_are_those_system_parts_makes() {

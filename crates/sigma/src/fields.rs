@@ -207,7 +207,8 @@ impl<'a> Lowered<'a> {
 /// Whether some field of the event has another name for rules ([`other_names`]).
 pub fn has_other_names(fields: Fields<'_>) -> bool {
     match fields {
-        // A System field's name (static) has neither.
+        // A static name (a System field's, or a template's kept for the process) has
+        // neither.
         Fields::Pairs(pairs) => pairs.iter().any(|(name, _)| {
             matches!(name, casescope_evidence::FieldName::Shared(_))
                 && has_space_or_dot(name.as_bytes())
