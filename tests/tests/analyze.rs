@@ -143,3 +143,70 @@ fn analyze_explains_bad_arguments() {
             .contains("informational, low, medium, high, critical")
     );
 }
+
+/// `--logsource-mapping` replaces the built-in mapping, and its `[placeholders]` table
+/// gives `expand` its values: without them the rule is refused by name, with them it
+/// loads and fires on the events its values name.
+#[test]
+fn analyze_expands_placeholders_from_the_mapping_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let evidence = synthetic(dir.path(), 2000);
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("tools.yml"),
+        "title: Admin tool from a listed place\n\
+         id: 0b1c8d2e-5f6a-4b7c-9d8e-1f2a3b4c5d6e\n\
+         logsource: {product: windows, category: process_creation}\n\
+         detection:\n    tool:\n        Image|endswith|expand: '%tools%'\n    \
+         condition: tool\nlevel: high\n",
+    )
+    .unwrap();
+    let run = |mapping: Option<&std::path::Path>| {
+        let mut command = Command::new(casescope_e2e::casescope_binary());
+        command
+            .arg("analyze")
+            .arg(&evidence)
+            .arg("--rules")
+            .arg(&rules);
+        command.args(["--json", "--show-refused"]);
+        if let Some(mapping) = mapping {
+            command.arg("--logsource-mapping").arg(mapping);
+        }
+        let output = command.output().expect("run casescope analyze");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = run(None);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("0 rules loaded, 1 refused") && stderr.contains("%tools%"),
+        "{stderr}"
+    );
+
+    let mapping = dir.path().join("mapping.toml");
+    let built_in = include_str!("../../crates/sigma/logsources.toml");
+    std::fs::write(
+        &mapping,
+        format!("{built_in}\n[placeholders]\ntools = ['\\\\cmd.exe', '\\\\WHOAMI.exe']\n"),
+    )
+    .unwrap();
+    let (stdout, stderr) = run(Some(&mapping));
+    assert!(stderr.contains("1 rules loaded, 0 refused"), "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object"))
+        .collect();
+    assert!(!rows.is_empty(), "{stderr}");
+    assert!(
+        rows.iter()
+            .all(|row| row["rule_title"] == "Admin tool from a listed place")
+    );
+}
