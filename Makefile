@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect
+.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect chart-check chart-tools
 
 ## Build and run every service in one process on embedded defaults (./casescope-data).
 serve:
@@ -48,6 +48,14 @@ bench-detect:
 
 test-deps:
 	bash scripts/install-test-deps.sh
+
+## The Helm chart and k8s/ checked offline: helm lint --strict, rendering with the default
+## and the every-option values, Kubernetes schema validation, planted errors that must fail.
+chart-check: chart-tools
+	bash scripts/chart-check.sh
+
+chart-tools:
+	bash scripts/install-chart-tools.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -96,3 +96,10 @@ Container image reference.
 {{- define "casescope.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
 {{- end }}
+
+{{/*
+Name of the evidence PersistentVolumeClaim (an existing one, or the one the chart creates).
+*/}}
+{{- define "casescope.evidenceClaimName" -}}
+{{- .Values.evidence.existingClaim | default (printf "%s-evidence" (include "casescope.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}
