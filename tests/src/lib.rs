@@ -153,6 +153,36 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// Waits (bounded) until `server`'s log holds `needle` at least `at_least` times.
+pub fn wait_for_log(server: &Server, needle: &str, at_least: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if server.log_text().matches(needle).count() >= at_least {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The most events an ingest server's log says it has written for a file so far
+/// (its `ingest progress … written=N` lines); 0 before the first.
+pub fn ingest_progress(server: &Server) -> u64 {
+    server
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("ingest progress"))
+        .filter_map(|l| l.split("written=").nth(1))
+        .filter_map(|w| w.split_whitespace().next())
+        .filter_map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_digit())
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }

@@ -6,38 +6,11 @@
 //! Size: CASESCOPE_TEST_KILL_EVENTS (default 100,000 — the 1,000,000 runs with
 //! `make test-large`, in release mode).
 
-use casescope_e2e::{Server, stderr, stdout};
+use casescope_e2e::{Server, ingest_progress as progress, stderr, stdout, wait_for_log};
 use std::time::{Duration, Instant};
 
 const LEASE_TTL_SECS: u64 = 4;
 const RECONCILE_SECS: u64 = 2;
-
-fn wait_for_log(server: &Server, needle: &str, at_least: usize, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if server.log_text().matches(needle).count() >= at_least {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-fn progress(server: &Server) -> u64 {
-    server
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("ingest progress"))
-        .filter_map(|l| l.split("written=").nth(1))
-        .filter_map(|w| w.split_whitespace().next())
-        .filter_map(|w| {
-            w.trim_matches(|c: char| !c.is_ascii_digit())
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
 
 #[test]
 fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
