@@ -183,6 +183,41 @@ pub fn ingest_progress(server: &Server) -> u64 {
         .unwrap_or(0)
 }
 
+/// Number of documents of `case` in the OpenSearch `index` at `url`, asked of OpenSearch
+/// directly (plain HTTP/1.0 on loopback).
+pub fn opensearch_count(url: &str, index: &str, case: &str) -> u64 {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let body = format!(r#"{{"query":{{"term":{{"case_id":"{case}"}}}}}}"#);
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to OpenSearch");
+    write!(
+        stream,
+        "POST /{index}/_count HTTP/1.0\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send _count");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read _count");
+    let json = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    let value: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("OpenSearch _count answer {response:?}: {e}"));
+    value["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count in {value}"))
+}
+
+/// Total hits of a case's events through `casescope search` on `server`.
+pub fn search_total(server: &Server, case: &str) -> u64 {
+    let search = server.cli(&["search", case, "", "--limit", "1", "--json"]);
+    assert!(search.status.success(), "{}", stderr(&search));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&search)).expect("search JSON");
+    json["total_hits"].as_u64().expect("total_hits")
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }

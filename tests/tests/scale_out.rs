@@ -7,35 +7,11 @@
 //!
 //! Size: CASESCOPE_TEST_SCALE_OUT_EVENTS (default 150,000; progress is logged every 50,000 events).
 
-use casescope_e2e::{Server, ingest_progress, stderr, stdout, wait_for_log};
+use casescope_e2e::{Server, ingest_progress, opensearch_count, stderr, stdout, wait_for_log};
 use std::time::{Duration, Instant};
 
 const LEASE_TTL_SECS: u64 = 4;
 const RECONCILE_SECS: u64 = 2;
-
-/// Number of documents of `case` in `index`, asked of OpenSearch directly (plain
-/// HTTP/1.0 on loopback: the e2e crate has no HTTP client).
-fn opensearch_count(url: &str, index: &str, case: &str) -> u64 {
-    use std::io::{Read, Write};
-    let address = url.trim_start_matches("http://").trim_end_matches('/');
-    let body = format!(r#"{{"query":{{"term":{{"case_id":"{case}"}}}}}}"#);
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "POST /{index}/_count HTTP/1.0\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let json = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let value: serde_json::Value = serde_json::from_str(json)
-        .unwrap_or_else(|e| panic!("OpenSearch _count answer {response:?}: {e}"));
-    value["count"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count in {value}"))
-}
 
 #[test]
 fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
@@ -68,7 +44,10 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
 
     let env = [
         ("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
-        ("CASESCOPE_RECONCILE_PERIOD_SECS", RECONCILE_SECS.to_string()),
+        (
+            "CASESCOPE_RECONCILE_PERIOD_SECS",
+            RECONCILE_SECS.to_string(),
+        ),
         ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
         ("CASESCOPE_OPENSEARCH_URL", opensearch.clone()),
         ("CASESCOPE_OPENSEARCH_INDEX", index.clone()),
@@ -137,7 +116,10 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
     let at_kill = ingest_progress(&killed);
     killed.child.kill().unwrap(); // SIGKILL
     killed.child.wait().unwrap();
-    assert!(at_kill < events, "killed before the end ({at_kill} of {events})");
+    assert!(
+        at_kill < events,
+        "killed before the end ({at_kill} of {events})"
+    );
     let survivor = &replicas[0];
     assert_eq!(
         ingest_progress(survivor),
@@ -182,7 +164,10 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
     let search = survivor.cli(&["search", &case, "", "--limit", "1", "--json"]);
     assert!(search.status.success(), "{}", stderr(&search));
     let json: serde_json::Value = serde_json::from_str(&stdout(&search)).unwrap();
-    assert_eq!(json["total_hits"], events, "exactly one copy of every event");
+    assert_eq!(
+        json["total_hits"], events,
+        "exactly one copy of every event"
+    );
     assert_eq!(
         opensearch_count(&opensearch, &index, &case),
         events,

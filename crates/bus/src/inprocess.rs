@@ -1,10 +1,11 @@
 //! The in-process bus of embedded mode: the same contract as JetStream (dedupe window,
 //! durable consumers with explicit ack, ack-wait redelivery, nak delay, progress,
-//! retained facts) in memory, with every queue bounded. Messages do not survive a
+//! retained facts, durable facts consumers that each get every matching fact) in
+//! memory, with every queue bounded. Messages do not survive a
 //! restart; that is safe because job state lives in the database and each service's
 //! reconciler re-publishes lost work at start-up and periodically.
 
-use crate::subjects::{StreamKind, stream_of};
+use crate::subjects::{StreamKind, stream_of, stream_of_filter};
 use crate::{
     Acker, Bus, BusError, Consumer, ConsumerConfig, Delivery, OutboundMessage, PublishAck,
     ReceivedMessage, subject_matches,
@@ -49,6 +50,8 @@ struct Pending {
 
 struct ConsumerState {
     filter: String,
+    /// A consumer of the facts stream: every matching fact is copied to it.
+    facts: bool,
     ack_wait: Duration,
     pending: VecDeque<Pending>,
     in_flight: HashMap<u64, Instant>,
@@ -62,7 +65,8 @@ struct State {
     dedupe_order: VecDeque<(Instant, String)>,
     unclaimed_jobs: VecDeque<(u64, ReceivedMessage)>,
     consumers: HashMap<String, ConsumerState>,
-    retained: VecDeque<ReceivedMessage>,
+    /// Retained facts and dead letters with their sequence, oldest first.
+    retained: VecDeque<(u64, ReceivedMessage)>,
     subscribers: Vec<(String, mpsc::Sender<ReceivedMessage>)>,
 }
 
@@ -140,7 +144,7 @@ impl Bus for InProcessBus {
             let target = state
                 .consumers
                 .iter()
-                .find(|(_, c)| subject_matches(&c.filter, &received.subject))
+                .find(|(_, c)| !c.facts && subject_matches(&c.filter, &received.subject))
                 .map(|(name, c)| (name.clone(), c.messages.len()));
             let depth = match &target {
                 Some((_, depth)) => *depth,
@@ -171,7 +175,7 @@ impl Bus for InProcessBus {
                 let consumer = state
                     .consumers
                     .values_mut()
-                    .find(|c| subject_matches(&c.filter, &received.subject));
+                    .find(|c| !c.facts && subject_matches(&c.filter, &received.subject));
                 match consumer {
                     Some(consumer) => {
                         consumer.pending.push_back(Pending {
@@ -186,10 +190,38 @@ impl Bus for InProcessBus {
                 self.shared.wake.notify_waiters();
             }
             StreamKind::Facts | StreamKind::DeadLetter => {
+                // Each facts consumer gets its own copy; a full one refuses the publish
+                // (the outbox retries it) rather than lose a fact.
+                let full = state.consumers.iter().find(|(_, c)| {
+                    c.facts
+                        && subject_matches(&c.filter, &received.subject)
+                        && c.messages.len() >= limits.max_pending
+                });
+                if let Some((name, _)) = full {
+                    return Err(BusError::Full(format!(
+                        "{} unacknowledged facts queued for consumer {name}",
+                        limits.max_pending
+                    )));
+                }
+                let mut delivered_to_consumer = false;
+                for consumer in state.consumers.values_mut() {
+                    if consumer.facts && subject_matches(&consumer.filter, &received.subject) {
+                        consumer.pending.push_back(Pending {
+                            seq: sequence,
+                            not_before: now,
+                        });
+                        consumer.messages.insert(sequence, received.clone());
+                        delivered_to_consumer = true;
+                    }
+                }
                 if state.retained.len() >= limits.max_retained {
                     state.retained.pop_front();
                 }
-                state.retained.push_back(received);
+                state.retained.push_back((sequence, received));
+                if delivered_to_consumer {
+                    drop(state);
+                    self.shared.wake.notify_waiters();
+                }
             }
         }
         Ok(PublishAck {
@@ -218,7 +250,9 @@ impl Bus for InProcessBus {
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>, BusError> {
         let mut state = self.shared.lock();
         if !state.consumers.contains_key(&config.name) {
+            let facts = stream_of_filter(&config.filter_subject) == Some(StreamKind::Facts);
             let mut consumer = ConsumerState {
+                facts,
                 filter: config.filter_subject.clone(),
                 ack_wait: config.ack_wait,
                 pending: VecDeque::new(),
@@ -226,6 +260,26 @@ impl Bus for InProcessBus {
                 messages: HashMap::new(),
             };
             let now = Instant::now();
+            if facts {
+                // Like JetStream's deliver-all: a new facts consumer starts at the oldest
+                // retained fact.
+                for (seq, message) in &state.retained {
+                    if subject_matches(&consumer.filter, &message.subject) {
+                        consumer.pending.push_back(Pending {
+                            seq: *seq,
+                            not_before: now,
+                        });
+                        consumer.messages.insert(*seq, message.clone());
+                    }
+                }
+                state.consumers.insert(config.name.clone(), consumer);
+                drop(state);
+                self.shared.wake.notify_waiters();
+                return Ok(Box::new(InProcessConsumer {
+                    shared: self.shared.clone(),
+                    name: config.name.clone(),
+                }));
+            }
             let unclaimed = std::mem::take(&mut state.unclaimed_jobs);
             for (seq, message) in unclaimed {
                 if subject_matches(&consumer.filter, &message.subject) {
@@ -256,6 +310,7 @@ impl Bus for InProcessBus {
             .retained
             .iter()
             .rev()
+            .map(|(_, message)| message)
             .filter(|m| subject_matches(subject_filter, &m.subject))
             .take(limit)
             .cloned()

@@ -227,9 +227,19 @@ impl Bus for JetStreamBus {
             name: config.name.clone(),
             message: error,
         };
+        let stream_name = match crate::subjects::stream_of_filter(&config.filter_subject) {
+            Some(crate::subjects::StreamKind::Jobs) => self.jobs_stream(),
+            Some(crate::subjects::StreamKind::Facts) => format!("{}FACTS", self.stream_prefix),
+            _ => {
+                return Err(failed(format!(
+                    "filter {:?} is neither in the jobs nor in the facts stream",
+                    config.filter_subject
+                )));
+            }
+        };
         let stream = self
             .context
-            .get_stream(self.jobs_stream())
+            .get_stream(&stream_name)
             .await
             .map_err(|error| failed(error.to_string()))?;
         let consumer: consumer::PullConsumer = stream

@@ -13,6 +13,7 @@
 //!
 //! Not here: what any message means (payload types are in `casescope-proto`).
 
+pub mod facts;
 mod inprocess;
 mod jetstream;
 pub mod outbox;
@@ -89,12 +90,15 @@ impl ReceivedMessage {
     }
 }
 
-/// A durable consumer on the jobs stream.
+/// A durable consumer: on the jobs stream (work queue: each job goes to one consumer),
+/// or on the facts stream (each durable consumer gets its own copy of every matching
+/// fact, from the oldest retained one on when it is first created).
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     /// Durable name, shared by every worker of the same role.
     pub name: String,
-    /// Subject filter (wildcards `*` and `>`), within `casescope.v1.jobs.>`.
+    /// Subject filter (wildcards `*` and `>`), within `casescope.v1.jobs.>` or within
+    /// one subject family of the facts stream (e.g. `casescope.v1.cases.>`).
     pub filter_subject: String,
     /// Redelivered if not acked (or progress-acked) within this time.
     pub ack_wait: Duration,
@@ -164,7 +168,8 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         subject_filter: &str,
     ) -> Result<BoxStream<'static, ReceivedMessage>, BusError>;
-    /// A durable consumer on the jobs stream (created if missing, shared by name).
+    /// A durable consumer on the jobs or facts stream, chosen by the filter (created if
+    /// missing, shared by name).
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>, BusError>;
     /// The last `limit` retained messages on a fact or dead-letter subject filter.
     async fn recent(

@@ -55,3 +55,15 @@ pub fn stream_of(subject: &str) -> Option<StreamKind> {
         None
     }
 }
+
+/// Which stream a consumer's subject filter (wildcards allowed) reads from, if any.
+pub fn stream_of_filter(filter: &str) -> Option<StreamKind> {
+    let concrete: Vec<&str> = filter
+        .split('.')
+        .map(|token| match token {
+            "*" | ">" => "x",
+            other => other,
+        })
+        .collect();
+    stream_of(&concrete.join("."))
+}

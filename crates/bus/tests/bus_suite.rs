@@ -300,6 +300,72 @@ async fn facts_reach_live_subscribers_and_are_retained(bus: Arc<dyn Bus>) {
     bus.ready().await.unwrap();
 }
 
+/// Every durable facts consumer gets its own copy of every matching fact — those
+/// retained before it was created too — and the jobs consumers see none of them.
+async fn facts_consumers_each_get_every_matching_fact(bus: Arc<dyn Bus>) {
+    let fact = |n: u32| {
+        OutboundMessage::json(
+            format!("casescope.v1.cases.c{n}"),
+            format!("fact-{n}"),
+            &serde_json::json!({"n": n}),
+        )
+        .unwrap()
+    };
+    bus.publish(fact(0)).await.unwrap(); // before any consumer exists
+    let facts_config = |name: &str| ConsumerConfig {
+        ack_wait: Duration::from_secs(5),
+        ..ConsumerConfig::new(name, "casescope.v1.cases.>")
+    };
+    let ingest = bus.consumer(&facts_config("ingest-cases")).await.unwrap();
+    let detect = bus.consumer(&facts_config("detect-cases")).await.unwrap();
+    let jobs = bus.consumer(&config("jobs-only")).await.unwrap();
+    bus.publish(fact(1)).await.unwrap();
+    bus.publish(fact(2)).await.unwrap();
+    bus.publish(job("not-a-fact", "x")).await.unwrap();
+    bus.publish(fact(2)).await.unwrap(); // a duplicate: dropped by the dedupe window
+
+    for consumer in [&ingest, &detect] {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+            for delivery in consumer
+                .fetch(10, Duration::from_millis(500))
+                .await
+                .unwrap()
+            {
+                seen.push(delivery.message.message_id.clone());
+                delivery.acker.ack().await.unwrap();
+            }
+        }
+        assert_eq!(seen, ["fact-0", "fact-1", "fact-2"]);
+        // Acked: nothing comes again.
+        assert!(
+            consumer
+                .fetch(10, Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let job_ids: Vec<String> = jobs
+        .fetch(10, Duration::from_millis(500))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message.message_id)
+        .collect();
+    assert_eq!(job_ids, ["not-a-fact"]);
+    // A second handle on a durable name shares its position.
+    let again = bus.consumer(&facts_config("ingest-cases")).await.unwrap();
+    assert!(
+        again
+            .fetch(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 trait WithSubject {
     fn with_subject(self, subject: &str) -> Self;
 }
@@ -330,4 +396,5 @@ on_both_buses!(
     a_consumer_killed_mid_handler_has_its_message_completed_by_another,
     a_message_that_always_fails_becomes_a_dead_letter,
     facts_reach_live_subscribers_and_are_retained,
+    facts_consumers_each_get_every_matching_fact,
 );

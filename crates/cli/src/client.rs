@@ -58,6 +58,14 @@ pub enum CaseCommand {
     Archive { id: String },
     /// Restore an archived case.
     Restore { id: String },
+    /// Delete a case and, in every service, all of its data: events, evidence blobs,
+    /// uploads, detections. Cannot be undone.
+    Delete {
+        id: String,
+        /// Confirm the deletion (required).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 async fn connect(server: &str) -> anyhow::Result<CasesServiceClient<Channel>> {
@@ -259,6 +267,19 @@ pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Resu
                 .await
                 .map_err(rpc_error)?;
             println!("restored {id}");
+        }
+        CaseCommand::Delete { id, yes } => {
+            if !yes {
+                return Err(anyhow!(
+                    "deleting case {id} removes its events, evidence files, uploads and \
+                     detections for good; add --yes to confirm"
+                ));
+            }
+            client
+                .delete_case(pb::DeleteCaseRequest { id: case_id(&id) })
+                .await
+                .map_err(rpc_error)?;
+            println!("deleted {id} (its data is removed from every service in the background)");
         }
     }
     Ok(())

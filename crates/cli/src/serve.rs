@@ -8,11 +8,12 @@ use crate::ServeArgs;
 use crate::accept;
 use crate::server_http::{self, Readiness};
 use anyhow::{Context, bail};
+use casescope_bus::facts::{OnCaseDeleted, PurgeCase, SkipDeletedCases};
 use casescope_bus::{
     Bus, ConsumerConfig, InProcessBus, JetStreamBus, JetStreamOptions, Outbox, run_consumer,
     subjects,
 };
-use casescope_db::{Database, DbOptions, redact_url, run_periodically};
+use casescope_db::{CasePurges, Database, DbOptions, redact_url, run_periodically};
 use casescope_eventstore::{
     EventStore, OpenSearchOptions, OpenSearchStore, TantivyOptions, TantivyStore,
 };
@@ -298,7 +299,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             batch: 4,
             ..ConsumerConfig::new(INGEST_CONSUMER, subjects::job(casescope_ingest::STAGE))
         };
-        let stage = Arc::new(api.stage());
+        let stage = Arc::new(SkipDeletedCases::new(
+            api.stage(),
+            CasePurges::new(db.clone()),
+        ));
         let consumer_bus = bus.clone();
         let consumer_stop = background.clone();
         tasks.spawn(async move {
@@ -306,6 +310,15 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 tracing::error!(%error, "the ingest consumer stopped");
             }
         });
+        let purger = api.purger();
+        spawn_case_purges(
+            &mut tasks,
+            &bus,
+            purger.clone(),
+            casescope_ingest::INGEST_CASE_FACTS_CONSUMER,
+            settings.lease_ttl,
+            &background,
+        );
         let reconciler = api.reconciler();
         tasks.spawn(run_periodically(
             "ingest",
@@ -313,7 +326,8 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             background.clone(),
             move || {
                 let reconciler = reconciler.clone();
-                async move { reconciler.pass().await }
+                let purger = purger.clone();
+                async move { Ok::<usize, String>(reconciler.pass().await? + purger.pass().await?) }
             },
         ));
         let server = IngestServiceServer::new(api)
@@ -375,7 +389,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 subjects::job(casescope_detect::STAGE),
             )
         };
-        let stage = Arc::new(api.stage());
+        let stage = Arc::new(SkipDeletedCases::new(
+            api.stage(),
+            CasePurges::new(db.clone()),
+        ));
         let consumer_bus = bus.clone();
         let consumer_stop = background.clone();
         tasks.spawn(async move {
@@ -384,6 +401,24 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             }
         });
         tasks.spawn(api.reconciler().run(background.clone()));
+        let purger = casescope_detect::CasePurger::new(&api.stage());
+        spawn_case_purges(
+            &mut tasks,
+            &bus,
+            purger.clone(),
+            casescope_detect::DETECT_CASE_FACTS_CONSUMER,
+            settings.lease_ttl,
+            &background,
+        );
+        tasks.spawn(run_periodically(
+            "detect-purges",
+            settings.reconcile_period,
+            background.clone(),
+            move || {
+                let purger = purger.clone();
+                async move { purger.pass().await }
+            },
+        ));
         let server = DetectServiceServer::new(api)
             .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024);
         routes.add_service(server);
@@ -457,6 +492,34 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     }
     tracing::info!("casescope stopped");
     Ok(())
+}
+
+/// Deleting a case deletes a service's data: a durable consumer of case facts records
+/// the purge when `case.deleted` arrives (the service's reconciler finishes it,
+/// whatever happens to the message).
+fn spawn_case_purges<P: PurgeCase>(
+    tasks: &mut JoinSet<()>,
+    bus: &Arc<dyn Bus>,
+    purger: P,
+    consumer_name: &str,
+    lease_ttl: Duration,
+    shutdown: &CancellationToken,
+) {
+    let config = ConsumerConfig {
+        ack_wait: lease_ttl,
+        max_deliver: 10,
+        batch: 2,
+        ..ConsumerConfig::new(consumer_name, subjects::case_facts("*"))
+    };
+    let handler = Arc::new(OnCaseDeleted(purger));
+    let bus = bus.clone();
+    let shutdown = shutdown.clone();
+    let name = consumer_name.to_string();
+    tasks.spawn(async move {
+        if let Err(error) = run_consumer(bus, config, handler, shutdown).await {
+            tracing::error!(%error, consumer = name, "the case-facts consumer stopped");
+        }
+    });
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -14,12 +14,14 @@ mod database;
 mod inbox;
 mod lease;
 mod migrate;
+mod purges;
 mod reconcile;
 
 pub use database::{Backend, Database, DbError, DbOptions, Tx, redact_url};
 pub use inbox::Inbox;
 pub use lease::{KeepAlive, Lease, LeaseError, LeaseKey, LeaseStore};
 pub use migrate::{Migration, Migrations};
+pub use purges::{CasePurges, PURGE_MIGRATIONS, PURGE_RETENTION, PurgeLeases, PurgeLeasing};
 pub use reconcile::run_periodically;
 
 /// Current UTC time in microseconds since the Unix epoch (the unit of every stored time).

@@ -144,6 +144,8 @@ pub trait EventStore: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), StoreError>;
     /// Removes every event of one file (applied with the next flush).
     async fn delete_file(&self, case_id: &str, file_id: &str) -> Result<(), StoreError>;
+    /// Removes every event of one case (applied with the next flush).
+    async fn delete_case(&self, case_id: &str) -> Result<(), StoreError>;
     /// Events of one file that are searchable now.
     async fn count_file(&self, case_id: &str, file_id: &str) -> Result<u64, StoreError>;
     async fn search(&self, query: &EventQuery) -> Result<SearchPage, StoreError>;

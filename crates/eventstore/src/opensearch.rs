@@ -303,6 +303,37 @@ impl OpenSearchStore {
 
     /// Waits for a delete-by-query task, polling with growing pauses, up to the
     /// delete timeout.
+    /// Refreshes first, so that events written but not yet searchable are deleted
+    /// too, then runs `_delete_by_query` (routed to the case's shard) as a task and
+    /// waits for it.
+    async fn delete_matching(
+        &self,
+        what: &str,
+        case_id: &str,
+        query_clause: Value,
+    ) -> Result<(), StoreError> {
+        self.refresh().await?;
+        let mut query = routing(case_id);
+        query.extend([
+            ("conflicts", "proceed"),
+            ("refresh", "true"),
+            ("wait_for_completion", "false"),
+        ]);
+        let answer = self
+            .transport()
+            .json(
+                what,
+                Method::POST,
+                self.index_url(&["_delete_by_query"], &query)?,
+                json_body(&json!({ "query": query_clause }))?,
+            )
+            .await?;
+        let task = response::task_id(&answer)?;
+        let deleted = self.wait_for_delete(&task).await?;
+        tracing::debug!(deleted, "{what}");
+        Ok(())
+    }
+
     async fn wait_for_delete(&self, task: &str) -> Result<u64, StoreError> {
         let deadline = Instant::now() + self.inner.delete_timeout;
         let mut pause = Duration::from_millis(100);
@@ -377,29 +408,23 @@ impl EventStore for OpenSearchStore {
         }
     }
 
-    /// Refreshes first, so that events written but not yet searchable are deleted
-    /// too, then runs `_delete_by_query` as a task and waits for it.
     async fn delete_file(&self, case_id: &str, file_id: &str) -> Result<(), StoreError> {
-        self.refresh().await?;
-        let mut query = routing(case_id);
-        query.extend([
-            ("conflicts", "proceed"),
-            ("refresh", "true"),
-            ("wait_for_completion", "false"),
-        ]);
-        let answer = self
-            .transport()
-            .json(
-                "delete the file's events",
-                Method::POST,
-                self.index_url(&["_delete_by_query"], &query)?,
-                json_body(&json!({"query": translate::case_and_file(case_id, file_id)}))?,
-            )
-            .await?;
-        let task = response::task_id(&answer)?;
-        let deleted = self.wait_for_delete(&task).await?;
-        tracing::debug!(deleted, "deleted a file's events");
-        Ok(())
+        self.delete_matching(
+            "delete the file's events",
+            case_id,
+            translate::case_and_file(case_id, file_id),
+        )
+        .await
+    }
+
+    /// Like [`Self::delete_file`], for every event of the case.
+    async fn delete_case(&self, case_id: &str) -> Result<(), StoreError> {
+        self.delete_matching(
+            "delete the case's events",
+            case_id,
+            translate::case_only(case_id),
+        )
+        .await
     }
 
     async fn count_file(&self, case_id: &str, file_id: &str) -> Result<u64, StoreError> {

@@ -252,6 +252,16 @@ impl EventStore for TantivyStore {
         .await
     }
 
+    async fn delete_case(&self, case_id: &str) -> Result<(), StoreError> {
+        let case_id = case_id.to_string();
+        self.blocking(move |inner| {
+            let query = inner.keyword_query(inner.fields.case_id, &case_id);
+            inner.writer().delete_query(query).map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn count_file(&self, case_id: &str, file_id: &str) -> Result<u64, StoreError> {
         let (case_id, file_id) = (case_id.to_string(), file_id.to_string());
         self.blocking(move |inner| {

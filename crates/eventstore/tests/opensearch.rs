@@ -99,6 +99,7 @@ suite!(
     filters_and_time_range,
     paging_visits_every_event_once_in_order,
     deleting_a_file_touches_nothing_else,
+    deleting_a_case_touches_nothing_else,
     histograms,
     invalid_requests_are_refused,
 );

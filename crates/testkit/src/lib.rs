@@ -392,7 +392,8 @@ fn installed_opensearch() -> Option<PathBuf> {
     let root = std::env::var_os("CASESCOPE_OPENSEARCH_HOME")
         .map(PathBuf::from)
         .or_else(|| {
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/casescope-opensearch"))
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/casescope-opensearch"))
         })?;
     let mut installs: Vec<PathBuf> = std::fs::read_dir(&root)
         .ok()?
@@ -423,9 +424,11 @@ fn start_opensearch() -> Option<Result<Server, String>> {
     }
     let Some(install) = installed_opensearch() else {
         if opensearch_required() {
-            return Some(Err("CASESCOPE_TEST_REQUIRE_OPENSEARCH=1 but no OpenSearch test node \
+            return Some(Err(
+                "CASESCOPE_TEST_REQUIRE_OPENSEARCH=1 but no OpenSearch test node \
                  is installed: run scripts/install-opensearch.sh"
-                .into()));
+                    .into(),
+            ));
         }
         return None;
     };
@@ -434,7 +437,9 @@ fn start_opensearch() -> Option<Result<Server, String>> {
         .filter(|java| java.is_file())
         .or_else(|| find_binary("java", &[]));
     let Some(java) = java else {
-        return Some(Err("java not found (JAVA_HOME or PATH); the OpenSearch test node needs Java 17".into()));
+        return Some(Err(
+            "java not found (JAVA_HOME or PATH); the OpenSearch test node needs Java 17".into(),
+        ));
     };
     Some(launch_opensearch(&java, &install))
 }
@@ -475,7 +480,9 @@ fn launch_opensearch(java: &Path, install: &Path) -> Result<Server, String> {
         }
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("OpenSearch exited with {status} before listening:\n{log}"));
+            return Err(format!(
+                "OpenSearch exited with {status} before listening:\n{log}"
+            ));
         }
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -510,7 +517,9 @@ fn wait_for_cluster_health(address: &str, deadline: Instant) -> Result<(), Strin
             Ok(answer)
         })();
         match attempt {
-            Ok(answer) if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") => {
+            Ok(answer)
+                if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") =>
+            {
                 return Ok(());
             }
             Ok(answer) => last = answer.lines().next().unwrap_or_default().to_owned(),

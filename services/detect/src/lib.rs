@@ -23,6 +23,7 @@
 mod api;
 mod events_client;
 mod import;
+mod purge;
 mod reconcile;
 mod repo;
 mod ruleset;
@@ -31,17 +32,23 @@ mod stage;
 pub use api::DetectApi;
 pub use events_client::EventsClient;
 pub use import::{ImportFile, ImportOptions, Planned, Refused};
+pub use purge::{CasePurger, DETECT_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
 pub use repo::MIGRATIONS;
 pub use stage::{DETECT_CONSUMER, DetectStage};
 
 use casescope_bus::OUTBOX_MIGRATIONS;
-use casescope_db::{CORE_MIGRATIONS, Migrations};
+use casescope_db::{CORE_MIGRATIONS, Migrations, PURGE_MIGRATIONS};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything this service needs in its database, in order.
-pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, OUTBOX_MIGRATIONS, MIGRATIONS];
+pub const ALL_MIGRATIONS: &[Migrations] = &[
+    CORE_MIGRATIONS,
+    OUTBOX_MIGRATIONS,
+    MIGRATIONS,
+    PURGE_MIGRATIONS,
+];
 
 /// The lease stage name of per-file detection (also the job subject suffix).
 pub const STAGE: &str = "detect";

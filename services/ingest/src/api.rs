@@ -144,6 +144,11 @@ impl IngestApi {
         )
     }
 
+    /// Deletes the data of deleted cases (the `case.deleted` handler and its reconciler).
+    pub fn purger(&self) -> crate::CasePurger {
+        crate::CasePurger::new(self.repo.clone(), self.store.clone(), self.settings.clone())
+    }
+
     pub(crate) async fn require_open_case(&self, case_id: &str) -> Result<(), ApiError> {
         match self.cases.get_case(case_id).await {
             Ok(case) if case.state == casescope_proto::cases::v1::CaseState::Archived as i32 => {

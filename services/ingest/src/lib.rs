@@ -11,6 +11,7 @@
 mod api;
 mod cases_client;
 mod convert;
+mod purge;
 mod reconcile;
 mod repo;
 mod stage;
@@ -18,17 +19,23 @@ mod upload;
 
 pub use api::IngestApi;
 pub use cases_client::CasesClient;
+pub use purge::{CasePurger, INGEST_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
 pub use repo::MIGRATIONS;
 pub use stage::{INGEST_CONSUMER, IngestStage};
 
 use casescope_bus::OUTBOX_MIGRATIONS;
-use casescope_db::{CORE_MIGRATIONS, Migrations};
+use casescope_db::{CORE_MIGRATIONS, Migrations, PURGE_MIGRATIONS};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything this service needs in its database, in order.
-pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, OUTBOX_MIGRATIONS, MIGRATIONS];
+pub const ALL_MIGRATIONS: &[Migrations] = &[
+    CORE_MIGRATIONS,
+    OUTBOX_MIGRATIONS,
+    MIGRATIONS,
+    PURGE_MIGRATIONS,
+];
 
 /// The lease stage name of ingestion.
 pub const STAGE: &str = "ingest";

@@ -338,6 +338,10 @@ pub fn case_and_file(case_id: &str, file_id: &str) -> Value {
     json!({"bool": {"filter": [term("case_id", case_id), term("file_id", file_id)]}})
 }
 
+pub fn case_only(case_id: &str) -> Value {
+    json!({"bool": {"filter": [term("case_id", case_id)]}})
+}
+
 /// The page order: timestamp, then the event id's tie-breaker.
 pub fn sort(order: SortOrder) -> Value {
     let order = match order {

@@ -311,6 +311,28 @@ pub async fn deleting_a_file_touches_nothing_else(store: &dyn EventStore) {
     assert_eq!(store.count_file(&case, "file-a").await.unwrap(), 3);
 }
 
+pub async fn deleting_a_case_touches_nothing_else(store: &dyn EventStore) {
+    let case = unique_case();
+    load(store, sample(&case)).await;
+    let other = unique_case() + "-keep";
+    load(store, sample(&other)).await;
+    store.delete_case(&case).await.unwrap();
+    store.flush().await.unwrap();
+    let everything = |case: &str| EventQuery::new(case, parse_query("").unwrap());
+    assert_eq!(store.count(&everything(&case)).await.unwrap(), 0);
+    assert_eq!(store.count_file(&case, "file-a").await.unwrap(), 0);
+    assert_eq!(store.count_file(&case, "file-b").await.unwrap(), 0);
+    assert_eq!(
+        store.count(&everything(&other)).await.unwrap(),
+        6,
+        "the other case: untouched"
+    );
+    // Deleting again (a redelivered deletion) is a no-op.
+    store.delete_case(&case).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.count(&everything(&other)).await.unwrap(), 6);
+}
+
 pub async fn histograms(store: &dyn EventStore) {
     let case = unique_case();
     load(store, sample(&case)).await;

@@ -1,0 +1,118 @@
+//! Reading the facts other services publish, for the services that act on them, and
+//! dropping the jobs of cases that were deleted.
+
+use crate::{Handler, HandlerError, ReceivedMessage};
+use async_trait::async_trait;
+use casescope_db::CasePurges;
+
+/// The case id of a `case.deleted` fact (`casescope.v1.cases.<case>`), `None` for any
+/// other case fact, an error for a payload that is not a case fact.
+pub fn deleted_case(payload: &[u8]) -> Result<Option<String>, String> {
+    let fact: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|error| format!("not a case fact: {error}"))?;
+    let header = &fact["header"];
+    if header["kind"].as_str() != Some("case.deleted") {
+        return Ok(None);
+    }
+    header["case_id"]
+        .as_str()
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .map(|id| Some(id.to_string()))
+        .ok_or_else(|| "a case.deleted fact without a case id".to_string())
+}
+
+/// Wraps a stage's job handler: a job of a case whose deletion was recorded (its data
+/// is gone or going) is acknowledged without work, and a job that failed for good
+/// because its case or file vanished with that deletion is not a dead letter.
+pub struct SkipDeletedCases<H> {
+    inner: H,
+    purges: CasePurges,
+}
+
+impl<H> SkipDeletedCases<H> {
+    pub fn new(inner: H, purges: CasePurges) -> Self {
+        Self { inner, purges }
+    }
+
+    async fn deleted(&self, case_id: Option<&str>) -> Result<bool, HandlerError> {
+        match case_id {
+            Some(case_id) => self
+                .purges
+                .is_recorded(case_id)
+                .await
+                .map_err(HandlerError::transient),
+            None => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl<H: Handler> Handler for SkipDeletedCases<H> {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let job: Option<serde_json::Value> = serde_json::from_slice(&message.payload).ok();
+        let case_id = job.as_ref().and_then(|job| job["case_id"].as_str());
+        if self.deleted(case_id).await? {
+            tracing::info!(case_id, subject = %message.subject, "job of a deleted case dropped");
+            return Ok(());
+        }
+        match self.inner.handle(message).await {
+            Err(HandlerError::Poison(reason)) if self.deleted(case_id).await? => {
+                tracing::info!(case_id, reason, "job of a case deleted meanwhile dropped");
+                Ok(())
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+/// A service's deletion of a deleted case's data.
+#[async_trait]
+pub trait PurgeCase: Send + Sync + 'static {
+    /// Records the deletion of `case_id` (from then on the service's reconciler sees it
+    /// through) and deletes what it can now; `Some(reason)` when the rest has to wait.
+    async fn purge_deleted_case(&self, case_id: &str) -> Result<Option<String>, String>;
+}
+
+/// The handler of a service's durable consumer of case facts: `case.deleted` starts the
+/// purge; other facts are acknowledged.
+pub struct OnCaseDeleted<P>(pub P);
+
+#[async_trait]
+impl<P: PurgeCase> Handler for OnCaseDeleted<P> {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let Some(case_id) = deleted_case(&message.payload).map_err(HandlerError::Poison)? else {
+            return Ok(());
+        };
+        let waiting = self
+            .0
+            .purge_deleted_case(&case_id)
+            .await
+            .map_err(HandlerError::transient)?;
+        if let Some(reason) = waiting {
+            tracing::info!(case_id, reason, "case purge recorded; it finishes later");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_deletions_name_a_case() {
+        let id = "01a20545-ff79-73bd-be57-fc0fc36e8375";
+        let fact = |kind: &str| {
+            serde_json::json!({"header": {"kind": kind, "case_id": id}, "case_snapshot": {}})
+                .to_string()
+        };
+        assert_eq!(
+            deleted_case(fact("case.deleted").as_bytes()),
+            Ok(Some(id.into()))
+        );
+        assert_eq!(deleted_case(fact("case.created").as_bytes()), Ok(None));
+        assert!(deleted_case(b"not json").is_err());
+        let without_id = r#"{"header": {"kind": "case.deleted", "case_id": "../x"}}"#;
+        assert!(deleted_case(without_id.as_bytes()).is_err());
+    }
+}

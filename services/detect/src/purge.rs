@@ -1,0 +1,145 @@
+//! Deleting a case deletes its detections here: every detection, correlation input and
+//! detect-stage record of the case.
+//!
+//! As in the ingest service, the `case.deleted` fact is a signal and the `case_purges`
+//! table the source of truth: the purge is recorded, then run under a lease on the case
+//! while holding the detect lease of every file of the case and the case's correlation
+//! lease, so no evaluation can commit detections for it meanwhile (their writes are
+//! fenced transactions); one fenced transaction deletes the rows. The reconciler runs
+//! unfinished purges, and each finished one once more after two lease TTLs.
+
+use crate::repo::DetectRepo;
+use crate::stage::DetectStage;
+use crate::{CORRELATE_STAGE, STAGE};
+use async_trait::async_trait;
+use casescope_bus::facts::PurgeCase;
+use casescope_db::{CasePurges, DbError, LeaseKey, LeaseStore, PurgeLeases, PurgeLeasing};
+use sqlx::Row;
+use std::time::Duration;
+
+/// The durable consumer of case facts in the detect service.
+pub const DETECT_CASE_FACTS_CONSUMER: &str = "detect-case-facts";
+/// The lease stage of a case's purge.
+const PURGE_STAGE: &str = "detect-purge";
+/// Purges looked at per reconciler pass.
+const BATCH: i64 = 50;
+
+#[derive(Clone)]
+pub struct CasePurger {
+    repo: DetectRepo,
+    purges: CasePurges,
+    leases: LeaseStore,
+    lease_ttl: Duration,
+    holder: String,
+}
+
+fn db(error: impl Into<DbError>) -> String {
+    error.into().to_string()
+}
+
+impl CasePurger {
+    /// The purger of the detect service whose stage is `stage`.
+    pub fn new(stage: &DetectStage) -> Self {
+        Self {
+            repo: stage.repo.clone(),
+            purges: CasePurges::new(stage.repo.db().clone()),
+            leases: stage.leases.clone(),
+            lease_ttl: stage.settings.lease_ttl,
+            holder: format!("detect-purge-{}", uuid::Uuid::new_v4()),
+        }
+    }
+
+    /// Records that `case_id` was deleted (idempotent) and purges it if it can now;
+    /// `Some(reason)` when it has to wait (the reconciler finishes it).
+    pub async fn request(&self, case_id: &str) -> Result<Option<String>, String> {
+        self.purges.record(case_id).await.map_err(db)?;
+        self.purge(case_id).await
+    }
+
+    /// One reconciler pass over due purges; returns how many passes finished.
+    pub async fn pass(&self) -> Result<usize, String> {
+        let mut finished = 0;
+        for case_id in self
+            .purges
+            .due(self.lease_ttl * 2, BATCH)
+            .await
+            .map_err(db)?
+        {
+            match self.purge(&case_id).await? {
+                None => finished += 1,
+                Some(reason) => tracing::info!(case_id, reason, "case purge waiting"),
+            }
+        }
+        self.purges.forget_old().await.map_err(db)?;
+        Ok(finished)
+    }
+
+    async fn purge(&self, case_id: &str) -> Result<Option<String>, String> {
+        let files = sqlx::query("SELECT file_id FROM detect_files WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_all(self.repo.db().pool())
+            .await
+            .map_err(db)?;
+        let mut items = vec![LeaseKey::new(case_id, CORRELATE_STAGE)];
+        for row in &files {
+            let file_id: String = row.try_get("file_id").map_err(db)?;
+            items.push(LeaseKey::new(&file_id, STAGE));
+        }
+        let leasing = PurgeLeases::acquire(
+            &self.leases,
+            case_id,
+            PURGE_STAGE,
+            &items,
+            &self.holder,
+            self.lease_ttl,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let held = match leasing {
+            PurgeLeasing::Held(held) => held,
+            PurgeLeasing::Busy(reason) => return Ok(Some(reason)),
+        };
+        let outcome = self.delete_rows(case_id, &held).await;
+        held.release().await;
+        outcome
+    }
+
+    async fn delete_rows(
+        &self,
+        case_id: &str,
+        held: &PurgeLeases,
+    ) -> Result<Option<String>, String> {
+        let mut tx = match held.fenced().await {
+            Ok(tx) => tx,
+            Err(error) => return Ok(Some(error.to_string())),
+        };
+        let mut removed = 0;
+        for statement in [
+            "DELETE FROM detections WHERE case_id = $1",
+            "DELETE FROM detect_correlation_inputs WHERE case_id = $1",
+            "DELETE FROM detect_files WHERE case_id = $1",
+            "DELETE FROM detect_cases WHERE case_id = $1",
+        ] {
+            removed += sqlx::query(statement)
+                .bind(case_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+        }
+        self.purges
+            .finish_pass(&mut tx, case_id, removed)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(case_id, rows = removed, "case data deleted from detect");
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl PurgeCase for CasePurger {
+    async fn purge_deleted_case(&self, case_id: &str) -> Result<Option<String>, String> {
+        self.request(case_id).await
+    }
+}

@@ -1,0 +1,335 @@
+//! Deleting a case deletes its data in every store, in both modes, and nothing else:
+//! - all-in-one (`casescope serve`: SQLite, tantivy, in-process bus);
+//! - multi-process (cases, ingest and detect as separate processes over a real
+//!   nats-server, PostgreSQL and OpenSearch).
+//!
+//! Two cases get synthetic evidence and a rule that fires on it; one is deleted. Then
+//! its events are gone from search (and, in cluster mode, from the OpenSearch index),
+//! its blobs from the evidence directory, its rows from the ingest and detect databases
+//! (files, uploads, fingerprints, detections, detect state), while the other case keeps
+//! exactly what it had.
+
+use casescope_e2e::{Server, opensearch_count, search_total, stderr, stdout};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const RULE: &str = "title: Logons in the deletion test
+id: 6a4f2c1e-93b7-4d0a-8f5e-2b1c7d9e0a11
+status: test
+description: Fires on every successful logon of the synthetic evidence.
+logsource:
+  product: windows
+  service: security
+detection:
+  selection:
+    EventID: 4624
+  condition: selection
+level: low
+";
+
+/// The processes of one deployment and where its data lives.
+struct Deployment {
+    cases: Server,
+    /// `None` in all-in-one mode (the `cases` process serves everything).
+    ingest: Option<Server>,
+    detect: Option<Server>,
+    ingest_db: String,
+    detect_db: String,
+    /// The ingest service's data directory (`ingest/evidence/<case>/…`).
+    ingest_data: PathBuf,
+    /// (OpenSearch URL, index) in cluster mode.
+    opensearch: Option<(String, String)>,
+}
+
+impl Deployment {
+    fn ingest(&self) -> &Server {
+        self.ingest.as_ref().unwrap_or(&self.cases)
+    }
+
+    fn detect(&self) -> &Server {
+        self.detect.as_ref().unwrap_or(&self.cases)
+    }
+
+    fn evidence_dir(&self, case: &str) -> PathBuf {
+        self.ingest_data.join("ingest/evidence").join(case)
+    }
+}
+
+/// Rows of `case` in each table of the database at `url`.
+fn rows(url: &str, tables: &[&str], case: &str) -> Vec<(String, i64)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        let mut counts = Vec::new();
+        for table in tables {
+            let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE case_id = $1");
+            let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(case)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap_or_else(|e| panic!("count {table}: {e}"));
+            counts.push((table.to_string(), row.0));
+        }
+        counts
+    })
+}
+
+const INGEST_TABLES: [&str; 3] = ["evidence_files", "uploads", "event_fingerprints"];
+const DETECT_TABLES: [&str; 3] = ["detections", "detect_files", "detect_cases"];
+
+fn json(output: std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+/// Waits until every file of `case` is indexed and evaluated; returns the detections.
+fn wait_until_detected(deployment: &Deployment, case: &str, files: usize) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let listed = json(deployment.cases.cli(&["files", case, "--json"]));
+        let indexed = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["status"] != "uploaded" && f["status"] != "parsing")
+            .count();
+        let states = json(
+            deployment
+                .detect()
+                .cli(&["detect", "status", case, "--json"]),
+        );
+        let states = states.as_array().unwrap();
+        let done = states.iter().filter(|s| s["status"] == "done").count();
+        if indexed == files && done == files {
+            return states
+                .iter()
+                .map(|s| s["detections"].as_u64().unwrap())
+                .sum();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "case {case} not detected in time: {listed} {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn synth(dir: &Path, seed: u64, events: u64) -> PathBuf {
+    let path = dir.join(format!("synthetic-{seed}.evtx"));
+    let made = std::process::Command::new(casescope_e2e::casescope_binary())
+        .args(["synth", "evtx", "--events", &events.to_string(), "--seed"])
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    path
+}
+
+fn scenario(deployment: &Deployment, work: &Path) {
+    let rule = work.join("logons.yml");
+    std::fs::write(&rule, RULE).unwrap();
+    let imported =
+        json(
+            deployment
+                .detect()
+                .cli(&["rules", "import", rule.to_str().unwrap(), "--json"]),
+        );
+    assert_eq!(imported["loaded"], 1, "{imported}");
+
+    let doomed = stdout(&deployment.cases.cli(&["case", "create", "to delete"]))
+        .trim()
+        .to_string();
+    let kept = stdout(&deployment.cases.cli(&["case", "create", "to keep"]))
+        .trim()
+        .to_string();
+    let files = [synth(work, 1, 3000), synth(work, 2, 2000)];
+    for case in [&doomed, &kept] {
+        let uploaded = deployment.ingest().cli(&[
+            "upload",
+            case,
+            files[0].to_str().unwrap(),
+            files[1].to_str().unwrap(),
+        ]);
+        assert!(uploaded.status.success(), "{}", stderr(&uploaded));
+    }
+    let doomed_detections = wait_until_detected(deployment, &doomed, 2);
+    let kept_detections = wait_until_detected(deployment, &kept, 2);
+    assert!(doomed_detections > 0, "the rule fires on the evidence");
+    assert_eq!(
+        doomed_detections, kept_detections,
+        "same evidence, same findings"
+    );
+    let kept_events = search_total(deployment.ingest(), &kept);
+    assert_eq!(search_total(deployment.ingest(), &doomed), kept_events);
+    assert!(deployment.evidence_dir(&doomed).is_dir());
+    let kept_ingest_rows = rows(&deployment.ingest_db, &INGEST_TABLES, &kept);
+    let kept_detect_rows = rows(&deployment.detect_db, &DETECT_TABLES, &kept);
+    assert!(kept_detect_rows[0].1 > 0, "{kept_detect_rows:?}");
+
+    let unconfirmed = deployment.cases.cli(&["case", "delete", &doomed]);
+    assert!(!unconfirmed.status.success(), "deletion needs --yes");
+    assert!(
+        stderr(&unconfirmed).contains("--yes"),
+        "{}",
+        stderr(&unconfirmed)
+    );
+    let deleted = deployment.cases.cli(&["case", "delete", &doomed, "--yes"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+
+    // Everything of the deleted case goes, within a few reconciler periods.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let zero = |tables: &[&str]| -> Vec<(String, i64)> {
+        tables.iter().map(|t| (t.to_string(), 0)).collect()
+    };
+    loop {
+        let ingest_rows = rows(&deployment.ingest_db, &INGEST_TABLES, &doomed);
+        let detect_rows = rows(&deployment.detect_db, &DETECT_TABLES, &doomed);
+        let events = search_total(deployment.ingest(), &doomed);
+        let blobs = deployment.evidence_dir(&doomed).exists();
+        if ingest_rows == zero(&INGEST_TABLES)
+            && detect_rows == zero(&DETECT_TABLES)
+            && events == 0
+            && !blobs
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deleted case still has data: ingest {ingest_rows:?}, detect {detect_rows:?}, \
+             {events} events, blobs on disk: {blobs}\n{}",
+            deployment.ingest().log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    if let Some((url, index)) = &deployment.opensearch {
+        assert_eq!(opensearch_count(url, index, &doomed), 0);
+        assert_eq!(opensearch_count(url, index, &kept), kept_events);
+    }
+    let uploads_left: Vec<_> = std::fs::read_dir(deployment.ingest_data.join("ingest/uploads"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        uploads_left.is_empty(),
+        "upload parts left: {uploads_left:?}"
+    );
+    let shown = deployment.cases.cli(&["case", "show", &doomed]);
+    assert!(!shown.status.success(), "the case itself is gone");
+
+    // The other case: exactly what it had.
+    assert_eq!(search_total(deployment.ingest(), &kept), kept_events);
+    assert_eq!(
+        rows(&deployment.ingest_db, &INGEST_TABLES, &kept),
+        kept_ingest_rows
+    );
+    assert_eq!(
+        rows(&deployment.detect_db, &DETECT_TABLES, &kept),
+        kept_detect_rows
+    );
+    assert!(deployment.evidence_dir(&kept).is_dir());
+    assert_eq!(wait_until_detected(deployment, &kept, 2), kept_detections);
+}
+
+const FAST: [(&str, &str); 2] = [
+    ("CASESCOPE_RECONCILE_PERIOD_SECS", "1"),
+    ("CASESCOPE_LEASE_TTL_SECS", "3"),
+];
+
+#[test]
+fn deleting_a_case_deletes_its_data_all_in_one() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let server = Server::start(&["--data-dir", data.to_str().unwrap()], &FAST);
+    let deployment = Deployment {
+        cases: server,
+        ingest: None,
+        detect: None,
+        ingest_db: format!(
+            "sqlite://{}?mode=ro",
+            data.join("db/ingest.sqlite").display()
+        ),
+        detect_db: format!(
+            "sqlite://{}?mode=ro",
+            data.join("db/detect.sqlite").display()
+        ),
+        ingest_data: data,
+        opensearch: None,
+    };
+    scenario(&deployment, work.path());
+}
+
+#[test]
+fn deleting_a_case_deletes_its_data_multi_process() {
+    let Some(opensearch) = casescope_testkit::opensearch_url() else {
+        eprintln!(
+            "skipped: no OpenSearch (install Java 17 and Maven and run \
+             scripts/install-opensearch.sh, or set CASESCOPE_TEST_OPENSEARCH_URL)"
+        );
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let nats = casescope_testkit::nats_url();
+    let [cases_db, ingest_db, detect_db] =
+        [(); 3].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
+    drop(runtime);
+    let namespace = format!("del{}", uuid::Uuid::new_v4().simple());
+    let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
+    let work = tempfile::tempdir().unwrap();
+    let ingest_data = work.path().join("ingest-data");
+    let mut env: Vec<(&str, &str)> = FAST.to_vec();
+    env.extend([
+        ("CASESCOPE_EVENT_STORE", "opensearch"),
+        ("CASESCOPE_OPENSEARCH_URL", opensearch.as_str()),
+        ("CASESCOPE_OPENSEARCH_INDEX", index.as_str()),
+        ("CASESCOPE_OPENSEARCH_SHARDS", "1"),
+        ("CASESCOPE_OPENSEARCH_REPLICAS", "0"),
+    ]);
+    let common = |service: &'static str, db: &str| -> Vec<String> {
+        [
+            "--service",
+            service,
+            "--nats-url",
+            &nats,
+            "--database-url",
+            db,
+            "--nats-namespace",
+            &namespace,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let start = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start(&args, &env)
+    };
+    let cases = start(common("cases", &cases_db));
+    let mut ingest_args = common("ingest", &ingest_db);
+    ingest_args.extend([
+        "--service-addr".into(),
+        format!("cases={}", cases.address),
+        "--data-dir".into(),
+        ingest_data.display().to_string(),
+    ]);
+    let ingest = start(ingest_args);
+    let mut detect_args = common("detect", &detect_db);
+    detect_args.extend([
+        "--service-addr".into(),
+        format!("ingest={}", ingest.address),
+    ]);
+    let detect = start(detect_args);
+    let deployment = Deployment {
+        cases,
+        ingest: Some(ingest),
+        detect: Some(detect),
+        ingest_db,
+        detect_db,
+        ingest_data,
+        opensearch: Some((opensearch, index)),
+    };
+    scenario(&deployment, work.path());
+}
