@@ -21,7 +21,8 @@ use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
+    Term,
 };
 
 #[derive(Debug, Clone)]
@@ -173,8 +174,10 @@ impl Inner {
         translate::build(&self.fields, &self.names.expansion(), query, with_cursor)
     }
 
-    fn load(&self, address: DocAddress) -> Result<Event, StoreError> {
-        let searcher = self.reader.searcher();
+    /// The event at `address`, read with `searcher`: the one that found it. A
+    /// `DocAddress` is only meaningful in its searcher's segments; a later searcher (after
+    /// a commit or merge of other writes) could hold another document there.
+    fn load(&self, searcher: &Searcher, address: DocAddress) -> Result<Event, StoreError> {
         let document: TantivyDocument = searcher.doc(address).map_err(internal)?;
         schema::to_event(&self.fields, &document)
     }
@@ -304,7 +307,7 @@ impl EventStore for TantivyStore {
             let mut events = Vec::with_capacity(hits.len());
             let mut last = None;
             for ((timestamp, tiebreak), address) in hits {
-                let mut event = inner.load(address)?;
+                let mut event = inner.load(&searcher, address)?;
                 event.case_id = query.case_id.clone();
                 events.push(event);
                 last = Some(Cursor {
@@ -352,14 +355,13 @@ impl EventStore for TantivyStore {
                     inner.keyword_query(inner.fields.event_id, &event_id),
                 ),
             ]);
-            let hits = inner
-                .reader
-                .searcher()
+            let searcher = inner.reader.searcher();
+            let hits = searcher
                 .search(&query, &TopDocs::with_limit(1).order_by_score())
                 .map_err(internal)?;
             let mut event = hits
                 .first()
-                .map(|(_, address)| inner.load(*address))
+                .map(|(_, address)| inner.load(&searcher, *address))
                 .transpose()?;
             if let Some(event) = &mut event {
                 event.case_id = case_id;

@@ -98,6 +98,7 @@ suite!(
     the_query_language,
     filters_and_time_range,
     paging_visits_every_event_once_in_order,
+    paging_is_exact_while_other_files_are_written,
     deleting_a_file_touches_nothing_else,
     deleting_a_case_touches_nothing_else,
     histograms,

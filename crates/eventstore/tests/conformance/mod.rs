@@ -1,5 +1,5 @@
 //! The conformance suite every EventStore backend must pass (tantivy always; OpenSearch
-//! when CASESCOPE_TEST_OPENSEARCH_URL is set). Each test uses its own case id, so
+//! on the node the testkit starts, or the cluster CASESCOPE_TEST_OPENSEARCH_URL names). Each test uses its own case id, so
 //! backends may share an index between tests.
 
 use casescope_eventstore::{
@@ -331,6 +331,81 @@ pub async fn deleting_a_case_touches_nothing_else(store: &dyn EventStore) {
     store.delete_case(&case).await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(store.count(&everything(&other)).await.unwrap(), 6);
+}
+
+/// Pages through one file while other files are written and committed (new segments,
+/// merges, reader reloads): every page holds exactly the file's next events, in order.
+pub async fn paging_is_exact_while_other_files_are_written(store: &dyn EventStore) {
+    let case = unique_case();
+    let steady: Vec<Event> = (0..5000)
+        .map(|n| {
+            let mut event = event(
+                &case,
+                "steady",
+                n,
+                serde_json::json!({"EventID": 4624, "n": n}),
+            );
+            // Many events share a time: the order falls back on the tie-breaker.
+            event.timestamp_micros = BASE + (n as i64 / 7) * 1000;
+            event
+        })
+        .collect();
+    let mut expected: Vec<(i64, u64, String)> = steady
+        .iter()
+        .map(|e| {
+            (
+                e.timestamp_micros,
+                casescope_eventstore::tiebreak_of(&e.event_id),
+                e.event_id.clone(),
+            )
+        })
+        .collect();
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, id)| id).collect();
+    load(store, steady).await;
+
+    let other = unique_case() + "-busy";
+    let writer = async {
+        for round in 0..60u64 {
+            let batch: Vec<Event> = (0..300)
+                .map(|n| {
+                    event(
+                        &other,
+                        &format!("busy-{round}"),
+                        n,
+                        serde_json::json!({"EventID": 4688, "round": round}),
+                    )
+                })
+                .collect();
+            store.write(batch).await.unwrap();
+            store.flush().await.unwrap();
+        }
+    };
+    let reader = async {
+        for _ in 0..20 {
+            let mut request = EventQuery::new(&case, parse_query("").unwrap());
+            request.file_ids = vec!["steady".into()];
+            request.sort = SortOrder::Ascending;
+            request.page_size = casescope_eventstore::MAX_PAGE_SIZE;
+            let mut seen = Vec::with_capacity(expected.len());
+            loop {
+                let page = store.search(&request).await.unwrap();
+                for event in &page.events {
+                    assert_eq!(
+                        event.file_id, "steady",
+                        "an event of another file in the page"
+                    );
+                    seen.push(event.event_id.clone());
+                }
+                match page.next {
+                    Some(next) => request.after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "every event once, in order");
+        }
+    };
+    tokio::join!(writer, reader);
 }
 
 pub async fn histograms(store: &dyn EventStore) {
