@@ -210,6 +210,50 @@ pub fn opensearch_count(url: &str, index: &str, case: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count in {value}"))
 }
 
+/// The OpenSearch the testkit provides, or `None` after saying the test is skipped
+/// (no Java here; CI requires the node, so there it never skips).
+pub fn opensearch_or_skip() -> Option<String> {
+    let url = casescope_testkit::opensearch_url();
+    if url.is_none() {
+        eprintln!(
+            "skipped: no OpenSearch (install Java 17 and Maven and run \
+             scripts/install-opensearch.sh, or set CASESCOPE_TEST_OPENSEARCH_URL)"
+        );
+    }
+    url
+}
+
+/// Polls `casescope files` on the cases server until `file_id` of `case` is past
+/// parsing (bounded by `within`); returns its record. `log_of` is shown on a timeout.
+pub fn wait_until_processed(
+    cases: &Server,
+    case: &str,
+    file_id: &str,
+    within: Duration,
+    log_of: &Server,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let files = cases.cli(&["files", case, "--json"]);
+        assert!(files.status.success(), "{}", stderr(&files));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&files)).expect("files JSON");
+        let record = json
+            .as_array()
+            .and_then(|files| files.iter().find(|f| f["file_id"] == file_id))
+            .cloned()
+            .unwrap_or_else(|| panic!("file {file_id} not listed: {json}"));
+        if !matches!(record["status"].as_str(), Some("uploaded" | "parsing")) {
+            return record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not processed in time:\n{}",
+            log_of.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Total hits of a case's events through `casescope search` on `server`.
 pub fn search_total(server: &Server, case: &str) -> u64 {
     let search = server.cli(&["search", case, "", "--limit", "1", "--json"]);

@@ -9,7 +9,7 @@
 //! (files, uploads, fingerprints, detections, detect state), while the other case keeps
 //! exactly what it had.
 
-use casescope_e2e::{Server, opensearch_count, search_total, stderr, stdout};
+use casescope_e2e::{Server, opensearch_count, opensearch_or_skip, search_total, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -278,11 +278,7 @@ fn deleting_a_case_deletes_its_data_all_in_one() {
 
 #[test]
 fn deleting_a_case_deletes_its_data_multi_process() {
-    let Some(opensearch) = casescope_testkit::opensearch_url() else {
-        eprintln!(
-            "skipped: no OpenSearch (install Java 17 and Maven and run \
-             scripts/install-opensearch.sh, or set CASESCOPE_TEST_OPENSEARCH_URL)"
-        );
+    let Some(opensearch) = opensearch_or_skip() else {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -6,7 +6,10 @@
 //! Size: CASESCOPE_TEST_KILL_EVENTS (default 100,000 — the 1,000,000 runs with
 //! `make test-large`, in release mode).
 
-use casescope_e2e::{Server, ingest_progress as progress, stderr, stdout, wait_for_log};
+use casescope_e2e::{
+    Server, ingest_progress as progress, search_total, stderr, stdout, wait_for_log,
+    wait_until_processed,
+};
 use std::time::{Duration, Instant};
 
 const LEASE_TTL_SECS: u64 = 4;
@@ -113,37 +116,21 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
         restarted_at.elapsed()
     );
 
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let record = loop {
-        let files = cases.cli(&["files", &case, "--json"]);
-        let json: serde_json::Value = serde_json::from_str(&stdout(&files)).unwrap();
-        let record = json
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["file_id"] == file_id.as_str())
-            .cloned()
-            .unwrap();
-        if !matches!(record["status"].as_str(), Some("uploaded" | "parsing")) {
-            break record;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not indexed in time:\n{}",
-            restarted.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let record = wait_until_processed(
+        &cases,
+        &case,
+        &file_id,
+        Duration::from_secs(900),
+        &restarted,
+    );
     assert_eq!(record["status"], "indexed", "{record}");
     assert_eq!(record["records_read"], events);
     assert_eq!(record["events_indexed"], events);
     assert_eq!(record["records_rejected"], 0);
 
-    let search = restarted.cli(&["search", &case, "", "--limit", "1", "--json"]);
-    assert!(search.status.success(), "{}", stderr(&search));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&search)).unwrap();
     assert_eq!(
-        json["total_hits"], events,
+        search_total(&restarted, &case),
+        events,
         "exactly one copy of every event"
     );
     drop(ingest);

@@ -7,7 +7,10 @@
 //!
 //! Size: CASESCOPE_TEST_SCALE_OUT_EVENTS (default 150,000; progress is logged every 50,000 events).
 
-use casescope_e2e::{Server, ingest_progress, opensearch_count, stderr, stdout, wait_for_log};
+use casescope_e2e::{
+    Server, ingest_progress, opensearch_count, opensearch_or_skip, search_total, stderr, stdout,
+    wait_for_log, wait_until_processed,
+};
 use std::time::{Duration, Instant};
 
 const LEASE_TTL_SECS: u64 = 4;
@@ -15,11 +18,7 @@ const RECONCILE_SECS: u64 = 2;
 
 #[test]
 fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
-    let Some(opensearch) = casescope_testkit::opensearch_url() else {
-        eprintln!(
-            "skipped: no OpenSearch (install Java 17 and Maven and run \
-             scripts/install-opensearch.sh, or set CASESCOPE_TEST_OPENSEARCH_URL)"
-        );
+    let Some(opensearch) = opensearch_or_skip() else {
         return;
     };
     let events: u64 = std::env::var("CASESCOPE_TEST_SCALE_OUT_EVENTS")
@@ -134,38 +133,15 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
         survivor.log_text()
     );
 
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let record = loop {
-        let files = cases.cli(&["files", &case, "--json"]);
-        assert!(files.status.success(), "{}", stderr(&files));
-        let json: serde_json::Value = serde_json::from_str(&stdout(&files)).unwrap();
-        let record = json
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["file_id"] == file_id.as_str())
-            .cloned()
-            .unwrap();
-        if !matches!(record["status"].as_str(), Some("uploaded" | "parsing")) {
-            break record;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not indexed in time:\n{}",
-            survivor.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let record = wait_until_processed(&cases, &case, &file_id, Duration::from_secs(900), survivor);
     assert_eq!(record["status"], "indexed", "{record}");
     assert_eq!(record["records_read"], events);
     assert_eq!(record["events_indexed"], events);
     assert_eq!(record["records_rejected"], 0);
 
-    let search = survivor.cli(&["search", &case, "", "--limit", "1", "--json"]);
-    assert!(search.status.success(), "{}", stderr(&search));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&search)).unwrap();
     assert_eq!(
-        json["total_hits"], events,
+        search_total(survivor, &case),
+        events,
         "exactly one copy of every event"
     );
     assert_eq!(

@@ -124,6 +124,30 @@ impl CasePurges {
         Ok(result.rows_affected())
     }
 
+    /// One reconciler pass: runs `purge` (which answers `Some(reason)` when it has to
+    /// wait) on every due case — unfinished ones, and finished ones once more after
+    /// `settle` — then forgets old purges. Returns how many passes finished.
+    pub async fn run_due<F, Fut>(
+        &self,
+        settle: Duration,
+        limit: i64,
+        mut purge: F,
+    ) -> Result<usize, String>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, String>>,
+    {
+        let mut finished = 0;
+        for case_id in self.due(settle, limit).await.map_err(|e| e.to_string())? {
+            match purge(case_id.clone()).await? {
+                None => finished += 1,
+                Some(reason) => tracing::info!(case_id, reason, "case purge waiting"),
+            }
+        }
+        self.forget_old().await.map_err(|e| e.to_string())?;
+        Ok(finished)
+    }
+
     /// (completed, verified) of a case's purge; `None` if none was recorded.
     pub async fn state(&self, case_id: &str) -> Result<Option<(bool, bool)>, DbError> {
         let row =

@@ -67,20 +67,11 @@ impl CasePurger {
     /// One reconciler pass: runs unfinished purges, re-runs finished ones once after two
     /// lease TTLs, and forgets old ones. Returns how many passes finished.
     pub async fn pass(&self) -> Result<usize, String> {
-        let mut finished = 0;
-        for case_id in self
-            .purges
-            .due(self.settings.lease_ttl * 2, BATCH)
+        self.purges
+            .run_due(self.settings.lease_ttl * 2, BATCH, |case_id| async move {
+                self.purge(&case_id).await
+            })
             .await
-            .map_err(db)?
-        {
-            match self.purge(&case_id).await? {
-                None => finished += 1,
-                Some(reason) => tracing::info!(case_id, reason, "case purge waiting"),
-            }
-        }
-        self.purges.forget_old().await.map_err(db)?;
-        Ok(finished)
     }
 
     async fn purge(&self, case_id: &str) -> Result<Option<String>, String> {
