@@ -254,6 +254,35 @@ pub fn wait_until_processed(
     }
 }
 
+/// Writes a synthetic EVTX of `events` records (`casescope synth evtx`, seed `seed`)
+/// to `path`.
+pub fn synth_evtx(path: &std::path::Path, events: u64, seed: u64) {
+    let made = Command::new(casescope_binary())
+        .args(["synth", "evtx", "--events", &events.to_string()])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(path)
+        .output()
+        .expect("run casescope synth");
+    assert!(made.status.success(), "{}", stderr(&made));
+}
+
+/// Starts the cases service alone over `nats` and the PostgreSQL database `db`.
+pub fn start_cases_service(nats: &str, db: &str, namespace: &str, env: &[(&str, &str)]) -> Server {
+    Server::start(
+        &[
+            "--service",
+            "cases",
+            "--nats-url",
+            nats,
+            "--database-url",
+            db,
+            "--nats-namespace",
+            namespace,
+        ],
+        env,
+    )
+}
+
 /// Total hits of a case's events through `casescope search` on `server`.
 pub fn search_total(server: &Server, case: &str) -> u64 {
     let search = server.cli(&["search", case, "", "--limit", "1", "--json"]);

@@ -133,14 +133,7 @@ fn wait_until_detected(deployment: &Deployment, case: &str, files: usize) -> u64
 
 fn synth(dir: &Path, seed: u64, events: u64) -> PathBuf {
     let path = dir.join(format!("synthetic-{seed}.evtx"));
-    let made = std::process::Command::new(casescope_e2e::casescope_binary())
-        .args(["synth", "evtx", "--events", &events.to_string(), "--seed"])
-        .arg(seed.to_string())
-        .arg("--out")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", stderr(&made));
+    casescope_e2e::synth_evtx(&path, events, seed);
     path
 }
 
@@ -316,7 +309,7 @@ fn deleting_a_case_deletes_its_data_multi_process() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Server::start(&args, &env)
     };
-    let cases = start(common("cases", &cases_db));
+    let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
     let mut ingest_args = common("ingest", &ingest_db);
     ingest_args.extend([
         "--service-addr".into(),

@@ -28,12 +28,7 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
     let namespace = format!("kill{}", uuid::Uuid::new_v4().simple());
     let work = tempfile::tempdir().unwrap();
     let evidence = work.path().join("big.evtx");
-    let synth = std::process::Command::new(casescope_e2e::casescope_binary())
-        .args(["synth", "evtx", "--events", &events.to_string(), "--out"])
-        .arg(&evidence)
-        .output()
-        .unwrap();
-    assert!(synth.status.success(), "{}", stderr(&synth));
+    casescope_e2e::synth_evtx(&evidence, events, 1);
 
     let common_env = [
         ("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
@@ -43,19 +38,7 @@ fn a_worker_killed_mid_file_leaves_exactly_every_event_indexed() {
         ),
     ];
     let env: Vec<(&str, &str)> = common_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cases = Server::start(
-        &[
-            "--service",
-            "cases",
-            "--nats-url",
-            &nats,
-            "--database-url",
-            &cases_db,
-            "--nats-namespace",
-            &namespace,
-        ],
-        &env,
-    );
+    let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
     let ingest_data = work.path().join("ingest-data");
     let ingest_args = |data: &str| {
         vec![

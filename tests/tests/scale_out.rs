@@ -34,12 +34,7 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
     let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
     let work = tempfile::tempdir().unwrap();
     let evidence = work.path().join("big.evtx");
-    let synth = std::process::Command::new(casescope_e2e::casescope_binary())
-        .args(["synth", "evtx", "--events", &events.to_string(), "--out"])
-        .arg(&evidence)
-        .output()
-        .unwrap();
-    assert!(synth.status.success(), "{}", stderr(&synth));
+    casescope_e2e::synth_evtx(&evidence, events, 1);
 
     let env = [
         ("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
@@ -54,19 +49,7 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
         ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cases = Server::start(
-        &[
-            "--service",
-            "cases",
-            "--nats-url",
-            &nats,
-            "--database-url",
-            &cases_db,
-            "--nats-namespace",
-            &namespace,
-        ],
-        &env,
-    );
+    let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
     // Both replicas use one data directory: the shared evidence volume.
     let shared = work.path().join("shared-evidence");
     let args = [
