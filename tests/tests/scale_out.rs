@@ -1,76 +1,129 @@
 //! Ingest scaled out on a real OpenSearch node: cases and two ingest replicas as
 //! separate processes over a real nats-server and PostgreSQL, the replicas sharing one
 //! evidence directory (as pods share a ReadWriteMany volume) and one OpenSearch index.
-//! The replica parsing a large synthetic EVTX is killed with SIGKILL midway; the other
-//! replica takes the file over once the lease expires and finishes it with exactly as
-//! many events as the file has records: no duplicate, no loss, nothing stuck.
+//! - The replica parsing a large synthetic EVTX is killed with SIGKILL midway; the other
+//!   replica takes the file over once the lease expires and finishes it with exactly as
+//!   many events as the file has records: no duplicate, no loss, nothing stuck.
+//! - An upload begun on one replica and interrupted is resumed on the other, from the
+//!   offset the first one holds durably, and ingested exactly.
 //!
-//! Size: CASESCOPE_TEST_SCALE_OUT_EVENTS (default 150,000; progress is logged every 50,000 events).
+//! Size: CASESCOPE_TEST_SCALE_OUT_EVENTS (default 150,000; progress is logged every
+//! 50,000 events).
 
 use casescope_e2e::{
     Server, ingest_progress, opensearch_count, opensearch_or_skip, search_total, stderr, stdout,
     wait_for_log, wait_until_processed,
 };
+use casescope_proto::common::v1::{CaseId, UploadId};
+use casescope_proto::ingest::v1 as pb;
+use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use std::time::{Duration, Instant};
 
 const LEASE_TTL_SECS: u64 = 4;
 const RECONCILE_SECS: u64 = 2;
 
+/// cases and two ingest replicas sharing one evidence directory, on OpenSearch.
+struct Cluster {
+    cases: Server,
+    replicas: Vec<Server>,
+    opensearch: String,
+    index: String,
+    work: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `None` (the test says it is skipped) when no OpenSearch can run here.
+    fn start() -> Option<Cluster> {
+        let opensearch = opensearch_or_skip()?;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let nats = casescope_testkit::nats_url();
+        let cases_db = runtime.block_on(casescope_testkit::postgres_url());
+        let ingest_db = runtime.block_on(casescope_testkit::postgres_url());
+        drop(runtime);
+        let namespace = format!("scale{}", uuid::Uuid::new_v4().simple());
+        let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
+        let work = tempfile::tempdir().unwrap();
+        let env = [
+            ("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
+            (
+                "CASESCOPE_RECONCILE_PERIOD_SECS",
+                RECONCILE_SECS.to_string(),
+            ),
+            ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
+            ("CASESCOPE_OPENSEARCH_URL", opensearch.clone()),
+            ("CASESCOPE_OPENSEARCH_INDEX", index.clone()),
+            ("CASESCOPE_OPENSEARCH_SHARDS", "1".to_string()),
+            ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
+        // Both replicas use one data directory: the shared evidence volume.
+        let shared = work.path().join("shared-evidence");
+        let args = [
+            "--service",
+            "ingest",
+            "--nats-url",
+            &nats,
+            "--database-url",
+            &ingest_db,
+            "--nats-namespace",
+            &namespace,
+            "--service-addr",
+            &format!("cases={}", cases.address),
+            "--data-dir",
+            shared.to_str().unwrap(),
+        ];
+        let replicas = vec![Server::start(&args, &env), Server::start(&args, &env)];
+        Some(Cluster {
+            cases,
+            replicas,
+            opensearch,
+            index,
+            work,
+        })
+    }
+
+    fn create_case(&self, name: &str) -> String {
+        let created = self.cases.cli(&["case", "create", name]);
+        assert!(created.status.success(), "{}", stderr(&created));
+        stdout(&created).trim().to_string()
+    }
+
+    /// The file is indexed with exactly `events` events, once each, in search and in
+    /// the OpenSearch index.
+    fn assert_exactly_indexed(&self, case: &str, file_id: &str, events: u64, log_of: &Server) {
+        let record =
+            wait_until_processed(&self.cases, case, file_id, Duration::from_secs(900), log_of);
+        assert_eq!(record["status"], "indexed", "{record}");
+        assert_eq!(record["records_read"], events);
+        assert_eq!(record["events_indexed"], events);
+        assert_eq!(record["records_rejected"], 0);
+        assert_eq!(
+            search_total(log_of, case),
+            events,
+            "exactly one copy of every event"
+        );
+        assert_eq!(
+            opensearch_count(&self.opensearch, &self.index, case),
+            events,
+            "the OpenSearch index holds exactly one document per record"
+        );
+    }
+}
+
 #[test]
 fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
-    let Some(opensearch) = opensearch_or_skip() else {
-        return;
-    };
     let events: u64 = std::env::var("CASESCOPE_TEST_SCALE_OUT_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(150_000);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let nats = casescope_testkit::nats_url();
-    let cases_db = runtime.block_on(casescope_testkit::postgres_url());
-    let ingest_db = runtime.block_on(casescope_testkit::postgres_url());
-    drop(runtime);
-    let namespace = format!("scale{}", uuid::Uuid::new_v4().simple());
-    let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
-    let work = tempfile::tempdir().unwrap();
-    let evidence = work.path().join("big.evtx");
+    let Some(mut cluster) = Cluster::start() else {
+        return;
+    };
+    let evidence = cluster.work.path().join("big.evtx");
     casescope_e2e::synth_evtx(&evidence, events, 1);
-
-    let env = [
-        ("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
-        (
-            "CASESCOPE_RECONCILE_PERIOD_SECS",
-            RECONCILE_SECS.to_string(),
-        ),
-        ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
-        ("CASESCOPE_OPENSEARCH_URL", opensearch.clone()),
-        ("CASESCOPE_OPENSEARCH_INDEX", index.clone()),
-        ("CASESCOPE_OPENSEARCH_SHARDS", "1".to_string()),
-        ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
-    // Both replicas use one data directory: the shared evidence volume.
-    let shared = work.path().join("shared-evidence");
-    let args = [
-        "--service",
-        "ingest",
-        "--nats-url",
-        &nats,
-        "--database-url",
-        &ingest_db,
-        "--nats-namespace",
-        &namespace,
-        "--service-addr",
-        &format!("cases={}", cases.address),
-        "--data-dir",
-        shared.to_str().unwrap(),
-    ];
-    let mut replicas = vec![Server::start(&args, &env), Server::start(&args, &env)];
-
-    let created = cases.cli(&["case", "create", "scale out"]);
-    assert!(created.status.success(), "{}", stderr(&created));
-    let case = stdout(&created).trim().to_string();
+    let case = cluster.create_case("scale out");
+    let replicas = &mut cluster.replicas;
     // Uploaded through the first replica; either may parse it.
     let upload = replicas[0].cli(&["upload", &case, evidence.to_str().unwrap(), "--json"]);
     assert!(upload.status.success(), "{}", stderr(&upload));
@@ -102,7 +155,7 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
         at_kill < events,
         "killed before the end ({at_kill} of {events})"
     );
-    let survivor = &replicas[0];
+    let survivor = &cluster.replicas[0];
     assert_eq!(
         ingest_progress(survivor),
         0,
@@ -116,20 +169,91 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
         survivor.log_text()
     );
 
-    let record = wait_until_processed(&cases, &case, &file_id, Duration::from_secs(900), survivor);
-    assert_eq!(record["status"], "indexed", "{record}");
-    assert_eq!(record["records_read"], events);
-    assert_eq!(record["events_indexed"], events);
-    assert_eq!(record["records_rejected"], 0);
+    cluster.assert_exactly_indexed(&case, &file_id, events, survivor);
+}
 
-    assert_eq!(
-        search_total(survivor, &case),
-        events,
-        "exactly one copy of every event"
-    );
-    assert_eq!(
-        opensearch_count(&opensearch, &index, &case),
-        events,
-        "the OpenSearch index holds exactly one document per record"
-    );
+#[test]
+fn an_upload_begun_on_one_replica_is_finished_on_another() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let events = 20_000;
+    let evidence = cluster.work.path().join("resumed.evtx");
+    casescope_e2e::synth_evtx(&evidence, events, 3);
+    let bytes = std::fs::read(&evidence).unwrap();
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let case = cluster.create_case("resumed upload");
+    let header = |resume: Option<UploadId>| pb::UploadChunk {
+        payload: Some(pb::upload_chunk::Payload::Header(pb::UploadHeader {
+            case_id: Some(CaseId {
+                value: case.clone(),
+            }),
+            file_name: "resumed.evtx".into(),
+            declared_size_bytes: bytes.len() as u64,
+            declared_sha256: sha256.clone(),
+            timestamp_field: None,
+            resume_upload_id: resume,
+        })),
+    };
+    let data = |from: usize, to: usize| -> Vec<pb::UploadChunk> {
+        (from..to)
+            .step_by(64 * 1024)
+            .map(|offset| pb::UploadChunk {
+                payload: Some(pb::upload_chunk::Payload::Data(pb::UploadData {
+                    offset: offset as u64,
+                    data: bytes[offset..(offset + 64 * 1024).min(to)].to_vec(),
+                })),
+            })
+            .collect()
+    };
+    let half = bytes.len() / 2;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let result = runtime.block_on(async {
+        // Replica 0 gets the header and half of the file, then the stream ends.
+        let mut first = IngestServiceClient::connect(cluster.replicas[0].address.clone())
+            .await
+            .unwrap();
+        let mut messages = vec![header(None)];
+        messages.extend(data(0, half));
+        let cut = first.upload(futures::stream::iter(messages)).await;
+        assert!(cut.is_err(), "an incomplete upload is not a file: {cut:?}");
+
+        // Replica 1 knows where it stands (by the declared SHA-256) and takes the rest.
+        let mut second = IngestServiceClient::connect(cluster.replicas[1].address.clone())
+            .await
+            .unwrap();
+        let status = second
+            .get_upload_status(pb::GetUploadStatusRequest {
+                case_id: Some(CaseId {
+                    value: case.clone(),
+                }),
+                lookup: Some(pb::get_upload_status_request::Lookup::DeclaredSha256(
+                    sha256.clone(),
+                )),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            status.state,
+            pb::UploadState::Receiving as i32,
+            "{status:?}"
+        );
+        let next = status.next_offset as usize;
+        assert!(next > 0 && next <= half, "resume from {next} of {half}");
+        let mut messages = vec![header(status.upload_id.clone())];
+        messages.extend(data(next, bytes.len()));
+        second
+            .upload(futures::stream::iter(messages))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(result.sha256, sha256);
+    assert!(!result.already_present);
+    let file_id = result.file_id.unwrap().value;
+    cluster.assert_exactly_indexed(&case, &file_id, events, &cluster.replicas[1]);
 }
