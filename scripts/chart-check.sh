@@ -22,7 +22,7 @@ trap 'rm -rf "$work"' EXIT
 
 validate() { # file
   for version in "${kube_versions[@]}"; do
-    kubernetes-validate --strict --quiet -k "$version" "$1"
+    python3 -m kubernetes_validate --strict --quiet -k "$version" "$1"
   done
 }
 

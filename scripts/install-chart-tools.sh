@@ -12,6 +12,8 @@ helm_version=v4.3.2
 kustomize_version=v5.7.1
 validate_version=1.37.0
 
+# Go's default install place, for shells whose PATH lacks it.
+[ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
 if ! command -v go >/dev/null 2>&1; then
   echo "go is missing: the chart check builds helm and kustomize with go install" >&2
   exit 1
