@@ -65,13 +65,42 @@ impl<H: Handler> Handler for SkipDeletedCases<H> {
     }
 }
 
-/// A service's deletion of a deleted case's data.
+/// A service's deletion of a deleted case's data: the service says how to purge one
+/// case; recording the request and the reconciler's pass are the same everywhere.
 #[async_trait]
 pub trait PurgeCase: Send + Sync + 'static {
-    /// Records the deletion of `case_id` (from then on the service's reconciler sees it
-    /// through) and deletes what it can now; `Some(reason)` when the rest has to wait.
-    async fn purge_deleted_case(&self, case_id: &str) -> Result<Option<String>, String>;
+    /// The service's record of deleted cases.
+    fn purges(&self) -> &CasePurges;
+    /// How long after a finished purge it is run once more (a stalled worker's last
+    /// write, an upload completing as the case went).
+    fn settle(&self) -> std::time::Duration;
+    /// Deletes what the service holds of `case_id` now; `Some(reason)` when it has to
+    /// wait (the reconciler tries again).
+    async fn purge(&self, case_id: &str) -> Result<Option<String>, String>;
+
+    /// Records the deletion of `case_id` (from then on the reconciler sees it through)
+    /// and purges what it can now.
+    async fn purge_deleted_case(&self, case_id: &str) -> Result<Option<String>, String> {
+        self.purges()
+            .record(case_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.purge(case_id).await
+    }
+
+    /// One reconciler pass: unfinished purges, finished ones once more after
+    /// [`Self::settle`], old ones forgotten. Returns how many passes finished.
+    async fn pass(&self) -> Result<usize, String> {
+        self.purges()
+            .run_due(self.settle(), PURGES_PER_PASS, |case_id| async move {
+                self.purge(&case_id).await
+            })
+            .await
+    }
 }
+
+/// Purges looked at per reconciler pass.
+const PURGES_PER_PASS: i64 = 50;
 
 /// The handler of a service's durable consumer of case facts: `case.deleted` starts the
 /// purge; other facts are acknowledged.

@@ -19,13 +19,12 @@ use casescope_eventstore::{EventQuery, EventStore, parse_query};
 use sqlx::Row;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The durable consumer of case facts in the ingest service.
 pub const INGEST_CASE_FACTS_CONSUMER: &str = "ingest-case-facts";
 /// The lease stage of a case's purge.
 const PURGE_STAGE: &str = "ingest-purge";
-/// Purges looked at per reconciler pass.
-const BATCH: i64 = 50;
 
 #[derive(Clone)]
 pub struct CasePurger {
@@ -57,24 +56,7 @@ impl CasePurger {
         }
     }
 
-    /// Records that `case_id` was deleted (idempotent) and purges it if it can now;
-    /// `Some(reason)` when it has to wait (the reconciler finishes it).
-    pub async fn request(&self, case_id: &str) -> Result<Option<String>, String> {
-        self.purges.record(case_id).await.map_err(db)?;
-        self.purge(case_id).await
-    }
-
-    /// One reconciler pass: runs unfinished purges, re-runs finished ones once after two
-    /// lease TTLs, and forgets old ones. Returns how many passes finished.
-    pub async fn pass(&self) -> Result<usize, String> {
-        self.purges
-            .run_due(self.settings.lease_ttl * 2, BATCH, |case_id| async move {
-                self.purge(&case_id).await
-            })
-            .await
-    }
-
-    async fn purge(&self, case_id: &str) -> Result<Option<String>, String> {
+    async fn purge_case(&self, case_id: &str) -> Result<Option<String>, String> {
         let files = sqlx::query("SELECT id, blob_path FROM evidence_files WHERE case_id = $1")
             .bind(case_id)
             .fetch_all(self.repo.db().pool())
@@ -193,7 +175,15 @@ async fn remove_tree(path: &Path) -> Result<(), String> {
 
 #[async_trait]
 impl PurgeCase for CasePurger {
-    async fn purge_deleted_case(&self, case_id: &str) -> Result<Option<String>, String> {
-        self.request(case_id).await
+    fn purges(&self) -> &CasePurges {
+        &self.purges
+    }
+
+    fn settle(&self) -> Duration {
+        self.settings.lease_ttl * 2
+    }
+
+    async fn purge(&self, case_id: &str) -> Result<Option<String>, String> {
+        self.purge_case(case_id).await
     }
 }
