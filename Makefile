@@ -50,7 +50,8 @@ test-deps:
 	bash scripts/install-test-deps.sh
 
 ## The Helm chart and k8s/ checked offline: helm lint --strict, rendering with the default
-## and the every-option values, Kubernetes schema validation, planted errors that must fail.
+## and the every-option values, Kubernetes and CRD schema validation, alert rules
+## unit-tested and dashboard queries parsed by promtool, planted errors that must fail.
 chart-check: chart-tools
 	bash scripts/chart-check.sh
 

@@ -5,24 +5,34 @@
 #   2. helm template with both, and every rendered manifest validated against the
 #      Kubernetes schemas (kubernetes-validate --strict, oldest and newest supported
 #      versions);
+#      custom resources (ServiceMonitor, PrometheusRule) validated against the Prometheus
+#      Operator's CRDs, strictly, and the rendered rules checked by promtool;
 #   3. k8s/base and k8s/overlays/example built with kustomize and validated the same way;
-#   4. planted errors that must fail: a value of the wrong type, an unknown value, and a
-#      manifest with an unknown field. A check that cannot fail checks nothing.
-# Tools: scripts/install-chart-tools.sh (helm and kustomize from the Go module proxy,
-# kubernetes-validate from PyPI).
+#   4. monitoring: the alert rules unit-tested (`promtool test rules`), every dashboard
+#      query parsed by promtool, every metric they use documented;
+#   5. planted errors that must fail: a value of the wrong type, an unknown value, a
+#      manifest with an unknown field, a custom resource with an unknown field, an
+#      alert whose threshold was changed. A check that cannot fail checks nothing.
+# Tools: scripts/install-chart-tools.sh (helm, kustomize and promtool from the Go module
+# proxy with the Operator's CRDs, kubernetes-validate from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="${CASESCOPE_TOOLS_DIR:-$HOME/.cache/casescope-tools}"
 helm="$tools/bin/helm"
 kustomize="$tools/bin/kustomize"
+promtool="$tools/bin/promtool"
+crds="$tools/crds"
 chart=charts/casescope
 kube_versions=(1.32.0 1.37.0)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 validate() { # file
+  # Custom resources have no Kubernetes schema (validate_crs.py checks them): their
+  # "couldn't find schema" warnings are dropped; every other line is shown.
   for version in "${kube_versions[@]}"; do
-    python3 -m kubernetes_validate --strict --quiet -k "$version" "$1"
+    python3 -m kubernetes_validate --strict --quiet -k "$version" "$1" 2>&1 |
+      { grep -v "find schema for kind \(ServiceMonitor\|PrometheusRule\) with api version monitoring.coreos.com" || true; }
   done
 }
 
@@ -52,8 +62,22 @@ for values in default full; do
   echo "rendered ($values values): $(grep -c '^kind:' "$work/$values.yaml") manifests:" \
     "$(grep '^kind:' "$work/$values.yaml" | sort | uniq -c | awk '{printf "%s %s, ", $1, $3}')"
   validate "$work/$values.yaml"
+  python3 scripts/monitoring/validate_crs.py "$crds" "$work/$values.yaml" "$work/$values-rules.yaml"
+  "$promtool" check rules "$work/$values-rules.yaml" >/dev/null
   echo "ok: every manifest rendered with the $values values is valid"
 done
+if ! grep -q '^kind: PrometheusRule' "$work/full.yaml"; then
+  echo "FAIL: the full values render no PrometheusRule" >&2
+  exit 1
+fi
+
+echo "== monitoring: alert rules and dashboard"
+python3 scripts/monitoring/check.py "$chart/files/dashboard.json" "$chart/files/alerts.yaml" \
+  docs/operations.md "$work"
+"$promtool" check rules "$work/dashboard-rules.yaml"
+cp scripts/monitoring/alerts_test.yaml "$work/"
+"$promtool" test rules "$work/alerts_test.yaml"
+"$promtool" test rules scripts/monitoring/alerts_annotations_test.yaml
 
 echo "== k8s/ (kustomize)"
 for dir in k8s/base k8s/overlays/example; do
@@ -78,4 +102,20 @@ must_fail "a manifest with an unknown field (imagePullPolicyy)" "imagePullPolicy
 sed '0,/containerPort: 7700/s//containerPort: "7700x"/' "$work/default.yaml" >"$work/planted.yaml"
 must_fail "a manifest with a port that is not a number" "7700x" \
   validate "$work/planted.yaml"
+sed 's/scrapeTimeout:/scrapeTimout:/' "$work/full.yaml" >"$work/planted.yaml"
+must_fail "a ServiceMonitor with an unknown field (scrapeTimout)" "scrapeTimout" \
+  python3 scripts/monitoring/validate_crs.py "$crds" "$work/planted.yaml"
+sed 's/casescope_bus_consumer_pending) > 500/casescope_bus_consumer_pending) > 5000/' \
+  "$work/alerts-without-annotations.yaml" >"$work/planted-rules.yaml"
+grep -q '> 5000' "$work/planted-rules.yaml"
+sed 's/alerts-without-annotations.yaml/planted-rules.yaml/' scripts/monitoring/alerts_test.yaml \
+  >"$work/planted_test.yaml"
+must_fail "an alert whose threshold was raised (consumer lag > 5000)" "CaseScopeConsumerLagHigh" \
+  "$promtool" test rules "$work/planted_test.yaml"
+sed 's/casescope_ingest_files_total/casescope_ingest_file_total/' "$chart/files/alerts.yaml" \
+  >"$work/planted-alerts.yaml"
+must_fail "an alert on a metric that does not exist (casescope_ingest_file_total)" \
+  "casescope_ingest_file_total" \
+  python3 scripts/monitoring/check.py "$chart/files/dashboard.json" "$work/planted-alerts.yaml" \
+  docs/operations.md "$work"
 echo "chart-check passed"

@@ -153,6 +153,13 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// One sample of `server`'s `/metrics` (see [`casescope_testkit::metric_value`]).
+pub fn metric(server: &Server, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let (code, text) = http_get(server.port(), "/metrics")?;
+    assert_eq!(code, 200, "/metrics answered {code}: {text}");
+    casescope_testkit::metric_value(&text, name, labels)
+}
+
 /// Waits (bounded) until `server`'s log holds `needle` at least `at_least` times.
 pub fn wait_for_log(server: &Server, needle: &str, at_least: usize, within: Duration) -> bool {
     let deadline = Instant::now() + within;

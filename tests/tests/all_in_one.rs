@@ -1,6 +1,6 @@
 //! `casescope serve` on embedded defaults: the README's first command.
 
-use casescope_e2e::{Server, http_get, stderr, stdout};
+use casescope_e2e::{Server, http_get, metric, stderr, stdout};
 use casescope_proto::ioc::v1::ioc_service_client::IocServiceClient;
 use std::time::Duration;
 
@@ -193,5 +193,74 @@ fn an_unreachable_opensearch_stops_start_up_with_a_clear_error() {
     assert!(
         !text.contains("casescope is serving"),
         "it must fail before serving:\n{text}"
+    );
+}
+
+/// `/metrics` serves every metric docs/operations.md lists, under the documented
+/// Prometheus name, and counts a file's events exactly.
+#[test]
+fn every_documented_metric_is_served() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .unwrap();
+    // The table's second column: `casescope_...` Prometheus names.
+    let documented: Vec<String> = docs
+        .lines()
+        .filter(|line| line.starts_with("| `casescope."))
+        .filter_map(|line| line.split('|').nth(2))
+        .map(|cell| cell.trim().trim_matches('`').to_string())
+        .collect();
+    assert!(documented.len() >= 12, "the metrics table: {documented:?}");
+
+    let server = Server::start(&[], &[]);
+    let work = tempfile::tempdir().unwrap();
+    let evidence = work.path().join("small.evtx");
+    casescope_e2e::synth_evtx(&evidence, 1_000, 7);
+    let created = server.cli(&["case", "create", "metrics"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let case = stdout(&created).trim().to_string();
+    let upload = server.cli(&["upload", &case, evidence.to_str().unwrap(), "--json"]);
+    assert!(upload.status.success(), "{}", stderr(&upload));
+    let uploaded: serde_json::Value = serde_json::from_str(&stdout(&upload)).unwrap();
+    let file_id = uploaded[0]["file_id"].as_str().unwrap().to_string();
+    let record = casescope_e2e::wait_until_processed(
+        &server,
+        &case,
+        &file_id,
+        Duration::from_secs(120),
+        &server,
+    );
+    assert_eq!(record["events_indexed"], 1_000, "{record}");
+
+    let (code, text) = http_get(server.port(), "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for name in &documented {
+        let served = text.lines().any(|line| {
+            line.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket"))
+        });
+        assert!(served, "{name} is documented but not served:\n{text}");
+    }
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&server, name, labels);
+    assert_eq!(
+        value("casescope_ingest_events_total", &[("outcome", "indexed")]),
+        Some(1_000.0)
+    );
+    assert_eq!(
+        value("casescope_ingest_files_total", &[("outcome", "indexed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "casescope_eventstore_written_total",
+            &[("backend", "tantivy")]
+        ),
+        Some(1_000.0)
+    );
+    assert_eq!(
+        value("casescope_ingest_files_total", &[("outcome", "failed")]),
+        Some(0.0)
     );
 }

@@ -11,8 +11,8 @@
 //! 50,000 events).
 
 use casescope_e2e::{
-    Server, ingest_progress, opensearch_count, opensearch_or_skip, search_total, stderr, stdout,
-    wait_for_log, wait_until_processed,
+    Server, ingest_progress, metric, opensearch_count, opensearch_or_skip, search_total, stderr,
+    stdout, wait_for_log, wait_until_processed,
 };
 use casescope_proto::common::v1::{CaseId, UploadId};
 use casescope_proto::ingest::v1 as pb;
@@ -170,6 +170,61 @@ fn a_second_ingest_replica_finishes_the_file_of_a_killed_one() {
     );
 
     cluster.assert_exactly_indexed(&case, &file_id, events, survivor);
+
+    // What the survivor's /metrics says of it, exactly.
+    let survivor = &cluster.replicas[0];
+    let value = |name: &str, labels: &[(&str, &str)]| metric(survivor, name, labels);
+    // At least the killed replica's lease; with the 4 s TTL of this test, a renewal of
+    // the survivor's own lease that comes late on a loaded machine is an expiry too.
+    assert!(
+        value("casescope_leases_expired_total", &[("stage", "ingest")])
+            .is_some_and(|expired| expired >= 1.0),
+        "the lease taken over from the killed replica is counted"
+    );
+    assert_eq!(
+        value("casescope_ingest_files_total", &[("outcome", "indexed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("casescope_ingest_files_total", &[("outcome", "failed")]),
+        Some(0.0),
+        "the series exists from start-up, at zero"
+    );
+    assert_eq!(
+        value("casescope_ingest_events_total", &[("outcome", "indexed")]),
+        Some(events as f64)
+    );
+    assert!(
+        value(
+            "casescope_eventstore_written_total",
+            &[("backend", "opensearch")]
+        )
+        .is_some_and(|written| written >= events as f64),
+        "the survivor wrote the whole file again (idempotent by event id)"
+    );
+    assert!(
+        value(
+            "casescope_eventstore_bulk_duration_seconds_count",
+            &[("backend", "opensearch")]
+        )
+        .is_some_and(|requests| requests >= 1.0)
+    );
+    assert_eq!(
+        value(
+            "casescope_bus_dead_letters_total",
+            &[("consumer", "ingest-workers")]
+        ),
+        Some(0.0),
+        "nothing was given up on"
+    );
+    assert!(
+        value(
+            "casescope_bus_consumer_pending",
+            &[("consumer", "ingest-workers")]
+        )
+        .is_some(),
+        "the ingest consumer's lag is sampled"
+    );
 }
 
 #[test]

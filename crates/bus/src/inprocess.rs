@@ -404,6 +404,24 @@ impl Consumer for InProcessConsumer {
             let _ = tokio::time::timeout_at(until, notified).await;
         }
     }
+
+    async fn pending(&self) -> Result<u64, BusError> {
+        let now = Instant::now();
+        let state = self.shared.lock();
+        let consumer = state
+            .consumers
+            .get(&self.name)
+            .ok_or_else(|| BusError::Consumer {
+                name: self.name.clone(),
+                message: "consumer was removed".into(),
+            })?;
+        let waiting = consumer
+            .pending
+            .iter()
+            .filter(|pending| pending.not_before <= now)
+            .count();
+        Ok(u64::try_from(waiting).unwrap_or(u64::MAX))
+    }
 }
 
 struct InProcessAcker {

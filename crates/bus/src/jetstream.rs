@@ -354,6 +354,18 @@ impl Consumer for JetStreamConsumer {
         }
         Ok(deliveries)
     }
+
+    async fn pending(&self) -> Result<u64, BusError> {
+        let info = self
+            .consumer
+            .get_info()
+            .await
+            .map_err(|error| BusError::Consumer {
+                name: self.name.clone(),
+                message: error.to_string(),
+            })?;
+        Ok(info.num_pending)
+    }
 }
 
 struct JetStreamAcker(jetstream::message::Acker);

@@ -157,6 +157,9 @@ pub struct Delivery {
 pub trait Consumer: Send + Sync {
     /// Up to `max` messages, waiting at most `wait` for the first.
     async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+    /// How many messages of its filter wait to be delivered (its lag): not counting
+    /// those in hand or waiting for a redelivery.
+    async fn pending(&self) -> Result<u64, BusError>;
 }
 
 #[async_trait]

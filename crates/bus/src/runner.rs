@@ -53,7 +53,12 @@ pub async fn run_consumer(
     handler: Arc<dyn Handler>,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let consumer = bus.consumer(&config).await?;
+    let consumer: Arc<dyn crate::Consumer> = Arc::from(bus.consumer(&config).await?);
+    let sampler = tokio::spawn(sample_lag(
+        consumer.clone(),
+        config.name.clone(),
+        shutdown.clone(),
+    ));
     let slots = config.batch.max(1);
     let config = Arc::new(config);
     let mut running = tokio::task::JoinSet::new();
@@ -106,7 +111,36 @@ pub async fn run_consumer(
     while let Some(done) = running.join_next().await {
         report_panic(&config, done);
     }
+    sampler.abort();
     Ok(())
+}
+
+/// How often each process samples the lag of the consumers it runs.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// Records the consumer's lag (`casescope.bus.consumer.pending`) every
+/// [`LAG_SAMPLE_EVERY`] until shutdown; a failed sample is skipped (the bus being down
+/// is reported by readiness, not here).
+async fn sample_lag(consumer: Arc<dyn crate::Consumer>, name: String, shutdown: CancellationToken) {
+    let attributes = casescope_runtime::metrics::attr("consumer", name);
+    // Zero first, so that an alert on increase() sees the first dead letter.
+    casescope_runtime::metrics::metrics()
+        .dead_letters
+        .add(0, &attributes);
+    let mut every = tokio::time::interval(LAG_SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let sample = tokio::time::timeout(Duration::from_secs(5), consumer.pending()).await;
+        if let Ok(Ok(pending)) = sample {
+            casescope_runtime::metrics::metrics()
+                .consumer_pending
+                .record(pending, &attributes);
+        }
+    }
 }
 
 /// A handler that panicked leaves its message unacked: it is redelivered after
@@ -229,6 +263,10 @@ async fn dead_letter(
     match published {
         Ok(()) => {
             tracing::error!(consumer = %config.name, subject = %message.subject, %error, "message dead-lettered");
+            casescope_runtime::metrics::metrics().dead_letters.add(
+                1,
+                &casescope_runtime::metrics::attr("consumer", config.name.clone()),
+            );
             true
         }
         Err(publish_error) => {

@@ -14,11 +14,15 @@ use tokio_util::sync::CancellationToken;
 
 const SUBJECT: &str = "casescope.v1.jobs.test";
 
+// Metrics are set up before any test records one: instruments created earlier would
+// stay no-ops.
 async fn in_process() -> Arc<dyn Bus> {
+    casescope_runtime::telemetry::init_metrics_only();
     Arc::new(InProcessBus::default())
 }
 
 async fn jetstream() -> Arc<dyn Bus> {
+    casescope_runtime::telemetry::init_metrics_only();
     let mut options = JetStreamOptions::new(casescope_testkit::nats_url());
     options.namespace = Some(format!("t{}", uuid::Uuid::new_v4().simple()));
     Arc::new(
@@ -225,7 +229,19 @@ impl Handler for AlwaysFails {
     }
 }
 
+fn dead_letters_counted(consumer: &str) -> Option<f64> {
+    casescope_testkit::metric_value(
+        &casescope_runtime::telemetry::prometheus_text()?,
+        "casescope_bus_dead_letters_total",
+        &[("consumer", consumer)],
+    )
+}
+
 async fn a_message_that_always_fails_becomes_a_dead_letter(bus: Arc<dyn Bus>) {
+    // Its own consumer name: the suite runs on both buses at once in one process.
+    let name = format!("poison{}", uuid::Uuid::new_v4().simple());
+    let subject = format!("casescope.v1.deadletter.{name}");
+    assert_eq!(dead_letters_counted(&name), None);
     let mut dead_letters = bus.subscribe("casescope.v1.deadletter.>").await.unwrap();
     bus.publish(job("poison-1", "{\"bad\":true}"))
         .await
@@ -236,7 +252,7 @@ async fn a_message_that_always_fails_becomes_a_dead_letter(bus: Arc<dyn Bus>) {
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn(run_consumer(
         bus.clone(),
-        config("poison"),
+        config(&name),
         handler.clone(),
         shutdown.clone(),
     ));
@@ -244,7 +260,7 @@ async fn a_message_that_always_fails_becomes_a_dead_letter(bus: Arc<dyn Bus>) {
         .await
         .expect("a dead letter is published")
         .expect("subscription open");
-    assert_eq!(live.subject, "casescope.v1.deadletter.poison");
+    assert_eq!(live.subject, subject);
     tokio::time::sleep(Duration::from_millis(500)).await;
     shutdown.cancel();
     runner.await.unwrap().unwrap();
@@ -253,13 +269,10 @@ async fn a_message_that_always_fails_becomes_a_dead_letter(bus: Arc<dyn Bus>) {
         3,
         "tried max_deliver times, then stopped"
     );
-    let recorded = bus
-        .recent("casescope.v1.deadletter.poison", 10)
-        .await
-        .unwrap();
+    let recorded = bus.recent(&subject, 10).await.unwrap();
     assert_eq!(recorded.len(), 1);
     let record: serde_json::Value = serde_json::from_slice(&recorded[0].payload).unwrap();
-    assert_eq!(record["consumer"], "poison");
+    assert_eq!(record["consumer"], name.as_str());
     assert_eq!(record["message_id"], "poison-1");
     assert_eq!(record["deliveries"], 3);
     assert_eq!(record["payload"], "{\"bad\":true}");
@@ -268,6 +281,36 @@ async fn a_message_that_always_fails_becomes_a_dead_letter(bus: Arc<dyn Bus>) {
             .as_str()
             .unwrap()
             .contains("downstream refused")
+    );
+    assert_eq!(dead_letters_counted(&name), Some(1.0), "counted once");
+}
+
+/// A consumer's lag is the number of its messages not yet handed out.
+async fn a_consumer_reports_its_lag(bus: Arc<dyn Bus>) {
+    let name = format!("lag{}", uuid::Uuid::new_v4().simple());
+    let subject = format!("casescope.v1.jobs.{name}");
+    let consumer = bus
+        .consumer(&ConsumerConfig::new(&name, &subject))
+        .await
+        .unwrap();
+    assert_eq!(consumer.pending().await.unwrap(), 0);
+    for n in 0..3 {
+        bus.publish(job(&format!("{name}-{n}"), "x").with_subject(&subject))
+            .await
+            .unwrap();
+    }
+    wait_until("three messages wait", async || {
+        consumer.pending().await.unwrap() == 3
+    })
+    .await;
+    let taken = consumer.fetch(1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(consumer.pending().await.unwrap(), 2, "one handed out");
+    taken[0].acker.ack().await.unwrap();
+    assert_eq!(
+        consumer.pending().await.unwrap(),
+        2,
+        "acking changes nothing"
     );
 }
 
@@ -395,6 +438,7 @@ on_both_buses!(
     a_message_delivered_twice_commits_its_effect_once,
     a_consumer_killed_mid_handler_has_its_message_completed_by_another,
     a_message_that_always_fails_becomes_a_dead_letter,
+    a_consumer_reports_its_lag,
     facts_reach_live_subscribers_and_are_retained,
     facts_consumers_each_get_every_matching_fact,
 );

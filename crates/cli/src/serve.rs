@@ -278,6 +278,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let (store, description) = open_event_store(&config).await?;
         event_store = Some(description);
+        casescope_runtime::metrics::metrics().zero_ingest(match config.event_store {
+            EventStoreConfig::Tantivy => "tantivy",
+            EventStoreConfig::OpenSearch(_) => "opensearch",
+        });
         let cases = CasesClient::new(match cases_channel.clone() {
             Some(channel) => channel,
             None => remote_channel(&config, "cases")?,
@@ -348,6 +352,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         db.migrate(casescope_detect::ALL_MIGRATIONS)
             .await
             .context("cannot migrate the detect database")?;
+        casescope_runtime::metrics::metrics().zero_detect();
         let events = casescope_detect::EventsClient::new(match ingest_channel.clone() {
             Some(channel) => channel,
             None => remote_channel(&config, "ingest")?,

@@ -1,5 +1,6 @@
 //! The HTTP side of every CaseScope process, on the same port as gRPC: `/healthz`
-//! (alive), `/readyz` (databases and bus reachable, not draining), a clear
+//! (alive), `/readyz` (databases and bus reachable, not draining), `/metrics`
+//! (Prometheus text format), a clear
 //! `UNIMPLEMENTED` for contract RPCs this process does not serve, and per-request
 //! tracing (W3C trace context from the caller) with RED metrics labelled by RPC path.
 
@@ -62,6 +63,7 @@ pub fn router(routes: tonic::service::Routes, readiness: Readiness) -> axum::Rou
     routes
         .into_axum_router()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(prometheus_metrics))
         .route(
             "/readyz",
             get(move || {
@@ -81,6 +83,25 @@ pub fn router(routes: tonic::service::Routes, readiness: Readiness) -> axum::Rou
         )
         .fallback(not_served)
         .layer(axum::middleware::from_fn(observe))
+}
+
+/// Every metric of this process in the Prometheus text format.
+async fn prometheus_metrics() -> Response {
+    match casescope_runtime::telemetry::prometheus_text() {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are not set up in this process\n",
+        )
+            .into_response(),
+    }
 }
 
 /// Contract RPCs that no service in this process implements answer UNIMPLEMENTED with
@@ -117,35 +138,12 @@ fn path_label(path: &str) -> String {
         .iter()
         .any(|(name, _)| *name == service)
         || service.starts_with("grpc.")
-        || matches!(path, "/healthz" | "/readyz");
+        || matches!(path, "/healthz" | "/readyz" | "/metrics");
     if known && path.len() <= 120 {
         path.to_string()
     } else {
         "other".to_string()
     }
-}
-
-struct Instruments {
-    requests: opentelemetry::metrics::Counter<u64>,
-    duration: opentelemetry::metrics::Histogram<f64>,
-}
-
-fn instruments() -> &'static Instruments {
-    static INSTRUMENTS: std::sync::OnceLock<Instruments> = std::sync::OnceLock::new();
-    INSTRUMENTS.get_or_init(|| {
-        let meter = opentelemetry::global::meter("casescope");
-        Instruments {
-            requests: meter
-                .u64_counter("casescope.rpc.requests")
-                .with_description("Requests handled, by RPC path and outcome")
-                .build(),
-            duration: meter
-                .f64_histogram("casescope.rpc.duration")
-                .with_unit("s")
-                .with_description("Request duration, by RPC path")
-                .build(),
-        }
-    })
 }
 
 async fn observe(request: Request, next: Next) -> Response {
@@ -169,10 +167,10 @@ async fn observe(request: Request, next: Next) -> Response {
         opentelemetry::KeyValue::new("rpc.path", path),
         opentelemetry::KeyValue::new("outcome", outcome),
     ];
-    let metrics = instruments();
-    metrics.requests.add(1, &attributes);
+    let metrics = casescope_runtime::metrics::metrics();
+    metrics.rpc_requests.add(1, &attributes);
     metrics
-        .duration
+        .rpc_duration
         .record(started.elapsed().as_secs_f64(), &attributes[..1]);
     response
 }

@@ -119,6 +119,13 @@ impl LeaseStore {
     ) -> Result<Option<Lease>, LeaseError> {
         let now = now_micros();
         let expires_at = now.saturating_add(ttl_micros(ttl));
+        // Whether this takes the lease from a holder that let it expire (died or
+        // stalled): counted below when the take succeeds. Read first; a race with
+        // another taker can only make the count miss, never invent a take-over.
+        let expired_holder = matches!(
+            self.current(key).await?,
+            Some((Some(_), _, previous_expiry)) if previous_expiry <= now
+        );
         let row = sqlx::query(
             "INSERT INTO leases (resource, stage, holder, epoch, expires_at, acquired_at) \
              VALUES ($1, $2, $3, 1, $4, $5) \
@@ -140,6 +147,12 @@ impl LeaseStore {
             return Ok(None);
         };
         let epoch: i64 = row.try_get("epoch").map_err(DbError::from)?;
+        if expired_holder {
+            casescope_runtime::metrics::metrics().leases_expired.add(
+                1,
+                &casescope_runtime::metrics::attr("stage", key.stage.clone()),
+            );
+        }
         Ok(Some(Lease {
             key: key.clone(),
             holder: holder.to_string(),

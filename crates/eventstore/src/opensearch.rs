@@ -255,8 +255,11 @@ impl OpenSearchStore {
             query.push(("refresh", "wait_for"));
         }
         let backoff = self.transport().backoff;
+        let metrics = casescope_runtime::metrics::metrics();
+        let backend = casescope_runtime::metrics::attr("backend", "opensearch");
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             let answer = self
                 .transport()
                 .json(
@@ -266,19 +269,38 @@ impl OpenSearchStore {
                     Body::NdJson(bulk::body(&pending)),
                 )
                 .await?;
+            metrics
+                .bulk_duration
+                .record(started.elapsed().as_secs_f64(), &backend);
             let outcomes = bulk::outcomes(&answer, &pending)?;
             let mut again = Vec::new();
             let mut last_reason = String::new();
+            let (mut written, mut rejected) = (0u64, 0u64);
             for (item, outcome) in pending.into_iter().zip(outcomes) {
                 match outcome {
-                    Outcome::Written => report.written += 1,
-                    Outcome::Rejected(reason) => report.rejected.push((item.event_id, reason)),
+                    Outcome::Written => written += 1,
+                    Outcome::Rejected(reason) => {
+                        rejected += 1;
+                        report.rejected.push((item.event_id, reason));
+                    }
                     Outcome::Retry(reason) => {
                         last_reason = reason;
                         again.push(item);
                     }
                 }
             }
+            report.written += written;
+            metrics.store_written.add(written, &backend);
+            let refused = |reason: &'static str| {
+                [
+                    casescope_runtime::metrics::KeyValue::new("backend", "opensearch"),
+                    casescope_runtime::metrics::KeyValue::new("reason", reason),
+                ]
+            };
+            metrics.bulk_rejected.add(rejected, &refused("rejected"));
+            metrics
+                .bulk_rejected
+                .add(again.len() as u64, &refused("throttled"));
             if again.is_empty() {
                 return Ok(());
             }

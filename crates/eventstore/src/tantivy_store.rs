@@ -187,6 +187,7 @@ impl Inner {
 impl EventStore for TantivyStore {
     async fn write(&self, events: Vec<Event>) -> Result<WriteReport, StoreError> {
         self.blocking(move |inner| {
+            let started = std::time::Instant::now();
             let mut report = WriteReport::default();
             inner.names.note(
                 events
@@ -209,6 +210,19 @@ impl EventStore for TantivyStore {
                     Err(error) => report.rejected.push((event_id, error.to_string())),
                 }
             }
+            let metrics = casescope_runtime::metrics::metrics();
+            let backend = casescope_runtime::metrics::attr("backend", "tantivy");
+            metrics.store_written.add(report.written, &backend);
+            metrics
+                .bulk_duration
+                .record(started.elapsed().as_secs_f64(), &backend);
+            metrics.bulk_rejected.add(
+                report.rejected.len() as u64,
+                &[
+                    casescope_runtime::metrics::KeyValue::new("backend", "tantivy"),
+                    casescope_runtime::metrics::KeyValue::new("reason", "rejected"),
+                ],
+            );
             Ok(report)
         })
         .await

@@ -1,4 +1,5 @@
-//! Logs, traces and metrics. Structured logs (text or JSON) always; when
+//! Logs, traces and metrics. Structured logs (text or JSON) always; metrics always in
+//! the Prometheus text format ([`prometheus_text`], served at `/metrics`); when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, traces and metrics are also exported over OTLP
 //! (gRPC) with `service.name` = `casescope-<service>`. [`TelemetryGuard::shutdown`]
 //! flushes both; call it last in the shutdown sequence.
@@ -21,6 +22,23 @@ pub enum TelemetryError {
     Exporter { endpoint: String, message: String },
     #[error("telemetry was already initialised")]
     AlreadyInitialised,
+    #[error("cannot set up the Prometheus exporter: {0}")]
+    Prometheus(String),
+}
+
+/// The registry the Prometheus exporter fills; set by [`init`].
+static REGISTRY: std::sync::OnceLock<prometheus::Registry> = std::sync::OnceLock::new();
+
+/// The current value of every metric of this process in the Prometheus text format
+/// (version 0.0.4), or `None` before [`init`].
+pub fn prometheus_text() -> Option<String> {
+    use prometheus::Encoder as _;
+    let registry = REGISTRY.get()?;
+    let mut text = Vec::new();
+    if let Err(error) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut text) {
+        tracing::warn!(%error, "cannot encode the metrics");
+    }
+    Some(String::from_utf8_lossy(&text).into_owned())
 }
 
 #[derive(Default)]
@@ -43,6 +61,33 @@ impl TelemetryGuard {
             eprintln!("casescope: flushing metrics failed: {error}");
         }
     }
+}
+
+/// The reader that fills the process's Prometheus registry (once per process).
+fn prometheus_reader() -> Result<opentelemetry_prometheus::PrometheusExporter, TelemetryError> {
+    let registry = prometheus::Registry::new();
+    let reader = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .without_target_info()
+        .scope_info_enabled(false)
+        .build()
+        .map_err(|error| TelemetryError::Prometheus(error.to_string()))?;
+    REGISTRY
+        .set(registry)
+        .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    Ok(reader)
+}
+
+/// Metrics only, for tests and tools that want [`prometheus_text`] without logs or
+/// export: installs the global meter provider once; later calls do nothing.
+pub fn init_metrics_only() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        if let Ok(reader) = prometheus_reader() {
+            let provider = SdkMeterProvider::builder().with_reader(reader).build();
+            opentelemetry::global::set_meter_provider(provider);
+        }
+    });
 }
 
 /// Installs the global subscriber for process `service` (e.g. "all", "cases").
@@ -71,6 +116,12 @@ pub fn init(
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .filter(|value| !value.is_empty());
+    let resource = Resource::builder()
+        .with_service_name(format!("casescope-{service}"))
+        .build();
+    let mut meter_provider = SdkMeterProvider::builder()
+        .with_resource(resource.clone())
+        .with_reader(prometheus_reader()?);
     let otel_layer = match endpoint {
         None => None,
         Some(endpoint) => {
@@ -78,9 +129,6 @@ pub fn init(
                 endpoint: endpoint.clone(),
                 message,
             };
-            let resource = Resource::builder()
-                .with_service_name(format!("casescope-{service}"))
-                .build();
             let span_exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint.clone())
@@ -88,7 +136,7 @@ pub fn init(
                 .build()
                 .map_err(|error| exporter_error(error.to_string()))?;
             let tracer_provider = SdkTracerProvider::builder()
-                .with_resource(resource.clone())
+                .with_resource(resource)
                 .with_batch_exporter(span_exporter)
                 .build();
             let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
@@ -97,18 +145,16 @@ pub fn init(
                 .with_timeout(std::time::Duration::from_secs(5))
                 .build()
                 .map_err(|error| exporter_error(error.to_string()))?;
-            let meter_provider = SdkMeterProvider::builder()
-                .with_resource(resource)
-                .with_periodic_exporter(metric_exporter)
-                .build();
-            opentelemetry::global::set_meter_provider(meter_provider.clone());
+            meter_provider = meter_provider.with_periodic_exporter(metric_exporter);
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
             let tracer = tracer_provider.tracer("casescope");
             guard.tracer_provider = Some(tracer_provider);
-            guard.meter_provider = Some(meter_provider);
             Some(tracing_opentelemetry::layer().with_tracer(tracer))
         }
     };
+    let meter_provider = meter_provider.build();
+    opentelemetry::global::set_meter_provider(meter_provider.clone());
+    guard.meter_provider = Some(meter_provider);
     tracing_subscriber::registry()
         .with(env_filter)
         .with(fmt_layer)

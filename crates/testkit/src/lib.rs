@@ -548,3 +548,24 @@ pub fn shared_data_dir() -> Option<PathBuf> {
     let candidate = manifest.join("../../../shared/data");
     candidate.is_dir().then_some(candidate)
 }
+
+/// The value of one sample in a Prometheus text exposition: the line named `name` whose
+/// labels include every pair of `labels` (other labels are ignored). `None` if absent.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+            if all { value.parse().ok() } else { None }
+        })
+}

@@ -394,10 +394,11 @@ impl DetectStage {
             .await
             .map_err(transient)?
         else {
-            return Err(HandlerError::Transient {
-                error: format!("file {file_id} is being evaluated by another worker"),
-                retry_after: self.settings.lease_ttl / 2,
-            });
+            // A live worker holds the file: this job duplicates the work in hand. Should
+            // that worker die, its lease expires and the reconciler sends the file again
+            // (it re-sends every file behind its requested version with no live lease).
+            tracing::debug!(file_id, "file is being evaluated by another worker; duplicate job dropped");
+            return Ok(());
         };
         let outcome = self.run_leased(&file, &lease).await;
         if let Err(error) = self.leases.release(&lease).await {
@@ -457,6 +458,9 @@ impl DetectStage {
             Ok(None) => return Ok(false), // lease lost: the new holder finishes
             Err(error) => {
                 tracing::warn!(file_id = %file.file_id, %error, "detect run failed");
+                casescope_runtime::metrics::metrics()
+                    .detect_runs
+                    .add(1, &casescope_runtime::metrics::attr("outcome", "failed"));
                 if let Ok(mut tx) = self.leases.fenced(lease).await {
                     self.repo
                         .finish_run(
@@ -533,6 +537,11 @@ impl DetectStage {
             .await
             .map_err(transient)?;
         tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
+        let metrics = casescope_runtime::metrics::metrics();
+        metrics
+            .detect_runs
+            .add(1, &casescope_runtime::metrics::attr("outcome", "done"));
+        metrics.detections.add(new as u64, &[]);
         tracing::info!(
             file_id = %file.file_id, mode, events = evaluated.events_scanned,
             detections = evaluated.detections.len(), new_detections = new,

@@ -82,10 +82,16 @@ impl Reconciler {
                 }
                 if file.attempts >= self.settings.max_attempts {
                     let error = format!("gave up after {} ingest attempts", file.attempts);
-                    self.repo
+                    let gave_up = self
+                        .repo
                         .give_up(&file.id, &error)
                         .await
                         .map_err(|e| e.to_string())?;
+                    if gave_up {
+                        casescope_runtime::metrics::metrics()
+                            .ingest_files
+                            .add(1, &casescope_runtime::metrics::attr("outcome", "failed"));
+                    }
                     if let Some(updated) =
                         self.repo.file(&file.id).await.map_err(|e| e.to_string())?
                     {

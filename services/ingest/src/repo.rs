@@ -500,8 +500,9 @@ impl IngestRepo {
 
     /// Gives up on a file that failed too often (not under a lease: only when none is
     /// held), keeping the last attempt's error after `error`.
-    pub async fn give_up(&self, id: &str, error: &str) -> Result<(), DbError> {
-        sqlx::query(
+    /// Whether it gave up (false: the file was no longer pending or running).
+    pub async fn give_up(&self, id: &str, error: &str) -> Result<bool, DbError> {
+        let result = sqlx::query(
             "UPDATE evidence_files SET stage_status = 'failed', \
              error = CASE WHEN error IS NULL OR error = '' THEN $2 ELSE $2 || '; last attempt: ' || error END, \
              status_sequence = status_sequence + 1, \
@@ -512,7 +513,7 @@ impl IngestRepo {
         .bind(casescope_db::now_micros())
         .execute(self.db.pool())
         .await?;
-        Ok(())
+        Ok(result.rows_affected() > 0)
     }
 
     /// Touches a file so the reconciler waits a full period before looking at it again.
@@ -595,10 +596,16 @@ mod tests {
             .await
             .unwrap();
         for id in ["a", "b"] {
-            repo.give_up(id, "gave up after 8 ingest attempts")
-                .await
-                .unwrap();
+            assert!(
+                repo.give_up(id, "gave up after 8 ingest attempts")
+                    .await
+                    .unwrap()
+            );
         }
+        assert!(
+            !repo.give_up("a", "again").await.unwrap(),
+            "a failed file is given up once"
+        );
         let a = repo.file("a").await.unwrap().unwrap();
         assert_eq!(a.stage_status, stage::FAILED);
         assert_eq!(

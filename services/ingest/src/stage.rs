@@ -270,10 +270,12 @@ impl IngestStage {
             .await
             .map_err(transient)?
         else {
-            return Err(HandlerError::Transient {
-                error: format!("file {file_id} is being ingested by another worker"),
-                retry_after: self.settings.lease_ttl / 2,
-            });
+            // A live worker holds the file: this job is a duplicate of the work in hand
+            // (a redelivery, or the reconciler's re-queue racing a take-over). Done with
+            // it: should that worker die, its lease expires and the reconciler queues
+            // the file again. Retrying here would only end in a dead letter.
+            tracing::debug!(file_id, "file is being ingested by another worker; duplicate job dropped");
+            return Ok(());
         };
         let outcome = self.run_leased(&file, &lease).await;
         if let Err(HandlerError::Transient { error, .. }) = &outcome
@@ -364,6 +366,7 @@ impl IngestStage {
         if status == stage::DONE {
             self.outbox.nudge();
         }
+        record_run_metrics(status, &result);
         tracing::info!(
             file_id = %file.id, status, records_read = result.records_read,
             events_indexed = result.events_indexed, records_rejected = result.records_rejected,
@@ -601,4 +604,22 @@ impl Handler for IngestStage {
             .map_err(|error| HandlerError::Poison(format!("not an ingest job: {error}")))?;
         self.run(&job.file_id, job.generation).await
     }
+}
+
+/// Counts a committed run: the file's outcome and its events.
+fn record_run_metrics(status: &str, result: &RunResult) {
+    use casescope_runtime::metrics::{attr, metrics};
+    let outcome = if status == stage::DONE {
+        "indexed"
+    } else {
+        "failed"
+    };
+    let metrics = metrics();
+    metrics.ingest_files.add(1, &attr("outcome", outcome));
+    metrics
+        .ingest_events
+        .add(result.events_indexed, &attr("outcome", "indexed"));
+    metrics
+        .ingest_events
+        .add(result.records_rejected, &attr("outcome", "rejected"));
 }
