@@ -397,7 +397,10 @@ impl DetectStage {
             // A live worker holds the file: this job duplicates the work in hand. Should
             // that worker die, its lease expires and the reconciler sends the file again
             // (it re-sends every file behind its requested version with no live lease).
-            tracing::debug!(file_id, "file is being evaluated by another worker; duplicate job dropped");
+            tracing::debug!(
+                file_id,
+                "file is being evaluated by another worker; duplicate job dropped"
+            );
             return Ok(());
         };
         let outcome = self.run_leased(&file, &lease).await;

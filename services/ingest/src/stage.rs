@@ -274,7 +274,10 @@ impl IngestStage {
             // (a redelivery, or the reconciler's re-queue racing a take-over). Done with
             // it: should that worker die, its lease expires and the reconciler queues
             // the file again. Retrying here would only end in a dead letter.
-            tracing::debug!(file_id, "file is being ingested by another worker; duplicate job dropped");
+            tracing::debug!(
+                file_id,
+                "file is being ingested by another worker; duplicate job dropped"
+            );
             return Ok(());
         };
         let outcome = self.run_leased(&file, &lease).await;
