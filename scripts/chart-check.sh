@@ -93,6 +93,8 @@ must_fail "an unknown value (evidense.size)" "evidense" \
   "$helm" lint --strict "$chart" --set evidense.size=1Gi
 must_fail "an OpenSearch URL without a scheme" "/services/ingest/eventStore/opensearch/url" \
   "$helm" lint --strict "$chart" --set services.ingest.eventStore.opensearch.url=opensearch:9200
+must_fail "an unknown service discovery (consul)" "/serviceDiscovery" \
+  "$helm" lint --strict "$chart" --set serviceDiscovery=consul
 must_fail "several ingest replicas on a ReadWriteOnce evidence volume" "ReadWriteMany" \
   "$helm" template casescope "$chart" --set services.ingest.replicaCount=2 \
   --set 'evidence.accessModes={ReadWriteOnce}'

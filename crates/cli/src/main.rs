@@ -4,6 +4,7 @@
 
 mod accept;
 mod analyze;
+mod channels;
 mod client;
 mod detect_cmds;
 mod evidence_cmds;

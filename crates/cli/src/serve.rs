@@ -192,21 +192,6 @@ fn opensearch_options(settings: &OpenSearchConfig) -> anyhow::Result<OpenSearchO
 }
 
 /// A channel to `service`: in-process when it runs here, else its configured address.
-fn remote_channel(config: &Config, service: &str) -> anyhow::Result<GrpcChannel> {
-    let address = config.service_addrs.get(service).with_context(|| {
-        format!(
-            "the address of the {service} service is required (CASESCOPE_{}_ADDR or --service-addr {service}=URL)",
-            service.to_uppercase()
-        )
-    })?;
-    let endpoint = tonic::transport::Endpoint::from_shared(address.clone())
-        .with_context(|| format!("{service} address {address:?} is not a URL"))?;
-    let endpoint = channel::with_flow_control(endpoint)
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    Ok(channel::from_transport(endpoint.connect_lazy()))
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = resolve_config(args)?;
     let process_name = match &config.mode {
@@ -242,6 +227,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     let mut serving: Vec<&'static str> = Vec::new();
     let mut event_store: Option<String> = None;
 
+    let mut remote = crate::channels::RemoteChannels::new();
     let mut cases_channel: Option<GrpcChannel> = None;
     if runs(&config, "cases") {
         let db = database(&config, "cases").await?;
@@ -284,7 +270,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         });
         let cases = CasesClient::new(match cases_channel.clone() {
             Some(channel) => channel,
-            None => remote_channel(&config, "cases")?,
+            None => remote.channel(&config, "cases").await?,
         });
         let mut settings = IngestSettings::new(data_dir);
         settings.lease_ttl = config.lease_ttl;
@@ -355,7 +341,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         casescope_runtime::metrics::metrics().zero_detect();
         let events = casescope_detect::EventsClient::new(match ingest_channel.clone() {
             Some(channel) => channel,
-            None => remote_channel(&config, "ingest")?,
+            None => remote.channel(&config, "ingest").await?,
         });
         let mut settings = casescope_detect::DetectSettings {
             lease_ttl: config.lease_ttl,

@@ -3,8 +3,10 @@
 //! at once. [`ENV_VARS`] is the one list of `CASESCOPE_*` variables (docs/configuration.md
 //! documents each; a test keeps the two in step).
 
+mod discovery;
 mod event_store;
 
+pub use discovery::ServiceDiscovery;
 pub use event_store::{EVENT_STORES, EventStoreConfig, OpenSearchConfig, Secret};
 
 use event_store::EventStoreSettings;
@@ -55,6 +57,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "CASESCOPE_MAX_DB_CONNECTIONS",
         "PostgreSQL pool size per service",
+    ),
+    (
+        "CASESCOPE_SERVICE_DISCOVERY",
+        "dns (one connection per service address) or kubernetes (balance across the Service's ready pods)",
+    ),
+    (
+        "CASESCOPE_KUBERNETES_NAMESPACE",
+        "namespace of the Services watched with kubernetes discovery",
     ),
     (
         "CASESCOPE_CASES_ADDR",
@@ -189,6 +199,8 @@ pub struct Config {
     pub max_db_connections: u32,
     /// gRPC addresses of other services, by service name (one-service mode).
     pub service_addrs: BTreeMap<String, String>,
+    /// How those addresses are turned into connections.
+    pub service_discovery: ServiceDiscovery,
     /// Where the ingest service keeps its events.
     pub event_store: EventStoreConfig,
     /// The detect service's logsource mapping file, replacing the built-in one.
@@ -213,6 +225,8 @@ pub struct Settings {
     pub max_db_connections: Option<String>,
     #[serde(default)]
     pub service_addrs: BTreeMap<String, String>,
+    pub service_discovery: Option<String>,
+    pub kubernetes_namespace: Option<String>,
     pub event_store: Option<String>,
     pub logsource_mapping: Option<PathBuf>,
     pub opensearch_url: Option<String>,
@@ -249,6 +263,8 @@ impl Settings {
             lease_ttl_secs,
             reconcile_period_secs,
             max_db_connections,
+            service_discovery,
+            kubernetes_namespace,
             event_store,
             logsource_mapping,
             opensearch_url,
@@ -293,6 +309,8 @@ impl Settings {
             reconcile_period_secs: get("CASESCOPE_RECONCILE_PERIOD_SECS"),
             max_db_connections: get("CASESCOPE_MAX_DB_CONNECTIONS"),
             service_addrs,
+            service_discovery: get("CASESCOPE_SERVICE_DISCOVERY"),
+            kubernetes_namespace: get("CASESCOPE_KUBERNETES_NAMESPACE"),
             event_store: get("CASESCOPE_EVENT_STORE"),
             logsource_mapping: get("CASESCOPE_LOGSOURCE_MAPPING").map(PathBuf::from),
             opensearch_url: get("CASESCOPE_OPENSEARCH_URL"),
@@ -432,6 +450,11 @@ impl Settings {
                 ));
             }
         }
+        let service_discovery = discovery::resolve(
+            self.service_discovery,
+            self.kubernetes_namespace,
+            &mut errors,
+        );
         let event_store = EventStoreSettings {
             event_store: self.event_store,
             url: self.opensearch_url,
@@ -477,6 +500,7 @@ impl Settings {
             reconcile_period,
             max_db_connections,
             service_addrs: self.service_addrs,
+            service_discovery,
             event_store,
             logsource_mapping: self.logsource_mapping,
         })
@@ -506,6 +530,7 @@ impl std::fmt::Debug for Config {
             .field("reconcile_period", &self.reconcile_period)
             .field("max_db_connections", &self.max_db_connections)
             .field("service_addrs", &self.service_addrs)
+            .field("service_discovery", &self.service_discovery)
             .field("event_store", &self.event_store)
             .finish()
     }
@@ -534,6 +559,8 @@ impl std::fmt::Debug for Settings {
             .field("reconcile_period_secs", &self.reconcile_period_secs)
             .field("max_db_connections", &self.max_db_connections)
             .field("service_addrs", &self.service_addrs)
+            .field("service_discovery", &self.service_discovery)
+            .field("kubernetes_namespace", &self.kubernetes_namespace)
             .field("event_store", &self.event_store)
             .field(
                 "opensearch_url",
