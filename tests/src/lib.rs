@@ -305,3 +305,38 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
 }
+
+/// The JSON a successful CLI command printed.
+pub fn json(output: Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+/// Waits (bounded: 5 minutes) until every one of `files` files of `case` is indexed
+/// (asked of `cases`) and evaluated (asked of `detect`); returns the detections.
+pub fn wait_until_detected(cases: &Server, detect: &Server, case: &str, files: usize) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let listed = json(cases.cli(&["files", case, "--json"]));
+        let indexed = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["status"] != "uploaded" && f["status"] != "parsing")
+            .count();
+        let states = json(detect.cli(&["detect", "status", case, "--json"]));
+        let states = states.as_array().unwrap();
+        let done = states.iter().filter(|s| s["status"] == "done").count();
+        if indexed == files && done == files {
+            return states
+                .iter()
+                .map(|s| s["detections"].as_u64().unwrap())
+                .sum();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "case {case} not detected in time: {listed} {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -9,7 +9,10 @@
 //! (files, uploads, fingerprints, detections, detect state), while the other case keeps
 //! exactly what it had.
 
-use casescope_e2e::{Server, opensearch_count, opensearch_or_skip, search_total, stderr, stdout};
+use casescope_e2e::{
+    Server, json, opensearch_count, opensearch_or_skip, search_total, stderr, stdout,
+    wait_until_detected,
+};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -94,43 +97,6 @@ const DETECT_TABLES: [&str; 4] = [
 /// running when the snapshot is taken, so correlation rows are left out).
 const KEPT_DETECT_TABLES: [&str; 2] = ["detections WHERE scope = 'file' AND", "detect_files WHERE"];
 
-fn json(output: std::process::Output) -> serde_json::Value {
-    assert!(output.status.success(), "{}", stderr(&output));
-    serde_json::from_str(&stdout(&output)).unwrap()
-}
-
-/// Waits until every file of `case` is indexed and evaluated; returns the detections.
-fn wait_until_detected(deployment: &Deployment, case: &str, files: usize) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let listed = json(deployment.cases.cli(&["files", case, "--json"]));
-        let indexed = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["status"] != "uploaded" && f["status"] != "parsing")
-            .count();
-        let states = json(
-            deployment
-                .detect()
-                .cli(&["detect", "status", case, "--json"]),
-        );
-        let states = states.as_array().unwrap();
-        let done = states.iter().filter(|s| s["status"] == "done").count();
-        if indexed == files && done == files {
-            return states
-                .iter()
-                .map(|s| s["detections"].as_u64().unwrap())
-                .sum();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "case {case} not detected in time: {listed} {states:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn synth(dir: &Path, seed: u64, events: u64) -> PathBuf {
     let path = dir.join(format!("synthetic-{seed}.evtx"));
     casescope_e2e::synth_evtx(&path, events, seed);
@@ -164,8 +130,8 @@ fn scenario(deployment: &Deployment, work: &Path) {
         ]);
         assert!(uploaded.status.success(), "{}", stderr(&uploaded));
     }
-    let doomed_detections = wait_until_detected(deployment, &doomed, 2);
-    let kept_detections = wait_until_detected(deployment, &kept, 2);
+    let doomed_detections = wait_until_detected(&deployment.cases, deployment.detect(), &doomed, 2);
+    let kept_detections = wait_until_detected(&deployment.cases, deployment.detect(), &kept, 2);
     assert!(doomed_detections > 0, "the rule fires on the evidence");
     assert_eq!(
         doomed_detections, kept_detections,
@@ -238,7 +204,10 @@ fn scenario(deployment: &Deployment, work: &Path) {
         kept_detect_rows
     );
     assert!(deployment.evidence_dir(&kept).is_dir());
-    assert_eq!(wait_until_detected(deployment, &kept, 2), kept_detections);
+    assert_eq!(
+        wait_until_detected(&deployment.cases, deployment.detect(), &kept, 2),
+        kept_detections
+    );
 }
 
 const FAST: [(&str, &str); 2] = [

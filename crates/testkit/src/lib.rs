@@ -13,10 +13,15 @@
 //!   and the caller skips, saying so; with `CASESCOPE_TEST_REQUIRE_OPENSEARCH=1` (CI) a
 //!   node that cannot start fails the test instead.
 //!
+//! - [`kubernetes::FakeKubernetes`] is the one stand-in: no Kubernetes API server can
+//!   run here, so a local server speaks its wire format for EndpointSlices.
+//!
 //! Servers this crate starts are children of the test process with a parent-death
 //! signal, so they stop when the test process ends, however it ends. Their scratch
 //! directories (`casescope-pg-*`, `casescope-nats-*` in the temp dir) are removed when
 //! the process exits; those of a process that was killed are swept by the next one.
+
+pub mod kubernetes;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
