@@ -228,6 +228,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     let mut event_store: Option<String> = None;
 
     let mut remote = crate::channels::RemoteChannels::new();
+    let mut readiness_store: Option<Arc<dyn EventStore>> = None;
     let mut cases_channel: Option<GrpcChannel> = None;
     if runs(&config, "cases") {
         let db = database(&config, "cases").await?;
@@ -264,6 +265,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let (store, description) = open_event_store(&config).await?;
         event_store = Some(description);
+        readiness_store = Some(store.clone());
         casescope_runtime::metrics::metrics().zero_ingest(match config.event_store {
             EventStoreConfig::Tantivy => "tantivy",
             EventStoreConfig::OpenSearch(_) => "opensearch",
@@ -430,7 +432,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         .context("cannot build gRPC reflection")?;
     routes.add_service(health_service);
     routes.add_service(reflection);
-    let readiness = Readiness::new(bus.clone(), databases.clone());
+    let readiness = Readiness::new(bus.clone(), databases.clone(), readiness_store);
     let app = server_http::router(routes.routes(), readiness.clone());
 
     let shutdown = CancellationToken::new();

