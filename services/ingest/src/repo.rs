@@ -389,12 +389,15 @@ impl IngestRepo {
         file_from(&row)
     }
 
-    /// Records the end of a run inside the lease-fenced `tx`.
+    /// Records the end of a run of `generation` inside the lease-fenced `tx`; `None`
+    /// (nothing written) when a re-index asked for a newer generation meanwhile: that
+    /// request runs next, and this run's outcome must not mark it done.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_run(
         &self,
         tx: &mut Tx<'_>,
         id: &str,
+        generation: i64,
         status: &str,
         records_read: i64,
         events_indexed: i64,
@@ -402,11 +405,11 @@ impl IngestRepo {
         duplicates_skipped: i64,
         rejects_by_reason: &str,
         error: Option<&str>,
-    ) -> Result<FileRow, DbError> {
-        sqlx::query(
+    ) -> Result<Option<FileRow>, DbError> {
+        let updated = sqlx::query(
             "UPDATE evidence_files SET stage_status = $2, records_read = $3, events_indexed = $4, \
              records_rejected = $5, rejects_by_reason = $6, error = $7, status_sequence = status_sequence + 1, \
-             status_synced = 0, updated_at = $8, duplicates_skipped = $9 WHERE id = $1",
+             status_synced = 0, updated_at = $8, duplicates_skipped = $9 WHERE id = $1 AND generation = $10",
         )
         .bind(id)
         .bind(status)
@@ -417,13 +420,17 @@ impl IngestRepo {
         .bind(error)
         .bind(casescope_db::now_micros())
         .bind(duplicates_skipped)
+        .bind(generation)
         .execute(&mut **tx)
         .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT * FROM evidence_files WHERE id = $1")
             .bind(id)
             .fetch_one(&mut **tx)
             .await?;
-        file_from(&row)
+        file_from(&row).map(Some)
     }
 
     /// Forgets the fingerprints a file contributed (at the start of each of its runs).
@@ -544,11 +551,8 @@ mod tests {
         giving_up_keeps_the_last_attempts_error(&casescope_testkit::postgres_url().await).await;
     }
 
-    async fn giving_up_keeps_the_last_attempts_error(url: &str) {
-        let db = Database::connect(url, &DbOptions::default()).await.unwrap();
-        db.migrate(crate::ALL_MIGRATIONS).await.unwrap();
-        let repo = IngestRepo::new(db);
-        let file = |id: &str| FileRow {
+    fn file(id: &str) -> FileRow {
+        FileRow {
             id: id.into(),
             case_id: "case".into(),
             name: format!("{id}.evtx"),
@@ -572,7 +576,80 @@ mod tests {
             status_synced: false,
             created_at: 0,
             updated_at: 0,
-        };
+        }
+    }
+
+    async fn repo(url: &str) -> IngestRepo {
+        let db = Database::connect(url, &DbOptions::default()).await.unwrap();
+        db.migrate(crate::ALL_MIGRATIONS).await.unwrap();
+        IngestRepo::new(db)
+    }
+
+    #[tokio::test]
+    async fn a_run_superseded_by_a_reindex_is_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ingest.sqlite").display());
+        let repo = repo(&url).await;
+        let mut tx = repo.db().begin().await.unwrap();
+        repo.insert_file(&mut tx, &file("a")).await.unwrap();
+        let started = repo.start_run(&mut tx, "a").await.unwrap();
+        tx.commit().await.unwrap();
+        // A re-index while the run goes on.
+        let mut tx = repo.db().begin().await.unwrap();
+        let requested = repo.request_run(&mut tx, "a").await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(requested.generation, started.generation + 1);
+        let mut tx = repo.db().begin().await.unwrap();
+        assert!(
+            repo.finish_run(
+                &mut tx,
+                "a",
+                started.generation,
+                stage::DONE,
+                5,
+                5,
+                0,
+                0,
+                "{}",
+                None
+            )
+            .await
+            .unwrap()
+            .is_none(),
+            "the old run does not mark the newer request done"
+        );
+        tx.commit().await.unwrap();
+        let row = repo.file("a").await.unwrap().unwrap();
+        assert_eq!(row.stage_status, stage::PENDING);
+        assert_eq!(row.events_indexed, 0);
+        // The new generation's run is recorded.
+        let mut tx = repo.db().begin().await.unwrap();
+        let restarted = repo.start_run(&mut tx, "a").await.unwrap();
+        let done = repo
+            .finish_run(
+                &mut tx,
+                "a",
+                restarted.generation,
+                stage::DONE,
+                5,
+                5,
+                0,
+                0,
+                "{}",
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            (done.stage_status.as_str(), done.events_indexed),
+            (stage::DONE, 5)
+        );
+    }
+
+    async fn giving_up_keeps_the_last_attempts_error(url: &str) {
+        let repo = repo(url).await;
         for id in ["a", "b"] {
             let mut tx = repo.db().begin().await.unwrap();
             repo.insert_file(&mut tx, &file(id)).await.unwrap();

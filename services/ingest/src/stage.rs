@@ -270,10 +270,19 @@ impl IngestStage {
             .await
             .map_err(transient)?
         else {
-            // A live worker holds the file: this job is a duplicate of the work in hand
-            // (a redelivery, or the reconciler's re-queue racing a take-over). Done with
-            // it: should that worker die, its lease expires and the reconciler queues
-            // the file again. Retrying here would only end in a dead letter.
+            if file.stage_status == stage::PENDING {
+                // Held, yet pending: a re-index asked for a new run while the holder's
+                // run was going (or the holder is just starting). This job is that new
+                // run: wait for the lease.
+                return Err(HandlerError::Transient {
+                    error: format!("file {file_id} is being ingested by another worker"),
+                    retry_after: self.settings.lease_ttl / 2,
+                });
+            }
+            // A live worker is running the file: this job is a duplicate of the work in
+            // hand (a redelivery, or the reconciler's re-queue racing a take-over). Done
+            // with it: should that worker die, its lease expires and the reconciler
+            // queues the file again. Retrying here would only end in a dead letter.
             tracing::debug!(
                 file_id,
                 "file is being ingested by another worker; duplicate job dropped"
@@ -345,6 +354,7 @@ impl IngestStage {
                     .finish_run(
                         &mut tx,
                         &file.id,
+                        started.generation,
                         status,
                         result.records_read as i64,
                         result.events_indexed as i64,
@@ -355,6 +365,15 @@ impl IngestStage {
                     )
                     .await
                     .map_err(transient)?;
+                let Some(row) = row else {
+                    // A re-index asked for a newer generation during this run: its job
+                    // (waiting while this lease was held) runs the file again.
+                    tracing::info!(
+                        file_id = %file.id, generation = started.generation,
+                        "ingest run superseded by a re-index; not recorded"
+                    );
+                    return Ok(());
+                };
                 if status == stage::DONE {
                     enqueue_detect_job(&self.outbox, &mut tx, &row)
                         .await
