@@ -22,10 +22,14 @@ test: test-deps
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-## The issue-size scenarios in release mode (kill -9 midway through 1,000,000 events).
+## The issue-size scenarios in release mode: kill -9 midway through 1,000,000 events on
+## the embedded store, and a replica SIGKILLed midway through 1,000,000 events with two
+## ingest replicas on OpenSearch (figures in docs/ingestion.md).
+LARGE_ENV = CASESCOPE_TEST_KILL_EVENTS=1000000 CASESCOPE_TEST_SCALE_OUT_EVENTS=1000000
 test-large: test-deps
 	$(CARGO) build --release -p casescope-cli --bin casescope
-	CASESCOPE_TEST_KILL_EVENTS=1000000 $(CARGO) nextest run --release -p casescope-e2e kill
+	$(LARGE_ENV) $(CARGO) test --release -p casescope-e2e --test kill_ingest --test scale_out \
+		-- --nocapture --test-threads 1 a_worker_killed a_second_ingest_replica
 
 ## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
 bench: bench-ingest bench-detect

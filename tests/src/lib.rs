@@ -275,18 +275,56 @@ pub fn synth_evtx(path: &std::path::Path, events: u64, seed: u64) {
 
 /// Starts the cases service alone over `nats` and the PostgreSQL database `db`.
 pub fn start_cases_service(nats: &str, db: &str, namespace: &str, env: &[(&str, &str)]) -> Server {
-    Server::start(
-        &[
-            "--service",
-            "cases",
-            "--nats-url",
-            nats,
-            "--database-url",
-            db,
-            "--nats-namespace",
-            namespace,
-        ],
-        env,
+    start_service("cases", nats, db, namespace, &[], env)
+}
+
+/// Starts one service alone (`casescope serve --service NAME`) over `nats` and the
+/// PostgreSQL database `db`, with `extra` arguments (e.g. `--service-addr`).
+pub fn start_service(
+    service: &str,
+    nats: &str,
+    db: &str,
+    namespace: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
+    let mut args = vec![
+        "--service",
+        service,
+        "--nats-url",
+        nats,
+        "--database-url",
+        db,
+        "--nats-namespace",
+        namespace,
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args, env)
+}
+
+/// The environment of cluster processes on the OpenSearch event store: `index` with one
+/// shard and no replica, and a 2 s reconciler period.
+pub fn opensearch_env(opensearch: &str, index: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("CASESCOPE_RECONCILE_PERIOD_SECS", "2".to_string()),
+        ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
+        ("CASESCOPE_OPENSEARCH_URL", opensearch.to_string()),
+        ("CASESCOPE_OPENSEARCH_INDEX", index.to_string()),
+        ("CASESCOPE_OPENSEARCH_SHARDS", "1".to_string()),
+        ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
+    ]
+}
+
+/// `env` as the pairs [`Server::start`] takes.
+pub fn env_refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// A fresh NATS subject namespace and OpenSearch index name for one test.
+pub fn fresh_names(prefix: &str) -> (String, String) {
+    (
+        format!("{prefix}{}", uuid::Uuid::new_v4().simple()),
+        format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple()),
     )
 }
 
@@ -339,4 +377,24 @@ pub fn wait_until_detected(cases: &Server, detect: &Server, case: &str, files: u
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// A Sigma rule (id `id`) that fires on every successful logon (4624) of the synthetic
+/// evidence.
+pub fn logon_rule(id: &str) -> String {
+    format!(
+        "title: Logons of the synthetic evidence
+id: {id}
+status: test
+description: Fires on every successful logon of the synthetic evidence.
+logsource:
+  product: windows
+  service: security
+detection:
+  selection:
+    EventID: 4624
+  condition: selection
+level: low
+"
+    )
 }

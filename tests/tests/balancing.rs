@@ -17,19 +17,6 @@ use std::sync::Arc;
 const NAMESPACE: &str = "dfir";
 const SERVICE: &str = "casescope-ingest";
 const SCAN: &str = "/casescope.ingest.v1.IngestService/ScanFileEvents";
-const RULE: &str = "title: Logons in the balancing test
-id: 0f0e2a65-51c4-4a4e-9a9e-7f5d1b3c2a10
-status: test
-description: Fires on every successful logon of the synthetic evidence.
-logsource:
-  product: windows
-  service: security
-detection:
-  selection:
-    EventID: 4624
-  condition: selection
-level: low
-";
 
 fn scans(replica: &Server) -> f64 {
     metric(
@@ -75,35 +62,23 @@ fn detect_calls_reach_every_ready_ingest_replica() {
     let api = Arc::new(FakeKubernetes::default());
     let api_url = runtime.block_on(api.start());
     let work = tempfile::tempdir().unwrap();
-    let namespace = format!("bal{}", uuid::Uuid::new_v4().simple());
-    let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
-    let env = [
-        ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
-        ("CASESCOPE_OPENSEARCH_URL", opensearch),
-        ("CASESCOPE_OPENSEARCH_INDEX", index),
-        ("CASESCOPE_OPENSEARCH_SHARDS", "1".to_string()),
-        ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
-        ("CASESCOPE_RECONCILE_PERIOD_SECS", "2".to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (namespace, index) = casescope_e2e::fresh_names("bal");
+    let env = casescope_e2e::opensearch_env(&opensearch, &index);
+    let env = casescope_e2e::env_refs(&env);
     let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
     let shared = work.path().join("shared-evidence");
-    let ingest_args = [
-        "--service",
-        "ingest",
-        "--nats-url",
-        &nats,
-        "--database-url",
-        &ingest_db,
-        "--nats-namespace",
-        &namespace,
+    let cases_addr = format!("cases={}", cases.address);
+    let ingest_extra = [
         "--service-addr",
-        &format!("cases={}", cases.address),
+        &cases_addr,
         "--data-dir",
         shared.to_str().unwrap(),
     ];
-    let replica_a = Server::start(&ingest_args, &env);
-    let replica_b = Server::start(&ingest_args, &env);
+    let start_ingest = || {
+        casescope_e2e::start_service("ingest", &nats, &ingest_db, &namespace, &ingest_extra, &env)
+    };
+    let replica_a = start_ingest();
+    let replica_b = start_ingest();
     let slice_of = |name: &str, server: &Server, ready: bool| {
         endpoint_slice(
             NAMESPACE,
@@ -121,19 +96,12 @@ fn detect_calls_reach_every_ready_ingest_replica() {
     let mut detect_env = env.clone();
     detect_env.push(("CASESCOPE_SERVICE_DISCOVERY", "kubernetes"));
     detect_env.push(("KUBECONFIG", config.to_str().unwrap()));
-    let detect = Server::start(
-        &[
-            "--service",
-            "detect",
-            "--nats-url",
-            &nats,
-            "--database-url",
-            &detect_db,
-            "--nats-namespace",
-            &namespace,
-            "--service-addr",
-            "ingest=http://casescope-ingest.dfir:7700",
-        ],
+    let detect = casescope_e2e::start_service(
+        "detect",
+        &nats,
+        &detect_db,
+        &namespace,
+        &["--service-addr", "ingest=http://casescope-ingest.dfir:7700"],
         &detect_env,
     );
     assert!(
@@ -144,7 +112,11 @@ fn detect_calls_reach_every_ready_ingest_replica() {
         detect.log_text()
     );
     let rule = work.path().join("logons.yml");
-    std::fs::write(&rule, RULE).unwrap();
+    std::fs::write(
+        &rule,
+        casescope_e2e::logon_rule("0f0e2a65-51c4-4a4e-9a9e-7f5d1b3c2a10"),
+    )
+    .unwrap();
     let imported = json(detect.cli(&["rules", "import", rule.to_str().unwrap(), "--json"]));
     assert_eq!(imported["loaded"], 1, "{imported}");
     let created = cases.cli(&["case", "create", "balancing"]);

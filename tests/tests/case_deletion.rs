@@ -16,20 +16,6 @@ use casescope_e2e::{
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const RULE: &str = "title: Logons in the deletion test
-id: 6a4f2c1e-93b7-4d0a-8f5e-2b1c7d9e0a11
-status: test
-description: Fires on every successful logon of the synthetic evidence.
-logsource:
-  product: windows
-  service: security
-detection:
-  selection:
-    EventID: 4624
-  condition: selection
-level: low
-";
-
 /// The processes of one deployment and where its data lives.
 struct Deployment {
     cases: Server,
@@ -105,7 +91,11 @@ fn synth(dir: &Path, seed: u64, events: u64) -> PathBuf {
 
 fn scenario(deployment: &Deployment, work: &Path) {
     let rule = work.join("logons.yml");
-    std::fs::write(&rule, RULE).unwrap();
+    std::fs::write(
+        &rule,
+        casescope_e2e::logon_rule("6a4f2c1e-93b7-4d0a-8f5e-2b1c7d9e0a11"),
+    )
+    .unwrap();
     let imported =
         json(
             deployment

@@ -138,51 +138,29 @@ fn the_cluster_finds_what_the_all_in_one_server_finds_on_the_corpus() {
     let [cases_db, ingest_db, detect_db] =
         [(); 3].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
     drop(runtime);
-    let namespace = format!("corpus{}", uuid::Uuid::new_v4().simple());
-    let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
-    let env = [
-        ("CASESCOPE_RECONCILE_PERIOD_SECS", "2".to_string()),
-        ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
-        ("CASESCOPE_OPENSEARCH_URL", opensearch),
-        ("CASESCOPE_OPENSEARCH_INDEX", index),
-        ("CASESCOPE_OPENSEARCH_SHARDS", "1".to_string()),
-        ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (namespace, index) = casescope_e2e::fresh_names("corpus");
+    let env = casescope_e2e::opensearch_env(&opensearch, &index);
+    let env = casescope_e2e::env_refs(&env);
     let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
     let work = tempfile::tempdir().unwrap();
     let shared_evidence = work.path().join("shared-evidence");
-    let ingest_args = [
-        "--service",
-        "ingest",
-        "--nats-url",
-        &nats,
-        "--database-url",
-        &ingest_db,
-        "--nats-namespace",
-        &namespace,
+    let cases_addr = format!("cases={}", cases.address);
+    let ingest_extra = [
         "--service-addr",
-        &format!("cases={}", cases.address),
+        &cases_addr,
         "--data-dir",
         shared_evidence.to_str().unwrap(),
     ];
-    let replicas = [
-        Server::start(&ingest_args, &env),
-        Server::start(&ingest_args, &env),
-    ];
-    let detect = Server::start(
-        &[
-            "--service",
-            "detect",
-            "--nats-url",
-            &nats,
-            "--database-url",
-            &detect_db,
-            "--nats-namespace",
-            &namespace,
-            "--service-addr",
-            &format!("ingest={}", replicas[0].address),
-        ],
+    let replicas = [(); 2].map(|_| {
+        casescope_e2e::start_service("ingest", &nats, &ingest_db, &namespace, &ingest_extra, &env)
+    });
+    let ingest_addr = format!("ingest={}", replicas[0].address);
+    let detect = casescope_e2e::start_service(
+        "detect",
+        &nats,
+        &detect_db,
+        &namespace,
+        &["--service-addr", &ingest_addr],
         &env,
     );
     let cluster = run(&cases, &replicas[0], &detect, &corpus, &rules);

@@ -82,31 +82,17 @@ fn ingest_completes_exactly_through_opensearch_nats_and_postgres_outages() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let [cases_db, ingest_db] =
         [(); 2].map(|_| runtime.block_on(casescope_testkit::create_database(&postgres.url)));
-    let namespace = format!("out{}", uuid::Uuid::new_v4().simple());
-    let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
-    let env = [
-        ("CASESCOPE_RECONCILE_PERIOD_SECS", "2".to_string()),
-        ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
-        ("CASESCOPE_OPENSEARCH_URL", opensearch.url.clone()),
-        ("CASESCOPE_OPENSEARCH_INDEX", index.clone()),
-        ("CASESCOPE_OPENSEARCH_SHARDS", "1".to_string()),
-        ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (namespace, index) = casescope_e2e::fresh_names("out");
+    let env = casescope_e2e::opensearch_env(&opensearch.url, &index);
+    let env = casescope_e2e::env_refs(&env);
     let cases = casescope_e2e::start_cases_service(&nats.url, &cases_db, &namespace, &env);
-    let ingest = Server::start(
-        &[
-            "--service",
-            "ingest",
-            "--nats-url",
-            &nats.url,
-            "--database-url",
-            &ingest_db,
-            "--nats-namespace",
-            &namespace,
-            "--service-addr",
-            &format!("cases={}", cases.address),
-        ],
+    let cases_addr = format!("cases={}", cases.address);
+    let ingest = casescope_e2e::start_service(
+        "ingest",
+        &nats.url,
+        &ingest_db,
+        &namespace,
+        &["--service-addr", &cases_addr],
         &env,
     );
     let work = tempfile::tempdir().unwrap();

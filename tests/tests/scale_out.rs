@@ -40,40 +40,31 @@ impl Cluster {
         let cases_db = runtime.block_on(casescope_testkit::postgres_url());
         let ingest_db = runtime.block_on(casescope_testkit::postgres_url());
         drop(runtime);
-        let namespace = format!("scale{}", uuid::Uuid::new_v4().simple());
-        let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
+        let (namespace, index) = casescope_e2e::fresh_names("scale");
         let work = tempfile::tempdir().unwrap();
-        let env = [
-            ("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()),
-            (
-                "CASESCOPE_RECONCILE_PERIOD_SECS",
-                RECONCILE_SECS.to_string(),
-            ),
-            ("CASESCOPE_EVENT_STORE", "opensearch".to_string()),
-            ("CASESCOPE_OPENSEARCH_URL", opensearch.clone()),
-            ("CASESCOPE_OPENSEARCH_INDEX", index.clone()),
-            ("CASESCOPE_OPENSEARCH_SHARDS", "1".to_string()),
-            ("CASESCOPE_OPENSEARCH_REPLICAS", "0".to_string()),
-        ];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut env = casescope_e2e::opensearch_env(&opensearch, &index);
+        env.retain(|(key, _)| *key != "CASESCOPE_RECONCILE_PERIOD_SECS");
+        env.push(("CASESCOPE_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string()));
+        env.push((
+            "CASESCOPE_RECONCILE_PERIOD_SECS",
+            RECONCILE_SECS.to_string(),
+        ));
+        let env = casescope_e2e::env_refs(&env);
         let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
         // Both replicas use one data directory: the shared evidence volume.
         let shared = work.path().join("shared-evidence");
-        let args = [
-            "--service",
-            "ingest",
-            "--nats-url",
-            &nats,
-            "--database-url",
-            &ingest_db,
-            "--nats-namespace",
-            &namespace,
+        let cases_addr = format!("cases={}", cases.address);
+        let extra = [
             "--service-addr",
-            &format!("cases={}", cases.address),
+            &cases_addr,
             "--data-dir",
             shared.to_str().unwrap(),
         ];
-        let replicas = vec![Server::start(&args, &env), Server::start(&args, &env)];
+        let replicas = (0..2)
+            .map(|_| {
+                casescope_e2e::start_service("ingest", &nats, &ingest_db, &namespace, &extra, &env)
+            })
+            .collect();
         Some(Cluster {
             cases,
             replicas,
