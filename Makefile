@@ -25,7 +25,8 @@ test: test-deps
 ## The issue-size scenarios in release mode: kill -9 midway through 1,000,000 events on
 ## the embedded store, and a replica SIGKILLed midway through 1,000,000 events with two
 ## ingest replicas on OpenSearch (figures in docs/ingestion.md).
-LARGE_ENV = CASESCOPE_TEST_KILL_EVENTS=1000000 CASESCOPE_TEST_SCALE_OUT_EVENTS=1000000
+LARGE_ENV = CASESCOPE_TEST_KILL_EVENTS=1000000 CASESCOPE_TEST_SCALE_OUT_EVENTS=1000000 \
+	CASESCOPE_TEST_SCALE_OUT_LEASE_TTL_SECS=15
 test-large: test-deps
 	$(CARGO) build --release -p casescope-cli --bin casescope
 	$(LARGE_ENV) $(CARGO) test --release -p casescope-e2e --test kill_ingest --test scale_out \
