@@ -15,6 +15,7 @@
 //! another process (the ingest stage does); ZIP extraction is in [`archive`].
 
 pub mod archive;
+pub mod case_archive;
 mod csv_source;
 mod evtx_chunks;
 mod evtx_source;
