@@ -2,6 +2,8 @@
 //! through its CLI and gRPC API, over real NATS and PostgreSQL where the mode needs them.
 //! Helpers here start and stop those processes; the scenarios are in `tests/`.
 
+pub mod deployment;
+
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

@@ -9,64 +9,10 @@
 //! (files, uploads, fingerprints, detections, detect state), while the other case keeps
 //! exactly what it had.
 
-use casescope_e2e::{
-    Server, json, opensearch_count, opensearch_or_skip, search_total, stderr, stdout,
-    wait_until_detected,
-};
+use casescope_e2e::deployment::{Deployment, rows};
+use casescope_e2e::{json, opensearch_count, search_total, stderr, stdout, wait_until_detected};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The processes of one deployment and where its data lives.
-struct Deployment {
-    cases: Server,
-    /// `None` in all-in-one mode (the `cases` process serves everything).
-    ingest: Option<Server>,
-    detect: Option<Server>,
-    ingest_db: String,
-    detect_db: String,
-    /// The ingest service's data directory (`ingest/evidence/<case>/…`).
-    ingest_data: PathBuf,
-    /// (OpenSearch URL, index) in cluster mode.
-    opensearch: Option<(String, String)>,
-}
-
-impl Deployment {
-    fn ingest(&self) -> &Server {
-        self.ingest.as_ref().unwrap_or(&self.cases)
-    }
-
-    fn detect(&self) -> &Server {
-        self.detect.as_ref().unwrap_or(&self.cases)
-    }
-
-    fn evidence_dir(&self, case: &str) -> PathBuf {
-        self.ingest_data.join("ingest/evidence").join(case)
-    }
-}
-
-/// Rows of `case` in each of `selections` (`<table> WHERE [condition AND]`) of the
-/// database at `url`.
-fn rows(url: &str, selections: &[&str], case: &str) -> Vec<(String, i64)> {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        use sqlx::Connection;
-        sqlx::any::install_default_drivers();
-        let mut connection = sqlx::AnyConnection::connect(url)
-            .await
-            .unwrap_or_else(|e| panic!("open {url}: {e}"));
-        let mut counts = Vec::new();
-        for table in selections {
-            let sql = format!("SELECT COUNT(*) AS n FROM {table} case_id = $1");
-            let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(case)
-                .fetch_one(&mut connection)
-                .await
-                .unwrap_or_else(|e| panic!("count {table}: {e}"));
-            counts.push((table.to_string(), row.0));
-        }
-        counts
-    })
-}
 
 const INGEST_TABLES: [&str; 3] = [
     "evidence_files WHERE",
@@ -208,89 +154,15 @@ const FAST: [(&str, &str); 2] = [
 #[test]
 fn deleting_a_case_deletes_its_data_all_in_one() {
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let server = Server::start(&["--data-dir", data.to_str().unwrap()], &FAST);
-    let deployment = Deployment {
-        cases: server,
-        ingest: None,
-        detect: None,
-        ingest_db: format!(
-            "sqlite://{}?mode=ro",
-            data.join("db/ingest.sqlite").display()
-        ),
-        detect_db: format!(
-            "sqlite://{}?mode=ro",
-            data.join("db/detect.sqlite").display()
-        ),
-        ingest_data: data,
-        opensearch: None,
-    };
+    let deployment = Deployment::all_in_one(work.path(), &FAST);
     scenario(&deployment, work.path());
 }
 
 #[test]
 fn deleting_a_case_deletes_its_data_multi_process() {
-    let Some(opensearch) = opensearch_or_skip() else {
-        return;
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let nats = casescope_testkit::nats_url();
-    let [cases_db, ingest_db, detect_db] =
-        [(); 3].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
-    drop(runtime);
-    let namespace = format!("del{}", uuid::Uuid::new_v4().simple());
-    let index = format!("casescope-e2e-{}", uuid::Uuid::new_v4().simple());
     let work = tempfile::tempdir().unwrap();
-    let ingest_data = work.path().join("ingest-data");
-    let mut env: Vec<(&str, &str)> = FAST.to_vec();
-    env.extend([
-        ("CASESCOPE_EVENT_STORE", "opensearch"),
-        ("CASESCOPE_OPENSEARCH_URL", opensearch.as_str()),
-        ("CASESCOPE_OPENSEARCH_INDEX", index.as_str()),
-        ("CASESCOPE_OPENSEARCH_SHARDS", "1"),
-        ("CASESCOPE_OPENSEARCH_REPLICAS", "0"),
-    ]);
-    let common = |service: &'static str, db: &str| -> Vec<String> {
-        [
-            "--service",
-            service,
-            "--nats-url",
-            &nats,
-            "--database-url",
-            db,
-            "--nats-namespace",
-            &namespace,
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    let start = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Server::start(&args, &env)
-    };
-    let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
-    let mut ingest_args = common("ingest", &ingest_db);
-    ingest_args.extend([
-        "--service-addr".into(),
-        format!("cases={}", cases.address),
-        "--data-dir".into(),
-        ingest_data.display().to_string(),
-    ]);
-    let ingest = start(ingest_args);
-    let mut detect_args = common("detect", &detect_db);
-    detect_args.extend([
-        "--service-addr".into(),
-        format!("ingest={}", ingest.address),
-    ]);
-    let detect = start(detect_args);
-    let deployment = Deployment {
-        cases,
-        ingest: Some(ingest),
-        detect: Some(detect),
-        ingest_db,
-        detect_db,
-        ingest_data,
-        opensearch: Some((opensearch, index)),
+    let Some(deployment) = Deployment::multi_process(work.path(), &FAST, "del") else {
+        return;
     };
     scenario(&deployment, work.path());
 }

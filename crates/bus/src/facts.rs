@@ -5,20 +5,46 @@ use crate::{Handler, HandlerError, ReceivedMessage};
 use async_trait::async_trait;
 use casescope_db::CasePurges;
 
-/// The case id of a `case.deleted` fact (`casescope.v1.cases.<case>`), `None` for any
-/// other case fact, an error for a payload that is not a case fact.
-pub fn deleted_case(payload: &[u8]) -> Result<Option<String>, String> {
+/// What a service acting on case facts reads of one (`casescope.v1.cases.<case>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseFactInfo {
+    /// `case.created`, `case.archived`, `case.restore_requested`, `case.deleted`, …
+    pub kind: String,
+    pub case_id: String,
+    /// The case's version after the change (facts of one case are ordered by it).
+    pub version: i64,
+}
+
+/// Reads a case fact; an error for a payload that is not one.
+pub fn case_fact(payload: &[u8]) -> Result<CaseFactInfo, String> {
     let fact: serde_json::Value =
         serde_json::from_slice(payload).map_err(|error| format!("not a case fact: {error}"))?;
     let header = &fact["header"];
-    if header["kind"].as_str() != Some("case.deleted") {
-        return Ok(None);
-    }
-    header["case_id"]
+    let kind = header["kind"]
+        .as_str()
+        .ok_or_else(|| "a case fact without a kind".to_string())?;
+    let case_id = header["case_id"]
         .as_str()
         .filter(|id| uuid::Uuid::parse_str(id).is_ok())
-        .map(|id| Some(id.to_string()))
-        .ok_or_else(|| "a case.deleted fact without a case id".to_string())
+        .ok_or_else(|| format!("a {kind} fact without a case id"))?;
+    // JSON of an int64 field is a string (proto3 JSON) or a number.
+    let version = &fact["case_snapshot"]["version"];
+    let version = version
+        .as_i64()
+        .or_else(|| version.as_str().and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    Ok(CaseFactInfo {
+        kind: kind.to_string(),
+        case_id: case_id.to_string(),
+        version,
+    })
+}
+
+/// The case id of a `case.deleted` fact, `None` for any other case fact, an error for a
+/// payload that is not a case fact.
+pub fn deleted_case(payload: &[u8]) -> Result<Option<String>, String> {
+    let fact = case_fact(payload)?;
+    Ok((fact.kind == "case.deleted").then_some(fact.case_id))
 }
 
 /// Wraps a stage's job handler: a job of a case whose deletion was recorded (its data
@@ -78,6 +104,12 @@ pub trait PurgeCase: Send + Sync + 'static {
     /// wait (the reconciler tries again).
     async fn purge(&self, case_id: &str) -> Result<Option<String>, String>;
 
+    /// Any other fact of a case (archived, restore requested, …); acknowledged by
+    /// default. An error is retried (the message is redelivered).
+    async fn on_case_fact(&self, _fact: &CaseFactInfo) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Records the deletion of `case_id` (from then on the reconciler sees it through)
     /// and purges what it can now.
     async fn purge_deleted_case(&self, case_id: &str) -> Result<Option<String>, String> {
@@ -103,15 +135,21 @@ pub trait PurgeCase: Send + Sync + 'static {
 const PURGES_PER_PASS: i64 = 50;
 
 /// The handler of a service's durable consumer of case facts: `case.deleted` starts the
-/// purge; other facts are acknowledged.
-pub struct OnCaseDeleted<P>(pub P);
+/// purge; other facts go to [`PurgeCase::on_case_fact`].
+pub struct OnCaseFacts<P>(pub P);
 
 #[async_trait]
-impl<P: PurgeCase> Handler for OnCaseDeleted<P> {
+impl<P: PurgeCase> Handler for OnCaseFacts<P> {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let Some(case_id) = deleted_case(&message.payload).map_err(HandlerError::Poison)? else {
-            return Ok(());
-        };
+        let fact = case_fact(&message.payload).map_err(HandlerError::Poison)?;
+        if fact.kind != "case.deleted" {
+            return self
+                .0
+                .on_case_fact(&fact)
+                .await
+                .map_err(HandlerError::transient);
+        }
+        let case_id = fact.case_id;
         let waiting = self
             .0
             .purge_deleted_case(&case_id)
@@ -141,6 +179,18 @@ mod tests {
         );
         assert_eq!(deleted_case(fact("case.created").as_bytes()), Ok(None));
         assert!(deleted_case(b"not json").is_err());
+        let archived = serde_json::json!({
+            "header": {"kind": "case.archived", "case_id": id},
+            "case_snapshot": {"version": "7"}
+        });
+        assert_eq!(
+            case_fact(archived.to_string().as_bytes()),
+            Ok(CaseFactInfo {
+                kind: "case.archived".into(),
+                case_id: id.into(),
+                version: 7
+            })
+        );
         let without_id = r#"{"header": {"kind": "case.deleted", "case_id": "../x"}}"#;
         assert!(deleted_case(without_id.as_bytes()).is_err());
     }

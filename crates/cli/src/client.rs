@@ -54,7 +54,8 @@ pub enum CaseCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Archive a case (read-only until restored).
+    /// Archive a case: its evidence goes into one archive with SHA-256 sums, its events
+    /// and detections leave the hot stores; read-only until restored.
     Archive { id: String },
     /// Restore an archived case.
     Restore { id: String },
@@ -115,6 +116,7 @@ fn state_text(state: i32) -> &'static str {
     match pb::CaseState::try_from(state) {
         Ok(pb::CaseState::Open) => "open",
         Ok(pb::CaseState::Archived) => "archived",
+        Ok(pb::CaseState::Restoring) => "restoring",
         _ => "unknown",
     }
 }
@@ -131,6 +133,7 @@ fn case_json(case: &pb::Case) -> serde_json::Value {
         "created_at": timestamp_text(case.created_at.as_ref()),
         "updated_at": timestamp_text(case.updated_at.as_ref()),
         "archived_at": case.archived_at.as_ref().map(|ts| timestamp_text(Some(ts))),
+        "restore_error": (!case.restore_error.is_empty()).then(|| case.restore_error.clone()),
         "settings": {
             "deduplicate_events": settings.deduplicate_events,
             "search_history_retention_days": settings.search_history_retention_days,
@@ -240,6 +243,7 @@ pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Resu
                     "created_at",
                     "updated_at",
                     "archived_at",
+                    "restore_error",
                 ] {
                     let text = match &value[key] {
                         serde_json::Value::String(s) => s.clone(),
@@ -259,14 +263,20 @@ pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Resu
                 .archive_case(pb::ArchiveCaseRequest { id: case_id(&id) })
                 .await
                 .map_err(rpc_error)?;
-            println!("archived {id}");
+            println!(
+                "archiving {id}: its files show status archived when their events and \
+                 detections have left the hot stores"
+            );
         }
         CaseCommand::Restore { id } => {
             client
                 .restore_case(pb::RestoreCaseRequest { id: case_id(&id) })
                 .await
                 .map_err(rpc_error)?;
-            println!("restored {id}");
+            println!(
+                "restoring {id}: every SHA-256 of its archive is verified, then its evidence is \
+                 re-ingested (`case show` says open, or why the restore was refused)"
+            );
         }
         CaseCommand::Delete { id, yes } => {
             if !yes {

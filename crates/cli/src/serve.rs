@@ -8,7 +8,7 @@ use crate::ServeArgs;
 use crate::accept;
 use crate::server_http::{self, Readiness};
 use anyhow::{Context, bail};
-use casescope_bus::facts::{OnCaseDeleted, PurgeCase, SkipDeletedCases};
+use casescope_bus::facts::{OnCaseFacts, PurgeCase, SkipDeletedCases};
 use casescope_bus::{
     Bus, ConsumerConfig, InProcessBus, JetStreamBus, JetStreamOptions, Outbox, run_consumer,
     subjects,
@@ -319,7 +319,13 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             move || {
                 let reconciler = reconciler.clone();
                 let purger = purger.clone();
-                async move { Ok::<usize, String>(reconciler.pass().await? + purger.pass().await?) }
+                async move {
+                    Ok::<usize, String>(
+                        reconciler.pass().await?
+                            + purger.pass().await?
+                            + purger.archiver().pass().await?,
+                    )
+                }
             },
         ));
         let server = IngestServiceServer::new(api)
@@ -504,7 +510,7 @@ fn spawn_case_purges<P: PurgeCase>(
         batch: 2,
         ..ConsumerConfig::new(consumer_name, subjects::case_facts("*"))
     };
-    let handler = Arc::new(OnCaseDeleted(purger));
+    let handler = Arc::new(OnCaseFacts(purger));
     let bus = bus.clone();
     let shutdown = shutdown.clone();
     let name = consumer_name.to_string();

@@ -171,6 +171,8 @@ pub struct PurgeLeases {
     leases: LeaseStore,
     purge: Lease,
     items: Vec<Lease>,
+    holder: String,
+    ttl: Duration,
     _alive: KeepAlive,
 }
 
@@ -203,25 +205,39 @@ impl PurgeLeases {
             leases: leases.clone(),
             purge,
             items: Vec::with_capacity(items.len()),
+            holder: holder.to_string(),
+            ttl,
             _alive: alive,
         };
+        match held.also(items).await {
+            Ok(None) => Ok(PurgeLeasing::Held(held)),
+            Ok(Some(reason)) => {
+                held.release().await;
+                Ok(PurgeLeasing::Busy(reason))
+            }
+            Err(error) => {
+                held.release().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Takes the lease of every item too (for work that needs the items only for its
+    /// last part); `Some(reason)` if one is held by someone else (what was taken stays
+    /// held until [`Self::release`]).
+    pub async fn also(&mut self, items: &[LeaseKey]) -> Result<Option<String>, LeaseError> {
         for item in items {
-            match leases.acquire(item, holder, ttl).await {
-                Ok(Some(lease)) => held.items.push(lease),
-                Ok(None) => {
-                    held.release().await;
-                    return Ok(PurgeLeasing::Busy(format!(
+            match self.leases.acquire(item, &self.holder, self.ttl).await? {
+                Some(lease) => self.items.push(lease),
+                None => {
+                    return Ok(Some(format!(
                         "{} {} is being worked on",
                         item.stage, item.resource
                     )));
                 }
-                Err(error) => {
-                    held.release().await;
-                    return Err(error);
-                }
             }
         }
-        Ok(PurgeLeasing::Held(held))
+        Ok(None)
     }
 
     /// A transaction fenced by the purge lease: the purge's row deletions go in it.

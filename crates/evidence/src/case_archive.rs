@@ -78,6 +78,20 @@ pub enum CaseArchiveError {
     },
 }
 
+impl CaseArchiveError {
+    /// Whether the archive itself is at fault (damaged, incomplete, not this case's):
+    /// retrying cannot help, the restore is refused. Otherwise (a disk error while
+    /// writing the restored copy) it may be retried.
+    pub fn is_damage(&self) -> bool {
+        !matches!(self, CaseArchiveError::Io { .. })
+    }
+}
+
+/// The manifest of the archive at `path` (read without checking any file).
+pub fn manifest(path: &Path, case_id: &str) -> Result<Manifest, CaseArchiveError> {
+    open(path, case_id).map(|(_, manifest)| manifest)
+}
+
 fn io<'a>(
     what: &'static str,
     path: &'a Path,

@@ -2,8 +2,8 @@
 //! files and report their status here; each status change is published as a
 //! `casescope.v1.files.<case>` fact through the outbox.
 
-use crate::repo::{CaseState, FileRow};
-use crate::service::{CasesApi, db_error, file_to_pb, status_name};
+use crate::repo::FileRow;
+use crate::service::{CasesApi, case_to_pb, db_error, file_to_pb, require_open, status_name};
 use crate::validate;
 use casescope_bus::{OutboundMessage, subjects};
 use casescope_proto::bus::v1::{FactHeader, FileFact};
@@ -52,13 +52,7 @@ impl FileRecordsService for CasesApi {
         let mut tx = self.begin().await?;
         let case = self.load(&mut tx, &case_id).await?;
         tx.commit().await.map_err(|e| db_error(e.into()))?;
-        if case.state == CaseState::Archived {
-            return Err(ApiError::failed_precondition(
-                "CASE_ARCHIVED",
-                format!("case {case_id} is archived; restore it before adding evidence"),
-            )
-            .into());
-        }
+        require_open(&case, "adding evidence")?;
         let now = casescope_db::now_micros();
         let row = FileRow {
             id,
@@ -169,5 +163,18 @@ impl FileRecordsService for CasesApi {
         self.outbox.nudge();
         let current = if applied { updated } else { stored };
         Ok(Response::new(file_to_pb(&current)))
+    }
+
+    async fn finish_restore(
+        &self,
+        request: Request<pb::FinishRestoreRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        let request = request.into_inner();
+        let case_id = validate::case_id(request.case_id.as_ref(), "case_id")?;
+        let case = self
+            .conclude_restore(&case_id, request.restored, &request.refusal)
+            .await?;
+        tracing::info!(case_id, restored = request.restored, refusal = %request.refusal, "restore finished");
+        Ok(Response::new(case_to_pb(&case)))
     }
 }

@@ -53,6 +53,11 @@ CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
             name: "file status sequence",
             sql: "ALTER TABLE case_files ADD COLUMN status_sequence BIGINT NOT NULL DEFAULT 0;",
         },
+        Migration {
+            version: 3,
+            name: "why a restore was refused",
+            sql: "ALTER TABLE cases ADD COLUMN restore_error TEXT;",
+        },
     ],
 };
 
@@ -60,6 +65,8 @@ CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
 pub enum CaseState {
     Open,
     Archived,
+    /// A restore runs: still read-only, back to open (or archived) when it ends.
+    Restoring,
 }
 
 impl CaseState {
@@ -67,6 +74,15 @@ impl CaseState {
         match self {
             CaseState::Open => "open",
             CaseState::Archived => "archived",
+            CaseState::Restoring => "restoring",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "archived" => CaseState::Archived,
+            "restoring" => CaseState::Restoring,
+            _ => CaseState::Open,
         }
     }
 }
@@ -90,6 +106,8 @@ pub struct CaseRow {
     pub archived_at: Option<i64>,
     pub version: i64,
     pub file_count: i64,
+    /// Why the last restore was refused.
+    pub restore_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +140,7 @@ pub struct Position {
 
 const CASE_COLUMNS: &str = "c.id, c.name, c.description, c.state, c.deduplicate_events, \
     c.search_history_retention_days, c.evidence_retention_days, c.created_at, c.updated_at, \
-    c.archived_at, c.version, (SELECT COUNT(*) FROM case_files f WHERE f.case_id = c.id) AS file_count";
+    c.archived_at, c.version, c.restore_error, (SELECT COUNT(*) FROM case_files f WHERE f.case_id = c.id) AS file_count";
 
 fn case_from_row(row: &AnyRow) -> Result<CaseRow, DbError> {
     let get_i64 = |name: &str| row.try_get::<i64, _>(name).map_err(DbError::from);
@@ -131,11 +149,7 @@ fn case_from_row(row: &AnyRow) -> Result<CaseRow, DbError> {
         id: row.try_get("id").map_err(DbError::from)?,
         name: row.try_get("name").map_err(DbError::from)?,
         description: row.try_get("description").map_err(DbError::from)?,
-        state: if state == "archived" {
-            CaseState::Archived
-        } else {
-            CaseState::Open
-        },
+        state: CaseState::parse(&state),
         settings: Settings {
             deduplicate_events: get_i64("deduplicate_events")? != 0,
             search_history_retention_days: u32::try_from(get_i64("search_history_retention_days")?)
@@ -148,6 +162,7 @@ fn case_from_row(row: &AnyRow) -> Result<CaseRow, DbError> {
         archived_at: row.try_get("archived_at").map_err(DbError::from)?,
         version: get_i64("version")?,
         file_count: get_i64("file_count")?,
+        restore_error: row.try_get("restore_error").map_err(DbError::from)?,
     })
 }
 
@@ -238,7 +253,7 @@ impl CasesRepo {
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CASE_COLUMNS} FROM cases c \
-             WHERE ($1 = 1 OR c.state = 'open') \
+             WHERE ($1 = 1 OR c.state <> 'archived') \
                AND (c.created_at < $2 OR (c.created_at = $2 AND ($3 = '' OR c.id < $3))) \
              ORDER BY c.created_at DESC, c.id DESC LIMIT $4"
         )))
@@ -262,7 +277,7 @@ impl CasesRepo {
         let result = sqlx::query(
             "UPDATE cases SET name = $2, description = $3, state = $4, deduplicate_events = $5, \
              search_history_retention_days = $6, evidence_retention_days = $7, updated_at = $8, \
-             archived_at = $9, version = $10 WHERE id = $1 AND version = $11",
+             archived_at = $9, version = $10, restore_error = $12 WHERE id = $1 AND version = $11",
         )
         .bind(&case.id)
         .bind(&case.name)
@@ -275,6 +290,7 @@ impl CasesRepo {
         .bind(case.archived_at)
         .bind(case.version)
         .bind(expected_version)
+        .bind(&case.restore_error)
         .execute(&mut **tx)
         .await?;
         Ok(result.rows_affected() == 1)

@@ -42,7 +42,7 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found("CASE_NOT_FOUND", format!("case {id} does not exist"))
 }
 
-fn case_to_pb(case: &CaseRow) -> pb::Case {
+pub(crate) fn case_to_pb(case: &CaseRow) -> pb::Case {
     pb::Case {
         id: Some(CaseId {
             value: case.id.clone(),
@@ -52,6 +52,7 @@ fn case_to_pb(case: &CaseRow) -> pb::Case {
         state: match case.state {
             CaseState::Open => pb::CaseState::Open as i32,
             CaseState::Archived => pb::CaseState::Archived as i32,
+            CaseState::Restoring => pb::CaseState::Restoring as i32,
         },
         settings: Some(pb::CaseSettings {
             deduplicate_events: case.settings.deduplicate_events,
@@ -63,6 +64,26 @@ fn case_to_pb(case: &CaseRow) -> pb::Case {
         archived_at: case.archived_at.map(micros_to_timestamp),
         version: case.version,
         file_count: u64::try_from(case.file_count).unwrap_or_default(),
+        restore_error: case.restore_error.clone().unwrap_or_default(),
+    }
+}
+
+/// FAILED_PRECONDITION naming the state of a case that is not open, for a change
+/// (`what`: "adding evidence", "changing it", "tagging its events", …).
+pub(crate) fn require_open(case: &CaseRow, what: &str) -> Result<(), ApiError> {
+    match case.state {
+        CaseState::Open => Ok(()),
+        CaseState::Archived => Err(ApiError::failed_precondition(
+            "CASE_ARCHIVED",
+            format!("case {} is archived; restore it before {what}", case.id),
+        )),
+        CaseState::Restoring => Err(ApiError::failed_precondition(
+            "CASE_RESTORING",
+            format!(
+                "case {} is being restored; wait until it is open before {what}",
+                case.id
+            ),
+        )),
     }
 }
 
@@ -76,6 +97,7 @@ pub(crate) fn status_name(status: FileStatus) -> Option<&'static str> {
         FileStatus::Hunting => "hunting",
         FileStatus::Ready => "ready",
         FileStatus::Failed => "failed",
+        FileStatus::Archived => "archived",
     })
 }
 
@@ -88,6 +110,7 @@ fn status_from_name(name: &str) -> FileStatus {
         FileStatus::Hunting,
         FileStatus::Ready,
         FileStatus::Failed,
+        FileStatus::Archived,
     ]
     .into_iter()
     .find(|status| status_name(*status) == Some(name))
@@ -200,6 +223,50 @@ impl CasesApi {
             .ok_or_else(|| not_found(id))
     }
 
+    /// The case `id` (validated from `field` case_id) if it is open, else
+    /// FAILED_PRECONDITION naming its state.
+    async fn require_open_case(
+        &self,
+        id: Option<&CaseId>,
+        what: &str,
+    ) -> Result<CaseRow, ApiError> {
+        let id = validate::case_id(id, "case_id")?;
+        let mut tx = self.begin().await?;
+        let case = self.load(&mut tx, &id).await?;
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        require_open(&case, what)?;
+        Ok(case)
+    }
+
+    /// The ingest service's outcome of a restore (see `FinishRestore`).
+    pub(crate) async fn conclude_restore(
+        &self,
+        id: &str,
+        restored: bool,
+        refusal: &str,
+    ) -> Result<CaseRow, ApiError> {
+        let kind = if restored {
+            "case.restored"
+        } else {
+            "case.restore_refused"
+        };
+        self.mutate(id, kind, 0, |case| {
+            if case.state != CaseState::Restoring {
+                return Ok(false);
+            }
+            if restored {
+                case.state = CaseState::Open;
+                case.archived_at = None;
+                case.restore_error = None;
+            } else {
+                case.state = CaseState::Archived;
+                case.restore_error = Some(refusal.chars().take(2000).collect());
+            }
+            Ok(true)
+        })
+        .await
+    }
+
     /// Applies `change` to the case `id` and commits it with a fact of `kind`.
     /// `change` returns false for a no-op (nothing written, no fact).
     async fn mutate(
@@ -277,6 +344,7 @@ impl CasesService for CasesApi {
             archived_at: None,
             version: 1,
             file_count: 0,
+            restore_error: None,
         };
         let mut tx = self.begin().await?;
         self.repo.insert(&mut tx, &case).await.map_err(db_error)?;
@@ -365,15 +433,7 @@ impl CasesService for CasesApi {
         }
         let case = self
             .mutate(&id, "case.updated", request.expected_version, |case| {
-                if case.state == CaseState::Archived {
-                    return Err(ApiError::failed_precondition(
-                        "CASE_ARCHIVED",
-                        format!(
-                            "case {} is archived; restore it before changing it",
-                            case.id
-                        ),
-                    ));
-                }
+                require_open(case, "changing it")?;
                 let before = case.clone();
                 if let Some(name) = name {
                     case.name = name;
@@ -393,13 +453,21 @@ impl CasesService for CasesApi {
     async fn archive_case(&self, request: Request<pb::ArchiveCaseRequest>) -> RpcResult<pb::Case> {
         let id = validate::case_id(request.get_ref().id.as_ref(), "id")?;
         let case = self
-            .mutate(&id, "case.archived", 0, |case| {
-                if case.state == CaseState::Archived {
-                    return Ok(false); // idempotent: a retried archive succeeds
+            .mutate(&id, "case.archived", 0, |case| match case.state {
+                CaseState::Archived => Ok(false), // idempotent: a retried archive succeeds
+                CaseState::Restoring => Err(ApiError::failed_precondition(
+                    "CASE_RESTORING",
+                    format!(
+                        "case {} is being restored; archive it again once it is open",
+                        case.id
+                    ),
+                )),
+                CaseState::Open => {
+                    case.state = CaseState::Archived;
+                    case.archived_at = Some(casescope_db::now_micros());
+                    case.restore_error = None;
+                    Ok(true)
                 }
-                case.state = CaseState::Archived;
-                case.archived_at = Some(casescope_db::now_micros());
-                Ok(true)
             })
             .await?;
         Ok(Response::new(case_to_pb(&case)))
@@ -408,12 +476,12 @@ impl CasesService for CasesApi {
     async fn restore_case(&self, request: Request<pb::RestoreCaseRequest>) -> RpcResult<pb::Case> {
         let id = validate::case_id(request.get_ref().id.as_ref(), "id")?;
         let case = self
-            .mutate(&id, "case.restored", 0, |case| {
-                if case.state == CaseState::Open {
-                    return Ok(false);
+            .mutate(&id, "case.restore_requested", 0, |case| {
+                if case.state != CaseState::Archived {
+                    return Ok(false); // open, or a restore already runs
                 }
-                case.state = CaseState::Open;
-                case.archived_at = None;
+                case.state = CaseState::Restoring;
+                case.restore_error = None;
                 Ok(true)
             })
             .await?;
@@ -505,8 +573,10 @@ impl CasesService for CasesApi {
 
     async fn tag_events(
         &self,
-        _: Request<pb::TagEventsRequest>,
+        request: Request<pb::TagEventsRequest>,
     ) -> RpcResult<pb::TagEventsResponse> {
+        self.require_open_case(request.get_ref().case_id.as_ref(), "tagging its events")
+            .await?;
         Err(unimplemented_status(
             "casescope.cases.v1.CasesService/TagEvents",
         ))
@@ -514,8 +584,10 @@ impl CasesService for CasesApi {
 
     async fn untag_events(
         &self,
-        _: Request<pb::UntagEventsRequest>,
+        request: Request<pb::UntagEventsRequest>,
     ) -> RpcResult<pb::TagEventsResponse> {
+        self.require_open_case(request.get_ref().case_id.as_ref(), "untagging its events")
+            .await?;
         Err(unimplemented_status(
             "casescope.cases.v1.CasesService/UntagEvents",
         ))
@@ -527,7 +599,12 @@ impl CasesService for CasesApi {
         ))
     }
 
-    async fn add_comment(&self, _: Request<pb::AddCommentRequest>) -> RpcResult<pb::Comment> {
+    async fn add_comment(&self, request: Request<pb::AddCommentRequest>) -> RpcResult<pb::Comment> {
+        self.require_open_case(
+            request.get_ref().case_id.as_ref(),
+            "commenting on its events",
+        )
+        .await?;
         Err(unimplemented_status(
             "casescope.cases.v1.CasesService/AddComment",
         ))

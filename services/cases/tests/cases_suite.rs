@@ -5,6 +5,7 @@ use casescope_cases::{ALL_MIGRATIONS, CasesApi};
 use casescope_db::{Database, DbOptions};
 use casescope_proto::cases::v1 as pb;
 use casescope_proto::cases::v1::cases_service_server::CasesService;
+use casescope_proto::cases::v1::file_records_service_server::FileRecordsService;
 use casescope_proto::common::v1::{CaseId, PageRequest};
 use casescope_proto::error::error_detail;
 use std::sync::Arc;
@@ -313,16 +314,55 @@ async fn update_archive_restore_and_delete(h: Harness) {
         .into_inner();
     assert_eq!(all.cases.len(), 1);
 
-    let restored = h
+    // A restore runs in the ingest service: the case is RESTORING until it reports.
+    let restore = || async {
+        h.api
+            .restore_case(Request::new(pb::RestoreCaseRequest {
+                id: case.id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let restoring = restore().await;
+    assert_eq!(restoring.state, pb::CaseState::Restoring as i32);
+    assert_eq!(restore().await.version, restoring.version, "idempotent");
+    let busy = h
         .api
-        .restore_case(Request::new(pb::RestoreCaseRequest {
+        .archive_case(Request::new(pb::ArchiveCaseRequest {
             id: case.id.clone(),
         }))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap_err();
+    assert_eq!(busy.code(), Code::FailedPrecondition);
+    assert_eq!(error_detail(&busy).unwrap().reason, "CASE_RESTORING");
+    let finish = |restored: bool, refusal: &str| {
+        let request = pb::FinishRestoreRequest {
+            case_id: case.id.clone(),
+            restored,
+            refusal: refusal.into(),
+        };
+        async {
+            h.api
+                .finish_restore(Request::new(request))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let refused = finish(false, "file \"a.evtx\" (f1) does not match its SHA-256").await;
+    assert_eq!(refused.state, pb::CaseState::Archived as i32);
+    assert!(refused.restore_error.contains("f1"), "{refused:?}");
+    assert_eq!(
+        finish(true, "").await.state,
+        pb::CaseState::Archived as i32,
+        "an outcome is ignored unless a restore runs"
+    );
+    assert_eq!(restore().await.state, pb::CaseState::Restoring as i32);
+    let restored = finish(true, "").await;
     assert_eq!(restored.state, pb::CaseState::Open as i32);
     assert!(restored.archived_at.is_none());
+    assert!(restored.restore_error.is_empty());
 
     let files = h
         .api
@@ -359,8 +399,8 @@ async fn update_archive_restore_and_delete(h: Harness) {
     }
 
     // Every committed change produced exactly one fact, in order, as JSON.
-    assert_eq!(h.outbox.pending_count().await.unwrap(), 5);
-    assert_eq!(h.outbox.publish_pending().await.unwrap(), 5);
+    assert_eq!(h.outbox.pending_count().await.unwrap(), 8);
+    assert_eq!(h.outbox.publish_pending().await.unwrap(), 8);
     assert_eq!(h.outbox.pending_count().await.unwrap(), 0);
     let case_id = &case.id.as_ref().unwrap().value;
     let facts = h
@@ -382,6 +422,9 @@ async fn update_archive_restore_and_delete(h: Harness) {
             "case.created",
             "case.updated",
             "case.archived",
+            "case.restore_requested",
+            "case.restore_refused",
+            "case.restore_requested",
             "case.restored",
             "case.deleted"
         ]

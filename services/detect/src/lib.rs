@@ -32,7 +32,7 @@ mod stage;
 pub use api::DetectApi;
 pub use events_client::EventsClient;
 pub use import::{ImportFile, ImportOptions, Planned, Refused};
-pub use purge::{CasePurger, DETECT_CASE_FACTS_CONSUMER};
+pub use purge::{CASE_STATE_MIGRATIONS, CasePurger, DETECT_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
 pub use repo::MIGRATIONS;
 pub use stage::{DETECT_CONSUMER, DetectStage};
@@ -48,6 +48,7 @@ pub const ALL_MIGRATIONS: &[Migrations] = &[
     OUTBOX_MIGRATIONS,
     MIGRATIONS,
     PURGE_MIGRATIONS,
+    CASE_STATE_MIGRATIONS,
 ];
 
 /// The lease stage name of per-file detection (also the job subject suffix).

@@ -1,5 +1,8 @@
 //! Deleting a case deletes its detections here: every detection, correlation input and
-//! detect-stage record of the case.
+//! detect-stage record of the case. The same consumer of case facts keeps the state of
+//! each case (open, archived, restoring) that `RerunDetection` checks; an archived
+//! case's detections leave through the detect jobs the ingest service queues when it
+//! archives the case's files (their evaluation finds no events).
 //!
 //! As in the ingest service, the `case.deleted` fact is a signal and the `case_purges`
 //! table the source of truth: the purge is recorded, then run under a lease on the case
@@ -12,10 +15,40 @@ use crate::repo::DetectRepo;
 use crate::stage::DetectStage;
 use crate::{CORRELATE_STAGE, STAGE};
 use async_trait::async_trait;
-use casescope_bus::facts::PurgeCase;
-use casescope_db::{CasePurges, DbError, LeaseKey, LeaseStore, PurgeLeases, PurgeLeasing};
+use casescope_bus::facts::{CaseFactInfo, PurgeCase};
+use casescope_db::{
+    CasePurges, Database, DbError, LeaseKey, LeaseStore, Migration, Migrations, PurgeLeases,
+    PurgeLeasing,
+};
 use sqlx::Row;
 use std::time::Duration;
+
+/// The state of each case as its facts tell it (the newest version wins).
+pub const CASE_STATE_MIGRATIONS: Migrations = Migrations {
+    service: "detect_case_states",
+    steps: &[Migration {
+        version: 1,
+        name: "case states",
+        sql: "
+CREATE TABLE detect_case_states (
+    case_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    version BIGINT NOT NULL
+);
+",
+    }],
+};
+
+/// The state of `case_id` as its last fact said ("open", "archived", "restoring");
+/// `None` when no fact of it arrived yet.
+pub(crate) async fn case_state(db: &Database, case_id: &str) -> Result<Option<String>, DbError> {
+    let row = sqlx::query("SELECT state FROM detect_case_states WHERE case_id = $1")
+        .bind(case_id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|row| row.try_get("state").map_err(DbError::from))
+        .transpose()
+}
 
 /// The durable consumer of case facts in the detect service.
 pub const DETECT_CASE_FACTS_CONSUMER: &str = "detect-case-facts";
@@ -92,6 +125,7 @@ impl CasePurger {
             "DELETE FROM detect_correlation_inputs WHERE case_id = $1",
             "DELETE FROM detect_files WHERE case_id = $1",
             "DELETE FROM detect_cases WHERE case_id = $1",
+            "DELETE FROM detect_case_states WHERE case_id = $1",
         ] {
             removed += sqlx::query(statement)
                 .bind(case_id)
@@ -122,5 +156,24 @@ impl PurgeCase for CasePurger {
 
     async fn purge(&self, case_id: &str) -> Result<Option<String>, String> {
         self.purge_case(case_id).await
+    }
+
+    async fn on_case_fact(&self, fact: &CaseFactInfo) -> Result<(), String> {
+        let state = match fact.kind.as_str() {
+            "case.created" | "case.restored" => "open",
+            "case.archived" | "case.restore_refused" => "archived",
+            "case.restore_requested" => "restoring",
+            _ => return Ok(()),
+        };
+        sqlx::query(
+            "INSERT INTO detect_case_states (case_id, state, version) VALUES ($1, $2, $3)              ON CONFLICT (case_id) DO UPDATE SET state = excluded.state, version = excluded.version              WHERE excluded.version > detect_case_states.version",
+        )
+        .bind(&fact.case_id)
+        .bind(state)
+        .bind(fact.version)
+        .execute(self.repo.db().pool())
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 }

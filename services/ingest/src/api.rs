@@ -145,16 +145,45 @@ impl IngestApi {
     }
 
     /// Deletes the data of deleted cases (the `case.deleted` handler and its reconciler).
+    /// Deletes the data of deleted cases and archives/restores archived ones (the
+    /// case-facts handler and its reconciler).
     pub fn purger(&self) -> crate::CasePurger {
-        crate::CasePurger::new(self.repo.clone(), self.store.clone(), self.settings.clone())
+        let archiver = crate::CaseArchiver::new(
+            self.repo.clone(),
+            self.store.clone(),
+            self.settings.clone(),
+            self.outbox.clone(),
+            self.cases.clone(),
+        );
+        crate::CasePurger::new(
+            self.repo.clone(),
+            self.store.clone(),
+            self.settings.clone(),
+            archiver,
+        )
     }
 
-    pub(crate) async fn require_open_case(&self, case_id: &str) -> Result<(), ApiError> {
+    /// Ok if the case is open; FAILED_PRECONDITION naming its state otherwise (`what`:
+    /// the change refused, e.g. "adding evidence").
+    pub(crate) async fn require_open_case(
+        &self,
+        case_id: &str,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        use casescope_proto::cases::v1::CaseState;
         match self.cases.get_case(case_id).await {
-            Ok(case) if case.state == casescope_proto::cases::v1::CaseState::Archived as i32 => {
+            Ok(case) if case.state == CaseState::Archived as i32 => {
                 Err(ApiError::failed_precondition(
                     "CASE_ARCHIVED",
-                    format!("case {case_id} is archived; restore it before adding evidence"),
+                    format!("case {case_id} is archived; restore it before {what}"),
+                ))
+            }
+            Ok(case) if case.state == CaseState::Restoring as i32 => {
+                Err(ApiError::failed_precondition(
+                    "CASE_RESTORING",
+                    format!(
+                        "case {case_id} is being restored; wait until it is open before {what}"
+                    ),
                 ))
             }
             Ok(_) => Ok(()),
@@ -488,6 +517,15 @@ impl IngestService for IngestApi {
             return Err(ApiError::failed_precondition(
                 "FILE_IS_ARCHIVE",
                 "an archive is not indexed; re-index its members",
+            )
+            .into());
+        }
+        self.require_open_case(&case_id, "re-indexing its files")
+            .await?;
+        if existing.stage_status == stage::ARCHIVED {
+            return Err(ApiError::failed_precondition(
+                "FILE_ARCHIVED",
+                format!("file {file_id} is archived; restore its case first"),
             )
             .into());
         }

@@ -64,6 +64,26 @@ impl CasesClient {
             .into_inner())
     }
 
+    /// Tells the cases service how a restore ended.
+    pub async fn finish_restore(
+        &self,
+        case_id: &str,
+        restored: bool,
+        refusal: &str,
+    ) -> Result<pb::Case, Status> {
+        let mut client = self.files.clone();
+        Ok(client
+            .finish_restore(request(pb::FinishRestoreRequest {
+                case_id: Some(CaseId {
+                    value: case_id.to_string(),
+                }),
+                restored,
+                refusal: refusal.to_string(),
+            }))
+            .await?
+            .into_inner())
+    }
+
     pub async fn list_files(
         &self,
         case_id: &str,

@@ -11,6 +11,7 @@
 mod api;
 mod cases_client;
 mod convert;
+mod lifecycle;
 mod purge;
 mod reconcile;
 mod repo;
@@ -19,6 +20,7 @@ mod upload;
 
 pub use api::IngestApi;
 pub use cases_client::CasesClient;
+pub use lifecycle::CaseArchiver;
 pub use purge::{CasePurger, INGEST_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
 pub use repo::MIGRATIONS;
@@ -42,7 +44,8 @@ pub const STAGE: &str = "ingest";
 
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
-    /// Evidence blobs (`evidence/<case>/<sha256>.<ext>`) and partial uploads (`uploads/`).
+    /// Evidence blobs (`evidence/<case>/<sha256>.<ext>`), partial uploads (`uploads/`)
+    /// and archived cases (`archives/<case>.zip`).
     pub data_dir: PathBuf,
     pub max_upload_bytes: u64,
     pub max_chunk_bytes: usize,
@@ -80,5 +83,12 @@ impl IngestSettings {
 
     fn evidence_dir(&self, case_id: &str) -> PathBuf {
         self.data_dir.join("evidence").join(case_id)
+    }
+
+    /// The archive of an archived case (beside the blobs, on the same storage).
+    fn archive_path(&self, case_id: &str) -> PathBuf {
+        self.data_dir
+            .join("archives")
+            .join(format!("{case_id}.zip"))
     }
 }

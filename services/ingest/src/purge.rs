@@ -10,10 +10,11 @@
 //! still have written before it noticed its lease was gone, and an upload that was
 //! completing while the case was deleted. Every step is idempotent.
 
+use crate::lifecycle::{CaseArchiver, remove_file, remove_tree};
 use crate::repo::IngestRepo;
 use crate::{IngestSettings, STAGE};
 use async_trait::async_trait;
-use casescope_bus::facts::PurgeCase;
+use casescope_bus::facts::{CaseFactInfo, PurgeCase};
 use casescope_db::{CasePurges, DbError, LeaseKey, LeaseStore, PurgeLeases, PurgeLeasing};
 use casescope_eventstore::{EventQuery, EventStore, parse_query};
 use sqlx::Row;
@@ -34,6 +35,7 @@ pub struct CasePurger {
     store: Arc<dyn EventStore>,
     settings: IngestSettings,
     holder: String,
+    archiver: CaseArchiver,
 }
 
 fn db(error: impl Into<DbError>) -> String {
@@ -41,12 +43,19 @@ fn db(error: impl Into<DbError>) -> String {
 }
 
 impl CasePurger {
+    /// The archiver of the case facts this purger's consumer also reads.
+    pub fn archiver(&self) -> &CaseArchiver {
+        &self.archiver
+    }
+
     pub(crate) fn new(
         repo: IngestRepo,
         store: Arc<dyn EventStore>,
         settings: IngestSettings,
+        archiver: CaseArchiver,
     ) -> Self {
         Self {
+            archiver,
             leases: LeaseStore::new(repo.db().clone()),
             purges: CasePurges::new(repo.db().clone()),
             repo,
@@ -116,6 +125,14 @@ impl CasePurger {
             remove_file(Path::new(blob)).await?;
         }
         remove_tree(&self.settings.evidence_dir(case_id)).await?;
+        remove_file(&self.settings.archive_path(case_id)).await?;
+        remove_file(
+            &self
+                .settings
+                .archive_path(case_id)
+                .with_extension("partial"),
+        )
+        .await?;
         let uploads = sqlx::query("SELECT id FROM uploads WHERE case_id = $1")
             .bind(case_id)
             .fetch_all(self.repo.db().pool())
@@ -134,6 +151,7 @@ impl CasePurger {
             "DELETE FROM event_fingerprints WHERE case_id = $1",
             "DELETE FROM evidence_files WHERE case_id = $1",
             "DELETE FROM uploads WHERE case_id = $1",
+            "DELETE FROM case_archives WHERE case_id = $1",
         ] {
             sqlx::query(statement)
                 .bind(case_id)
@@ -157,22 +175,6 @@ impl CasePurger {
     }
 }
 
-async fn remove_file(path: &Path) -> Result<(), String> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(format!("cannot remove {}: {error}", path.display())),
-    }
-}
-
-async fn remove_tree(path: &Path) -> Result<(), String> {
-    match tokio::fs::remove_dir_all(path).await {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(format!("cannot remove {}: {error}", path.display())),
-    }
-}
-
 #[async_trait]
 impl PurgeCase for CasePurger {
     fn purges(&self) -> &CasePurges {
@@ -185,5 +187,10 @@ impl PurgeCase for CasePurger {
 
     async fn purge(&self, case_id: &str) -> Result<Option<String>, String> {
         self.purge_case(case_id).await
+    }
+
+    /// `case.archived` and `case.restore_requested` move the case's data.
+    async fn on_case_fact(&self, fact: &CaseFactInfo) -> Result<(), String> {
+        self.archiver.on_fact(fact).await
     }
 }

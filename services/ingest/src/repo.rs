@@ -72,6 +72,27 @@ CREATE INDEX event_fingerprints_by_file ON event_fingerprints (case_id, file_id)
 ALTER TABLE evidence_files ADD COLUMN duplicates_skipped BIGINT NOT NULL DEFAULT 0;
 ",
         },
+        Migration {
+            version: 3,
+            name: "case archives",
+            sql: "
+ALTER TABLE evidence_files ADD COLUMN archived_stage TEXT;
+CREATE TABLE case_archives (
+    case_id TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    case_version BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    files BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    error TEXT,
+    report_pending BIGINT NOT NULL DEFAULT 0,
+    swept BIGINT NOT NULL DEFAULT 0,
+    requested_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX case_archives_due ON case_archives (target, state, report_pending);
+",
+        },
     ],
 };
 
@@ -84,6 +105,8 @@ pub mod stage {
     pub const FAILED: &str = "failed";
     /// A ZIP: its members are files of their own; it is never parsed.
     pub const CONTAINER: &str = "container";
+    /// In its case's archive: blob, events and findings left the hot stores.
+    pub const ARCHIVED: &str = "archived";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +169,7 @@ fn upload_from(row: &AnyRow) -> Result<UploadRow, DbError> {
     })
 }
 
-fn file_from(row: &AnyRow) -> Result<FileRow, DbError> {
+pub(crate) fn file_from(row: &AnyRow) -> Result<FileRow, DbError> {
     Ok(FileRow {
         id: row.try_get("id")?,
         case_id: row.try_get("case_id")?,
@@ -301,6 +324,16 @@ impl IngestRepo {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// Every file of a case, oldest first.
+    pub async fn files_of_case(&self, case_id: &str) -> Result<Vec<FileRow>, DbError> {
+        let rows =
+            sqlx::query("SELECT * FROM evidence_files WHERE case_id = $1 ORDER BY created_at, id")
+                .bind(case_id)
+                .fetch_all(self.db.pool())
+                .await?;
+        rows.iter().map(file_from).collect()
     }
 
     pub async fn file(&self, id: &str) -> Result<Option<FileRow>, DbError> {

@@ -57,19 +57,21 @@ pub async fn enqueue_job(
 /// The detect stage's job subject suffix (the detect service consumes it).
 const DETECT_STAGE: &str = "detect";
 
-/// Queues, in `tx`, the detect job of a file that was just indexed: the detect service
-/// evaluates its events (and re-evaluates them after a re-index: a new generation).
-async fn enqueue_detect_job(
+/// Queues, in `tx`, the detect job of a file that was just indexed (`reason`
+/// "indexed") or archived ("archived": its events left the store): the detect service
+/// evaluates what the store holds of it (again after a re-index: a new generation).
+pub(crate) async fn enqueue_detect_job(
     outbox: &Outbox,
     tx: &mut Tx<'_>,
     file: &FileRow,
+    reason: &str,
 ) -> Result<(), String> {
     let job = StageJob {
         case_id: file.case_id.clone(),
         file_id: file.id.clone(),
         stage: DETECT_STAGE.into(),
         generation: file.generation,
-        reason: "indexed".into(),
+        reason: reason.into(),
     };
     let id = format!("{}:{DETECT_STAGE}:{}", file.id, file.generation);
     let message =
@@ -86,6 +88,7 @@ fn wire_status(file: &FileRow) -> (FileStatus, Stage) {
         stage::DONE => (FileStatus::Indexed, Stage::Unspecified),
         stage::FAILED => (FileStatus::Failed, Stage::Ingest),
         stage::CONTAINER => (FileStatus::Ready, Stage::Unspecified),
+        stage::ARCHIVED => (FileStatus::Archived, Stage::Unspecified),
         _ => (FileStatus::Uploaded, Stage::Unspecified),
     }
 }
@@ -259,9 +262,9 @@ impl IngestStage {
         }
         if matches!(
             file.stage_status.as_str(),
-            stage::DONE | stage::FAILED | stage::CONTAINER
+            stage::DONE | stage::FAILED | stage::CONTAINER | stage::ARCHIVED
         ) {
-            return Ok(()); // already finished: a duplicate or late message
+            return Ok(()); // already finished (or archived): a duplicate or late message
         }
         let key = LeaseKey::new(&file.id, STAGE);
         let Some(lease) = self
@@ -375,7 +378,7 @@ impl IngestStage {
                     return Ok(());
                 };
                 if status == stage::DONE {
-                    enqueue_detect_job(&self.outbox, &mut tx, &row)
+                    enqueue_detect_job(&self.outbox, &mut tx, &row, "indexed")
                         .await
                         .map_err(transient)?;
                 }

@@ -248,7 +248,7 @@ impl IngestApi {
             .timestamp_field
             .clone()
             .filter(|f| !f.trim().is_empty());
-        self.require_open_case(&case_id).await?;
+        self.require_open_case(&case_id, "adding evidence").await?;
 
         if let Some(existing) = self
             .repo

@@ -1,0 +1,166 @@
+//! One deployment of CaseScope for a scenario that must hold in both modes: all-in-one
+//! (`casescope serve`: SQLite, tantivy, in-process bus) or multi-process (cases, ingest
+//! and detect as separate processes over a real nats-server, PostgreSQL and
+//! OpenSearch), with where its data lives.
+
+use crate::{Server, opensearch_or_skip};
+use std::path::{Path, PathBuf};
+
+/// The processes of one deployment and where its data lives.
+pub struct Deployment {
+    pub cases: Server,
+    /// `None` in all-in-one mode (the `cases` process serves everything).
+    pub ingest: Option<Server>,
+    pub detect: Option<Server>,
+    pub ingest_db: String,
+    pub detect_db: String,
+    /// The ingest service's data directory (`ingest/evidence/<case>/…`).
+    pub ingest_data: PathBuf,
+    /// (OpenSearch URL, index) in cluster mode.
+    pub opensearch: Option<(String, String)>,
+}
+
+impl Deployment {
+    /// `casescope serve` on a fresh data directory under `work`, with `env`.
+    pub fn all_in_one(work: &Path, env: &[(&str, &str)]) -> Deployment {
+        let data = work.join("data");
+        let server = Server::start(&["--data-dir", data.to_str().unwrap()], env);
+        Deployment {
+            cases: server,
+            ingest: None,
+            detect: None,
+            ingest_db: format!(
+                "sqlite://{}?mode=ro",
+                data.join("db/ingest.sqlite").display()
+            ),
+            detect_db: format!(
+                "sqlite://{}?mode=ro",
+                data.join("db/detect.sqlite").display()
+            ),
+            ingest_data: data,
+            opensearch: None,
+        }
+    }
+
+    /// Cases, ingest and detect as separate processes over the test harness's
+    /// nats-server, fresh PostgreSQL databases and a fresh OpenSearch index; `None`
+    /// (with the harness's message) when OpenSearch is not installed outside CI.
+    pub fn multi_process(work: &Path, env: &[(&str, &str)], prefix: &str) -> Option<Deployment> {
+        let opensearch = opensearch_or_skip()?;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let nats = casescope_testkit::nats_url();
+        let [cases_db, ingest_db, detect_db] =
+            [(); 3].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
+        drop(runtime);
+        let (namespace, index) = crate::fresh_names(prefix);
+        let ingest_data = work.join("ingest-data");
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.extend([
+            ("CASESCOPE_EVENT_STORE", "opensearch"),
+            ("CASESCOPE_OPENSEARCH_URL", opensearch.as_str()),
+            ("CASESCOPE_OPENSEARCH_INDEX", index.as_str()),
+            ("CASESCOPE_OPENSEARCH_SHARDS", "1"),
+            ("CASESCOPE_OPENSEARCH_REPLICAS", "0"),
+        ]);
+        let common = |service: &'static str, db: &str| -> Vec<String> {
+            [
+                "--service",
+                service,
+                "--nats-url",
+                &nats,
+                "--database-url",
+                db,
+                "--nats-namespace",
+                &namespace,
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let start = |args: Vec<String>| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Server::start(&args, &env)
+        };
+        let cases = crate::start_cases_service(&nats, &cases_db, &namespace, &env);
+        let mut ingest_args = common("ingest", &ingest_db);
+        ingest_args.extend([
+            "--service-addr".into(),
+            format!("cases={}", cases.address),
+            "--data-dir".into(),
+            ingest_data.display().to_string(),
+        ]);
+        let ingest = start(ingest_args);
+        let mut detect_args = common("detect", &detect_db);
+        detect_args.extend([
+            "--service-addr".into(),
+            format!("ingest={}", ingest.address),
+        ]);
+        let detect = start(detect_args);
+        Some(Deployment {
+            cases,
+            ingest: Some(ingest),
+            detect: Some(detect),
+            ingest_db,
+            detect_db,
+            ingest_data,
+            opensearch: Some((opensearch, index)),
+        })
+    }
+
+    pub fn ingest(&self) -> &Server {
+        self.ingest.as_ref().unwrap_or(&self.cases)
+    }
+
+    pub fn detect(&self) -> &Server {
+        self.detect.as_ref().unwrap_or(&self.cases)
+    }
+
+    /// Where the ingest service keeps the blobs of `case`.
+    pub fn evidence_dir(&self, case: &str) -> PathBuf {
+        self.ingest_data.join("ingest/evidence").join(case)
+    }
+
+    /// Where the ingest service keeps the archive of an archived `case`.
+    pub fn archive_path(&self, case: &str) -> PathBuf {
+        self.ingest_data
+            .join("ingest/archives")
+            .join(format!("{case}.zip"))
+    }
+
+    /// Logs of every process, for a failure message.
+    pub fn logs(&self) -> String {
+        [
+            Some(&self.cases),
+            self.ingest.as_ref(),
+            self.detect.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Server::log_text)
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+    }
+}
+
+/// Rows of `case` in each of `selections` (`<table> WHERE [condition AND]`) of the
+/// database at `url`.
+pub fn rows(url: &str, selections: &[&str], case: &str) -> Vec<(String, i64)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        let mut counts = Vec::new();
+        for table in selections {
+            let sql = format!("SELECT COUNT(*) AS n FROM {table} case_id = $1");
+            let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(case)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap_or_else(|e| panic!("count {table}: {e}"));
+            counts.push((table.to_string(), row.0));
+        }
+        counts
+    })
+}
