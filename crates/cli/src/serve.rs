@@ -274,7 +274,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             Some(channel) => channel,
             None => remote.channel(&config, "cases").await?,
         });
-        let mut settings = IngestSettings::new(data_dir);
+        let mut settings = IngestSettings::new(data_dir.clone());
+        settings.blobs = casescope_ingest::BlobStore::from_config(&config.evidence_store, data_dir)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(evidence_store = ?settings.blobs, "evidence store");
         settings.lease_ttl = config.lease_ttl;
         settings.reconcile_period = config.reconcile_period;
         let outbox = Outbox::new(db.clone(), bus.clone());

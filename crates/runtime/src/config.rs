@@ -5,11 +5,14 @@
 
 mod discovery;
 mod event_store;
+mod evidence_store;
 
 pub use discovery::ServiceDiscovery;
 pub use event_store::{EVENT_STORES, EventStoreConfig, OpenSearchConfig, Secret};
+pub use evidence_store::{EVIDENCE_STORES, EvidenceStoreConfig, S3Config};
 
 use event_store::EventStoreSettings;
+use evidence_store::EvidenceStoreSettings;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -98,6 +101,33 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "CASESCOPE_EVENT_STORE",
         "event store of the ingest service: tantivy (embedded, default) or opensearch",
+    ),
+    (
+        "CASESCOPE_EVIDENCE_STORE",
+        "evidence store of the ingest service: local (files under the data dir, default) or s3",
+    ),
+    ("CASESCOPE_S3_BUCKET", "bucket of the s3 evidence store"),
+    (
+        "CASESCOPE_S3_ENDPOINT",
+        "URL of an S3-compatible server (unset: AWS); path-style requests",
+    ),
+    ("CASESCOPE_S3_REGION", "S3 region (default us-east-1)"),
+    ("CASESCOPE_S3_PREFIX", "key prefix inside the bucket"),
+    (
+        "CASESCOPE_S3_ACCESS_KEY_ID",
+        "S3 access key id (unset: the standard AWS credential sources)",
+    ),
+    (
+        "CASESCOPE_S3_SECRET_ACCESS_KEY",
+        "S3 secret access key (never logged)",
+    ),
+    (
+        "CASESCOPE_S3_SECRET_ACCESS_KEY_FILE",
+        "file holding the S3 secret access key, instead of CASESCOPE_S3_SECRET_ACCESS_KEY",
+    ),
+    (
+        "CASESCOPE_S3_REQUEST_TIMEOUT_SECS",
+        "timeout of one S3 request (an upload part, a download range); default 120",
     ),
     (
         "CASESCOPE_OPENSEARCH_URL",
@@ -203,6 +233,8 @@ pub struct Config {
     pub service_discovery: ServiceDiscovery,
     /// Where the ingest service keeps its events.
     pub event_store: EventStoreConfig,
+    /// Where the ingest service keeps evidence blobs and case archives.
+    pub evidence_store: EvidenceStoreConfig,
     /// The detect service's logsource mapping file, replacing the built-in one.
     pub logsource_mapping: Option<PathBuf>,
 }
@@ -242,6 +274,15 @@ pub struct Settings {
     pub opensearch_max_retries: Option<String>,
     pub opensearch_shards: Option<String>,
     pub opensearch_replicas: Option<String>,
+    pub evidence_store: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_prefix: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
+    pub s3_secret_access_key_file: Option<PathBuf>,
+    pub s3_request_timeout_secs: Option<String>,
 }
 
 impl Settings {
@@ -279,7 +320,16 @@ impl Settings {
             opensearch_bulk_max_bytes,
             opensearch_max_retries,
             opensearch_shards,
-            opensearch_replicas
+            opensearch_replicas,
+            evidence_store,
+            s3_bucket,
+            s3_endpoint,
+            s3_region,
+            s3_prefix,
+            s3_access_key_id,
+            s3_secret_access_key,
+            s3_secret_access_key_file,
+            s3_request_timeout_secs
         );
         for (name, addr) in lower.service_addrs {
             self.service_addrs.entry(name).or_insert(addr);
@@ -326,6 +376,16 @@ impl Settings {
             opensearch_max_retries: get("CASESCOPE_OPENSEARCH_MAX_RETRIES"),
             opensearch_shards: get("CASESCOPE_OPENSEARCH_SHARDS"),
             opensearch_replicas: get("CASESCOPE_OPENSEARCH_REPLICAS"),
+            evidence_store: get("CASESCOPE_EVIDENCE_STORE"),
+            s3_bucket: get("CASESCOPE_S3_BUCKET"),
+            s3_endpoint: get("CASESCOPE_S3_ENDPOINT"),
+            s3_region: get("CASESCOPE_S3_REGION"),
+            s3_prefix: get("CASESCOPE_S3_PREFIX"),
+            s3_access_key_id: get("CASESCOPE_S3_ACCESS_KEY_ID"),
+            s3_secret_access_key: get("CASESCOPE_S3_SECRET_ACCESS_KEY").map(Secret::new),
+            s3_secret_access_key_file: get("CASESCOPE_S3_SECRET_ACCESS_KEY_FILE")
+                .map(PathBuf::from),
+            s3_request_timeout_secs: get("CASESCOPE_S3_REQUEST_TIMEOUT_SECS"),
         }
     }
 
@@ -472,6 +532,18 @@ impl Settings {
             replicas: self.opensearch_replicas,
         }
         .resolve(&mut errors);
+        let evidence_store = EvidenceStoreSettings {
+            evidence_store: self.evidence_store,
+            bucket: self.s3_bucket,
+            endpoint: self.s3_endpoint,
+            region: self.s3_region,
+            prefix: self.s3_prefix,
+            access_key_id: self.s3_access_key_id,
+            secret_access_key: self.s3_secret_access_key,
+            secret_access_key_file: self.s3_secret_access_key_file,
+            request_timeout_secs: self.s3_request_timeout_secs,
+        }
+        .resolve(&mut errors);
         if let Some(path) = &self.logsource_mapping
             && !path.is_file()
         {
@@ -502,6 +574,7 @@ impl Settings {
             service_addrs: self.service_addrs,
             service_discovery,
             event_store,
+            evidence_store,
             logsource_mapping: self.logsource_mapping,
         })
     }
@@ -532,6 +605,7 @@ impl std::fmt::Debug for Config {
             .field("service_addrs", &self.service_addrs)
             .field("service_discovery", &self.service_discovery)
             .field("event_store", &self.event_store)
+            .field("evidence_store", &self.evidence_store)
             .finish()
     }
 }
@@ -584,6 +658,15 @@ impl std::fmt::Debug for Settings {
             .field("opensearch_max_retries", &self.opensearch_max_retries)
             .field("opensearch_shards", &self.opensearch_shards)
             .field("opensearch_replicas", &self.opensearch_replicas)
+            .field("evidence_store", &self.evidence_store)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_prefix", &self.s3_prefix)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field("s3_secret_access_key", &self.s3_secret_access_key)
+            .field("s3_secret_access_key_file", &self.s3_secret_access_key_file)
+            .field("s3_request_timeout_secs", &self.s3_request_timeout_secs)
             .finish()
     }
 }

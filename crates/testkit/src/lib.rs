@@ -13,6 +13,9 @@
 //!   and the caller skips, saying so; with `CASESCOPE_TEST_REQUIRE_OPENSEARCH=1` (CI) a
 //!   node that cannot start fails the test instead.
 //!
+//! - [`s3::s3`] gives a real S3-compatible server (SeaweedFS, built from the Go module
+//!   proxy by `scripts/install-seaweedfs.sh`); `CASESCOPE_TEST_REQUIRE_S3=1` in CI.
+//!
 //! - [`kubernetes::FakeKubernetes`] is the one stand-in: no Kubernetes API server can
 //!   run here, so a local server speaks its wire format for EndpointSlices.
 //!
@@ -23,6 +26,7 @@
 
 pub mod kubernetes;
 pub mod outage;
+pub mod s3;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -38,7 +42,12 @@ struct Server {
 }
 
 /// Names of this crate's scratch directories, and the file that names their owner.
-const DIR_PREFIXES: [&str; 3] = ["casescope-pg-", "casescope-nats-", "casescope-os-"];
+const DIR_PREFIXES: [&str; 4] = [
+    "casescope-pg-",
+    "casescope-nats-",
+    "casescope-os-",
+    "casescope-s3-",
+];
 const OWNER_FILE: &str = "owner.pid";
 
 /// A scratch directory for a server, marked with this process's pid. Directories left
@@ -101,6 +110,7 @@ extern "C" fn stop_servers() {
         (POSTGRES.get(), libc::SIGQUIT),
         (NATS.get(), libc::SIGQUIT),
         (OPENSEARCH.get().and_then(|s| s.as_ref()), libc::SIGTERM),
+        (s3::S3.get().and_then(|s| s.as_ref()), libc::SIGTERM),
     ];
     for (server, signal) in servers {
         let Some(Ok(Server {

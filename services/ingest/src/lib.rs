@@ -9,6 +9,7 @@
 //! all-in-one mode), retrying until delivered.
 
 mod api;
+mod blobs;
 mod cases_client;
 mod convert;
 mod lifecycle;
@@ -19,6 +20,7 @@ mod stage;
 mod upload;
 
 pub use api::IngestApi;
+pub use blobs::{BlobError, BlobStore};
 pub use cases_client::CasesClient;
 pub use lifecycle::CaseArchiver;
 pub use purge::{CasePurger, INGEST_CASE_FACTS_CONSUMER};
@@ -59,11 +61,14 @@ pub struct IngestSettings {
     pub batch_size: usize,
     pub parse_limits: casescope_evidence::Limits,
     pub archive_limits: casescope_evidence::archive::ArchiveLimits,
+    /// Where evidence blobs and case archives live (files under `data_dir`, or S3).
+    pub blobs: BlobStore,
 }
 
 impl IngestSettings {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
+            blobs: BlobStore::local(data_dir.clone()),
             data_dir,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             max_chunk_bytes: 4 * 1024 * 1024,

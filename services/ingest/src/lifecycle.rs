@@ -32,7 +32,7 @@
 
 use crate::cases_client::CasesClient;
 use crate::repo::{FileRow, IngestRepo, stage};
-use crate::{IngestSettings, STAGE};
+use crate::{BlobError, IngestSettings, STAGE};
 use casescope_bus::Outbox;
 use casescope_bus::facts::CaseFactInfo;
 use casescope_db::{DbError, LeaseKey, LeaseStore, PurgeLeases, PurgeLeasing};
@@ -259,9 +259,21 @@ impl CaseArchiver {
             .into_iter()
             .filter(|f| f.stage_status != stage::ARCHIVED)
             .collect();
+        // Each blob as a local file (S3: scratch copies, removed when `locals` drops).
+        let blobs = &self.settings.blobs;
+        let mut locals = Vec::with_capacity(files.len());
+        for file in &files {
+            match blobs.fetch(&PathBuf::from(&file.blob_path)).await {
+                Ok(local) => locals.push(Some(local)),
+                // Gone: only an archive already holding it lets this pass go on.
+                Err(BlobError::NotFound(_)) => locals.push(None),
+                Err(error) => return Err(error.to_string()),
+            }
+        }
         let wanted: Vec<(ArchivedFile, PathBuf)> = files
             .iter()
-            .map(|f| {
+            .zip(&locals)
+            .map(|(f, local)| {
                 (
                     ArchivedFile {
                         file_id: f.id.clone(),
@@ -269,15 +281,43 @@ impl CaseArchiver {
                         sha256: f.sha256.clone(),
                         size_bytes: u64::try_from(f.size_bytes).unwrap_or_default(),
                     },
-                    PathBuf::from(&f.blob_path),
+                    local
+                        .as_ref()
+                        .map_or_else(|| PathBuf::from(&f.blob_path), |l| l.path().to_path_buf()),
                 )
             })
             .collect();
         let dest = self.archive_path(case_id);
+        let existing = if blobs.exists(&dest).await.map_err(|e| e.to_string())? {
+            Some(blobs.fetch(&dest).await.map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let case = case_id.to_string();
-        let written = tokio::task::spawn_blocking(move || write_or_keep(&case, &wanted, &dest))
-            .await
-            .map_err(joined)?;
+        let target = dest.clone();
+        let existing_path = existing.as_ref().map(|l| l.path().to_path_buf());
+        let written = tokio::task::spawn_blocking(move || {
+            write_or_keep(&case, &wanted, existing_path.as_deref(), &target)
+        })
+        .await
+        .map_err(joined)?;
+        drop(existing);
+        drop(locals);
+        let written = match written {
+            Ok((manifest, true)) => {
+                blobs
+                    .place(&dest, false)
+                    .await
+                    .map(|()| manifest)
+                    .map_err(|e| CaseArchiveError::Io {
+                        what: "cannot store the archive",
+                        path: dest.clone(),
+                        message: e.to_string(),
+                    })
+            }
+            Ok((manifest, false)) => Ok(manifest),
+            Err(error) => Err(error),
+        };
         let manifest = match written {
             Ok(manifest) => manifest,
             Err(error) => {
@@ -309,9 +349,15 @@ impl CaseArchiver {
             return Ok(Some(reason));
         }
         for file in &files {
-            remove_file(&PathBuf::from(&file.blob_path)).await?;
+            blobs
+                .remove(&PathBuf::from(&file.blob_path))
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        remove_tree(&self.settings.evidence_dir(case_id)).await?;
+        blobs
+            .remove_dir(&self.settings.evidence_dir(case_id))
+            .await
+            .map_err(|e| e.to_string())?;
 
         let mut tx = match held.fenced().await {
             Ok(tx) => tx,
@@ -394,35 +440,24 @@ impl CaseArchiver {
     ) -> Result<Option<String>, String> {
         let files = self.files(case_id).await?;
         let path = self.archive_path(case_id);
-        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return self
-                .refuse(
-                    case_id,
-                    &format!(
-                        "the archive of case {case_id} is missing (expected at {})",
-                        path.display()
-                    ),
-                )
-                .await;
-        }
-        let targets: HashMap<String, PathBuf> = files
-            .iter()
-            .map(|f| (f.id.clone(), PathBuf::from(&f.blob_path)))
-            .collect();
-        let fallback = self.settings.evidence_dir(case_id);
-        let case = case_id.to_string();
-        let archive = path.clone();
-        let restored = tokio::task::spawn_blocking(move || {
-            case_archive::restore(&archive, &case, |file| {
-                targets
-                    .get(&file.file_id)
-                    .cloned()
-                    .unwrap_or_else(|| fallback.join(format!("restored-{}", file.file_id)))
-            })
-        })
-        .await
-        .map_err(joined)?;
-        let manifest = match restored {
+        let blobs = &self.settings.blobs;
+        let archive = match blobs.fetch(&path).await {
+            Ok(archive) => archive,
+            Err(BlobError::NotFound(_)) => {
+                return self
+                    .refuse(
+                        case_id,
+                        &format!(
+                            "the archive of case {case_id} is missing (expected at {})",
+                            path.display()
+                        ),
+                    )
+                    .await;
+            }
+            Err(error) => return Err(error.to_string()),
+        };
+        // Every archived file must be in it, before anything is written.
+        let manifest = match case_archive::manifest(archive.path(), case_id) {
             Ok(manifest) => manifest,
             Err(error) if error.is_damage() => {
                 return self
@@ -446,6 +481,39 @@ impl CaseArchiver {
                     ),
                 )
                 .await;
+        }
+        let targets: HashMap<String, PathBuf> = files
+            .iter()
+            .map(|f| (f.id.clone(), PathBuf::from(&f.blob_path)))
+            .collect();
+        let fallback = self.settings.evidence_dir(case_id);
+        let case = case_id.to_string();
+        let archive_file = archive.path().to_path_buf();
+        let restored = tokio::task::spawn_blocking(move || {
+            let manifest = case_archive::restore(&archive_file, &case, |file| {
+                target_of(&targets, &fallback, file)
+            })?;
+            let placed: Vec<PathBuf> = manifest
+                .files
+                .iter()
+                .map(|file| target_of(&targets, &fallback, file))
+                .collect();
+            Ok::<_, CaseArchiveError>((manifest, placed))
+        })
+        .await
+        .map_err(joined)?;
+        drop(archive);
+        let (manifest, placed) = match restored {
+            Ok(restored) => restored,
+            Err(error) if error.is_damage() => {
+                return self
+                    .refuse(case_id, &format!("the archive is refused: {error}"))
+                    .await;
+            }
+            Err(error) => return Err(error.to_string()),
+        };
+        for blob in &placed {
+            blobs.place(blob, false).await.map_err(|e| e.to_string())?;
         }
 
         let items: Vec<LeaseKey> = files.iter().map(|f| LeaseKey::new(&f.id, STAGE)).collect();
@@ -499,7 +567,7 @@ impl CaseArchiver {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         self.outbox.nudge();
-        if let Err(error) = tokio::fs::remove_file(&path).await {
+        if let Err(error) = blobs.remove(&path).await {
             tracing::warn!(%error, path = %path.display(), "cannot remove the restored case's archive");
         }
         self.sync_statuses(case_id).await;
@@ -585,19 +653,36 @@ impl CaseArchiver {
     }
 }
 
-/// Writes the archive, or keeps the one in place if it holds exactly these files.
+/// Where a restored file goes: its blob path, or (a file the case no longer lists) a
+/// name of its own in the case's evidence directory.
+fn target_of(
+    targets: &HashMap<String, PathBuf>,
+    fallback: &std::path::Path,
+    file: &ArchivedFile,
+) -> PathBuf {
+    targets
+        .get(&file.file_id)
+        .cloned()
+        .unwrap_or_else(|| fallback.join(format!("restored-{}", file.file_id)))
+}
+
+/// Keeps the archive `existing` (a local copy) if it holds exactly these files, else
+/// writes a new one at `dest`; the manifest, and whether it was written.
 fn write_or_keep(
     case_id: &str,
     files: &[(ArchivedFile, PathBuf)],
+    existing: Option<&std::path::Path>,
     dest: &std::path::Path,
-) -> Result<Manifest, CaseArchiveError> {
-    if let Ok(existing) = case_archive::manifest(dest, case_id) {
-        let mut have: Vec<&ArchivedFile> = existing.files.iter().collect();
+) -> Result<(Manifest, bool), CaseArchiveError> {
+    if let Some(existing) = existing
+        && let Ok(manifest) = case_archive::manifest(existing, case_id)
+    {
+        let mut have: Vec<&ArchivedFile> = manifest.files.iter().collect();
         let mut want: Vec<&ArchivedFile> = files.iter().map(|(f, _)| f).collect();
         have.sort_by(|a, b| a.file_id.cmp(&b.file_id));
         want.sort_by(|a, b| a.file_id.cmp(&b.file_id));
         if have == want {
-            return Ok(existing);
+            return Ok((manifest, false));
         }
     }
     if let Some(dir) = dest.parent() {
@@ -607,19 +692,11 @@ fn write_or_keep(
             message: error.to_string(),
         })?;
     }
-    case_archive::write(case_id, files, dest)
+    case_archive::write(case_id, files, dest).map(|manifest| (manifest, true))
 }
 
 pub(crate) async fn remove_file(path: &std::path::Path) -> Result<(), String> {
     match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(format!("cannot remove {}: {error}", path.display())),
-    }
-}
-
-pub(crate) async fn remove_tree(path: &std::path::Path) -> Result<(), String> {
-    match tokio::fs::remove_dir_all(path).await {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(format!("cannot remove {}: {error}", path.display())),

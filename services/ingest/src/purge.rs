@@ -10,7 +10,7 @@
 //! still have written before it noticed its lease was gone, and an upload that was
 //! completing while the case was deleted. Every step is idempotent.
 
-use crate::lifecycle::{CaseArchiver, remove_file, remove_tree};
+use crate::lifecycle::{CaseArchiver, remove_file};
 use crate::repo::IngestRepo;
 use crate::{IngestSettings, STAGE};
 use async_trait::async_trait;
@@ -121,11 +121,19 @@ impl CasePurger {
             )));
         }
 
+        let store = &self.settings.blobs;
+        let failed = |e: crate::BlobError| e.to_string();
         for blob in blobs {
-            remove_file(Path::new(blob)).await?;
+            store.remove(Path::new(blob)).await.map_err(failed)?;
         }
-        remove_tree(&self.settings.evidence_dir(case_id)).await?;
-        remove_file(&self.settings.archive_path(case_id)).await?;
+        store
+            .remove_dir(&self.settings.evidence_dir(case_id))
+            .await
+            .map_err(failed)?;
+        store
+            .remove(&self.settings.archive_path(case_id))
+            .await
+            .map_err(failed)?;
         remove_file(
             &self
                 .settings

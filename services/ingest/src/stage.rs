@@ -465,9 +465,17 @@ impl IngestStage {
         let (sender, mut receiver) = mpsc::channel::<Vec<Event>>(4);
         let stop = Arc::new(AtomicBool::new(false));
         let batch_size = self.settings.batch_size.max(1);
-        let path = std::path::PathBuf::from(&file.blob_path);
+        // A local file to parse: the blob, or (S3) a scratch copy removed when the
+        // parser is done. A blob that is gone fails the run like an unreadable file.
+        let blob = std::path::PathBuf::from(&file.blob_path);
+        let local = match self.settings.blobs.fetch(&blob).await {
+            Ok(local) => Some(local),
+            Err(crate::BlobError::NotFound(_)) => None,
+            Err(error) => return Err(transient(error)),
+        };
         let parser_stop = stop.clone();
         let parser = tokio::task::spawn_blocking(move || {
+            let path = local.as_ref().map_or(blob.as_path(), |l| l.path());
             let mut batch = Vec::with_capacity(batch_size);
             // Counted here too, so a file that fails midway still reports what was read.
             let mut seen = casescope_evidence::Summary::default();
@@ -499,7 +507,7 @@ impl IngestStage {
                 }
                 ControlFlow::Continue(())
             };
-            let summary = parse_file(&path, format, &context, &mut sink);
+            let summary = parse_file(path, format, &context, &mut sink);
             if !batch.is_empty() {
                 let _ = sender.blocking_send(batch);
             }

@@ -179,6 +179,14 @@ impl PartWriter {
     }
 }
 
+/// The evidence store failed (S3 unreachable, …): retry later, nothing was recorded.
+fn blob_error(error: crate::BlobError) -> ApiError {
+    tracing::warn!(%error, "evidence store failed");
+    ApiError::Unavailable {
+        message: format!("cannot store the evidence now ({error}); retry the upload"),
+    }
+}
+
 fn extension(format: Format) -> &'static str {
     match format {
         Format::Evtx => "evtx",
@@ -379,6 +387,12 @@ impl IngestApi {
         tokio::fs::rename(&part, &blob)
             .await
             .map_err(|e| ApiError::io_logged("place evidence", &e))?;
+        // Reachable by every replica before any job names it (a ZIP is read below).
+        settings
+            .blobs
+            .place(&blob, format == Format::Zip)
+            .await
+            .map_err(blob_error)?;
 
         let new_file = NewFile {
             case_id: case_id.clone(),
@@ -408,9 +422,12 @@ impl IngestApi {
             members: Vec::new(),
             refused_members: Vec::new(),
         };
-        if format == Format::Zip && !already_present {
-            self.expand_archive(&file_row, &upload, timestamp_field, &mut result)
-                .await?;
+        if format == Format::Zip {
+            if !already_present {
+                self.expand_archive(&file_row, &upload, timestamp_field, &mut result)
+                    .await?;
+            }
+            settings.blobs.drop_local(&blob).await;
         }
         self.repo
             .finish_upload(
@@ -574,6 +591,11 @@ impl IngestApi {
                     tokio::fs::rename(&member.path, &blob)
                         .await
                         .map_err(|e| ApiError::io_logged("place member", &e))?;
+                    self.settings
+                        .blobs
+                        .place(&blob, false)
+                        .await
+                        .map_err(blob_error)?;
                     let base = member
                         .name
                         .rsplit(['/', '\\'])
