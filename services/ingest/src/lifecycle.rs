@@ -263,7 +263,7 @@ impl CaseArchiver {
         let blobs = &self.settings.blobs;
         let mut locals = Vec::with_capacity(files.len());
         for file in &files {
-            match blobs.fetch(&PathBuf::from(&file.blob_path)).await {
+            match blobs.fetch(&self.settings.blob_file(&file.blob_path)).await {
                 Ok(local) => locals.push(Some(local)),
                 // Gone: only an archive already holding it lets this pass go on.
                 Err(BlobError::NotFound(_)) => locals.push(None),
@@ -283,7 +283,7 @@ impl CaseArchiver {
                     },
                     local
                         .as_ref()
-                        .map_or_else(|| PathBuf::from(&f.blob_path), |l| l.path().to_path_buf()),
+                        .map_or_else(|| self.settings.blob_file(&f.blob_path), |l| l.path().to_path_buf()),
                 )
             })
             .collect();
@@ -350,7 +350,7 @@ impl CaseArchiver {
         }
         for file in &files {
             blobs
-                .remove(&PathBuf::from(&file.blob_path))
+                .remove(&self.settings.blob_file(&file.blob_path))
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -484,7 +484,7 @@ impl CaseArchiver {
         }
         let targets: HashMap<String, PathBuf> = files
             .iter()
-            .map(|f| (f.id.clone(), PathBuf::from(&f.blob_path)))
+            .map(|f| (f.id.clone(), self.settings.blob_file(&f.blob_path)))
             .collect();
         let fallback = self.settings.evidence_dir(case_id);
         let case = case_id.to_string();

@@ -18,7 +18,6 @@ use casescope_bus::facts::{CaseFactInfo, PurgeCase};
 use casescope_db::{CasePurges, DbError, LeaseKey, LeaseStore, PurgeLeases, PurgeLeasing};
 use casescope_eventstore::{EventQuery, EventStore, parse_query};
 use sqlx::Row;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,7 +74,10 @@ impl CasePurger {
         let mut items = Vec::with_capacity(files.len());
         for row in &files {
             let file_id: String = row.try_get("id").map_err(db)?;
-            blobs.push(row.try_get::<String, _>("blob_path").map_err(db)?);
+            blobs.push(
+                self.settings
+                    .blob_file(&row.try_get::<String, _>("blob_path").map_err(db)?),
+            );
             // Holding the file's ingest lease fences out every worker that parses it.
             items.push(LeaseKey::new(&file_id, STAGE));
         }
@@ -102,7 +104,7 @@ impl CasePurger {
         &self,
         case_id: &str,
         held: &PurgeLeases,
-        blobs: &[String],
+        blobs: &[std::path::PathBuf],
     ) -> Result<Option<String>, String> {
         self.store
             .delete_case(case_id)
@@ -124,7 +126,7 @@ impl CasePurger {
         let store = &self.settings.blobs;
         let failed = |e: crate::BlobError| e.to_string();
         for blob in blobs {
-            store.remove(Path::new(blob)).await.map_err(failed)?;
+            store.remove(blob).await.map_err(failed)?;
         }
         store
             .remove_dir(&self.settings.evidence_dir(case_id))

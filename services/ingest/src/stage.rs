@@ -467,7 +467,7 @@ impl IngestStage {
         let batch_size = self.settings.batch_size.max(1);
         // A local file to parse: the blob, or (S3) a scratch copy removed when the
         // parser is done. A blob that is gone fails the run like an unreadable file.
-        let blob = std::path::PathBuf::from(&file.blob_path);
+        let blob = self.settings.blob_file(&file.blob_path);
         let local = match self.settings.blobs.fetch(&blob).await {
             Ok(local) => Some(local),
             Err(crate::BlobError::NotFound(_)) => None,

@@ -561,7 +561,7 @@ impl IngestApi {
         tokio::fs::create_dir_all(&staging)
             .await
             .map_err(|e| ApiError::io_logged("create extraction dir", &e))?;
-        let zip_path = PathBuf::from(&archive_row.blob_path);
+        let zip_path = self.settings.blob_file(&archive_row.blob_path);
         let limits = self.settings.archive_limits.clone();
         let destination = staging.clone();
         let extraction: Result<Extraction, _> =
@@ -649,7 +649,7 @@ impl IngestApi {
             sha256: new.sha256.clone(),
             size_bytes: new.size,
             format: new.format.as_str().to_string(),
-            blob_path: new.blob.display().to_string(),
+            blob_path: self.settings.stored_blob_path(&new.blob),
             timestamp_field: new.timestamp_field,
             parent_id: new.parent_id,
             stage_status: if container {
