@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make chart-check`: the Helm chart and the plain manifests, checked offline.
-#   1. helm lint --strict with the default values and with ci/full-values.yaml (every
-#      optional part on); values.schema.json is enforced by lint;
+#   1. helm lint --strict with the default values, with ci/full-values.yaml (every
+#      optional part on) and with ci/s3-values.yaml over it (evidence in S3);
+#      values.schema.json is enforced by lint;
 #   2. helm template with both, and every rendered manifest validated against the
 #      Kubernetes schemas (kubernetes-validate --strict, oldest and newest supported
 #      versions);
@@ -54,9 +55,10 @@ must_fail() {
 }
 
 echo "== helm $("$helm" version --template '{{.Version}}'): lint and render"
-for values in default full; do
+for values in default full s3; do
   args=()
   [ "$values" = full ] && args=(-f "$chart/ci/full-values.yaml")
+  [ "$values" = s3 ] && args=(-f "$chart/ci/full-values.yaml" -f "$chart/ci/s3-values.yaml")
   "$helm" lint --strict "$chart" "${args[@]}"
   "$helm" template casescope "$chart" --namespace casescope "${args[@]}" >"$work/$values.yaml"
   echo "rendered ($values values): $(grep -c '^kind:' "$work/$values.yaml") manifests:" \
@@ -66,6 +68,10 @@ for values in default full; do
   "$promtool" check rules "$work/$values-rules.yaml" >/dev/null
   echo "ok: every manifest rendered with the $values values is valid"
 done
+if grep -q '^kind: PersistentVolumeClaim' "$work/s3.yaml" || ! grep -q 'CASESCOPE_S3_SECRET_ACCESS_KEY' "$work/s3.yaml"; then
+  echo "FAIL: the s3 values render an evidence claim, or no S3 credentials" >&2
+  exit 1
+fi
 if ! grep -q '^kind: PrometheusRule' "$work/full.yaml"; then
   echo "FAIL: the full values render no PrometheusRule" >&2
   exit 1
@@ -98,6 +104,10 @@ must_fail "an unknown service discovery (consul)" "/serviceDiscovery" \
 must_fail "several ingest replicas on a ReadWriteOnce evidence volume" "ReadWriteMany" \
   "$helm" template casescope "$chart" --set services.ingest.replicaCount=2 \
   --set 'evidence.accessModes={ReadWriteOnce}'
+must_fail "the s3 evidence store without a bucket" "evidence.s3.bucket is required" \
+  "$helm" template casescope "$chart" --set evidence.store=s3
+must_fail "an S3 bucket name with capitals" "/evidence/s3/bucket" \
+  "$helm" lint --strict "$chart" --set evidence.store=s3 --set evidence.s3.bucket=Evidence
 sed '0,/imagePullPolicy:/s//imagePullPolicyy:/' "$work/default.yaml" >"$work/planted.yaml"
 must_fail "a manifest with an unknown field (imagePullPolicyy)" "imagePullPolicyy" \
   validate "$work/planted.yaml"
