@@ -108,7 +108,8 @@ fn two_ingest_replicas_share_evidence_through_s3() {
     let Some(opensearch) = opensearch_or_skip() else {
         return;
     };
-    let Some(s3) = casescope_testkit::s3::s3_or_skip("two_ingest_replicas_share_evidence_through_s3")
+    let Some(s3) =
+        casescope_testkit::s3::s3_or_skip("two_ingest_replicas_share_evidence_through_s3")
     else {
         return;
     };
@@ -208,11 +209,10 @@ fn two_ingest_replicas_share_evidence_through_s3() {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         use casescope_proto::common::v1::{CaseId, FileId};
         use casescope_proto::ingest::v1 as pb;
-        let mut client = pb::ingest_service_client::IngestServiceClient::connect(
-            replica_b.address.clone(),
-        )
-        .await
-        .unwrap();
+        let mut client =
+            pb::ingest_service_client::IngestServiceClient::connect(replica_b.address.clone())
+                .await
+                .unwrap();
         for file_id in before.keys() {
             client
                 .reindex_file(pb::ReindexFileRequest {
@@ -274,7 +274,11 @@ fn two_ingest_replicas_share_evidence_through_s3() {
         "{keys:?}"
     );
     assert_eq!(files_in(&data_b.join("ingest/evidence")), 0);
-    assert_eq!(files_in(&data_b.join("ingest/scratch")), 0, "scratch emptied");
+    assert_eq!(
+        files_in(&data_b.join("ingest/scratch")),
+        0,
+        "scratch emptied"
+    );
 
     // Delete: nothing of the case is left in the bucket.
     let deleted = cases.cli(&["case", "delete", &case, "--yes"]);

@@ -281,9 +281,10 @@ impl CaseArchiver {
                         sha256: f.sha256.clone(),
                         size_bytes: u64::try_from(f.size_bytes).unwrap_or_default(),
                     },
-                    local
-                        .as_ref()
-                        .map_or_else(|| self.settings.blob_file(&f.blob_path), |l| l.path().to_path_buf()),
+                    local.as_ref().map_or_else(
+                        || self.settings.blob_file(&f.blob_path),
+                        |l| l.path().to_path_buf(),
+                    ),
                 )
             })
             .collect();
