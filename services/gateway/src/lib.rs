@@ -1,0 +1,8 @@
+//! The gateway service: users, sessions, API tokens, case roles and the audit log, and
+//! the checks every public RPC passes through (docs/security.md).
+//!
+//! Built in increments (issue 19); this one holds the identity core: password hashing,
+//! access tokens and their keys, sessions with rotating refresh tokens.
+
+pub mod password;
+pub mod tokens;
