@@ -5,4 +5,14 @@
 //! access tokens and their keys, sessions with rotating refresh tokens.
 
 pub mod password;
+pub mod sessions;
 pub mod tokens;
+pub mod users;
+
+pub use sessions::{AuthError, Issued, SessionSettings, Sessions};
+pub use users::{MIGRATIONS, UserRow, Users};
+
+use casescope_db::{CORE_MIGRATIONS, Migrations};
+
+/// Everything this service needs in its database, in order.
+pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, MIGRATIONS];

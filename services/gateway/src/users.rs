@@ -1,0 +1,248 @@
+//! The gateway's tables, and users: create, look up, the first-run administrator.
+
+use crate::password;
+use casescope_db::{Database, DbError, Migration, Migrations, now_micros};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub const MIGRATIONS: Migrations = Migrations {
+    service: "gateway",
+    steps: &[Migration {
+        version: 1,
+        name: "users and sessions",
+        sql: "
+CREATE TABLE gateway_users (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    username_key TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    is_admin BIGINT NOT NULL,
+    disabled BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    last_login_at BIGINT,
+    version BIGINT NOT NULL
+);
+CREATE TABLE gateway_sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT,
+    revoked_reason TEXT
+);
+CREATE INDEX gateway_sessions_by_user ON gateway_sessions (user_id);
+CREATE INDEX gateway_sessions_by_expiry ON gateway_sessions (expires_at);
+CREATE TABLE gateway_refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    spent_at BIGINT
+);
+CREATE INDEX gateway_refresh_by_session ON gateway_refresh_tokens (session_id);
+",
+    }],
+};
+
+/// Name of the administrator a fresh installation creates.
+pub const FIRST_ADMIN: &str = "admin";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub email: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+    pub version: i64,
+}
+
+pub(crate) fn user_from(row: &AnyRow) -> Result<UserRow, DbError> {
+    Ok(UserRow {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        display_name: row.try_get("display_name")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_login_at: row.try_get("last_login_at")?,
+        version: row.try_get("version")?,
+    })
+}
+
+/// Why a new user is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("username: {0}")]
+    Username(String),
+    #[error("password: {0}")]
+    Password(String),
+    #[error("a user named {0:?} exists")]
+    Exists(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Whether `name` is a valid username: 1..=64 of `[A-Za-z0-9._-]`.
+pub fn username_violation(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 64 {
+        return Some("1 to 64 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Some("only letters, digits, '.', '_' and '-'".into());
+    }
+    None
+}
+
+#[derive(Clone)]
+pub struct Users {
+    db: Database,
+}
+
+impl Users {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Creates a user (the password is checked against the policy and hashed).
+    pub async fn create(
+        &self,
+        username: &str,
+        display_name: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<UserRow, UserError> {
+        if let Some(problem) = username_violation(username) {
+            return Err(UserError::Username(problem));
+        }
+        if let Some(problem) = password::policy_violation(password) {
+            return Err(UserError::Password(problem));
+        }
+        let hash = password::hash(password.to_string())
+            .await
+            .map_err(UserError::Internal)?;
+        let now = now_micros();
+        let user = UserRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            username: username.to_string(),
+            display_name: display_name.to_string(),
+            email: String::new(),
+            password_hash: hash,
+            is_admin,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+            version: 1,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO gateway_users (id, username, username_key, display_name, email, \
+             password_hash, is_admin, disabled, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, 1) \
+             ON CONFLICT (username_key) DO NOTHING",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(user.username.to_ascii_lowercase())
+        .bind(&user.display_name)
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(i64::from(is_admin))
+        .bind(now)
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| UserError::Internal(DbError::from(e).to_string()))?;
+        if inserted.rows_affected() == 0 {
+            return Err(UserError::Exists(username.to_string()));
+        }
+        Ok(user)
+    }
+
+    pub async fn by_name(&self, username: &str) -> Result<Option<UserRow>, DbError> {
+        let row = sqlx::query("SELECT * FROM gateway_users WHERE username_key = $1")
+            .bind(username.to_ascii_lowercase())
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    pub async fn by_id(&self, id: &str) -> Result<Option<UserRow>, DbError> {
+        let row = sqlx::query("SELECT * FROM gateway_users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    /// Disables or enables a user.
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, DbError> {
+        let result = sqlx::query(
+            "UPDATE gateway_users SET disabled = $2, version = version + 1, updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(i64::from(disabled))
+        .bind(now_micros())
+        .execute(self.db.pool())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// On a fresh installation (no user at all), creates the administrator
+    /// [`FIRST_ADMIN`] with `password`, or with a generated one, which is returned to
+    /// be shown once. `None` when users exist already.
+    pub async fn ensure_first_admin(
+        &self,
+        password: Option<&str>,
+    ) -> Result<Option<String>, UserError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM gateway_users")
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(|e| UserError::Internal(DbError::from(e).to_string()))?;
+        let count: i64 = row
+            .try_get("n")
+            .map_err(|e| UserError::Internal(e.to_string()))?;
+        if count > 0 {
+            return Ok(None);
+        }
+        let password = match password {
+            Some(password) => password.to_string(),
+            None => generated_password(),
+        };
+        match self
+            .create(FIRST_ADMIN, "Administrator", &password, true)
+            .await
+        {
+            Ok(_) => Ok(Some(password)),
+            // Another replica created it first.
+            Err(UserError::Exists(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// 24 characters from an alphabet without look-alikes (~137 bits).
+pub fn generated_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..24)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
