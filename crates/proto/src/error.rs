@@ -53,6 +53,24 @@ pub enum ApiError {
         reason: &'static str,
         message: String,
     },
+    /// No valid credentials (the message never says which part was wrong).
+    #[error("{message}")]
+    Unauthenticated {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    PermissionDenied {
+        reason: &'static str,
+        message: String,
+    },
+    /// Too many requests or attempts: retry after `retry_after_secs` (also sent as
+    /// `retry-after` metadata).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error (see server logs, reference {reference})")]
     Internal { reference: String },
     #[error("{message}")]
@@ -143,6 +161,9 @@ impl ApiError {
             ApiError::Unavailable { .. } => (tonic::Code::Unavailable, "UNAVAILABLE"),
             ApiError::DataLoss { reason, .. } => (tonic::Code::DataLoss, reason),
             ApiError::ResourceExhausted { reason, .. } => (tonic::Code::ResourceExhausted, reason),
+            ApiError::Unauthenticated { reason, .. } => (tonic::Code::Unauthenticated, reason),
+            ApiError::PermissionDenied { reason, .. } => (tonic::Code::PermissionDenied, reason),
+            ApiError::RateLimited { .. } => (tonic::Code::ResourceExhausted, "RATE_LIMITED"),
             ApiError::Internal { .. } => (tonic::Code::Internal, "INTERNAL"),
             ApiError::Unimplemented { .. } => (tonic::Code::Unimplemented, "UNIMPLEMENTED"),
         }
@@ -171,6 +192,13 @@ impl From<ApiError> for tonic::Status {
             ERROR_DETAIL_METADATA_KEY,
             tonic::metadata::MetadataValue::from_bytes(&detail.encode_to_vec()),
         );
+        if let ApiError::RateLimited {
+            retry_after_secs, ..
+        } = &error
+            && let Ok(value) = retry_after_secs.to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", value);
+        }
         status
     }
 }

@@ -4,12 +4,16 @@
 //! Built in increments (issue 19); this one holds the identity core: password hashing,
 //! access tokens and their keys, sessions with rotating refresh tokens.
 
+pub mod auth_api;
 pub mod password;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 
+pub use auth_api::AuthApi;
 pub use sessions::{AuthError, Issued, SessionSettings, Sessions};
+pub use throttle::LoginThrottle;
 pub use users::{MIGRATIONS, UserRow, Users};
 
 use casescope_db::{CORE_MIGRATIONS, Migrations};

@@ -7,10 +7,11 @@ use sqlx::any::AnyRow;
 
 pub const MIGRATIONS: Migrations = Migrations {
     service: "gateway",
-    steps: &[Migration {
-        version: 1,
-        name: "users and sessions",
-        sql: "
+    steps: &[
+        Migration {
+            version: 1,
+            name: "users and sessions",
+            sql: "
 CREATE TABLE gateway_users (
     id TEXT PRIMARY KEY,
     username TEXT NOT NULL,
@@ -44,7 +45,19 @@ CREATE TABLE gateway_refresh_tokens (
 );
 CREATE INDEX gateway_refresh_by_session ON gateway_refresh_tokens (session_id);
 ",
-    }],
+        },
+        Migration {
+            version: 2,
+            name: "login throttle",
+            sql: "
+CREATE TABLE gateway_login_failures (
+    throttle_key TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    failures BIGINT NOT NULL
+);
+",
+        },
+    ],
 };
 
 /// Name of the administrator a fresh installation creates.

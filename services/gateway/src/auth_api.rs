@@ -1,0 +1,199 @@
+//! `casescope.gateway.v1.AuthService`: login, refresh, logout, who am I, password
+//! change. Credentials and tokens never appear in a message, a log line or an error.
+
+use crate::sessions::{AuthError, Issued, Sessions};
+use crate::throttle::{LoginThrottle, account_key, address_key};
+use crate::users::UserRow;
+use casescope_proto::common::v1::UserId;
+use casescope_proto::error::ApiError;
+use casescope_proto::gateway::v1 as pb;
+use casescope_proto::gateway::v1::auth_service_server::AuthService;
+use casescope_proto::time::micros_to_timestamp;
+use tonic::{Request, Response, Status};
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::Unauthenticated {
+        reason: "UNAUTHENTICATED",
+        message: message.to_string(),
+    }
+}
+
+/// The caller-facing error of an [`AuthError`] (the variant itself is logged).
+fn auth_error(error: AuthError, what: &str) -> ApiError {
+    match error {
+        AuthError::Internal(message) => ApiError::internal_logged(what, message),
+        AuthError::Policy(message) => {
+            ApiError::invalid_field("PASSWORD_POLICY", "new_password", message)
+        }
+        AuthError::BadCredentials => unauthenticated("wrong username or password"),
+        other => {
+            tracing::info!(reason = %other, what, "credential refused");
+            unauthenticated(
+                "the credential is not valid (expired, revoked or unknown); log in again",
+            )
+        }
+    }
+}
+
+fn pair(issued: &Issued) -> pb::TokenPair {
+    pb::TokenPair {
+        access_token: issued.access_token.clone(),
+        access_token_expires_at: Some(prost_types::Timestamp {
+            seconds: i64::try_from(issued.access_expires_at).unwrap_or(i64::MAX),
+            nanos: 0,
+        }),
+        refresh_token: issued.refresh_token.clone(),
+        refresh_token_expires_at: Some(micros_to_timestamp(issued.refresh_expires_at)),
+        session_id: Some(pb::SessionId {
+            value: issued.session_id.clone(),
+        }),
+    }
+}
+
+/// The bearer credential of a request, if it carries one.
+pub fn bearer<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
+#[derive(Clone)]
+pub struct AuthApi {
+    sessions: Sessions,
+    throttle: LoginThrottle,
+}
+
+impl AuthApi {
+    pub fn new(sessions: Sessions, throttle: LoginThrottle) -> Self {
+        Self { sessions, throttle }
+    }
+
+    /// The user and session of the request's access token.
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(crate::tokens::AccessClaims, UserRow), ApiError> {
+        let token = bearer(request).ok_or_else(|| {
+            unauthenticated("no credentials: log in (casescope login) or set CASESCOPE_TOKEN")
+        })?;
+        self.sessions
+            .authenticate(token)
+            .await
+            .map_err(|e| auth_error(e, "authenticate"))
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    async fn login(&self, request: Request<pb::LoginRequest>) -> RpcResult<pb::LoginResponse> {
+        let address = request
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let request = request.into_inner();
+        let username = request.username.trim();
+        if username.is_empty() || username.len() > 64 {
+            return Err(ApiError::invalid_field(
+                "USERNAME_INVALID",
+                "username",
+                "1 to 64 characters",
+            )
+            .into());
+        }
+        let (account, address) = (account_key(username), address_key(&address));
+        let db = |e: casescope_db::DbError| ApiError::internal_logged("login throttle", e);
+        if let Some(wait) = self
+            .throttle
+            .refused(&account, &address)
+            .await
+            .map_err(db)?
+        {
+            tracing::warn!(account, address, wait, "login refused: too many failures");
+            return Err(ApiError::RateLimited {
+                message: format!("too many failed logins; retry in {wait} s"),
+                retry_after_secs: wait,
+            }
+            .into());
+        }
+        match self.sessions.login(username, &request.password).await {
+            Ok(issued) => {
+                self.throttle.succeeded(&account).await.map_err(db)?;
+                tracing::info!(user_id = %issued.user_id, session_id = %issued.session_id, "login");
+                Ok(Response::new(pb::LoginResponse {
+                    tokens: Some(pair(&issued)),
+                    user_id: Some(UserId {
+                        value: issued.user_id.clone(),
+                    }),
+                }))
+            }
+            Err(AuthError::BadCredentials) => {
+                self.throttle.failed(&account, &address).await.map_err(db)?;
+                tracing::warn!(account, address, "failed login");
+                Err(auth_error(AuthError::BadCredentials, "login").into())
+            }
+            Err(other) => Err(auth_error(other, "login").into()),
+        }
+    }
+
+    async fn refresh(&self, request: Request<pb::RefreshRequest>) -> RpcResult<pb::TokenPair> {
+        let token = request.into_inner().refresh_token;
+        self.sessions
+            .refresh(token.trim())
+            .await
+            .map(|issued| Response::new(pair(&issued)))
+            .map_err(|e| auth_error(e, "refresh").into())
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> RpcResult<pb::LogoutResponse> {
+        let token = request.into_inner().refresh_token;
+        self.sessions
+            .logout(token.trim())
+            .await
+            .map_err(|e| Status::from(auth_error(e, "logout")))?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> RpcResult<pb::Principal> {
+        let (claims, user) = self.caller(&request).await?;
+        Ok(Response::new(pb::Principal {
+            user_id: Some(UserId { value: user.id }),
+            username: user.username,
+            display_name: user.display_name,
+            is_admin: user.is_admin,
+            case_roles: Vec::new(),
+            auth_method: pb::AuthMethod::Session as i32,
+            session_id: Some(pb::SessionId { value: claims.sid }),
+            api_token_id: None,
+            credential_expires_at: Some(prost_types::Timestamp {
+                seconds: i64::try_from(claims.exp).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        }))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> RpcResult<pb::ChangePasswordResponse> {
+        let (claims, user) = self.caller(&request).await?;
+        let request = request.into_inner();
+        self.sessions
+            .change_password(
+                &user.id,
+                &claims.sid,
+                &request.current_password,
+                &request.new_password,
+            )
+            .await
+            .map_err(|e| Status::from(auth_error(e, "change password")))?;
+        tracing::info!(user_id = %user.id, "password changed; other sessions revoked");
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+}
