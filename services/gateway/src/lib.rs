@@ -1,9 +1,12 @@
 //! The gateway service: users, sessions, API tokens, case roles and the audit log, and
 //! the checks every public RPC passes through (docs/security.md).
 //!
-//! Built in increments (issue 19); this one holds the identity core: password hashing,
-//! access tokens and their keys, sessions with rotating refresh tokens.
+//! Built in increments (issue 19). Here so far: password hashing, access tokens and
+//! their keys, sessions with rotating refresh tokens, the login throttle, the
+//! AuthService RPCs, and the hash-chained audit log. Not yet: enforcement in front of
+//! the other services, API tokens, case roles and the RBAC matrix, OIDC, gRPC-web.
 
+pub mod audit;
 pub mod auth_api;
 pub mod password;
 pub mod sessions;
@@ -11,6 +14,7 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
+pub use audit::{AUDIT_MIGRATIONS, AuditLog, AuditRecord, ChainBreak};
 pub use auth_api::AuthApi;
 pub use sessions::{AuthError, Issued, SessionSettings, Sessions};
 pub use throttle::LoginThrottle;
@@ -19,4 +23,4 @@ pub use users::{MIGRATIONS, UserRow, Users};
 use casescope_db::{CORE_MIGRATIONS, Migrations};
 
 /// Everything this service needs in its database, in order.
-pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, MIGRATIONS];
+pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, MIGRATIONS, AUDIT_MIGRATIONS];

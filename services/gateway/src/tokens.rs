@@ -73,6 +73,7 @@ struct SigningKey {
     kid: String,
     encoding: EncodingKey,
     public_pem: String,
+    raw: ed25519_dalek::SigningKey,
 }
 
 /// The keys of one deployment: the active signer and every key that still verifies.
@@ -81,6 +82,7 @@ pub struct KeySet {
     audience: String,
     active: SigningKey,
     verifiers: HashMap<String, DecodingKey>,
+    raw_verifiers: HashMap<String, ed25519_dalek::VerifyingKey>,
 }
 
 fn kid_of(public_der: &[u8]) -> String {
@@ -131,12 +133,19 @@ impl KeySet {
         let (kid, public_pem) = public_of(active_private_pem)?;
         let encoding = EncodingKey::from_ed_pem(active_private_pem.as_bytes())
             .map_err(|e| KeyError::BadPrivateKey(e.to_string()))?;
+        let raw = ed25519_dalek::SigningKey::from_pkcs8_pem(active_private_pem)
+            .map_err(|e| KeyError::BadPrivateKey(e.to_string()))?;
         let mut verifiers = HashMap::new();
+        let mut raw_verifiers = HashMap::new();
         for pem in older_public_pems.iter().chain(std::iter::once(&public_pem)) {
+            use ed25519_dalek::pkcs8::DecodePublicKey;
             let kid = public_kid(pem)?;
             let key = DecodingKey::from_ed_pem(pem.as_bytes())
                 .map_err(|e| KeyError::BadPublicKey(e.to_string()))?;
-            verifiers.insert(kid, key);
+            let raw_key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+                .map_err(|e| KeyError::BadPublicKey(e.to_string()))?;
+            verifiers.insert(kid.clone(), key);
+            raw_verifiers.insert(kid, raw_key);
         }
         Ok(Self {
             issuer: issuer.to_string(),
@@ -145,8 +154,10 @@ impl KeySet {
                 kid,
                 encoding,
                 public_pem,
+                raw,
             },
             verifiers,
+            raw_verifiers,
         })
     }
 
@@ -158,6 +169,31 @@ impl KeySet {
     /// The active key's public half (to hand to the next rotation's verifiers).
     pub fn active_public_pem(&self) -> &str {
         &self.active.public_pem
+    }
+
+    /// A detached Ed25519 signature of `message` with the active key: (kid, base64url).
+    pub fn sign(&self, message: &[u8]) -> (String, String) {
+        use ed25519_dalek::Signer;
+        let signature = self.active.raw.sign(message);
+        (
+            self.active.kid.clone(),
+            URL_SAFE_NO_PAD.encode(signature.to_bytes()),
+        )
+    }
+
+    /// Whether `signature` (from [`Self::sign`]) is `kid`'s signature of `message`.
+    pub fn verify_signature(&self, kid: &str, message: &[u8], signature: &str) -> bool {
+        use ed25519_dalek::Verifier;
+        let Some(key) = self.raw_verifiers.get(kid) else {
+            return false;
+        };
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        let Ok(signature) = ed25519_dalek::Signature::from_slice(&bytes) else {
+            return false;
+        };
+        key.verify(message, &signature).is_ok()
     }
 
     /// Signs an access token for `user_id` in session `session_id`, valid from `now`
