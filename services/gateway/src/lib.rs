@@ -6,6 +6,7 @@
 //! AuthService RPCs, and the hash-chained audit log. Not yet: enforcement in front of
 //! the other services, API tokens, case roles and the RBAC matrix, OIDC, gRPC-web.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod auth_api;
 pub mod password;
@@ -14,6 +15,7 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
+pub use api_tokens::{ApiTokenRow, ApiTokens};
 pub use audit::{AUDIT_MIGRATIONS, AuditLog, AuditRecord, ChainBreak};
 pub use auth_api::AuthApi;
 pub use sessions::{AuthError, Issued, SessionSettings, Sessions};

@@ -57,6 +57,26 @@ CREATE TABLE gateway_login_failures (
 );
 ",
         },
+        Migration {
+            version: 3,
+            name: "api tokens",
+            sql: "
+CREATE TABLE gateway_api_tokens (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    value_prefix TEXT NOT NULL,
+    case_ids TEXT NOT NULL,
+    read_only BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    last_used_at BIGINT,
+    revoked_at BIGINT,
+    UNIQUE (user_id, name)
+);
+",
+        },
     ],
 };
 
