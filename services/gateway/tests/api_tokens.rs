@@ -32,7 +32,7 @@ async fn api_tokens_are_hashed_scoped_expiring_and_revocable() {
         .await
         .unwrap();
     assert!(value.starts_with("cst_") && value.starts_with(&row.value_prefix));
-    assert_eq!(row.case_ids, [case.clone()]);
+    assert_eq!(row.case_ids, std::slice::from_ref(&case));
     assert!(row.read_only);
     // Only the hash is stored.
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM gateway_api_tokens")
