@@ -1,9 +1,9 @@
 //! `casescope.gateway.v1.AuthService`: login, refresh, logout, who am I, password
 //! change. Credentials and tokens never appear in a message, a log line or an error.
 
+use crate::principal::{Authenticator, CaseGrant, CaseRoles, Credential, Principal};
 use crate::sessions::{AuthError, Issued, Sessions};
 use crate::throttle::{LoginThrottle, account_key, address_key};
-use crate::users::UserRow;
 use casescope_proto::common::v1::UserId;
 use casescope_proto::error::ApiError;
 use casescope_proto::gateway::v1 as pb;
@@ -52,6 +52,27 @@ fn pair(issued: &Issued) -> pb::TokenPair {
     }
 }
 
+pub(crate) fn grant_to_pb(grant: &CaseGrant) -> pb::CaseRoleGrant {
+    pb::CaseRoleGrant {
+        user_id: Some(UserId {
+            value: grant.user_id.clone(),
+        }),
+        username: grant.username.clone(),
+        case_id: Some(casescope_proto::common::v1::CaseId {
+            value: grant.case_id.clone(),
+        }),
+        role: match grant.role {
+            crate::CaseRole::Viewer => pb::CaseRole::Viewer,
+            crate::CaseRole::Analyst => pb::CaseRole::Analyst,
+            crate::CaseRole::CaseAdmin => pb::CaseRole::CaseAdmin,
+        } as i32,
+        granted_by: Some(UserId {
+            value: grant.granted_by.clone(),
+        }),
+        granted_at: Some(micros_to_timestamp(grant.granted_at)),
+    }
+}
+
 /// The bearer credential of a request, if it carries one.
 pub fn bearer<T>(request: &Request<T>) -> Option<&str> {
     request
@@ -68,22 +89,31 @@ pub fn bearer<T>(request: &Request<T>) -> Option<&str> {
 pub struct AuthApi {
     sessions: Sessions,
     throttle: LoginThrottle,
+    authenticator: Authenticator,
+    roles: CaseRoles,
 }
 
 impl AuthApi {
-    pub fn new(sessions: Sessions, throttle: LoginThrottle) -> Self {
-        Self { sessions, throttle }
+    pub fn new(
+        sessions: Sessions,
+        throttle: LoginThrottle,
+        authenticator: Authenticator,
+        roles: CaseRoles,
+    ) -> Self {
+        Self {
+            sessions,
+            throttle,
+            authenticator,
+            roles,
+        }
     }
 
-    /// The user and session of the request's access token.
-    async fn caller<T>(
-        &self,
-        request: &Request<T>,
-    ) -> Result<(crate::tokens::AccessClaims, UserRow), ApiError> {
+    /// The principal of the request's bearer credential.
+    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Principal, ApiError> {
         let token = bearer(request).ok_or_else(|| {
             unauthenticated("no credentials: log in (casescope login) or set CASESCOPE_TOKEN")
         })?;
-        self.sessions
+        self.authenticator
             .authenticate(token)
             .await
             .map_err(|e| auth_error(e, "authenticate"))
@@ -161,20 +191,50 @@ impl AuthService for AuthApi {
     }
 
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> RpcResult<pb::Principal> {
-        let (claims, user) = self.caller(&request).await?;
+        let principal = self.caller(&request).await?;
+        let grants = self
+            .roles
+            .list(None, Some(&principal.user.id), "", 1000)
+            .await
+            .map_err(|e| ApiError::internal_logged("case roles", e))?;
+        let timestamp = |seconds: u64| prost_types::Timestamp {
+            seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
+            nanos: 0,
+        };
+        let (auth_method, session_id, api_token_id, expires) = match &principal.credential {
+            Credential::Session {
+                session_id,
+                expires_at,
+            } => (
+                pb::AuthMethod::Session,
+                Some(pb::SessionId {
+                    value: session_id.clone(),
+                }),
+                None,
+                Some(timestamp(*expires_at)),
+            ),
+            Credential::ApiToken(token) => (
+                pb::AuthMethod::ApiToken,
+                None,
+                Some(pb::ApiTokenId {
+                    value: token.id.clone(),
+                }),
+                Some(micros_to_timestamp(token.expires_at)),
+            ),
+        };
+        let user = principal.user;
         Ok(Response::new(pb::Principal {
-            user_id: Some(UserId { value: user.id }),
+            user_id: Some(UserId {
+                value: user.id.clone(),
+            }),
             username: user.username,
             display_name: user.display_name,
             is_admin: user.is_admin,
-            case_roles: Vec::new(),
-            auth_method: pb::AuthMethod::Session as i32,
-            session_id: Some(pb::SessionId { value: claims.sid }),
-            api_token_id: None,
-            credential_expires_at: Some(prost_types::Timestamp {
-                seconds: i64::try_from(claims.exp).unwrap_or(i64::MAX),
-                nanos: 0,
-            }),
+            case_roles: grants.iter().map(grant_to_pb).collect(),
+            auth_method: auth_method as i32,
+            session_id,
+            api_token_id,
+            credential_expires_at: expires,
         }))
     }
 
@@ -182,12 +242,21 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::ChangePasswordRequest>,
     ) -> RpcResult<pb::ChangePasswordResponse> {
-        let (claims, user) = self.caller(&request).await?;
+        let principal = self.caller(&request).await?;
+        let Credential::Session { session_id, .. } = &principal.credential else {
+            return Err(ApiError::PermissionDenied {
+                reason: "SESSION_REQUIRED",
+                message: "a password is changed in a signed-in session, not with an API token"
+                    .into(),
+            }
+            .into());
+        };
+        let user = &principal.user;
         let request = request.into_inner();
         self.sessions
             .change_password(
                 &user.id,
-                &claims.sid,
+                session_id,
                 &request.current_password,
                 &request.new_password,
             )

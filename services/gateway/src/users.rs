@@ -77,6 +77,21 @@ CREATE TABLE gateway_api_tokens (
 );
 ",
         },
+        Migration {
+            version: 4,
+            name: "case roles",
+            sql: "
+CREATE TABLE gateway_case_roles (
+    user_id TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    granted_by TEXT NOT NULL,
+    granted_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, case_id)
+);
+CREATE INDEX gateway_case_roles_by_case ON gateway_case_roles (case_id, user_id);
+",
+        },
     ],
 };
 

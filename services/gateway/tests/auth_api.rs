@@ -4,7 +4,10 @@
 
 use casescope_db::{Database, DbOptions};
 use casescope_gateway::tokens::{KeySet, generate_private_pem};
-use casescope_gateway::{ALL_MIGRATIONS, AuthApi, LoginThrottle, SessionSettings, Sessions, Users};
+use casescope_gateway::{
+    ALL_MIGRATIONS, ApiTokens, AuthApi, Authenticator, CaseRole, CaseRoles, LoginThrottle,
+    SessionSettings, Sessions, Users,
+};
 use casescope_proto::gateway::v1 as pb;
 use casescope_proto::gateway::v1::auth_service_server::AuthService;
 use std::sync::Arc;
@@ -13,6 +16,11 @@ use tonic::{Code, Request};
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn api() -> (AuthApi, Users, tempfile::TempDir) {
+    let (api, users, _, _, dir) = api_with_parts().await;
+    (api, users, dir)
+}
+
+async fn api_with_parts() -> (AuthApi, Users, ApiTokens, CaseRoles, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
     let db = Database::connect(&url, &DbOptions::default())
@@ -22,7 +30,15 @@ async fn api() -> (AuthApi, Users, tempfile::TempDir) {
     let keys = KeySet::new("casescope", "casescope", &generate_private_pem(), &[]).unwrap();
     let users = Users::new(db.clone());
     let sessions = Sessions::new(users.clone(), Arc::new(keys), SessionSettings::default());
-    (AuthApi::new(sessions, LoginThrottle::new(db)), users, dir)
+    let tokens = ApiTokens::new(db.clone());
+    let roles = CaseRoles::new(db.clone());
+    let api = AuthApi::new(
+        sessions.clone(),
+        LoginThrottle::new(db),
+        Authenticator::new(sessions, tokens.clone()),
+        roles.clone(),
+    );
+    (api, users, tokens, roles, dir)
 }
 
 fn login(username: &str, password: &str) -> Request<pb::LoginRequest> {
@@ -199,4 +215,55 @@ async fn brute_force_is_throttled_per_account_and_per_address() {
     let _ = api.login(login("erin", "still wrong password")).await;
     let address_throttled = api.login(login("erin", PASSWORD)).await.unwrap_err();
     assert_eq!(address_throttled.code(), Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn who_am_i_with_an_api_token_lists_case_roles_and_cannot_change_the_password() {
+    let (api, users, tokens, roles, _dir) = api_with_parts().await;
+    let frank = users
+        .create("frank", "Frank", PASSWORD, false)
+        .await
+        .unwrap();
+    let case = "01a20545-ff79-73bd-be57-fc0fc36e8375";
+    roles
+        .set(&frank.id, case, CaseRole::Analyst, "admin-id")
+        .await
+        .unwrap();
+    let in_a_year = casescope_db::now_micros() + 365 * 24 * 3600 * 1_000_000;
+    let (_, value) = tokens
+        .create(&frank.id, "ci", &[], true, in_a_year)
+        .await
+        .unwrap();
+    let me = api
+        .who_am_i(with_bearer(pb::WhoAmIRequest {}, &value))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.username, "frank");
+    assert_eq!(me.auth_method, pb::AuthMethod::ApiToken as i32);
+    assert_eq!(me.case_roles.len(), 1);
+    assert_eq!(me.case_roles[0].role, pb::CaseRole::Analyst as i32);
+    let refused = api
+        .change_password(with_bearer(
+            pb::ChangePasswordRequest {
+                current_password: PASSWORD.into(),
+                new_password: "another long password".into(),
+            },
+            &value,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(roles.remove(&frank.id, case).await.unwrap());
+    assert_eq!(roles.role(&frank.id, case).await.unwrap(), None);
+    users.set_disabled(&frank.id, true).await.unwrap();
+    let disabled = api
+        .who_am_i(with_bearer(pb::WhoAmIRequest {}, &value))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        disabled.code(),
+        Code::Unauthenticated,
+        "a disabled user's tokens are refused"
+    );
 }
