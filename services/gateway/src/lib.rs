@@ -10,6 +10,7 @@ pub mod api_tokens;
 pub mod audit;
 pub mod auth_api;
 pub mod password;
+pub mod policy;
 pub mod principal;
 pub mod sessions;
 pub mod throttle;
