@@ -652,7 +652,6 @@ impl Decision {
 pub fn decide(
     rule: &Rule,
     caller: Option<&Principal>,
-    role: GlobalRole,
     case_id: Option<&str>,
     case_role: Option<CaseRole>,
 ) -> Decision {
@@ -665,6 +664,7 @@ pub fn decide(
     if rule.access == Internal {
         return Decision::Denied;
     }
+    let role = caller.user.role;
     if rule.mutating && caller.read_only() {
         return Decision::Denied;
     }

@@ -1,6 +1,7 @@
 //! The gateway's tables, and users: create, look up, the first-run administrator.
 
 use crate::password;
+use crate::policy::GlobalRole;
 use casescope_db::{Database, DbError, Migration, Migrations, now_micros};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -92,6 +93,14 @@ CREATE TABLE gateway_case_roles (
 CREATE INDEX gateway_case_roles_by_case ON gateway_case_roles (case_id, user_id);
 ",
         },
+        Migration {
+            version: 5,
+            name: "global roles",
+            sql: "
+ALTER TABLE gateway_users ADD COLUMN role TEXT NOT NULL DEFAULT 'analyst';
+UPDATE gateway_users SET role = 'admin' WHERE is_admin = 1;
+",
+        },
     ],
 };
 
@@ -105,7 +114,9 @@ pub struct UserRow {
     pub display_name: String,
     pub email: String,
     pub password_hash: String,
+    /// Whether `role` is [`GlobalRole::Admin`].
     pub is_admin: bool,
+    pub role: GlobalRole,
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -121,6 +132,7 @@ pub(crate) fn user_from(row: &AnyRow) -> Result<UserRow, DbError> {
         email: row.try_get("email")?,
         password_hash: row.try_get("password_hash")?,
         is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        role: GlobalRole::parse(&row.try_get::<String, _>("role")?).unwrap_or(GlobalRole::Viewer),
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -176,8 +188,9 @@ impl Users {
         username: &str,
         display_name: &str,
         password: &str,
-        is_admin: bool,
+        role: GlobalRole,
     ) -> Result<UserRow, UserError> {
+        let is_admin = role == GlobalRole::Admin;
         if let Some(problem) = username_violation(username) {
             return Err(UserError::Username(problem));
         }
@@ -195,6 +208,7 @@ impl Users {
             email: String::new(),
             password_hash: hash,
             is_admin,
+            role,
             disabled: false,
             created_at: now,
             updated_at: now,
@@ -203,8 +217,8 @@ impl Users {
         };
         let inserted = sqlx::query(
             "INSERT INTO gateway_users (id, username, username_key, display_name, email, \
-             password_hash, is_admin, disabled, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, 1) \
+             password_hash, is_admin, disabled, created_at, updated_at, version, role) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, 1, $9) \
              ON CONFLICT (username_key) DO NOTHING",
         )
         .bind(&user.id)
@@ -215,6 +229,7 @@ impl Users {
         .bind(&user.password_hash)
         .bind(i64::from(is_admin))
         .bind(now)
+        .bind(role.as_str())
         .execute(self.db.pool())
         .await
         .map_err(|e| UserError::Internal(DbError::from(e).to_string()))?;
@@ -276,7 +291,7 @@ impl Users {
             None => generated_password(),
         };
         match self
-            .create(FIRST_ADMIN, "Administrator", &password, true)
+            .create(FIRST_ADMIN, "Administrator", &password, GlobalRole::Admin)
             .await
         {
             Ok(_) => Ok(Some(password)),

@@ -2,6 +2,7 @@
 //! expiring and revocable, with the last use recorded.
 
 use casescope_db::{Database, DbOptions};
+use casescope_gateway::policy::GlobalRole;
 use casescope_gateway::{ALL_MIGRATIONS, ApiTokens, Users};
 
 #[tokio::test]
@@ -13,7 +14,12 @@ async fn api_tokens_are_hashed_scoped_expiring_and_revocable() {
         .unwrap();
     db.migrate(ALL_MIGRATIONS).await.unwrap();
     let user = Users::new(db.clone())
-        .create("robot", "SOC automation", "a long robot password", false)
+        .create(
+            "robot",
+            "SOC automation",
+            "a long robot password",
+            GlobalRole::Analyst,
+        )
         .await
         .unwrap();
     let tokens = ApiTokens::new(db.clone());

@@ -3,6 +3,7 @@
 //! password refused too while throttled, a retry hint), and no secret in any answer.
 
 use casescope_db::{Database, DbOptions};
+use casescope_gateway::policy::GlobalRole;
 use casescope_gateway::tokens::{KeySet, generate_private_pem};
 use casescope_gateway::{
     ALL_MIGRATIONS, ApiTokens, AuthApi, Authenticator, CaseRole, CaseRoles, LoginThrottle,
@@ -60,7 +61,7 @@ fn with_bearer<T>(message: T, token: &str) -> Request<T> {
 async fn login_who_am_i_refresh_change_password_logout() {
     let (api, users, _dir) = api().await;
     users
-        .create("carol", "Carol", PASSWORD, false)
+        .create("carol", "Carol", PASSWORD, GlobalRole::Analyst)
         .await
         .unwrap();
 
@@ -182,8 +183,14 @@ async fn login_who_am_i_refresh_change_password_logout() {
 #[tokio::test]
 async fn brute_force_is_throttled_per_account_and_per_address() {
     let (api, users, _dir) = api().await;
-    users.create("dave", "", PASSWORD, false).await.unwrap();
-    users.create("erin", "", PASSWORD, false).await.unwrap();
+    users
+        .create("dave", "", PASSWORD, GlobalRole::Analyst)
+        .await
+        .unwrap();
+    users
+        .create("erin", "", PASSWORD, GlobalRole::Analyst)
+        .await
+        .unwrap();
     for attempt in 0..5 {
         let status = api
             .login(login("dave", &format!("guess {attempt} is wrong")))
@@ -221,7 +228,7 @@ async fn brute_force_is_throttled_per_account_and_per_address() {
 async fn who_am_i_with_an_api_token_lists_case_roles_and_cannot_change_the_password() {
     let (api, users, tokens, roles, _dir) = api_with_parts().await;
     let frank = users
-        .create("frank", "Frank", PASSWORD, false)
+        .create("frank", "Frank", PASSWORD, GlobalRole::Analyst)
         .await
         .unwrap();
     let case = "01a20545-ff79-73bd-be57-fc0fc36e8375";

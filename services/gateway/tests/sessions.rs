@@ -3,6 +3,7 @@
 //! refreshes), logout, password change, disabled users, and the sweep of old sessions.
 
 use casescope_db::{Database, DbOptions};
+use casescope_gateway::policy::GlobalRole;
 use casescope_gateway::tokens::{KeySet, generate_private_pem};
 use casescope_gateway::{ALL_MIGRATIONS, AuthError, SessionSettings, Sessions, Users};
 use std::sync::Arc;
@@ -43,15 +44,21 @@ async fn lifecycle(sessions: Sessions) {
     assert!(who.is_admin && who.username == "admin");
 
     let alice = users
-        .create("alice", "Alice", PASSWORD, false)
+        .create("alice", "Alice", PASSWORD, GlobalRole::Analyst)
         .await
         .unwrap();
     assert!(
-        users.create("Alice", "", PASSWORD, false).await.is_err(),
+        users
+            .create("Alice", "", PASSWORD, GlobalRole::Analyst)
+            .await
+            .is_err(),
         "case-insensitive"
     );
     assert!(
-        users.create("bob", "", "short", false).await.is_err(),
+        users
+            .create("bob", "", "short", GlobalRole::Analyst)
+            .await
+            .is_err(),
         "policy"
     );
 
