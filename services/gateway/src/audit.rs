@@ -83,6 +83,83 @@ pub struct AuditRecord {
     pub trace_id: String,
 }
 
+/// The outcomes a record may have.
+pub const OUTCOMES: &[&str] = &[
+    "succeeded",
+    "unauthenticated",
+    "denied",
+    "failed",
+    "rate_limited",
+];
+
+/// Which records [`AuditLog::list`] returns (empty strings: any).
+#[derive(Debug, Clone)]
+pub struct AuditFilter {
+    pub actor_user_id: String,
+    pub method: String,
+    pub case_id: String,
+    /// Any of these (empty: all).
+    pub outcomes: Vec<String>,
+    /// Microseconds, inclusive.
+    pub from: i64,
+    /// Microseconds, exclusive.
+    pub to: i64,
+}
+
+impl Default for AuditFilter {
+    fn default() -> Self {
+        Self {
+            actor_user_id: String::new(),
+            method: String::new(),
+            case_id: String::new(),
+            outcomes: Vec::new(),
+            from: 0,
+            to: i64::MAX,
+        }
+    }
+}
+
+/// The wire form of a stored record.
+pub fn entry_to_pb(entry: &AuditEntry) -> casescope_proto::gateway::v1::AuditEntry {
+    use casescope_proto::common::v1::{CaseId, UserId};
+    use casescope_proto::gateway::v1 as pb;
+    let r = &entry.record;
+    let outcome = match r.outcome.as_str() {
+        "succeeded" => pb::AuditOutcome::Succeeded,
+        "unauthenticated" => pb::AuditOutcome::Unauthenticated,
+        "denied" => pb::AuditOutcome::Denied,
+        "failed" => pb::AuditOutcome::Failed,
+        "rate_limited" => pb::AuditOutcome::RateLimited,
+        _ => pb::AuditOutcome::Unspecified,
+    };
+    let method = match r.auth_method.as_str() {
+        "session" => pb::AuthMethod::Session,
+        "api_token" => pb::AuthMethod::ApiToken,
+        _ => pb::AuthMethod::Unspecified,
+    };
+    pb::AuditEntry {
+        sequence: u64::try_from(entry.sequence).unwrap_or_default(),
+        time: Some(casescope_proto::time::micros_to_timestamp(r.at)),
+        actor_user_id: (!r.actor_user_id.is_empty()).then(|| UserId {
+            value: r.actor_user_id.clone(),
+        }),
+        actor_username: r.actor_username.clone(),
+        auth_method: method as i32,
+        api_token_id: (!r.api_token_id.is_empty()).then(|| pb::ApiTokenId {
+            value: r.api_token_id.clone(),
+        }),
+        method: r.method.clone(),
+        case_id: (!r.case_id.is_empty()).then(|| CaseId {
+            value: r.case_id.clone(),
+        }),
+        outcome: outcome as i32,
+        status_code: u32::try_from(r.status_code).unwrap_or_default(),
+        client_address: r.client_address.clone(),
+        user_agent: r.user_agent.clone(),
+        trace_id: r.trace_id.clone(),
+    }
+}
+
 /// A stored record with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -227,17 +304,43 @@ impl AuditLog {
         Ok(sequence)
     }
 
-    /// Newest first: at most `limit` records with a sequence below `before` (0: from
-    /// the newest).
-    pub async fn list(&self, before: i64, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+    /// Newest first: at most `limit` records matching `filter` with a sequence below
+    /// `before` (0: from the newest).
+    pub async fn list(
+        &self,
+        filter: &AuditFilter,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, DbError> {
         let before = if before <= 0 { i64::MAX } else { before };
-        let rows = sqlx::query(
-            "SELECT * FROM gateway_audit WHERE sequence < $1 ORDER BY sequence DESC LIMIT $2",
-        )
-        .bind(before)
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await?;
+        // Outcomes are fixed words (never caller text), so they are written inline.
+        let outcomes = if filter.outcomes.is_empty() {
+            String::new()
+        } else {
+            let words: Vec<String> = filter
+                .outcomes
+                .iter()
+                .filter(|o| OUTCOMES.contains(&o.as_str()))
+                .map(|o| format!("'{o}'"))
+                .collect();
+            format!("AND outcome IN ({})", words.join(", "))
+        };
+        let sql = format!(
+            "SELECT * FROM gateway_audit WHERE sequence < $1 \
+             AND ($2 = '' OR actor_user_id = $2) AND ($3 = '' OR method = $3) \
+             AND ($4 = '' OR case_id = $4) AND at >= $5 AND at < $6 {outcomes} \
+             ORDER BY sequence DESC LIMIT $7"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(before)
+            .bind(&filter.actor_user_id)
+            .bind(&filter.method)
+            .bind(&filter.case_id)
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
         rows.iter().map(entry_from).collect()
     }
 

@@ -6,6 +6,7 @@
 //! AuthService RPCs, and the hash-chained audit log. Not yet: enforcement in front of
 //! the other services, API tokens, case roles and the RBAC matrix, OIDC, gRPC-web.
 
+pub mod admin_api;
 pub mod api_tokens;
 pub mod audit;
 pub mod auth_api;
@@ -17,6 +18,7 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
+pub use admin_api::AdminApi;
 pub use api_tokens::{ApiTokenRow, ApiTokens};
 pub use audit::{AUDIT_MIGRATIONS, AuditLog, AuditRecord, ChainBreak};
 pub use auth_api::AuthApi;

@@ -255,6 +255,105 @@ impl Users {
         row.as_ref().map(user_from).transpose()
     }
 
+    /// Active (or all) users in username order, `limit` after the username key `after`,
+    /// whose username starts with `prefix` (case-insensitive).
+    pub async fn list(
+        &self,
+        include_disabled: bool,
+        prefix: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<UserRow>, DbError> {
+        let prefix = prefix.to_ascii_lowercase();
+        let rows = sqlx::query(
+            "SELECT * FROM gateway_users WHERE ($1 = 1 OR disabled = 0) \
+             AND substr(username_key, 1, length($2)) = $2 AND username_key > $3 \
+             ORDER BY username_key LIMIT $4",
+        )
+        .bind(i64::from(include_disabled))
+        .bind(&prefix)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(user_from).collect()
+    }
+
+    /// Writes the changed fields of `user` (a new `password_hash` is written as given)
+    /// if it is still at `expected_version`; revokes the user's sessions when asked (a
+    /// new password, a disabled user). False if the row changed meanwhile.
+    pub async fn update(
+        &self,
+        user: &UserRow,
+        expected_version: i64,
+        revoke_sessions: bool,
+    ) -> Result<bool, DbError> {
+        let now = now_micros();
+        let mut tx = self.db.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE gateway_users SET display_name = $2, email = $3, is_admin = $4, role = $5, \
+             disabled = $6, password_hash = $7, updated_at = $8, version = version + 1 \
+             WHERE id = $1 AND version = $9",
+        )
+        .bind(&user.id)
+        .bind(&user.display_name)
+        .bind(&user.email)
+        .bind(i64::from(user.role == GlobalRole::Admin))
+        .bind(user.role.as_str())
+        .bind(i64::from(user.disabled))
+        .bind(&user.password_hash)
+        .bind(now)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if revoke_sessions {
+            sqlx::query(
+                "UPDATE gateway_sessions SET revoked_at = $2, revoked_reason = 'changed by an administrator' \
+                 WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(&user.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Enabled administrators other than `except`.
+    pub async fn other_admins(&self, except: &str) -> Result<i64, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM gateway_users WHERE role = 'admin' AND disabled = 0 AND id <> $1",
+        )
+        .bind(except)
+        .fetch_one(self.db.pool())
+        .await?;
+        row.try_get("n").map_err(DbError::from)
+    }
+
+    /// Deletes a user with their sessions, refresh tokens, API tokens and case roles.
+    pub async fn delete(&self, id: &str) -> Result<bool, DbError> {
+        let mut tx = self.db.begin().await?;
+        for statement in [
+            "DELETE FROM gateway_refresh_tokens WHERE session_id IN \
+             (SELECT id FROM gateway_sessions WHERE user_id = $1)",
+            "DELETE FROM gateway_sessions WHERE user_id = $1",
+            "DELETE FROM gateway_api_tokens WHERE user_id = $1",
+            "DELETE FROM gateway_case_roles WHERE user_id = $1",
+        ] {
+            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+        }
+        let deleted = sqlx::query("DELETE FROM gateway_users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
     /// Disables or enables a user.
     pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, DbError> {
         let result = sqlx::query(

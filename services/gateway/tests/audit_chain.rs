@@ -4,6 +4,7 @@
 //! chain still verifies, and a forged checkpoint is refused.
 
 use casescope_db::{Database, DbOptions};
+use casescope_gateway::audit::AuditFilter;
 use casescope_gateway::tokens::{KeySet, generate_private_pem};
 use casescope_gateway::{ALL_MIGRATIONS, AuditLog, AuditRecord, ChainBreak};
 use std::sync::Arc;
@@ -52,11 +53,36 @@ async fn scenario(url: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Ou
     let (log, db) = log_on(&url().await).await;
     fill(&log, 30, 0).await;
     assert_eq!(log.verify().await, Ok(30));
-    let newest = log.list(0, 5).await.unwrap();
+    let newest = log.list(&AuditFilter::default(), 0, 5).await.unwrap();
     assert_eq!(
         newest.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         [30, 29, 28, 27, 26]
     );
+    let denied = log
+        .list(
+            &AuditFilter {
+                outcomes: vec!["denied".into()],
+                ..AuditFilter::default()
+            },
+            0,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 6, "records 5, 10, …, 30");
+    assert!(denied.iter().all(|e| e.record.outcome == "denied"));
+    let by_user = log
+        .list(
+            &AuditFilter {
+                actor_user_id: "user-1".into(),
+                ..AuditFilter::default()
+            },
+            0,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_user.len(), 10);
     exec(
         &db,
         "UPDATE gateway_audit SET outcome = 'succeeded', status_code = 0 WHERE sequence = 10",
