@@ -10,6 +10,7 @@ pub mod admin_api;
 pub mod api_tokens;
 pub mod audit;
 pub mod auth_api;
+pub mod bootstrap;
 pub mod password;
 pub mod policy;
 pub mod principal;

@@ -241,3 +241,36 @@ async fn a_given_first_admin_password_is_used_and_checked() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_generated_first_admin_password_is_written_once_owner_only() {
+    use casescope_gateway::bootstrap::{FirstAdmin, ensure_first_admin};
+    let (sessions, dir) = sqlite().await;
+    let outcome = ensure_first_admin(sessions.users(), None, dir.path())
+        .await
+        .unwrap();
+    let FirstAdmin::Generated { password, file } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(sessions.login("admin", &password).await.is_ok());
+    assert_eq!(
+        ensure_first_admin(sessions.users(), None, dir.path())
+            .await
+            .unwrap(),
+        FirstAdmin::Exists
+    );
+    let (fresh, fresh_dir) = sqlite().await;
+    let refused = ensure_first_admin(fresh.users(), Some("short"), fresh_dir.path())
+        .await
+        .unwrap_err();
+    assert!(refused.contains("administrator password"), "{refused}");
+}
