@@ -76,6 +76,10 @@ impl Readiness {
 pub fn router(routes: tonic::service::Routes, readiness: Readiness) -> axum::Router {
     routes
         .into_axum_router()
+        // gRPC-web (HTTP/1.1 or 2, `application/grpc-web[+proto]`, base64 `-text` too)
+        // for browsers, translated to gRPC in front of the same services. Only the gRPC
+        // routes: it refuses plain HTTP/1.1 requests, which the routes below serve.
+        .layer(tonic_web::GrpcWebLayer::new())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus_metrics))
         .route(
