@@ -1,0 +1,170 @@
+//! The one list of `CASESCOPE_*` variables (docs/configuration.md documents each; a
+//! test keeps the two in step).
+
+/// Every environment variable CaseScope reads, with what it sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("CASESCOPE_CONFIG", "path of a TOML config file"),
+    (
+        "CASESCOPE_SERVICE",
+        "run one service (cases, ingest, detect, ioc, report, integrations, gateway) instead of all",
+    ),
+    ("CASESCOPE_LISTEN", "address the gRPC + HTTP server binds"),
+    (
+        "CASESCOPE_DATA_DIR",
+        "directory for embedded storage (SQLite, tantivy, blobs)",
+    ),
+    (
+        "CASESCOPE_DATABASE_URL",
+        "PostgreSQL URL of this service's database (one-service mode)",
+    ),
+    ("CASESCOPE_NATS_URL", "NATS URL (one-service mode)"),
+    (
+        "CASESCOPE_NATS_NAMESPACE",
+        "optional subject/stream prefix to share a NATS account",
+    ),
+    (
+        "CASESCOPE_LOG",
+        "log filter (tracing EnvFilter syntax), e.g. info,casescope=debug",
+    ),
+    ("CASESCOPE_LOG_FORMAT", "text or json"),
+    (
+        "CASESCOPE_SHUTDOWN_TIMEOUT_SECS",
+        "seconds allowed for graceful shutdown",
+    ),
+    (
+        "CASESCOPE_LEASE_TTL_SECS",
+        "lease time-to-live of per-file stage work",
+    ),
+    (
+        "CASESCOPE_RECONCILE_PERIOD_SECS",
+        "period of each service's reconciler",
+    ),
+    (
+        "CASESCOPE_MAX_DB_CONNECTIONS",
+        "PostgreSQL pool size per service",
+    ),
+    (
+        "CASESCOPE_SERVICE_DISCOVERY",
+        "dns (one connection per service address) or kubernetes (balance across the Service's ready pods)",
+    ),
+    (
+        "CASESCOPE_KUBERNETES_NAMESPACE",
+        "namespace of the Services watched with kubernetes discovery",
+    ),
+    (
+        "CASESCOPE_CASES_ADDR",
+        "gRPC address of the cases service, for services that call it",
+    ),
+    (
+        "CASESCOPE_INGEST_ADDR",
+        "gRPC address of the ingest service",
+    ),
+    (
+        "CASESCOPE_DETECT_ADDR",
+        "gRPC address of the detect service",
+    ),
+    ("CASESCOPE_IOC_ADDR", "gRPC address of the ioc service"),
+    (
+        "CASESCOPE_REPORT_ADDR",
+        "gRPC address of the report service",
+    ),
+    (
+        "CASESCOPE_INTEGRATIONS_ADDR",
+        "gRPC address of the integrations service",
+    ),
+    (
+        "CASESCOPE_GATEWAY_ADDR",
+        "gRPC address of the gateway service",
+    ),
+    (
+        "CASESCOPE_LOGSOURCE_MAPPING",
+        "Sigma logsource mapping file (TOML) replacing the built-in one, placeholder values included",
+    ),
+    (
+        "CASESCOPE_EVENT_STORE",
+        "event store of the ingest service: tantivy (embedded, default) or opensearch",
+    ),
+    (
+        "CASESCOPE_EVIDENCE_STORE",
+        "evidence store of the ingest service: local (files under the data dir, default) or s3",
+    ),
+    ("CASESCOPE_S3_BUCKET", "bucket of the s3 evidence store"),
+    (
+        "CASESCOPE_S3_ENDPOINT",
+        "URL of an S3-compatible server (unset: AWS); path-style requests",
+    ),
+    ("CASESCOPE_S3_REGION", "S3 region (default us-east-1)"),
+    ("CASESCOPE_S3_PREFIX", "key prefix inside the bucket"),
+    (
+        "CASESCOPE_S3_ACCESS_KEY_ID",
+        "S3 access key id (unset: the standard AWS credential sources)",
+    ),
+    (
+        "CASESCOPE_S3_SECRET_ACCESS_KEY",
+        "S3 secret access key (never logged)",
+    ),
+    (
+        "CASESCOPE_S3_SECRET_ACCESS_KEY_FILE",
+        "file holding the S3 secret access key, instead of CASESCOPE_S3_SECRET_ACCESS_KEY",
+    ),
+    (
+        "CASESCOPE_S3_REQUEST_TIMEOUT_SECS",
+        "timeout of one S3 request (an upload part, a download range); default 120",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_URL",
+        "OpenSearch base URL, without credentials (required with opensearch)",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_INDEX",
+        "OpenSearch index holding every case's events",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_USERNAME",
+        "OpenSearch basic-auth user",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_PASSWORD",
+        "OpenSearch basic-auth password (never logged)",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_PASSWORD_FILE",
+        "file holding the OpenSearch password, instead of CASESCOPE_OPENSEARCH_PASSWORD",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_CA_FILE",
+        "PEM file of CA certificates to trust for OpenSearch",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_INSECURE",
+        "true: accept any OpenSearch TLS certificate (test clusters only)",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_REQUEST_TIMEOUT_SECS",
+        "limit of one OpenSearch request",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_CONNECT_TIMEOUT_SECS",
+        "limit of one connection attempt to OpenSearch",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_BULK_MAX_BYTES",
+        "largest _bulk request body",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_MAX_RETRIES",
+        "retries of an OpenSearch request refused for overload or failing in transit",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_SHARDS",
+        "primary shards of the OpenSearch index, when CaseScope creates it",
+    ),
+    (
+        "CASESCOPE_OPENSEARCH_REPLICAS",
+        "replicas of the OpenSearch index, when CaseScope creates it",
+    ),
+    (
+        "CASESCOPE_SERVER",
+        "CLI: server the client commands talk to",
+    ),
+];
