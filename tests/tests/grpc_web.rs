@@ -171,3 +171,110 @@ fn unary_and_server_streaming_rpcs_answer_over_grpc_web_http1() {
     assert!(frames.is_empty());
     assert!(trailer.contains("grpc-status:5"), "{trailer:?}");
 }
+
+/// The response head of a raw HTTP/1.1 request.
+fn head_of(port: u16, request: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn preflight(port: u16, origin: &str) -> String {
+    head_of(
+        port,
+        &format!(
+            "OPTIONS /casescope.cases.v1.CasesService/GetCase HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Origin: {origin}\r\nAccess-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: content-type,x-grpc-web,authorization\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    )
+}
+
+#[test]
+fn cross_origin_grants_only_to_listed_origins_and_security_headers_everywhere() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let allowed = "https://app.example.org";
+    let server = Server::start(
+        &["--data-dir", data.to_str().unwrap()],
+        &[("CASESCOPE_CORS_ALLOWED_ORIGINS", allowed)],
+    );
+    let granted = preflight(server.port(), allowed);
+    assert!(
+        granted.contains(&format!("access-control-allow-origin: {allowed}")),
+        "{granted}"
+    );
+    assert!(
+        granted.contains("access-control-allow-headers"),
+        "{granted}"
+    );
+    assert!(
+        !granted.contains("access-control-allow-credentials"),
+        "{granted}"
+    );
+    for origin in [
+        "https://evil.example",
+        "https://app.example.org.evil.example",
+        "null",
+    ] {
+        let refused = preflight(server.port(), origin);
+        assert!(
+            !refused.contains("access-control-allow-origin"),
+            "{origin}: {refused}"
+        );
+    }
+    // An actual gRPC-web call from a disallowed origin gets no grant either.
+    let call = head_of(
+        server.port(),
+        "POST /casescope.cases.v1.CasesService/ListCases HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Origin: https://evil.example\r\nContent-Type: application/grpc-web+proto\r\n\
+         X-Grpc-Web: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0",
+    );
+    assert!(call.starts_with("http/1.1 200"), "{call}");
+    assert!(!call.contains("access-control-allow-origin"), "{call}");
+
+    let health = head_of(
+        server.port(),
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    for header in [
+        "x-content-type-options: nosniff",
+        "x-frame-options: deny",
+        "referrer-policy: no-referrer",
+        "cache-control: no-store",
+        "content-security-policy: default-src 'none'",
+    ] {
+        assert!(health.contains(header), "{header}: {health}");
+    }
+
+    // Without the setting, no origin gets a grant.
+    let plain = Server::start(
+        &["--data-dir", work.path().join("plain").to_str().unwrap()],
+        &[],
+    );
+    let none = preflight(plain.port(), allowed);
+    assert!(!none.contains("access-control-allow-origin"), "{none}");
+    // A wildcard stops the start with the reason.
+    let refused = std::process::Command::new(casescope_e2e::casescope_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(work.path().join("bad"))
+        .env("CASESCOPE_CORS_ALLOWED_ORIGINS", "*")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("wildcards are refused"),
+        "{}",
+        stderr(&refused)
+    );
+}

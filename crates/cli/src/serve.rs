@@ -442,7 +442,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     routes.add_service(health_service);
     routes.add_service(reflection);
     let readiness = Readiness::new(bus.clone(), databases.clone(), readiness_store);
-    let app = server_http::router(routes.routes(), readiness.clone());
+    let app = server_http::router(
+        routes.routes(),
+        readiness.clone(),
+        &config.cors_allowed_origins,
+    );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));

@@ -73,8 +73,68 @@ impl Readiness {
     }
 }
 
-pub fn router(routes: tonic::service::Routes, readiness: Readiness) -> axum::Router {
-    routes
+/// Headers every HTTP answer carries (unless the handler set them): no sniffing, no
+/// framing, no referrer, no caching (answers carry tokens and evidence), and a
+/// content policy that allows nothing (these are API answers, not pages).
+fn security_headers(router: axum::Router) -> axum::Router {
+    use axum::http::{HeaderName, HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let headers: [(HeaderName, &'static str); 5] = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    headers.into_iter().fold(router, |router, (name, value)| {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    })
+}
+
+/// Cross-origin grants for exactly `origins` (none when empty: no layer at all).
+fn cors(router: axum::Router, origins: &[String]) -> axum::Router {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return router;
+    }
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    let layer = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static("casescope-error-bin"),
+            HeaderName::from_static("retry-after"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600));
+    router.layer(layer)
+}
+
+pub fn router(
+    routes: tonic::service::Routes,
+    readiness: Readiness,
+    cors_origins: &[String],
+) -> axum::Router {
+    let router = routes
         .into_axum_router()
         // gRPC-web (HTTP/1.1 or 2, `application/grpc-web[+proto]`, base64 `-text` too)
         // for browsers, translated to gRPC in front of the same services. Only the gRPC
@@ -100,7 +160,8 @@ pub fn router(routes: tonic::service::Routes, readiness: Readiness) -> axum::Rou
             }),
         )
         .fallback(not_served)
-        .layer(axum::middleware::from_fn(observe))
+        .layer(axum::middleware::from_fn(observe));
+    cors(security_headers(router), cors_origins)
 }
 
 /// Every metric of this process in the Prometheus text format.

@@ -3,6 +3,7 @@
 //! at once. [`ENV_VARS`] is the one list of `CASESCOPE_*` variables (docs/configuration.md
 //! documents each; a test keeps the two in step).
 
+mod cors;
 mod discovery;
 mod env_vars;
 mod event_store;
@@ -70,6 +71,8 @@ pub struct Config {
     pub event_store: EventStoreConfig,
     /// Where the ingest service keeps evidence blobs and case archives.
     pub evidence_store: EvidenceStoreConfig,
+    /// Browser origins granted cross-origin access (exact; empty: none).
+    pub cors_allowed_origins: Vec<String>,
     /// The detect service's logsource mapping file, replacing the built-in one.
     pub logsource_mapping: Option<PathBuf>,
 }
@@ -118,6 +121,7 @@ pub struct Settings {
     pub s3_secret_access_key: Option<Secret>,
     pub s3_secret_access_key_file: Option<PathBuf>,
     pub s3_request_timeout_secs: Option<String>,
+    pub cors_allowed_origins: Option<String>,
 }
 
 impl Settings {
@@ -164,7 +168,8 @@ impl Settings {
             s3_access_key_id,
             s3_secret_access_key,
             s3_secret_access_key_file,
-            s3_request_timeout_secs
+            s3_request_timeout_secs,
+            cors_allowed_origins
         );
         for (name, addr) in lower.service_addrs {
             self.service_addrs.entry(name).or_insert(addr);
@@ -221,6 +226,7 @@ impl Settings {
             s3_secret_access_key_file: get("CASESCOPE_S3_SECRET_ACCESS_KEY_FILE")
                 .map(PathBuf::from),
             s3_request_timeout_secs: get("CASESCOPE_S3_REQUEST_TIMEOUT_SECS"),
+            cors_allowed_origins: get("CASESCOPE_CORS_ALLOWED_ORIGINS"),
         }
     }
 
@@ -379,6 +385,7 @@ impl Settings {
             request_timeout_secs: self.s3_request_timeout_secs,
         }
         .resolve(&mut errors);
+        let cors_allowed_origins = cors::resolve(self.cors_allowed_origins.as_deref(), &mut errors);
         if let Some(path) = &self.logsource_mapping
             && !path.is_file()
         {
@@ -410,6 +417,7 @@ impl Settings {
             service_discovery,
             event_store,
             evidence_store,
+            cors_allowed_origins,
             logsource_mapping: self.logsource_mapping,
         })
     }
@@ -441,6 +449,7 @@ impl std::fmt::Debug for Config {
             .field("service_discovery", &self.service_discovery)
             .field("event_store", &self.event_store)
             .field("evidence_store", &self.evidence_store)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
             .finish()
     }
 }
@@ -502,6 +511,7 @@ impl std::fmt::Debug for Settings {
             .field("s3_secret_access_key", &self.s3_secret_access_key)
             .field("s3_secret_access_key_file", &self.s3_secret_access_key_file)
             .field("s3_request_timeout_secs", &self.s3_request_timeout_secs)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
             .finish()
     }
 }

@@ -85,6 +85,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "event store of the ingest service: tantivy (embedded, default) or opensearch",
     ),
     (
+        "CASESCOPE_CORS_ALLOWED_ORIGINS",
+        "comma-separated exact browser origins granted cross-origin calls (gRPC-web); none by default",
+    ),
+    (
         "CASESCOPE_EVIDENCE_STORE",
         "evidence store of the ingest service: local (files under the data dir, default) or s3",
     ),
