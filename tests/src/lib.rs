@@ -25,12 +25,28 @@ pub fn casescope_binary() -> PathBuf {
     binary
 }
 
+/// The first administrator's password every test server is started with.
+pub const TEST_ADMIN_PASSWORD: &str = "casescope-test-admin-password";
+
+/// The internal key every test process shares (cluster mode needs one).
+pub const TEST_INTERNAL_KEY: &str = "casescope-test-internal-key-0123456789abcdef";
+
 /// A running `casescope serve`, killed when dropped.
+///
+/// Every CLI call and API call of a test goes through a gateway with a real credential:
+/// a server that runs the gateway (all-in-one, or `--service gateway`) is signed into
+/// as `admin` when it starts and an API token created; a server running another service
+/// alone gets its own gateway process forwarding to it (its `gateway`), since the
+/// service answers only calls that come through one.
 pub struct Server {
     pub child: Child,
     pub address: String,
     pub log: PathBuf,
-    _dir: tempfile::TempDir,
+    /// An API token of `admin` on this server's gateway.
+    token: Option<String>,
+    /// The gateway in front of a service running alone.
+    pub gateway: Option<Box<Server>>,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -42,7 +58,11 @@ impl Server {
         let log = dir.path().join("serve.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(casescope_binary());
-        command.arg("serve").args(["--listen", &listen]);
+        command
+            .arg("serve")
+            .args(["--listen", &listen])
+            .env("CASESCOPE_ADMIN_PASSWORD", TEST_ADMIN_PASSWORD)
+            .env("CASESCOPE_INTERNAL_KEY", TEST_INTERNAL_KEY);
         if !args.contains(&"--data-dir") {
             command.args(["--data-dir"]).arg(dir.path().join("data"));
         }
@@ -81,12 +101,137 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Server {
+        let mut server = Server {
             child,
             address: format!("http://{listen}"),
             log,
-            _dir: dir,
+            token: None,
+            gateway: None,
+            dir,
+        };
+        let service = args
+            .iter()
+            .position(|a| *a == "--service")
+            .and_then(|i| args.get(i + 1))
+            .copied();
+        match service {
+            None | Some("gateway") => server.token = Some(server.sign_in()),
+            Some(name) => server.gateway = Some(Box::new(server.start_gateway(name, args, env))),
         }
+        server
+    }
+
+    /// Signs in as `admin` and creates an API token for the test's calls.
+    fn sign_in(&self) -> String {
+        let config = self.dir.path().join("config");
+        let run = |args: &[&str], stdin: &str| {
+            use std::io::Write;
+            let mut child = Command::new(casescope_binary())
+                .args(args)
+                .env("CASESCOPE_SERVER", &self.address)
+                .env("XDG_CONFIG_HOME", &config)
+                .env_remove("CASESCOPE_TOKEN")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run casescope cli");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "casescope {args:?} failed: {}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                self.log_text()
+            );
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        };
+        run(
+            &["login", "--user", "admin", "--password-stdin"],
+            &format!("{TEST_ADMIN_PASSWORD}\n"),
+        );
+        run(&["token", "create", "e2e-harness", "--days", "2"], "")
+    }
+
+    /// A gateway process forwarding to this server, which runs `service` alone (same
+    /// NATS and namespace as `args`, a fresh PostgreSQL database).
+    fn start_gateway(&self, service: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let value_of = |flag: &str| {
+            args.iter()
+                .position(|a| *a == flag)
+                .and_then(|i| args.get(i + 1))
+                .copied()
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let db = runtime.block_on(casescope_testkit::postgres_url());
+        drop(runtime);
+        let forward = format!("{service}={}", self.address);
+        let mut gateway_args = vec![
+            "--service",
+            "gateway",
+            "--database-url",
+            db.as_str(),
+            "--service-addr",
+            forward.as_str(),
+        ];
+        for flag in ["--nats-url", "--nats-namespace"] {
+            if let Some(value) = value_of(flag) {
+                gateway_args.extend([flag, value]);
+            }
+        }
+        Server::start(&gateway_args, env)
+    }
+
+    /// Where a test's API calls go: the gateway in front of this server, or itself.
+    pub fn api_address(&self) -> &str {
+        match &self.gateway {
+            Some(gateway) => gateway.api_address(),
+            None => &self.address,
+        }
+    }
+
+    /// The API token for a test's calls (see [`Server::api_address`]).
+    pub fn token(&self) -> &str {
+        match &self.gateway {
+            Some(gateway) => gateway.token(),
+            None => self.token.as_deref().expect("a signed-in server"),
+        }
+    }
+
+    /// A gRPC channel to this server's API (its gateway) carrying the test's credential.
+    pub async fn grpc(&self) -> casescope_proto::channel::GrpcChannel {
+        use tower::ServiceExt;
+        let channel = tonic::transport::Endpoint::from_shared(self.api_address().to_string())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.api_address()));
+        let bearer: http::HeaderValue = format!("Bearer {}", self.token()).parse().unwrap();
+        tower::util::BoxCloneSyncService::new(
+            casescope_proto::channel::from_transport(channel).map_request(
+                move |mut request: http::Request<tonic::body::Body>| {
+                    request
+                        .headers_mut()
+                        .insert("authorization", bearer.clone());
+                    request
+                },
+            ),
+        )
+    }
+
+    /// `request` with the test's credential.
+    pub fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token()).parse().unwrap(),
+        );
+        request
     }
 
     pub fn port(&self) -> u16 {
@@ -97,11 +242,25 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// Runs `casescope <args>` against this server.
+    /// Runs `casescope <args>` against this server (through its gateway, signed in).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(casescope_binary())
             .args(args)
-            .env("CASESCOPE_SERVER", &self.address)
+            .env("CASESCOPE_SERVER", self.api_address())
+            .env("CASESCOPE_TOKEN", self.token())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run casescope cli")
+    }
+
+    /// Runs `casescope <args>` against this server with no credential at all.
+    pub fn cli_anonymous(&self, args: &[&str]) -> Output {
+        Command::new(casescope_binary())
+            .args(args)
+            .env("CASESCOPE_SERVER", self.api_address())
+            .env_remove("CASESCOPE_TOKEN")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("anonymous"))
             .stdin(Stdio::null())
             .output()
             .expect("run casescope cli")

@@ -78,9 +78,7 @@ fn health_readiness_and_unimplemented_rpcs() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut ioc = IocServiceClient::connect(server.address.clone())
-            .await
-            .unwrap();
+        let mut ioc = IocServiceClient::new(server.grpc().await);
         let status = ioc
             .list_iocs(casescope_proto::ioc::v1::ListIocsRequest::default())
             .await

@@ -53,12 +53,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn snapshot(deployment: &Deployment, case: &str) -> Snapshot {
     runtime().block_on(async {
-        let mut ingest = IngestServiceClient::connect(deployment.ingest().address.clone())
-            .await
-            .unwrap();
-        let mut detect = DetectServiceClient::connect(deployment.detect().address.clone())
-            .await
-            .unwrap();
+        let mut ingest = IngestServiceClient::new(deployment.ingest().grpc().await);
+        let mut detect = DetectServiceClient::new(deployment.detect().grpc().await);
         let mut events = BTreeSet::new();
         let mut cursor = String::new();
         loop {
@@ -281,14 +277,10 @@ fn scenario(deployment: &Deployment, work: &Path) {
     assert!(!upload.status.success(), "upload into an archived case");
     assert!(stderr(&upload).contains("archived"), "{}", stderr(&upload));
     let rt = runtime();
-    let ingest_address = deployment.ingest().address.clone();
-    let detect_address = deployment.detect().address.clone();
-    let cases_address = deployment.cases.address.clone();
+    let (ingest_server, detect_server) = (deployment.ingest(), deployment.detect());
     let reindex = |file: &str| -> Result<(), tonic::Status> {
         rt.block_on(async {
-            let mut client = IngestServiceClient::connect(ingest_address.clone())
-                .await
-                .unwrap();
+            let mut client = IngestServiceClient::new(ingest_server.grpc().await);
             client
                 .reindex_file(ingest_pb::ReindexFileRequest {
                     case_id: case_id(&case),
@@ -302,9 +294,7 @@ fn scenario(deployment: &Deployment, work: &Path) {
     };
     let rerun = || -> Result<(), tonic::Status> {
         rt.block_on(async {
-            let mut client = DetectServiceClient::connect(detect_address.clone())
-                .await
-                .unwrap();
+            let mut client = DetectServiceClient::new(detect_server.grpc().await);
             client
                 .rerun_detection(detect_pb::RerunDetectionRequest {
                     case_id: case_id(&case),
@@ -316,9 +306,7 @@ fn scenario(deployment: &Deployment, work: &Path) {
     };
     let tag = || -> Result<(), tonic::Status> {
         rt.block_on(async {
-            let mut client = CasesServiceClient::connect(cases_address.clone())
-                .await
-                .unwrap();
+            let mut client = CasesServiceClient::new(deployment.cases.grpc().await);
             client
                 .tag_events(cases_pb::TagEventsRequest {
                     case_id: case_id(&case),

@@ -21,7 +21,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-type Client = DetectServiceClient<tonic::transport::Channel>;
+type Client = DetectServiceClient<casescope_proto::channel::GrpcChannel>;
 
 fn shared() -> Option<(PathBuf, PathBuf)> {
     let data = casescope_testkit::shared_data_dir()?;
@@ -262,9 +262,7 @@ fn stored_detections_match_the_engine_and_reruns_touch_only_their_scope() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut client = DetectServiceClient::connect(server.address.clone())
-            .await
-            .unwrap();
+        let mut client = DetectServiceClient::new(server.grpc().await);
         let n = file_path.len();
         wait_done(&mut client, &server, &case_id, n, |_| true).await;
         let stored = all_detections(&mut client, &case_id).await;

@@ -13,7 +13,8 @@ use std::time::Duration;
 /// One gRPC-web call over a fresh HTTP/1.1 connection: the data frames' payloads and
 /// the status lines (`grpc-status:…`, `grpc-message:…`) of the trailer frame, or of the
 /// headers for a trailers-only answer (an error before any message).
-fn grpc_web_call(port: u16, path: &str, request: &impl Message) -> (Vec<Vec<u8>>, String) {
+fn grpc_web_call(server: &Server, path: &str, request: &impl Message) -> (Vec<Vec<u8>>, String) {
+    let port = server.port();
     let message = request.encode_to_vec();
     let mut body = vec![0u8];
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());
@@ -26,8 +27,9 @@ fn grpc_web_call(port: u16, path: &str, request: &impl Message) -> (Vec<Vec<u8>>
         stream,
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/grpc-web+proto\r\n\
          X-Grpc-Web: 1\r\nAccept: application/grpc-web+proto\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
+         Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        body.len(),
+        server.token()
     )
     .unwrap();
     stream.write_all(&body).unwrap();
@@ -120,7 +122,7 @@ fn unary_and_server_streaming_rpcs_answer_over_grpc_web_http1() {
     };
 
     let (frames, trailer) = grpc_web_call(
-        server.port(),
+        &server,
         "/casescope.cases.v1.CasesService/GetCase",
         &cases_pb::GetCaseRequest {
             id: Some(CaseId {
@@ -134,7 +136,7 @@ fn unary_and_server_streaming_rpcs_answer_over_grpc_web_http1() {
     assert!(trailer.contains("grpc-status:0"), "{trailer:?}");
 
     let (frames, trailer) = grpc_web_call(
-        server.port(),
+        &server,
         "/casescope.ingest.v1.IngestService/ScanFileEvents",
         &ingest_pb::ScanFileEventsRequest {
             case_id: Some(CaseId {
@@ -160,7 +162,7 @@ fn unary_and_server_streaming_rpcs_answer_over_grpc_web_http1() {
 
     // An error travels in the trailer too.
     let (frames, trailer) = grpc_web_call(
-        server.port(),
+        &server,
         "/casescope.cases.v1.CasesService/GetCase",
         &cases_pb::GetCaseRequest {
             id: Some(CaseId {

@@ -210,9 +210,7 @@ fn two_ingest_replicas_share_evidence_through_s3() {
         use casescope_proto::common::v1::{CaseId, FileId};
         use casescope_proto::ingest::v1 as pb;
         let mut client =
-            pb::ingest_service_client::IngestServiceClient::connect(replica_b.address.clone())
-                .await
-                .unwrap();
+            pb::ingest_service_client::IngestServiceClient::new(replica_b.grpc().await);
         for file_id in before.keys() {
             client
                 .reindex_file(pb::ReindexFileRequest {

@@ -268,18 +268,14 @@ fn an_upload_begun_on_one_replica_is_finished_on_another() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let result = runtime.block_on(async {
         // Replica 0 gets the header and half of the file, then the stream ends.
-        let mut first = IngestServiceClient::connect(cluster.replicas[0].address.clone())
-            .await
-            .unwrap();
+        let mut first = IngestServiceClient::new(cluster.replicas[0].grpc().await);
         let mut messages = vec![header(None)];
         messages.extend(data(0, half));
         let cut = first.upload(futures::stream::iter(messages)).await;
         assert!(cut.is_err(), "an incomplete upload is not a file: {cut:?}");
 
         // Replica 1 knows where it stands (by the declared SHA-256) and takes the rest.
-        let mut second = IngestServiceClient::connect(cluster.replicas[1].address.clone())
-            .await
-            .unwrap();
+        let mut second = IngestServiceClient::new(cluster.replicas[1].grpc().await);
         let status = second
             .get_upload_status(pb::GetUploadStatusRequest {
                 case_id: Some(CaseId {

@@ -68,7 +68,18 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         }
         let builder = builder.clone();
         let watcher = connections.watcher();
-        let service = TowerToHyperService::new(app.clone());
+        // The caller's address, for the login throttle and the audit log.
+        let info = tonic::transport::server::TcpConnectInfo {
+            local_addr: stream.local_addr().ok(),
+            remote_addr: Some(peer),
+        };
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: http::Request<_>| {
+                request.extensions_mut().insert(info.clone());
+                request
+            },
+        ));
         tokio::spawn(async move {
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection).await {

@@ -27,17 +27,32 @@ impl RemoteChannels {
 
     /// A channel to `service`, from its configured address.
     pub async fn channel(&mut self, config: &Config, service: &str) -> anyhow::Result<GrpcChannel> {
+        self.channel_with_timeout(config, service, Some(Duration::from_secs(30)))
+            .await
+    }
+
+    /// As [`Self::channel`], with `timeout` (until the answer's headers) on every call,
+    /// or none (the gateway forwarding uploads and streams).
+    pub async fn channel_with_timeout(
+        &mut self,
+        config: &Config,
+        service: &str,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<GrpcChannel> {
         let address = config.service_addrs.get(service).with_context(|| {
             format!(
                 "the address of the {service} service is required (CASESCOPE_{}_ADDR or --service-addr {service}=URL)",
                 service.to_uppercase()
             )
         })?;
-        let endpoint = |url: &str| {
+        let endpoint = move |url: &str| {
             tonic::transport::Endpoint::from_shared(url.to_string()).map(|endpoint| {
-                channel::with_flow_control(endpoint)
-                    .connect_timeout(Duration::from_secs(5))
-                    .timeout(Duration::from_secs(30))
+                let endpoint =
+                    channel::with_flow_control(endpoint).connect_timeout(Duration::from_secs(5));
+                match timeout {
+                    Some(timeout) => endpoint.timeout(timeout),
+                    None => endpoint,
+                }
             })
         };
         let ServiceDiscovery::Kubernetes { namespace } = &config.service_discovery else {

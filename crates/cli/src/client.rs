@@ -2,14 +2,14 @@
 //! Human-readable output by default, `--json` for scripts; errors go to stderr with a
 //! non-zero exit status and the server's explanation.
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use casescope_proto::cases::v1 as pb;
 use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
+use casescope_proto::channel::GrpcChannel;
 use casescope_proto::common::v1::{CaseId, PageRequest};
 use casescope_proto::paging::MAX_PAGE_SIZE;
 use clap::{Args, Subcommand};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -69,20 +69,17 @@ pub enum CaseCommand {
     },
 }
 
-async fn connect(server: &str) -> anyhow::Result<CasesServiceClient<Channel>> {
-    let endpoint = Endpoint::from_shared(server.to_string())
-        .map_err(|_| anyhow!("--server {server:?} is not a URL like http://127.0.0.1:7700"))?;
-    let endpoint = casescope_proto::channel::with_flow_control(endpoint)
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    let channel = endpoint.connect().await.with_context(|| {
-        format!("cannot reach the CaseScope server at {server} (is `casescope serve` running?)")
-    })?;
+async fn connect(server: &ServerArgs) -> anyhow::Result<CasesServiceClient<GrpcChannel>> {
+    let channel = crate::session::connect(server, Some(Duration::from_secs(30))).await?;
     Ok(CasesServiceClient::new(channel))
 }
 
 pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
     let code = match status.code() {
+        tonic::Code::Unauthenticated => {
+            return anyhow!("not signed in: {}", status.message());
+        }
+        tonic::Code::PermissionDenied => "not allowed",
         tonic::Code::InvalidArgument => "invalid argument",
         tonic::Code::NotFound => "not found",
         tonic::Code::FailedPrecondition => "not allowed now",
@@ -157,7 +154,7 @@ pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Resu
              page with --cursor instead"
         ));
     }
-    let mut client = connect(&server.server).await?;
+    let mut client = connect(server).await?;
     match command {
         CaseCommand::Create {
             name,

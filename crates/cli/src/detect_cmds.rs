@@ -7,6 +7,7 @@
 
 use crate::client::{ServerArgs, rpc_error};
 use anyhow::{Context, anyhow, bail};
+use casescope_proto::channel::GrpcChannel;
 use casescope_proto::common::v1::{CaseId, FileId, PageRequest, RuleId, SortOrder, TimeRange};
 use casescope_proto::detect::v1 as pb;
 use casescope_proto::detect::v1::detect_service_client::DetectServiceClient;
@@ -15,8 +16,6 @@ use casescope_proto::paging::MAX_PAGE_SIZE;
 use clap::{ArgGroup, Args, Subcommand};
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
 
 /// Bytes of a rule file per `RuleFileData` message (the server's default chunk limit).
 const CHUNK: usize = 1024 * 1024;
@@ -701,23 +700,9 @@ fn attack_counts_json(counts: &[pb::AttackCount]) -> serde_json::Value {
 // ---------------------------------------------------------------------------------------
 // Server calls
 
-async fn connect(server: &ServerArgs) -> anyhow::Result<DetectServiceClient<Channel>> {
-    let endpoint = Endpoint::from_shared(server.server.clone()).map_err(|_| {
-        anyhow!(
-            "--server {:?} is not a URL like http://127.0.0.1:7700",
-            server.server
-        )
-    })?;
-    let channel = casescope_proto::channel::with_flow_control(endpoint)
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the CaseScope server at {} (is `casescope serve` running?)",
-                server.server
-            )
-        })?;
+async fn connect(server: &ServerArgs) -> anyhow::Result<DetectServiceClient<GrpcChannel>> {
+    // Rule imports stream and re-runs may take long: no total timeout.
+    let channel = crate::session::connect(server, None).await?;
     Ok(DetectServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
@@ -973,7 +958,7 @@ async fn import(server: &ServerArgs, args: ImportArgs) -> anyhow::Result<()> {
 /// read whole cancels the call rather than ending the stream, so the server never takes
 /// what was sent so far for a complete import.
 async fn send_rule_files(
-    client: &mut DetectServiceClient<Channel>,
+    client: &mut DetectServiceClient<GrpcChannel>,
     options: pb::ImportRulesOptions,
     files: Vec<RuleFile>,
 ) -> anyhow::Result<pb::ImportRulesResponse> {
@@ -1335,7 +1320,7 @@ async fn ruleset(server: &ServerArgs, json: bool) -> anyhow::Result<()> {
 // detections
 
 async fn list_detections(
-    client: &mut DetectServiceClient<Channel>,
+    client: &mut DetectServiceClient<GrpcChannel>,
     args: &DetectionsArgs,
     filter: pb::DetectionFilter,
 ) -> anyhow::Result<()> {
@@ -1430,7 +1415,7 @@ async fn list_detections(
 }
 
 async fn count_detections(
-    client: &mut DetectServiceClient<Channel>,
+    client: &mut DetectServiceClient<GrpcChannel>,
     args: &DetectionsArgs,
     filter: pb::DetectionFilter,
 ) -> anyhow::Result<()> {

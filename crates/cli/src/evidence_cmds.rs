@@ -4,6 +4,7 @@ use crate::client::{ServerArgs, rpc_error};
 use anyhow::{Context, anyhow};
 use casescope_proto::cases::v1 as cases_pb;
 use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
+use casescope_proto::channel::GrpcChannel;
 use casescope_proto::common::v1::{CaseId, PageRequest, SortOrder, TimeRange, UploadId};
 use casescope_proto::ingest::v1 as pb;
 use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
@@ -11,28 +12,13 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use std::time::Instant;
 
 const CHUNK: usize = 1024 * 1024;
 
-async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(server.server.clone()).map_err(|_| {
-        anyhow!(
-            "--server {:?} is not a URL like http://127.0.0.1:7700",
-            server.server
-        )
-    })?;
-    casescope_proto::channel::with_flow_control(endpoint)
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the CaseScope server at {} (is `casescope serve` running?)",
-                server.server
-            )
-        })
+async fn channel(server: &ServerArgs) -> anyhow::Result<GrpcChannel> {
+    // Uploads and streamed answers take as long as they take: no total timeout.
+    crate::session::connect(server, None).await
 }
 
 fn case_id(id: &str) -> Option<CaseId> {
@@ -254,7 +240,7 @@ impl Report {
 }
 
 async fn upload_one(
-    client: &mut IngestServiceClient<Channel>,
+    client: &mut IngestServiceClient<GrpcChannel>,
     case: &str,
     path: &Path,
     timestamp_field: Option<String>,

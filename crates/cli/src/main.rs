@@ -3,13 +3,16 @@
 //! PostgreSQL; the other commands are the analyst's client for a running server.
 
 mod accept;
+mod account_cmds;
 mod analyze;
 mod channels;
 mod client;
 mod detect_cmds;
 mod evidence_cmds;
 mod serve;
+mod serve_gateway;
 mod server_http;
+mod session;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -103,6 +106,37 @@ enum Command {
     Synth {
         #[command(subcommand)]
         command: SynthCommand,
+    },
+    /// Sign in to a server; the session is kept (owner-only) under the user's config
+    /// directory and refreshed as needed. Automation sets CASESCOPE_TOKEN instead.
+    Login {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        /// The user name.
+        #[arg(long)]
+        user: String,
+        /// Read the password from the first line of stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// End the saved session on the server.
+    Logout {
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// Who the server sees: user, role, how authenticated, case roles.
+    Whoami {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// API tokens for automation.
+    Token {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: account_cmds::TokenCommand,
     },
 }
 
@@ -256,6 +290,14 @@ fn main() -> ExitCode {
             Command::Synth {
                 command: SynthCommand::Evtx { events, out, seed },
             } => evidence_cmds::synth_evtx(events, &out, seed),
+            Command::Login {
+                server,
+                user,
+                password_stdin,
+            } => account_cmds::login(&server, user, password_stdin).await,
+            Command::Logout { server } => account_cmds::logout(&server).await,
+            Command::Whoami { server, json } => account_cmds::whoami(&server, json).await,
+            Command::Token { server, command } => account_cmds::run_token(&server, command).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@
 
 use crate::ServeArgs;
 use crate::accept;
+use crate::serve_gateway::{self, guarded};
 use crate::server_http::{self, Readiness};
 use anyhow::{Context, bail};
 use casescope_bus::facts::{OnCaseFacts, PurgeCase, SkipDeletedCases};
@@ -22,6 +23,7 @@ use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
 use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
 use casescope_proto::channel::{self, GrpcChannel};
 use casescope_proto::detect::v1::detect_service_server::DetectServiceServer;
+use casescope_proto::identity::with_service_identity;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use casescope_runtime::config::{Config, EventStoreConfig, Mode, OpenSearchConfig, Settings};
 use std::path::Path;
@@ -62,7 +64,7 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
 }
 
 /// Services this release can run.
-const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect"];
+const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect", "gateway"];
 
 fn runs(config: &Config, service: &str) -> bool {
     match &config.mode {
@@ -229,6 +231,28 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
 
     let mut remote = crate::channels::RemoteChannels::new();
     let mut readiness_store: Option<Arc<dyn EventStore>> = None;
+    let key = serve_gateway::internal_key(&config)?;
+
+    let mut gate = None;
+    if runs(&config, "gateway") {
+        let db = database(&config, "gateway").await?;
+        db.migrate(casescope_gateway::ALL_MIGRATIONS)
+            .await
+            .context("cannot migrate the gateway database")?;
+        let parts =
+            serve_gateway::start(&config, &db, key.clone(), &mut tasks, &background).await?;
+        gate = Some(parts.gate);
+        routes.add_service(parts.auth.clone());
+        routes.add_service(parts.admin);
+        health_reporter
+            .set_serving::<casescope_proto::gateway::v1::auth_service_server::AuthServiceServer<
+                casescope_gateway::AuthApi,
+            >>()
+            .await;
+        serving.push("casescope.gateway.v1.AuthService");
+        databases.push(("gateway", db));
+    }
+
     let mut cases_channel: Option<GrpcChannel> = None;
     if runs(&config, "cases") {
         let db = database(&config, "cases").await?;
@@ -242,11 +266,13 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 .relay(Duration::from_secs(2), background.clone()),
         );
         let api = casescope_cases::CasesApi::new(db.clone(), outbox);
-        let cases_routes = tonic::service::Routes::new(CasesServiceServer::new(api.clone()))
-            .add_service(FileRecordsServiceServer::new(api.clone()));
+        let cases_server = guarded(CasesServiceServer::new(api.clone()), &key);
+        let records_server = guarded(FileRecordsServiceServer::new(api), &key);
+        let cases_routes =
+            tonic::service::Routes::new(cases_server.clone()).add_service(records_server.clone());
         cases_channel = Some(channel::in_process(cases_routes.prepare()));
-        routes.add_service(CasesServiceServer::new(api.clone()));
-        routes.add_service(FileRecordsServiceServer::new(api));
+        routes.add_service(cases_server);
+        routes.add_service(records_server);
         health_reporter
             .set_serving::<CasesServiceServer<casescope_cases::CasesApi>>()
             .await;
@@ -270,10 +296,14 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             EventStoreConfig::Tantivy => "tantivy",
             EventStoreConfig::OpenSearch(_) => "opensearch",
         });
-        let cases = CasesClient::new(match cases_channel.clone() {
-            Some(channel) => channel,
-            None => remote.channel(&config, "cases").await?,
-        });
+        let cases = CasesClient::new(with_service_identity(
+            match cases_channel.clone() {
+                Some(channel) => channel,
+                None => remote.channel(&config, "cases").await?,
+            },
+            key.clone(),
+            "ingest",
+        ));
         let mut settings = IngestSettings::new(data_dir.clone());
         settings.blobs = casescope_ingest::BlobStore::from_config(&config.evidence_store, data_dir)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -331,8 +361,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 }
             },
         ));
-        let server = IngestServiceServer::new(api)
-            .max_decoding_message_size(settings.max_chunk_bytes + 64 * 1024);
+        let server = guarded(
+            IngestServiceServer::new(api)
+                .max_decoding_message_size(settings.max_chunk_bytes + 64 * 1024),
+            &key,
+        );
         ingest_channel = Some(channel::in_process(
             tonic::service::Routes::new(server.clone()).prepare(),
         ));
@@ -350,10 +383,14 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             .await
             .context("cannot migrate the detect database")?;
         casescope_runtime::metrics::metrics().zero_detect();
-        let events = casescope_detect::EventsClient::new(match ingest_channel.clone() {
-            Some(channel) => channel,
-            None => remote.channel(&config, "ingest").await?,
-        });
+        let events = casescope_detect::EventsClient::new(with_service_identity(
+            match ingest_channel.clone() {
+                Some(channel) => channel,
+                None => remote.channel(&config, "ingest").await?,
+            },
+            key.clone(),
+            "detect",
+        ));
         let mut settings = casescope_detect::DetectSettings {
             lease_ttl: config.lease_ttl,
             reconcile_period: config.reconcile_period,
@@ -421,8 +458,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 async move { purger.pass().await }
             },
         ));
-        let server = DetectServiceServer::new(api)
-            .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024);
+        let server = guarded(
+            DetectServiceServer::new(api)
+                .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024),
+            &key,
+        );
         routes.add_service(server);
         health_reporter
             .set_serving::<DetectServiceServer<casescope_detect::DetectApi>>()
@@ -442,11 +482,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     routes.add_service(health_service);
     routes.add_service(reflection);
     let readiness = Readiness::new(bus.clone(), databases.clone(), readiness_store);
-    let app = server_http::router(
-        routes.routes(),
-        readiness.clone(),
-        &config.cors_allowed_origins,
-    );
+    let mut grpc = routes.routes().into_axum_router();
+    if matches!(&config.mode, Mode::Service(name) if name == "gateway") {
+        grpc = serve_gateway::forward_remote_services(grpc, &config, &mut remote).await?;
+    }
+    let app = server_http::router(grpc, gate, readiness.clone(), &config.cors_allowed_origins);
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));

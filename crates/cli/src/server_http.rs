@@ -129,13 +129,22 @@ fn cors(router: axum::Router, origins: &[String]) -> axum::Router {
     router.layer(layer)
 }
 
+/// The HTTP app: the gRPC routes `grpc` (behind the gateway's checks when `gate` is
+/// given: the gateway runs in this process) with gRPC-web, and the HTTP endpoints.
 pub fn router(
-    routes: tonic::service::Routes,
+    grpc: axum::Router,
+    gate: Option<std::sync::Arc<casescope_gateway::Gate>>,
     readiness: Readiness,
     cors_origins: &[String],
 ) -> axum::Router {
-    let router = routes
-        .into_axum_router()
+    let grpc = match gate {
+        Some(gate) => grpc.layer(axum::middleware::from_fn_with_state(
+            gate,
+            casescope_gateway::enforce,
+        )),
+        None => grpc,
+    };
+    let router = grpc
         // gRPC-web (HTTP/1.1 or 2, `application/grpc-web[+proto]`, base64 `-text` too)
         // for browsers, translated to gRPC in front of the same services. Only the gRPC
         // routes: it refuses plain HTTP/1.1 requests, which the routes below serve.

@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod error;
+pub mod identity;
 pub mod paging;
 pub mod time;
 

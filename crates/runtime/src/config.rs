@@ -8,13 +8,16 @@ mod discovery;
 mod env_vars;
 mod event_store;
 mod evidence_store;
+mod gateway;
 
 pub use discovery::ServiceDiscovery;
 pub use event_store::{EVENT_STORES, EventStoreConfig, OpenSearchConfig, Secret};
 pub use evidence_store::{EVIDENCE_STORES, EvidenceStoreConfig, S3Config};
+pub use gateway::GatewayConfig;
 
 use event_store::EventStoreSettings;
 use evidence_store::EvidenceStoreSettings;
+use gateway::GatewaySettings;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,6 +78,8 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// The detect service's logsource mapping file, replacing the built-in one.
     pub logsource_mapping: Option<PathBuf>,
+    /// The gateway: internal key, first administrator, signing keys, limits, audit.
+    pub gateway: GatewayConfig,
 }
 
 /// Unresolved settings: every field optional, from one source.
@@ -122,6 +127,16 @@ pub struct Settings {
     pub s3_secret_access_key_file: Option<PathBuf>,
     pub s3_request_timeout_secs: Option<String>,
     pub cors_allowed_origins: Option<String>,
+    pub internal_key: Option<Secret>,
+    pub internal_key_file: Option<PathBuf>,
+    pub admin_password: Option<Secret>,
+    pub admin_password_file: Option<PathBuf>,
+    pub signing_key_file: Option<PathBuf>,
+    pub verify_key_files: Option<String>,
+    pub rate_limit_per_second: Option<String>,
+    pub rate_limit_burst: Option<String>,
+    pub max_uploads_per_user: Option<String>,
+    pub audit_retention_days: Option<String>,
 }
 
 impl Settings {
@@ -169,7 +184,17 @@ impl Settings {
             s3_secret_access_key,
             s3_secret_access_key_file,
             s3_request_timeout_secs,
-            cors_allowed_origins
+            cors_allowed_origins,
+            internal_key,
+            internal_key_file,
+            admin_password,
+            admin_password_file,
+            signing_key_file,
+            verify_key_files,
+            rate_limit_per_second,
+            rate_limit_burst,
+            max_uploads_per_user,
+            audit_retention_days
         );
         for (name, addr) in lower.service_addrs {
             self.service_addrs.entry(name).or_insert(addr);
@@ -227,6 +252,16 @@ impl Settings {
                 .map(PathBuf::from),
             s3_request_timeout_secs: get("CASESCOPE_S3_REQUEST_TIMEOUT_SECS"),
             cors_allowed_origins: get("CASESCOPE_CORS_ALLOWED_ORIGINS"),
+            internal_key: get("CASESCOPE_INTERNAL_KEY").map(Secret::new),
+            internal_key_file: get("CASESCOPE_INTERNAL_KEY_FILE").map(PathBuf::from),
+            admin_password: get("CASESCOPE_ADMIN_PASSWORD").map(Secret::new),
+            admin_password_file: get("CASESCOPE_ADMIN_PASSWORD_FILE").map(PathBuf::from),
+            signing_key_file: get("CASESCOPE_SIGNING_KEY_FILE").map(PathBuf::from),
+            verify_key_files: get("CASESCOPE_VERIFY_KEY_FILES"),
+            rate_limit_per_second: get("CASESCOPE_RATE_LIMIT_PER_SECOND"),
+            rate_limit_burst: get("CASESCOPE_RATE_LIMIT_BURST"),
+            max_uploads_per_user: get("CASESCOPE_MAX_UPLOADS_PER_USER"),
+            audit_retention_days: get("CASESCOPE_AUDIT_RETENTION_DAYS"),
         }
     }
 
@@ -386,6 +421,27 @@ impl Settings {
         }
         .resolve(&mut errors);
         let cors_allowed_origins = cors::resolve(self.cors_allowed_origins.as_deref(), &mut errors);
+        let gateway = GatewaySettings {
+            internal_key: self.internal_key,
+            internal_key_file: self.internal_key_file,
+            admin_password: self.admin_password,
+            admin_password_file: self.admin_password_file,
+            signing_key_file: self.signing_key_file,
+            verify_key_files: self.verify_key_files,
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            max_uploads_per_user: self.max_uploads_per_user,
+            audit_retention_days: self.audit_retention_days,
+        }
+        .resolve(&mut errors);
+        if let Mode::Service(name) = &mode
+            && gateway.internal_key.is_none()
+        {
+            errors.push(format!(
+                "internal_key: required when running the {name} service alone (the gateway and \
+                 every service share it; CASESCOPE_INTERNAL_KEY or CASESCOPE_INTERNAL_KEY_FILE)"
+            ));
+        }
         if let Some(path) = &self.logsource_mapping
             && !path.is_file()
         {
@@ -419,6 +475,7 @@ impl Settings {
             evidence_store,
             cors_allowed_origins,
             logsource_mapping: self.logsource_mapping,
+            gateway,
         })
     }
 }
@@ -450,6 +507,7 @@ impl std::fmt::Debug for Config {
             .field("event_store", &self.event_store)
             .field("evidence_store", &self.evidence_store)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("gateway", &self.gateway)
             .finish()
     }
 }

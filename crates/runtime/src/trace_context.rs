@@ -160,3 +160,16 @@ mod tests {
         });
     }
 }
+
+/// The trace id of the current span (32 hex digits), or empty outside a trace.
+pub fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}

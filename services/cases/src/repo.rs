@@ -241,28 +241,44 @@ impl CasesRepo {
     }
 
     /// Newest first, `limit` rows strictly after `after` in that order.
+    /// Cases newest first; `only`: among these ids (the caller's cases), else all.
     pub async fn list(
         &self,
         include_archived: bool,
         after: Option<&Position>,
         limit: u32,
+        only: Option<&[String]>,
     ) -> Result<Vec<CaseRow>, DbError> {
         let (at, id) = match after {
             Some(position) => (position.at, position.id.clone()),
             None => (i64::MAX, String::new()),
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let among = match only {
+            None => String::new(),
+            Some([]) => return Ok(Vec::new()),
+            Some(ids) => format!(
+                " AND c.id IN ({})",
+                (0..ids.len())
+                    .map(|i| format!("${}", i + 5))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let sql = format!(
             "SELECT {CASE_COLUMNS} FROM cases c \
              WHERE ($1 = 1 OR c.state <> 'archived') \
-               AND (c.created_at < $2 OR (c.created_at = $2 AND ($3 = '' OR c.id < $3))) \
+               AND (c.created_at < $2 OR (c.created_at = $2 AND ($3 = '' OR c.id < $3))){among} \
              ORDER BY c.created_at DESC, c.id DESC LIMIT $4"
-        )))
-        .bind(i64::from(include_archived))
-        .bind(at)
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(self.db.pool())
-        .await?;
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(include_archived))
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit));
+        for id in only.unwrap_or_default() {
+            query = query.bind(id.clone());
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(case_from_row).collect()
     }
 

@@ -10,6 +10,7 @@ use casescope_proto::cases::v1 as pb;
 use casescope_proto::cases::v1::cases_service_server::CasesService;
 use casescope_proto::common::v1::{CaseId, FileId, FileStatus, PageResponse, Stage};
 use casescope_proto::error::{ApiError, unimplemented_status};
+use casescope_proto::identity::Identity;
 use casescope_proto::paging::validate_page;
 use casescope_proto::time::{micros_to_rfc3339, micros_to_timestamp};
 use tonic::{Request, Response, Status};
@@ -367,6 +368,8 @@ impl CasesService for CasesApi {
         &self,
         request: Request<pb::ListCasesRequest>,
     ) -> RpcResult<pb::ListCasesResponse> {
+        // The gateway names the caller's cases (none: every case, e.g. an admin).
+        let only = Identity::of(&request).and_then(|identity| identity.cases.clone());
         let request = request.into_inner();
         let page = validate_page(request.page.as_ref(), "page")?;
         let after = page
@@ -376,7 +379,12 @@ impl CasesService for CasesApi {
             .transpose()?;
         let mut cases = self
             .repo
-            .list(request.include_archived, after.as_ref(), page.size + 1)
+            .list(
+                request.include_archived,
+                after.as_ref(),
+                page.size + 1,
+                only.as_deref(),
+            )
             .await
             .map_err(db_error)?;
         let more = cases.len() > page.size as usize;

@@ -1,16 +1,18 @@
 //! The gateway service: users, sessions, API tokens, case roles and the audit log, and
 //! the checks every public RPC passes through (docs/security.md).
 //!
-//! Built in increments (issue 19). Here so far: password hashing, access tokens and
-//! their keys, sessions with rotating refresh tokens, the login throttle, the
-//! AuthService RPCs, and the hash-chained audit log. Not yet: enforcement in front of
-//! the other services, API tokens, case roles and the RBAC matrix, OIDC, gRPC-web.
+//! Password hashing, access tokens and their keys, sessions with rotating refresh
+//! tokens, the login throttle, API tokens, case roles, the policy, the hash-chained
+//! audit log, the AuthService and AdminService RPCs, and the enforcement layer in front
+//! of every public RPC ([`enforce`]). Not yet: OIDC sign-in.
 
 pub mod admin_api;
 pub mod api_tokens;
 pub mod audit;
 pub mod auth_api;
 pub mod bootstrap;
+pub mod enforce;
+pub mod limits;
 pub mod password;
 pub mod policy;
 pub mod principal;
@@ -23,6 +25,8 @@ pub use admin_api::AdminApi;
 pub use api_tokens::{ApiTokenRow, ApiTokens};
 pub use audit::{AUDIT_MIGRATIONS, AuditLog, AuditRecord, ChainBreak};
 pub use auth_api::AuthApi;
+pub use enforce::{Gate, enforce};
+pub use limits::{LimitSettings, RateLimiter};
 pub use principal::{Authenticator, CaseGrant, CaseRole, CaseRoles, Credential, Principal};
 pub use sessions::{AuthError, Issued, SessionSettings, Sessions};
 pub use throttle::LoginThrottle;

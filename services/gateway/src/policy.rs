@@ -375,7 +375,7 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "/casescope.ingest.v1.IngestService/ScanFileEvents",
-        Internal,
+        Case(CaseViewer),
         false,
         CASE,
     ),

@@ -85,6 +85,46 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "event store of the ingest service: tantivy (embedded, default) or opensearch",
     ),
     (
+        "CASESCOPE_INTERNAL_KEY",
+        "secret (32+ characters) the gateway and the services share to pass the caller's identity; required per service in cluster mode",
+    ),
+    (
+        "CASESCOPE_INTERNAL_KEY_FILE",
+        "file holding the internal key, instead of CASESCOPE_INTERNAL_KEY",
+    ),
+    (
+        "CASESCOPE_ADMIN_PASSWORD",
+        "password of the first administrator (admin) on a fresh installation; unset: generated and shown once",
+    ),
+    (
+        "CASESCOPE_ADMIN_PASSWORD_FILE",
+        "file holding the first administrator's password, instead of CASESCOPE_ADMIN_PASSWORD",
+    ),
+    (
+        "CASESCOPE_SIGNING_KEY_FILE",
+        "PKCS#8 PEM of the Ed25519 key signing access tokens (default: created in the data directory)",
+    ),
+    (
+        "CASESCOPE_VERIFY_KEY_FILES",
+        "comma-separated SPKI PEMs of earlier signing keys that still verify during a rotation",
+    ),
+    (
+        "CASESCOPE_RATE_LIMIT_PER_SECOND",
+        "requests per second one user may sustain (default 100)",
+    ),
+    (
+        "CASESCOPE_RATE_LIMIT_BURST",
+        "requests one user may make at once after being idle (default 400)",
+    ),
+    (
+        "CASESCOPE_MAX_UPLOADS_PER_USER",
+        "uploads one user may have in flight (default 4)",
+    ),
+    (
+        "CASESCOPE_AUDIT_RETENTION_DAYS",
+        "days audit records are kept before a signed checkpoint replaces them (default 365)",
+    ),
+    (
         "CASESCOPE_CORS_ALLOWED_ORIGINS",
         "comma-separated exact browser origins granted cross-origin calls (gRPC-web); none by default",
     ),

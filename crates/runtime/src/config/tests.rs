@@ -54,10 +54,11 @@ fn every_problem_is_reported_at_once() {
         "log_format",
         "database_url",
         "nats_url",
+        "internal_key",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
-    assert_eq!(error.0.len(), 5, "{text}");
+    assert_eq!(error.0.len(), 6, "{text}");
 }
 
 #[test]
