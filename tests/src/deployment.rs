@@ -12,6 +12,8 @@ pub struct Deployment {
     /// `None` in all-in-one mode (the `cases` process serves everything).
     pub ingest: Option<Server>,
     pub detect: Option<Server>,
+    /// The one gateway in front of cases, ingest and detect (multi-process mode).
+    pub gateway: Option<Server>,
     pub ingest_db: String,
     pub detect_db: String,
     /// The ingest service's data directory (`ingest/evidence/<case>/…`).
@@ -29,6 +31,7 @@ impl Deployment {
             cases: server,
             ingest: None,
             detect: None,
+            gateway: None,
             ingest_db: format!(
                 "sqlite://{}?mode=ro",
                 data.join("db/ingest.sqlite").display()
@@ -95,15 +98,33 @@ impl Deployment {
             format!("ingest={}", ingest.address),
         ]);
         let detect = start(detect_args);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let gateway_db = runtime.block_on(casescope_testkit::postgres_url());
+        drop(runtime);
+        let mut gateway_args = common("gateway", &gateway_db);
+        for (service, server) in [("cases", &cases), ("ingest", &ingest), ("detect", &detect)] {
+            gateway_args.extend([
+                "--service-addr".into(),
+                format!("{service}={}", server.address),
+            ]);
+        }
+        let gateway = start(gateway_args);
         Some(Deployment {
             cases,
             ingest: Some(ingest),
             detect: Some(detect),
+            gateway: Some(gateway),
             ingest_db,
             detect_db,
             ingest_data,
             opensearch: Some((opensearch, index)),
         })
+    }
+
+    /// The public endpoint: the gateway in front of every service (the all-in-one
+    /// server serves it itself).
+    pub fn api(&self) -> &Server {
+        self.gateway.as_ref().unwrap_or(&self.cases)
     }
 
     pub fn ingest(&self) -> &Server {
@@ -132,6 +153,7 @@ impl Deployment {
             Some(&self.cases),
             self.ingest.as_ref(),
             self.detect.as_ref(),
+            self.gateway.as_ref(),
         ]
         .into_iter()
         .flatten()

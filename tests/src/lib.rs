@@ -68,7 +68,10 @@ impl Server {
         }
         command
             .args(args)
-            .env("CASESCOPE_LOG", "info,evtx=warn")
+            .env(
+                "CASESCOPE_LOG",
+                std::env::var("CASESCOPE_TEST_LOG").unwrap_or_else(|_| "info,evtx=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
@@ -184,7 +187,10 @@ impl Server {
                 gateway_args.extend([flag, value]);
             }
         }
-        Server::start(&gateway_args, env)
+        // The gateway reaches this server by its address, whatever the service uses.
+        let mut env = env.to_vec();
+        env.push(("CASESCOPE_SERVICE_DISCOVERY", "dns"));
+        Server::start(&gateway_args, &env)
     }
 
     /// Where a test's API calls go: the gateway in front of this server, or itself.
@@ -291,6 +297,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // CASESCOPE_TEST_KEEP_LOGS=DIR keeps every server's log (debugging).
+        if let Some(dir) = std::env::var_os("CASESCOPE_TEST_KEEP_LOGS") {
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(&self.log, dir.join(format!("{}.log", self.port())));
+        }
     }
 }
 

@@ -79,10 +79,19 @@ fn health_readiness_and_unimplemented_rpcs() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut ioc = IocServiceClient::new(server.grpc().await);
-        let status = ioc
-            .list_iocs(casescope_proto::ioc::v1::ListIocsRequest::default())
+        let request = casescope_proto::ioc::v1::ListIocsRequest {
+            case_id: Some(casescope_proto::common::v1::CaseId {
+                value: "01a20545-ff79-73bd-be57-fc0fc36e8375".into(),
+            }),
+            ..Default::default()
+        };
+        // Without credentials the gateway answers first: nothing is revealed.
+        let mut anonymous = IocServiceClient::connect(server.address.clone())
             .await
-            .unwrap_err();
+            .unwrap();
+        let status = anonymous.list_iocs(request.clone()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        let status = ioc.list_iocs(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(
             status

@@ -52,7 +52,7 @@ pub async fn logout(server: &ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn case_role_text(role: i32) -> &'static str {
+pub fn case_role_text(role: i32) -> &'static str {
     match pb::CaseRole::try_from(role) {
         Ok(pb::CaseRole::Viewer) => "viewer",
         Ok(pb::CaseRole::Analyst) => "analyst",
@@ -137,7 +137,7 @@ pub enum TokenCommand {
     Revoke { id: String },
 }
 
-fn when(ts: Option<&prost_types::Timestamp>) -> String {
+pub fn when(ts: Option<&prost_types::Timestamp>) -> String {
     ts.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_else(|| "-".into())

@@ -67,6 +67,11 @@ pub enum CaseCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Who may work on a case: add, remove, list members and their roles.
+    Members {
+        #[command(subcommand)]
+        command: crate::admin_cmds::MembersCommand,
+    },
 }
 
 async fn connect(server: &ServerArgs) -> anyhow::Result<CasesServiceClient<GrpcChannel>> {
@@ -74,7 +79,39 @@ async fn connect(server: &ServerArgs) -> anyhow::Result<CasesServiceClient<GrpcC
     Ok(CasesServiceClient::new(channel))
 }
 
+/// The server asked the client to slow down (RESOURCE_EXHAUSTED with `retry-after`).
+#[derive(Debug)]
+pub struct Throttled {
+    pub wait: Duration,
+    pub message: String,
+}
+
+impl std::fmt::Display for Throttled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server out of resources: {} (retry after {} s)",
+            self.message,
+            self.wait.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for Throttled {}
+
 pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
+    if status.code() == tonic::Code::ResourceExhausted
+        && let Some(seconds) = status
+            .metadata()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        return anyhow::Error::new(Throttled {
+            wait: Duration::from_secs(seconds.clamp(1, 60)),
+            message: status.message().to_string(),
+        });
+    }
     let code = match status.code() {
         tonic::Code::Unauthenticated => {
             return anyhow!("not signed in: {}", status.message());
@@ -274,6 +311,9 @@ pub async fn run_case(server: &ServerArgs, command: CaseCommand) -> anyhow::Resu
                 "restoring {id}: every SHA-256 of its archive is verified, then its evidence is \
                  re-ingested (`case show` says open, or why the restore was refused)"
             );
+        }
+        CaseCommand::Members { command } => {
+            return crate::admin_cmds::run_members(server, command).await;
         }
         CaseCommand::Delete { id, yes } => {
             if !yes {

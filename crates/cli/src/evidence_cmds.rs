@@ -239,7 +239,44 @@ impl Report {
     }
 }
 
+/// Uploads one file, waiting and trying again (a few times) when the server says the
+/// user is over its request rate or upload limit.
 async fn upload_one(
+    client: &mut IngestServiceClient<GrpcChannel>,
+    case: &str,
+    path: &Path,
+    timestamp_field: Option<String>,
+    terminal: bool,
+    known: Option<(String, u64)>,
+) -> anyhow::Result<pb::UploadResult> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = upload_attempt(
+            client,
+            case,
+            path,
+            timestamp_field.clone(),
+            terminal,
+            known.clone(),
+        )
+        .await;
+        match result {
+            Err(error) if attempt < THROTTLED_ATTEMPTS => {
+                let Some(throttled) = error.downcast_ref::<crate::client::Throttled>() else {
+                    return Err(error);
+                };
+                tokio::time::sleep(throttled.wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Tries of one file the server keeps throttling.
+const THROTTLED_ATTEMPTS: u32 = 8;
+
+async fn upload_attempt(
     client: &mut IngestServiceClient<GrpcChannel>,
     case: &str,
     path: &Path,

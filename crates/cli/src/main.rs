@@ -4,6 +4,7 @@
 
 mod accept;
 mod account_cmds;
+mod admin_cmds;
 mod analyze;
 mod channels;
 mod client;
@@ -137,6 +138,20 @@ enum Command {
         server: client::ServerArgs,
         #[command(subcommand)]
         command: account_cmds::TokenCommand,
+    },
+    /// Users (administrators).
+    User {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: admin_cmds::UserCommand,
+    },
+    /// The audit log: list it, verify its hash chain.
+    Audit {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: admin_cmds::AuditCommand,
     },
 }
 
@@ -298,6 +313,8 @@ fn main() -> ExitCode {
             Command::Logout { server } => account_cmds::logout(&server).await,
             Command::Whoami { server, json } => account_cmds::whoami(&server, json).await,
             Command::Token { server, command } => account_cmds::run_token(&server, command).await,
+            Command::User { server, command } => admin_cmds::run_user(&server, command).await,
+            Command::Audit { server, command } => admin_cmds::run_audit(&server, command).await,
         }
     });
     match result {

@@ -207,6 +207,16 @@ impl tower::Service<axum::extract::Request> for Forwarder {
         use tower::ServiceExt;
         let (mut parts, body) = request.into_parts();
         parts.headers.remove(http::header::AUTHORIZATION);
+        // Only non-empty chunks go on: empty DATA frames count against the service's
+        // HTTP/2 flood protection, which closes a connection after a few hundred.
+        let data = futures::StreamExt::filter_map(body.into_data_stream(), |chunk| {
+            std::future::ready(match chunk {
+                Ok(bytes) if bytes.is_empty() => None,
+                Ok(bytes) => Some(Ok(http_body::Frame::data(bytes))),
+                Err(error) => Some(Err(error)),
+            })
+        });
+        let body = http_body_util::StreamBody::new(data);
         let request = http::Request::from_parts(parts, tonic::body::Body::new(body));
         let channel = self.channel.clone();
         let owner = self.owner;

@@ -137,11 +137,20 @@ pub fn router(
     readiness: Readiness,
     cors_origins: &[String],
 ) -> axum::Router {
+    // RPCs of the contract no service here implements answer UNIMPLEMENTED, but only
+    // to callers the gateway lets through: an anonymous caller learns nothing more.
+    let mut unserved = axum::Router::new().fallback(not_served);
     let grpc = match gate {
-        Some(gate) => grpc.layer(axum::middleware::from_fn_with_state(
-            gate,
-            casescope_gateway::enforce,
-        )),
+        Some(gate) => {
+            unserved = unserved.layer(axum::middleware::from_fn_with_state(
+                gate.clone(),
+                casescope_gateway::enforce,
+            ));
+            grpc.layer(axum::middleware::from_fn_with_state(
+                gate,
+                casescope_gateway::enforce,
+            ))
+        }
         None => grpc,
     };
     let router = grpc
@@ -168,7 +177,7 @@ pub fn router(
                 }
             }),
         )
-        .fallback(not_served)
+        .fallback_service(unserved)
         .layer(axum::middleware::from_fn(observe));
     cors(security_headers(router), cors_origins)
 }

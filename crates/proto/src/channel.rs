@@ -48,7 +48,17 @@ pub type GrpcChannel = BoxCloneSyncService<http::Request<Body>, http::Response<B
 
 /// A channel over a network connection.
 pub fn from_transport(channel: tonic::transport::Channel) -> GrpcChannel {
-    BoxCloneSyncService::new(channel.map_err(|error| ChannelError(error.to_string())))
+    BoxCloneSyncService::new(channel.map_err(|error| {
+        // "transport error" alone says nothing: keep what caused it.
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        ChannelError(text)
+    }))
 }
 
 /// A channel that calls a server (e.g. `CasesServiceServer<Api>` or a `Routes`) directly.

@@ -105,6 +105,19 @@ pub fn grpc_client_interceptor(
     Ok(request)
 }
 
+/// The trace id of the current span (32 hex digits), or empty outside a trace.
+pub fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,18 +171,5 @@ mod tests {
                 "the consumer span joins the producer's trace"
             );
         });
-    }
-}
-
-/// The trace id of the current span (32 hex digits), or empty outside a trace.
-pub fn current_trace_id() -> String {
-    use opentelemetry::trace::TraceContextExt;
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    if span_context.is_valid() {
-        span_context.trace_id().to_string()
-    } else {
-        String::new()
     }
 }

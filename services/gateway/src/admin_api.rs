@@ -188,6 +188,18 @@ impl AdminApi {
             .ok_or_else(|| not_found(&format!("user {id}")))
     }
 
+    /// The user named by id, or else by name.
+    async fn user_named(&self, id: &str, username: &str) -> Result<UserRow, ApiError> {
+        if !id.is_empty() || username.trim().is_empty() {
+            return self.user(id).await;
+        }
+        self.users
+            .by_name(username.trim())
+            .await
+            .map_err(db)?
+            .ok_or_else(|| not_found(&format!("user {}", username.trim())))
+    }
+
     /// The user a self-service RPC is about: the caller, or (admins only) `asked`.
     fn subject(caller: &Principal, asked: &str) -> Result<String, ApiError> {
         if asked.is_empty() || asked == caller.user.id {
@@ -393,7 +405,9 @@ impl AdminService for AdminApi {
         let caller = self.authorize(&request, "SetCaseRole", Some(&case)).await?;
         let request = request.into_inner();
         let role = case_role_from(request.role)?;
-        let user = self.user(&id_of(request.user_id.as_ref())).await?;
+        let user = self
+            .user_named(&id_of(request.user_id.as_ref()), &request.username)
+            .await?;
         self.roles
             .set(&user.id, &case, role, &caller.user.id)
             .await
@@ -416,8 +430,11 @@ impl AdminService for AdminApi {
             .ok_or_else(|| ApiError::invalid_field("CASE_ID_INVALID", "case_id", "required"))?;
         self.authorize(&request, "RemoveCaseRole", Some(&case))
             .await?;
-        let user = id_of(request.get_ref().user_id.as_ref());
-        self.roles.remove(&user, &case).await.map_err(db)?;
+        let request = request.into_inner();
+        let user = self
+            .user_named(&id_of(request.user_id.as_ref()), &request.username)
+            .await?;
+        self.roles.remove(&user.id, &case).await.map_err(db)?;
         Ok(Response::new(pb::RemoveCaseRoleResponse {}))
     }
 
@@ -609,6 +626,27 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::ListAuditLogResponse {
             entries: entries.iter().map(crate::audit::entry_to_pb).collect(),
             page: page_response(next),
+        }))
+    }
+
+    async fn verify_audit_log(
+        &self,
+        request: Request<pb::VerifyAuditLogRequest>,
+    ) -> RpcResult<pb::VerifyAuditLogResponse> {
+        self.authorize(&request, "VerifyAuditLog", None).await?;
+        Ok(Response::new(match self.audit.verify().await {
+            Ok(verified) => pb::VerifyAuditLogResponse {
+                intact: true,
+                records_verified: verified,
+                first_broken_sequence: 0,
+                problem: String::new(),
+            },
+            Err(broken) => pb::VerifyAuditLogResponse {
+                intact: false,
+                records_verified: 0,
+                first_broken_sequence: broken.sequence(),
+                problem: broken.to_string(),
+            },
         }))
     }
 }

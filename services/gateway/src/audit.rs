@@ -183,6 +183,18 @@ pub enum ChainBreak {
     Unreadable(String),
 }
 
+impl ChainBreak {
+    /// The sequence number of the first broken record (0 when unknown).
+    pub fn sequence(&self) -> i64 {
+        match self {
+            ChainBreak::Edited { sequence } | ChainBreak::BadCheckpoint { sequence } => *sequence,
+            ChainBreak::Missing { expected, .. } => *expected,
+            ChainBreak::TailMissing { last, .. } => last + 1,
+            ChainBreak::Unreadable(_) => 0,
+        }
+    }
+}
+
 fn field(hasher: &mut Sha256, value: &str) {
     hasher.update((value.len() as u64).to_be_bytes());
     hasher.update(value.as_bytes());

@@ -56,6 +56,14 @@ static INPUTS: LazyLock<HashMap<String, MessageDescriptor>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The message of a call refused for carrying no credential.
+pub const NO_CREDENTIALS: &str =
+    "no credentials: log in (casescope login) or set CASESCOPE_TOKEN to an API token";
+
+/// The message of a call refused for an expired, revoked or unknown credential.
+pub const BAD_CREDENTIAL: &str = "the credential is not valid (expired, revoked or unknown); log in \
+     again (casescope login) or use another API token";
+
 /// Everything the checks need; one per process.
 pub struct Gate {
     authenticator: Authenticator,
@@ -158,7 +166,13 @@ impl Gate {
             trace_id: origin.trace_id,
             ..AuditRecord::default()
         };
-        let principal = match bearer(request.headers()) {
+        // Public RPCs (login, refresh, logout) need no credential, and a stale one a
+        // client still sends must not stand in their way.
+        let presented = match rule.access {
+            Access::Public => None,
+            _ => bearer(request.headers()),
+        };
+        let principal = match presented {
             None => None,
             Some(token) => match self.authenticator.authenticate(token).await {
                 Ok(principal) => Some(principal),
@@ -170,10 +184,7 @@ impl Gate {
                     record.outcome = "unauthenticated".into();
                     record.status_code = tonic::Code::Unauthenticated as i64;
                     self.append(&record).await;
-                    return status_response(unauthenticated(
-                        "the credential is not valid (expired, revoked or unknown); log in \
-                         again (casescope login) or use another API token",
-                    ));
+                    return status_response(unauthenticated(BAD_CREDENTIAL));
                 }
             },
         };
@@ -442,9 +453,7 @@ fn refusal(
     case_id: Option<&str>,
 ) -> ApiError {
     match decision {
-        Decision::Unauthenticated => unauthenticated(
-            "no credentials: log in (casescope login) or set CASESCOPE_TOKEN to an API token",
-        ),
+        Decision::Unauthenticated => unauthenticated(NO_CREDENTIALS),
         Decision::NotFound => ApiError::not_found(
             "CASE_NOT_FOUND",
             format!("case {} does not exist", case_id.unwrap_or_default()),
@@ -553,8 +562,13 @@ async fn read_first_message(
         // No message at all: the service answers for the empty request.
         None => None,
     };
-    let rest = body.into_data_stream();
-    let replay = futures::stream::once(async move { Ok::<Bytes, axum::Error>(buffered) });
+    // Empty chunks are dropped: forwarded as empty DATA frames they count against the
+    // receiving server's flood protection (h2 closes a connection after a few).
+    let rest = futures::StreamExt::filter(body.into_data_stream(), |chunk| {
+        std::future::ready(!matches!(chunk, Ok(bytes) if bytes.is_empty()))
+    });
+    let replay =
+        futures::stream::iter((!buffered.is_empty()).then_some(Ok::<Bytes, axum::Error>(buffered)));
     let body = Body::from_stream(futures::StreamExt::chain(replay, rest));
     Ok((Request::from_parts(parts, body), message))
 }

@@ -20,9 +20,9 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
-            requests_per_second: 100.0,
-            burst: 400.0,
-            max_uploads: 4,
+            requests_per_second: 200.0,
+            burst: 2000.0,
+            max_uploads: 8,
         }
     }
 }

@@ -203,6 +203,12 @@ pub const POLICY: &[Rule] = &[
         false,
         None,
     ),
+    rule(
+        "/casescope.gateway.v1.AdminService/VerifyAuditLog",
+        Auditor,
+        false,
+        None,
+    ),
     // Cases.
     rule(
         "/casescope.cases.v1.CasesService/CreateCase",

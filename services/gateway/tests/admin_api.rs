@@ -200,6 +200,7 @@ async fn users_roles_tokens_and_audit_are_authorised() {
         world.admin.set_case_role(as_user(
             pb::SetCaseRoleRequest {
                 user_id: user(who),
+                username: String::new(),
                 case_id: case(on),
                 role: role as i32,
             },

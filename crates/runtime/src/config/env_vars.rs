@@ -110,15 +110,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "CASESCOPE_RATE_LIMIT_PER_SECOND",
-        "requests per second one user may sustain (default 100)",
+        "requests per second one user may sustain (default 200)",
     ),
     (
         "CASESCOPE_RATE_LIMIT_BURST",
-        "requests one user may make at once after being idle (default 400)",
+        "requests one user may make at once after being idle (default 2000)",
     ),
     (
         "CASESCOPE_MAX_UPLOADS_PER_USER",
-        "uploads one user may have in flight (default 4)",
+        "uploads one user may have in flight (default 8)",
     ),
     (
         "CASESCOPE_AUDIT_RETENTION_DAYS",

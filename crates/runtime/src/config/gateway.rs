@@ -144,21 +144,21 @@ impl GatewaySettings {
             requests_per_second: number(
                 "rate_limit_per_second",
                 self.rate_limit_per_second.as_deref(),
-                100.0,
+                200.0,
                 0.1,
                 errors,
             ),
             burst: number(
                 "rate_limit_burst",
                 self.rate_limit_burst.as_deref(),
-                400.0,
+                2000.0,
                 1.0,
                 errors,
             ),
             max_uploads_per_user: number(
                 "max_uploads_per_user",
                 self.max_uploads_per_user.as_deref(),
-                4usize,
+                8usize,
                 1,
                 errors,
             ),
@@ -177,7 +177,7 @@ mod tests {
         let config = GatewaySettings::default().resolve(&mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(config.internal_key, None);
-        assert_eq!(config.max_uploads_per_user, 4);
+        assert_eq!(config.max_uploads_per_user, 8);
         assert_eq!(config.audit_retention, Duration::from_secs(365 * 86_400));
 
         let dir = tempfile::tempdir().unwrap();
