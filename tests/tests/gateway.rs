@@ -106,7 +106,11 @@ fn signing_in_from_the_cli_and_what_a_stranger_is_told() {
     );
     assert!(login.status.success(), "{}", stderr(&login));
     let listed = json(cli_as(&server, &alice, &["case", "list", "--json"], ""));
-    assert_eq!(listed["cases"].as_array().map(Vec::len), Some(0), "{listed}");
+    assert_eq!(
+        listed["cases"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
     let hidden = cli_as(&server, &alice, &["case", "show", &case], "");
     assert!(stderr(&hidden).contains("not found"), "{}", stderr(&hidden));
     let added = cli_as(
@@ -117,7 +121,11 @@ fn signing_in_from_the_cli_and_what_a_stranger_is_told() {
     );
     assert!(added.status.success(), "{}", stderr(&added));
     let listed = json(cli_as(&server, &alice, &["case", "list", "--json"], ""));
-    assert_eq!(listed["cases"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        listed["cases"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
     let members = json(cli_as(
         &server,
         &config,
