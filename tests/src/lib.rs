@@ -128,24 +128,7 @@ impl Server {
     fn sign_in(&self) -> String {
         let config = self.dir.path().join("config");
         let run = |args: &[&str], stdin: &str| {
-            use std::io::Write;
-            let mut child = Command::new(casescope_binary())
-                .args(args)
-                .env("CASESCOPE_SERVER", &self.address)
-                .env("XDG_CONFIG_HOME", &config)
-                .env_remove("CASESCOPE_TOKEN")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("run casescope cli");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.as_bytes())
-                .unwrap();
-            let output = child.wait_with_output().unwrap();
+            let output = self.cli_signed_out(&config, args, stdin);
             assert!(
                 output.status.success(),
                 "casescope {args:?} failed: {}\n{}",
@@ -159,6 +142,30 @@ impl Server {
             &format!("{TEST_ADMIN_PASSWORD}\n"),
         );
         run(&["token", "create", "e2e-harness", "--days", "2"], "")
+    }
+
+    /// Runs `casescope <args>` against this server's API with `config` as
+    /// XDG_CONFIG_HOME (where `login` keeps sessions), no CASESCOPE_TOKEN, and `input`
+    /// on stdin.
+    pub fn cli_signed_out(&self, config: &std::path::Path, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(casescope_binary())
+            .args(args)
+            .env("CASESCOPE_SERVER", self.api_address())
+            .env("XDG_CONFIG_HOME", config)
+            .env_remove("CASESCOPE_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run casescope cli");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// A gateway process forwarding to this server, which runs `service` alone (same

@@ -4,29 +4,20 @@
 
 use casescope_e2e::deployment::Deployment;
 use casescope_e2e::{Server, TEST_ADMIN_PASSWORD, json, stderr, stdout};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-/// `casescope <args>` against `server` with `config` as XDG_CONFIG_HOME, no token, and
-/// `input` on stdin.
 fn cli_as(server: &Server, config: &std::path::Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(casescope_e2e::casescope_binary())
-        .args(args)
-        .env("CASESCOPE_SERVER", server.api_address())
-        .env("XDG_CONFIG_HOME", config)
-        .env_remove("CASESCOPE_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    server.cli_signed_out(config, args, input)
+}
+
+/// `casescope login --user <user>` with `password` on stdin.
+fn login(server: &Server, config: &std::path::Path, user: &str, password: &str) -> Output {
+    cli_as(
+        server,
+        config,
+        &["login", "--user", user, "--password-stdin"],
+        &format!("{password}\n"),
+    )
 }
 
 #[test]
@@ -45,25 +36,15 @@ fn signing_in_from_the_cli_and_what_a_stranger_is_told() {
     );
 
     // A wrong password is refused; the right one signs in and keeps the session 0600.
-    let wrong = cli_as(
-        &server,
-        &config,
-        &["login", "--user", "admin", "--password-stdin"],
-        "not the password\n",
-    );
+    let wrong = login(&server, &config, "admin", "not the password");
     assert!(!wrong.status.success());
     assert!(
         stderr(&wrong).contains("wrong username or password"),
         "{}",
         stderr(&wrong)
     );
-    let login = cli_as(
-        &server,
-        &config,
-        &["login", "--user", "admin", "--password-stdin"],
-        &format!("{TEST_ADMIN_PASSWORD}\n"),
-    );
-    assert!(login.status.success(), "{}", stderr(&login));
+    let signed_in = login(&server, &config, "admin", TEST_ADMIN_PASSWORD);
+    assert!(signed_in.status.success(), "{}", stderr(&signed_in));
     let sessions = config.join("casescope/sessions.json");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&sessions).unwrap().permissions().mode() & 0o777;
@@ -98,13 +79,8 @@ fn signing_in_from_the_cli_and_what_a_stranger_is_told() {
     );
     assert!(made.status.success(), "{}", stderr(&made));
     let alice = work.path().join("alice");
-    let login = cli_as(
-        &server,
-        &alice,
-        &["login", "--user", "alice", "--password-stdin"],
-        "alice's long password\n",
-    );
-    assert!(login.status.success(), "{}", stderr(&login));
+    let signed_in = login(&server, &alice, "alice", "alice's long password");
+    assert!(signed_in.status.success(), "{}", stderr(&signed_in));
     let listed = json(cli_as(&server, &alice, &["case", "list", "--json"], ""));
     assert_eq!(
         listed["cases"].as_array().map(Vec::len),
@@ -279,24 +255,14 @@ fn abuse_is_slowed_and_limited() {
     // Brute force on one account: after 5 failures even the right password waits.
     let config = tempfile::tempdir().unwrap();
     for _ in 0..5 {
-        let wrong = cli_as(
-            &server,
-            config.path(),
-            &["login", "--user", "admin", "--password-stdin"],
-            "guess guess guess\n",
-        );
+        let wrong = login(&server, config.path(), "admin", "guess guess guess");
         assert!(
             stderr(&wrong).contains("wrong username or password"),
             "{}",
             stderr(&wrong)
         );
     }
-    let right = cli_as(
-        &server,
-        config.path(),
-        &["login", "--user", "admin", "--password-stdin"],
-        &format!("{TEST_ADMIN_PASSWORD}\n"),
-    );
+    let right = login(&server, config.path(), "admin", TEST_ADMIN_PASSWORD);
     assert!(!right.status.success(), "the account is throttled");
     assert!(stderr(&right).contains("retry after"), "{}", stderr(&right));
 }

@@ -575,13 +575,14 @@ async fn read_first_message(
 
 /// The case id at `path` (`case_id`, `header.case_id`) of `message`, if set.
 fn case_of(message: &DynamicMessage, path: &str) -> Option<String> {
-    let mut current = message.clone();
+    // Walked by reference: the message may be large (100,000 event ids to tag).
+    let mut current = message;
     for part in path.split('.') {
         let field = current.descriptor().get_field_by_name(part)?;
         if !current.has_field(&field) {
             return None;
         }
-        let Value::Message(inner) = current.get_field(&field).into_owned() else {
+        let std::borrow::Cow::Borrowed(Value::Message(inner)) = current.get_field(&field) else {
             return None;
         };
         current = inner;
