@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect chart-check chart-tools
+.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway chart-check chart-tools
 
 ## Build and run every service in one process on embedded defaults (./casescope-data).
 serve:
@@ -33,7 +33,7 @@ test-large: test-deps
 		-- --nocapture --test-threads 1 a_worker_killed a_second_ingest_replica
 
 ## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
-bench: bench-ingest bench-detect
+bench: bench-ingest bench-detect bench-gateway
 
 SHARED_DATA ?= $(abspath ../shared/data)
 bench-ingest:
@@ -50,6 +50,11 @@ bench-detect:
 		--detect-rules $(SHARED_DATA)/sigma/rules/windows \
 		--detect-rules $(SHARED_DATA)/sigma/rules-threat-hunting/windows \
 		--detect-rules $(SHARED_DATA)/sigma/rules-emerging-threats
+
+## The gateway's checks on a cheap RPC (GetCase), against the bare service in the same run.
+bench-gateway:
+	$(CARGO) build --release -p casescope-bench --bin casescope-bench-gateway
+	$(CARGO_TARGET_DIR)/release/casescope-bench-gateway
 
 test-deps:
 	bash scripts/install-test-deps.sh

@@ -49,9 +49,19 @@ impl Deployment {
     /// nats-server, fresh PostgreSQL databases and a fresh OpenSearch index; `None`
     /// (with the harness's message) when OpenSearch is not installed outside CI.
     pub fn multi_process(work: &Path, env: &[(&str, &str)], prefix: &str) -> Option<Deployment> {
+        Self::multi_process_on(work, env, prefix, &casescope_testkit::nats_url())
+    }
+
+    /// [`Deployment::multi_process`] over the nats-server at `nats`.
+    pub fn multi_process_on(
+        work: &Path,
+        env: &[(&str, &str)],
+        prefix: &str,
+        nats: &str,
+    ) -> Option<Deployment> {
         let opensearch = opensearch_or_skip()?;
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let nats = casescope_testkit::nats_url();
+        let nats = nats.to_string();
         let [cases_db, ingest_db, detect_db] =
             [(); 3].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
         drop(runtime);

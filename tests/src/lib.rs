@@ -118,14 +118,21 @@ impl Server {
             .and_then(|i| args.get(i + 1))
             .copied();
         match service {
-            None | Some("gateway") => server.token = Some(server.sign_in()),
+            None | Some("gateway") => {
+                // The administrator's password: the test's own, if it sets one.
+                let password = env
+                    .iter()
+                    .find(|(key, _)| *key == "CASESCOPE_ADMIN_PASSWORD")
+                    .map_or(TEST_ADMIN_PASSWORD, |(_, value)| *value);
+                server.token = Some(server.sign_in(password));
+            }
             Some(name) => server.gateway = Some(Box::new(server.start_gateway(name, args, env))),
         }
         server
     }
 
     /// Signs in as `admin` and creates an API token for the test's calls.
-    fn sign_in(&self) -> String {
+    fn sign_in(&self, password: &str) -> String {
         let config = self.dir.path().join("config");
         let run = |args: &[&str], stdin: &str| {
             let output = self.cli_signed_out(&config, args, stdin);
@@ -139,7 +146,7 @@ impl Server {
         };
         run(
             &["login", "--user", "admin", "--password-stdin"],
-            &format!("{TEST_ADMIN_PASSWORD}\n"),
+            &format!("{password}\n"),
         );
         run(&["token", "create", "e2e-harness", "--days", "2"], "")
     }
@@ -235,6 +242,11 @@ impl Server {
                 },
             ),
         )
+    }
+
+    /// The API token this server's own gateway issued to the harness, if it runs one.
+    pub fn own_token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// `request` with the test's credential.

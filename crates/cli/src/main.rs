@@ -10,6 +10,7 @@ mod channels;
 mod client;
 mod detect_cmds;
 mod evidence_cmds;
+mod oidc_login;
 mod serve;
 mod serve_gateway;
 mod server_http;
@@ -114,11 +115,14 @@ enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
         /// The user name.
-        #[arg(long)]
-        user: String,
+        #[arg(long, required_unless_present = "oidc", conflicts_with = "oidc")]
+        user: Option<String>,
         /// Read the password from the first line of stdin instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// Sign in through the server's OpenID Connect provider in a browser instead.
+        #[arg(long)]
+        oidc: bool,
     },
     /// End the saved session on the server.
     Logout {
@@ -309,7 +313,11 @@ fn main() -> ExitCode {
                 server,
                 user,
                 password_stdin,
-            } => account_cmds::login(&server, user, password_stdin).await,
+                oidc,
+            } => match user {
+                Some(user) if !oidc => account_cmds::login(&server, user, password_stdin).await,
+                _ => oidc_login::login_oidc(&server).await,
+            },
             Command::Logout { server } => account_cmds::logout(&server).await,
             Command::Whoami { server, json } => account_cmds::whoami(&server, json).await,
             Command::Token { server, command } => account_cmds::run_token(&server, command).await,

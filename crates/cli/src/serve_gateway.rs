@@ -6,6 +6,7 @@
 use anyhow::Context;
 use casescope_db::{Database, run_periodically};
 use casescope_gateway::bootstrap::{FirstAdmin, KeySources, ensure_first_admin, load_keys};
+use casescope_gateway::oidc::Oidc;
 use casescope_gateway::policy::{Access, rule_of};
 use casescope_gateway::{
     AdminApi, ApiTokens, AuditLog, AuthApi, Authenticator, CaseRoles, Gate, LimitSettings,
@@ -109,15 +110,30 @@ pub async fn start(
         authenticator.clone(),
         roles.clone(),
     );
+    let oidc = match &config.gateway.oidc {
+        Some(settings) => {
+            let oidc = Oidc::new(settings.clone(), sessions.clone())
+                .map_err(|problem| anyhow::anyhow!("OIDC: {problem}"))?;
+            tracing::info!(issuer = %settings.issuer, "sign-in through an OpenID Connect provider");
+            Some(Arc::new(oidc))
+        }
+        None => None,
+    };
+    let auth = match &oidc {
+        Some(oidc) => auth.with_oidc(oidc.clone()),
+        None => auth,
+    };
     let admin = AdminApi::new(auth.clone(), users, roles.clone(), tokens, audit.clone());
     let limiter = RateLimiter::new(LimitSettings {
         requests_per_second: config.gateway.requests_per_second,
         burst: config.gateway.burst,
         max_uploads: config.gateway.max_uploads_per_user,
     });
-    let gate = Gate::new(authenticator, roles, audit.clone(), key, limiter);
+    let gate = Gate::new(authenticator, roles, audit.clone(), key, limiter)
+        .trusting(config.gateway.trusted_proxies.clone());
 
-    // Ended sessions, old login failures and audit records past retention.
+    // Ended sessions, old login failures, unfinished OIDC sign-ins and audit records
+    // past retention.
     let retention = config.gateway.audit_retention;
     tasks.spawn(run_periodically(
         "gateway-sweeps",
@@ -125,8 +141,14 @@ pub async fn start(
         background.clone(),
         move || {
             let (sessions, throttle, audit) = (sessions.clone(), throttle.clone(), audit.clone());
+            let oidc = oidc.clone();
             async move {
-                let swept = sessions.sweep().await.map_err(|e| e.to_string())?
+                let pending = match &oidc {
+                    Some(oidc) => oidc.sweep().await.map_err(|e| e.to_string())?,
+                    None => 0,
+                };
+                let swept = pending
+                    + sessions.sweep().await.map_err(|e| e.to_string())?
                     + throttle.sweep().await.map_err(|e| e.to_string())?
                     + audit
                         .apply_retention(retention)

@@ -9,15 +9,18 @@ mod env_vars;
 mod event_store;
 mod evidence_store;
 mod gateway;
+mod oidc;
 
 pub use discovery::ServiceDiscovery;
 pub use event_store::{EVENT_STORES, EventStoreConfig, OpenSearchConfig, Secret};
 pub use evidence_store::{EVIDENCE_STORES, EvidenceStoreConfig, S3Config};
-pub use gateway::GatewayConfig;
+pub use gateway::{GatewayConfig, IpNet};
+pub use oidc::OidcConfig;
 
 use event_store::EventStoreSettings;
 use evidence_store::EvidenceStoreSettings;
 use gateway::GatewaySettings;
+use oidc::OidcSettings;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -137,6 +140,18 @@ pub struct Settings {
     pub rate_limit_burst: Option<String>,
     pub max_uploads_per_user: Option<String>,
     pub audit_retention_days: Option<String>,
+    pub trusted_proxies: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<Secret>,
+    pub oidc_client_secret_file: Option<PathBuf>,
+    pub oidc_redirect_uris: Option<String>,
+    pub oidc_loopback_redirects: Option<String>,
+    pub oidc_scopes: Option<String>,
+    pub oidc_username_claim: Option<String>,
+    pub oidc_groups_claim: Option<String>,
+    pub oidc_role_map: Option<String>,
+    pub oidc_default_role: Option<String>,
 }
 
 impl Settings {
@@ -194,7 +209,19 @@ impl Settings {
             rate_limit_per_second,
             rate_limit_burst,
             max_uploads_per_user,
-            audit_retention_days
+            audit_retention_days,
+            trusted_proxies,
+            oidc_issuer,
+            oidc_client_id,
+            oidc_client_secret,
+            oidc_client_secret_file,
+            oidc_redirect_uris,
+            oidc_loopback_redirects,
+            oidc_scopes,
+            oidc_username_claim,
+            oidc_groups_claim,
+            oidc_role_map,
+            oidc_default_role
         );
         for (name, addr) in lower.service_addrs {
             self.service_addrs.entry(name).or_insert(addr);
@@ -262,6 +289,18 @@ impl Settings {
             rate_limit_burst: get("CASESCOPE_RATE_LIMIT_BURST"),
             max_uploads_per_user: get("CASESCOPE_MAX_UPLOADS_PER_USER"),
             audit_retention_days: get("CASESCOPE_AUDIT_RETENTION_DAYS"),
+            trusted_proxies: get("CASESCOPE_TRUSTED_PROXIES"),
+            oidc_issuer: get("CASESCOPE_OIDC_ISSUER"),
+            oidc_client_id: get("CASESCOPE_OIDC_CLIENT_ID"),
+            oidc_client_secret: get("CASESCOPE_OIDC_CLIENT_SECRET").map(Secret::new),
+            oidc_client_secret_file: get("CASESCOPE_OIDC_CLIENT_SECRET_FILE").map(PathBuf::from),
+            oidc_redirect_uris: get("CASESCOPE_OIDC_REDIRECT_URIS"),
+            oidc_loopback_redirects: get("CASESCOPE_OIDC_LOOPBACK_REDIRECTS"),
+            oidc_scopes: get("CASESCOPE_OIDC_SCOPES"),
+            oidc_username_claim: get("CASESCOPE_OIDC_USERNAME_CLAIM"),
+            oidc_groups_claim: get("CASESCOPE_OIDC_GROUPS_CLAIM"),
+            oidc_role_map: get("CASESCOPE_OIDC_ROLE_MAP"),
+            oidc_default_role: get("CASESCOPE_OIDC_DEFAULT_ROLE"),
         }
     }
 
@@ -432,6 +471,20 @@ impl Settings {
             rate_limit_burst: self.rate_limit_burst,
             max_uploads_per_user: self.max_uploads_per_user,
             audit_retention_days: self.audit_retention_days,
+            trusted_proxies: self.trusted_proxies,
+            oidc: OidcSettings {
+                issuer: self.oidc_issuer,
+                client_id: self.oidc_client_id,
+                client_secret: self.oidc_client_secret,
+                client_secret_file: self.oidc_client_secret_file,
+                redirect_uris: self.oidc_redirect_uris,
+                loopback_redirects: self.oidc_loopback_redirects,
+                scopes: self.oidc_scopes,
+                username_claim: self.oidc_username_claim,
+                groups_claim: self.oidc_groups_claim,
+                role_map: self.oidc_role_map,
+                default_role: self.oidc_default_role,
+            },
         }
         .resolve(&mut errors);
         if let Mode::Service(name) = &mode

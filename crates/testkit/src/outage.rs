@@ -12,9 +12,13 @@ use std::process::{Child, Command};
 use std::sync::Mutex;
 
 enum Kind {
-    Nats,
+    /// With a user and password clients must present, if given.
+    Nats(Option<(String, String)>),
     Postgres(PostgresSetup),
-    OpenSearch { java: PathBuf, install: PathBuf },
+    OpenSearch {
+        java: PathBuf,
+        install: PathBuf,
+    },
 }
 
 pub struct StoppableServer {
@@ -29,11 +33,25 @@ pub struct StoppableServer {
 impl StoppableServer {
     /// A nats-server with JetStream (its store survives restarts).
     pub fn nats() -> Result<StoppableServer, String> {
+        Self::nats_with(None)
+    }
+
+    /// A nats-server with JetStream that admits only `user` with `password`; its `url`
+    /// carries them (`nats://user:password@…`).
+    pub fn nats_with_password(user: &str, password: &str) -> Result<StoppableServer, String> {
+        Self::nats_with(Some((user.to_string(), password.to_string())))
+    }
+
+    fn nats_with(credentials: Option<(String, String)>) -> Result<StoppableServer, String> {
         let dir = scratch_dir("casescope-nats-")?;
         let port = free_port();
+        let userinfo = credentials
+            .as_ref()
+            .map(|(user, password)| format!("{user}:{password}@"))
+            .unwrap_or_default();
         let server = StoppableServer {
-            kind: Kind::Nats,
-            url: format!("nats://127.0.0.1:{port}"),
+            kind: Kind::Nats(credentials),
+            url: format!("nats://{userinfo}127.0.0.1:{port}"),
             dir,
             port,
             child: Mutex::new(None),
@@ -77,7 +95,13 @@ impl StoppableServer {
 
     fn command(&self) -> Result<Command, String> {
         match &self.kind {
-            Kind::Nats => nats_command(&self.dir, self.port),
+            Kind::Nats(credentials) => {
+                let mut command = nats_command(&self.dir, self.port)?;
+                if let Some((user, password)) = credentials {
+                    command.args(["--user", user, "--pass", password]);
+                }
+                Ok(command)
+            }
             Kind::Postgres(setup) => setup.command(),
             Kind::OpenSearch { java, install } => {
                 let _ = std::fs::remove_file(self.dir.join("home/logs/http.ports"));
@@ -99,7 +123,7 @@ impl StoppableServer {
         let mut child = spawn_dying_with_us(self.command()?, death_signal)
             .map_err(|e| format!("start {}: {e}", self.name()))?;
         match &self.kind {
-            Kind::Nats => wait_for_port(
+            Kind::Nats(_) => wait_for_port(
                 self.port,
                 "nats-server",
                 &mut child,
@@ -128,7 +152,7 @@ impl StoppableServer {
 
     fn name(&self) -> &'static str {
         match self.kind {
-            Kind::Nats => "nats-server",
+            Kind::Nats(_) => "nats-server",
             Kind::Postgres(_) => "postgres",
             Kind::OpenSearch { .. } => "OpenSearch",
         }

@@ -1,6 +1,7 @@
 //! `casescope.gateway.v1.AuthService`: login, refresh, logout, who am I, password
 //! change. Credentials and tokens never appear in a message, a log line or an error.
 
+use crate::oidc::{Oidc, OidcError};
 use crate::principal::{Authenticator, CaseGrant, CaseRoles, Credential, Principal};
 use crate::sessions::{AuthError, Issued, Sessions};
 use crate::throttle::{LoginThrottle, account_key, address_key};
@@ -9,6 +10,7 @@ use casescope_proto::error::ApiError;
 use casescope_proto::gateway::v1 as pb;
 use casescope_proto::gateway::v1::auth_service_server::AuthService;
 use casescope_proto::time::micros_to_timestamp;
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 type RpcResult<T> = Result<Response<T>, Status>;
@@ -17,6 +19,38 @@ fn unauthenticated(message: &str) -> ApiError {
     ApiError::Unauthenticated {
         reason: "UNAUTHENTICATED",
         message: message.to_string(),
+    }
+}
+
+/// The caller-facing error of an [`OidcError`].
+fn oidc_error(error: OidcError) -> ApiError {
+    match error {
+        OidcError::NotConfigured => {
+            ApiError::failed_precondition("OIDC_NOT_CONFIGURED", error.to_string())
+        }
+        OidcError::BadRequest(message) => {
+            ApiError::invalid_field("REDIRECT_URI_NOT_ALLOWED", "redirect_uri", message)
+        }
+        OidcError::Refused(message) => {
+            tracing::info!(reason = %message, "OIDC sign-in refused");
+            ApiError::Unauthenticated {
+                reason: "OIDC_SIGN_IN_REFUSED",
+                message,
+            }
+        }
+        OidcError::NoRole(message) => ApiError::PermissionDenied {
+            reason: "NO_ROLE",
+            message,
+        },
+        OidcError::Busy(message) => ApiError::RateLimited {
+            message,
+            retry_after_secs: 60,
+        },
+        OidcError::Provider(message) => {
+            tracing::warn!(problem = %message, "identity provider");
+            ApiError::Unavailable { message }
+        }
+        OidcError::Internal(message) => ApiError::internal_logged("OIDC sign-in", message),
     }
 }
 
@@ -91,6 +125,7 @@ pub struct AuthApi {
     throttle: LoginThrottle,
     authenticator: Authenticator,
     roles: CaseRoles,
+    oidc: Option<Arc<Oidc>>,
 }
 
 impl AuthApi {
@@ -105,7 +140,23 @@ impl AuthApi {
             throttle,
             authenticator,
             roles,
+            oidc: None,
         }
+    }
+
+    /// Offers sign-in through this OpenID Connect provider.
+    pub fn with_oidc(mut self, oidc: Arc<Oidc>) -> Self {
+        self.oidc = Some(oidc);
+        self
+    }
+
+    fn oidc(&self) -> Result<&Oidc, ApiError> {
+        self.oidc.as_deref().ok_or_else(|| {
+            ApiError::failed_precondition(
+                "OIDC_NOT_CONFIGURED",
+                OidcError::NotConfigured.to_string(),
+            )
+        })
     }
 
     /// The principal of the request's bearer credential.
@@ -264,5 +315,47 @@ impl AuthService for AuthApi {
             .map_err(|e| Status::from(auth_error(e, "change password")))?;
         tracing::info!(user_id = %user.id, "password changed; other sessions revoked");
         Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn begin_oidc_login(
+        &self,
+        request: Request<pb::BeginOidcLoginRequest>,
+    ) -> RpcResult<pb::BeginOidcLoginResponse> {
+        let oidc = self.oidc()?;
+        let begun = oidc
+            .begin(&request.into_inner().redirect_uri)
+            .await
+            .map_err(oidc_error)?;
+        Ok(Response::new(pb::BeginOidcLoginResponse {
+            authorization_url: begun.authorization_url,
+            state: begun.state,
+            expires_at: Some(micros_to_timestamp(begun.expires_at)),
+        }))
+    }
+
+    async fn complete_oidc_login(
+        &self,
+        request: Request<pb::CompleteOidcLoginRequest>,
+    ) -> RpcResult<pb::LoginResponse> {
+        let oidc = self.oidc()?;
+        let request = request.into_inner();
+        let signed_in = oidc
+            .complete(&request.state, &request.code)
+            .await
+            .map_err(oidc_error)?;
+        tracing::info!(
+            user_id = %signed_in.user.id,
+            username = %signed_in.user.username,
+            role = signed_in.user.role.as_str(),
+            created = signed_in.created,
+            session_id = %signed_in.issued.session_id,
+            "OIDC sign-in"
+        );
+        Ok(Response::new(pb::LoginResponse {
+            tokens: Some(pair(&signed_in.issued)),
+            user_id: Some(UserId {
+                value: signed_in.issued.user_id.clone(),
+            }),
+        }))
     }
 }

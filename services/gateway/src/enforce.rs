@@ -8,6 +8,7 @@
 //! deleting one forgets its roles.
 
 use crate::audit::{AuditLog, AuditRecord};
+use crate::client_address::client_address;
 use crate::limits::RateLimiter;
 use crate::policy::{self, Access, Decision, GlobalRole, Rule};
 use crate::principal::{Authenticator, CaseRole, CaseRoles, Credential, Principal};
@@ -20,11 +21,13 @@ use bytes::{Buf, Bytes, BytesMut};
 use casescope_db::now_micros;
 use casescope_proto::error::ApiError;
 use casescope_proto::identity::{self, CallerKind, Identity, InternalKey};
+use casescope_runtime::config::IpNet;
 use http_body_util::BodyExt;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
+use tonic::transport::server::TcpConnectInfo;
 
 /// Largest first message read to find the case (bytes); uploads send their header first.
 const MAX_FIRST_MESSAGE: usize = 16 * 1024 * 1024;
@@ -71,6 +74,7 @@ pub struct Gate {
     audit: AuditLog,
     key: InternalKey,
     limiter: RateLimiter,
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl Gate {
@@ -88,7 +92,16 @@ impl Gate {
             audit,
             key,
             limiter,
+            trusted_proxies: Vec::new(),
         })
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies ([`client_address`]).
+    pub fn trusting(mut self: Arc<Self>, proxies: Vec<IpNet>) -> Arc<Self> {
+        if let Some(gate) = Arc::get_mut(&mut self) {
+            gate.trusted_proxies = proxies;
+        }
+        self
     }
 }
 
@@ -131,13 +144,24 @@ pub async fn enforce(State(gate): State<Arc<Gate>>, mut request: Request, next: 
         // Health, reflection, HTTP endpoints, and paths that are not RPCs (404).
         return next.run(request).await;
     };
+    // The client behind the ingress, also for the services (the login throttle).
+    let connection = request.extensions().get::<TcpConnectInfo>().cloned();
+    let peer = connection.as_ref().and_then(|c| c.remote_addr());
+    let client = client_address(
+        peer.map(|a| a.ip()),
+        request.headers(),
+        &gate.trusted_proxies,
+    );
+    if let (Some(client), Some(peer), Some(connection)) = (client, peer, &connection)
+        && client != peer.ip()
+    {
+        request.extensions_mut().insert(TcpConnectInfo {
+            local_addr: connection.local_addr(),
+            remote_addr: Some(std::net::SocketAddr::new(client, peer.port())),
+        });
+    }
     let origin = Origin {
-        address: request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .map(|address| address.ip().to_string())
-            .unwrap_or_default(),
+        address: client.map(|ip| ip.to_string()).unwrap_or_default(),
         user_agent: request
             .headers()
             .get(http::header::USER_AGENT)
@@ -333,7 +357,12 @@ impl Gate {
                 _ => response,
             };
         }
-        if rule.mutating {
+        // Mutating calls, and every call made with an API token (automation's trail).
+        let token_use = matches!(
+            principal.as_ref().map(|p| &p.credential),
+            Some(Credential::ApiToken(_))
+        );
+        if rule.mutating || token_use {
             record.outcome = if code == tonic::Code::Ok {
                 "succeeded"
             } else {

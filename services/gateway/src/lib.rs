@@ -4,15 +4,17 @@
 //! Password hashing, access tokens and their keys, sessions with rotating refresh
 //! tokens, the login throttle, API tokens, case roles, the policy, the hash-chained
 //! audit log, the AuthService and AdminService RPCs, and the enforcement layer in front
-//! of every public RPC ([`enforce`]). Not yet: OIDC sign-in.
+//! of every public RPC ([`enforce`]). Sign-in through an OpenID Connect provider: [`oidc`].
 
 pub mod admin_api;
 pub mod api_tokens;
 pub mod audit;
 pub mod auth_api;
 pub mod bootstrap;
+pub mod client_address;
 pub mod enforce;
 pub mod limits;
+pub mod oidc;
 pub mod password;
 pub mod policy;
 pub mod principal;

@@ -61,6 +61,11 @@ pub async fn hash(password: String) -> Result<String, String> {
 /// hash is checked, so an unknown name takes as long as a wrong password.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || match stored {
+        // A user without a password takes as long to refuse as a wrong password.
+        Some(stored) if stored == crate::users::NO_PASSWORD => {
+            let _ = verify_blocking(&password, dummy_hash());
+            false
+        }
         Some(stored) => verify_blocking(&password, &stored),
         None => {
             let _ = verify_blocking(&password, dummy_hash());

@@ -45,7 +45,7 @@ impl GlobalRole {
 /// Who may call an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No credentials (Login, Refresh, Logout).
+    /// No credentials (Login, Refresh, Logout, OIDC sign-in).
     Public,
     /// Between CaseScope's own services only; never through the gateway.
     Internal,
@@ -127,6 +127,18 @@ pub const POLICY: &[Rule] = &[
     rule(
         "/casescope.gateway.v1.AuthService/ChangePassword",
         Authenticated,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.gateway.v1.AuthService/BeginOidcLogin",
+        Public,
+        false,
+        None,
+    ),
+    rule(
+        "/casescope.gateway.v1.AuthService/CompleteOidcLogin",
+        Public,
         true,
         None,
     ),

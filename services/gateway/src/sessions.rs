@@ -117,6 +117,12 @@ impl Sessions {
             Some(user) if matches && !user.disabled => user,
             _ => return Err(AuthError::BadCredentials),
         };
+        self.start(&user).await
+    }
+
+    /// A new session for `user`, who has proven who they are (a password, or an identity
+    /// provider's ID token).
+    pub async fn start(&self, user: &UserRow) -> Result<Issued, AuthError> {
         let now = now_micros();
         let session_id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.users.db().begin().await.map_err(internal)?;

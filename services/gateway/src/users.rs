@@ -101,8 +101,35 @@ ALTER TABLE gateway_users ADD COLUMN role TEXT NOT NULL DEFAULT 'analyst';
 UPDATE gateway_users SET role = 'admin' WHERE is_admin = 1;
 ",
         },
+        Migration {
+            version: 6,
+            name: "oidc sign-in",
+            sql: "
+CREATE TABLE gateway_oidc_pending (
+    state_hash TEXT PRIMARY KEY,
+    nonce TEXT NOT NULL,
+    code_verifier TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX gateway_oidc_pending_by_expiry ON gateway_oidc_pending (expires_at);
+CREATE TABLE gateway_oidc_identities (
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX gateway_oidc_identities_by_user ON gateway_oidc_identities (user_id);
+",
+        },
     ],
 };
+
+/// The password hash of a user who has no password (signs in through an identity
+/// provider): not a PHC string, so no password ever verifies against it.
+pub const NO_PASSWORD: &str = "!external";
 
 /// Name of the administrator a fresh installation creates.
 pub const FIRST_ADMIN: &str = "admin";
@@ -190,7 +217,6 @@ impl Users {
         password: &str,
         role: GlobalRole,
     ) -> Result<UserRow, UserError> {
-        let is_admin = role == GlobalRole::Admin;
         if let Some(problem) = username_violation(username) {
             return Err(UserError::Username(problem));
         }
@@ -200,13 +226,41 @@ impl Users {
         let hash = password::hash(password.to_string())
             .await
             .map_err(UserError::Internal)?;
+        self.insert(username, display_name, "", hash, role).await
+    }
+
+    /// Creates a user who signs in through an identity provider only: no password
+    /// ([`NO_PASSWORD`] never verifies).
+    pub async fn create_external(
+        &self,
+        username: &str,
+        display_name: &str,
+        email: &str,
+        role: GlobalRole,
+    ) -> Result<UserRow, UserError> {
+        if let Some(problem) = username_violation(username) {
+            return Err(UserError::Username(problem));
+        }
+        self.insert(username, display_name, email, NO_PASSWORD.into(), role)
+            .await
+    }
+
+    async fn insert(
+        &self,
+        username: &str,
+        display_name: &str,
+        email: &str,
+        password_hash: String,
+        role: GlobalRole,
+    ) -> Result<UserRow, UserError> {
+        let is_admin = role == GlobalRole::Admin;
         let now = now_micros();
         let user = UserRow {
             id: uuid::Uuid::now_v7().to_string(),
             username: username.to_string(),
             display_name: display_name.to_string(),
-            email: String::new(),
-            password_hash: hash,
+            email: email.to_string(),
+            password_hash,
             is_admin,
             role,
             disabled: false,
@@ -343,6 +397,7 @@ impl Users {
             "DELETE FROM gateway_sessions WHERE user_id = $1",
             "DELETE FROM gateway_api_tokens WHERE user_id = $1",
             "DELETE FROM gateway_case_roles WHERE user_id = $1",
+            "DELETE FROM gateway_oidc_identities WHERE user_id = $1",
         ] {
             sqlx::query(statement).bind(id).execute(&mut *tx).await?;
         }

@@ -125,6 +125,54 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "days audit records are kept before a signed checkpoint replaces them (default 365)",
     ),
     (
+        "CASESCOPE_TRUSTED_PROXIES",
+        "comma-separated addresses or blocks (10.0.0.0/8) of reverse proxies whose X-Forwarded-For names the client; none by default",
+    ),
+    (
+        "CASESCOPE_OIDC_ISSUER",
+        "issuer URL of an OpenID Connect provider for sign-in (authorization code + PKCE); unset: off",
+    ),
+    (
+        "CASESCOPE_OIDC_CLIENT_ID",
+        "CaseScope's client id at the OpenID Connect provider",
+    ),
+    (
+        "CASESCOPE_OIDC_CLIENT_SECRET",
+        "its client secret (unset: a public client, PKCE alone)",
+    ),
+    (
+        "CASESCOPE_OIDC_CLIENT_SECRET_FILE",
+        "file holding the client secret, instead of CASESCOPE_OIDC_CLIENT_SECRET",
+    ),
+    (
+        "CASESCOPE_OIDC_REDIRECT_URIS",
+        "comma-separated exact redirect URIs a sign-in may return to (the web app's)",
+    ),
+    (
+        "CASESCOPE_OIDC_LOOPBACK_REDIRECTS",
+        "also allow http://127.0.0.1:<port>/ redirects for `casescope login --oidc` (default true)",
+    ),
+    (
+        "CASESCOPE_OIDC_SCOPES",
+        "comma-separated scopes asked for (default openid,profile,email,groups)",
+    ),
+    (
+        "CASESCOPE_OIDC_USERNAME_CLAIM",
+        "ID-token claim naming the user (default preferred_username, then email, then sub)",
+    ),
+    (
+        "CASESCOPE_OIDC_GROUPS_CLAIM",
+        "ID-token claim listing the user's groups (default groups)",
+    ),
+    (
+        "CASESCOPE_OIDC_ROLE_MAP",
+        "comma-separated GROUP=ROLE (admin, analyst, auditor, viewer); the strongest mapped role wins",
+    ),
+    (
+        "CASESCOPE_OIDC_DEFAULT_ROLE",
+        "role of a user in no mapped group (unset: refused)",
+    ),
+    (
         "CASESCOPE_CORS_ALLOWED_ORIGINS",
         "comma-separated exact browser origins granted cross-origin calls (gRPC-web); none by default",
     ),

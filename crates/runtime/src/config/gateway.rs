@@ -4,6 +4,8 @@
 //! mounted Kubernetes Secret).
 
 use super::Secret;
+use super::oidc::{OidcConfig, OidcSettings};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,6 +26,58 @@ pub struct GatewayConfig {
     pub max_uploads_per_user: usize,
     /// Audit records older than this are dropped behind a signed checkpoint.
     pub audit_retention: Duration,
+    /// Reverse proxies (an ingress controller) whose `X-Forwarded-For` names the client;
+    /// empty: the header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Sign-in through an OpenID Connect provider, when configured.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// An address block (`10.0.0.0/8`, `fd00::/8`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// `address[/prefix]`, or `None` when it is neither.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address: IpAddr = address.trim().parse().ok()?;
+        let address = address.to_canonical();
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => prefix.trim().parse::<u8>().ok().filter(|p| *p <= bits)?,
+            None => bits,
+        };
+        Some(Self { address, prefix })
+    }
+
+    /// Whether `ip` lies in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let mask = |bits: u32, total: u32| -> u128 {
+            if bits == 0 {
+                0
+            } else {
+                (u128::MAX << (total - bits)) & (u128::MAX >> (128 - total))
+            }
+        };
+        match (self.address, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let m = mask(u32::from(self.prefix), 32);
+                (u128::from(u32::from(net)) & m) == (u128::from(u32::from(ip)) & m)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let m = mask(u32::from(self.prefix), 128);
+                (u128::from(net) & m) == (u128::from(ip) & m)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The unresolved settings (see `Settings`).
@@ -39,6 +93,8 @@ pub(super) struct GatewaySettings {
     pub rate_limit_burst: Option<String>,
     pub max_uploads_per_user: Option<String>,
     pub audit_retention_days: Option<String>,
+    pub trusted_proxies: Option<String>,
+    pub oidc: OidcSettings,
 }
 
 /// The first line of a secret file, or a problem.
@@ -61,7 +117,7 @@ fn secret_file(setting: &str, path: &std::path::Path, errors: &mut Vec<String>) 
     }
 }
 
-fn one_of(
+pub(super) fn one_of(
     setting: &str,
     value: Option<Secret>,
     file: Option<PathBuf>,
@@ -136,6 +192,22 @@ impl GatewaySettings {
             1,
             errors,
         );
+        let mut trusted_proxies = Vec::new();
+        for entry in self
+            .trusted_proxies
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            match IpNet::parse(entry) {
+                Some(net) => trusted_proxies.push(net),
+                None => errors.push(format!(
+                    "trusted_proxies: {entry:?} is not an address or a block like 10.0.0.0/8"
+                )),
+            }
+        }
         GatewayConfig {
             internal_key,
             admin_password,
@@ -163,6 +235,8 @@ impl GatewaySettings {
                 errors,
             ),
             audit_retention: Duration::from_secs(days.saturating_mul(86_400)),
+            trusted_proxies,
+            oidc: self.oidc.resolve(errors),
         }
     }
 }
@@ -198,10 +272,34 @@ mod tests {
             admin_password: Some(Secret::new("x")),
             admin_password_file: Some(path),
             rate_limit_burst: Some("0".into()),
+            trusted_proxies: Some("10.0.0.0/8, 10.1.2.3/33".into()),
             ..GatewaySettings::default()
         }
         .resolve(&mut errors);
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("10.1.2.3/33")),
+            "{errors:?}"
+        );
         assert!(errors.iter().all(|e| !e.contains("short")), "{errors:?}");
+    }
+
+    #[test]
+    fn address_blocks() {
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        let net = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(ip("10.200.3.4")));
+        assert!(net.contains(ip("::ffff:10.1.1.1")), "IPv4-mapped peers");
+        assert!(!net.contains(ip("11.0.0.1")));
+        assert!(!net.contains(ip("fd00::1")));
+        let one = IpNet::parse("192.168.1.7").unwrap();
+        assert!(one.contains(ip("192.168.1.7")) && !one.contains(ip("192.168.1.8")));
+        let v6 = IpNet::parse("fd00::/8").unwrap();
+        assert!(v6.contains(ip("fd12::5")) && !v6.contains(ip("fe80::1")));
+        let all = IpNet::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains(ip("8.8.8.8")));
+        for bad in ["10.0.0.0/33", "fd00::/129", "host", "10.0.0.0/x", ""] {
+            assert_eq!(IpNet::parse(bad), None, "{bad}");
+        }
     }
 }
