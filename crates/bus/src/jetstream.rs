@@ -62,11 +62,21 @@ fn unavailable(error: impl std::fmt::Display) -> BusError {
 
 impl JetStreamBus {
     pub async fn connect(options: &JetStreamOptions) -> Result<Self, BusError> {
-        let client = async_nats::ConnectOptions::new()
+        // Credentials in the URL go to the server in CONNECT, and the URL the client
+        // keeps (and logs) carries none.
+        let (urls, credentials) = split_credentials(&options.url);
+        let connect = match credentials {
+            Some(Credentials::UserPassword(user, password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user, password)
+            }
+            Some(Credentials::Token(token)) => async_nats::ConnectOptions::with_token(token),
+            None => async_nats::ConnectOptions::new(),
+        };
+        let client = connect
             .name("casescope")
             .connection_timeout(options.connect_timeout)
             .request_timeout(Some(options.request_timeout))
-            .connect(&options.url)
+            .connect(urls.as_str())
             .await
             .map_err(|error| BusError::Unavailable(format!("connect to NATS: {error}")))?;
         let context = jetstream::new(client.clone());
@@ -399,3 +409,92 @@ impl Acker for JetStreamAcker {
             .map_err(ack_error)
     }
 }
+
+/// Credentials carried in a NATS URL (`nats://user:password@host`, `nats://token@host`).
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// The comma-separated `urls` without their credentials, and the first credentials.
+fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
+    let mut found = None;
+    let stripped: Vec<String> = urls
+        .split(',')
+        .map(|url| {
+            let url = url.trim();
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let Some(at) = rest[..authority_end].rfind('@') else {
+                return url.to_string();
+            };
+            let userinfo = &rest[..at];
+            if found.is_none() {
+                found = Some(match userinfo.split_once(':') {
+                    Some((user, password)) => {
+                        Credentials::UserPassword(percent_decode(user), percent_decode(password))
+                    }
+                    None => Credentials::Token(percent_decode(userinfo)),
+                });
+            }
+            let host = &rest[at + 1..];
+            if scheme.is_empty() {
+                host.to_string()
+            } else {
+                format!("{scheme}://{host}")
+            }
+        })
+        .collect();
+    (stripped.join(","), found)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::{Credentials, split_credentials};
+
+    #[test]
+    fn credentials_leave_the_url() {
+        assert_eq!(
+            split_credentials("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".into(), None)
+        );
+        assert_eq!(
+            split_credentials("nats://casescope:p%40ss@n1:4222, nats://casescope:p%40ss@n2:4222"),
+            (
+                "nats://n1:4222,nats://n2:4222".into(),
+                Some(Credentials::UserPassword("casescope".into(), "p@ss".into()))
+            )
+        );
+        assert_eq!(
+            split_credentials("tls://s3cr3t@nats.example:4222"),
+            (
+                "tls://nats.example:4222".into(),
+                Some(Credentials::Token("s3cr3t".into()))
+            )
+        );
+    }
+}
+

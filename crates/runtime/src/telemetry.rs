@@ -90,6 +90,10 @@ pub fn init_metrics_only() {
     });
 }
 
+/// Log targets that carry credentials below some level, with the level they are held to
+/// (the canary test, tests/tests/canary.rs, runs every process at `trace`).
+pub const SECRET_BEARING_TARGETS: &[&str] = &["async_nats::connection=debug"];
+
 /// Installs the global subscriber for process `service` (e.g. "all", "cases").
 /// Must run inside a tokio runtime when OTLP is enabled.
 pub fn init(
@@ -97,7 +101,10 @@ pub fn init(
     filter: &str,
     format: LogFormat,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    let env_filter = EnvFilter::try_new(filter).map_err(|error| TelemetryError::Filter {
+    // Whatever the filter asks, these never log below their ceiling: they would write
+    // secrets (the NATS client logs its CONNECT, password included, at trace).
+    let capped = format!("{filter},{}", SECRET_BEARING_TARGETS.join(","));
+    let env_filter = EnvFilter::try_new(&capped).map_err(|error| TelemetryError::Filter {
         filter: filter.to_string(),
         message: error.to_string(),
     })?;
