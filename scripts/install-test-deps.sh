@@ -36,4 +36,8 @@ elif [ "${CASESCOPE_TEST_REQUIRE_S3:-}" = 1 ]; then
 else
   echo "Go is missing: the S3 suites will skip (install Go, then scripts/install-seaweedfs.sh)"
 fi
-echo "test dependencies present: nats-server, PostgreSQL (and OpenSearch and SeaweedFS, see above)"
+# The OpenID Connect provider of the sign-in tests (node-oidc-provider, pinned by its
+# lockfile, from the npm registry).
+echo "installing the test OpenID Connect provider (npm ci in scripts/oidc-provider)"
+(cd "$(dirname "$0")/oidc-provider" && npm ci --no-audit --no-fund --loglevel=error)
+echo "test dependencies present: nats-server, PostgreSQL, the OIDC provider (and OpenSearch and SeaweedFS, see above)"

@@ -497,4 +497,3 @@ mod credential_tests {
         );
     }
 }
-
