@@ -292,7 +292,7 @@ impl Oidc {
     /// Spends the pending sign-in of `state` (once).
     async fn spend(&self, state: &str) -> Result<Pending, OidcError> {
         let hash = secret_hash(state);
-        let mut tx = self.db.begin().await.map_err(DbError::from)?;
+        let mut tx = self.db.begin().await?;
         let row = sqlx::query(
             "SELECT nonce, code_verifier, redirect_uri, expires_at FROM gateway_oidc_pending \
              WHERE state_hash = $1",
