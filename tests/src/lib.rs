@@ -155,17 +155,29 @@ impl Server {
     /// XDG_CONFIG_HOME (where `login` keeps sessions), no CASESCOPE_TOKEN, and `input`
     /// on stdin.
     pub fn cli_signed_out(&self, config: &std::path::Path, args: &[&str], input: &str) -> Output {
+        self.cli_with(
+            &[("XDG_CONFIG_HOME", config.to_str().unwrap())],
+            args,
+            input,
+        )
+    }
+
+    /// Runs `casescope <args>` against this server's API with `env` (no CASESCOPE_TOKEN
+    /// unless `env` sets one) and `input` on stdin.
+    pub fn cli_with(&self, env: &[(&str, &str)], args: &[&str], input: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(casescope_binary())
+        let mut command = Command::new(casescope_binary());
+        command
             .args(args)
             .env("CASESCOPE_SERVER", self.api_address())
-            .env("XDG_CONFIG_HOME", config)
             .env_remove("CASESCOPE_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run casescope cli");
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("run casescope cli");
         child
             .stdin
             .take()

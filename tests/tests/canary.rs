@@ -34,26 +34,7 @@ impl Transcript {
 
 /// `casescope <args>` against `api` with `env`, `input` on stdin.
 fn run(api: &Server, env: &[(&str, &str)], args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut command = Command::new(casescope_binary());
-    command
-        .args(args)
-        .env("CASESCOPE_SERVER", api.api_address())
-        .env_remove("CASESCOPE_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("run casescope");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    api.cli_with(env, args, input)
 }
 
 /// `casescope serve` with `args` that must fail; its output (killed after 60 s).

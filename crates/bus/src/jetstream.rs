@@ -419,6 +419,7 @@ enum Credentials {
 
 /// The comma-separated `urls` without their credentials, and the first credentials.
 fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
+    use casescope_runtime::percent::decode;
     let mut found = None;
     let stripped: Vec<String> = urls
         .split(',')
@@ -433,9 +434,9 @@ fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
             if found.is_none() {
                 found = Some(match userinfo.split_once(':') {
                     Some((user, password)) => {
-                        Credentials::UserPassword(percent_decode(user), percent_decode(password))
+                        Credentials::UserPassword(decode(user, false), decode(password, false))
                     }
-                    None => Credentials::Token(percent_decode(userinfo)),
+                    None => Credentials::Token(decode(userinfo, false)),
                 });
             }
             let host = &rest[at + 1..];
@@ -447,28 +448,6 @@ fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
         })
         .collect();
     (stripped.join(","), found)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(high), Some(low)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((high * 16 + low) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ async fn callback(listener: &TcpListener, state: &str) -> anyhow::Result<String>
         let param = |name: &str| {
             query.split('&').find_map(|pair| {
                 let (key, value) = pair.split_once('=')?;
-                (key == name).then(|| percent_decode(value))
+                (key == name).then(|| casescope_runtime::percent::decode(value, true))
             })
         };
         if param("state").as_deref() != Some(state) {
@@ -166,43 +166,4 @@ async fn respond(stream: &mut TcpStream, status: &str, text: &str) {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
-}
-
-/// `application/x-www-form-urlencoded` decoding of one query value.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| char::from(b).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push((high * 16 + low) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn query_values_decode() {
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
-        assert_eq!(percent_decode("abc%"), "abc%");
-        assert_eq!(percent_decode("%zz1"), "%zz1");
-        assert_eq!(percent_decode("%41"), "A");
-        assert_eq!(percent_decode("%é1"), "%é1", "no panic inside a character");
-    }
 }

@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod metrics;
+pub mod percent;
 pub mod telemetry;
 pub mod trace_context;

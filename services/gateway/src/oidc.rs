@@ -18,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use casescope_db::{Database, DbError, now_micros};
 use casescope_runtime::config::OidcConfig;
+use casescope_runtime::percent::form_encode;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
@@ -688,22 +689,6 @@ struct Pending {
     redirect_uri: String,
 }
 
-/// `application/x-www-form-urlencoded` of one value (client credentials in HTTP Basic,
-/// RFC 6749 §2.3.1).
-fn form_encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                encoded.push(char::from(byte));
-            }
-            b' ' => encoded.push('+'),
-            other => encoded.push_str(&format!("%{other:02X}")),
-        }
-    }
-    encoded
-}
-
 /// A valid CaseScope username from a provider's name: `[A-Za-z0-9._-]`, others `_`, at
 /// most 64 characters.
 pub fn username_from(name: &str) -> String {
@@ -727,13 +712,7 @@ pub fn username_from(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{form_encode, username_from};
-
-    #[test]
-    fn client_credentials_are_form_encoded() {
-        assert_eq!(form_encode("casescope"), "casescope");
-        assert_eq!(form_encode("a b:c/ü"), "a+b%3Ac%2F%C3%BC");
-    }
+    use super::username_from;
 
     #[test]
     fn usernames_from_provider_names() {
