@@ -12,17 +12,22 @@
 //!
 //! Not here: parsing (casescope-evidence), the ingest stage's leases and counts.
 
+mod event_set;
 mod opensearch;
 pub mod query;
 mod tantivy_store;
 mod tokenizer;
 
 pub use casescope_evidence::Event;
+pub use casescope_query::tiebreak_of;
+pub use event_set::{EventSet, MAX_SET_MEMBERS, check_sets};
 pub use opensearch::{FileScan, OpenSearchOptions, OpenSearchStore, RefreshPolicy};
 pub use query::{Query, QueryError, parse_query};
 pub use tantivy_store::{TantivyOptions, TantivyStore};
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Largest page a search or scan returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -58,14 +63,6 @@ impl Cursor {
     }
 }
 
-/// The tie-breaker of an event id: its first 64 bits.
-pub fn tiebreak_of(event_id: &str) -> u64 {
-    event_id
-        .get(..16)
-        .and_then(|prefix| u64::from_str_radix(prefix, 16).ok())
-        .unwrap_or(0)
-}
-
 /// A search over one case's events.
 #[derive(Debug, Clone)]
 pub struct EventQuery {
@@ -82,6 +79,11 @@ pub struct EventQuery {
     /// 1..=MAX_PAGE_SIZE.
     pub page_size: usize,
     pub after: Option<Cursor>,
+    /// The events each annotation clause of `query` names, by [`query::Annotation::key`]
+    /// (given by the cases service, which owns annotations), plus any other named sets.
+    pub sets: BTreeMap<String, Arc<EventSet>>,
+    /// Names of sets (in `sets`) every hit must belong to.
+    pub required_sets: Vec<String>,
 }
 
 impl EventQuery {
@@ -98,6 +100,8 @@ impl EventQuery {
             sort: SortOrder::Ascending,
             page_size: 50,
             after: None,
+            sets: BTreeMap::new(),
+            required_sets: Vec::new(),
         }
     }
 }
@@ -209,6 +213,7 @@ pub(crate) fn grid_buckets(start: i64, interval_micros: i64, counts: Vec<u64>) -
 
 /// Checks the parts of a query every backend validates the same way.
 pub fn validate(query: &EventQuery) -> Result<(), StoreError> {
+    check_sets(query)?;
     if query.page_size == 0 || query.page_size > MAX_PAGE_SIZE {
         return Err(StoreError::Invalid(format!(
             "page size {} is outside 1..={MAX_PAGE_SIZE}",

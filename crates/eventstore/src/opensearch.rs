@@ -154,7 +154,7 @@ impl OpenSearchStore {
         replicas: Option<u32>,
     ) -> Result<(), StoreError> {
         if self.check_existing_index().await? {
-            return Ok(());
+            return self.raise_terms_limit().await;
         }
         let body = json_body(&document::index_body(shards, replicas))?;
         let reply = self
@@ -177,6 +177,26 @@ impl OpenSearchStore {
             return Ok(());
         }
         Err(status_error("create the index", &reply))
+    }
+
+    /// An index created before annotation filters existed has OpenSearch's default
+    /// `max_terms_count` (65,536): raise it to what one search may filter by.
+    async fn raise_terms_limit(&self) -> Result<(), StoreError> {
+        let what = "raise the index's max_terms_count";
+        let body = json!({"index": {"max_terms_count": crate::MAX_SET_MEMBERS}});
+        let reply = self
+            .transport()
+            .send(
+                what,
+                Method::PUT,
+                self.index_url(&["_settings"], &[])?,
+                json_body(&body)?,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(status_error(what, &reply));
+        }
+        Ok(())
     }
 
     /// `true` if the index exists with a fitting mapping, `false` if it is missing.

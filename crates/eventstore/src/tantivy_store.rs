@@ -2,6 +2,7 @@
 //! directory, one writer (memory-bounded), searchers reloaded on every flush. Indexing
 //! and searching run on tokio's blocking pool, never on the async workers.
 
+mod event_set;
 mod paths;
 mod schema;
 mod translate;

@@ -48,6 +48,8 @@ struct Log {
     refreshes: usize,
     mapping_reads: usize,
     creations: usize,
+    /// Bodies of `PUT /<index>/_settings`.
+    settings_updates: Vec<Value>,
     /// The mappings of the index once created.
     created: Option<Value>,
     /// Documents written (as sent, derived fields included).
@@ -82,6 +84,12 @@ fn opensearch_error(status: u16, kind: &str, reason: &str) -> String {
         "status": status
     })
     .to_string()
+}
+
+async fn update_settings(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    shared.log.lock().unwrap().settings_updates.push(body);
+    json_response(StatusCode::OK, json!({"acknowledged": true}).to_string())
 }
 
 async fn create_index(
@@ -392,6 +400,7 @@ async fn serve(script: Box<BulkScript>, existing_mapping: Option<Value>) -> Serv
     let app = Router::new()
         .route("/{index}", put(create_index))
         .route("/{index}/_mapping", get(mapping))
+        .route("/{index}/_settings", put(update_settings))
         .route("/{index}/_refresh", post(refresh))
         .route("/{index}/_bulk", post(bulk))
         .route("/{index}/_search/point_in_time", post(open_pit))
@@ -690,6 +699,11 @@ async fn the_index_is_created_with_a_strict_mapping_and_checked_when_it_exists()
         existing.log(|log| (log.mapping_reads, log.creations)),
         (1, 0),
         "an existing index is only read"
+    );
+    assert_eq!(
+        existing.log(|log| log.settings_updates.clone()),
+        vec![json!({"index": {"max_terms_count": casescope_eventstore::MAX_SET_MEMBERS}})],
+        "an existing index gets the terms limit annotation filters need"
     );
 
     let foreign = serve(

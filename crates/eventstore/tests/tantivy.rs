@@ -26,6 +26,7 @@ macro_rules! suite {
 suite!(
     round_trip_and_counts,
     the_query_language,
+    annotation_sets,
     filters_and_time_range,
     paging_visits_every_event_once_in_order,
     paging_is_exact_while_other_files_are_written,

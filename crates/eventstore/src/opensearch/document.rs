@@ -52,6 +52,8 @@ const KEYWORD_IGNORE_ABOVE: usize = 8191;
 /// Analysis settings and mappings for `PUT /<index>`.
 pub fn index_body(shards: Option<u32>, replicas: Option<u32>) -> Value {
     let mut index_settings = Map::new();
+    // Annotation filters send their events' tie-breakers as one `terms` query.
+    index_settings.insert("max_terms_count".into(), json!(crate::MAX_SET_MEMBERS));
     if let Some(shards) = shards {
         index_settings.insert("number_of_shards".into(), json!(shards));
     }
@@ -139,9 +141,7 @@ pub fn index_body(shards: Option<u32>, replicas: Option<u32>) -> Value {
             }
         }
     });
-    if !index_settings.is_empty() {
-        body["settings"]["index"] = Value::Object(index_settings);
-    }
+    body["settings"]["index"] = Value::Object(index_settings);
     body
 }
 

@@ -251,8 +251,19 @@ fn range_query(
     }
 }
 
-/// The analyst's query as OpenSearch query DSL.
-pub fn translate(query: &Query) -> Result<Value, StoreError> {
+/// The members of an event set as a `terms` filter on the tie-breaker (the index's
+/// `max_terms_count` is raised to [`crate::MAX_SET_MEMBERS`] when it is created).
+fn in_set(set: &crate::EventSet) -> Value {
+    if set.is_empty() {
+        return json!({"match_none": {}});
+    }
+    let members: Vec<i64> = set.members().iter().map(|t| sortable_tiebreak(*t)).collect();
+    json!({"terms": {"tiebreak": members}})
+}
+
+/// The analyst's query as OpenSearch query DSL (`request` gives the annotation sets).
+pub fn translate(query: &Query, request: &EventQuery) -> Result<Value, StoreError> {
+    let translate = |query: &Query| translate(query, request);
     Ok(match query {
         Query::All => match_all(),
         Query::And(parts) => {
@@ -296,6 +307,7 @@ pub fn translate(query: &Query) -> Result<Value, StoreError> {
             }
             _ => match_all(),
         },
+        Query::Annotation(annotation) => in_set(crate::event_set::set_for(request, annotation)?),
     })
 }
 
@@ -303,7 +315,11 @@ pub fn translate(query: &Query) -> Result<Value, StoreError> {
 pub fn build(query: &EventQuery) -> Result<Value, StoreError> {
     let mut filter = vec![term("case_id", query.case_id.as_str())];
     if query.query != Query::All {
-        filter.push(translate(&query.query)?);
+        filter.push(translate(&query.query, query)?);
+    }
+    crate::check_sets(query)?;
+    for set in crate::event_set::required(query)? {
+        filter.push(in_set(set));
     }
     if !query.file_ids.is_empty() {
         filter.push(json!({"terms": {"file_id": query.file_ids}}));
@@ -417,7 +433,7 @@ mod tests {
     use crate::parse_query;
 
     fn dsl(text: &str) -> Value {
-        translate(&parse_query(text).unwrap()).unwrap()
+        translate(&parse_query(text).unwrap(), &EventQuery::new("c", Query::All)).unwrap()
     }
 
     fn sep(rest: &str) -> String {
@@ -481,7 +497,10 @@ mod tests {
             json!({"wildcard": {"file_id": {"value": "ab*"}}})
         );
         assert!(matches!(
-            translate(&parse_query("timestamp:2023*").unwrap()),
+            translate(
+                &parse_query("timestamp:2023*").unwrap(),
+                &EventQuery::new("c", Query::All)
+            ),
             Err(StoreError::Invalid(_))
         ));
     }
@@ -508,7 +527,10 @@ mod tests {
         );
         assert_eq!(dsl("timestamp:[* TO *]"), json!({"match_all": {}}));
         assert!(matches!(
-            translate(&parse_query("file_id:[a TO b]").unwrap()),
+            translate(
+                &parse_query("file_id:[a TO b]").unwrap(),
+                &EventQuery::new("c", Query::All)
+            ),
             Err(StoreError::Invalid(_))
         ));
     }

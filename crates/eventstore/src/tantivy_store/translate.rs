@@ -3,6 +3,7 @@
 //! `CommandLine`); `event_id`, `file_id`, `source`, `locator` and `timestamp` address
 //! the event's own columns. Values match case-insensitively (see the tokenizer).
 
+use super::event_set::EventSetQuery;
 use super::paths::{Expansion, MAX_FIELD_NAMES};
 use super::schema::Fields;
 use crate::query::{Query, map_bound, parse_time};
@@ -325,7 +326,12 @@ fn range_query(
     }
 }
 
-fn translate(fields: &Fields, names: &Expansion, query: &Query) -> Result<Boxed, StoreError> {
+fn translate(
+    fields: &Fields,
+    names: &Expansion,
+    query: &Query,
+    request: &EventQuery,
+) -> Result<Boxed, StoreError> {
     Ok(match query {
         Query::All => Box::new(AllQuery),
         Query::And(parts) => {
@@ -334,11 +340,11 @@ fn translate(fields: &Fields, names: &Expansion, query: &Query) -> Result<Boxed,
             for part in parts {
                 match part {
                     Query::Not(inner) => {
-                        clauses.push((Occur::MustNot, translate(fields, names, inner)?))
+                        clauses.push((Occur::MustNot, translate(fields, names, inner, request)?))
                     }
                     other => {
                         positive = true;
-                        clauses.push((Occur::Must, translate(fields, names, other)?));
+                        clauses.push((Occur::Must, translate(fields, names, other, request)?));
                     }
                 }
             }
@@ -350,12 +356,12 @@ fn translate(fields: &Fields, names: &Expansion, query: &Query) -> Result<Boxed,
         Query::Or(parts) => any_of(
             parts
                 .iter()
-                .map(|p| translate(fields, names, p))
+                .map(|p| translate(fields, names, p, request))
                 .collect::<Result<_, _>>()?,
         ),
         Query::Not(inner) => Box::new(BooleanQuery::new(vec![
             (Occur::Must, Box::new(AllQuery)),
-            (Occur::MustNot, translate(fields, names, inner)?),
+            (Occur::MustNot, translate(fields, names, inner, request)?),
         ])),
         Query::Term { field, value } | Query::Phrase { field, value } => {
             value_query(fields, names, &target(fields, field.as_deref()), value)?
@@ -372,6 +378,9 @@ fn translate(fields: &Fields, names: &Expansion, query: &Query) -> Result<Boxed,
             Target::Json(name) => json_regex(fields, &name, ".*")?,
             _ => Box::new(AllQuery),
         },
+        Query::Annotation(annotation) => Box::new(EventSetQuery::new(
+            crate::event_set::set_for(request, annotation)?.clone(),
+        )),
     })
 }
 
@@ -409,8 +418,12 @@ pub fn build(
                 IndexRecordOption::Basic,
             )),
         ),
-        (Occur::Must, translate(fields, names, &query.query)?),
+        (Occur::Must, translate(fields, names, &query.query, query)?),
     ];
+    crate::check_sets(query)?;
+    for set in crate::event_set::required(query)? {
+        clauses.push((Occur::Must, Box::new(EventSetQuery::new(set.clone()))));
+    }
     if !query.file_ids.is_empty() {
         clauses.push((
             Occur::Must,

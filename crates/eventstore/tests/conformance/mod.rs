@@ -157,6 +157,9 @@ pub async fn the_query_language(store: &dyn EventStore) {
     let mut failures = Vec::new();
     for (query, expected) in [
         ("", vec![1, 2, 3, 4, 5, 6]),
+        // `*` alone is everything, like the empty query.
+        ("*", vec![1, 2, 3, 4, 5, 6]),
+        ("* AND EventID:1", vec![4, 5]),
         ("EventID:4624 AND TargetUserName:admin*", vec![1]),
         ("TargetUserName:admin*", vec![1, 2]),
         ("TargetUserName:ADMIN", vec![2]),
@@ -218,6 +221,77 @@ pub async fn the_query_language(store: &dyn EventStore) {
         "queries that answered wrongly:\n{}",
         failures.join("\n")
     );
+}
+
+/// Annotation clauses (`tag:x`, `starred:true`, `commented:true`) name sets of events the
+/// caller gives with the query; they combine with every other clause.
+pub async fn annotation_sets(store: &dyn EventStore) {
+    use casescope_eventstore::{EventSet, tiebreak_of};
+    use std::sync::Arc;
+    let case = unique_case();
+    let events = sample(&case);
+    let other = unique_case() + "-other";
+    let other_events = sample(&other);
+    let tiebreak = |n: u64| tiebreak_of(&events[n as usize - 1].event_id);
+    load(store, events.clone()).await;
+    load(store, other_events.clone()).await;
+    let set = |members: Vec<u64>| Arc::new(EventSet::new(members));
+    let with_sets = |query: &str| {
+        let mut request = EventQuery::new(&case, parse_query(query).unwrap());
+        request.page_size = 1000;
+        // The other case's event 1 is in the set too: sets never reach across cases.
+        request.sets.insert(
+            "tag:lateral-movement".into(),
+            set(vec![
+                tiebreak(1),
+                tiebreak(5),
+                tiebreak_of(&other_events[0].event_id),
+            ]),
+        );
+        request.sets.insert("tag~lat*".into(), set(vec![tiebreak(1), tiebreak(5)]));
+        request.sets.insert("starred".into(), set(vec![tiebreak(2)]));
+        request.sets.insert("commented".into(), set(Vec::new()));
+        request
+    };
+    let mut failures = Vec::new();
+    for (query, expected) in [
+        ("tag:lateral-movement", vec![1, 5]),
+        ("tag:Lateral-Movement AND EventID:1", vec![5]),
+        ("tag:lat*", vec![1, 5]),
+        ("-tag:lateral-movement", vec![2, 3, 4, 6]),
+        ("EventID:4624 -tag:lateral-movement", vec![3]),
+        ("starred:true OR tag:lateral-movement", vec![1, 2, 5]),
+        ("starred:false", vec![1, 3, 4, 5, 6]),
+        ("commented:true", vec![]),
+        ("(whoami OR TargetUserName:admin*) AND NOT starred:true", vec![1, 5]),
+    ] {
+        let request = with_sets(query);
+        let page = store
+            .search(&request)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let found: Vec<u64> = page.events.iter().map(|e| e.record_id.unwrap()).collect();
+        if found != expected || page.total as usize != expected.len() {
+            failures.push(format!("{query:?}: found {found:?}, expected {expected:?}"));
+        }
+        let count = store.count(&request).await.unwrap();
+        if count as usize != expected.len() {
+            failures.push(format!("{query:?}: counted {count}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let mut required = with_sets("EventID:4625 OR EventID:1");
+    required.required_sets = vec!["tag:lateral-movement".into()];
+    let page = store.search(&required).await.unwrap();
+    let found: Vec<u64> = page.events.iter().map(|e| e.record_id.unwrap()).collect();
+    assert_eq!(found, vec![5], "required sets filter like any clause");
+
+    let missing = with_sets("tag:unknown");
+    match store.search(&missing).await {
+        Err(StoreError::Invalid(why)) => assert!(why.contains("timeline"), "{why}"),
+        other => panic!("a clause without its set must be refused: {other:?}"),
+    }
 }
 
 pub async fn filters_and_time_range(store: &dyn EventStore) {

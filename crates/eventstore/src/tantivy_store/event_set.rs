@@ -1,0 +1,80 @@
+//! A caller-given [`EventSet`] as a tantivy query: per segment, one pass over the
+//! tie-breaker column (a fast field every document has) marks the members in a bit set.
+//! The pass costs a few nanoseconds per document of the segment, whatever the set's
+//! size; other clauses of the query then intersect with it.
+
+use super::schema::TIEBREAK;
+use crate::EventSet;
+use std::sync::Arc;
+use tantivy::query::{
+    BitSetDocSet, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight,
+};
+use tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TantivyError};
+
+#[derive(Debug, Clone)]
+pub struct EventSetQuery {
+    set: Arc<EventSet>,
+}
+
+impl EventSetQuery {
+    pub fn new(set: Arc<EventSet>) -> Self {
+        Self { set }
+    }
+}
+
+impl Query for EventSetQuery {
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(EventSetWeight {
+            set: self.set.clone(),
+        }))
+    }
+}
+
+struct EventSetWeight {
+    set: Arc<EventSet>,
+}
+
+/// Documents scanned per column read.
+const BLOCK: usize = 4096;
+
+impl EventSetWeight {
+    fn members(&self, reader: &SegmentReader) -> tantivy::Result<BitSet> {
+        let max_doc = reader.max_doc();
+        let mut docs = BitSet::with_max_value(max_doc);
+        if self.set.is_empty() || max_doc == 0 {
+            return Ok(docs);
+        }
+        let column = reader.fast_fields().u64(TIEBREAK)?;
+        let values = column.first_or_default_col(0);
+        let mut block = vec![0u64; BLOCK];
+        let mut start = 0u32;
+        while start < max_doc {
+            let len = BLOCK.min((max_doc - start) as usize);
+            values.get_range(u64::from(start), &mut block[..len]);
+            for (offset, tiebreak) in block[..len].iter().enumerate() {
+                if self.set.contains(*tiebreak) {
+                    docs.insert(start + offset as u32);
+                }
+            }
+            start += len as u32;
+        }
+        Ok(docs)
+    }
+}
+
+impl Weight for EventSetWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let docs = BitSetDocSet::from(self.members(reader)?);
+        Ok(Box::new(ConstScorer::new(docs, boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) != doc {
+            return Err(TantivyError::InvalidArgument(format!(
+                "document {doc} is not in the event set"
+            )));
+        }
+        Ok(Explanation::new("event set", 1.0))
+    }
+}
