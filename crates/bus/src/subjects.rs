@@ -6,6 +6,7 @@ pub const JOBS_STREAM_SUBJECTS: &[&str] = &["casescope.v1.jobs.>"];
 /// Limits stream of facts, retained for SOC tooling and replays.
 pub const FACTS_STREAM_SUBJECTS: &[&str] = &[
     "casescope.v1.cases.>",
+    "casescope.v1.annotations.>",
     "casescope.v1.files.>",
     "casescope.v1.detections.>",
     "casescope.v1.ioc_matches.>",
@@ -21,6 +22,10 @@ pub fn job(stage: &str) -> String {
 
 pub fn case_facts(case_id: &str) -> String {
     format!("casescope.v1.cases.{case_id}")
+}
+
+pub fn annotation_facts(case_id: &str) -> String {
+    format!("casescope.v1.annotations.{case_id}")
 }
 
 pub fn file_facts(case_id: &str) -> String {

@@ -254,6 +254,9 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     }
 
     let mut cases_channel: Option<GrpcChannel> = None;
+    // In one process the cases service calls ingest and detect, which start after it.
+    let mut ingest_target: Option<channel::DeferredTarget> = None;
+    let mut detect_target: Option<channel::DeferredTarget> = None;
     if runs(&config, "cases") {
         let db = database(&config, "cases").await?;
         db.migrate(casescope_cases::ALL_MIGRATIONS)
@@ -265,8 +268,49 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 .clone()
                 .relay(Duration::from_secs(2), background.clone()),
         );
-        let api = casescope_cases::CasesApi::new(db.clone(), outbox);
-        let cases_server = guarded(CasesServiceServer::new(api.clone()), &key);
+        let peer = |service: &'static str, target: &mut Option<channel::DeferredTarget>| {
+            if runs(&config, service) {
+                let (deferred, set) = channel::deferred(service);
+                *target = Some(set);
+                Some(deferred)
+            } else {
+                None
+            }
+        };
+        let ingest_here = peer("ingest", &mut ingest_target);
+        let detect_here = peer("detect", &mut detect_target);
+        let events = match ingest_here {
+            Some(channel) => Some(channel),
+            None if config.service_addrs.contains_key("ingest") => {
+                Some(remote.channel(&config, "ingest").await?)
+            }
+            None => None,
+        };
+        let detections = match detect_here {
+            Some(channel) => Some(channel),
+            None if config.service_addrs.contains_key("detect") => {
+                Some(remote.channel(&config, "detect").await?)
+            }
+            None => None,
+        };
+        let mut api = casescope_cases::CasesApi::new(db.clone(), outbox);
+        match events {
+            Some(events) => {
+                api = api.with_peers(
+                    with_service_identity(events, key.clone(), "cases"),
+                    detections.map(|channel| with_service_identity(channel, key.clone(), "cases")),
+                );
+            }
+            None => tracing::warn!(
+                "the timeline is unavailable: the cases service needs the ingest service's \
+                 address (CASESCOPE_INGEST_ADDR)"
+            ),
+        }
+        let cases_server = guarded(
+            CasesServiceServer::new(api.clone())
+                .max_decoding_message_size(casescope_cases::MAX_REQUEST_BYTES),
+            &key,
+        );
         let records_server = guarded(FileRecordsServiceServer::new(api), &key);
         let cases_routes =
             tonic::service::Routes::new(cases_server.clone()).add_service(records_server.clone());
@@ -369,6 +413,9 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         ingest_channel = Some(channel::in_process(
             tonic::service::Routes::new(server.clone()).prepare(),
         ));
+        if let (Some(target), Some(channel)) = (&ingest_target, &ingest_channel) {
+            target.set(channel.clone());
+        }
         routes.add_service(server);
         health_reporter
             .set_serving::<IngestServiceServer<IngestApi>>()
@@ -463,6 +510,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024),
             &key,
         );
+        if let Some(target) = &detect_target {
+            target.set(channel::in_process(
+                tonic::service::Routes::new(server.clone()).prepare(),
+            ));
+        }
         routes.add_service(server);
         health_reporter
             .set_serving::<DetectServiceServer<casescope_detect::DetectApi>>()

@@ -7,6 +7,7 @@
 //! ([`HTTP2_STREAM_WINDOW`], [`HTTP2_CONNECTION_WINDOW`], [`with_flow_control`]).
 
 use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 use tonic::body::Body;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -72,4 +73,37 @@ where
     S::Future: Send + 'static,
 {
     BoxCloneSyncService::new(server.map_err(|never: Infallible| match never {}))
+}
+
+/// Sets the target of a [`deferred`] channel.
+#[derive(Clone)]
+pub struct DeferredTarget(Arc<OnceLock<GrpcChannel>>);
+
+impl DeferredTarget {
+    /// Points the channel at `channel` (the first call wins).
+    pub fn set(&self, channel: GrpcChannel) {
+        let _ = self.0.set(channel);
+    }
+}
+
+/// A channel whose target is given later: in all-in-one mode, for a service that calls
+/// one started after it (the cases service calling ingest). Calls before the target is
+/// set fail with a transport error saying so.
+pub fn deferred(service: &'static str) -> (GrpcChannel, DeferredTarget) {
+    let target: Arc<OnceLock<GrpcChannel>> = Arc::new(OnceLock::new());
+    let channel = BoxCloneSyncService::new(tower::service_fn({
+        let target = target.clone();
+        move |request: http::Request<Body>| {
+            let target = target.get().cloned();
+            async move {
+                match target {
+                    Some(channel) => channel.oneshot(request).await,
+                    None => Err(ChannelError(format!(
+                        "the {service} service is not running in this process"
+                    ))),
+                }
+            }
+        }
+    }));
+    (channel, DeferredTarget(target))
 }

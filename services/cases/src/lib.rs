@@ -4,13 +4,19 @@
 //! the transactional outbox, so a fact is never lost nor published for a rolled-back
 //! change.
 //!
-//! Not here yet: tags, comments, saved searches, search history and the timeline
-//! (their RPCs answer `UNIMPLEMENTED`), and writing file rows (ingestion will).
+//! Annotations (tags, stars, comments on events) live here too ([`annotations`]), and
+//! the case timeline joins them with the ingest service's events.
+//!
+//! Not here yet: saved searches and search history (their RPCs answer
+//! `UNIMPLEMENTED`).
 
+mod annotations;
 mod cursor;
 mod files;
 mod repo;
 mod service;
+mod sets;
+mod timeline;
 mod validate;
 
 pub use repo::{CaseRow, CaseState, CasesRepo, FileRow, MIGRATIONS, Settings};
@@ -18,6 +24,10 @@ pub use service::CasesApi;
 
 use casescope_bus::OUTBOX_MIGRATIONS;
 use casescope_db::{CORE_MIGRATIONS, Migrations};
+
+/// Largest request the cases service reads: a bulk tag of 100,000 event ids (about
+/// 7 MB) with room to spare.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// Everything this service needs in its database, in order.
 pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, OUTBOX_MIGRATIONS, MIGRATIONS];

@@ -58,6 +58,11 @@ CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
             name: "why a restore was refused",
             sql: "ALTER TABLE cases ADD COLUMN restore_error TEXT;",
         },
+        Migration {
+            version: 4,
+            name: "annotations: tags, stars, comments",
+            sql: crate::annotations::store::MIGRATION,
+        },
     ],
 };
 
@@ -319,6 +324,7 @@ impl CasesRepo {
             .bind(id)
             .execute(&mut **tx)
             .await?;
+        crate::annotations::store::delete_case(tx, id).await?;
         let result = sqlx::query("DELETE FROM cases WHERE id = $1")
             .bind(id)
             .execute(&mut **tx)

@@ -1,5 +1,11 @@
 //! The gRPC face of the cases service.
 
+use crate::annotations::Actor;
+use crate::sets::SetCache;
+use crate::timeline::Peers;
+use casescope_proto::channel::GrpcChannel;
+use casescope_proto::detect::v1::detect_service_client::DetectServiceClient;
+use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use crate::cursor;
 use crate::repo::{CaseRow, CaseState, CasesRepo, FileRow, Position, Settings};
 use crate::validate;
@@ -17,10 +23,16 @@ use tonic::{Request, Response, Status};
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
+/// Largest answer read from a peer: a page of 1,000 events with raw records.
+const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct CasesApi {
     pub(crate) repo: CasesRepo,
     pub(crate) outbox: Outbox,
+    /// The ingest (events) and detect services, for the timeline.
+    pub(crate) peers: Option<Peers>,
+    pub(crate) sets: SetCache,
 }
 
 fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
@@ -164,7 +176,21 @@ impl CasesApi {
         Self {
             repo: CasesRepo::new(db),
             outbox,
+            peers: None,
+            sets: SetCache::default(),
         }
+    }
+
+    /// Connects the timeline to the ingest service (events) and, when given, the
+    /// detect service (detections shown on events).
+    pub fn with_peers(mut self, events: GrpcChannel, detections: Option<GrpcChannel>) -> Self {
+        self.peers = Some(Peers {
+            events: IngestServiceClient::new(events).max_decoding_message_size(MAX_PEER_MESSAGE),
+            detections: detections.map(|channel| {
+                DetectServiceClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE)
+            }),
+        });
+        self
     }
 
     pub(crate) async fn begin(&self) -> Result<Tx<'static>, ApiError> {
@@ -210,6 +236,18 @@ impl CasesApi {
             .map_err(|error| internal("queue case fact", error))
     }
 
+    pub(crate) async fn commit_change(&self, tx: Tx<'_>) -> Result<(), ApiError> {
+        self.commit(tx).await
+    }
+
+    /// NOT_FOUND unless case `id` exists.
+    pub(crate) async fn require_case(&self, id: &str) -> Result<CaseRow, ApiError> {
+        let mut tx = self.begin().await?;
+        let case = self.load(&mut tx, id).await?;
+        tx.commit().await.map_err(|e| db_error(e.into()))?;
+        Ok(case)
+    }
+
     async fn commit(&self, tx: Tx<'_>) -> Result<(), ApiError> {
         tx.commit().await.map_err(|e| db_error(e.into()))?;
         self.outbox.nudge();
@@ -222,21 +260,6 @@ impl CasesApi {
             .await
             .map_err(db_error)?
             .ok_or_else(|| not_found(id))
-    }
-
-    /// The case `id` (validated from `field` case_id) if it is open, else
-    /// FAILED_PRECONDITION naming its state.
-    async fn require_open_case(
-        &self,
-        id: Option<&CaseId>,
-        what: &str,
-    ) -> Result<CaseRow, ApiError> {
-        let id = validate::case_id(id, "case_id")?;
-        let mut tx = self.begin().await?;
-        let case = self.load(&mut tx, &id).await?;
-        tx.commit().await.map_err(|e| db_error(e.into()))?;
-        require_open(&case, what)?;
-        Ok(case)
     }
 
     /// The ingest service's outcome of a restore (see `FinishRestore`).
@@ -583,47 +606,102 @@ impl CasesService for CasesApi {
         &self,
         request: Request<pb::TagEventsRequest>,
     ) -> RpcResult<pb::TagEventsResponse> {
-        self.require_open_case(request.get_ref().case_id.as_ref(), "tagging its events")
-            .await?;
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/TagEvents",
-        ))
+        Ok(Response::new(self.tag_events_now(request, true).await?))
     }
 
     async fn untag_events(
         &self,
         request: Request<pb::UntagEventsRequest>,
     ) -> RpcResult<pb::TagEventsResponse> {
-        self.require_open_case(request.get_ref().case_id.as_ref(), "untagging its events")
-            .await?;
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/UntagEvents",
-        ))
+        let (metadata, extensions, message) = request.into_parts();
+        let request = Request::from_parts(
+            metadata,
+            extensions,
+            pb::TagEventsRequest {
+                case_id: message.case_id,
+                event_ids: message.event_ids,
+                tag: message.tag,
+            },
+        );
+        Ok(Response::new(self.tag_events_now(request, false).await?))
     }
 
-    async fn list_tags(&self, _: Request<pb::ListTagsRequest>) -> RpcResult<pb::ListTagsResponse> {
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/ListTags",
-        ))
+    async fn update_tag(&self, request: Request<pb::UpdateTagRequest>) -> RpcResult<pb::Tag> {
+        Ok(Response::new(self.update_tag_now(request).await?))
+    }
+
+    async fn list_tags(
+        &self,
+        request: Request<pb::ListTagsRequest>,
+    ) -> RpcResult<pb::ListTagsResponse> {
+        Ok(Response::new(self.list_tags_now(request.into_inner()).await?))
+    }
+
+    async fn star_events(
+        &self,
+        request: Request<pb::StarEventsRequest>,
+    ) -> RpcResult<pb::TagEventsResponse> {
+        Ok(Response::new(self.star_events_now(request).await?))
     }
 
     async fn add_comment(&self, request: Request<pb::AddCommentRequest>) -> RpcResult<pb::Comment> {
-        self.require_open_case(
-            request.get_ref().case_id.as_ref(),
-            "commenting on its events",
-        )
-        .await?;
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/AddComment",
-        ))
+        Ok(Response::new(self.add_comment_now(request).await?))
+    }
+
+    async fn edit_comment(
+        &self,
+        request: Request<pb::EditCommentRequest>,
+    ) -> RpcResult<pb::Comment> {
+        let actor = Actor::of(&request);
+        let request = request.into_inner();
+        let comment = self
+            .rewrite_comment_now(
+                actor,
+                request.case_id.as_ref(),
+                request.id.as_ref(),
+                Some(request.body),
+                request.expected_revision,
+            )
+            .await?;
+        Ok(Response::new(comment))
+    }
+
+    async fn delete_comment(
+        &self,
+        request: Request<pb::DeleteCommentRequest>,
+    ) -> RpcResult<pb::Comment> {
+        let actor = Actor::of(&request);
+        let request = request.into_inner();
+        let comment = self
+            .rewrite_comment_now(actor, request.case_id.as_ref(), request.id.as_ref(), None, 0)
+            .await?;
+        Ok(Response::new(comment))
     }
 
     async fn list_comments(
         &self,
-        _: Request<pb::ListCommentsRequest>,
+        request: Request<pb::ListCommentsRequest>,
     ) -> RpcResult<pb::ListCommentsResponse> {
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/ListComments",
+        Ok(Response::new(
+            self.list_comments_now(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_comment_revisions(
+        &self,
+        request: Request<pb::ListCommentRevisionsRequest>,
+    ) -> RpcResult<pb::ListCommentRevisionsResponse> {
+        Ok(Response::new(
+            self.list_revisions_now(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_annotations(
+        &self,
+        request: Request<pb::GetAnnotationsRequest>,
+    ) -> RpcResult<pb::GetAnnotationsResponse> {
+        Ok(Response::new(
+            self.get_annotations_now(request.into_inner()).await?,
         ))
     }
 
@@ -662,10 +740,10 @@ impl CasesService for CasesApi {
 
     async fn search_timeline(
         &self,
-        _: Request<pb::SearchTimelineRequest>,
+        request: Request<pb::SearchTimelineRequest>,
     ) -> RpcResult<pb::SearchTimelineResponse> {
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/SearchTimeline",
+        Ok(Response::new(
+            self.search_timeline_now(request.into_inner()).await?,
         ))
     }
 }

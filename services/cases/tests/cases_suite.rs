@@ -1,82 +1,15 @@
 //! The cases-service suite, run against SQLite and a real PostgreSQL.
 
-use casescope_bus::{Bus, InProcessBus, Outbox};
-use casescope_cases::{ALL_MIGRATIONS, CasesApi};
-use casescope_db::{Database, DbOptions};
+#[macro_use]
+mod common;
+
+use casescope_bus::Bus;
 use casescope_proto::cases::v1 as pb;
 use casescope_proto::cases::v1::cases_service_server::CasesService;
 use casescope_proto::cases::v1::file_records_service_server::FileRecordsService;
-use casescope_proto::common::v1::{CaseId, PageRequest};
 use casescope_proto::error::error_detail;
-use std::sync::Arc;
+use common::{Harness, assert_invalid, create, id, page};
 use tonic::{Code, Request};
-
-struct Harness {
-    api: CasesApi,
-    outbox: Outbox,
-    bus: Arc<InProcessBus>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn harness_on(db: Database, dir: Option<tempfile::TempDir>) -> Harness {
-    db.migrate(ALL_MIGRATIONS).await.unwrap();
-    let bus = Arc::new(InProcessBus::default());
-    let outbox = Outbox::new(db.clone(), bus.clone() as Arc<dyn Bus>);
-    Harness {
-        api: CasesApi::new(db, outbox.clone()),
-        outbox,
-        bus,
-        _dir: dir,
-    }
-}
-
-async fn sqlite() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("cases.db").display());
-    let db = Database::connect(&url, &DbOptions::default())
-        .await
-        .unwrap();
-    harness_on(db, Some(dir)).await
-}
-
-async fn postgres() -> Harness {
-    let url = casescope_testkit::postgres_url().await;
-    let db = Database::connect(&url, &DbOptions::default())
-        .await
-        .unwrap();
-    harness_on(db, None).await
-}
-
-fn id(value: &str) -> Option<CaseId> {
-    Some(CaseId {
-        value: value.to_string(),
-    })
-}
-
-async fn create(api: &CasesApi, name: &str) -> pb::Case {
-    api.create_case(Request::new(pb::CreateCaseRequest {
-        name: name.to_string(),
-        description: format!("about {name}"),
-        settings: None,
-    }))
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn page(size: u32, cursor: &str) -> Option<PageRequest> {
-    Some(PageRequest {
-        page_size: size,
-        cursor: cursor.to_string(),
-    })
-}
-
-fn assert_invalid(status: tonic::Status, field: &str) {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let detail = error_detail(&status).expect("error detail attached");
-    assert_eq!(detail.violations[0].field, field, "{status:?}");
-    assert!(status.message().contains(field), "{status:?}");
-}
 
 async fn create_get_and_page_through_cases(h: Harness) {
     let mut created = Vec::new();
@@ -434,24 +367,11 @@ async fn update_archive_restore_and_delete(h: Harness) {
 async fn unimplemented_rpcs_say_so(h: Harness) {
     let status = h
         .api
-        .search_timeline(Request::new(pb::SearchTimelineRequest::default()))
+        .save_search(Request::new(pb::SaveSearchRequest::default()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("SearchTimeline"), "{status:?}");
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(#[tokio::test]
-            async fn $name() { super::$name(super::sqlite().await).await; })*
-        }
-        mod postgres_backend {
-            $(#[tokio::test]
-            async fn $name() { super::$name(super::postgres().await).await; })*
-        }
-    };
+    assert!(status.message().contains("SaveSearch"), "{status:?}");
 }
 
 on_both_backends!(

@@ -293,10 +293,10 @@ impl IngestService for IngestApi {
         &self,
         request: Request<pb::SearchEventsRequest>,
     ) -> RpcResult<pb::SearchEventsResponse> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let case_id = case_id(request.case_id.as_ref(), "case_id")?;
         let page = validate_page(request.page.as_ref(), "page")?;
-        let mut query = query_from_pb(&case_id, request.query.as_ref(), "query")?;
+        let mut query = query_from_pb(&case_id, request.query.take(), "query")?;
         query.sort = sort_from_pb(request.sort);
         query.page_size = page.size as usize;
         query.after = cursor_from_pb(page.cursor.as_deref(), "page.cursor")?;
@@ -319,9 +319,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<pb::CountEventsRequest>,
     ) -> RpcResult<pb::CountEventsResponse> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let case_id = case_id(request.case_id.as_ref(), "case_id")?;
-        let query = query_from_pb(&case_id, request.query.as_ref(), "query")?;
+        let query = query_from_pb(&case_id, request.query.take(), "query")?;
         let count = self.store.count(&query).await.map_err(store_error)?;
         Ok(Response::new(pb::CountEventsResponse { count }))
     }
@@ -456,9 +456,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<pb::HistogramRequest>,
     ) -> RpcResult<pb::HistogramResponse> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let case_id = case_id(request.case_id.as_ref(), "case_id")?;
-        let query = query_from_pb(&case_id, request.query.as_ref(), "query")?;
+        let query = query_from_pb(&case_id, request.query.take(), "query")?;
         let interval = request
             .interval
             .map(|d| {

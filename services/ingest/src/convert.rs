@@ -1,6 +1,9 @@
 //! Between the wire types and the event store's.
 
-use casescope_eventstore::{Cursor, Event, EventQuery, SortOrder, parse_query};
+use casescope_eventstore::{
+    Cursor, Event, EventQuery, EventSet, MAX_SET_MEMBERS, SortOrder, parse_query,
+};
+use std::sync::Arc;
 use casescope_proto::common::v1::{CaseId, EventId, FileId, SortOrder as PbSort};
 use casescope_proto::error::ApiError;
 use casescope_proto::ingest::v1 as pb;
@@ -50,10 +53,10 @@ pub fn event_to_pb(event: Event, include_raw: bool) -> pb::Event {
 /// Validates and converts a wire query; `field` names the request field for errors.
 pub fn query_from_pb(
     case_id: &str,
-    query: Option<&pb::EventQuery>,
+    query: Option<pb::EventQuery>,
     field: &str,
 ) -> Result<EventQuery, ApiError> {
-    let query = query.cloned().unwrap_or_default();
+    let query = query.unwrap_or_default();
     let parsed = parse_query(&query.query).map_err(|error| {
         ApiError::invalid_field("QUERY_INVALID", format!("{field}.query"), error.to_string())
     })?;
@@ -82,6 +85,28 @@ pub fn query_from_pb(
             "too many filter values",
         ));
     }
+    let members: usize = query.sets.iter().map(|set| set.tiebreaks.len()).sum();
+    if members > MAX_SET_MEMBERS {
+        return Err(ApiError::invalid_field(
+            "SETS_TOO_LARGE",
+            format!("{field}.sets"),
+            format!("{members} set members; at most {MAX_SET_MEMBERS} in all"),
+        ));
+    }
+    for set in query.sets {
+        out.sets
+            .insert(set.key, Arc::new(EventSet::new(set.tiebreaks)));
+    }
+    for key in &query.required_sets {
+        if !out.sets.contains_key(key) {
+            return Err(ApiError::invalid_field(
+                "SET_MISSING",
+                format!("{field}.required_sets"),
+                format!("set {key:?} is required but not given in sets"),
+            ));
+        }
+    }
+    out.required_sets = query.required_sets;
     out.file_ids = query.file_ids.into_iter().map(|id| id.value).collect();
     out.channels = query.channels;
     out.event_codes = query.event_codes;
