@@ -93,9 +93,24 @@ impl Deployment {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             Server::start(&args, &env)
         };
-        let cases = crate::start_cases_service(&nats, &cases_db, &namespace, &env);
+        // The cases service calls ingest and detect (the timeline), which start after it.
+        let [ingest_port, detect_port] = [(); 2].map(|_| casescope_testkit::free_port());
+        let peers = [
+            format!("ingest=http://127.0.0.1:{ingest_port}"),
+            format!("detect=http://127.0.0.1:{detect_port}"),
+        ];
+        let cases = crate::start_service(
+            "cases",
+            &nats,
+            &cases_db,
+            &namespace,
+            &["--service-addr", &peers[0], "--service-addr", &peers[1]],
+            &env,
+        );
         let mut ingest_args = common("ingest", &ingest_db);
         ingest_args.extend([
+            "--listen".into(),
+            format!("127.0.0.1:{ingest_port}"),
             "--service-addr".into(),
             format!("cases={}", cases.address),
             "--data-dir".into(),
@@ -104,6 +119,8 @@ impl Deployment {
         let ingest = start(ingest_args);
         let mut detect_args = common("detect", &detect_db);
         detect_args.extend([
+            "--listen".into(),
+            format!("127.0.0.1:{detect_port}"),
             "--service-addr".into(),
             format!("ingest={}", ingest.address),
         ]);

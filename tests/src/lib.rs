@@ -53,14 +53,24 @@ impl Server {
     /// Starts `casescope serve` with `args` on a free port and waits for /healthz.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = casescope_testkit::free_port();
+        // A port the caller chose (`--listen`, e.g. given to another service first), or
+        // a free one.
+        let chosen = args
+            .iter()
+            .position(|a| *a == "--listen")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|listen| listen.rsplit(':').next())
+            .and_then(|port| port.parse::<u16>().ok());
+        let port = chosen.unwrap_or_else(casescope_testkit::free_port);
         let listen = format!("127.0.0.1:{port}");
         let log = dir.path().join("serve.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(casescope_binary());
+        command.arg("serve");
+        if chosen.is_none() {
+            command.args(["--listen", &listen]);
+        }
         command
-            .arg("serve")
-            .args(["--listen", &listen])
             .env("CASESCOPE_ADMIN_PASSWORD", TEST_ADMIN_PASSWORD)
             .env("CASESCOPE_INTERNAL_KEY", TEST_INTERNAL_KEY);
         if !args.contains(&"--data-dir") {

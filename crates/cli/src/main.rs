@@ -15,6 +15,7 @@ mod serve;
 mod serve_gateway;
 mod server_http;
 mod session;
+mod timeline_cmds;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -80,6 +81,64 @@ enum Command {
         /// Newest first.
         #[arg(long)]
         desc: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The case timeline: events with their tags, stars, comments and detections
+    /// (the search language plus 'tag:x', '-tag:x', 'starred:true', 'commented:true').
+    Timeline {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(flatten)]
+        args: timeline_cmds::TimelineArgs,
+    },
+    /// Tag events (at most 100 tags per event; tags are lower-cased).
+    Tag {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        tag: String,
+        /// An event id (repeatable).
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+    },
+    /// Remove a tag from events.
+    Untag {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        tag: String,
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+    },
+    /// Star events (or unstar them with --unstar).
+    Star {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        #[arg(long)]
+        unstar: bool,
+    },
+    /// Comment on an event (Markdown; '-' or no text reads it from stdin). Prints its id.
+    Comment {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        event: String,
+        text: Option<String>,
+        /// Answer this comment (threads).
+        #[arg(long)]
+        reply_to: Option<String>,
+    },
+    /// The comments of a case (or of one event), oldest first.
+    Comments {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        #[arg(long)]
+        event: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -158,6 +217,9 @@ enum Command {
         command: admin_cmds::AuditCommand,
     },
 }
+
+/// Most bytes read from standard input for a comment or note.
+pub const MAX_STDIN_BYTES: u64 = 1024 * 1024;
 
 #[derive(Subcommand)]
 enum SynthCommand {
@@ -301,6 +363,38 @@ fn main() -> ExitCode {
                 desc,
                 json,
             } => evidence_cmds::search(&server, case, query, from, to, limit, desc, json).await,
+            Command::Timeline { server, args } => timeline_cmds::timeline(&server, args).await,
+            Command::Tag {
+                server,
+                case,
+                tag,
+                events,
+            } => timeline_cmds::tag(&server, case, tag, events, true).await,
+            Command::Untag {
+                server,
+                case,
+                tag,
+                events,
+            } => timeline_cmds::tag(&server, case, tag, events, false).await,
+            Command::Star {
+                server,
+                case,
+                events,
+                unstar,
+            } => timeline_cmds::star(&server, case, events, !unstar).await,
+            Command::Comment {
+                server,
+                case,
+                event,
+                text,
+                reply_to,
+            } => timeline_cmds::comment(&server, case, event, text, reply_to).await,
+            Command::Comments {
+                server,
+                case,
+                event,
+                json,
+            } => timeline_cmds::comments(&server, case, event, json).await,
             Command::Rules { server, command } => detect_cmds::run_rules(&server, command).await,
             Command::Detections { server, args } => {
                 detect_cmds::run_detections(&server, args).await

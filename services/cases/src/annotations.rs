@@ -58,15 +58,18 @@ impl Actor {
     }
 }
 
-/// An event id: 64 hex digits (lower-cased).
+/// Length of an event id: 128 bits of SHA-256 in hex.
+pub const EVENT_ID_LEN: usize = 32;
+
+/// An event id: [`EVENT_ID_LEN`] hex digits (lower-cased).
 pub(crate) fn event_id(id: Option<&EventId>, field: &str) -> Result<String, ApiError> {
     let value = id.map(|id| id.value.trim()).unwrap_or_default();
-    if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if value.len() != EVENT_ID_LEN || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::invalid_field(
             "EVENT_ID_INVALID",
             field,
             format!(
-                "{:?} is not an event id (64 hex digits)",
+                "{:?} is not an event id ({EVENT_ID_LEN} hex digits)",
                 value.chars().take(80).collect::<String>()
             ),
         ));

@@ -289,6 +289,18 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.cases.v1.CasesService/UpdateTag",
+        Case(CaseAnalyst),
+        true,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/StarEvents",
+        Case(CaseAnalyst),
+        true,
+        CASE,
+    ),
+    rule(
         "/casescope.cases.v1.CasesService/ListTags",
         Case(CaseViewer),
         false,
@@ -301,7 +313,31 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.cases.v1.CasesService/EditComment",
+        Case(CaseAnalyst),
+        true,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/DeleteComment",
+        Case(CaseAnalyst),
+        true,
+        CASE,
+    ),
+    rule(
         "/casescope.cases.v1.CasesService/ListComments",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/ListCommentRevisions",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/GetAnnotations",
         Case(CaseViewer),
         false,
         CASE,

@@ -1,0 +1,400 @@
+//! The investigation commands: `timeline` (events with their tags, star, comments and
+//! detections; annotation clauses such as `tag:x` and `starred:true` work here),
+//! `tag` / `untag`, `star`, `comment` and `comments`.
+
+use crate::client::{ServerArgs, rpc_error};
+use anyhow::{Context, anyhow};
+use casescope_proto::cases::v1 as pb;
+use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
+use casescope_proto::channel::GrpcChannel;
+use casescope_proto::common::v1::{
+    CaseId, CommentId, EventId, PageRequest, SortOrder, TimeRange,
+};
+use std::io::Read;
+
+/// Event ids per request (the server's bulk limit).
+const BULK: usize = 100_000;
+
+async fn client(server: &ServerArgs) -> anyhow::Result<CasesServiceClient<GrpcChannel>> {
+    let channel = crate::session::connect(server, None).await?;
+    Ok(CasesServiceClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(16 * 1024 * 1024))
+}
+
+fn case_id(id: &str) -> Option<CaseId> {
+    Some(CaseId {
+        value: id.to_string(),
+    })
+}
+
+fn parse_time(text: &str, flag: &str) -> anyhow::Result<i64> {
+    casescope_evidence::parse_timestamp(&serde_json::Value::String(text.to_string()))
+        .map_err(|why| anyhow!("{flag}: {why}"))
+}
+
+/// Evidence and analysts' text for a terminal: control characters escaped.
+fn printable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .take(max_chars)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TimelineArgs {
+    pub case: String,
+    /// Query string: the search language plus `tag:x`, `-tag:x`, `starred:true`,
+    /// `commented:true`.
+    #[arg(default_value = "")]
+    pub query: String,
+    /// Start of the time range (RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the time range, exclusive (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only events with any of these tags (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    #[arg(long)]
+    pub starred: bool,
+    #[arg(long)]
+    pub commented: bool,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Newest first.
+    #[arg(long)]
+    pub desc: bool,
+    /// Continue from a cursor printed by an earlier page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// With --cursor: the page before it.
+    #[arg(long)]
+    pub backward: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn timeline(server: &ServerArgs, args: TimelineArgs) -> anyhow::Result<()> {
+    if args.limit > casescope_proto::paging::MAX_PAGE_SIZE {
+        return Err(anyhow!(
+            "invalid argument: --limit {} is above the maximum page size {}",
+            args.limit,
+            casescope_proto::paging::MAX_PAGE_SIZE
+        ));
+    }
+    let time_range = TimeRange {
+        start_unix_micros: args
+            .from
+            .as_deref()
+            .map(|t| parse_time(t, "--from"))
+            .transpose()?,
+        end_unix_micros: args
+            .to
+            .as_deref()
+            .map(|t| parse_time(t, "--to"))
+            .transpose()?,
+    };
+    let mut client = client(server).await?;
+    let response = client
+        .search_timeline(pb::SearchTimelineRequest {
+            case_id: case_id(&args.case),
+            query: Some(pb::TimelineQuery {
+                query: args.query,
+                time_range: Some(time_range),
+                tags: args.tags,
+                only_starred: args.starred,
+                only_commented: args.commented,
+                sort: if args.desc {
+                    SortOrder::Descending
+                } else {
+                    SortOrder::Ascending
+                } as i32,
+                ..Default::default()
+            }),
+            page: Some(PageRequest {
+                page_size: args.limit,
+                cursor: args.cursor.unwrap_or_default(),
+            }),
+            backward: args.backward,
+            include_raw: false,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let next = response
+        .page
+        .as_ref()
+        .map(|p| p.next_cursor.clone())
+        .unwrap_or_default();
+    let time_text = |event: &pb::TimelineEvent| {
+        event
+            .timestamp
+            .as_ref()
+            .and_then(|t| {
+                chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+            })
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .unwrap_or_default()
+    };
+    if args.json {
+        let events: Vec<_> = response
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "event_id": e.event_id.as_ref().map(|i| i.value.clone()),
+                    "file_id": e.file_id.as_ref().map(|i| i.value.clone()),
+                    "timestamp": time_text(e),
+                    "event_code": e.event_code,
+                    "channel": e.channel,
+                    "computer": e.computer,
+                    "record_id": e.record_id,
+                    "tags": e.tags,
+                    "starred": e.starred,
+                    "comment_count": e.comment_count,
+                    "detection_count": e.detection_count,
+                    "detections": e.detections.iter().map(|d| serde_json::json!({
+                        "rule_title": d.rule_title, "level": d.level, "tactics": d.tactics,
+                    })).collect::<Vec<_>>(),
+                    "fields": serde_json::from_str::<serde_json::Value>(&e.fields_json).unwrap_or_default(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "total_hits": response.total_hits,
+                "events": events,
+                "next_cursor": next,
+                "previous_cursor": response.previous_cursor,
+            }))?
+        );
+        return Ok(());
+    }
+    for event in &response.events {
+        let marks = format!(
+            "{}{}{}",
+            if event.starred { "*" } else { " " },
+            if event.detection_count > 0 { "!" } else { " " },
+            if event.comment_count > 0 { "c" } else { " " },
+        );
+        let tags = if event.tags.is_empty() {
+            String::new()
+        } else {
+            format!("[{}] ", printable(&event.tags.join(", "), 60))
+        };
+        println!(
+            "{}  {marks}  {}  {:>5}  {:<16}  {tags}{}",
+            time_text(event),
+            event
+                .event_id
+                .as_ref()
+                .map(|id| id.value.chars().take(16).collect::<String>())
+                .unwrap_or_default(),
+            event.event_code,
+            printable(&event.computer, 16),
+            printable(&event.fields_json, 140)
+        );
+    }
+    eprintln!(
+        "{} of {} matching events (* starred, ! detections, c comments)",
+        response.events.len(),
+        response.total_hits
+    );
+    if !next.is_empty() {
+        eprintln!("next page: --cursor {next}");
+    }
+    if !response.previous_cursor.is_empty() {
+        eprintln!(
+            "previous page: --cursor {} --backward",
+            response.previous_cursor
+        );
+    }
+    Ok(())
+}
+
+fn event_ids(ids: &[String]) -> Vec<EventId> {
+    ids.iter()
+        .map(|id| EventId {
+            value: id.trim().to_string(),
+        })
+        .collect()
+}
+
+/// Tags (`add`) or untags `events` in requests of at most [`BULK`].
+pub async fn tag(
+    server: &ServerArgs,
+    case: String,
+    tag: String,
+    events: Vec<String>,
+    add: bool,
+) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Err(anyhow!("name the events with --event ID (repeatable)"));
+    }
+    let mut client = client(server).await?;
+    let mut changed = 0;
+    for chunk in event_ids(&events).chunks(BULK) {
+        let response = if add {
+            client
+                .tag_events(pb::TagEventsRequest {
+                    case_id: case_id(&case),
+                    event_ids: chunk.to_vec(),
+                    tag: tag.clone(),
+                })
+                .await
+        } else {
+            client
+                .untag_events(pb::UntagEventsRequest {
+                    case_id: case_id(&case),
+                    event_ids: chunk.to_vec(),
+                    tag: tag.clone(),
+                })
+                .await
+        };
+        changed += response.map_err(rpc_error)?.into_inner().changed;
+    }
+    eprintln!(
+        "{} {changed} of {} events",
+        if add { "tagged" } else { "untagged" },
+        events.len()
+    );
+    Ok(())
+}
+
+pub async fn star(
+    server: &ServerArgs,
+    case: String,
+    events: Vec<String>,
+    starred: bool,
+) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Err(anyhow!("name the events with --event ID (repeatable)"));
+    }
+    let mut client = client(server).await?;
+    let mut changed = 0;
+    for chunk in event_ids(&events).chunks(BULK) {
+        changed += client
+            .star_events(pb::StarEventsRequest {
+                case_id: case_id(&case),
+                event_ids: chunk.to_vec(),
+                starred,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner()
+            .changed;
+    }
+    eprintln!(
+        "{} {changed} of {} events",
+        if starred { "starred" } else { "unstarred" },
+        events.len()
+    );
+    Ok(())
+}
+
+pub async fn comment(
+    server: &ServerArgs,
+    case: String,
+    event: String,
+    text: Option<String>,
+    reply_to: Option<String>,
+) -> anyhow::Result<()> {
+    let body = match text {
+        Some(text) if text != "-" => text,
+        _ => {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(crate::MAX_STDIN_BYTES)
+                .read_to_string(&mut text)
+                .context("cannot read the comment from standard input")?;
+            text
+        }
+    };
+    let mut client = client(server).await?;
+    let comment = client
+        .add_comment(pb::AddCommentRequest {
+            case_id: case_id(&case),
+            event_id: Some(EventId { value: event }),
+            body,
+            parent_id: reply_to.map(|value| CommentId { value }),
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    println!(
+        "{}",
+        comment.id.map(|id| id.value).unwrap_or_default()
+    );
+    Ok(())
+}
+
+pub async fn comments(
+    server: &ServerArgs,
+    case: String,
+    event: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let mut cursor = String::new();
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .list_comments(pb::ListCommentsRequest {
+                case_id: case_id(&case),
+                event_id: event.clone().map(|value| EventId { value }),
+                page: Some(PageRequest {
+                    page_size: casescope_proto::paging::MAX_PAGE_SIZE,
+                    cursor: cursor.clone(),
+                }),
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        all.extend(page.comments);
+        cursor = page.page.map(|p| p.next_cursor).unwrap_or_default();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    if json {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id.as_ref().map(|i| i.value.clone()),
+                    "event_id": c.event_id.as_ref().map(|i| i.value.clone()),
+                    "parent_id": c.parent_id.as_ref().map(|i| i.value.clone()),
+                    "author": c.author_name,
+                    "body": c.body,
+                    "revision": c.revision,
+                    "deleted": c.deleted,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for c in &all {
+        println!(
+            "{}  {}  {}{}: {}",
+            c.event_id
+                .as_ref()
+                .map(|i| i.value.chars().take(16).collect::<String>())
+                .unwrap_or_default(),
+            printable(&c.author_name, 32),
+            if c.parent_id.is_some() { "(reply) " } else { "" },
+            if c.deleted { " (deleted)" } else { "" },
+            printable(&c.body, 200)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The case timeline end to end, through the CLI, on both event-store backends
+//! (all-in-one: tantivy and SQLite; multi-process: OpenSearch and PostgreSQL):
+//! - tag, star and comment clauses combine with field clauses and each other, and the
+//!   answers are exactly what the events and annotations say;
+//! - paging through the merged timeline forwards and then backwards visits every event
+//!   once, in order, both ways;
+//! - re-indexing a file keeps its events' tags, stars and comments (event ids are
+//!   deterministic);
+//! - a clause naming annotations is refused by plain search, with the way to ask.
+
+use casescope_e2e::deployment::Deployment;
+use casescope_e2e::{Server, json, stderr, stdout};
+use casescope_proto::common::v1::{CaseId, FileId};
+use casescope_proto::ingest::v1 as ingest_pb;
+use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const FAST: [(&str, &str); 1] = [("CASESCOPE_RECONCILE_PERIOD_SECS", "2")];
+const EVENTS: u64 = 1_500;
+
+/// (event id, event code) of every event the query selects, paging forwards by 500.
+fn select(api: &Server, case: &str, query: &str, extra: &[&str]) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut args = vec!["timeline", case, query, "--limit", "500", "--json"];
+        if !cursor.is_empty() {
+            args.extend(["--cursor", cursor.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        let page = json(api.cli(&args));
+        for event in page["events"].as_array().unwrap() {
+            found.push((
+                event["event_id"].as_str().unwrap().to_string(),
+                event["event_code"].as_u64().unwrap(),
+            ));
+        }
+        cursor = page["next_cursor"].as_str().unwrap().to_string();
+        if cursor.is_empty() {
+            return found;
+        }
+    }
+}
+
+fn ids(selection: &[(String, u64)]) -> BTreeSet<String> {
+    selection.iter().map(|(id, _)| id.clone()).collect()
+}
+
+fn scenario(deployment: &Deployment, work: &std::path::Path) {
+    let api = deployment.api();
+    let evidence = work.join("timeline.evtx");
+    casescope_e2e::synth_evtx(&evidence, EVENTS, 11);
+    let case = stdout(&api.cli(&["case", "create", "timeline"]))
+        .trim()
+        .to_string();
+    let uploaded = json(api.cli(&["upload", &case, evidence.to_str().unwrap(), "--json"]));
+    let file_id = uploaded[0]["file_id"].as_str().unwrap().to_string();
+    let record = casescope_e2e::wait_until_processed(
+        api,
+        &case,
+        &file_id,
+        Duration::from_secs(180),
+        deployment.ingest(),
+    );
+    assert_eq!(record["events_indexed"], EVENTS, "{record}");
+
+    let all = select(api, &case, "", &[]);
+    assert_eq!(all.len() as u64, EVENTS);
+    assert_eq!(
+        select(api, &case, "*", &[]),
+        all,
+        "`*` is the empty query"
+    );
+
+    // Tag every third event of the first 900, star ten, comment on one.
+    let tagged: Vec<&(String, u64)> = all[..900].iter().step_by(3).collect();
+    let mut tag_args = vec!["tag", case.as_str(), "Lateral-Movement"];
+    for (id, _) in &tagged {
+        tag_args.extend(["--event", id.as_str()]);
+    }
+    let tagging = api.cli(&tag_args);
+    assert!(tagging.status.success(), "{}", stderr(&tagging));
+    assert!(stderr(&tagging).contains("tagged 300 of 300"), "{}", stderr(&tagging));
+    let starred: Vec<&(String, u64)> = all.iter().skip(5).step_by(150).collect();
+    let mut star_args = vec!["star", case.as_str()];
+    for (id, _) in &starred {
+        star_args.extend(["--event", id.as_str()]);
+    }
+    assert!(api.cli(&star_args).status.success());
+    let commented = &all[3].0;
+    let note = api.cli(&["comment", &case, commented, "<b>first</b> seen here\u{7}"]);
+    assert!(note.status.success(), "{}", stderr(&note));
+
+    let tagged_ids: BTreeSet<String> = tagged.iter().map(|(id, _)| id.clone()).collect();
+    let starred_ids: BTreeSet<String> = starred.iter().map(|(id, _)| id.clone()).collect();
+    let code_4624: BTreeSet<String> = all
+        .iter()
+        .filter(|(_, code)| *code == 4624)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(!code_4624.is_empty(), "the synthetic log has logons");
+    let every: BTreeSet<String> = ids(&all);
+    let check = |query: &str, extra: &[&str], expected: BTreeSet<String>| {
+        let found = select(api, &case, query, extra);
+        assert_eq!(
+            found.len(),
+            expected.len(),
+            "{query} {extra:?}: each event once"
+        );
+        assert_eq!(ids(&found), expected, "{query} {extra:?}");
+        let mut sorted = found.clone();
+        sorted.sort_by_key(|(id, _)| all.iter().position(|(a, _)| a == id));
+        assert_eq!(found, sorted, "{query}: in time order");
+    };
+    check("tag:lateral-movement", &[], tagged_ids.clone());
+    check(
+        "tag:lateral-movement AND EventID:4624",
+        &[],
+        tagged_ids.intersection(&code_4624).cloned().collect(),
+    );
+    check(
+        "EventID:4624 -tag:lateral-movement",
+        &[],
+        code_4624.difference(&tagged_ids).cloned().collect(),
+    );
+    check("tag:lat*", &[], tagged_ids.clone());
+    check(
+        "starred:true OR tag:lateral-movement",
+        &[],
+        tagged_ids.union(&starred_ids).cloned().collect(),
+    );
+    check(
+        "",
+        &["--tag", "LATERAL-movement", "--starred"],
+        tagged_ids.intersection(&starred_ids).cloned().collect(),
+    );
+    check("commented:true", &[], BTreeSet::from([commented.clone()]));
+    check(
+        "starred:false",
+        &[],
+        every.difference(&starred_ids).cloned().collect(),
+    );
+
+    // What one event carries, and the comment kept as written.
+    let page = json(api.cli(&["timeline", &case, "commented:true", "--json"]));
+    let event = &page["events"][0];
+    assert_eq!(event["comment_count"], 1);
+    assert_eq!(event["tags"], serde_json::json!(["lateral-movement"]));
+    let comments = json(api.cli(&["comments", &case, "--event", commented, "--json"]));
+    assert_eq!(comments[0]["body"], "<b>first</b> seen here\u{7}");
+
+    // Paging both ways through a selection: forwards, then backwards from the end.
+    let query = "tag:lateral-movement OR starred:true";
+    let mut forwards = Vec::new();
+    let mut cursor = String::new();
+    let mut last_previous = String::new();
+    loop {
+        let mut args = vec!["timeline", case.as_str(), query, "--limit", "70", "--json"];
+        if !cursor.is_empty() {
+            args.extend(["--cursor", cursor.as_str()]);
+        }
+        let page = json(api.cli(&args));
+        let events = page["events"].as_array().unwrap();
+        forwards.push(
+            events
+                .iter()
+                .map(|e| e["event_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>(),
+        );
+        last_previous = page["previous_cursor"].as_str().unwrap().to_string();
+        cursor = page["next_cursor"].as_str().unwrap().to_string();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    assert!(forwards.len() > 3, "several pages");
+    let mut backwards = vec![forwards.last().unwrap().clone()];
+    let mut cursor = last_previous;
+    while !cursor.is_empty() {
+        let page = json(api.cli(&[
+            "timeline", &case, query, "--limit", "70", "--json", "--cursor", &cursor, "--backward",
+        ]));
+        backwards.push(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event_id"].as_str().unwrap().to_string())
+                .collect(),
+        );
+        cursor = page["previous_cursor"].as_str().unwrap().to_string();
+    }
+    backwards.reverse();
+    let flat_forwards: Vec<String> = forwards.concat();
+    assert_eq!(
+        backwards.concat(),
+        flat_forwards,
+        "backwards visits the same events in the same order"
+    );
+    assert_eq!(
+        flat_forwards.iter().collect::<BTreeSet<_>>().len(),
+        flat_forwards.len(),
+        "no repeats"
+    );
+    assert_eq!(
+        flat_forwards.iter().cloned().collect::<BTreeSet<_>>(),
+        tagged_ids.union(&starred_ids).cloned().collect(),
+        "no gaps"
+    );
+
+    // Plain search does not know annotations, and says where to ask.
+    let plain = api.cli(&["search", &case, "tag:lateral-movement"]);
+    assert!(!plain.status.success());
+    assert!(stderr(&plain).contains("timeline"), "{}", stderr(&plain));
+
+    // Re-indexing the file keeps every annotation: same event ids.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = IngestServiceClient::new(api.grpc().await);
+        client
+            .reindex_file(api.authorized(ingest_pb::ReindexFileRequest {
+                case_id: Some(CaseId {
+                    value: case.clone(),
+                }),
+                file_id: Some(FileId {
+                    value: file_id.clone(),
+                }),
+            }))
+            .await
+            .unwrap();
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let files = json(api.cli(&["files", &case, "--json"]));
+        let status = files[0]["status"].as_str().unwrap_or_default().to_string();
+        if select(api, &case, "", &[]).len() as u64 == EVENTS
+            && !matches!(status.as_str(), "uploaded" | "parsing")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "re-index: {files}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    check("tag:lateral-movement", &[], tagged_ids);
+    check("commented:true", &[], BTreeSet::from([commented.clone()]));
+}
+
+#[test]
+fn the_timeline_all_in_one() {
+    let work = tempfile::tempdir().unwrap();
+    let deployment = Deployment::all_in_one(work.path(), &FAST);
+    scenario(&deployment, work.path());
+}
+
+#[test]
+fn the_timeline_multi_process() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(deployment) = Deployment::multi_process(work.path(), &FAST, "tl") else {
+        return;
+    };
+    scenario(&deployment, work.path());
+}
