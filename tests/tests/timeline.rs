@@ -67,11 +67,7 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
 
     let all = select(api, &case, "", &[]);
     assert_eq!(all.len() as u64, EVENTS);
-    assert_eq!(
-        select(api, &case, "*", &[]),
-        all,
-        "`*` is the empty query"
-    );
+    assert_eq!(select(api, &case, "*", &[]), all, "`*` is the empty query");
 
     // Tag every third event of the first 900, star ten, comment on one.
     let tagged: Vec<&(String, u64)> = all[..900].iter().step_by(3).collect();
@@ -81,7 +77,11 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     }
     let tagging = api.cli(&tag_args);
     assert!(tagging.status.success(), "{}", stderr(&tagging));
-    assert!(stderr(&tagging).contains("tagged 300 of 300"), "{}", stderr(&tagging));
+    assert!(
+        stderr(&tagging).contains("tagged 300 of 300"),
+        "{}",
+        stderr(&tagging)
+    );
     let starred: Vec<&(String, u64)> = all.iter().skip(5).step_by(150).collect();
     let mut star_args = vec!["star", case.as_str()];
     for (id, _) in &starred {
@@ -154,8 +154,7 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let query = "tag:lateral-movement OR starred:true";
     let mut forwards = Vec::new();
     let mut cursor = String::new();
-    let mut last_previous = String::new();
-    loop {
+    let last_previous = loop {
         let mut args = vec!["timeline", case.as_str(), query, "--limit", "70", "--json"];
         if !cursor.is_empty() {
             args.extend(["--cursor", cursor.as_str()]);
@@ -168,18 +167,25 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
                 .map(|e| e["event_id"].as_str().unwrap().to_string())
                 .collect::<Vec<_>>(),
         );
-        last_previous = page["previous_cursor"].as_str().unwrap().to_string();
         cursor = page["next_cursor"].as_str().unwrap().to_string();
         if cursor.is_empty() {
-            break;
+            break page["previous_cursor"].as_str().unwrap().to_string();
         }
-    }
+    };
     assert!(forwards.len() > 3, "several pages");
     let mut backwards = vec![forwards.last().unwrap().clone()];
     let mut cursor = last_previous;
     while !cursor.is_empty() {
         let page = json(api.cli(&[
-            "timeline", &case, query, "--limit", "70", "--json", "--cursor", &cursor, "--backward",
+            "timeline",
+            &case,
+            query,
+            "--limit",
+            "70",
+            "--json",
+            "--cursor",
+            &cursor,
+            "--backward",
         ]));
         backwards.push(
             page["events"]

@@ -7,9 +7,7 @@ use anyhow::{Context, anyhow};
 use casescope_proto::cases::v1 as pb;
 use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
 use casescope_proto::channel::GrpcChannel;
-use casescope_proto::common::v1::{
-    CaseId, CommentId, EventId, PageRequest, SortOrder, TimeRange,
-};
+use casescope_proto::common::v1::{CaseId, CommentId, EventId, PageRequest, SortOrder, TimeRange};
 use std::io::Read;
 
 /// Event ids per request (the server's bulk limit).
@@ -330,10 +328,7 @@ pub async fn comment(
         .await
         .map_err(rpc_error)?
         .into_inner();
-    println!(
-        "{}",
-        comment.id.map(|id| id.value).unwrap_or_default()
-    );
+    println!("{}", comment.id.map(|id| id.value).unwrap_or_default());
     Ok(())
 }
 
@@ -391,7 +386,11 @@ pub async fn comments(
                 .map(|i| i.value.chars().take(16).collect::<String>())
                 .unwrap_or_default(),
             printable(&c.author_name, 32),
-            if c.parent_id.is_some() { "(reply) " } else { "" },
+            if c.parent_id.is_some() {
+                "(reply) "
+            } else {
+                ""
+            },
             if c.deleted { " (deleted)" } else { "" },
             printable(&c.body, 200)
         );

@@ -26,7 +26,9 @@ impl EventSet {
         members.dedup();
         // About 32 bits per member (a 1-in-32 false hit goes on to the binary search),
         // between 1 Kibit and 16 Mibit (2 MiB).
-        let bits = (members.len() * 32).next_power_of_two().clamp(1 << 10, 1 << 24);
+        let bits = (members.len() * 32)
+            .next_power_of_two()
+            .clamp(1 << 10, 1 << 24);
         let log2 = bits.trailing_zeros();
         let shift = 64 - log2;
         let mut filter = vec![0u64; bits / 64];
@@ -81,9 +83,10 @@ pub(crate) fn required(query: &EventQuery) -> Result<Vec<&Arc<EventSet>>, StoreE
         .required_sets
         .iter()
         .map(|key| {
-            query.sets.get(key).ok_or_else(|| {
-                StoreError::Invalid(format!("required set {key:?} was not given"))
-            })
+            query
+                .sets
+                .get(key)
+                .ok_or_else(|| StoreError::Invalid(format!("required set {key:?} was not given")))
         })
         .collect()
 }

@@ -127,10 +127,8 @@ pub fn annotations(query: &Query) -> Vec<Annotation> {
         match query {
             Query::And(parts) | Query::Or(parts) => parts.iter().for_each(|p| walk(p, out)),
             Query::Not(inner) => walk(inner, out),
-            Query::Annotation(annotation) => {
-                if !out.contains(annotation) {
-                    out.push(annotation.clone());
-                }
+            Query::Annotation(annotation) if !out.contains(annotation) => {
+                out.push(annotation.clone());
             }
             _ => {}
         }
@@ -182,7 +180,9 @@ mod tests {
         );
         assert_eq!(
             parse_query("-tag:benign").unwrap(),
-            Query::Not(Box::new(Query::Annotation(Annotation::Tag("benign".into()))))
+            Query::Not(Box::new(Query::Annotation(Annotation::Tag(
+                "benign".into()
+            ))))
         );
         assert_eq!(
             parse_query(r#"tag:"  Needs   Review ""#).unwrap(),

@@ -373,8 +373,7 @@ impl Parser {
                 Some(Token::Phrase(text)) => Annotation::parse(name, &text, false),
                 _ => return Err(self.error("a value was expected")),
             };
-            let query = annotation
-                .map_err(|message| QueryError { position, message })?;
+            let query = annotation.map_err(|message| QueryError { position, message })?;
             return self.clause(query);
         }
         let query = match self.bump() {

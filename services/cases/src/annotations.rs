@@ -153,11 +153,7 @@ pub(crate) fn comment_id(id: Option<&CommentId>, field: &str) -> Result<String, 
     uuid::Uuid::parse_str(value)
         .map(|id| id.hyphenated().to_string())
         .map_err(|_| {
-            ApiError::invalid_field(
-                "COMMENT_ID_INVALID",
-                field,
-                "not a comment id (a UUID)",
-            )
+            ApiError::invalid_field("COMMENT_ID_INVALID", field, "not a comment id (a UUID)")
         })
 }
 
@@ -326,7 +322,11 @@ impl CasesApi {
             self.record_annotation(
                 &mut tx,
                 &case_id,
-                if add { "event.tagged" } else { "event.untagged" },
+                if add {
+                    "event.tagged"
+                } else {
+                    "event.untagged"
+                },
                 &actor,
                 &ids,
                 FactDetail {
@@ -497,9 +497,7 @@ impl CasesApi {
     ) -> Result<pb::Comment, ApiError> {
         let id = comment_id(id, "id")?;
         let body = body.map(|body| comment_body(&body, "body")).transpose()?;
-        let (case_id, mut tx) = self
-            .begin_change(case_id, "changing its comments")
-            .await?;
+        let (case_id, mut tx) = self.begin_change(case_id, "changing its comments").await?;
         let mut comment = store::get_comment(&mut tx, &case_id, &id)
             .await
             .map_err(db_error)?

@@ -1,22 +1,22 @@
 //! The gRPC face of the cases service.
 
 use crate::annotations::Actor;
-use crate::sets::SetCache;
-use crate::timeline::Peers;
-use casescope_proto::channel::GrpcChannel;
-use casescope_proto::detect::v1::detect_service_client::DetectServiceClient;
-use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use crate::cursor;
 use crate::repo::{CaseRow, CaseState, CasesRepo, FileRow, Position, Settings};
+use crate::sets::SetCache;
+use crate::timeline::Peers;
 use crate::validate;
 use casescope_bus::{OutboundMessage, Outbox, subjects};
 use casescope_db::{Database, DbError, Tx};
 use casescope_proto::bus::v1::{CaseFact, CaseSnapshot, FactHeader};
 use casescope_proto::cases::v1 as pb;
 use casescope_proto::cases::v1::cases_service_server::CasesService;
+use casescope_proto::channel::GrpcChannel;
 use casescope_proto::common::v1::{CaseId, FileId, FileStatus, PageResponse, Stage};
+use casescope_proto::detect::v1::detect_service_client::DetectServiceClient;
 use casescope_proto::error::{ApiError, unimplemented_status};
 use casescope_proto::identity::Identity;
+use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use casescope_proto::paging::validate_page;
 use casescope_proto::time::{micros_to_rfc3339, micros_to_timestamp};
 use tonic::{Request, Response, Status};
@@ -634,7 +634,9 @@ impl CasesService for CasesApi {
         &self,
         request: Request<pb::ListTagsRequest>,
     ) -> RpcResult<pb::ListTagsResponse> {
-        Ok(Response::new(self.list_tags_now(request.into_inner()).await?))
+        Ok(Response::new(
+            self.list_tags_now(request.into_inner()).await?,
+        ))
     }
 
     async fn star_events(
@@ -673,7 +675,13 @@ impl CasesService for CasesApi {
         let actor = Actor::of(&request);
         let request = request.into_inner();
         let comment = self
-            .rewrite_comment_now(actor, request.case_id.as_ref(), request.id.as_ref(), None, 0)
+            .rewrite_comment_now(
+                actor,
+                request.case_id.as_ref(),
+                request.id.as_ref(),
+                None,
+                0,
+            )
             .await?;
         Ok(Response::new(comment))
     }

@@ -41,7 +41,9 @@ pub struct SetCache {
 pub enum SetError {
     Db(DbError),
     /// The clause names more events than one query may filter by.
-    TooLarge { key: String },
+    TooLarge {
+        key: String,
+    },
 }
 
 impl SetCache {

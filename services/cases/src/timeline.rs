@@ -251,9 +251,7 @@ impl CasesApi {
             .selection(request.case_id.as_ref(), request.query.as_ref(), "query")
             .await?;
         let fetch_order = match (display, request.backward) {
-            (SortOrder::Descending, false) | (SortOrder::Ascending, true) => {
-                SortOrder::Descending
-            }
+            (SortOrder::Descending, false) | (SortOrder::Ascending, true) => SortOrder::Descending,
             _ => SortOrder::Ascending,
         };
         let peers = self.peers()?;
@@ -403,8 +401,14 @@ impl CasesApi {
                     entry.0 += 1;
                     if entry.1.len() < DETECTIONS_PER_EVENT {
                         entry.1.push(pb::TimelineDetection {
-                            id: detection.id.clone().map(|id| DetectionId { value: id.value }),
-                            rule_id: detection.rule_id.clone().map(|id| RuleId { value: id.value }),
+                            id: detection
+                                .id
+                                .clone()
+                                .map(|id| DetectionId { value: id.value }),
+                            rule_id: detection
+                                .rule_id
+                                .clone()
+                                .map(|id| RuleId { value: id.value }),
                             rule_title: detection.rule_title.clone(),
                             level: level_name(detection.level),
                             tactics: detection.tactics.clone(),

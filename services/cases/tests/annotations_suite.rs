@@ -128,7 +128,11 @@ async fn tags_stars_and_their_counts(h: Harness) {
     assert_eq!(
         tags(&h, &case).await,
         vec![
-            ("<img src=x onerror=alert(1)>\u{7}".to_string(), 1, String::new()),
+            (
+                "<img src=x onerror=alert(1)>\u{7}".to_string(),
+                1,
+                String::new()
+            ),
             ("lateral movement".to_string(), 7, "#d33f49".to_string()),
         ],
         "markup and control characters are kept as text"
@@ -432,7 +436,10 @@ async fn comments_thread_edit_with_history_and_delete(h: Harness) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(second.comments[0].id, answer.id, "the tombstone keeps its place");
+    assert_eq!(
+        second.comments[0].id, answer.id,
+        "the tombstone keeps its place"
+    );
     assert!(second.page.unwrap().next_cursor.is_empty());
     let counts = h
         .api
@@ -443,7 +450,10 @@ async fn comments_thread_edit_with_history_and_delete(h: Harness) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.events[0].comment_count, 1, "deleted comments do not count");
+    assert_eq!(
+        counts.events[0].comment_count, 1,
+        "deleted comments do not count"
+    );
 
     let kinds: Vec<String> = facts(&h, &case)
         .await

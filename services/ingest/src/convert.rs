@@ -3,11 +3,11 @@
 use casescope_eventstore::{
     Cursor, Event, EventQuery, EventSet, MAX_SET_MEMBERS, SortOrder, parse_query,
 };
-use std::sync::Arc;
 use casescope_proto::common::v1::{CaseId, EventId, FileId, SortOrder as PbSort};
 use casescope_proto::error::ApiError;
 use casescope_proto::ingest::v1 as pb;
 use casescope_proto::time::micros_to_timestamp;
+use std::sync::Arc;
 
 pub fn format_of(source: &str) -> pb::EvidenceFormat {
     match source {

@@ -257,7 +257,11 @@ fn in_set(set: &crate::EventSet) -> Value {
     if set.is_empty() {
         return json!({"match_none": {}});
     }
-    let members: Vec<i64> = set.members().iter().map(|t| sortable_tiebreak(*t)).collect();
+    let members: Vec<i64> = set
+        .members()
+        .iter()
+        .map(|t| sortable_tiebreak(*t))
+        .collect();
     json!({"terms": {"tiebreak": members}})
 }
 
@@ -433,7 +437,11 @@ mod tests {
     use crate::parse_query;
 
     fn dsl(text: &str) -> Value {
-        translate(&parse_query(text).unwrap(), &EventQuery::new("c", Query::All)).unwrap()
+        translate(
+            &parse_query(text).unwrap(),
+            &EventQuery::new("c", Query::All),
+        )
+        .unwrap()
     }
 
     fn sep(rest: &str) -> String {

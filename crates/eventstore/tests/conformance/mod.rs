@@ -248,8 +248,12 @@ pub async fn annotation_sets(store: &dyn EventStore) {
                 tiebreak_of(&other_events[0].event_id),
             ]),
         );
-        request.sets.insert("tag~lat*".into(), set(vec![tiebreak(1), tiebreak(5)]));
-        request.sets.insert("starred".into(), set(vec![tiebreak(2)]));
+        request
+            .sets
+            .insert("tag~lat*".into(), set(vec![tiebreak(1), tiebreak(5)]));
+        request
+            .sets
+            .insert("starred".into(), set(vec![tiebreak(2)]));
         request.sets.insert("commented".into(), set(Vec::new()));
         request
     };
@@ -263,7 +267,10 @@ pub async fn annotation_sets(store: &dyn EventStore) {
         ("starred:true OR tag:lateral-movement", vec![1, 2, 5]),
         ("starred:false", vec![1, 3, 4, 5, 6]),
         ("commented:true", vec![]),
-        ("(whoami OR TargetUserName:admin*) AND NOT starred:true", vec![1, 5]),
+        (
+            "(whoami OR TargetUserName:admin*) AND NOT starred:true",
+            vec![1, 5],
+        ),
     ] {
         let request = with_sets(query);
         let page = store

@@ -590,14 +590,12 @@ pub async fn members(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     let rows = match annotation {
         Annotation::Tag(tag) => {
-            sqlx::query(
-                "SELECT tiebreak FROM event_tags WHERE case_id = $1 AND tag = $2 LIMIT $3",
-            )
-            .bind(case_id)
-            .bind(tag)
-            .bind(limit)
-            .fetch_all(db.pool())
-            .await?
+            sqlx::query("SELECT tiebreak FROM event_tags WHERE case_id = $1 AND tag = $2 LIMIT $3")
+                .bind(case_id)
+                .bind(tag)
+                .bind(limit)
+                .fetch_all(db.pool())
+                .await?
         }
         Annotation::TagLike(_) => {
             let names: Vec<String> = sqlx::query("SELECT name FROM case_tags WHERE case_id = $1")

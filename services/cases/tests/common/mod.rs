@@ -78,7 +78,6 @@ pub fn assert_invalid(status: tonic::Status, field: &str) {
     assert!(status.message().contains(field), "{status:?}");
 }
 
-
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
