@@ -250,6 +250,32 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     }
     check("tag:lateral-movement", &[], tagged_ids);
     check("commented:true", &[], BTreeSet::from([commented.clone()]));
+
+    // The searches above are in the history, newest first, repeats folded.
+    let history = json(api.cli(&["history", &case, "--json"]));
+    let entries = history.as_array().unwrap();
+    assert_eq!(entries[0]["query"], "commented:true", "{history}");
+    assert_eq!(entries[0]["hit_count"], 1);
+    let paged = entries
+        .iter()
+        .find(|e| e["query"] == query)
+        .expect("the paged query");
+    assert!(paged["repeats"].as_u64().unwrap() > 3, "{paged}");
+
+    // Saved searches and notes.
+    let saved = api.cli(&["searches", "save", &case, "logons", "EventID:4624", "--shared"]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let listed = json(api.cli(&["searches", "list", &case, "--json"]));
+    assert_eq!(listed[0]["query"], "EventID:4624");
+    let notes = "# Findings\n\n* lateral movement from WS01\n";
+    let token = &[("CASESCOPE_TOKEN", api.token())];
+    let edit = api.cli_with(token, &["notes", "edit", &case, "--version", "0"], notes);
+    assert!(edit.status.success(), "{}", stderr(&edit));
+    let shown = api.cli(&["notes", "show", &case]);
+    assert_eq!(stdout(&shown).trim_end(), notes.trim_end());
+    let stale = api.cli_with(token, &["notes", "edit", &case, "--version", "0"], "lost");
+    assert!(!stale.status.success());
+    assert!(stderr(&stale).contains("version 1"), "{}", stderr(&stale));
 }
 
 #[test]

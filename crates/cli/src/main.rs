@@ -11,6 +11,7 @@ mod client;
 mod detect_cmds;
 mod evidence_cmds;
 mod oidc_login;
+mod searches_cmds;
 mod serve;
 mod serve_gateway;
 mod server_http;
@@ -141,6 +142,28 @@ enum Command {
         event: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Saved timeline searches: save, list, delete.
+    Searches {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: searches_cmds::SearchesCommand,
+    },
+    /// Your recent timeline searches in a case, newest first.
+    History {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The case's notes (Markdown, versioned): show, edit (from stdin), versions.
+    Notes {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: searches_cmds::NotesCommand,
     },
     /// Manage Sigma rules on a running server: import, list, enable, disable.
     Rules {
@@ -395,6 +418,13 @@ fn main() -> ExitCode {
                 event,
                 json,
             } => timeline_cmds::comments(&server, case, event, json).await,
+            Command::Searches { server, command } => {
+                searches_cmds::run_searches(&server, command).await
+            }
+            Command::History { server, case, json } => {
+                searches_cmds::history(&server, case, json).await
+            }
+            Command::Notes { server, command } => searches_cmds::run_notes(&server, command).await,
             Command::Rules { server, command } => detect_cmds::run_rules(&server, command).await,
             Command::Detections { server, args } => {
                 detect_cmds::run_detections(&server, args).await

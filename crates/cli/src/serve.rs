@@ -306,6 +306,16 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                  address (CASESCOPE_INGEST_ADDR)"
             ),
         }
+        let sweeper = api.clone();
+        tasks.spawn(run_periodically(
+            "cases-history",
+            Duration::from_secs(3600),
+            background.clone(),
+            move || {
+                let sweeper = sweeper.clone();
+                async move { sweeper.sweep_history().await }
+            },
+        ));
         let cases_server = guarded(
             CasesServiceServer::new(api.clone())
                 .max_decoding_message_size(casescope_cases::MAX_REQUEST_BYTES),

@@ -6,14 +6,13 @@
 //!
 //! Annotations (tags, stars, comments on events) live here too ([`annotations`]), and
 //! the case timeline joins them with the ingest service's events.
-//!
-//! Not here yet: saved searches and search history (their RPCs answer
-//! `UNIMPLEMENTED`).
+//! Saved searches, search history and case notes: [`searches`].
 
 mod annotations;
 mod cursor;
 mod files;
 mod repo;
+mod searches;
 mod service;
 mod sets;
 mod timeline;

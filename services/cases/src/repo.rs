@@ -63,6 +63,11 @@ CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
             name: "annotations: tags, stars, comments",
             sql: crate::annotations::store::MIGRATION,
         },
+        Migration {
+            version: 5,
+            name: "saved searches, search history, case notes",
+            sql: crate::searches::MIGRATION,
+        },
     ],
 };
 
@@ -325,6 +330,7 @@ impl CasesRepo {
             .execute(&mut **tx)
             .await?;
         crate::annotations::store::delete_case(tx, id).await?;
+        crate::searches::delete_case(tx, id).await?;
         let result = sqlx::query("DELETE FROM cases WHERE id = $1")
             .bind(id)
             .execute(&mut **tx)

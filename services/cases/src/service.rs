@@ -14,7 +14,7 @@ use casescope_proto::cases::v1::cases_service_server::CasesService;
 use casescope_proto::channel::GrpcChannel;
 use casescope_proto::common::v1::{CaseId, FileId, FileStatus, PageResponse, Stage};
 use casescope_proto::detect::v1::detect_service_client::DetectServiceClient;
-use casescope_proto::error::{ApiError, unimplemented_status};
+use casescope_proto::error::ApiError;
 use casescope_proto::identity::Identity;
 use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use casescope_proto::paging::validate_page;
@@ -713,36 +713,72 @@ impl CasesService for CasesApi {
         ))
     }
 
-    async fn save_search(&self, _: Request<pb::SaveSearchRequest>) -> RpcResult<pb::SavedSearch> {
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/SaveSearch",
+    async fn save_search(
+        &self,
+        request: Request<pb::SaveSearchRequest>,
+    ) -> RpcResult<pb::SavedSearch> {
+        let actor = Actor::of(&request);
+        Ok(Response::new(
+            self.save_search_now(actor, request.into_inner()).await?,
         ))
     }
 
     async fn list_saved_searches(
         &self,
-        _: Request<pb::ListSavedSearchesRequest>,
+        request: Request<pb::ListSavedSearchesRequest>,
     ) -> RpcResult<pb::ListSavedSearchesResponse> {
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/ListSavedSearches",
+        let actor = Actor::of(&request);
+        Ok(Response::new(
+            self.list_saved_searches_now(actor, request.into_inner())
+                .await?,
         ))
     }
 
     async fn delete_saved_search(
         &self,
-        _: Request<pb::DeleteSavedSearchRequest>,
+        request: Request<pb::DeleteSavedSearchRequest>,
     ) -> RpcResult<pb::DeleteSavedSearchResponse> {
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/DeleteSavedSearch",
-        ))
+        let actor = Actor::of(&request);
+        self.delete_saved_search_now(actor, request.into_inner())
+            .await?;
+        Ok(Response::new(pb::DeleteSavedSearchResponse {}))
     }
 
     async fn list_search_history(
         &self,
-        _: Request<pb::ListSearchHistoryRequest>,
+        request: Request<pb::ListSearchHistoryRequest>,
     ) -> RpcResult<pb::ListSearchHistoryResponse> {
-        Err(unimplemented_status(
-            "casescope.cases.v1.CasesService/ListSearchHistory",
+        let actor = Actor::of(&request);
+        Ok(Response::new(
+            self.list_history_now(actor, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_case_notes(
+        &self,
+        request: Request<pb::GetCaseNotesRequest>,
+    ) -> RpcResult<pb::CaseNotes> {
+        Ok(Response::new(
+            self.get_notes_now(request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_case_notes(
+        &self,
+        request: Request<pb::UpdateCaseNotesRequest>,
+    ) -> RpcResult<pb::CaseNotes> {
+        let actor = Actor::of(&request);
+        Ok(Response::new(
+            self.update_notes_now(actor, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_case_notes_versions(
+        &self,
+        request: Request<pb::ListCaseNotesVersionsRequest>,
+    ) -> RpcResult<pb::ListCaseNotesVersionsResponse> {
+        Ok(Response::new(
+            self.list_note_versions_now(request.into_inner()).await?,
         ))
     }
 
@@ -750,8 +786,10 @@ impl CasesService for CasesApi {
         &self,
         request: Request<pb::SearchTimelineRequest>,
     ) -> RpcResult<pb::SearchTimelineResponse> {
+        let actor = Actor::of(&request);
         Ok(Response::new(
-            self.search_timeline_now(request.into_inner()).await?,
+            self.search_timeline_now(actor, request.into_inner())
+                .await?,
         ))
     }
 }

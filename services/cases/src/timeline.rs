@@ -7,7 +7,7 @@
 //! filters are resolved here to the sets of events they name ([`crate::sets`]) and
 //! sent with the query, so the event store evaluates them with every other clause.
 
-use crate::annotations::store;
+use crate::annotations::{Actor, store};
 use crate::service::{CasesApi, db_error};
 use crate::sets::SetError;
 use crate::validate;
@@ -233,6 +233,7 @@ impl CasesApi {
 
     pub(crate) async fn search_timeline_now(
         &self,
+        actor: Actor,
         request: pb::SearchTimelineRequest,
     ) -> Result<pb::SearchTimelineResponse, ApiError> {
         let page = validate_page(request.page.as_ref(), "page")?;
@@ -298,6 +299,13 @@ impl CasesApi {
             (next, previous)
         };
         let timeline = self.join(&selection.case_id, found).await?;
+        self.remember(
+            &actor,
+            &selection.case_id,
+            request.query.unwrap_or_default(),
+            answer.total_hits,
+        )
+        .await;
         Ok(pb::SearchTimelineResponse {
             events: timeline,
             total_hits: answer.total_hits,
@@ -307,6 +315,27 @@ impl CasesApi {
             previous_cursor: previous_cursor.unwrap_or_default(),
             total_hits_is_lower_bound: answer.total_hits_is_lower_bound,
         })
+    }
+
+    /// Adds the search to the caller's history (a failure is logged: the search
+    /// itself succeeded).
+    async fn remember(&self, actor: &Actor, case_id: &str, query: pb::TimelineQuery, hits: u64) {
+        let retention = match self.require_case(case_id).await {
+            Ok(case) => case.settings.search_history_retention_days,
+            Err(_) => 0,
+        };
+        if let Err(error) = crate::searches::record_search(
+            self.repo.db(),
+            case_id,
+            &actor.id,
+            &query,
+            hits,
+            retention,
+        )
+        .await
+        {
+            tracing::warn!(%error, case_id, "could not record the search in the history");
+        }
     }
 
     /// Events with their annotations and detections, in the given order.

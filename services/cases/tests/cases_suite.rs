@@ -364,19 +364,8 @@ async fn update_archive_restore_and_delete(h: Harness) {
     );
 }
 
-async fn unimplemented_rpcs_say_so(h: Harness) {
-    let status = h
-        .api
-        .save_search(Request::new(pb::SaveSearchRequest::default()))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("SaveSearch"), "{status:?}");
-}
-
 on_both_backends!(
     create_get_and_page_through_cases,
     bad_input_is_refused_with_what_and_where,
     update_archive_restore_and_delete,
-    unimplemented_rpcs_say_so,
 );

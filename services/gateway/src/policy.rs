@@ -367,6 +367,24 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.cases.v1.CasesService/GetCaseNotes",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/UpdateCaseNotes",
+        Case(CaseAnalyst),
+        true,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/ListCaseNotesVersions",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
         "/casescope.cases.v1.CasesService/SearchTimeline",
         Case(CaseViewer),
         false,
