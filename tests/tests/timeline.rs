@@ -263,7 +263,14 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     assert!(paged["repeats"].as_u64().unwrap() > 3, "{paged}");
 
     // Saved searches and notes.
-    let saved = api.cli(&["searches", "save", &case, "logons", "EventID:4624", "--shared"]);
+    let saved = api.cli(&[
+        "searches",
+        "save",
+        &case,
+        "logons",
+        "EventID:4624",
+        "--shared",
+    ]);
     assert!(saved.status.success(), "{}", stderr(&saved));
     let listed = json(api.cli(&["searches", "list", &case, "--json"]));
     assert_eq!(listed[0]["query"], "EventID:4624");
