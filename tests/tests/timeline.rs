@@ -10,11 +10,17 @@
 
 use casescope_e2e::deployment::Deployment;
 use casescope_e2e::{Server, json, stderr, stdout};
+use casescope_proto::cases::v1 as cases_pb;
+use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
 use casescope_proto::common::v1::{CaseId, FileId};
 use casescope_proto::ingest::v1 as ingest_pb;
 use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
 
 const FAST: [(&str, &str); 1] = [("CASESCOPE_RECONCILE_PERIOD_SECS", "2")];
 const EVENTS: u64 = 1_500;
@@ -213,6 +219,131 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
         flat_forwards.iter().cloned().collect::<BTreeSet<_>>(),
         tagged_ids.union(&starred_ids).cloned().collect(),
         "no gaps"
+    );
+
+    // Context: the events around one, by count and by host.
+    let middle = &all[700].0;
+    let around = json(api.cli(&["context", &case, middle, "--events", "5", "--json"]));
+    let ids_of = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let expected_before: Vec<String> = all[695..700].iter().map(|(id, _)| id.clone()).collect();
+    let expected_after: Vec<String> = all[701..706].iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids_of(&around["before"]), expected_before);
+    assert_eq!(ids_of(&around["after"]), expected_after);
+    assert_eq!(around["event"]["event_id"], middle.as_str());
+    assert_eq!(around["more_before"], true);
+    let host = around["event"]["computer"].as_str().unwrap().to_string();
+    let same_host = json(api.cli(&[
+        "context",
+        &case,
+        middle,
+        "--seconds",
+        "3600",
+        "--same-host",
+        "--json",
+    ]));
+    for side in ["before", "after"] {
+        for event in same_host[side].as_array().unwrap() {
+            assert_eq!(event["computer"], host.as_str(), "{side}: {event}");
+        }
+    }
+
+    // The histogram of a selection counts what the timeline lists.
+    let histogram = runtime().block_on(async {
+        let mut client = CasesServiceClient::new(api.grpc().await);
+        client
+            .timeline_histogram(api.authorized(cases_pb::TimelineHistogramRequest {
+                case_id: Some(CaseId {
+                    value: case.clone(),
+                }),
+                query: Some(cases_pb::TimelineQuery {
+                    query: "tag:lateral-movement".into(),
+                    ..Default::default()
+                }),
+                interval: None,
+                max_buckets: 50,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(histogram.total_count, 300);
+    assert_eq!(histogram.buckets.iter().map(|b| b.count).sum::<u64>(), 300);
+    assert!(histogram.buckets.len() <= 50);
+
+    // Exports: every format, annotations as columns.
+    let jsonl = api.cli(&[
+        "export",
+        &case,
+        "--query",
+        "tag:lateral-movement",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(jsonl.status.success(), "{}", stderr(&jsonl));
+    let rows: Vec<serde_json::Value> = stdout(&jsonl)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 300);
+    assert!(
+        rows.iter()
+            .all(|r| r["tags"] == serde_json::json!(["lateral-movement"]))
+    );
+    let csv_path = work.join("all.csv");
+    let exported = api.cli(&[
+        "export",
+        &case,
+        "--format",
+        "csv",
+        "--output",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(&headers[0], "datetime");
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len() as u64, EVENTS);
+    let with_comment = records
+        .iter()
+        .find(|r| &r[column("event_id")] == commented.as_str())
+        .unwrap();
+    assert!(with_comment[column("comments")].contains("<b>first</b> seen here\u{7}"));
+    let timesketch = api.cli(&[
+        "export",
+        &case,
+        "--query",
+        "starred:true",
+        "--format",
+        "timesketch",
+    ]);
+    for line in stdout(&timesketch).lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in ["message", "datetime", "timestamp_desc"] {
+            assert!(row[key].is_string(), "{key} in {row}");
+        }
+        assert_eq!(row["starred"], true);
+    }
+    assert_eq!(stdout(&timesketch).lines().count(), starred_ids.len());
+    let annotations = json(api.cli(&["export-annotations", &case]));
+    assert_eq!(
+        annotations["tags"][0]["events"].as_array().unwrap().len(),
+        300
+    );
+    assert_eq!(
+        annotations["stars"].as_array().unwrap().len(),
+        starred_ids.len()
+    );
+    assert_eq!(
+        annotations["comments"][0]["body"],
+        "<b>first</b> seen here\u{7}"
     );
 
     // Plain search does not know annotations, and says where to ask.

@@ -10,6 +10,7 @@ mod channels;
 mod client;
 mod detect_cmds;
 mod evidence_cmds;
+mod export_cmds;
 mod oidc_login;
 mod searches_cmds;
 mod serve;
@@ -140,6 +141,38 @@ enum Command {
         case: String,
         #[arg(long)]
         event: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a timeline selection (CSV, JSON lines or Timesketch JSONL), streamed, no
+    /// row cap; to stdout or --output (resumable with --resume).
+    Export {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(flatten)]
+        args: export_cmds::ExportArgs,
+    },
+    /// Export a case's tags, stars, comments, saved searches and notes as JSON.
+    ExportAnnotations {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// The events around one event: --events N before and after, or --seconds N.
+    Context {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        event: String,
+        #[arg(long, default_value_t = 0)]
+        events: u32,
+        #[arg(long, default_value_t = 0)]
+        seconds: u32,
+        /// Only the event's computer.
+        #[arg(long)]
+        same_host: bool,
         #[arg(long)]
         json: bool,
     },
@@ -418,6 +451,23 @@ fn main() -> ExitCode {
                 event,
                 json,
             } => timeline_cmds::comments(&server, case, event, json).await,
+            Command::Export { server, args } => export_cmds::export(&server, args).await,
+            Command::ExportAnnotations {
+                server,
+                case,
+                output,
+            } => export_cmds::export_annotations(&server, case, output).await,
+            Command::Context {
+                server,
+                case,
+                event,
+                events,
+                seconds,
+                same_host,
+                json,
+            } => {
+                timeline_cmds::context(&server, case, event, events, seconds, same_host, json).await
+            }
             Command::Searches { server, command } => {
                 searches_cmds::run_searches(&server, command).await
             }

@@ -132,40 +132,8 @@ pub async fn timeline(server: &ServerArgs, args: TimelineArgs) -> anyhow::Result
         .as_ref()
         .map(|p| p.next_cursor.clone())
         .unwrap_or_default();
-    let time_text = |event: &pb::TimelineEvent| {
-        event
-            .timestamp
-            .as_ref()
-            .and_then(|t| {
-                chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-            })
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-            .unwrap_or_default()
-    };
     if args.json {
-        let events: Vec<_> = response
-            .events
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "event_id": e.event_id.as_ref().map(|i| i.value.clone()),
-                    "file_id": e.file_id.as_ref().map(|i| i.value.clone()),
-                    "timestamp": time_text(e),
-                    "event_code": e.event_code,
-                    "channel": e.channel,
-                    "computer": e.computer,
-                    "record_id": e.record_id,
-                    "tags": e.tags,
-                    "starred": e.starred,
-                    "comment_count": e.comment_count,
-                    "detection_count": e.detection_count,
-                    "detections": e.detections.iter().map(|d| serde_json::json!({
-                        "rule_title": d.rule_title, "level": d.level, "tactics": d.tactics,
-                    })).collect::<Vec<_>>(),
-                    "fields": serde_json::from_str::<serde_json::Value>(&e.fields_json).unwrap_or_default(),
-                })
-            })
-            .collect();
+        let events: Vec<_> = response.events.iter().map(event_json).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -178,29 +146,7 @@ pub async fn timeline(server: &ServerArgs, args: TimelineArgs) -> anyhow::Result
         return Ok(());
     }
     for event in &response.events {
-        let marks = format!(
-            "{}{}{}",
-            if event.starred { "*" } else { " " },
-            if event.detection_count > 0 { "!" } else { " " },
-            if event.comment_count > 0 { "c" } else { " " },
-        );
-        let tags = if event.tags.is_empty() {
-            String::new()
-        } else {
-            format!("[{}] ", printable(&event.tags.join(", "), 60))
-        };
-        println!(
-            "{}  {marks}  {}  {:>5}  {:<16}  {tags}{}",
-            time_text(event),
-            event
-                .event_id
-                .as_ref()
-                .map(|id| id.value.chars().take(16).collect::<String>())
-                .unwrap_or_default(),
-            event.event_code,
-            printable(&event.computer, 16),
-            printable(&event.fields_json, 140)
-        );
+        print_event(event);
     }
     eprintln!(
         "{} of {} matching events (* starred, ! detections, c comments)",
@@ -215,6 +161,117 @@ pub async fn timeline(server: &ServerArgs, args: TimelineArgs) -> anyhow::Result
             "previous page: --cursor {} --backward",
             response.previous_cursor
         );
+    }
+    Ok(())
+}
+
+fn time_text(event: &pb::TimelineEvent) -> String {
+    event
+        .timestamp
+        .as_ref()
+        .and_then(|t| {
+            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+        })
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+fn event_json(e: &pb::TimelineEvent) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": e.event_id.as_ref().map(|i| i.value.clone()),
+        "file_id": e.file_id.as_ref().map(|i| i.value.clone()),
+        "timestamp": time_text(e),
+        "event_code": e.event_code,
+        "channel": e.channel,
+        "computer": e.computer,
+        "record_id": e.record_id,
+        "tags": e.tags,
+        "starred": e.starred,
+        "comment_count": e.comment_count,
+        "detection_count": e.detection_count,
+        "detections": e.detections.iter().map(|d| serde_json::json!({
+            "rule_title": d.rule_title, "level": d.level, "tactics": d.tactics,
+        })).collect::<Vec<_>>(),
+        "fields": serde_json::from_str::<serde_json::Value>(&e.fields_json).unwrap_or_default(),
+    })
+}
+
+fn print_event(event: &pb::TimelineEvent) {
+    let marks = format!(
+        "{}{}{}",
+        if event.starred { "*" } else { " " },
+        if event.detection_count > 0 { "!" } else { " " },
+        if event.comment_count > 0 { "c" } else { " " },
+    );
+    let tags = if event.tags.is_empty() {
+        String::new()
+    } else {
+        format!("[{}] ", printable(&event.tags.join(", "), 60))
+    };
+    println!(
+        "{}  {marks}  {}  {:>5}  {:<16}  {tags}{}",
+        time_text(event),
+        event
+            .event_id
+            .as_ref()
+            .map(|id| id.value.chars().take(16).collect::<String>())
+            .unwrap_or_default(),
+        event.event_code,
+        printable(&event.computer, 16),
+        printable(&event.fields_json, 140)
+    );
+}
+
+pub async fn context(
+    server: &ServerArgs,
+    case: String,
+    event: String,
+    events: u32,
+    seconds: u32,
+    same_host: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let answer = client
+        .get_event_context(pb::GetEventContextRequest {
+            case_id: case_id(&case),
+            event_id: Some(EventId { value: event }),
+            events: if events == 0 && seconds == 0 {
+                10
+            } else {
+                events
+            },
+            seconds,
+            same_host,
+            include_raw: false,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "before": answer.before.iter().map(event_json).collect::<Vec<_>>(),
+                "event": answer.event.as_ref().map(event_json),
+                "after": answer.after.iter().map(event_json).collect::<Vec<_>>(),
+                "more_before": answer.more_before,
+                "more_after": answer.more_after,
+            }))?
+        );
+        return Ok(());
+    }
+    if answer.more_before {
+        println!("…");
+    }
+    answer.before.iter().for_each(print_event);
+    if let Some(event) = &answer.event {
+        print!("> ");
+        print_event(event);
+    }
+    answer.after.iter().for_each(print_event);
+    if answer.more_after {
+        println!("…");
     }
     Ok(())
 }

@@ -29,8 +29,12 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Largest page a search or scan returns.
+/// Largest page a search API returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// Largest batch the store itself reads at once (streams and exports walk a selection
+/// in batches this large: fewer passes than pages of [`MAX_PAGE_SIZE`]; with the one
+/// extra hit a page asks for, under OpenSearch's default `max_result_window`).
+pub const MAX_STREAM_BATCH: usize = 5_000;
 /// Most buckets one histogram may have.
 pub const MAX_HISTOGRAM_BUCKETS: usize = 10_000;
 
@@ -84,6 +88,9 @@ pub struct EventQuery {
     pub sets: BTreeMap<String, Arc<EventSet>>,
     /// Names of sets (in `sets`) every hit must belong to.
     pub required_sets: Vec<String>,
+    /// Leave [`SearchPage::total`] at 0: a stream's later batches need no count (it
+    /// costs a pass over the selection).
+    pub skip_total: bool,
 }
 
 impl EventQuery {
@@ -102,6 +109,7 @@ impl EventQuery {
             after: None,
             sets: BTreeMap::new(),
             required_sets: Vec::new(),
+            skip_total: false,
         }
     }
 }
@@ -214,9 +222,9 @@ pub(crate) fn grid_buckets(start: i64, interval_micros: i64, counts: Vec<u64>) -
 /// Checks the parts of a query every backend validates the same way.
 pub fn validate(query: &EventQuery) -> Result<(), StoreError> {
     check_sets(query)?;
-    if query.page_size == 0 || query.page_size > MAX_PAGE_SIZE {
+    if query.page_size == 0 || query.page_size > MAX_STREAM_BATCH {
         return Err(StoreError::Invalid(format!(
-            "page size {} is outside 1..={MAX_PAGE_SIZE}",
+            "page size {} is outside 1..={MAX_STREAM_BATCH}",
             query.page_size
         )));
     }

@@ -485,7 +485,11 @@ impl EventStore for OpenSearchStore {
         let answer = self
             .search_request(&query.case_id, &translate::search_body(query)?)
             .await?;
-        let total = response::total(&answer)?;
+        let total = if query.skip_total {
+            0
+        } else {
+            response::total(&answer)?
+        };
         let mut hits = response::hits(&answer)?;
         let more = hits.len() > query.page_size;
         hits.truncate(query.page_size);

@@ -299,9 +299,13 @@ impl EventStore for TantivyStore {
         let query = query.clone();
         self.blocking(move |inner| {
             let searcher = inner.reader.searcher();
-            let total = searcher
-                .search(&*inner.full_query(&query, false)?, &Count)
-                .map_err(internal)? as u64;
+            let total = if query.skip_total {
+                0
+            } else {
+                searcher
+                    .search(&*inner.full_query(&query, false)?, &Count)
+                    .map_err(internal)? as u64
+            };
             let order = match query.sort {
                 SortOrder::Ascending => Order::Asc,
                 SortOrder::Descending => Order::Desc,

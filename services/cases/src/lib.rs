@@ -9,7 +9,9 @@
 //! Saved searches, search history and case notes: [`searches`].
 
 mod annotations;
+mod context;
 mod cursor;
+mod export;
 mod files;
 mod repo;
 mod searches;

@@ -782,6 +782,48 @@ impl CasesService for CasesApi {
         ))
     }
 
+    async fn timeline_histogram(
+        &self,
+        request: Request<pb::TimelineHistogramRequest>,
+    ) -> RpcResult<pb::TimelineHistogramResponse> {
+        Ok(Response::new(
+            self.timeline_histogram_now(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_event_context(
+        &self,
+        request: Request<pb::GetEventContextRequest>,
+    ) -> RpcResult<pb::GetEventContextResponse> {
+        Ok(Response::new(
+            self.event_context_now(request.into_inner()).await?,
+        ))
+    }
+
+    type ExportTimelineStream = crate::export::ChunkStream;
+
+    async fn export_timeline(
+        &self,
+        request: Request<pb::ExportTimelineRequest>,
+    ) -> RpcResult<Self::ExportTimelineStream> {
+        Ok(Response::new(
+            self.export_timeline_now(request.into_inner()).await?,
+        ))
+    }
+
+    type ExportAnnotationsStream = crate::export::ChunkStream;
+
+    async fn export_annotations(
+        &self,
+        request: Request<pb::ExportAnnotationsRequest>,
+    ) -> RpcResult<Self::ExportAnnotationsStream> {
+        let actor = Actor::of(&request);
+        Ok(Response::new(
+            self.export_annotations_now(actor, request.into_inner())
+                .await?,
+        ))
+    }
+
     async fn search_timeline(
         &self,
         request: Request<pb::SearchTimelineRequest>,

@@ -41,7 +41,7 @@ pub struct Peers {
     pub detections: Option<DetectServiceClient<GrpcChannel>>,
 }
 
-fn call<T>(message: T) -> tonic::Request<T> {
+pub(crate) fn call<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(CALL_TIMEOUT);
     casescope_runtime::trace_context::inject_into_request(&mut request);
@@ -50,7 +50,7 @@ fn call<T>(message: T) -> tonic::Request<T> {
 
 /// A peer's refusal as this service's answer: what the caller can fix keeps the peer's
 /// message (it names what was wrong); the rest is "unavailable, retry".
-fn peer_error(peer: &str, status: tonic::Status) -> ApiError {
+pub(crate) fn peer_error(peer: &str, status: tonic::Status) -> ApiError {
     let message = status.message().to_string();
     match status.code() {
         tonic::Code::InvalidArgument => ApiError::InvalidArgument {
@@ -70,7 +70,7 @@ fn peer_error(peer: &str, status: tonic::Status) -> ApiError {
 }
 
 /// The event store's cursor text for the position of an event.
-fn position(event: &ingest::Event) -> Option<String> {
+pub(crate) fn position(event: &ingest::Event) -> Option<String> {
     let timestamp = event.timestamp.as_ref()?;
     let micros = timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1_000);
     let tiebreak = casescope_query::tiebreak_of(&event.event_id.as_ref()?.value);
@@ -96,7 +96,7 @@ pub(crate) struct Selection {
 }
 
 impl CasesApi {
-    fn peers(&self) -> Result<&Peers, ApiError> {
+    pub(crate) fn peers(&self) -> Result<&Peers, ApiError> {
         self.peers.as_ref().ok_or_else(|| {
             ApiError::failed_precondition(
                 "TIMELINE_UNAVAILABLE",
@@ -339,7 +339,7 @@ impl CasesApi {
     }
 
     /// Events with their annotations and detections, in the given order.
-    async fn join(
+    pub(crate) async fn join(
         &self,
         case_id: &str,
         events: Vec<ingest::Event>,

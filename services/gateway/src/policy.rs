@@ -391,6 +391,30 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.cases.v1.CasesService/TimelineHistogram",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/GetEventContext",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/ExportTimeline",
+        Case(CaseViewer),
+        true,
+        CASE,
+    ),
+    rule(
+        "/casescope.cases.v1.CasesService/ExportAnnotations",
+        Case(CaseViewer),
+        true,
+        CASE,
+    ),
+    rule(
         "/casescope.cases.v1.FileRecordsService/RegisterFile",
         Internal,
         true,
@@ -443,6 +467,12 @@ pub const POLICY: &[Rule] = &[
         "/casescope.ingest.v1.IngestService/BatchGetEvents",
         Case(CaseViewer),
         false,
+        CASE,
+    ),
+    rule(
+        "/casescope.ingest.v1.IngestService/StreamEvents",
+        Case(CaseViewer),
+        true,
         CASE,
     ),
     rule(

@@ -34,7 +34,7 @@ pub(crate) fn db_error(error: DbError) -> ApiError {
     }
 }
 
-fn store_error(error: StoreError) -> ApiError {
+pub(crate) fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::Invalid(message) => ApiError::invalid_field("QUERY_INVALID", "query", message),
         StoreError::Query(error) => {
@@ -380,9 +380,7 @@ impl IngestService for IngestApi {
         Ok(Response::new(response))
     }
 
-    type ScanFileEventsStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<pb::ScanFileEventsResponse, Status>> + Send>,
-    >;
+    type ScanFileEventsStream = crate::streams::EventStream<pb::ScanFileEventsResponse>;
 
     async fn scan_file_events(
         &self,
@@ -412,44 +410,57 @@ impl IngestService for IngestApi {
             (!request.resume_cursor.is_empty()).then_some(request.resume_cursor.as_str()),
             "resume_cursor",
         )?;
-        let store = self.store.clone();
-        let include_raw = request.include_raw;
-        // Bounded: one page in memory, and the channel holds two more.
-        let (sender, receiver) = tokio::sync::mpsc::channel(2);
-        tokio::spawn(async move {
-            loop {
-                let page = match store.search(&query).await {
-                    Ok(page) => page,
-                    Err(error) => {
-                        let _ = sender.send(Err(Status::from(store_error(error)))).await;
-                        return;
-                    }
-                };
-                let cursor = page.events.last().map(|e| casescope_eventstore::Cursor {
-                    timestamp_micros: e.timestamp_micros,
-                    tiebreak: casescope_eventstore::tiebreak_of(&e.event_id),
-                });
-                let message = pb::ScanFileEventsResponse {
-                    events: page
-                        .events
-                        .into_iter()
-                        .map(|e| event_to_pb(e, include_raw))
-                        .collect(),
-                    cursor: cursor.map(|c| c.encode()).unwrap_or_default(),
-                };
-                if message.events.is_empty() || sender.send(Ok(message)).await.is_err() {
-                    return;
-                }
-                match page.next {
-                    Some(next) => query.after = Some(next),
-                    None => return,
-                }
+        let wrap: fn(Vec<pb::Event>, String, u64) -> pb::ScanFileEventsResponse =
+            |events, cursor, _| pb::ScanFileEventsResponse { events, cursor };
+        Ok(Response::new(crate::streams::walk(
+            self.store.clone(),
+            query,
+            request.include_raw,
+            false,
+            wrap,
+        )))
+    }
+
+    type StreamEventsStream = crate::streams::EventStream<pb::StreamEventsResponse>;
+
+    async fn stream_events(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> RpcResult<Self::StreamEventsStream> {
+        let mut request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        let batch = match request.batch_size {
+            0 => 2_000,
+            n if n as usize > casescope_eventstore::MAX_STREAM_BATCH => {
+                return Err(ApiError::invalid_field(
+                    "BATCH_TOO_LARGE",
+                    "batch_size",
+                    format!("at most {}", casescope_eventstore::MAX_STREAM_BATCH),
+                )
+                .into());
             }
-        });
-        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        });
-        Ok(Response::new(Box::pin(stream)))
+            n => n as usize,
+        };
+        let mut query = query_from_pb(&case_id, request.query.take(), "query")?;
+        query.sort = sort_from_pb(request.sort);
+        query.page_size = batch;
+        query.after = cursor_from_pb(
+            (!request.resume_cursor.is_empty()).then_some(request.resume_cursor.as_str()),
+            "resume_cursor",
+        )?;
+        let wrap: fn(Vec<pb::Event>, String, u64) -> pb::StreamEventsResponse =
+            |events, cursor, total_hits| pb::StreamEventsResponse {
+                events,
+                cursor,
+                total_hits,
+            };
+        Ok(Response::new(crate::streams::walk(
+            self.store.clone(),
+            query,
+            request.include_raw,
+            true,
+            wrap,
+        )))
     }
 
     async fn histogram(

@@ -17,6 +17,7 @@ mod purge;
 mod reconcile;
 mod repo;
 mod stage;
+mod streams;
 mod upload;
 
 pub use api::IngestApi;

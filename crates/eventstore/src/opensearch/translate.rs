@@ -386,7 +386,7 @@ pub fn search_body(query: &EventQuery) -> Result<Value, StoreError> {
         "query": build(query)?,
         "sort": sort(query.sort),
         "size": query.page_size + 1,
-        "track_total_hits": true,
+        "track_total_hits": !query.skip_total,
     });
     if let Some(cursor) = query.after {
         body["search_after"] = search_after(cursor);

@@ -520,7 +520,7 @@ pub async fn invalid_requests_are_refused(store: &dyn EventStore) {
         store.search(&request).await,
         Err(StoreError::Invalid(_))
     ));
-    request.page_size = 1001;
+    request.page_size = casescope_eventstore::MAX_STREAM_BATCH + 1;
     assert!(matches!(
         store.search(&request).await,
         Err(StoreError::Invalid(_))

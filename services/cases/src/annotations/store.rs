@@ -668,3 +668,67 @@ pub async fn delete_case(tx: &mut Tx<'_>, case_id: &str) -> Result<(), DbError> 
     }
     Ok(())
 }
+
+/// The bodies (with their authors' names) of the live comments on `event_ids`, oldest
+/// first per event.
+pub async fn comment_texts(
+    db: &Database,
+    case_id: &str,
+    event_ids: &[String],
+) -> Result<HashMap<String, Vec<(String, String)>>, DbError> {
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for chunk in event_ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT event_id, author_name, body FROM event_comments WHERE case_id = $1 \
+             AND deleted = 0 AND event_id IN ({}) ORDER BY created_at, id",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(case_id);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(db.pool()).await? {
+            out.entry(row.try_get(0)?)
+                .or_default()
+                .push((row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Event ids carrying `tag` (or starred, when `tag` is None) after `after`, by id.
+pub async fn event_ids_page(
+    db: &Database,
+    case_id: &str,
+    tag: Option<&str>,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<String>, DbError> {
+    let rows =
+        match tag {
+            Some(tag) => sqlx::query(
+                "SELECT event_id FROM event_tags WHERE case_id = $1 AND tag = $2 AND event_id > $3 \
+                 ORDER BY event_id LIMIT $4",
+            )
+            .bind(case_id)
+            .bind(tag)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(db.pool())
+            .await?,
+            None => {
+                sqlx::query(
+                    "SELECT event_id FROM event_stars WHERE case_id = $1 AND event_id > $2 \
+                 ORDER BY event_id LIMIT $3",
+                )
+                .bind(case_id)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(db.pool())
+                .await?
+            }
+        };
+    rows.iter()
+        .map(|row| row.try_get::<String, _>(0).map_err(DbError::from))
+        .collect()
+}
