@@ -144,6 +144,8 @@ impl Server {
     /// Signs in as `admin` and creates an API token for the test's calls.
     fn sign_in(&self, password: &str) -> String {
         let config = self.dir.path().join("config");
+        // Unique: a server restarted on the same data already has the earlier ones.
+        let token_name = format!("e2e-harness-{}", uuid::Uuid::new_v4().simple());
         let run = |args: &[&str], stdin: &str| {
             let output = self.cli_signed_out(&config, args, stdin);
             assert!(
@@ -158,7 +160,7 @@ impl Server {
             &["login", "--user", "admin", "--password-stdin"],
             &format!("{password}\n"),
         );
-        run(&["token", "create", "e2e-harness", "--days", "2"], "")
+        run(&["token", "create", &token_name, "--days", "2"], "")
     }
 
     /// Runs `casescope <args>` against this server's API with `config` as
