@@ -309,6 +309,7 @@ fn scenario(deployment: &Deployment, work: &Path) {
             let mut client = CasesServiceClient::new(deployment.cases.grpc().await);
             client
                 .tag_events(cases_pb::TagEventsRequest {
+                    matching: None,
                     case_id: case_id(&case),
                     event_ids: vec![EventId {
                         value: before.events.iter().next().unwrap().clone(),

@@ -94,32 +94,32 @@ enum Command {
         #[command(flatten)]
         args: timeline_cmds::TimelineArgs,
     },
-    /// Tag events (at most 100 tags per event; tags are lower-cased).
+    /// Tag events (at most 100 tags per event; tags are lower-cased): --event ID
+    /// (repeatable), or every event of --query (a job; waits for it).
     Tag {
         #[command(flatten)]
         server: client::ServerArgs,
         case: String,
         tag: String,
-        /// An event id (repeatable).
-        #[arg(long = "event", required = true)]
-        events: Vec<String>,
+        #[command(flatten)]
+        events: timeline_cmds::Selected,
     },
-    /// Remove a tag from events.
+    /// Remove a tag from events (--event ID… or --query Q).
     Untag {
         #[command(flatten)]
         server: client::ServerArgs,
         case: String,
         tag: String,
-        #[arg(long = "event", required = true)]
-        events: Vec<String>,
+        #[command(flatten)]
+        events: timeline_cmds::Selected,
     },
-    /// Star events (or unstar them with --unstar).
+    /// Star events (or unstar them with --unstar): --event ID… or --query Q.
     Star {
         #[command(flatten)]
         server: client::ServerArgs,
         case: String,
-        #[arg(long = "event", required = true)]
-        events: Vec<String>,
+        #[command(flatten)]
+        events: timeline_cmds::Selected,
         #[arg(long)]
         unstar: bool,
     },
@@ -159,6 +159,22 @@ enum Command {
         case: String,
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// The most frequent values of fields over a timeline selection (exact).
+    Facets {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        case: String,
+        /// Field names (e.g. Computer EventID TargetUserName), at most 10.
+        #[arg(required = true)]
+        fields: Vec<String>,
+        /// The timeline query (annotation clauses included); empty = every event.
+        #[arg(long, default_value = "")]
+        query: String,
+        #[arg(long, default_value_t = 10)]
+        top: u32,
+        #[arg(long)]
+        json: bool,
     },
     /// The events around one event: --events N before and after, or --seconds N.
     Context {
@@ -457,6 +473,14 @@ fn main() -> ExitCode {
                 case,
                 output,
             } => export_cmds::export_annotations(&server, case, output).await,
+            Command::Facets {
+                server,
+                case,
+                fields,
+                query,
+                top,
+                json,
+            } => timeline_cmds::facets(&server, case, fields, query, top, json).await,
             Command::Context {
                 server,
                 case,

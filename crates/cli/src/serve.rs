@@ -306,6 +306,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                  address (CASESCOPE_INGEST_ADDR)"
             ),
         }
+        tasks.spawn(api.clone().run_annotation_jobs(background.clone()));
         let sweeper = api.clone();
         tasks.spawn(run_periodically(
             "cases-history",

@@ -284,23 +284,104 @@ fn event_ids(ids: &[String]) -> Vec<EventId> {
         .collect()
 }
 
-/// Tags (`add`) or untags `events` in requests of at most [`BULK`].
+/// Which events a tag/untag/star command changes.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct Selected {
+    /// An event id (repeatable).
+    #[arg(long = "event")]
+    pub events: Vec<String>,
+    /// Every event this timeline query selects (a job on the server; at most 1,000,000).
+    #[arg(long)]
+    pub query: Option<String>,
+}
+
+/// Follows a job until it ends, printing its progress.
+async fn wait_for_job(
+    client: &mut CasesServiceClient<GrpcChannel>,
+    case: &str,
+    job_id: String,
+) -> anyhow::Result<pb::AnnotationJob> {
+    let progress = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{pos}/{len} events {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    loop {
+        let job = client
+            .get_annotation_job(pb::GetAnnotationJobRequest {
+                case_id: case_id(case),
+                job_id: job_id.clone(),
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        progress.set_length(job.total);
+        progress.set_position(job.matched);
+        match job.state.as_str() {
+            "done" => {
+                progress.finish_and_clear();
+                return Ok(job);
+            }
+            "failed" => {
+                progress.finish_and_clear();
+                return Err(anyhow!("job {job_id} failed: {}", job.error));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// Tags (`add`) or untags events: by id in requests of at most [`BULK`], or by query
+/// as a job.
 pub async fn tag(
     server: &ServerArgs,
     case: String,
     tag: String,
-    events: Vec<String>,
+    selected: Selected,
     add: bool,
 ) -> anyhow::Result<()> {
-    if events.is_empty() {
-        return Err(anyhow!("name the events with --event ID (repeatable)"));
-    }
     let mut client = client(server).await?;
+    let verb = if add { "tagged" } else { "untagged" };
+    if let Some(query) = selected.query {
+        let matching = Some(pb::TimelineQuery {
+            query,
+            ..Default::default()
+        });
+        let response = if add {
+            client
+                .tag_events(pb::TagEventsRequest {
+                    case_id: case_id(&case),
+                    event_ids: Vec::new(),
+                    tag: tag.clone(),
+                    matching,
+                })
+                .await
+        } else {
+            client
+                .untag_events(pb::UntagEventsRequest {
+                    case_id: case_id(&case),
+                    event_ids: Vec::new(),
+                    tag: tag.clone(),
+                    matching,
+                })
+                .await
+        };
+        let job_id = response.map_err(rpc_error)?.into_inner().job_id;
+        let job = wait_for_job(&mut client, &case, job_id).await?;
+        eprintln!("{verb} {} of {} events", job.changed, job.matched);
+        return Ok(());
+    }
+    let events = selected.events;
     let mut changed = 0;
     for chunk in event_ids(&events).chunks(BULK) {
         let response = if add {
             client
                 .tag_events(pb::TagEventsRequest {
+                    matching: None,
                     case_id: case_id(&case),
                     event_ids: chunk.to_vec(),
                     tag: tag.clone(),
@@ -309,6 +390,7 @@ pub async fn tag(
         } else {
             client
                 .untag_events(pb::UntagEventsRequest {
+                    matching: None,
                     case_id: case_id(&case),
                     event_ids: chunk.to_vec(),
                     tag: tag.clone(),
@@ -317,28 +399,43 @@ pub async fn tag(
         };
         changed += response.map_err(rpc_error)?.into_inner().changed;
     }
-    eprintln!(
-        "{} {changed} of {} events",
-        if add { "tagged" } else { "untagged" },
-        events.len()
-    );
+    eprintln!("{verb} {changed} of {} events", events.len());
     Ok(())
 }
 
 pub async fn star(
     server: &ServerArgs,
     case: String,
-    events: Vec<String>,
+    selected: Selected,
     starred: bool,
 ) -> anyhow::Result<()> {
-    if events.is_empty() {
-        return Err(anyhow!("name the events with --event ID (repeatable)"));
-    }
     let mut client = client(server).await?;
+    let verb = if starred { "starred" } else { "unstarred" };
+    if let Some(query) = selected.query {
+        let job_id = client
+            .star_events(pb::StarEventsRequest {
+                case_id: case_id(&case),
+                event_ids: Vec::new(),
+                starred,
+                matching: Some(pb::TimelineQuery {
+                    query,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner()
+            .job_id;
+        let job = wait_for_job(&mut client, &case, job_id).await?;
+        eprintln!("{verb} {} of {} events", job.changed, job.matched);
+        return Ok(());
+    }
+    let events = selected.events;
     let mut changed = 0;
     for chunk in event_ids(&events).chunks(BULK) {
         changed += client
             .star_events(pb::StarEventsRequest {
+                matching: None,
                 case_id: case_id(&case),
                 event_ids: chunk.to_vec(),
                 starred,
@@ -348,11 +445,7 @@ pub async fn star(
             .into_inner()
             .changed;
     }
-    eprintln!(
-        "{} {changed} of {} events",
-        if starred { "starred" } else { "unstarred" },
-        events.len()
-    );
+    eprintln!("{verb} {changed} of {} events", events.len());
     Ok(())
 }
 
@@ -451,6 +544,65 @@ pub async fn comments(
             if c.deleted { " (deleted)" } else { "" },
             printable(&c.body, 200)
         );
+    }
+    Ok(())
+}
+
+/// The top values of fields over a timeline selection.
+pub async fn facets(
+    server: &ServerArgs,
+    case: String,
+    fields: Vec<String>,
+    query: String,
+    top: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut client = client(server).await?;
+    let answer = client
+        .timeline_facets(pb::TimelineFacetsRequest {
+            case_id: case_id(&case),
+            query: Some(pb::TimelineQuery {
+                query,
+                ..Default::default()
+            }),
+            fields,
+            top,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    if json {
+        let facets: Vec<_> = answer
+            .facets
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "field": f.field,
+                    "values": f.values.iter().map(|v| serde_json::json!({"value": v.value, "count": v.count})).collect::<Vec<_>>(),
+                    "other": f.other,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"selected": answer.selected, "facets": facets})
+            )?
+        );
+        return Ok(());
+    }
+    for facet in &answer.facets {
+        println!(
+            "{}  ({} events selected)",
+            printable(&facet.field, 80),
+            answer.selected
+        );
+        for value in &facet.values {
+            println!("  {:>10}  {}", value.count, printable(&value.value, 120));
+        }
+        if facet.other > 0 {
+            println!("  {:>10}  (other values)", facet.other);
+        }
     }
     Ok(())
 }

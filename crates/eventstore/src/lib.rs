@@ -23,6 +23,7 @@ pub use casescope_query::tiebreak_of;
 pub use event_set::{EventSet, MAX_SET_MEMBERS, check_sets};
 pub use opensearch::{FileScan, OpenSearchOptions, OpenSearchStore, RefreshPolicy};
 pub use query::{Query, QueryError, parse_query};
+pub use tantivy_store::{MAX_FACET_DISTINCT, MAX_FACET_POSTINGS};
 pub use tantivy_store::{TantivyOptions, TantivyStore};
 
 use async_trait::async_trait;
@@ -129,6 +130,29 @@ pub struct Bucket {
     pub count: u64,
 }
 
+/// Most values one facet lists.
+pub const MAX_FACET_TOP: usize = 100;
+
+/// One value of a facet and how many events of the selection have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacetValue {
+    /// The value as matched: lower-cased text, or the number it is.
+    pub value: String,
+    pub count: u64,
+}
+
+/// The top values of one field over a selection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Facet {
+    pub field: String,
+    /// Most frequent first (ties by value).
+    pub values: Vec<FacetValue>,
+    /// Occurrences of every other value.
+    pub other: u64,
+    /// Events in the selection.
+    pub selected: u64,
+}
+
 /// Result of writing a batch: how many were accepted and which were refused, why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteReport {
@@ -168,12 +192,31 @@ pub trait EventStore: Send + Sync + 'static {
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The `top` (at most [`MAX_FACET_TOP`]) most frequent whole values of `field` over
+    /// the selection of `query` (its page position and size are ignored), exact.
+    async fn facet(&self, query: &EventQuery, field: &str, top: usize)
+    -> Result<Facet, StoreError>;
     /// Matches per time bucket of `interval_micros`, from the first to the last match.
     async fn histogram(
         &self,
         query: &EventQuery,
         interval_micros: i64,
     ) -> Result<Vec<Bucket>, StoreError>;
+}
+
+/// Refuses a facet request every backend refuses the same way.
+pub(crate) fn check_facet(field: &str, top: usize) -> Result<(), StoreError> {
+    if field.is_empty() || field.len() > 256 {
+        return Err(StoreError::Invalid(
+            "a facet needs a field name (at most 256 bytes)".into(),
+        ));
+    }
+    if top == 0 || top > MAX_FACET_TOP {
+        return Err(StoreError::Invalid(format!(
+            "a facet lists 1..={MAX_FACET_TOP} values, not {top}"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a histogram interval that is not positive (every backend, before any work).

@@ -29,6 +29,7 @@
 mod bulk;
 mod client;
 mod document;
+mod facet;
 mod options;
 mod response;
 mod scan;
@@ -535,6 +536,27 @@ impl EventStore for OpenSearchStore {
             return Err(status_error("get an event", &reply));
         }
         Ok(response::document(&reply.json()?)?.filter(|event| event.case_id == case_id))
+    }
+
+    async fn facet(
+        &self,
+        query: &EventQuery,
+        field: &str,
+        top: usize,
+    ) -> Result<crate::Facet, StoreError> {
+        crate::check_facet(field, top)?;
+        let (body, prefix) = facet::body(query, field, top)?;
+        let answer = match self.search_request(&query.case_id, &body).await {
+            Err(StoreError::Invalid(why)) if why.contains("fielddata") => {
+                return Err(StoreError::Invalid(format!(
+                    "this OpenSearch index was created by a version without facets (its \
+                     field_terms have no doc values); re-index the case into a new index to \
+                     facet it ({why})"
+                )));
+            }
+            other => other?,
+        };
+        facet::read(&answer, field, &prefix)
     }
 
     async fn histogram(

@@ -3,6 +3,7 @@
 //! and searching run on tokio's blocking pool, never on the async workers.
 
 mod event_set;
+mod facets;
 mod paths;
 mod schema;
 mod translate;
@@ -12,6 +13,7 @@ use crate::{
     validate,
 };
 use casescope_evidence::Event;
+pub use facets::{MAX_FACET_DISTINCT, MAX_FACET_POSTINGS};
 use paths::FieldNames;
 use schema::Fields;
 use std::path::Path;
@@ -386,6 +388,28 @@ impl EventStore for TantivyStore {
                 event.case_id = case_id;
             }
             Ok(event)
+        })
+        .await
+    }
+
+    async fn facet(
+        &self,
+        query: &EventQuery,
+        field: &str,
+        top: usize,
+    ) -> Result<crate::Facet, StoreError> {
+        crate::check_facet(field, top)?;
+        let (query, field) = (query.clone(), field.to_string());
+        self.blocking(move |inner| {
+            let searcher = inner.reader.searcher();
+            facets::facet(
+                &searcher,
+                &inner.fields,
+                &inner.names.expansion(),
+                &query,
+                &field,
+                top,
+            )
         })
         .await
     }

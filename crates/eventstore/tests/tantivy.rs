@@ -27,6 +27,7 @@ suite!(
     round_trip_and_counts,
     the_query_language,
     annotation_sets,
+    facets,
     filters_and_time_range,
     paging_visits_every_event_once_in_order,
     paging_is_exact_while_other_files_are_written,

@@ -11,6 +11,7 @@
 mod listing;
 pub(crate) mod store;
 
+use crate::jobs::JobKind;
 use crate::service::{CasesApi, db_error, require_open};
 use crate::validate;
 use casescope_bus::{OutboundMessage, subjects};
@@ -216,7 +217,7 @@ impl CasesApi {
 
     /// Queues the fact(s) of one annotation change (events in parts of
     /// [`FACT_EVENTS`]) and bumps the case's annotation version.
-    async fn record_annotation(
+    pub(crate) async fn record_annotation(
         &self,
         tx: &mut Tx<'_>,
         case_id: &str,
@@ -280,6 +281,13 @@ impl CasesApi {
         let actor = Actor::of(&request);
         let request = request.into_inner();
         let tag = tag_name(&request.tag, "tag")?;
+        if let Some(query) = request.matching.filter(|_| request.event_ids.is_empty()) {
+            let kind = if add { JobKind::Tag } else { JobKind::Untag };
+            let job_id = self
+                .start_job(&actor, request.case_id.as_ref(), kind, &tag, query)
+                .await?;
+            return Ok(pb::TagEventsResponse { changed: 0, job_id });
+        }
         let events = bulk_events(&request.event_ids, "event_ids")?;
         let (case_id, mut tx) = self
             .begin_change(
@@ -337,7 +345,10 @@ impl CasesApi {
             .await?;
         }
         self.commit_change(tx).await?;
-        Ok(pb::TagEventsResponse { changed })
+        Ok(pb::TagEventsResponse {
+            changed,
+            job_id: String::new(),
+        })
     }
 
     pub(crate) async fn update_tag_now(
@@ -387,6 +398,17 @@ impl CasesApi {
     ) -> Result<pb::TagEventsResponse, ApiError> {
         let actor = Actor::of(&request);
         let request = request.into_inner();
+        if let Some(query) = request.matching.filter(|_| request.event_ids.is_empty()) {
+            let kind = if request.starred {
+                JobKind::Star
+            } else {
+                JobKind::Unstar
+            };
+            let job_id = self
+                .start_job(&actor, request.case_id.as_ref(), kind, "", query)
+                .await?;
+            return Ok(pb::TagEventsResponse { changed: 0, job_id });
+        }
         let events = bulk_events(&request.event_ids, "event_ids")?;
         let (case_id, mut tx) = self
             .begin_change(request.case_id.as_ref(), "starring its events")
@@ -412,7 +434,10 @@ impl CasesApi {
             .await?;
         }
         self.commit_change(tx).await?;
-        Ok(pb::TagEventsResponse { changed })
+        Ok(pb::TagEventsResponse {
+            changed,
+            job_id: String::new(),
+        })
     }
 
     pub(crate) async fn add_comment_now(

@@ -63,6 +63,28 @@ impl CasesApi {
         })
     }
 
+    pub(crate) async fn timeline_facets_now(
+        &self,
+        request: pb::TimelineFacetsRequest,
+    ) -> Result<ingest::FacetsResponse, ApiError> {
+        let selection = self
+            .selection(request.case_id.as_ref(), request.query.as_ref(), "query")
+            .await?;
+        let mut events = self.peers()?.events.clone();
+        Ok(events
+            .facets(call(ingest::FacetsRequest {
+                case_id: Some(CaseId {
+                    value: selection.case_id,
+                }),
+                query: Some(selection.query),
+                fields: request.fields,
+                top: request.top,
+            }))
+            .await
+            .map_err(|status| peer_error("ingest", status))?
+            .into_inner())
+    }
+
     pub(crate) async fn event_context_now(
         &self,
         request: pb::GetEventContextRequest,

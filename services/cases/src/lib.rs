@@ -13,6 +13,7 @@ mod context;
 mod cursor;
 mod export;
 mod files;
+mod jobs;
 mod repo;
 mod searches;
 mod service;

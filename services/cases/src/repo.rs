@@ -68,6 +68,11 @@ CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
             name: "saved searches, search history, case notes",
             sql: crate::searches::MIGRATION,
         },
+        Migration {
+            version: 6,
+            name: "annotation jobs",
+            sql: crate::jobs::MIGRATION,
+        },
     ],
 };
 
@@ -331,6 +336,10 @@ impl CasesRepo {
             .await?;
         crate::annotations::store::delete_case(tx, id).await?;
         crate::searches::delete_case(tx, id).await?;
+        sqlx::query("DELETE FROM annotation_jobs WHERE case_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
         let result = sqlx::query("DELETE FROM cases WHERE id = $1")
             .bind(id)
             .execute(&mut **tx)

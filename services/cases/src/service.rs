@@ -33,6 +33,8 @@ pub struct CasesApi {
     /// The ingest (events) and detect services, for the timeline.
     pub(crate) peers: Option<Peers>,
     pub(crate) sets: SetCache,
+    /// Woken when an annotation job is recorded.
+    pub(crate) jobs_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
@@ -178,6 +180,7 @@ impl CasesApi {
             outbox,
             peers: None,
             sets: SetCache::default(),
+            jobs_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -621,9 +624,17 @@ impl CasesService for CasesApi {
                 case_id: message.case_id,
                 event_ids: message.event_ids,
                 tag: message.tag,
+                matching: message.matching,
             },
         );
         Ok(Response::new(self.tag_events_now(request, false).await?))
+    }
+
+    async fn get_annotation_job(
+        &self,
+        request: Request<pb::GetAnnotationJobRequest>,
+    ) -> RpcResult<pb::AnnotationJob> {
+        Ok(Response::new(self.get_job_now(request.into_inner()).await?))
     }
 
     async fn update_tag(&self, request: Request<pb::UpdateTagRequest>) -> RpcResult<pb::Tag> {
@@ -788,6 +799,15 @@ impl CasesService for CasesApi {
     ) -> RpcResult<pb::TimelineHistogramResponse> {
         Ok(Response::new(
             self.timeline_histogram_now(request.into_inner()).await?,
+        ))
+    }
+
+    async fn timeline_facets(
+        &self,
+        request: Request<pb::TimelineFacetsRequest>,
+    ) -> RpcResult<casescope_proto::ingest::v1::FacetsResponse> {
+        Ok(Response::new(
+            self.timeline_facets_now(request.into_inner()).await?,
         ))
     }
 

@@ -43,6 +43,7 @@ async fn tag(h: &Harness, case: &Option<CaseId>, tag: &str, events: Vec<EventId>
     h.api
         .tag_events(as_user(
             pb::TagEventsRequest {
+                matching: None,
                 case_id: case.clone(),
                 event_ids: events,
                 tag: tag.into(),
@@ -100,6 +101,7 @@ async fn tags_stars_and_their_counts(h: Harness) {
         .api
         .untag_events(as_user(
             pb::UntagEventsRequest {
+                matching: None,
                 case_id: case.clone(),
                 event_ids: vec![events[0].clone(), events[9].clone()],
                 tag: "LATERAL MOVEMENT".into(),
@@ -142,6 +144,7 @@ async fn tags_stars_and_their_counts(h: Harness) {
         .api
         .star_events(as_user(
             pb::StarEventsRequest {
+                matching: None,
                 case_id: case.clone(),
                 event_ids: vec![events[1].clone(), events[2].clone()],
                 starred: true,
@@ -210,6 +213,7 @@ async fn bulk_tagging_reaches_the_limit_and_no_further(h: Harness) {
         .api
         .tag_events(as_user(
             pb::TagEventsRequest {
+                matching: None,
                 case_id: case.clone(),
                 event_ids: too_many,
                 tag: "x".into(),
@@ -232,6 +236,7 @@ async fn every_limit_is_named(h: Harness) {
         .api
         .tag_events(as_user(
             pb::TagEventsRequest {
+                matching: None,
                 case_id: case.clone(),
                 event_ids: one.clone(),
                 tag: "one too many".into(),
@@ -250,6 +255,7 @@ async fn every_limit_is_named(h: Harness) {
         .api
         .tag_events(as_user(
             pb::TagEventsRequest {
+                matching: None,
                 case_id: case.clone(),
                 event_ids: one.clone(),
                 tag: long_tag,
@@ -263,6 +269,7 @@ async fn every_limit_is_named(h: Harness) {
         .api
         .tag_events(as_user(
             pb::TagEventsRequest {
+                matching: None,
                 case_id: case.clone(),
                 event_ids: vec![EventId {
                     value: "not-an-id".into(),
@@ -483,6 +490,7 @@ async fn archived_cases_refuse_annotations(h: Harness) {
         .api
         .tag_events(as_user(
             pb::TagEventsRequest {
+                matching: None,
                 case_id: case.id.clone(),
                 event_ids: vec![event(1)],
                 tag: "x".into(),

@@ -301,6 +301,12 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.cases.v1.CasesService/GetAnnotationJob",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
         "/casescope.cases.v1.CasesService/ListTags",
         Case(CaseViewer),
         false,
@@ -397,6 +403,12 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.cases.v1.CasesService/TimelineFacets",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
         "/casescope.cases.v1.CasesService/GetEventContext",
         Case(CaseViewer),
         false,
@@ -465,6 +477,12 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "/casescope.ingest.v1.IngestService/BatchGetEvents",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
+        "/casescope.ingest.v1.IngestService/Facets",
         Case(CaseViewer),
         false,
         CASE,

@@ -34,6 +34,9 @@ pub(crate) fn db_error(error: DbError) -> ApiError {
     }
 }
 
+/// Most fields one Facets request may name.
+const MAX_FACET_FIELDS: usize = 10;
+
 pub(crate) fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::Invalid(message) => ApiError::invalid_field("QUERY_INVALID", "query", message),
@@ -419,6 +422,63 @@ impl IngestService for IngestApi {
             false,
             wrap,
         )))
+    }
+
+    async fn facets(&self, request: Request<pb::FacetsRequest>) -> RpcResult<pb::FacetsResponse> {
+        let mut request = request.into_inner();
+        let case_id = case_id(request.case_id.as_ref(), "case_id")?;
+        if request.fields.is_empty() || request.fields.len() > MAX_FACET_FIELDS {
+            return Err(ApiError::invalid_field(
+                "FACET_FIELDS",
+                "fields",
+                format!("name 1..={MAX_FACET_FIELDS} fields"),
+            )
+            .into());
+        }
+        let top = match request.top {
+            0 => 10,
+            n if n as usize > casescope_eventstore::MAX_FACET_TOP => {
+                return Err(ApiError::invalid_field(
+                    "FACET_TOP",
+                    "top",
+                    format!(
+                        "at most {} values per field",
+                        casescope_eventstore::MAX_FACET_TOP
+                    ),
+                )
+                .into());
+            }
+            n => n as usize,
+        };
+        let query = query_from_pb(&case_id, request.query.take(), "query")?;
+        let mut facets = Vec::with_capacity(request.fields.len());
+        let mut selected = 0;
+        for (n, field) in request.fields.iter().enumerate() {
+            let facet =
+                self.store
+                    .facet(&query, field, top)
+                    .await
+                    .map_err(|error| match error {
+                        StoreError::Invalid(why) => {
+                            ApiError::invalid_field("FACET_INVALID", format!("fields[{n}]"), why)
+                        }
+                        other => store_error(other),
+                    })?;
+            selected = facet.selected;
+            facets.push(pb::Facet {
+                field: facet.field,
+                values: facet
+                    .values
+                    .into_iter()
+                    .map(|v| pb::FacetValue {
+                        value: v.value,
+                        count: v.count,
+                    })
+                    .collect(),
+                other: facet.other,
+            });
+        }
+        Ok(Response::new(pb::FacetsResponse { facets, selected }))
     }
 
     type StreamEventsStream = crate::streams::EventStream<pb::StreamEventsResponse>;

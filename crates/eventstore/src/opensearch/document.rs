@@ -131,7 +131,8 @@ pub fn index_body(shards: Option<u32>, replicas: Option<u32>) -> Value {
                         }
                     }
                 },
-                "field_terms": {"type": "keyword", "doc_values": false},
+                // Doc values: facets aggregate whole values over a selection.
+                "field_terms": {"type": "keyword"},
                 "field_words": {
                     "type": "text",
                     "analyzer": "casescope_field_words",

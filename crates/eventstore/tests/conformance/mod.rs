@@ -301,6 +301,83 @@ pub async fn annotation_sets(store: &dyn EventStore) {
     }
 }
 
+/// Facets: the top whole values of a field over a selection, exact, on every backend.
+pub async fn facets(store: &dyn EventStore) {
+    use casescope_eventstore::{EventSet, FacetValue, tiebreak_of};
+    use std::sync::Arc;
+    let case = unique_case();
+    let events = sample(&case);
+    load(store, events.clone()).await;
+    load(store, sample(&(unique_case() + "-other"))).await;
+    let facet = |query: &str, field: &str, top: usize| {
+        let request = EventQuery::new(&case, parse_query(query).unwrap());
+        let field = field.to_string();
+        async move { store.facet(&request, &field, top).await.unwrap() }
+    };
+    let pairs = |facet: &casescope_eventstore::Facet| -> Vec<(String, u64)> {
+        facet
+            .values
+            .iter()
+            .map(|FacetValue { value, count }| (value.clone(), *count))
+            .collect()
+    };
+    let computers = facet("", "Computer", 10).await;
+    assert_eq!(
+        pairs(&computers),
+        vec![("ws01".into(), 3), ("ws02".into(), 2), ("dc01".into(), 1)]
+    );
+    assert_eq!((computers.other, computers.selected), (0, 6));
+    let codes = facet("", "EventID", 2).await;
+    assert_eq!(pairs(&codes), vec![("1".into(), 2), ("4624".into(), 2)]);
+    assert_eq!(codes.other, 2, "4625 and 3 are outside the top 2");
+    // Whole values only: the words of a value are not values of the field.
+    let users = facet("", "User", 10).await;
+    assert_eq!(pairs(&users), vec![("acme\\josé".into(), 1)]);
+    let lines = facet("EventID:1", "CommandLine", 10).await;
+    assert_eq!(
+        pairs(&lines),
+        vec![
+            ("cmd.exe /c whoami /all".into(), 1),
+            ("powershell.exe -nop -w hidden -enc sqbfafga".into(), 1)
+        ]
+    );
+    assert_eq!(lines.selected, 2);
+    let files = facet("", "file_id", 10).await;
+    assert_eq!(
+        pairs(&files),
+        vec![("file-a".into(), 3), ("file-b".into(), 3)]
+    );
+    // Annotation sets narrow a facet like any clause.
+    let mut tagged = EventQuery::new(&case, parse_query("tag:x").unwrap());
+    tagged.sets.insert(
+        "tag:x".into(),
+        Arc::new(EventSet::new(vec![
+            tiebreak_of(&events[0].event_id),
+            tiebreak_of(&events[4].event_id),
+        ])),
+    );
+    let narrowed = store.facet(&tagged, "Computer", 10).await.unwrap();
+    assert_eq!(
+        pairs(&narrowed),
+        vec![("ws01".into(), 1), ("ws02".into(), 1)]
+    );
+    for (field, top) in [
+        ("Computer", 0),
+        ("Computer", 101),
+        ("event_id", 10),
+        ("", 10),
+    ] {
+        let request = EventQuery::new(&case, parse_query("").unwrap());
+        assert!(
+            matches!(
+                store.facet(&request, field, top).await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{field} top {top}"
+        );
+    }
+}
+
 pub async fn filters_and_time_range(store: &dyn EventStore) {
     let case = unique_case();
     load(store, sample(&case)).await;
