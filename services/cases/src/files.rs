@@ -2,8 +2,9 @@
 //! files and report their status here; each status change is published as a
 //! `casescope.v1.files.<case>` fact through the outbox.
 
+use crate::convert::{case_to_pb, file_to_pb, status_name};
 use crate::repo::FileRow;
-use crate::service::{CasesApi, case_to_pb, db_error, file_to_pb, require_open, status_name};
+use crate::service::{CasesApi, db_error, require_open};
 use crate::validate;
 use casescope_bus::{OutboundMessage, subjects};
 use casescope_proto::bus::v1::{FactHeader, FileFact};

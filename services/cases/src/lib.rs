@@ -10,6 +10,7 @@
 
 mod annotations;
 mod context;
+mod convert;
 mod cursor;
 mod export;
 mod files;
