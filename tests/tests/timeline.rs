@@ -55,6 +55,14 @@ fn ids(selection: &[(String, u64)]) -> BTreeSet<String> {
 
 fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let api = deployment.api();
+    let rule = work.join("logons.yml");
+    std::fs::write(
+        &rule,
+        casescope_e2e::logon_rule("5d0c7a1e-2f4b-4c8d-9e6a-1b3f5a7c9d20"),
+    )
+    .unwrap();
+    let imported = json(api.cli(&["rules", "import", rule.to_str().unwrap(), "--json"]));
+    assert_eq!(imported["loaded"], 1, "{imported}");
     let evidence = work.join("timeline.evtx");
     casescope_e2e::synth_evtx(&evidence, EVENTS, 11);
     let case = stdout(&api.cli(&["case", "create", "timeline"]))
@@ -71,6 +79,7 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     );
     assert_eq!(record["events_indexed"], EVENTS, "{record}");
 
+    casescope_e2e::wait_until_detected(api, deployment.detect(), &case, 1);
     let all = select(api, &case, "", &[]);
     assert_eq!(all.len() as u64, EVENTS);
     assert_eq!(select(api, &case, "*", &[]), all, "`*` is the empty query");
@@ -146,6 +155,48 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
         "starred:false",
         &[],
         every.difference(&starred_ids).cloned().collect(),
+    );
+
+    // Detection filters: the events detections fired on, by level.
+    let mut detected = BTreeSet::new();
+    let mut low = BTreeSet::new();
+    let mut cursor = String::new();
+    loop {
+        let mut args = vec!["timeline", case.as_str(), "", "--limit", "1000", "--json"];
+        if !cursor.is_empty() {
+            args.extend(["--cursor", cursor.as_str()]);
+        }
+        let page = json(api.cli(&args));
+        for event in page["events"].as_array().unwrap() {
+            let id = event["event_id"].as_str().unwrap().to_string();
+            let detections = event["detections"].as_array().unwrap();
+            if event["detection_count"].as_u64().unwrap() > 0 {
+                detected.insert(id.clone());
+            }
+            if detections.iter().any(|d| d["level"] == "low") {
+                low.insert(id);
+            }
+        }
+        cursor = page["next_cursor"].as_str().unwrap().to_string();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        code_4624.is_subset(&low),
+        "the logon rule fired on every logon"
+    );
+    check("", &["--detected"], detected.clone());
+    check("", &["--level", "low"], low.clone());
+    check(
+        "NOT EventID:4624",
+        &["--level", "low"],
+        low.difference(&code_4624).cloned().collect(),
+    );
+    check(
+        "tag:lateral-movement",
+        &["--detected"],
+        tagged_ids.intersection(&detected).cloned().collect(),
     );
 
     // What one event carries, and the comment kept as written.

@@ -65,6 +65,18 @@ pub struct TimelineArgs {
     pub starred: bool,
     #[arg(long)]
     pub commented: bool,
+    /// Only events a detection fired on.
+    #[arg(long)]
+    pub detected: bool,
+    /// Only events detections of this level fired on (repeatable).
+    #[arg(long = "level")]
+    pub levels: Vec<String>,
+    /// Only events detections of this ATT&CK tactic fired on (repeatable).
+    #[arg(long = "tactic")]
+    pub tactics: Vec<String>,
+    /// Only events this rule (id) fired on (repeatable).
+    #[arg(long = "rule")]
+    pub rules: Vec<String>,
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// Newest first.
@@ -110,6 +122,14 @@ pub async fn timeline(server: &ServerArgs, args: TimelineArgs) -> anyhow::Result
                 tags: args.tags,
                 only_starred: args.starred,
                 only_commented: args.commented,
+                only_with_detections: args.detected,
+                detection_levels: args.levels,
+                detection_tactics: args.tactics,
+                detection_rule_ids: args
+                    .rules
+                    .into_iter()
+                    .map(|value| casescope_proto::common::v1::RuleId { value })
+                    .collect(),
                 sort: if args.desc {
                     SortOrder::Descending
                 } else {

@@ -31,6 +31,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const DETECTIONS_PER_EVENT: usize = 20;
 /// Pages of detections read for one page of events (1,000 each).
 const MAX_DETECTION_PAGES: usize = 10;
+/// Event ids per detections lookup (each is a clause of the detect service's query).
+const DETECTION_LOOKUP_GROUP: usize = 200;
 /// Most tags one timeline filter may list.
 const MAX_FILTER_TAGS: usize = 100;
 
@@ -117,11 +119,10 @@ impl CasesApi {
         let parsed = parse_query(&query.query).map_err(|error| {
             ApiError::invalid_field("QUERY_INVALID", format!("{field}.query"), error.to_string())
         })?;
-        if query.only_with_detections || query.only_with_ioc_matches {
+        if query.only_with_ioc_matches {
             return Err(ApiError::failed_precondition(
                 "FILTER_NOT_AVAILABLE",
-                "filtering the timeline by detections or IOC matches is not available yet; \
-                 detections show on each event",
+                "filtering the timeline by IOC matches is not available yet (no IOC service)",
             ));
         }
         if query.tags.len() > MAX_FILTER_TAGS {
@@ -199,6 +200,14 @@ impl CasesApi {
             });
             required.push("filter:tags".to_string());
         }
+        if let Some(detected) = self.detected_events(&case_id, &query, field).await? {
+            total += detected.len();
+            sets.push(ingest::EventSet {
+                key: "filter:detections".into(),
+                tiebreaks: detected,
+            });
+            required.push("filter:detections".to_string());
+        }
         if query.only_starred {
             required.push(Annotation::Starred.key());
         }
@@ -229,6 +238,66 @@ impl CasesApi {
                 required_sets: required,
             },
         })
+    }
+
+    /// The events the query's detection filters select (`None` without any), from the
+    /// detect service.
+    async fn detected_events(
+        &self,
+        case_id: &str,
+        query: &pb::TimelineQuery,
+        field: &str,
+    ) -> Result<Option<Vec<u64>>, ApiError> {
+        let filtered = query.only_with_detections
+            || !query.detection_levels.is_empty()
+            || !query.detection_rule_ids.is_empty()
+            || !query.detection_tactics.is_empty();
+        if !filtered {
+            return Ok(None);
+        }
+        let levels = query
+            .detection_levels
+            .iter()
+            .enumerate()
+            .map(|(n, level)| {
+                let name = format!("RULE_LEVEL_{}", level.trim().to_uppercase());
+                detect::RuleLevel::from_str_name(&name)
+                    .filter(|l| *l != detect::RuleLevel::Unspecified)
+                    .map(|l| l as i32)
+                    .ok_or_else(|| {
+                        ApiError::invalid_field(
+                            "LEVEL_INVALID",
+                            format!("{field}.detection_levels[{n}]"),
+                            format!(
+                                "{level:?} is not a level (informational, low, medium, high, critical)"
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(mut client) = self.peers()?.detections.clone() else {
+            return Err(ApiError::failed_precondition(
+                "DETECTIONS_UNAVAILABLE",
+                "filtering by detections needs the detect service, which this cases service \
+                 is not connected to (CASESCOPE_DETECT_ADDR)",
+            ));
+        };
+        let answer = client
+            .detected_events(call(detect::DetectedEventsRequest {
+                case_id: Some(CaseId {
+                    value: case_id.to_string(),
+                }),
+                filter: Some(detect::DetectionFilter {
+                    levels,
+                    rule_ids: query.detection_rule_ids.clone(),
+                    tactics: query.detection_tactics.clone(),
+                    ..Default::default()
+                }),
+            }))
+            .await
+            .map_err(|status| peer_error("detect", status))?
+            .into_inner();
+        Ok(Some(answer.tiebreaks))
     }
 
     pub(crate) async fn search_timeline_now(
@@ -404,6 +473,21 @@ impl CasesApi {
         if ids.is_empty() {
             return Ok(out);
         }
+        // The detect service matches event ids one by one: asked in groups.
+        for group in ids.chunks(DETECTION_LOOKUP_GROUP) {
+            self.detections_of_group(&mut client, case_id, group, &mut out)
+                .await?;
+        }
+        Ok(out)
+    }
+
+    async fn detections_of_group(
+        &self,
+        client: &mut DetectServiceClient<GrpcChannel>,
+        case_id: &str,
+        ids: &[String],
+        out: &mut HashMap<String, (u32, Vec<pb::TimelineDetection>)>,
+    ) -> Result<(), ApiError> {
         let mut cursor = String::new();
         for _ in 0..MAX_DETECTION_PAGES {
             let answer = client
@@ -450,6 +534,6 @@ impl CasesApi {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

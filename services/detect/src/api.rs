@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
 
 mod convert;
+mod events;
 mod rules;
 
 use convert::*;
@@ -394,6 +395,20 @@ impl DetectService for DetectApi {
                 )
             })?;
         Ok(Response::new(detection_to_pb(&row)))
+    }
+
+    async fn detected_events(
+        &self,
+        request: Request<pb::DetectedEventsRequest>,
+    ) -> ApiResult<pb::DetectedEventsResponse> {
+        let request = request.into_inner();
+        let case = case_id(request.case_id.as_ref(), "case_id")?;
+        let filter = detection_filter(&case, request.filter.as_ref())?;
+        let (tiebreaks, detections) = events::detected_events(self.repo.db(), &filter).await?;
+        Ok(Response::new(pb::DetectedEventsResponse {
+            tiebreaks,
+            detections,
+        }))
     }
 
     async fn count_detections(

@@ -555,6 +555,12 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.detect.v1.DetectService/DetectedEvents",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
         "/casescope.detect.v1.DetectService/CountDetections",
         Case(CaseViewer),
         false,

@@ -285,7 +285,13 @@ pub(super) fn detection_filter(
             let p = sql.bind(Param::Text(format!("%\"{}\"%", like_escape(&id))));
             alternatives.push(format!("event_ids LIKE {p} ESCAPE '\\'"));
         }
-        sql.push(format!("({})", alternatives.join(" OR ")));
+        // Grouped: SQLite refuses an expression nested 1,000 deep (a flat OR chain of
+        // a full page of ids).
+        let groups: Vec<String> = alternatives
+            .chunks(50)
+            .map(|group| format!("({})", group.join(" OR ")))
+            .collect();
+        sql.push(format!("({})", groups.join(" OR ")));
     }
     if let Some(correlation) = filter.is_correlation {
         sql.push(format!("is_correlation = {}", i64::from(correlation)));
