@@ -33,6 +33,9 @@ pub struct TantivyOptions {
     /// Memory the writer may use before it flushes a segment (split across its threads).
     pub writer_memory_bytes: usize,
     pub writer_threads: usize,
+    /// Automaton steps a field-less wildcard may take over the term dictionary before
+    /// the query is refused (asking for a field).
+    pub fieldless_wildcard_steps: u64,
 }
 
 impl Default for TantivyOptions {
@@ -40,6 +43,7 @@ impl Default for TantivyOptions {
         Self {
             writer_memory_bytes: 256 * 1024 * 1024,
             writer_threads: 2,
+            fieldless_wildcard_steps: translate::FIELDLESS_WILDCARD_STEPS,
         }
     }
 }
@@ -60,8 +64,18 @@ pub struct TantivyStore {
     inner: Arc<Inner>,
 }
 
+/// A store failure; a tantivy error marked as the caller's ([`translate::INVALID_MARK`])
+/// is an invalid request instead.
 fn internal(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(error.to_string())
+    let text = error.to_string();
+    match text.find(translate::INVALID_MARK) {
+        Some(at) => StoreError::Invalid(
+            text[at + translate::INVALID_MARK.len()..]
+                .trim_end_matches(['\'', '"'])
+                .to_string(),
+        ),
+        None => StoreError::Internal(text),
+    }
 }
 
 impl TantivyStore {
@@ -89,7 +103,8 @@ impl TantivyStore {
         options: &TantivyOptions,
     ) -> Result<Self, StoreError> {
         schema::register_tokenizers(&index);
-        let fields = Fields::from_schema(&index.schema())?;
+        let mut fields = Fields::from_schema(&index.schema())?;
+        fields.wildcard_steps = options.fieldless_wildcard_steps;
         let writer = index
             .writer_with_options(
                 IndexWriterOptions::builder()

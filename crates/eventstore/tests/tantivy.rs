@@ -9,6 +9,7 @@ fn store() -> (TantivyStore, tempfile::TempDir) {
     let options = TantivyOptions {
         writer_memory_bytes: 64 * 1024 * 1024,
         writer_threads: 1,
+        ..TantivyOptions::default()
     };
     (TantivyStore::open(dir.path(), &options).unwrap(), dir)
 }
@@ -50,4 +51,33 @@ async fn reopening_the_index_keeps_committed_events() {
     let store = TantivyStore::open(dir.path(), &TantivyOptions::default()).unwrap();
     use casescope_eventstore::EventStore;
     assert_eq!(store.count_file(&case, "file-b").await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_fieldless_wildcard_walk_is_bounded() {
+    use casescope_eventstore::{EventQuery, EventStore, StoreError, parse_query};
+    let options = TantivyOptions {
+        fieldless_wildcard_steps: 200,
+        ..TantivyOptions::default()
+    };
+    let store = TantivyStore::in_memory(&options).unwrap();
+    let case = conformance::unique_case();
+    store.write(conformance::sample(&case)).await.unwrap();
+    store.flush().await.unwrap();
+    let search = |text: &str| {
+        let mut query = EventQuery::new(&case, parse_query(text).unwrap());
+        query.page_size = 100;
+        let store = store.clone();
+        async move { store.search(&query).await }
+    };
+    match search("*certutil*").await {
+        Err(StoreError::Invalid(why)) => {
+            assert!(why.contains("name the field"), "{why}");
+            assert!(why.contains("*certutil*"), "{why}");
+        }
+        other => panic!("a walk past its bound must be refused: {other:?}"),
+    }
+    // Named fields walk their own path only; `*` walks nothing.
+    assert_eq!(search("Image:*certutil*").await.unwrap().total, 1);
+    assert_eq!(search("*").await.unwrap().total, 6);
 }

@@ -82,6 +82,7 @@ async fn harness(tune: impl FnOnce(&mut IngestSettings)) -> Harness {
             &TantivyOptions {
                 writer_memory_bytes: 64 * 1024 * 1024,
                 writer_threads: 1,
+                ..TantivyOptions::default()
             },
         )
         .unwrap(),

@@ -36,6 +36,9 @@ pub struct Fields {
     pub level: Field,
     pub fields: Field,
     pub raw: Field,
+    /// Not a field: the bound on a field-less wildcard's walk (set from the store's
+    /// options; translation reads it with the fields).
+    pub wildcard_steps: u64,
 }
 
 pub fn build() -> Schema {
@@ -111,6 +114,7 @@ impl Fields {
             level: get("level")?,
             fields: get("fields")?,
             raw: get("raw")?,
+            wildcard_steps: super::translate::FIELDLESS_WILDCARD_STEPS,
         })
     }
 }

@@ -194,19 +194,117 @@ impl TantivyQuery for JsonRegexQuery {
 
 /// Matches the terms of path `name` whose value (after the type byte) matches
 /// `value_regex`; `type_code` None = any type.
-/// A regex over the terms of every JSON path.
+/// Automaton steps a field-less wildcard may take over the term dictionary (each byte
+/// of each term it visits is a step): about a few hundred milliseconds of work.
+pub const FIELDLESS_WILDCARD_STEPS: u64 = 50_000_000;
+
+/// Marks a tantivy error that is the caller's (see [`super::store_error`]).
+pub const INVALID_MARK: &str = "[casescope-invalid] ";
+
+/// A regex that stops matching (and says so) after a number of steps: a field-less
+/// wildcard walks the terms of every field, so its walk is bounded.
+#[derive(Debug)]
+struct BudgetedRegex {
+    regex: Regex,
+    steps_left: std::sync::atomic::AtomicU64,
+    exhausted: std::sync::atomic::AtomicBool,
+}
+
+impl tantivy_fst::Automaton for BudgetedRegex {
+    type State = Option<usize>;
+
+    fn start(&self) -> Option<usize> {
+        self.regex.start()
+    }
+
+    fn is_match(&self, state: &Option<usize>) -> bool {
+        self.regex.is_match(state)
+    }
+
+    fn can_match(&self, state: &Option<usize>) -> bool {
+        !self.exhausted.load(std::sync::atomic::Ordering::Relaxed) && self.regex.can_match(state)
+    }
+
+    fn accept(&self, state: &Option<usize>, byte: u8) -> Option<usize> {
+        use std::sync::atomic::Ordering;
+        let left = self.steps_left.load(Ordering::Relaxed);
+        if left == 0 {
+            self.exhausted.store(true, Ordering::Relaxed);
+            return None;
+        }
+        self.steps_left.store(left - 1, Ordering::Relaxed);
+        self.regex.accept(state, byte)
+    }
+}
+
+/// A regex over the terms of every JSON path, bounded by a number of steps
+/// ([`FIELDLESS_WILDCARD_STEPS`] unless the store's options say otherwise).
 #[derive(Clone, Debug)]
 struct AnyFieldRegexQuery {
     field: Field,
-    regex: Arc<Regex>,
+    pattern: String,
+    /// The regex's source (a `Regex` cannot be cloned: each weight builds its own).
+    regex: String,
+    steps: u64,
+}
+
+struct AnyFieldRegexWeight {
+    inner: AutomatonWeight<BudgetedRegex>,
+    automaton: Arc<BudgetedRegex>,
+    pattern: String,
 }
 
 impl TantivyQuery for AnyFieldRegexQuery {
     fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(AutomatonWeight::<Regex>::new(
-            self.field,
-            self.regex.clone(),
-        )))
+        let regex = Regex::new(&self.regex)
+            .map_err(|e| tantivy::TantivyError::InvalidArgument(format!("{INVALID_MARK}{e}")))?;
+        let automaton = Arc::new(BudgetedRegex {
+            regex,
+            steps_left: std::sync::atomic::AtomicU64::new(self.steps),
+            exhausted: std::sync::atomic::AtomicBool::new(false),
+        });
+        Ok(Box::new(AnyFieldRegexWeight {
+            inner: AutomatonWeight::new(self.field, automaton.clone()),
+            automaton,
+            pattern: self.pattern.clone(),
+        }))
+    }
+}
+
+impl AnyFieldRegexWeight {
+    fn check(&self) -> tantivy::Result<()> {
+        if self
+            .automaton
+            .exhausted
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(tantivy::TantivyError::InvalidArgument(format!(
+                "{INVALID_MARK}the pattern {:?} without a field would walk too many values of \
+                 every field; name the field (e.g. CommandLine:{}) or search for a word",
+                self.pattern, self.pattern
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Weight for AnyFieldRegexWeight {
+    fn scorer(
+        &self,
+        reader: &tantivy::SegmentReader,
+        boost: tantivy::Score,
+    ) -> tantivy::Result<Box<dyn tantivy::query::Scorer>> {
+        let scorer = self.inner.scorer(reader, boost)?;
+        self.check()?;
+        Ok(scorer)
+    }
+
+    fn explain(
+        &self,
+        reader: &tantivy::SegmentReader,
+        doc: tantivy::DocId,
+    ) -> tantivy::Result<tantivy::query::Explanation> {
+        self.inner.explain(reader, doc)
     }
 }
 
@@ -238,11 +336,14 @@ fn wildcard_query(fields: &Fields, target: &Target, pattern: &str) -> Result<Box
         // One automaton over every field's string terms: any path, end of path, the
         // string type byte, then the pattern.
         Target::Any => {
-            let regex = Regex::new(&format!("(?s)[^\\x00]*\\x00s{regex}"))
+            let source = format!("(?s)[^\\x00]*\\x00s{regex}");
+            Regex::new(&source)
                 .map_err(|e| StoreError::Invalid(format!("pattern too complex: {e}")))?;
             Ok(Box::new(AnyFieldRegexQuery {
                 field: fields.fields,
-                regex: Arc::new(regex),
+                pattern: pattern.to_string(),
+                regex: source,
+                steps: fields.wildcard_steps,
             }))
         }
         Target::Json(name) => json_regex(fields, name, &format!("s{regex}")),
