@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway chart-check chart-tools
+.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search chart-check chart-tools
 
 ## Build and run every service in one process on embedded defaults (./casescope-data).
 serve:
@@ -33,7 +33,7 @@ test-large: test-deps
 		-- --nocapture --test-threads 1 a_worker_killed a_second_ingest_replica
 
 ## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
-bench: bench-ingest bench-detect bench-gateway
+bench: bench-ingest bench-detect bench-gateway bench-search
 
 SHARED_DATA ?= $(abspath ../shared/data)
 bench-ingest:
@@ -55,6 +55,15 @@ bench-detect:
 bench-gateway:
 	$(CARGO) build --release -p casescope-bench --bin casescope-bench-gateway
 	$(CARGO_TARGET_DIR)/release/casescope-bench-gateway
+
+## The analyst's queries on a 10,000,000-event case (all-in-one, release): p50/p95 per
+## query shape alone and from 8 clients, against the empty query in the same run; the
+## export rate; the index size. BENCH_SEARCH_EVENTS=N for a smaller case.
+BENCH_SEARCH_EVENTS ?= 10000000
+bench-search:
+	$(CARGO) build --release -p casescope-cli -p casescope-bench --bin casescope --bin casescope-bench-search
+	$(CARGO_TARGET_DIR)/release/casescope-bench-search --binary $(CARGO_TARGET_DIR)/release/casescope \
+		--events $(BENCH_SEARCH_EVENTS)
 
 test-deps:
 	bash scripts/install-test-deps.sh
