@@ -325,8 +325,22 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    // Detection runs after indexing: measured queries must not share the CPU with it.
+    loop {
+        let states: serde_json::Value = serde_json::from_str(&cli(
+            &args.binary,
+            server.port,
+            &token,
+            &["detect", "status", &case, "--json"],
+        )?)?;
+        let states = states.as_array().cloned().unwrap_or_default();
+        if states.len() as u64 == files && states.iter().all(|s| s["status"] == "done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     println!(
-        "case: {} events indexed in {:.0?}; index {:.2} GiB (data directory {:.2} GiB)",
+        "case: {} events indexed and detected in {:.0?}; index {:.2} GiB (data directory {:.2} GiB)",
         args.events,
         started.elapsed(),
         dir_size(&server.data.join("index")) as f64 / (1u64 << 30) as f64,
