@@ -200,6 +200,51 @@ fn render(
     Ok(())
 }
 
+/// One rendered batch: the chunks it filled (data, cursor of its last row, rows so
+/// far), what is left for the next chunk, the rows so far and the last row's cursor.
+struct Rendered {
+    full: Vec<(Vec<u8>, String, u64)>,
+    rest: Vec<u8>,
+    rows: u64,
+    cursor: String,
+}
+
+/// Renders `events` after what `data` already holds, cutting chunks of about
+/// [`CHUNK_BYTES`] at row boundaries.
+fn render_batch(
+    format: pb::ExportFormat,
+    events: &[ingest::Event],
+    ids: &[String],
+    notes: &HashMap<String, EventAnnotations>,
+    comments: &HashMap<String, Vec<(String, String)>>,
+    mut data: Vec<u8>,
+    mut rows: u64,
+) -> Result<Rendered, String> {
+    let empty = EventAnnotations::default();
+    let mut full = Vec::new();
+    let mut cursor = String::new();
+    for (event, id) in events.iter().zip(ids) {
+        render(
+            format,
+            event,
+            notes.get(id).unwrap_or(&empty),
+            comments.get(id).map(Vec::as_slice).unwrap_or_default(),
+            &mut data,
+        )?;
+        rows += 1;
+        cursor = position(event).unwrap_or_default();
+        if data.len() >= CHUNK_BYTES {
+            full.push((std::mem::take(&mut data), cursor.clone(), rows));
+        }
+    }
+    Ok(Rendered {
+        full,
+        rest: data,
+        rows,
+        cursor,
+    })
+}
+
 /// Sends `chunk` (taking its bytes); false when the reader went away.
 async fn send(
     sender: &Sender<Result<pb::ExportChunk, Status>>,
@@ -288,16 +333,24 @@ impl CasesApi {
                         return;
                     }
                 };
-                let empty = EventAnnotations::default();
-                for (event, id) in batch.events.iter().zip(&ids) {
-                    let rendered = render(
+                // Rendering is CPU work: off the async runtime, one batch at a time.
+                let rows_before = rows;
+                let buffer = std::mem::take(&mut data);
+                let rendered = tokio::task::spawn_blocking(move || {
+                    render_batch(
                         format,
-                        event,
-                        notes.get(id).unwrap_or(&empty),
-                        comments.get(id).map(Vec::as_slice).unwrap_or_default(),
-                        &mut data,
-                    );
-                    if let Err(error) = rendered {
+                        &batch.events,
+                        &ids,
+                        &notes,
+                        &comments,
+                        buffer,
+                        rows_before,
+                    )
+                })
+                .await;
+                let batch = match rendered {
+                    Ok(Ok(batch)) => batch,
+                    Ok(Err(error)) => {
                         let _ = sender
                             .send(Err(ApiError::internal_logged(
                                 "render an export row",
@@ -307,13 +360,26 @@ impl CasesApi {
                             .await;
                         return;
                     }
-                    rows += 1;
-                    last_cursor = position(event).unwrap_or_default();
-                    if data.len() >= CHUNK_BYTES
-                        && !send(&sender, &mut data, last_cursor.clone(), rows, &mut total).await
-                    {
+                    Err(error) => {
+                        let _ = sender
+                            .send(Err(ApiError::internal_logged(
+                                "render an export batch",
+                                error,
+                            )
+                            .into()))
+                            .await;
                         return;
                     }
+                };
+                for (mut chunk, cursor, at) in batch.full {
+                    if !send(&sender, &mut chunk, cursor, at, &mut total).await {
+                        return;
+                    }
+                }
+                data = batch.rest;
+                rows = batch.rows;
+                if !batch.cursor.is_empty() {
+                    last_cursor = batch.cursor;
                 }
             }
             if (!data.is_empty() || rows == 0)
