@@ -121,6 +121,7 @@ impl CasePurger {
         };
         let mut removed = 0;
         for statement in [
+            "DELETE FROM detection_events WHERE case_id = $1",
             "DELETE FROM detections WHERE case_id = $1",
             "DELETE FROM detect_correlation_inputs WHERE case_id = $1",
             "DELETE FROM detect_files WHERE case_id = $1",

@@ -28,6 +28,13 @@ impl Reconciler {
     /// One pass; returns how many files and cases it (re)started.
     pub async fn pass(&self) -> Result<usize, DbError> {
         let repo = self.repo();
+        let backfilled = repo.backfill_detection_events().await?;
+        if backfilled > 0 {
+            tracing::info!(
+                detections = backfilled,
+                "indexed the events of stored detections"
+            );
+        }
         let now = casescope_db::now_micros();
         let (version, _) = repo.ruleset_version().await?;
         // Files recorded while the version moved are raised to it too.

@@ -279,19 +279,20 @@ pub(super) fn detection_filter(
         }
     }
     if !filter.event_ids.is_empty() {
-        let mut alternatives = Vec::new();
-        for event in &filter.event_ids {
-            let id = plain_id(&event.value, "EVENT_ID_INVALID", "filter.event_ids")?;
-            let p = sql.bind(Param::Text(format!("%\"{}\"%", like_escape(&id))));
-            alternatives.push(format!("event_ids LIKE {p} ESCAPE '\\'"));
-        }
-        // Grouped: SQLite refuses an expression nested 1,000 deep (a flat OR chain of
-        // a full page of ids).
-        let groups: Vec<String> = alternatives
-            .chunks(50)
-            .map(|group| format!("({})", group.join(" OR ")))
+        let ids: Vec<String> = filter
+            .event_ids
+            .iter()
+            .map(|e| plain_id(&e.value, "EVENT_ID_INVALID", "filter.event_ids"))
+            .collect::<Result<_, _>>()?;
+        let marks: Vec<String> = ids
+            .into_iter()
+            .map(|id| sql.bind(Param::Text(id)))
             .collect();
-        sql.push(format!("({})", groups.join(" OR ")));
+        // Through the event index (`detection_events`), never a scan of the lists.
+        sql.push(format!(
+            "id IN (SELECT detection_id FROM detection_events WHERE case_id = {c} AND event_id IN ({}))",
+            marks.join(", ")
+        ));
     }
     if let Some(correlation) = filter.is_correlation {
         sql.push(format!("is_correlation = {}", i64::from(correlation)));
