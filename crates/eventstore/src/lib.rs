@@ -92,6 +92,9 @@ pub struct EventQuery {
     /// Leave [`SearchPage::total`] at 0: a stream's later batches need no count (it
     /// costs a pass over the selection).
     pub skip_total: bool,
+    /// Leave each [`Event::raw`] empty (JSON null): pages that show no raw record need
+    /// not read it, nor check it is JSON.
+    pub skip_raw: bool,
 }
 
 impl EventQuery {
@@ -111,6 +114,7 @@ impl EventQuery {
             sets: BTreeMap::new(),
             required_sets: Vec::new(),
             skip_total: false,
+            skip_raw: false,
         }
     }
 }

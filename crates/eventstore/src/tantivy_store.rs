@@ -7,10 +7,10 @@ mod facets;
 mod paths;
 mod schema;
 mod translate;
+mod window;
 
 use crate::{
-    Bucket, Cursor, EventQuery, EventStore, SearchPage, SortOrder, StoreError, WriteReport,
-    validate,
+    Bucket, Cursor, EventQuery, EventStore, SearchPage, StoreError, WriteReport, validate,
 };
 use casescope_evidence::Event;
 pub use facets::{MAX_FACET_DISTINCT, MAX_FACET_POSTINGS};
@@ -18,7 +18,6 @@ use paths::FieldNames;
 use schema::Fields;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Count, HistogramCollector, TopDocs};
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
@@ -195,9 +194,14 @@ impl Inner {
     /// The event at `address`, read with `searcher`: the one that found it. A
     /// `DocAddress` is only meaningful in its searcher's segments; a later searcher (after
     /// a commit or merge of other writes) could hold another document there.
-    fn load(&self, searcher: &Searcher, address: DocAddress) -> Result<Event, StoreError> {
+    fn load(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        skip_raw: bool,
+    ) -> Result<Event, StoreError> {
         let document: TantivyDocument = searcher.doc(address).map_err(internal)?;
-        schema::to_event(&self.fields, &document)
+        schema::to_event(&self.fields, &document, skip_raw)
     }
 }
 
@@ -323,27 +327,14 @@ impl EventStore for TantivyStore {
                     .search(&*inner.full_query(&query, false)?, &Count)
                     .map_err(internal)? as u64
             };
-            let order = match query.sort {
-                SortOrder::Ascending => Order::Asc,
-                SortOrder::Descending => Order::Desc,
-            };
-            let collector = TopDocs::with_limit(query.page_size).order_by((
-                (
-                    SortByStaticFastValue::<i64>::for_field(schema::TIMESTAMP),
-                    order,
-                ),
-                (
-                    SortByStaticFastValue::<u64>::for_field(schema::TIEBREAK),
-                    order,
-                ),
-            ));
-            let hits = searcher
-                .search(&*inner.full_query(&query, true)?, &collector)
-                .map_err(internal)?;
+            let full = inner.full_query(&query, true)?;
+            let matches = (!query.skip_total).then_some(total);
+            let hits =
+                window::first_hits(&searcher, inner.fields.timestamp, &query, &*full, matches)?;
             let mut events = Vec::with_capacity(hits.len());
             let mut last = None;
             for ((timestamp, tiebreak), address) in hits {
-                let mut event = inner.load(&searcher, address)?;
+                let mut event = inner.load(&searcher, address, query.skip_raw)?;
                 event.case_id = query.case_id.clone();
                 events.push(event);
                 last = Some(Cursor {
@@ -397,7 +388,7 @@ impl EventStore for TantivyStore {
                 .map_err(internal)?;
             let mut event = hits
                 .first()
-                .map(|(_, address)| inner.load(&searcher, *address))
+                .map(|(_, address)| inner.load(&searcher, *address, false))
                 .transpose()?;
             if let Some(event) = &mut event {
                 event.case_id = case_id;

@@ -31,6 +31,7 @@ suite!(
     facets,
     filters_and_time_range,
     paging_visits_every_event_once_in_order,
+    paging_over_uneven_time,
     paging_is_exact_while_other_files_are_written,
     deleting_a_file_touches_nothing_else,
     deleting_a_case_touches_nothing_else,

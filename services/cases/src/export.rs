@@ -7,11 +7,14 @@
 
 use crate::annotations::store::{self, EventAnnotations};
 use crate::service::{CasesApi, db_error};
+use crate::sets::SetError;
 use crate::timeline::{call, peer_error, position};
 use casescope_proto::cases::v1 as pb;
 use casescope_proto::common::v1::{CaseId, SortOrder};
 use casescope_proto::error::ApiError;
 use casescope_proto::ingest::v1 as ingest;
+use casescope_query::Annotation;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -98,6 +101,35 @@ fn message(event: &ingest::Event, fields: &Map<String, Value>) -> String {
     text.chars().take(MESSAGE_CHARS).collect()
 }
 
+/// A JSON lines row.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    datetime: String,
+    event_id: &'a str,
+    file_id: &'a str,
+    source: String,
+    computer: &'a str,
+    channel: &'a str,
+    provider: &'a str,
+    event_code: Option<u32>,
+    record_id: Option<u64>,
+    tags: &'a [String],
+    starred: bool,
+    comments: Vec<JsonComment<'a>>,
+    fields: &'a RawValue,
+}
+
+#[derive(serde::Serialize)]
+struct JsonComment<'a> {
+    author: &'a str,
+    body: &'a str,
+}
+
+fn empty_object() -> &'static RawValue {
+    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| RawValue::from_string("{}".into()).unwrap_or_default())
+}
+
 /// Renders one event as a row of `format` into `out`.
 fn render(
     format: pb::ExportFormat,
@@ -116,7 +148,6 @@ fn render(
         .as_ref()
         .map(|i| i.value.as_str())
         .unwrap_or("");
-    let fields: Map<String, Value> = serde_json::from_str(&event.fields_json).unwrap_or_default();
     let comment_texts: Vec<String> = comments
         .iter()
         .map(|(author, body)| format!("{author}: {body}"))
@@ -147,25 +178,36 @@ fn render(
             writer.flush().map_err(|e| e.to_string())?;
         }
         pb::ExportFormat::Jsonl => {
-            let row = json!({
-                "datetime": rfc3339(event),
-                "event_id": id,
-                "file_id": file,
-                "source": source_name(event.source),
-                "computer": event.computer,
-                "channel": event.channel,
-                "provider": event.provider,
-                "event_code": event.event_code,
-                "record_id": event.record_id,
-                "tags": notes.tags,
-                "starred": notes.starred,
-                "comments": comments.iter().map(|(author, body)| json!({"author": author, "body": body})).collect::<Vec<_>>(),
-                "fields": fields,
-            });
+            // The event's fields go out as the ingest service sent them (one JSON
+            // object), checked but never rebuilt.
+            let fields = serde_json::from_str::<&RawValue>(&event.fields_json)
+                .ok()
+                .filter(|raw| raw.get().starts_with('{'))
+                .unwrap_or_else(|| empty_object());
+            let row = JsonRow {
+                datetime: rfc3339(event),
+                event_id: id,
+                file_id: file,
+                source: source_name(event.source),
+                computer: &event.computer,
+                channel: &event.channel,
+                provider: &event.provider,
+                event_code: event.event_code,
+                record_id: event.record_id,
+                tags: &notes.tags,
+                starred: notes.starred,
+                comments: comments
+                    .iter()
+                    .map(|(author, body)| JsonComment { author, body })
+                    .collect(),
+                fields,
+            };
             serde_json::to_writer(&mut *out, &row).map_err(|e| e.to_string())?;
             out.push(b'\n');
         }
         pb::ExportFormat::Timesketch => {
+            let fields: Map<String, Value> =
+                serde_json::from_str(&event.fields_json).unwrap_or_default();
             let micros = event
                 .timestamp
                 .as_ref()
@@ -296,6 +338,7 @@ impl CasesApi {
             .await
             .map_err(|status| peer_error("ingest", status))?
             .into_inner();
+        let annotated = self.annotated_events(&selection.case_id).await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
         let api = self.clone();
         let case_id = selection.case_id;
@@ -326,7 +369,16 @@ impl CasesApi {
                     .iter()
                     .filter_map(|e| e.event_id.as_ref().map(|i| i.value.clone()))
                     .collect();
-                let (notes, comments) = match api.annotations_for_export(&case_id, &ids).await {
+                // Only events annotated when the export started are looked up.
+                let lookup: Vec<String> = match &annotated {
+                    Some(annotated) => ids
+                        .iter()
+                        .filter(|id| annotated.contains(&casescope_query::tiebreak_of(id)))
+                        .cloned()
+                        .collect(),
+                    None => ids.clone(),
+                };
+                let (notes, comments) = match api.annotations_for_export(&case_id, &lookup).await {
                     Ok(found) => found,
                     Err(error) => {
                         let _ = sender.send(Err(error.into())).await;
@@ -392,6 +444,38 @@ impl CasesApi {
             receiver,
             |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
         )))
+    }
+
+    /// The tie-breakers of every event of the case with a tag, a star or a comment (from
+    /// the set cache), so an export looks up only those; `None` when there are more
+    /// than a query's sets may hold (then every event is looked up).
+    async fn annotated_events(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<std::collections::HashSet<u64>>, ApiError> {
+        let version = store::version(self.repo.db(), case_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                ApiError::not_found("CASE_NOT_FOUND", format!("case {case_id} does not exist"))
+            })?;
+        let mut annotated = std::collections::HashSet::new();
+        for annotation in [
+            Annotation::TagLike("*".into()),
+            Annotation::Starred,
+            Annotation::Commented,
+        ] {
+            match self
+                .sets
+                .members(self.repo.db(), case_id, &annotation, version)
+                .await
+            {
+                Ok(members) => annotated.extend(members.iter().copied()),
+                Err(SetError::TooLarge { .. }) => return Ok(None),
+                Err(SetError::Db(error)) => return Err(db_error(error)),
+            }
+        }
+        Ok(Some(annotated))
     }
 
     /// The annotations and comment texts of one batch of events.

@@ -303,6 +303,7 @@ impl IngestService for IngestApi {
         query.sort = sort_from_pb(request.sort);
         query.page_size = page.size as usize;
         query.after = cursor_from_pb(page.cursor.as_deref(), "page.cursor")?;
+        query.skip_raw = !request.include_raw;
         let result = self.store.search(&query).await.map_err(store_error)?;
         Ok(Response::new(pb::SearchEventsResponse {
             events: result

@@ -23,6 +23,7 @@ pub fn walk<T: Send + 'static>(
     wrap: fn(Vec<pb::Event>, String, u64) -> T,
 ) -> EventStream<T> {
     let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    query.skip_raw = !include_raw;
     tokio::spawn(async move {
         let mut first = true;
         loop {
@@ -46,24 +47,35 @@ pub fn walk<T: Send + 'static>(
                 })
                 .map(|c| c.encode())
                 .unwrap_or_default();
-            let events: Vec<pb::Event> = page
-                .events
-                .into_iter()
-                .map(|e| event_to_pb(e, include_raw))
-                .collect();
+            // Converting a batch (every event's fields to JSON text) is CPU work.
+            let (total, next, batch) = (page.total, page.next, page.events);
+            let converted = tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .map(|e| event_to_pb(e, include_raw))
+                    .collect::<Vec<pb::Event>>()
+            })
+            .await;
+            let events = match converted {
+                Ok(events) => events,
+                Err(error) => {
+                    let _ = sender
+                        .send(Err(Status::internal(format!(
+                            "converting events failed: {error}"
+                        ))))
+                        .await;
+                    return;
+                }
+            };
             // An empty selection still says so (and its total) when asked to.
             if events.is_empty() && !(first && empty_first) {
                 return;
             }
             first = false;
-            if sender
-                .send(Ok(wrap(events, cursor, page.total)))
-                .await
-                .is_err()
-            {
+            if sender.send(Ok(wrap(events, cursor, total))).await.is_err() {
                 return;
             }
-            match page.next {
+            match next {
                 Some(next) => query.after = Some(next),
                 None => return,
             }

@@ -391,6 +391,9 @@ pub fn search_body(query: &EventQuery) -> Result<Value, StoreError> {
     if let Some(cursor) = query.after {
         body["search_after"] = search_after(cursor);
     }
+    if query.skip_raw {
+        body["_source"] = json!({"excludes": ["raw"]});
+    }
     Ok(body)
 }
 

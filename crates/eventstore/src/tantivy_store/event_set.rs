@@ -1,24 +1,35 @@
 //! A caller-given [`EventSet`] as a tantivy query: per segment, one pass over the
 //! tie-breaker column (a fast field every document has) marks the members in a bit set.
 //! The pass costs a few nanoseconds per document of the segment, whatever the set's
-//! size; other clauses of the query then intersect with it.
+//! size; other clauses of the query then intersect with it. The bit sets are kept
+//! with the query (shared by its clones), so running it again — as a page's time
+//! windows do — costs no second pass.
 
 use super::schema::TIEBREAK;
 use crate::EventSet;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tantivy::index::SegmentId;
 use tantivy::query::{
     BitSetDocSet, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight,
 };
 use tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TantivyError};
 
+/// Members per segment, found so far.
+type Found = Arc<Mutex<HashMap<SegmentId, BitSet>>>;
+
 #[derive(Debug, Clone)]
 pub struct EventSetQuery {
     set: Arc<EventSet>,
+    found: Found,
 }
 
 impl EventSetQuery {
     pub fn new(set: Arc<EventSet>) -> Self {
-        Self { set }
+        Self {
+            set,
+            found: Found::default(),
+        }
     }
 }
 
@@ -26,12 +37,14 @@ impl Query for EventSetQuery {
     fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         Ok(Box::new(EventSetWeight {
             set: self.set.clone(),
+            found: self.found.clone(),
         }))
     }
 }
 
 struct EventSetWeight {
     set: Arc<EventSet>,
+    found: Found,
 }
 
 /// Documents scanned per column read.
@@ -64,7 +77,25 @@ impl EventSetWeight {
 
 impl Weight for EventSetWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let docs = BitSetDocSet::from(self.members(reader)?);
+        let segment = reader.segment_id();
+        let known = self
+            .found
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&segment)
+            .cloned();
+        let members = match known {
+            Some(members) => members,
+            None => {
+                let members = self.members(reader)?;
+                self.found
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(segment, members.clone());
+                members
+            }
+        };
+        let docs = BitSetDocSet::from(members);
         Ok(Box::new(ConstScorer::new(docs, boost)))
     }
 

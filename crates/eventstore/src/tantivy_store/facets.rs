@@ -73,6 +73,26 @@ fn json_value(bytes: &[u8]) -> Option<(String, bool)> {
     })
 }
 
+/// Counts `count` more documents of `value` (none: nothing to count).
+fn add(
+    counts: &mut HashMap<String, u64>,
+    field: &str,
+    value: String,
+    count: u64,
+) -> Result<(), StoreError> {
+    if count == 0 {
+        return Ok(());
+    }
+    if !counts.contains_key(&value) && counts.len() >= MAX_FACET_DISTINCT {
+        return Err(StoreError::Invalid(format!(
+            "{field} has more than {MAX_FACET_DISTINCT} distinct values in this selection; \
+             narrow it"
+        )));
+    }
+    *counts.entry(value).or_default() += count;
+    Ok(())
+}
+
 /// The top `top` values of `field` over the selection of `query`.
 pub fn facet(
     searcher: &Searcher,
@@ -107,6 +127,9 @@ pub fn facet(
         if selected.len() == 0 {
             continue;
         }
+        // The whole segment selected (and nothing deleted): a whole-value term counts
+        // its document frequency, read from the dictionary without its postings.
+        let everything = alive.is_none() && selected.len() == reader.max_doc() as usize;
         let (index_field, prefix) = match &source {
             Source::Keyword(field) => (*field, Vec::new()),
             Source::Json(prefix) => (fields.fields, prefix.clone()),
@@ -133,6 +156,10 @@ pub fn facet(
                 },
             };
             let info = terms.value();
+            if everything && !maybe_word {
+                add(&mut counts, field, value, u64::from(info.doc_freq))?;
+                continue;
+            }
             postings_read += u64::from(info.doc_freq);
             if postings_read > MAX_FACET_POSTINGS {
                 return Err(StoreError::Invalid(format!(
@@ -152,7 +179,7 @@ pub fn facet(
             let mut count = 0u64;
             let mut doc = postings.doc();
             while doc != TERMINATED {
-                if selected.contains(doc) {
+                if everything || selected.contains(doc) {
                     let whole = if maybe_word {
                         positions.clear();
                         postings.positions(&mut positions);
@@ -166,16 +193,7 @@ pub fn facet(
                 }
                 doc = postings.advance();
             }
-            if count == 0 {
-                continue;
-            }
-            if !counts.contains_key(&value) && counts.len() >= MAX_FACET_DISTINCT {
-                return Err(StoreError::Invalid(format!(
-                    "{field} has more than {MAX_FACET_DISTINCT} distinct values in this \
-                     selection; narrow it"
-                )));
-            }
-            *counts.entry(value).or_default() += count;
+            add(&mut counts, field, value, count)?;
         }
     }
     let mut values: Vec<FacetValue> = counts

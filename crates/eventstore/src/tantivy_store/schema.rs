@@ -168,7 +168,39 @@ fn number(document: &TantivyDocument, field: Field) -> Option<u64> {
     document.get_first(field).and_then(|v| v.as_u64())
 }
 
-pub fn to_event(fields: &Fields, document: &TantivyDocument) -> Result<Event, StoreError> {
+/// A stored JSON value as JSON, built in one pass (through an `OwnedValue` it was built
+/// twice). Stored fields only ever hold what JSON holds; anything else goes the long way.
+fn to_json(value: tantivy::schema::document::CompactDocValue<'_>) -> serde_json::Value {
+    use serde_json::Value as Json;
+    use tantivy::schema::Value as _;
+    use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
+    match value.as_value() {
+        ReferenceValue::Leaf(leaf) => match leaf {
+            ReferenceValueLeaf::Null => Json::Null,
+            ReferenceValueLeaf::Str(text) => Json::String(text.to_string()),
+            ReferenceValueLeaf::U64(n) => Json::from(n),
+            ReferenceValueLeaf::I64(n) => Json::from(n),
+            ReferenceValueLeaf::F64(f) => serde_json::Number::from_f64(f)
+                .map(Json::Number)
+                .unwrap_or(Json::Null),
+            ReferenceValueLeaf::Bool(b) => Json::Bool(b),
+            _ => serde_json::to_value(OwnedValue::from(value)).unwrap_or(Json::Null),
+        },
+        ReferenceValue::Array(items) => Json::Array(items.map(to_json).collect()),
+        ReferenceValue::Object(entries) => Json::Object(
+            entries
+                .map(|(key, value)| (key.to_string(), to_json(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// The event of a stored document; its raw record left empty when `skip_raw`.
+pub fn to_event(
+    fields: &Fields,
+    document: &TantivyDocument,
+    skip_raw: bool,
+) -> Result<Event, StoreError> {
     let corrupt = |what: &str| StoreError::Internal(format!("stored event lacks {what}"));
     let source = match text(document, fields.source).as_deref() {
         Some("evtx") => "evtx",
@@ -177,15 +209,19 @@ pub fn to_event(fields: &Fields, document: &TantivyDocument) -> Result<Event, St
         _ => "unknown",
     };
     let flattened = match document.get_first(fields.fields) {
-        Some(value) => match serde_json::to_value(OwnedValue::from(value)) {
-            Ok(serde_json::Value::Object(map)) => map,
+        Some(value) => match to_json(value) {
+            serde_json::Value::Object(map) => map,
             _ => serde_json::Map::new(),
         },
         None => serde_json::Map::new(),
     };
-    let raw = text(document, fields.raw)
-        .and_then(|raw| RawJson::from_text(raw).ok())
-        .unwrap_or_default();
+    let raw = if skip_raw {
+        RawJson::default()
+    } else {
+        text(document, fields.raw)
+            .and_then(|raw| RawJson::from_text(raw).ok())
+            .unwrap_or_default()
+    };
     Ok(Event {
         event_id: text(document, fields.event_id).ok_or_else(|| corrupt("event_id"))?,
         case_id: String::new(),

@@ -511,16 +511,18 @@ pub fn build(
     query: &EventQuery,
     with_cursor: bool,
 ) -> Result<Boxed, StoreError> {
-    let mut clauses: Vec<(Occur, Boxed)> = vec![
-        (
-            Occur::Must,
-            Box::new(TermQuery::new(
-                Term::from_field_text(fields.case_id, &query.case_id),
-                IndexRecordOption::Basic,
-            )),
-        ),
-        (Occur::Must, translate(fields, names, &query.query, query)?),
-    ];
+    let mut clauses: Vec<(Occur, Boxed)> = vec![(
+        Occur::Must,
+        Box::new(TermQuery::new(
+            Term::from_field_text(fields.case_id, &query.case_id),
+            IndexRecordOption::Basic,
+        )),
+    )];
+    // The empty query adds nothing to the case's term (alone, a term query is counted
+    // from its document frequency).
+    if query.query != Query::All {
+        clauses.push((Occur::Must, translate(fields, names, &query.query, query)?));
+    }
     crate::check_sets(query)?;
     for set in crate::event_set::required(query)? {
         clauses.push((Occur::Must, Box::new(EventSetQuery::new(set.clone()))));
@@ -571,6 +573,11 @@ pub fn build(
     }
     if with_cursor && let Some(cursor) = query.after {
         clauses.push((Occur::Must, after_cursor(fields, query.sort, cursor)));
+    }
+    if clauses.len() == 1
+        && let Some((_, only)) = clauses.pop()
+    {
+        return Ok(only);
     }
     Ok(Box::new(BooleanQuery::new(clauses)))
 }

@@ -147,6 +147,21 @@ pub async fn round_trip_and_counts(store: &dyn EventStore) {
             .is_none(),
         "ids are per case"
     );
+    // A page that shows no raw record can leave it out; everything else is the same.
+    let mut request = EventQuery::new(&case, parse_query("").unwrap());
+    request.page_size = 10;
+    let full = store.search(&request).await.unwrap();
+    request.skip_raw = true;
+    let lean = store.search(&request).await.unwrap();
+    assert_eq!(lean.events.len(), 6);
+    assert_eq!(lean.total, full.total);
+    for (lean, full) in lean.events.iter().zip(&full.events) {
+        assert_eq!(lean.raw.get(), "null", "raw left out");
+        assert_ne!(full.raw.get(), "null");
+        let mut without_raw = full.clone();
+        without_raw.raw = lean.raw.clone();
+        assert_eq!(lean, &without_raw);
+    }
 }
 
 pub async fn the_query_language(store: &dyn EventStore) {
@@ -443,6 +458,94 @@ pub async fn paging_visits_every_event_once_in_order(store: &dyn EventStore) {
         assert_eq!(seen, sorted, "{sort:?}: in order");
         sorted.dedup();
         assert_eq!(sorted.len(), 250);
+    }
+}
+
+/// Pages of a selection whose events are unevenly spread in time (a burst, a sparse
+/// tail, another case's events in between) and rare, with and without a time range:
+/// every event once, in order, whatever the page size and direction.
+pub async fn paging_over_uneven_time(store: &dyn EventStore) {
+    let case = unique_case();
+    let other = unique_case();
+    let mut events = Vec::new();
+    let mut expected: Vec<(i64, u64, bool)> = Vec::new();
+    for n in 0..900u64 {
+        let code = if n % 13 == 0 { 4625 } else { 4624 };
+        let mut e = event(&case, "file-u", n, json!({"EventID": code, "n": n}));
+        e.timestamp_micros = if n < 600 {
+            // A burst: 600 events within a few milliseconds, some sharing a time.
+            BASE + (n as i64 / 3)
+        } else {
+            // A sparse tail over a year.
+            BASE + (n as i64 - 599) * 100_000_000_000
+        };
+        expected.push((
+            e.timestamp_micros,
+            casescope_eventstore::tiebreak_of(&e.event_id),
+            code == 4625,
+        ));
+        events.push(e);
+    }
+    // Another case, dense where this one is sparse.
+    for n in 0..2_000u64 {
+        let mut e = event(&other, "file-o", n, json!({"EventID": 4625}));
+        e.timestamp_micros = BASE + 1_000_000_000 + n as i64 * 1_000;
+        events.push(e);
+    }
+    load(store, events).await;
+    let window = (BASE + 100, BASE + 150 * 100_000_000_000);
+    for (text, range) in [
+        ("", None),
+        ("EventID:4625", None),
+        ("", Some(window)),
+        ("EventID:4625", Some(window)),
+    ] {
+        let mut want: Vec<(i64, u64)> = expected
+            .iter()
+            .filter(|(ts, _, rare)| {
+                (text.is_empty() || *rare)
+                    && range.is_none_or(|(start, end)| *ts >= start && *ts < end)
+            })
+            .map(|(ts, tb, _)| (*ts, *tb))
+            .collect();
+        want.sort();
+        for sort in [SortOrder::Ascending, SortOrder::Descending] {
+            for page_size in [1usize, 9, 100] {
+                if page_size == 1 && want.len() > 100 {
+                    continue;
+                }
+                let mut request = EventQuery::new(&case, parse_query(text).unwrap());
+                request.page_size = page_size;
+                request.sort = sort;
+                if let Some((start, end)) = range {
+                    request.start_micros = Some(start);
+                    request.end_micros = Some(end);
+                }
+                let mut seen: Vec<(i64, u64)> = Vec::new();
+                loop {
+                    let page = store.search(&request).await.unwrap();
+                    assert_eq!(page.total as usize, want.len(), "{text:?} {range:?}");
+                    seen.extend(page.events.iter().map(|e| {
+                        (
+                            e.timestamp_micros,
+                            casescope_eventstore::tiebreak_of(&e.event_id),
+                        )
+                    }));
+                    match page.next {
+                        Some(cursor) => request.after = Some(cursor),
+                        None => break,
+                    }
+                }
+                let mut wanted = want.clone();
+                if sort == SortOrder::Descending {
+                    wanted.reverse();
+                }
+                assert_eq!(
+                    seen, wanted,
+                    "{text:?} {range:?} {sort:?} pages of {page_size}"
+                );
+            }
+        }
     }
 }
 
