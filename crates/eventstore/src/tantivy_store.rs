@@ -6,6 +6,7 @@ mod event_set;
 mod facets;
 mod paths;
 mod schema;
+mod stored;
 mod translate;
 mod window;
 
@@ -22,10 +23,7 @@ use tantivy::collector::{Count, HistogramCollector, TopDocs};
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
-    Term,
-};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, Term};
 
 #[derive(Debug, Clone)]
 pub struct TantivyOptions {
@@ -46,6 +44,9 @@ impl Default for TantivyOptions {
         }
     }
 }
+
+/// Pages of at least this many events are read on several threads.
+const PARALLEL_LOAD: usize = 256;
 
 struct Inner {
     fields: Fields,
@@ -200,8 +201,8 @@ impl Inner {
         address: DocAddress,
         skip_raw: bool,
     ) -> Result<Event, StoreError> {
-        let document: TantivyDocument = searcher.doc(address).map_err(internal)?;
-        schema::to_event(&self.fields, &document, skip_raw)
+        let document: stored::StoredDoc = searcher.doc(address).map_err(internal)?;
+        stored::to_event(&self.fields, document, skip_raw)
     }
 }
 
@@ -320,28 +321,49 @@ impl EventStore for TantivyStore {
         let query = query.clone();
         self.blocking(move |inner| {
             let searcher = inner.reader.searcher();
-            let total = if query.skip_total {
-                0
-            } else {
-                searcher
-                    .search(&*inner.full_query(&query, false)?, &Count)
-                    .map_err(internal)? as u64
-            };
+            let base = inner.full_query(&query, false)?;
             let full = inner.full_query(&query, true)?;
-            let matches = (!query.skip_total).then_some(total);
-            let hits =
-                window::first_hits(&searcher, inner.fields.timestamp, &query, &*full, matches)?;
-            let mut events = Vec::with_capacity(hits.len());
-            let mut last = None;
-            for ((timestamp, tiebreak), address) in hits {
-                let mut event = inner.load(&searcher, address, query.skip_raw)?;
-                event.case_id = query.case_id.clone();
-                events.push(event);
-                last = Some(Cursor {
-                    timestamp_micros: timestamp.unwrap_or_default(),
-                    tiebreak: tiebreak.unwrap_or_default(),
-                });
-            }
+            let queries = (&*base, &*full);
+            let (total, hits) = if query.skip_total {
+                let hits = window::first_hits(&searcher, &inner.fields, &query, queries, None)?;
+                (0, hits)
+            } else if query.after.is_none() && translate::has_fieldless(&query.query) {
+                // A field-less clause looks its words up under every field name, in every
+                // segment, on each pass: one pass counts and ranks together.
+                let (count, hits) = searcher
+                    .search(&*full, &(Count, window::collector(&query)))
+                    .map_err(internal)?;
+                (count as u64, hits)
+            } else {
+                let total = searcher.search(&*base, &Count).map_err(internal)? as u64;
+                let hits =
+                    window::first_hits(&searcher, &inner.fields, &query, queries, Some(total))?;
+                (total, hits)
+            };
+            let last = hits.last().map(|((timestamp, tiebreak), _)| Cursor {
+                timestamp_micros: timestamp.unwrap_or_default(),
+                tiebreak: tiebreak.unwrap_or_default(),
+            });
+            let load = |address: &DocAddress| {
+                inner
+                    .load(&searcher, *address, query.skip_raw)
+                    .map(|mut event| {
+                        event.case_id = query.case_id.clone();
+                        event
+                    })
+            };
+            // Reading and decoding stored events is most of a large page's cost: spread
+            // over the cores (rayon's pool) for large pages.
+            let events: Vec<Event> = if hits.len() >= PARALLEL_LOAD {
+                use rayon::prelude::*;
+                hits.par_iter()
+                    .map(|(_, address)| load(address))
+                    .collect::<Result<_, _>>()?
+            } else {
+                hits.iter()
+                    .map(|(_, address)| load(address))
+                    .collect::<Result<_, _>>()?
+            };
             let next = if events.len() == query.page_size {
                 last
             } else {

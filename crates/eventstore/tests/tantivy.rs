@@ -82,3 +82,26 @@ async fn a_fieldless_wildcard_walk_is_bounded() {
     assert_eq!(search("Image:*certutil*").await.unwrap().total, 1);
     assert_eq!(search("*").await.unwrap().total, 6);
 }
+
+#[tokio::test]
+async fn stored_fields_of_every_json_type_read_back_the_same() {
+    use casescope_eventstore::EventStore;
+    let (store, _dir) = store();
+    let case = conformance::unique_case();
+    let fields = serde_json::json!({
+        "list": [1, "a", null, true, 1.5, [2, {"deep": "x"}]],
+        "object": {"x": {"y": "z"}},
+        "negative": -5,
+        "big": u64::MAX,
+        "float": 0.25,
+        "flag": false,
+        "nothing": null,
+        "text": "C:\\Windows\\cmd.exe",
+    });
+    let event = conformance::event(&case, "file-t", 1, fields.clone());
+    store.write(vec![event.clone()]).await.unwrap();
+    store.flush().await.unwrap();
+    let read = store.get(&case, &event.event_id).await.unwrap().unwrap();
+    assert_eq!(serde_json::Value::Object(read.fields.clone()), fields);
+    assert_eq!(read, event);
+}

@@ -1,7 +1,7 @@
 //! Streams of events (`ScanFileEvents`, `StreamEvents`): a task walks the selection in
 //! time order one batch at a time (search_after), handing each batch to a channel two
-//! deep, so memory is bounded whatever the selection's size and a slow reader slows the
-//! walk (gRPC flow control) instead of filling memory.
+//! deep (and one batch read ahead), so memory is bounded whatever the selection's size
+//! and a slow reader slows the walk (gRPC flow control) instead of filling memory.
 
 use crate::convert::event_to_pb;
 use casescope_eventstore::{Cursor, EventQuery, EventStore, tiebreak_of};
@@ -26,18 +26,31 @@ pub fn walk<T: Send + 'static>(
     query.skip_raw = !include_raw;
     tokio::spawn(async move {
         let mut first = true;
+        // The next batch is read while this one is converted and sent (one batch ahead).
+        let search = |store: Arc<dyn EventStore>, query: EventQuery| {
+            tokio::spawn(async move { store.search(&query).await })
+        };
+        let mut pending = search(store.clone(), query.clone());
+        // Only the first batch counts the selection.
+        query.skip_total = true;
         loop {
-            let page = match store.search(&query).await {
-                Ok(page) => page,
-                Err(error) => {
+            let page = match pending.await {
+                Ok(Ok(page)) => page,
+                Ok(Err(error)) => {
                     let _ = sender
                         .send(Err(Status::from(crate::api::store_error(error))))
                         .await;
                     return;
                 }
+                Err(error) => {
+                    let _ = sender
+                        .send(Err(Status::internal(format!(
+                            "reading events failed: {error}"
+                        ))))
+                        .await;
+                    return;
+                }
             };
-            // Only the first batch counts the selection.
-            query.skip_total = true;
             let cursor = page
                 .events
                 .last()
@@ -47,11 +60,16 @@ pub fn walk<T: Send + 'static>(
                 })
                 .map(|c| c.encode())
                 .unwrap_or_default();
-            // Converting a batch (every event's fields to JSON text) is CPU work.
             let (total, next, batch) = (page.total, page.next, page.events);
+            let ahead = next.map(|next| {
+                query.after = Some(next);
+                search(store.clone(), query.clone())
+            });
+            // Converting a batch (every event's fields to JSON text) is CPU work.
             let converted = tokio::task::spawn_blocking(move || {
+                use rayon::prelude::*;
                 batch
-                    .into_iter()
+                    .into_par_iter()
                     .map(|e| event_to_pb(e, include_raw))
                     .collect::<Vec<pb::Event>>()
             })
@@ -75,8 +93,8 @@ pub fn walk<T: Send + 'static>(
             if sender.send(Ok(wrap(events, cursor, total))).await.is_err() {
                 return;
             }
-            match next {
-                Some(next) => query.after = Some(next),
+            match ahead {
+                Some(ahead) => pending = ahead,
                 None => return,
             }
         }

@@ -6,10 +6,10 @@
 
 use crate::StoreError;
 use crate::tokenizer::{VALUE_TOKENIZER, ValueTokenizer};
-use casescope_evidence::{Event, RawJson};
+use casescope_evidence::Event;
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED, STRING, Schema,
-    TextFieldIndexing, TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
 use tantivy::{Index, TantivyDocument};
@@ -155,91 +155,4 @@ pub fn to_document(fields: &Fields, event: Event) -> TantivyDocument {
     // string once more per event.
     document.add_field_value(fields.fields, &serde_json::Value::Object(event.fields));
     document
-}
-
-fn text(document: &TantivyDocument, field: Field) -> Option<String> {
-    document
-        .get_first(field)
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-}
-
-fn number(document: &TantivyDocument, field: Field) -> Option<u64> {
-    document.get_first(field).and_then(|v| v.as_u64())
-}
-
-/// A stored JSON value as JSON, built in one pass (through an `OwnedValue` it was built
-/// twice). Stored fields only ever hold what JSON holds; anything else goes the long way.
-fn to_json(value: tantivy::schema::document::CompactDocValue<'_>) -> serde_json::Value {
-    use serde_json::Value as Json;
-    use tantivy::schema::Value as _;
-    use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
-    match value.as_value() {
-        ReferenceValue::Leaf(leaf) => match leaf {
-            ReferenceValueLeaf::Null => Json::Null,
-            ReferenceValueLeaf::Str(text) => Json::String(text.to_string()),
-            ReferenceValueLeaf::U64(n) => Json::from(n),
-            ReferenceValueLeaf::I64(n) => Json::from(n),
-            ReferenceValueLeaf::F64(f) => serde_json::Number::from_f64(f)
-                .map(Json::Number)
-                .unwrap_or(Json::Null),
-            ReferenceValueLeaf::Bool(b) => Json::Bool(b),
-            _ => serde_json::to_value(OwnedValue::from(value)).unwrap_or(Json::Null),
-        },
-        ReferenceValue::Array(items) => Json::Array(items.map(to_json).collect()),
-        ReferenceValue::Object(entries) => Json::Object(
-            entries
-                .map(|(key, value)| (key.to_string(), to_json(value)))
-                .collect(),
-        ),
-    }
-}
-
-/// The event of a stored document; its raw record left empty when `skip_raw`.
-pub fn to_event(
-    fields: &Fields,
-    document: &TantivyDocument,
-    skip_raw: bool,
-) -> Result<Event, StoreError> {
-    let corrupt = |what: &str| StoreError::Internal(format!("stored event lacks {what}"));
-    let source = match text(document, fields.source).as_deref() {
-        Some("evtx") => "evtx",
-        Some("json") => "json",
-        Some("csv") => "csv",
-        _ => "unknown",
-    };
-    let flattened = match document.get_first(fields.fields) {
-        Some(value) => match to_json(value) {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        },
-        None => serde_json::Map::new(),
-    };
-    let raw = if skip_raw {
-        RawJson::default()
-    } else {
-        text(document, fields.raw)
-            .and_then(|raw| RawJson::from_text(raw).ok())
-            .unwrap_or_default()
-    };
-    Ok(Event {
-        event_id: text(document, fields.event_id).ok_or_else(|| corrupt("event_id"))?,
-        case_id: String::new(),
-        file_id: text(document, fields.file_id).ok_or_else(|| corrupt("file_id"))?,
-        source,
-        timestamp_micros: document
-            .get_first(fields.timestamp)
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| corrupt("timestamp"))?,
-        locator: text(document, fields.locator).unwrap_or_default(),
-        record_id: number(document, fields.record_id),
-        line: number(document, fields.line),
-        event_code: number(document, fields.event_code).and_then(|n| u32::try_from(n).ok()),
-        channel: text(document, fields.channel),
-        provider: text(document, fields.provider),
-        computer: text(document, fields.computer),
-        level: number(document, fields.level).and_then(|n| u32::try_from(n).ok()),
-        fields: flattened,
-        raw,
-    })
 }

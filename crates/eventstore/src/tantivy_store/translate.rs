@@ -504,6 +504,17 @@ fn keyword_terms(field: Field, values: &[String], lowercase: bool) -> Boxed {
     )
 }
 
+/// Whether `query` has a clause without a field (searched under every field name).
+pub fn has_fieldless(query: &Query) -> bool {
+    match query {
+        Query::And(parts) | Query::Or(parts) => parts.iter().any(has_fieldless),
+        Query::Not(inner) => has_fieldless(inner),
+        Query::Term { field, .. } | Query::Phrase { field, .. } => field.is_none(),
+        Query::Wildcard { field, .. } => field.is_none(),
+        Query::All | Query::Range { .. } | Query::Exists { .. } | Query::Annotation(_) => false,
+    }
+}
+
 /// The full query: the analyst's query, the case, filters, time range and cursor.
 pub fn build(
     fields: &Fields,

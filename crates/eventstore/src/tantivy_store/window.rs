@@ -9,13 +9,12 @@
 //! already counted its selection, a small one skips windows (ranking it costs little)
 //! and a large one sizes the first window from its own density.
 
-use super::schema::{TIEBREAK, TIMESTAMP};
+use super::schema::{Fields, TIEBREAK, TIMESTAMP};
 use crate::{EventQuery, SortOrder, StoreError};
 use std::ops::Bound;
 use tantivy::collector::TopDocs;
 use tantivy::collector::sort_key::SortByStaticFastValue;
-use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
-use tantivy::schema::Field;
+use tantivy::query::{BooleanQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery};
 use tantivy::{DocAddress, Order, Searcher, Term};
 
 /// Windowed attempts before the plain query.
@@ -27,25 +26,33 @@ const SMALL_SELECTION: u64 = 20_000;
 
 pub type Hit = ((Option<i64>, Option<u64>), DocAddress);
 
-/// The first `query.page_size` matches of `full` (the whole query, cursor included) in
-/// `query.sort` order; `matches`: the selection's size (without the cursor), if counted.
-pub fn first_hits(
-    searcher: &Searcher,
-    timestamp: Field,
+/// Ranks a page of `query`: its first `page_size` matches by (time, tie-breaker).
+pub fn collector(
     query: &EventQuery,
-    full: &dyn Query,
-    matches: Option<u64>,
-) -> Result<Vec<Hit>, StoreError> {
-    let internal = |e: tantivy::TantivyError| StoreError::Internal(e.to_string());
-    let k = query.page_size;
+) -> impl tantivy::collector::Collector<Fruit = Vec<Hit>> + use<> {
     let order = match query.sort {
         SortOrder::Ascending => Order::Asc,
         SortOrder::Descending => Order::Desc,
     };
-    let collector = TopDocs::with_limit(k).order_by((
+    TopDocs::with_limit(query.page_size).order_by((
         (SortByStaticFastValue::<i64>::for_field(TIMESTAMP), order),
         (SortByStaticFastValue::<u64>::for_field(TIEBREAK), order),
-    ));
+    ))
+}
+
+/// The first `query.page_size` matches of `full` (the whole query, cursor included) in
+/// `query.sort` order; `matches`: the selection's size (without the cursor), if counted.
+pub fn first_hits(
+    searcher: &Searcher,
+    fields: &Fields,
+    query: &EventQuery,
+    queries: (&dyn Query, &dyn Query),
+    matches: Option<u64>,
+) -> Result<Vec<Hit>, StoreError> {
+    let (base, full) = queries;
+    let internal = |e: tantivy::TantivyError| StoreError::Internal(e.to_string());
+    let k = query.page_size;
+    let collector = collector(query);
     let small = matches.is_some_and(|m| m <= SMALL_SELECTION.max(k as u64));
     let extent = if small {
         None
@@ -77,13 +84,9 @@ pub fn first_hits(
             SortOrder::Ascending => (lo, lo.saturating_add(w)),
             SortOrder::Descending => (hi.saturating_sub(w), hi),
         };
-        let window = RangeQuery::new(
-            Bound::Included(Term::from_field_i64(timestamp, start)),
-            Bound::Excluded(Term::from_field_i64(timestamp, end)),
-        );
         let windowed = BooleanQuery::new(vec![
-            (Occur::Must, full.box_clone()),
-            (Occur::Must, Box::new(window)),
+            (Occur::Must, base.box_clone()),
+            (Occur::Must, window(fields, query, start, end)),
         ]);
         let hits = searcher.search(&windowed, &collector).map_err(internal)?;
         if hits.len() >= k {
@@ -97,6 +100,48 @@ pub fn first_hits(
         width = width.saturating_mul(growth.clamp(2, MAX_GROWTH));
     }
     searcher.search(full, &collector).map_err(internal)
+}
+
+/// The documents of [start, end) in time that come after the page's cursor, from the
+/// inverted index: a range over the fast column scans every document of every segment,
+/// a narrow range of terms reads only the postings of the window.
+fn window(fields: &Fields, query: &EventQuery, start: i64, end: i64) -> Box<dyn Query> {
+    let ts = |t: i64| Term::from_field_i64(fields.timestamp, t);
+    let times = |lower: Bound<i64>, upper: Bound<i64>| -> Box<dyn Query> {
+        Box::new(InvertedIndexRangeQuery::new(lower.map(ts), upper.map(ts)))
+    };
+    let Some(cursor) = query.after else {
+        return times(Bound::Included(start), Bound::Excluded(end));
+    };
+    let at = cursor.timestamp_micros;
+    let tb = |t: u64| Term::from_field_u64(fields.tiebreak, t);
+    // Strictly after the cursor: a later time, or its time and a later tie-breaker.
+    let (later, same_and_later): (Box<dyn Query>, Box<dyn Query>) = match query.sort {
+        SortOrder::Ascending => (
+            times(Bound::Excluded(at), Bound::Excluded(end)),
+            Box::new(RangeQuery::new(
+                Bound::Excluded(tb(cursor.tiebreak)),
+                Bound::Unbounded,
+            )),
+        ),
+        SortOrder::Descending => (
+            times(Bound::Included(start), Bound::Excluded(at)),
+            Box::new(RangeQuery::new(
+                Bound::Unbounded,
+                Bound::Excluded(tb(cursor.tiebreak)),
+            )),
+        ),
+    };
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Should, later),
+        (
+            Occur::Should,
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, times(Bound::Included(at), Bound::Included(at))),
+                (Occur::Must, same_and_later),
+            ])),
+        ),
+    ]))
 }
 
 /// Where a page of `query` can come from, as [lo, hi); the index's document count and

@@ -510,13 +510,15 @@ pub async fn paging_over_uneven_time(store: &dyn EventStore) {
             .collect();
         want.sort();
         for sort in [SortOrder::Ascending, SortOrder::Descending] {
-            for page_size in [1usize, 9, 100] {
+            // Streams skip the count (a backend may then page differently).
+            for (page_size, skip_total) in [(1usize, false), (9, false), (100, false), (9, true)] {
                 if page_size == 1 && want.len() > 100 {
                     continue;
                 }
                 let mut request = EventQuery::new(&case, parse_query(text).unwrap());
                 request.page_size = page_size;
                 request.sort = sort;
+                request.skip_total = skip_total;
                 if let Some((start, end)) = range {
                     request.start_micros = Some(start);
                     request.end_micros = Some(end);
@@ -524,7 +526,9 @@ pub async fn paging_over_uneven_time(store: &dyn EventStore) {
                 let mut seen: Vec<(i64, u64)> = Vec::new();
                 loop {
                     let page = store.search(&request).await.unwrap();
-                    assert_eq!(page.total as usize, want.len(), "{text:?} {range:?}");
+                    if !skip_total {
+                        assert_eq!(page.total as usize, want.len(), "{text:?} {range:?}");
+                    }
                     seen.extend(page.events.iter().map(|e| {
                         (
                             e.timestamp_micros,
@@ -542,7 +546,7 @@ pub async fn paging_over_uneven_time(store: &dyn EventStore) {
                 }
                 assert_eq!(
                     seen, wanted,
-                    "{text:?} {range:?} {sort:?} pages of {page_size}"
+                    "{text:?} {range:?} {sort:?} pages of {page_size}, skip_total {skip_total}"
                 );
             }
         }
