@@ -4,6 +4,7 @@
 
 mod event_set;
 mod facets;
+mod histogram;
 mod paths;
 mod schema;
 mod stored;
@@ -19,11 +20,11 @@ use paths::FieldNames;
 use schema::Fields;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use tantivy::collector::{Count, HistogramCollector, TopDocs};
+use tantivy::collector::{Count, TopDocs};
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, Term};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 
 #[derive(Debug, Clone)]
 pub struct TantivyOptions {
@@ -452,24 +453,15 @@ impl EventStore for TantivyStore {
         self.blocking(move |inner| {
             let searcher = inner.reader.searcher();
             let full = inner.full_query(&query, false)?;
-            let edge = |order: Order| -> Result<Option<i64>, StoreError> {
-                let collector =
-                    TopDocs::with_limit(1).order_by_fast_field::<i64>(schema::TIMESTAMP, order);
-                let hits = searcher.search(&*full, &collector).map_err(internal)?;
-                Ok(hits.first().and_then(|(value, _)| *value))
-            };
-            let (Some(first), Some(last)) = (edge(Order::Asc)?, edge(Order::Desc)?) else {
-                return Ok(Vec::new());
-            };
-            let (start, buckets) = crate::histogram_grid(first, last, interval_micros)?;
-            let collector = HistogramCollector::new::<i64>(
-                schema::TIMESTAMP.to_string(),
-                start,
-                u64::try_from(interval_micros).unwrap_or(u64::MAX),
-                buckets,
-            );
-            let counts = searcher.search(&*full, &collector).map_err(internal)?;
-            Ok(crate::grid_buckets(start, interval_micros, counts))
+            let counts = searcher
+                .search(
+                    &*full,
+                    &histogram::BucketCollector {
+                        interval: interval_micros,
+                    },
+                )
+                .map_err(internal)?;
+            histogram::buckets(counts, interval_micros)
         })
         .await
     }

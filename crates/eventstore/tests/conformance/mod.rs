@@ -695,6 +695,42 @@ pub async fn histograms(store: &dyn EventStore) {
     );
     let empty = EventQuery::new(unique_case(), parse_query("").unwrap());
     assert!(store.histogram(&empty, 1_000_000).await.unwrap().is_empty());
+
+    // Exact counts per bucket, for a case written together with another case's events
+    // far away in time (one segment spanning far more buckets than the grid holds).
+    let case = unique_case();
+    let other = unique_case();
+    let mut events = Vec::new();
+    let mut times = Vec::new();
+    for n in 0..500u64 {
+        let mut e = event(&case, "file-h", n, json!({"EventID": 4624 + n % 3}));
+        e.timestamp_micros = BASE + (n as i64 * 7_919) % 3_600_000_000;
+        if n % 3 == 0 {
+            times.push(e.timestamp_micros);
+        }
+        events.push(e);
+        let mut far = event(&other, "file-f", n, json!({"EventID": 4624}));
+        far.timestamp_micros = BASE + 1_000_000_000_000 + n as i64;
+        events.push(far);
+    }
+    load(store, events).await;
+    let interval = 60_000_000;
+    let request = EventQuery::new(&case, parse_query("EventID:4624").unwrap());
+    let buckets = store.histogram(&request, interval).await.unwrap();
+    let first = times.iter().min().unwrap().div_euclid(interval);
+    let last = times.iter().max().unwrap().div_euclid(interval);
+    assert_eq!(buckets.len() as i64, last - first + 1);
+    for bucket in &buckets {
+        let want = times
+            .iter()
+            .filter(|t| t.div_euclid(interval) * interval == bucket.start_micros)
+            .count() as u64;
+        assert_eq!(bucket.count, want, "bucket at {}", bucket.start_micros);
+    }
+    assert_eq!(
+        buckets.iter().map(|b| b.count).sum::<u64>(),
+        times.len() as u64
+    );
 }
 
 pub async fn invalid_requests_are_refused(store: &dyn EventStore) {
