@@ -322,8 +322,19 @@ impl EventStore for TantivyStore {
         let query = query.clone();
         self.blocking(move |inner| {
             let searcher = inner.reader.searcher();
+            // One query object for every pass of this page (count, windows, ranking):
+            // its annotation sets are then evaluated once per segment.
             let base = inner.full_query(&query, false)?;
-            let full = inner.full_query(&query, true)?;
+            let full: Box<dyn Query> = match query.after {
+                Some(cursor) => Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, base.box_clone()),
+                    (
+                        Occur::Must,
+                        translate::after_cursor(&inner.fields, query.sort, cursor),
+                    ),
+                ])),
+                None => base.box_clone(),
+            };
             let queries = (&*base, &*full);
             let (total, hits) = if query.skip_total {
                 let hits = window::first_hits(&searcher, &inner.fields, &query, queries, None)?;

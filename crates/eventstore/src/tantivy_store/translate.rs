@@ -594,7 +594,7 @@ pub fn build(
 }
 
 /// Events strictly after `cursor` in the page order (timestamp, then tie-breaker).
-fn after_cursor(fields: &Fields, sort: SortOrder, cursor: crate::Cursor) -> Boxed {
+pub fn after_cursor(fields: &Fields, sort: SortOrder, cursor: crate::Cursor) -> Boxed {
     let ts = |t: i64| Term::from_field_i64(fields.timestamp, t);
     let tb = |t: u64| Term::from_field_u64(fields.tiebreak, t);
     let (later, same_and_later): (Boxed, Boxed) = match sort {
