@@ -459,7 +459,7 @@ impl CasesApi {
             .ok_or_else(|| {
                 ApiError::not_found("CASE_NOT_FOUND", format!("case {case_id} does not exist"))
             })?;
-        let mut annotated = std::collections::HashSet::new();
+        let mut sets = Vec::with_capacity(3);
         for annotation in [
             Annotation::TagLike("*".into()),
             Annotation::Starred,
@@ -470,12 +470,17 @@ impl CasesApi {
                 .members(self.repo.db(), case_id, &annotation, version)
                 .await
             {
-                Ok(members) => annotated.extend(members.iter().copied()),
+                Ok(members) => sets.push(members),
                 Err(SetError::TooLarge { .. }) => return Ok(None),
                 Err(SetError::Db(error)) => return Err(db_error(error)),
             }
         }
-        Ok(Some(annotated))
+        // Up to millions of members: hashed off the async runtime.
+        tokio::task::spawn_blocking(move || {
+            Some(sets.iter().flat_map(|set| set.iter().copied()).collect())
+        })
+        .await
+        .map_err(|error| ApiError::internal_logged("collect the annotated events", error))
     }
 
     /// The annotations and comment texts of one batch of events.
