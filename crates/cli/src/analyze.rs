@@ -1,16 +1,20 @@
 //! `casescope analyze`: one-shot detection with no server and nothing left behind —
-//! parse evidence files, evaluate Sigma rules, print a detection timeline (the job
-//! Hayabusa and Chainsaw do, in the same shape, so results can be compared).
+//! parse evidence files, evaluate Sigma rules and hunt IOCs (`--iocs`), print a
+//! timeline of what was found (the job Hayabusa and Chainsaw do, in the same shape, so
+//! results can be compared).
 //!
 //! Files are parsed on every core (one file per worker; a single file uses the EVTX
 //! parser's own threads). An EVTX record is evaluated on the thread that decoded it,
 //! while it is in that core's cache; only its detections travel to the output. Nothing
 //! is written but the output.
 
+mod iocs;
+mod output;
+
 use anyhow::{Context as _, bail};
 use casescope_evidence::{Context, Format, Limits, Outcome, RecordView, inspect_evtx, parse_file};
 use casescope_sigma::{BaseHit, EventRef, LogsourceMapping, RuleSet};
-use std::io::Write;
+use output::{Catalog, Origin, Row, print_rows, shared_name, time_text};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,9 +41,22 @@ pub struct AnalyzeArgs {
     /// CSV with a header row.
     #[arg(long)]
     pub csv: bool,
-    /// List every refused rule with its reason (on stderr).
+    /// List every refused rule and IOC with its reason (on stderr).
     #[arg(long)]
     pub show_refused: bool,
+    /// IOC files to hunt (repeatable): CSV (DFIR-IRIS or MISP header, or type,value),
+    /// a plain list (.txt), a STIX 2.1 bundle or a MISP event (.json).
+    #[arg(long = "iocs")]
+    pub iocs: Vec<PathBuf>,
+    /// No Sigma rules: hunt the IOCs only.
+    #[arg(long, requires = "iocs", conflicts_with_all = ["rules", "min_level"])]
+    pub no_rules: bool,
+}
+
+/// What every event is evaluated against.
+struct Engines {
+    rules: RuleSet,
+    hunter: Option<casescope_ioc::Hunter>,
 }
 
 const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
@@ -52,129 +69,6 @@ fn level_rank(level: Option<&str>) -> usize {
                 .position(|known| known.eq_ignore_ascii_case(l))
         })
         .unwrap_or(0)
-}
-
-/// One detection in the timeline, compact until printed: the rule by index, texts that
-/// repeat (computer, channel, file) shared.
-struct Row {
-    micros: i64,
-    origin: Origin,
-    computer: Arc<str>,
-    channel: Arc<str>,
-    event_id: Option<u32>,
-    record_id: Option<u64>,
-}
-
-enum Origin {
-    /// A rule's match in the file named here.
-    Rule { rule: usize, file: Arc<str> },
-    /// A correlation rule's hit, described.
-    Correlation { correlation: usize, text: String },
-}
-
-impl Row {
-    /// The file column: the file, or the correlation's description.
-    fn file(&self) -> &str {
-        match &self.origin {
-            Origin::Rule { file, .. } => file,
-            Origin::Correlation { text, .. } => text,
-        }
-    }
-
-    fn rule_id<'a>(&self, rules: &'a RuleSet) -> &'a str {
-        match &self.origin {
-            Origin::Rule { rule, .. } => &rules.rules[*rule].meta.id,
-            Origin::Correlation { correlation, .. } => &rules.correlations[*correlation].id,
-        }
-    }
-
-    fn printed<'a>(&'a self, rules: &'a RuleSet) -> Printed<'a> {
-        let (level, rule_title, rule_content_hash, tactics, techniques) = match &self.origin {
-            Origin::Rule { rule, .. } => {
-                let meta = &rules.rules[*rule].meta;
-                (
-                    meta.level.as_deref(),
-                    meta.title.as_str(),
-                    meta.content_hash.as_str(),
-                    meta.tactics.as_slice(),
-                    meta.techniques.as_slice(),
-                )
-            }
-            Origin::Correlation { correlation, .. } => {
-                let correlation = &rules.correlations[*correlation];
-                (
-                    correlation.level.as_deref(),
-                    correlation.title.as_str(),
-                    "",
-                    &[][..],
-                    &[][..],
-                )
-            }
-        };
-        Printed {
-            timestamp: time_text(self.micros),
-            level: level.unwrap_or_default(),
-            rule_title,
-            rule_id: self.rule_id(rules),
-            computer: &self.computer,
-            channel: &self.channel,
-            event_id: self.event_id,
-            record_id: self.record_id,
-            file: self.file(),
-            rule_content_hash,
-            tactics,
-            techniques,
-        }
-    }
-}
-
-/// A row as printed.
-#[derive(serde::Serialize)]
-struct Printed<'a> {
-    timestamp: String,
-    level: &'a str,
-    rule_title: &'a str,
-    rule_id: &'a str,
-    computer: &'a str,
-    channel: &'a str,
-    event_id: Option<u32>,
-    record_id: Option<u64>,
-    file: &'a str,
-    /// JSON only: the rule's content hash and ATT&CK mapping.
-    rule_content_hash: &'a str,
-    tactics: &'a [String],
-    techniques: &'a [String],
-}
-
-/// Shares each distinct computer or channel name among a thread's rows.
-#[derive(Default)]
-struct Names(std::collections::HashMap<String, Arc<str>>);
-
-thread_local! {
-    static NAMES: std::cell::RefCell<Names> = std::cell::RefCell::new(Names::default());
-}
-
-/// `name` shared through this thread's [`Names`].
-fn shared_name(name: Option<&str>) -> Arc<str> {
-    NAMES.with(|names| match names.try_borrow_mut() {
-        Ok(mut names) => names.get(name),
-        Err(_) => Arc::from(name.unwrap_or_default()),
-    })
-}
-
-impl Names {
-    fn get(&mut self, name: Option<&str>) -> Arc<str> {
-        let name = name.unwrap_or_default();
-        if let Some(shared) = self.0.get(name) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(name);
-        // Bounded: past this many names, rows simply keep their own copy.
-        if self.0.len() < 100_000 {
-            self.0.insert(name.to_string(), shared.clone());
-        }
-        shared
-    }
 }
 
 fn evidence_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Format)>> {
@@ -210,33 +104,6 @@ fn evidence_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Format)>> {
     Ok(files)
 }
 
-/// `2024-03-11T08:00:02.913000Z`: the time in UTC with microseconds (a number of
-/// microseconds when out of range). Written field by field: a format string is parsed
-/// again for every call, and a timeline prints one per detection.
-fn time_text(micros: i64) -> String {
-    use chrono::{Datelike, Timelike};
-    let Some(time) = chrono::DateTime::from_timestamp_micros(micros) else {
-        return micros.to_string();
-    };
-    if !(0..=9999).contains(&time.year()) {
-        return time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    }
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(27);
-    let _ = write!(
-        text,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        time.year(),
-        time.month(),
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second(),
-        time.timestamp_subsec_micros()
-    );
-    text
-}
-
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mapping = match &args.logsource_mapping {
@@ -247,7 +114,11 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?,
         None => LogsourceMapping::built_in(),
     };
-    let mut rules = if args.rules.is_empty() {
+    let mut rules = if args.no_rules {
+        let mut none = RuleSet::load(&[], &mapping);
+        none.retain(|_| false);
+        none
+    } else if args.rules.is_empty() {
         RuleSet::built_in(&mapping)
     } else {
         for path in &args.rules {
@@ -264,7 +135,6 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         let floor = level_rank(Some(min));
         rules.retain(|meta| level_rank(meta.level.as_deref()) >= floor);
     }
-    let rules = Arc::new(rules);
     let loaded_in = started.elapsed();
     eprintln!(
         "{} rules loaded, {} refused{} ({:.2} s)",
@@ -288,6 +158,17 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
     }
 
+    let loaded = if args.iocs.is_empty() {
+        None
+    } else {
+        Some(iocs::load(&args.iocs, args.show_refused)?)
+    };
+    let (hunter, ioc_infos) = match loaded {
+        Some(loaded) => (Some(loaded.hunter), loaded.iocs),
+        None => (None, Vec::new()),
+    };
+    let engines = Arc::new(Engines { rules, hunter });
+    let rules = &engines.rules;
     let files = evidence_files(&args.paths)?;
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -308,7 +189,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
                     let mut found = Vec::new();
                     let mut correlated = Vec::new();
                     let outcome = analyze_file(
-                        &rules,
+                        &engines,
                         path,
                         *format,
                         workers == 1,
@@ -361,6 +242,10 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             record_id: None,
         });
     }
+    let catalog = Catalog {
+        rules,
+        iocs: &ioc_infos,
+    };
     // By time, file, record and rule id: each only where the ones before it tie (most
     // rows differ in time), and a file shared by both rows is not compared byte by byte.
     rows.sort_by(|a, b| {
@@ -375,22 +260,31 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
                 }
             })
             .then_with(|| a.record_id.cmp(&b.record_id))
-            .then_with(|| a.rule_id(&rules).cmp(b.rule_id(&rules)))
+            .then_with(|| a.rule_id(&catalog).cmp(b.rule_id(&catalog)))
     });
-    print_rows(&rows, &rules, &args)?;
+    print_rows(&rows, &catalog, &args)?;
     let (read, rejected, failures) = totals.into_inner().unwrap_or_else(|p| p.into_inner());
+    let ioc_rows = rows
+        .iter()
+        .filter(|row| matches!(row.origin, Origin::Ioc { .. }))
+        .count();
     for failure in &failures {
         eprintln!("error: {failure}");
     }
     eprintln!(
-        "{} files, {read} records read ({rejected} unreadable), {} detections in {:.2} s",
+        "{} files, {read} records read ({rejected} unreadable), {} detections{} in {:.2} s",
         files.len(),
-        rows.len(),
+        rows.len() - ioc_rows,
+        if engines.hunter.is_some() {
+            format!(", {ioc_rows} IOC matches")
+        } else {
+            String::new()
+        },
         started.elapsed().as_secs_f64()
     );
     // The process ends now: freeing thousands of compiled rules and every detection row
     // one allocation at a time would only delay the exit (the OS reclaims it at once).
-    std::mem::forget(rules);
+    std::mem::forget(engines);
     std::mem::forget(rows);
     if !failures.is_empty() {
         bail!(
@@ -404,7 +298,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
 
 /// Parses one file and evaluates every event; returns (records read, rejected).
 fn analyze_file(
-    rules: &Arc<RuleSet>,
+    rules: &Arc<Engines>,
     path: &Path,
     format: Format,
     only_file: bool,
@@ -496,7 +390,7 @@ fn analyze_file(
 /// is in that core's cache; only detections travel. A lone file uses every core's
 /// parser thread, otherwise (other workers keep the other cores busy) one.
 fn analyze_evtx(
-    rules: &Arc<RuleSet>,
+    rules: &Arc<Engines>,
     path: &Path,
     only_file: bool,
     rows: &mut Vec<Row>,
@@ -565,12 +459,16 @@ impl<'a> Record<'a> {
 
 /// Evaluates one event, adding its detections (and correlation inputs).
 fn evaluate_event(
-    rules: &RuleSet,
+    engines: &Engines,
     event: &Record<'_>,
     display: &Arc<str>,
     rows: &mut Vec<Row>,
     correlated: &mut Vec<BaseHit>,
 ) {
+    if let Some(hunter) = &engines.hunter {
+        iocs::hunt_event(hunter, event, display, rows);
+    }
+    let rules = &engines.rules;
     let view = EventRef {
         channel: event.channel,
         event_code: event.event_code,
@@ -612,157 +510,4 @@ fn evaluate_event(
             record_id: event.record_id,
         });
     }
-}
-
-/// Rows formatted at a time, split among the cores: the output in memory stays bounded.
-const PRINT_BLOCK: usize = 8192;
-
-fn print_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.csv {
-        let mut writer = csv::Writer::from_writer(&mut out);
-        writer.write_record([
-            "timestamp",
-            "level",
-            "rule_title",
-            "rule_id",
-            "computer",
-            "channel",
-            "event_id",
-            "record_id",
-            "file",
-        ])?;
-        writer.flush()?;
-    } else if !args.json {
-        writeln!(
-            out,
-            "{:<27} {:<13} {:<60} {:<36} {:<24} {:<40} {:>6} {:>10}  FILE",
-            "TIME", "LEVEL", "RULE", "RULE ID", "COMPUTER", "CHANNEL", "EVENT", "RECORD"
-        )?;
-    }
-    // A timeline of hundreds of thousands of detections is formatted on every core,
-    // a block at a time, and written in order.
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    for block in rows.chunks(PRINT_BLOCK) {
-        let share = block.len().div_ceil(threads).max(1);
-        let texts = std::thread::scope(|scope| {
-            let handles: Vec<_> = block
-                .chunks(share)
-                .map(|part| scope.spawn(move || format_rows(part, rules, args)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("formatting the output failed")))
-                })
-                .collect::<anyhow::Result<Vec<Vec<u8>>>>()
-        })?;
-        for text in texts {
-            out.write_all(&text)?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// `rows` as printed (JSON lines, CSV records or table lines), without a header.
-/// JSON lines, as [`Printed`] serialises, with each rule's own fields rendered once
-/// (per block of rows) rather than escaped again on every row it matched.
-fn json_rows(rows: &[Row], rules: &RuleSet, out: &mut Vec<u8>) -> anyhow::Result<()> {
-    // (correlation?, index) → the fields between `timestamp` and `computer`, and those
-    // after `file` with the closing brace.
-    let mut rendered: std::collections::HashMap<(bool, usize), (Vec<u8>, Vec<u8>)> =
-        std::collections::HashMap::new();
-    for row in rows {
-        let printed = row.printed(rules);
-        let key = match &row.origin {
-            Origin::Rule { rule, .. } => (false, *rule),
-            Origin::Correlation { correlation, .. } => (true, *correlation),
-        };
-        let (middle, tail) = match rendered.entry(key) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let mut middle = b"\"level\":".to_vec();
-                serde_json::to_writer(&mut middle, printed.level)?;
-                middle.extend_from_slice(b",\"rule_title\":");
-                serde_json::to_writer(&mut middle, printed.rule_title)?;
-                middle.extend_from_slice(b",\"rule_id\":");
-                serde_json::to_writer(&mut middle, printed.rule_id)?;
-                let mut tail = b",\"rule_content_hash\":".to_vec();
-                serde_json::to_writer(&mut tail, printed.rule_content_hash)?;
-                tail.extend_from_slice(b",\"tactics\":");
-                serde_json::to_writer(&mut tail, printed.tactics)?;
-                tail.extend_from_slice(b",\"techniques\":");
-                serde_json::to_writer(&mut tail, printed.techniques)?;
-                tail.extend_from_slice(b"}\n");
-                entry.insert((middle, tail))
-            }
-        };
-        out.extend_from_slice(b"{\"timestamp\":");
-        serde_json::to_writer(&mut *out, &printed.timestamp)?;
-        out.push(b',');
-        out.extend_from_slice(middle);
-        out.extend_from_slice(b",\"computer\":");
-        serde_json::to_writer(&mut *out, printed.computer)?;
-        out.extend_from_slice(b",\"channel\":");
-        serde_json::to_writer(&mut *out, printed.channel)?;
-        out.extend_from_slice(b",\"event_id\":");
-        serde_json::to_writer(&mut *out, &printed.event_id)?;
-        out.extend_from_slice(b",\"record_id\":");
-        serde_json::to_writer(&mut *out, &printed.record_id)?;
-        out.extend_from_slice(b",\"file\":");
-        serde_json::to_writer(&mut *out, printed.file)?;
-        out.extend_from_slice(tail);
-    }
-    Ok(())
-}
-
-fn format_rows(rows: &[Row], rules: &RuleSet, args: &AnalyzeArgs) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(rows.len() * 256);
-    if args.json {
-        json_rows(rows, rules, &mut out)?;
-    } else if args.csv {
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(&mut out);
-        for row in rows {
-            let row = row.printed(rules);
-            writer.write_record([
-                row.timestamp.as_str(),
-                row.level,
-                row.rule_title,
-                row.rule_id,
-                row.computer,
-                row.channel,
-                &row.event_id.map(|n| n.to_string()).unwrap_or_default(),
-                &row.record_id.map(|n| n.to_string()).unwrap_or_default(),
-                row.file,
-            ])?;
-        }
-        writer.flush()?;
-    } else {
-        for row in rows {
-            let row = row.printed(rules);
-            let title: String = row.rule_title.chars().take(60).collect();
-            writeln!(
-                out,
-                "{:<27} {:<13} {:<60} {:<36} {:<24} {:<40} {:>6} {:>10}  {}",
-                row.timestamp,
-                row.level,
-                title,
-                row.rule_id,
-                row.computer,
-                row.channel,
-                row.event_id.map(|n| n.to_string()).unwrap_or_default(),
-                row.record_id.map(|n| n.to_string()).unwrap_or_default(),
-                row.file
-            )?;
-        }
-    }
-    Ok(out)
 }
