@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search chart-check chart-tools
+.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search bench-ioc chart-check chart-tools
 
 ## Build and run every service in one process on embedded defaults (./casescope-data).
 serve:
@@ -33,7 +33,7 @@ test-large: test-deps
 		-- --nocapture --test-threads 1 a_worker_killed a_second_ingest_replica
 
 ## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
-bench: bench-ingest bench-detect bench-gateway bench-search
+bench: bench-ingest bench-detect bench-ioc bench-gateway bench-search
 
 SHARED_DATA ?= $(abspath ../shared/data)
 bench-ingest:
@@ -50,6 +50,14 @@ bench-detect:
 		--detect-rules $(SHARED_DATA)/sigma/rules/windows \
 		--detect-rules $(SHARED_DATA)/sigma/rules-threat-hunting/windows \
 		--detect-rules $(SHARED_DATA)/sigma/rules-emerging-threats
+
+## IOC hunting: 1,000,000 synthetic events with 10, 10,000 and 100,000 IOCs of mixed
+## types through `casescope analyze --iocs` (whole process, medians), with the
+## parse-only floors of the same run.
+bench-ioc:
+	$(CARGO) build --release -p casescope-cli -p casescope-bench --bin casescope --bin casescope-bench
+	$(CARGO_TARGET_DIR)/release/casescope-bench --binary $(CARGO_TARGET_DIR)/release/casescope \
+		--synthetic-events 1000000 --ioc-list 10 --ioc-list 10000 --ioc-list 100000
 
 ## The gateway's checks on a cheap RPC (GetCase), against the bare service in the same run.
 bench-gateway:

@@ -9,7 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One run of the binary: (wall time, peak RSS KiB, stdout lines).
-fn run_measured(binary: &Path, args: &[String]) -> anyhow::Result<(Duration, u64, usize)> {
+pub(crate) fn run_measured(
+    binary: &Path,
+    args: &[String],
+) -> anyhow::Result<(Duration, u64, usize)> {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .args(args)
@@ -41,14 +44,14 @@ fn run_measured(binary: &Path, args: &[String]) -> anyhow::Result<(Duration, u64
     Ok((elapsed, usage.ru_maxrss as u64, lines))
 }
 
-fn median<T: Ord + Copy>(mut values: Vec<T>) -> T {
+pub(crate) fn median<T: Ord + Copy>(mut values: Vec<T>) -> T {
     values.sort();
     values[values.len() / 2]
 }
 
 /// Parse-only floor in this process: every record of every file through the evtx
 /// crate (as JSON), files in parallel like `analyze`.
-fn parse_only(files: &[PathBuf]) -> (u64, Duration) {
+pub(crate) fn parse_only(files: &[PathBuf]) -> (u64, Duration) {
     let started = Instant::now();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let total = std::sync::atomic::AtomicU64::new(0);

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod detect;
+mod ioc;
 
 #[derive(Parser)]
 struct Args {
@@ -29,6 +30,10 @@ struct Args {
     /// ingestion (repeatable).
     #[arg(long = "detect-rules")]
     detect_rules: Vec<PathBuf>,
+    /// Measure IOC hunting (`casescope analyze --iocs`) over the synthetic events with
+    /// lists of these many IOCs (repeatable; e.g. 10, 10000, 100000).
+    #[arg(long = "ioc-list")]
+    ioc_lists: Vec<u64>,
 }
 
 fn machine() -> String {
@@ -324,6 +329,18 @@ fn report(
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     remove_stale_runs(Duration::from_secs(6 * 3600));
+    if !args.ioc_lists.is_empty() {
+        println!("# CaseScope IOC hunting benchmark");
+        println!("machine: {}", machine());
+        println!("binary: {}", args.binary.display());
+        println!("runs per figure: {} (medians)\n", args.runs);
+        return ioc::run(ioc::IocBench {
+            binary: &args.binary,
+            events: args.synthetic_events,
+            runs: args.runs,
+            lists: &args.ioc_lists,
+        });
+    }
     if !args.detect_rules.is_empty() {
         println!("# CaseScope detection benchmark");
         println!("machine: {}", machine());

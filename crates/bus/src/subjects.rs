@@ -72,3 +72,7 @@ pub fn stream_of_filter(filter: &str) -> Option<StreamKind> {
         .collect();
     stream_of(&concrete.join("."))
 }
+
+pub fn ioc_match_facts(case_id: &str) -> String {
+    format!("casescope.v1.ioc_matches.{case_id}")
+}

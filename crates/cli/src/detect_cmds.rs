@@ -569,7 +569,7 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// Third-party text made safe for one line of a terminal.
-fn escaped(text: &str) -> String {
+pub(crate) fn escaped(text: &str) -> String {
     escape_with(text, false)
 }
 
@@ -592,7 +592,7 @@ fn escape_with(text: &str, keep_lines: bool) -> String {
 }
 
 /// A table cell: escaped, then cut to `width` characters.
-fn cell(text: &str, width: usize) -> String {
+pub(crate) fn cell(text: &str, width: usize) -> String {
     let text = escaped(text);
     if text.chars().count() <= width {
         text
@@ -716,7 +716,7 @@ fn stdout() -> BufWriter<std::io::Stdout> {
     BufWriter::new(std::io::stdout())
 }
 
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = stdout();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
@@ -725,7 +725,7 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 }
 
 /// Output cut short by a closed pipe (`casescope detections … | head`) is not an error.
-fn ignore_broken_pipe(error: anyhow::Error) -> anyhow::Result<()> {
+pub(crate) fn ignore_broken_pipe(error: anyhow::Error) -> anyhow::Result<()> {
     let broken_pipe = error.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()

@@ -11,6 +11,7 @@ mod client;
 mod detect_cmds;
 mod evidence_cmds;
 mod export_cmds;
+mod ioc_cmds;
 mod oidc_login;
 mod searches_cmds;
 mod serve;
@@ -234,6 +235,14 @@ enum Command {
         server: client::ServerArgs,
         #[command(subcommand)]
         command: detect_cmds::DetectCommand,
+    },
+    /// A case's IOCs on a running server: add, import, export, list, delete, hunt,
+    /// matches.
+    Ioc {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: ioc_cmds::IocCommand,
     },
     /// Make synthetic evidence (for tests and benchmarks).
     Synth {
@@ -504,6 +513,7 @@ fn main() -> ExitCode {
                 detect_cmds::run_detections(&server, args).await
             }
             Command::Detect { server, command } => detect_cmds::run_detect(&server, command).await,
+            Command::Ioc { server, command } => ioc_cmds::run(&server, command).await,
             Command::Synth {
                 command: SynthCommand::Evtx { events, out, seed },
             } => evidence_cmds::synth_evtx(events, &out, seed),

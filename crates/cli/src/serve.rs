@@ -25,6 +25,7 @@ use casescope_proto::channel::{self, GrpcChannel};
 use casescope_proto::detect::v1::detect_service_server::DetectServiceServer;
 use casescope_proto::identity::with_service_identity;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
+use casescope_proto::ioc::v1::ioc_service_server::IocServiceServer;
 use casescope_runtime::config::{Config, EventStoreConfig, Mode, OpenSearchConfig, Settings};
 use std::path::Path;
 use std::sync::Arc;
@@ -64,7 +65,7 @@ fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
 }
 
 /// Services this release can run.
-const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect", "gateway"];
+const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect", "ioc", "gateway"];
 
 fn runs(config: &Config, service: &str) -> bool {
     match &config.mode {
@@ -441,14 +442,17 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             .await
             .context("cannot migrate the detect database")?;
         casescope_runtime::metrics::metrics().zero_detect();
-        let events = casescope_detect::EventsClient::new(with_service_identity(
-            match ingest_channel.clone() {
-                Some(channel) => channel,
-                None => remote.channel(&config, "ingest").await?,
-            },
-            key.clone(),
-            "detect",
-        ));
+        let events = casescope_detect::EventsClient::new(
+            with_service_identity(
+                match ingest_channel.clone() {
+                    Some(channel) => channel,
+                    None => remote.channel(&config, "ingest").await?,
+                },
+                key.clone(),
+                "detect",
+            ),
+            casescope_runtime::trace_context::inject_into_request,
+        );
         let mut settings = casescope_detect::DetectSettings {
             lease_ttl: config.lease_ttl,
             reconcile_period: config.reconcile_period,
@@ -532,6 +536,104 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             .await;
         serving.push("casescope.detect.v1.DetectService");
         databases.push(("detect", db));
+    }
+
+    if runs(&config, "ioc") {
+        let db = database(&config, "ioc").await?;
+        db.migrate(casescope_ioc_service::ALL_MIGRATIONS)
+            .await
+            .context("cannot migrate the ioc database")?;
+        let events = casescope_ioc_service::EventsClient::new(
+            with_service_identity(
+                match ingest_channel.clone() {
+                    Some(channel) => channel,
+                    None => remote.channel(&config, "ingest").await?,
+                },
+                key.clone(),
+                "ioc",
+            ),
+            casescope_runtime::trace_context::inject_into_request,
+        );
+        let settings = casescope_ioc_service::IocSettings {
+            lease_ttl: config.lease_ttl,
+            reconcile_period: config.reconcile_period,
+            ..casescope_ioc_service::IocSettings::default()
+        };
+        let outbox = Outbox::new(db.clone(), bus.clone());
+        tasks.spawn(
+            outbox
+                .clone()
+                .relay(Duration::from_secs(2), background.clone()),
+        );
+        let api = casescope_ioc_service::IocApi::new(db.clone(), settings.clone(), outbox, events);
+        let max_deliver = u64::try_from(settings.max_attempts).unwrap_or(5) + 2;
+        // Hunt jobs (re-hunts after IOC changes, on request, from the reconciler).
+        let jobs = ConsumerConfig {
+            ack_wait: settings.lease_ttl,
+            max_deliver,
+            batch: 2,
+            ..ConsumerConfig::new(
+                casescope_ioc_service::IOC_CONSUMER,
+                subjects::job(casescope_ioc_service::STAGE),
+            )
+        };
+        let stage = Arc::new(SkipDeletedCases::new(
+            api.stage(),
+            CasePurges::new(db.clone()),
+        ));
+        let (consumer_bus, consumer_stop) = (bus.clone(), background.clone());
+        tasks.spawn(async move {
+            if let Err(error) = run_consumer(consumer_bus, jobs, stage, consumer_stop).await {
+                tracing::error!(%error, "the ioc hunt consumer stopped");
+            }
+        });
+        // Newly indexed (or archived) files, from the ingest service's facts.
+        let indexed = ConsumerConfig {
+            ack_wait: settings.lease_ttl,
+            max_deliver,
+            batch: 2,
+            ..ConsumerConfig::new(
+                casescope_ioc_service::IOC_INDEXED_CONSUMER,
+                subjects::file_facts("*"),
+            )
+        };
+        let facts = Arc::new(casescope_ioc_service::IndexedFacts::new(api.stage()));
+        let (consumer_bus, consumer_stop) = (bus.clone(), background.clone());
+        tasks.spawn(async move {
+            if let Err(error) = run_consumer(consumer_bus, indexed, facts, consumer_stop).await {
+                tracing::error!(%error, "the ioc file-facts consumer stopped");
+            }
+        });
+        tasks.spawn(api.reconciler().run(background.clone()));
+        let purger = casescope_ioc_service::CasePurger::new(&api.stage());
+        spawn_case_purges(
+            &mut tasks,
+            &bus,
+            purger.clone(),
+            casescope_ioc_service::IOC_CASE_FACTS_CONSUMER,
+            settings.lease_ttl,
+            &background,
+        );
+        tasks.spawn(run_periodically(
+            "ioc-purges",
+            settings.reconcile_period,
+            background.clone(),
+            move || {
+                let purger = purger.clone();
+                async move { purger.pass().await }
+            },
+        ));
+        let server = guarded(
+            IocServiceServer::new(api)
+                .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024),
+            &key,
+        );
+        routes.add_service(server);
+        health_reporter
+            .set_serving::<IocServiceServer<casescope_ioc_service::IocApi>>()
+            .await;
+        serving.push("casescope.ioc.v1.IocService");
+        databases.push(("ioc", db));
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

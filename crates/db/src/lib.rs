@@ -11,6 +11,7 @@
 //! No `sqlx::Error` leaves this crate: callers see [`DbError`].
 
 mod database;
+pub mod filter;
 mod inbox;
 mod lease;
 mod migrate;

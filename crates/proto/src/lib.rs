@@ -8,7 +8,9 @@
 pub mod channel;
 pub mod error;
 pub mod identity;
+pub mod ids;
 pub mod paging;
+pub mod scan;
 pub mod time;
 
 /// Encoded `FileDescriptorSet` of every CaseScope .proto, for gRPC reflection.

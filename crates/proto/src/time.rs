@@ -15,6 +15,13 @@ pub fn micros_to_timestamp(micros: i64) -> prost_types::Timestamp {
     }
 }
 
+/// A wire timestamp as microseconds (saturating at the ends of the range).
+pub fn timestamp_to_micros(ts: &prost_types::Timestamp) -> i64 {
+    ts.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(ts.nanos / 1000))
+}
+
 /// RFC 3339 text, UTC, microsecond precision (e.g. `2026-11-22T21:44:31.123456Z`).
 pub fn micros_to_rfc3339(micros: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(micros)

@@ -21,7 +21,6 @@
 //! It owns its `detect_*` tables and `detections`; events belong to the ingest service.
 
 mod api;
-mod events_client;
 mod import;
 mod purge;
 mod reconcile;
@@ -30,7 +29,7 @@ mod ruleset;
 mod stage;
 
 pub use api::DetectApi;
-pub use events_client::EventsClient;
+pub use casescope_proto::scan::EventsClient;
 pub use import::{ImportFile, ImportOptions, Planned, Refused};
 pub use purge::{CASE_STATE_MIGRATIONS, CasePurger, DETECT_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;

@@ -8,7 +8,6 @@
 //! change) — publishes the new detections through the outbox, and records the ruleset
 //! version the file now reflects. A run that loses its lease writes nothing.
 
-use crate::events_client::EventsClient;
 use crate::repo::{DetectRepo, DetectionRow, FileRow, InputRow, scope, status};
 use crate::ruleset::{Compiled, RulesetCache};
 use crate::{CORRELATE_STAGE, DetectSettings, STAGE};
@@ -16,6 +15,7 @@ use casescope_bus::{Handler, HandlerError, OutboundMessage, Outbox, ReceivedMess
 use casescope_db::{DbError, Lease, LeaseError, LeaseKey, LeaseStore, Tx};
 use casescope_proto::bus::v1::StageJob;
 use casescope_proto::ingest::v1 as ingest_pb;
+use casescope_proto::scan::EventsClient;
 use casescope_sigma::{BaseHit, EventRef};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

@@ -22,9 +22,10 @@ async fn harness_on(db: Database, dir: Option<tempfile::TempDir>) -> Harness {
     let outbox = Outbox::new(db.clone(), bus as Arc<dyn Bus>);
     // No ingest service here: these tests never scan events.
     let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:9");
-    let events = EventsClient::new(casescope_proto::channel::from_transport(
-        endpoint.connect_lazy(),
-    ));
+    let events = EventsClient::new(
+        casescope_proto::channel::from_transport(endpoint.connect_lazy()),
+        |_| {},
+    );
     let api = DetectApi::new(db, DetectSettings::default(), outbox, events);
     Harness { api, _dir: dir }
 }

@@ -616,6 +616,12 @@ pub const POLICY: &[Rule] = &[
         HEADER,
     ),
     rule(
+        "/casescope.ioc.v1.IocService/ExportIocs",
+        Case(CaseViewer),
+        false,
+        CASE,
+    ),
+    rule(
         "/casescope.ioc.v1.IocService/HuntCase",
         Case(CaseAnalyst),
         true,
@@ -625,6 +631,12 @@ pub const POLICY: &[Rule] = &[
         "/casescope.ioc.v1.IocService/HuntFiles",
         Case(CaseAnalyst),
         true,
+        CASE,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/ListHuntStates",
+        Case(CaseViewer),
+        false,
         CASE,
     ),
     rule(

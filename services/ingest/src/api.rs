@@ -48,14 +48,7 @@ pub(crate) fn store_error(error: StoreError) -> ApiError {
     }
 }
 
-pub(crate) fn case_id(id: Option<&CaseId>, field: &str) -> Result<String, ApiError> {
-    let value = id.map(|id| id.value.trim()).unwrap_or_default();
-    uuid::Uuid::parse_str(value)
-        .map(|uuid| uuid.hyphenated().to_string())
-        .map_err(|_| {
-            ApiError::invalid_field("CASE_ID_INVALID", field, "a case id (UUID) is required")
-        })
-}
+pub(crate) use casescope_proto::ids::case_id;
 
 fn plain_id(value: Option<&str>, reason: &'static str, field: &str) -> Result<String, ApiError> {
     value

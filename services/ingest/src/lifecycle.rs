@@ -380,6 +380,8 @@ impl CaseArchiver {
             let mut archived = file.clone();
             archived.generation += 1;
             crate::stage::enqueue_detect_job(&self.outbox, &mut tx, &archived, "archived").await?;
+            crate::stage::publish_indexed_fact(&self.outbox, &mut tx, &archived, "file.archived")
+                .await?;
         }
         let bytes: u64 = manifest.files.iter().map(|f| f.size_bytes).sum();
         sqlx::query(

@@ -82,6 +82,36 @@ pub(crate) async fn enqueue_detect_job(
         .map_err(|e| e.to_string())
 }
 
+/// Publishes, in `tx`, that a file's events are in the store (`file.indexed`) or left
+/// it (`file.archived`) at its generation: the downstream stages (detect, ioc) start
+/// from this fact with their own durable consumers.
+pub(crate) async fn publish_indexed_fact(
+    outbox: &Outbox,
+    tx: &mut Tx<'_>,
+    file: &FileRow,
+    kind: &str,
+) -> Result<(), String> {
+    let fact_id = format!("{kind}:{}:{}", file.id, file.generation);
+    let fact = casescope_proto::bus::v1::FileIndexedFact {
+        header: Some(casescope_proto::bus::v1::FactHeader {
+            fact_id: fact_id.clone(),
+            kind: kind.into(),
+            case_id: file.case_id.clone(),
+            occurred_at: casescope_proto::time::micros_to_rfc3339(casescope_db::now_micros()),
+            producer: "ingest".into(),
+        }),
+        file_id: file.id.clone(),
+        generation: file.generation,
+        events_indexed: u64::try_from(file.events_indexed).unwrap_or_default(),
+    };
+    let message = OutboundMessage::json(subjects::file_facts(&file.case_id), fact_id, &fact)
+        .map_err(|e| e.to_string())?;
+    outbox
+        .enqueue(tx, &message)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn wire_status(file: &FileRow) -> (FileStatus, Stage) {
     match file.stage_status.as_str() {
         stage::RUNNING => (FileStatus::Parsing, Stage::Unspecified),
@@ -379,6 +409,9 @@ impl IngestStage {
                 };
                 if status == stage::DONE {
                     enqueue_detect_job(&self.outbox, &mut tx, &row, "indexed")
+                        .await
+                        .map_err(transient)?;
+                    publish_indexed_fact(&self.outbox, &mut tx, &row, "file.indexed")
                         .await
                         .map_err(transient)?;
                 }

@@ -15,32 +15,9 @@ pub(super) fn db_error(error: DbError) -> ApiError {
     }
 }
 
-pub(super) fn case_id(id: Option<&CaseId>, field: &str) -> Result<String, ApiError> {
-    let value = id.map(|id| id.value.trim()).unwrap_or_default();
-    uuid::Uuid::parse_str(value)
-        .map(|uuid| uuid.hyphenated().to_string())
-        .map_err(|_| {
-            ApiError::invalid_field("CASE_ID_INVALID", field, "a case id (UUID) is required")
-        })
-}
+pub(super) use casescope_proto::ids::case_id;
 
-pub(super) fn plain_id(value: &str, reason: &'static str, field: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(ApiError::invalid_field(
-            reason,
-            field,
-            "an id (letters, digits, '-', '_', '.', ':') is required",
-        ))
-    }
-}
+pub(super) use casescope_proto::ids::plain_id;
 
 pub fn level_enum(level: &str) -> pb::RuleLevel {
     match level {

@@ -75,9 +75,10 @@ async fn event_index(db: Database) {
         Arc::new(InProcessBus::default()) as Arc<dyn Bus>,
     );
     let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:9");
-    let events = EventsClient::new(casescope_proto::channel::from_transport(
-        endpoint.connect_lazy(),
-    ));
+    let events = EventsClient::new(
+        casescope_proto::channel::from_transport(endpoint.connect_lazy()),
+        |_| {},
+    );
     let api = DetectApi::new(db.clone(), DetectSettings::default(), outbox, events);
     // A fresh database has nothing to backfill; the task is then gone.
     assert_eq!(repo.backfill_detection_events().await.unwrap(), 0);

@@ -2,12 +2,16 @@
 //! [`GrpcChannel`] (a socket in cluster mode, an in-process call in all-in-one mode).
 //! Every wait has a deadline.
 
-use casescope_proto::channel::GrpcChannel;
-use casescope_proto::common::v1::{CaseId, FileId};
-use casescope_proto::ingest::v1 as pb;
-use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use crate::channel::GrpcChannel;
+use crate::common::v1::{CaseId, FileId};
+use crate::ingest::v1 as pb;
+use crate::ingest::v1::ingest_service_client::IngestServiceClient;
 use std::time::Duration;
 use tonic::Status;
+
+/// Adds the caller's trace context to a request (the runtime's, given by the service
+/// that makes the client: this crate has no telemetry of its own).
+pub type TraceInjector = fn(&mut tonic::Request<pb::ScanFileEventsRequest>);
 
 /// Longest wait for one batch of a scan.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -15,6 +19,7 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Clone)]
 pub struct EventsClient {
     ingest: IngestServiceClient<GrpcChannel>,
+    inject: TraceInjector,
 }
 
 /// An open scan of one file's events, in locator order.
@@ -37,9 +42,10 @@ impl Scan {
 }
 
 impl EventsClient {
-    pub fn new(channel: GrpcChannel) -> Self {
+    pub fn new(channel: GrpcChannel, inject: TraceInjector) -> Self {
         Self {
             ingest: IngestServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+            inject,
         }
     }
 
@@ -56,7 +62,7 @@ impl EventsClient {
             resume_cursor: String::new(),
             include_raw: false,
         });
-        casescope_runtime::trace_context::inject_into_request(&mut request);
+        (self.inject)(&mut request);
         let response = tokio::time::timeout(BATCH_TIMEOUT, client.scan_file_events(request))
             .await
             .map_err(|_| {
