@@ -1,9 +1,10 @@
-//! The whole EVTX-ATTACK-SAMPLES corpus with SigmaHQ's Windows rules, twice: on
-//! `casescope serve` (all-in-one: SQLite, tantivy, in-process bus) and on a cluster of
-//! separate processes (cases, two ingest replicas sharing one evidence directory,
-//! detect) over a real nats-server, PostgreSQL and OpenSearch. Both must agree exactly:
-//! every file's counts (read, indexed, rejected, duplicates), the case's search total,
-//! and the set of detections.
+//! The whole EVTX-ATTACK-SAMPLES corpus with SigmaHQ's Windows rules and a list of IOCs,
+//! twice: on `casescope serve` (all-in-one: SQLite, tantivy, in-process bus) and on a
+//! cluster of separate processes (cases, two ingest replicas sharing one evidence
+//! directory, detect, ioc) over a real nats-server, PostgreSQL and OpenSearch. Both must
+//! agree exactly: every file's counts (read, indexed, rejected, duplicates), the case's
+//! search total, the set of detections and the set of IOC matches (the detect and ioc
+//! stages both start from the ingest service's `file.indexed` facts).
 //!
 //! Detection ids are derived from the case's event ids (`H(case, evidence sha256,
 //! record locator)`): the same evidence in two cases gives two sets of ids by design.
@@ -30,16 +31,44 @@ struct Outcome {
     counts: BTreeMap<String, (u64, u64, u64, u64)>,
     search_total: u64,
     detections: BTreeSet<String>,
+    ioc_matches: BTreeSet<String>,
 }
+
+/// IOCs of many types with values found in the corpus (and one found nowhere).
+const IOCS: &str = "type,value\n\
+ip,10.0.2[.]17\n\
+cidr,192.168.56.0/24\n\
+sha256,EBE94E294D86C714BED13EF018E70F75C37F8D8259144C0C847637EDC0222ECB\n\
+domain,afterburst[.]com\n\
+user_name,insecurebank\\Administrator\n\
+registry_key,HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run\n\
+command_line,-nop\n\
+process_name,PsExec.exe\n\
+named_pipe,\\\\.\\pipe\\svchost-MSEDGEWIN10-8116-stdin\n\
+service_name,remotesvc\n\
+other,mimikatz\n\
+md5,00000000000000000000000000000000\n";
 
 /// Imports the rules, uploads the corpus into a new case and waits until every file
 /// is indexed and evaluated; what came out.
-fn run(cases: &Server, ingest: &Server, detect: &Server, corpus: &Path, rules: &Path) -> Outcome {
+fn run(
+    cases: &Server,
+    ingest: &Server,
+    detect: &Server,
+    ioc: &Server,
+    corpus: &Path,
+    rules: &Path,
+) -> Outcome {
     let imported = json(detect.cli(&["rules", "import", rules.to_str().unwrap(), "--json"]));
     assert!(imported["loaded"].as_u64().unwrap() > 2000, "{imported}");
     let created = cases.cli(&["case", "create", "corpus"]);
     assert!(created.status.success(), "{}", stderr(&created));
     let case = stdout(&created).trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("iocs.csv");
+    std::fs::write(&list, IOCS).unwrap();
+    let imported = json(ioc.cli(&["ioc", "import", &case, list.to_str().unwrap(), "--json"]));
+    assert_eq!(imported["created"], 12, "{imported}");
     let uploaded = ingest.cli(&["upload", &case, corpus.to_str().unwrap()]);
     assert!(uploaded.status.success(), "{}", stderr(&uploaded));
 
@@ -59,12 +88,19 @@ fn run(cases: &Server, ingest: &Server, detect: &Server, corpus: &Path, rules: &
             .filter(|f| !matches!(f["status"].as_str(), Some("uploaded" | "parsing")))
             .count();
         let indexed = files.iter().filter(|f| f["status"] == "indexed").count();
-        if !files.is_empty() && parsed == files.len() && evaluated == indexed {
+        let hunts = json(ioc.cli(&["ioc", "states", &case, "--json"]));
+        let hunted = hunts["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "done" && s["hunted_version"] == hunts["case_version"])
+            .count();
+        if !files.is_empty() && parsed == files.len() && evaluated == indexed && hunted == indexed {
             break files;
         }
         assert!(
             Instant::now() < deadline,
-            "not processed in 30 minutes: {parsed}/{} parsed, {evaluated}/{indexed} evaluated",
+            "not processed in 30 minutes: {parsed}/{} parsed, {evaluated}/{indexed} evaluated, {hunted}/{indexed} hunted",
             files.len()
         );
         std::thread::sleep(Duration::from_secs(1));
@@ -110,10 +146,28 @@ fn run(cases: &Server, ingest: &Server, detect: &Server, corpus: &Path, rules: &
             )
         })
         .collect();
+    let matches = json(ioc.cli(&["ioc", "matches", &case, "--limit", "0", "--json"]));
+    let ioc_matches = matches
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let file = m["file_id"]
+                .as_str()
+                .and_then(|id| sha_of.get(id))
+                .cloned()
+                .unwrap_or_default();
+            format!(
+                "{file} {} {} {} {} {}",
+                m["type"], m["ioc_value"], m["field"], m["matched_value"], m["time"]
+            )
+        })
+        .collect();
     Outcome {
         counts,
         search_total: search_total(ingest, &case),
         detections,
+        ioc_matches,
     }
 }
 
@@ -129,14 +183,14 @@ fn the_cluster_finds_what_the_all_in_one_server_finds_on_the_corpus() {
     let started = Instant::now();
     let all_in_one = {
         let server = Server::start(&[], &[("CASESCOPE_RECONCILE_PERIOD_SECS", "2")]);
-        run(&server, &server, &server, &corpus, &rules)
+        run(&server, &server, &server, &server, &corpus, &rules)
     };
     let all_in_one_took = started.elapsed();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let nats = casescope_testkit::nats_url();
-    let [cases_db, ingest_db, detect_db] =
-        [(); 3].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
+    let [cases_db, ingest_db, detect_db, ioc_db] =
+        [(); 4].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
     drop(runtime);
     let (namespace, index) = casescope_e2e::fresh_names("corpus");
     let env = casescope_e2e::opensearch_env(&opensearch, &index);
@@ -163,7 +217,15 @@ fn the_cluster_finds_what_the_all_in_one_server_finds_on_the_corpus() {
         &["--service-addr", &ingest_addr],
         &env,
     );
-    let cluster = run(&cases, &replicas[0], &detect, &corpus, &rules);
+    let ioc = casescope_e2e::start_service(
+        "ioc",
+        &nats,
+        &ioc_db,
+        &namespace,
+        &["--service-addr", &ingest_addr],
+        &env,
+    );
+    let cluster = run(&cases, &replicas[0], &detect, &ioc, &corpus, &rules);
     let both_parsed = replicas
         .iter()
         .all(|replica| replica.log_text().contains("ingest run finished"));
@@ -194,12 +256,22 @@ fn the_cluster_finds_what_the_all_in_one_server_finds_on_the_corpus() {
         extra.first()
     );
     assert!(!all_in_one.detections.is_empty());
+    assert_eq!(
+        all_in_one.ioc_matches, cluster.ioc_matches,
+        "IOC matches differ between the deployments"
+    );
+    assert!(
+        all_in_one.ioc_matches.len() > 50,
+        "{}",
+        all_in_one.ioc_matches.len()
+    );
     eprintln!(
-        "corpus: {} files, {} events, {} detections, the same in both deployments \
-         (all-in-one {:?}, cluster {:?}; both ingest replicas parsed files: {both_parsed})",
+        "corpus: {} files, {} events, {} detections, {} IOC matches, the same in both \
+         deployments (all-in-one {:?}, cluster {:?}; both ingest replicas parsed files: {both_parsed})",
         all_in_one.counts.len(),
         all_in_one.search_total,
         all_in_one.detections.len(),
+        all_in_one.ioc_matches.len(),
         all_in_one_took,
         started.elapsed() - all_in_one_took
     );

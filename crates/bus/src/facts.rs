@@ -195,3 +195,84 @@ mod tests {
         assert!(deleted_case(without_id.as_bytes()).is_err());
     }
 }
+
+/// What a downstream stage reads of a `file.indexed` / `file.archived` fact
+/// (`casescope.v1.files.<case>`, published by the ingest service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIndexedInfo {
+    /// `file.indexed` or `file.archived`.
+    pub kind: String,
+    pub case_id: String,
+    pub file_id: String,
+    pub generation: i64,
+}
+
+/// Reads a file fact: `Ok(None)` for kinds other than `file.indexed` and
+/// `file.archived` (e.g. `file.status_changed`), an error for a payload that is not a
+/// file fact.
+pub fn file_indexed_fact(payload: &[u8]) -> Result<Option<FileIndexedInfo>, String> {
+    let fact: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|error| format!("not a file fact: {error}"))?;
+    let kind = fact["header"]["kind"].as_str().unwrap_or("");
+    if kind != "file.indexed" && kind != "file.archived" {
+        return Ok(None);
+    }
+    let case_id = fact["header"]["case_id"]
+        .as_str()
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .ok_or_else(|| format!("a {kind} fact without a case id"))?;
+    let file_id = fact["file_id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| format!("a {kind} fact without a file id"))?;
+    // JSON of an int64 field is a string (proto3 JSON) or a number.
+    let generation = &fact["generation"];
+    let generation = generation
+        .as_i64()
+        .or_else(|| generation.as_str().and_then(|g| g.parse().ok()))
+        .unwrap_or(0);
+    Ok(Some(FileIndexedInfo {
+        kind: kind.to_string(),
+        case_id: case_id.to_string(),
+        file_id: file_id.to_string(),
+        generation,
+    }))
+}
+
+/// Wraps a stage that starts from `file.indexed` facts: each such fact of a case not
+/// being deleted becomes a call of `start(case, file, generation)`; other file facts
+/// are acknowledged and ignored.
+pub struct OnFileIndexed<S> {
+    stage: S,
+    purges: CasePurges,
+}
+
+/// A stage started by `file.indexed` facts.
+#[async_trait]
+pub trait StartsOnIndexed: Send + Sync + 'static {
+    async fn start(&self, fact: &FileIndexedInfo) -> Result<(), HandlerError>;
+}
+
+impl<S> OnFileIndexed<S> {
+    pub fn new(stage: S, purges: CasePurges) -> Self {
+        Self { stage, purges }
+    }
+}
+
+#[async_trait]
+impl<S: StartsOnIndexed> Handler for OnFileIndexed<S> {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let Some(fact) = file_indexed_fact(&message.payload).map_err(HandlerError::Poison)? else {
+            return Ok(());
+        };
+        if self
+            .purges
+            .is_recorded(&fact.case_id)
+            .await
+            .map_err(HandlerError::transient)?
+        {
+            return Ok(());
+        }
+        self.stage.start(&fact).await
+    }
+}

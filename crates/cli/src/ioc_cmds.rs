@@ -118,6 +118,7 @@ pub struct ListArgs {
     /// Case-insensitive part of the value.
     #[arg(long, default_value = "")]
     pub contains: String,
+    /// At most this many (0: all).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
     #[arg(long)]
@@ -133,6 +134,7 @@ pub struct MatchesArgs {
     pub types: Vec<String>,
     #[arg(long = "file", value_name = "FILE_ID")]
     pub files: Vec<String>,
+    /// At most this many (0: all).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
     /// Counts by IOC and by type instead of the matches.
@@ -495,7 +497,11 @@ async fn list(client: &mut IocServiceClient<GrpcChannel>, args: ListArgs) -> any
         )?;
     }
     loop {
-        let size = (args.limit - shown).min(PAGE_SIZE);
+        let size = if args.limit == 0 {
+            PAGE_SIZE
+        } else {
+            (args.limit - shown).min(PAGE_SIZE)
+        };
         if size == 0 {
             break;
         }
@@ -626,7 +632,11 @@ async fn matches(
         )?;
     }
     loop {
-        let size = (args.limit - shown).min(PAGE_SIZE);
+        let size = if args.limit == 0 {
+            PAGE_SIZE
+        } else {
+            (args.limit - shown).min(PAGE_SIZE)
+        };
         if size == 0 {
             break;
         }

@@ -9,7 +9,7 @@ use crate::accept;
 use crate::serve_gateway::{self, guarded};
 use crate::server_http::{self, Readiness};
 use anyhow::{Context, bail};
-use casescope_bus::facts::{OnCaseFacts, PurgeCase, SkipDeletedCases};
+use casescope_bus::facts::{OnCaseFacts, OnFileIndexed, PurgeCase, SkipDeletedCases};
 use casescope_bus::{
     Bus, ConsumerConfig, InProcessBus, JetStreamBus, JetStreamOptions, Outbox, run_consumer,
     subjects,
@@ -501,6 +501,23 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 tracing::error!(%error, "the detect consumer stopped");
             }
         });
+        // Newly indexed (or archived) files, from the ingest service's facts.
+        let indexed = ConsumerConfig {
+            ack_wait: settings.lease_ttl,
+            max_deliver: u64::try_from(settings.max_attempts).unwrap_or(5) + 2,
+            batch: 2,
+            ..ConsumerConfig::new(
+                casescope_detect::DETECT_INDEXED_CONSUMER,
+                subjects::file_facts("*"),
+            )
+        };
+        let facts = Arc::new(OnFileIndexed::new(api.stage(), CasePurges::new(db.clone())));
+        let (consumer_bus, consumer_stop) = (bus.clone(), background.clone());
+        tasks.spawn(async move {
+            if let Err(error) = run_consumer(consumer_bus, indexed, facts, consumer_stop).await {
+                tracing::error!(%error, "the detect file-facts consumer stopped");
+            }
+        });
         tasks.spawn(api.reconciler().run(background.clone()));
         let purger = casescope_detect::CasePurger::new(&api.stage());
         spawn_case_purges(
@@ -597,7 +614,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 subjects::file_facts("*"),
             )
         };
-        let facts = Arc::new(casescope_ioc_service::IndexedFacts::new(api.stage()));
+        let facts = Arc::new(OnFileIndexed::new(api.stage(), CasePurges::new(db.clone())));
         let (consumer_bus, consumer_stop) = (bus.clone(), background.clone());
         tasks.spawn(async move {
             if let Err(error) = run_consumer(consumer_bus, indexed, facts, consumer_stop).await {

@@ -3,7 +3,10 @@
 //! detections analysts query.
 //!
 //! How it runs (docs/detection.md, "The detect service"):
-//! - The ingest service queues a `detect` stage job when a file is indexed. The stage
+//! - The ingest service publishes a `file.indexed` fact when a file is indexed (and
+//!   `file.archived` when its events leave the store); this service's own durable
+//!   consumer of those facts starts the file's detect stage (ingest knows none of its
+//!   downstream stages; detect's own jobs carry re-runs and the reconciler's). The stage
 //!   runs under the file's lease (epoch-fenced), scans the file's events from the ingest
 //!   service (`ScanFileEvents`, a bounded stream), evaluates the enabled rules on the
 //!   blocking pool, and replaces that file's detections in one transaction. Detection
@@ -34,7 +37,7 @@ pub use import::{ImportFile, ImportOptions, Planned, Refused};
 pub use purge::{CASE_STATE_MIGRATIONS, CasePurger, DETECT_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
 pub use repo::MIGRATIONS;
-pub use stage::{DETECT_CONSUMER, DetectStage};
+pub use stage::{DETECT_CONSUMER, DETECT_INDEXED_CONSUMER, DetectStage};
 
 use casescope_bus::OUTBOX_MIGRATIONS;
 use casescope_db::{CORE_MIGRATIONS, Migrations, PURGE_MIGRATIONS};

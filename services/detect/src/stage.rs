@@ -23,8 +23,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// The durable consumer name of detect workers.
+/// The durable consumer name of detect workers (detect's own jobs: re-runs, reconciler).
 pub const DETECT_CONSUMER: &str = "detect-workers";
+/// The durable consumer of `file.indexed` facts (`casescope.v1.files.*`).
+pub const DETECT_INDEXED_CONSUMER: &str = "detect-indexed";
 
 /// Longest matched-field value kept on a detection.
 const MAX_MATCHED_VALUE_BYTES: usize = 1024;
@@ -673,6 +675,25 @@ impl DetectStage {
             return Ok(None);
         }
         Ok(Some(evaluated))
+    }
+}
+
+/// `file.indexed` and `file.archived` facts start the detect stage of that file at its
+/// generation (an archived file's run finds no events and so drops its detections).
+#[async_trait::async_trait]
+impl casescope_bus::facts::StartsOnIndexed for DetectStage {
+    async fn start(
+        &self,
+        fact: &casescope_bus::facts::FileIndexedInfo,
+    ) -> Result<(), HandlerError> {
+        self.on_job(&StageJob {
+            case_id: fact.case_id.clone(),
+            file_id: fact.file_id.clone(),
+            stage: STAGE.into(),
+            generation: fact.generation,
+            reason: fact.kind.clone(),
+        })
+        .await
     }
 }
 

@@ -375,11 +375,10 @@ impl CaseArchiver {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        // The detect service finds no events for these any more: their findings go.
+        // The downstream stages find no events for these any more: their findings go.
         for file in files.iter().filter(|f| f.stage_status == stage::DONE) {
             let mut archived = file.clone();
             archived.generation += 1;
-            crate::stage::enqueue_detect_job(&self.outbox, &mut tx, &archived, "archived").await?;
             crate::stage::publish_indexed_fact(&self.outbox, &mut tx, &archived, "file.archived")
                 .await?;
         }

@@ -54,34 +54,6 @@ pub async fn enqueue_job(
         .map_err(|e| e.to_string())
 }
 
-/// The detect stage's job subject suffix (the detect service consumes it).
-const DETECT_STAGE: &str = "detect";
-
-/// Queues, in `tx`, the detect job of a file that was just indexed (`reason`
-/// "indexed") or archived ("archived": its events left the store): the detect service
-/// evaluates what the store holds of it (again after a re-index: a new generation).
-pub(crate) async fn enqueue_detect_job(
-    outbox: &Outbox,
-    tx: &mut Tx<'_>,
-    file: &FileRow,
-    reason: &str,
-) -> Result<(), String> {
-    let job = StageJob {
-        case_id: file.case_id.clone(),
-        file_id: file.id.clone(),
-        stage: DETECT_STAGE.into(),
-        generation: file.generation,
-        reason: reason.into(),
-    };
-    let id = format!("{}:{DETECT_STAGE}:{}", file.id, file.generation);
-    let message =
-        OutboundMessage::json(subjects::job(DETECT_STAGE), id, &job).map_err(|e| e.to_string())?;
-    outbox
-        .enqueue(tx, &message)
-        .await
-        .map_err(|e| e.to_string())
-}
-
 /// Publishes, in `tx`, that a file's events are in the store (`file.indexed`) or left
 /// it (`file.archived`) at its generation: the downstream stages (detect, ioc) start
 /// from this fact with their own durable consumers.
@@ -408,9 +380,6 @@ impl IngestStage {
                     return Ok(());
                 };
                 if status == stage::DONE {
-                    enqueue_detect_job(&self.outbox, &mut tx, &row, "indexed")
-                        .await
-                        .map_err(transient)?;
                     publish_indexed_fact(&self.outbox, &mut tx, &row, "file.indexed")
                         .await
                         .map_err(transient)?;

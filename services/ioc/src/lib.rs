@@ -31,7 +31,7 @@ pub use casescope_proto::scan::EventsClient;
 pub use purge::{CasePurger, IOC_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
 pub use repo::MIGRATIONS;
-pub use stage::{HuntStage, IOC_CONSUMER, IOC_INDEXED_CONSUMER, IndexedFacts, match_id};
+pub use stage::{HuntStage, IOC_CONSUMER, IOC_INDEXED_CONSUMER, match_id};
 
 use casescope_bus::OUTBOX_MIGRATIONS;
 use casescope_db::{CORE_MIGRATIONS, Migrations, PURGE_MIGRATIONS};

@@ -10,8 +10,9 @@
 
 use crate::repo::{FileRow, Hunted, IocRepo, MatchRow, Scope};
 use crate::{IocSettings, STAGE};
+use casescope_bus::facts::{FileIndexedInfo, StartsOnIndexed};
 use casescope_bus::{Handler, HandlerError, OutboundMessage, Outbox, ReceivedMessage, subjects};
-use casescope_db::{CasePurges, DbError, Lease, LeaseError, LeaseKey, LeaseStore, Tx};
+use casescope_db::{DbError, Lease, LeaseError, LeaseKey, LeaseStore, Tx};
 use casescope_ioc::{Hunter, Indicator, IocType};
 use casescope_proto::bus::v1::StageJob;
 use casescope_proto::ingest::v1 as ingest_pb;
@@ -569,47 +570,13 @@ impl Handler for HuntStage {
     }
 }
 
-/// The consumer of `file.indexed` and `file.archived` facts: each starts the hunt of
-/// that file at its generation (an archived file's hunt finds no events and so drops
-/// its matches). Other file facts are acknowledged and ignored.
-pub struct IndexedFacts {
-    stage: HuntStage,
-    purges: CasePurges,
-}
-
-impl IndexedFacts {
-    pub fn new(stage: HuntStage) -> Self {
-        let purges = CasePurges::new(stage.repo.db().clone());
-        Self { stage, purges }
-    }
-}
-
+/// `file.indexed` and `file.archived` facts start the hunt of that file at its
+/// generation (an archived file's hunt finds no events and so drops its matches).
 #[async_trait::async_trait]
-impl Handler for IndexedFacts {
-    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let fact: serde_json::Value = serde_json::from_slice(&message.payload)
-            .map_err(|error| HandlerError::Poison(format!("not a file fact: {error}")))?;
-        let kind = fact["header"]["kind"].as_str().unwrap_or("");
-        if kind != "file.indexed" && kind != "file.archived" {
-            return Ok(());
-        }
-        let case_id = fact["header"]["case_id"].as_str().unwrap_or("");
-        let file_id = fact["file_id"].as_str().unwrap_or("");
-        if case_id.is_empty() || file_id.is_empty() {
-            return Err(HandlerError::Poison(format!(
-                "a {kind} fact needs a case and a file"
-            )));
-        }
-        // JSON of an int64 field is a string (proto3 JSON) or a number.
-        let generation = &fact["generation"];
-        let generation = generation
-            .as_i64()
-            .or_else(|| generation.as_str().and_then(|g| g.parse().ok()))
-            .unwrap_or(0);
-        if self.purges.is_recorded(case_id).await.map_err(transient)? {
-            return Ok(());
-        }
-        self.stage.on_request(case_id, file_id, generation).await
+impl StartsOnIndexed for HuntStage {
+    async fn start(&self, fact: &FileIndexedInfo) -> Result<(), HandlerError> {
+        self.on_request(&fact.case_id, &fact.file_id, fact.generation)
+            .await
     }
 }
 

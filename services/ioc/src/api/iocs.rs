@@ -99,6 +99,8 @@ impl IocApi {
             .await
             .map_err(db_error)?
         {
+            // Released before reading on (SQLite gives a transaction its connection).
+            drop(tx);
             let existing = self
                 .repo
                 .ioc_by_value(&case, &row.ioc_type, &row.normalized)
