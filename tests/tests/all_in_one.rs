@@ -1,7 +1,7 @@
 //! `casescope serve` on embedded defaults: the README's first command.
 
 use casescope_e2e::{Server, http_get, metric, stderr, stdout};
-use casescope_proto::ioc::v1::ioc_service_client::IocServiceClient;
+use casescope_proto::report::v1::report_service_client::ReportServiceClient;
 use std::time::Duration;
 
 #[test]
@@ -78,25 +78,25 @@ fn health_readiness_and_unimplemented_rpcs() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut ioc = IocServiceClient::new(server.grpc().await);
-        let request = casescope_proto::ioc::v1::ListIocsRequest {
+        let mut report = ReportServiceClient::new(server.grpc().await);
+        let request = casescope_proto::report::v1::ListReportsRequest {
             case_id: Some(casescope_proto::common::v1::CaseId {
                 value: "01a20545-ff79-73bd-be57-fc0fc36e8375".into(),
             }),
             ..Default::default()
         };
         // Without credentials the gateway answers first: nothing is revealed.
-        let mut anonymous = IocServiceClient::connect(server.address.clone())
+        let mut anonymous = ReportServiceClient::connect(server.address.clone())
             .await
             .unwrap();
-        let status = anonymous.list_iocs(request.clone()).await.unwrap_err();
+        let status = anonymous.list_reports(request.clone()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
-        let status = ioc.list_iocs(request).await.unwrap_err();
+        let status = report.list_reports(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(
             status
                 .message()
-                .contains("casescope.ioc.v1.IocService/ListIocs"),
+                .contains("casescope.report.v1.ReportService/ListReports"),
             "{status:?}"
         );
         let mut health = tonic_health_client(server.address.clone()).await;

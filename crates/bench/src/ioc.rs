@@ -2,8 +2,9 @@
 //! 100,000 IOCs of mixed types, whole process, through `casescope analyze --iocs`
 //! (medians of N runs, peak RSS), against two floors measured in the same run: the
 //! evtx crate's parse to JSON, and `analyze` with an empty IOC list (its own reader,
-//! every field visited, nothing hunted). Every list holds the same ten IOCs that occur
-//! in the events, so every run must find the same matches.
+//! every field visited, nothing hunted); then in all-in-one mode (`ioc_server.rs`).
+//! Every list holds the same ten IOCs that occur in the events, so every run must find
+//! the same matches.
 
 use crate::detect::{median, parse_only, run_measured};
 use anyhow::bail;
@@ -83,7 +84,7 @@ fn filler(i: u64, rng: &mut Rng) -> (&'static str, String) {
     }
 }
 
-fn write_list(path: &Path, count: u64) -> anyhow::Result<()> {
+pub(crate) fn write_list(path: &Path, count: u64) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(out, "type,value")?;
     let mut written = 0u64;
@@ -198,5 +199,5 @@ pub fn run(bench: IocBench<'_>) -> anyhow::Result<()> {
         }
     }
     println!();
-    Ok(())
+    crate::ioc_server::run(&bench, &evidence, dir.path())
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 mod detect;
 mod ioc;
+mod ioc_server;
 
 #[derive(Parser)]
 struct Args {
@@ -102,7 +103,7 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -153,8 +154,8 @@ fn remove_stale_runs(age: Duration) {
     }
 }
 
-struct Server {
-    child: Child,
+pub(crate) struct Server {
+    pub(crate) child: Child,
     address: String,
     _dir: tempfile::TempDir,
 }
@@ -173,7 +174,7 @@ fn free_port() -> u16 {
         .unwrap_or(17_999)
 }
 
-fn start(binary: &Path) -> anyhow::Result<Server> {
+pub(crate) fn start(binary: &Path) -> anyhow::Result<Server> {
     let dir = scratch_dir()?;
     let port = free_port();
     let child = Command::new(binary)
@@ -205,7 +206,7 @@ fn start(binary: &Path) -> anyhow::Result<Server> {
     })
 }
 
-fn cli(binary: &Path, server: &Server, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn cli(binary: &Path, server: &Server, args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new(binary)
         .args(args)
         .env("CASESCOPE_SERVER", &server.address)
@@ -263,7 +264,7 @@ fn end_to_end(
 /// and 1 s. Each poll starts a client process (~9 ms of CPU), so polling a minute-long
 /// run every 100 ms took ~5 % of this 2-core machine away from the server; this keeps
 /// the end time within 2 % (the corpus run, ~10 s, is still polled every 200 ms).
-fn poll_interval(elapsed: Duration) -> Duration {
+pub(crate) fn poll_interval(elapsed: Duration) -> Duration {
     (elapsed / 50).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 

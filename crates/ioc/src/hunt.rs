@@ -53,6 +53,18 @@ pub struct Hit<'a> {
     pub matched: &'a str,
 }
 
+mod anchored;
+
+/// Needles searched with one Aho-Corasick automaton at most; above, the anchored
+/// search (`anchored.rs`), whose cost per byte does not grow with the needles.
+const ANCHORED_ABOVE: usize = 2000;
+
+/// How the text is searched for the needles.
+enum Search {
+    Automaton(AhoCorasick),
+    Anchored(anchored::Anchored),
+}
+
 /// How the text around an automaton match must look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Boundary {
@@ -77,7 +89,7 @@ enum Class {
 /// Every IOC of a hunt, compiled. Shareable between threads.
 pub struct Hunter {
     len: usize,
-    automaton: Option<AhoCorasick>,
+    automaton: Option<Search>,
     /// Per automaton pattern: the IOCs it stands for and how each is bounded.
     patterns: Vec<Vec<(u32, Boundary)>>,
     /// (prefix length, is IPv6, network) → IOCs: every ip and CIDR IOC.
@@ -173,12 +185,15 @@ impl Hunter {
         }
         let automaton = if needles.is_empty() {
             None
+        } else if needles.len() > ANCHORED_ABOVE {
+            Some(Search::Anchored(anchored::Anchored::new(&needles)))
         } else {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .build(&needles)
                 .ok()
+                .map(Search::Automaton)
         };
         let mut prefixes: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         for (prefix, v6, _) in blocks.keys() {
@@ -219,10 +234,9 @@ impl Hunter {
             if text.is_empty() {
                 continue;
             }
-            if let Some(automaton) = &self.automaton {
-                for found in automaton.find_overlapping_iter(text) {
-                    let (from, to) = (found.start(), found.end());
-                    for &(ioc, boundary) in &self.patterns[found.pattern().as_usize()] {
+            if let Some(search) = &self.automaton {
+                let mut on_found = |(pattern, from, to): (usize, usize, usize)| {
+                    for &(ioc, boundary) in &self.patterns[pattern] {
                         if bounded(text.as_bytes(), from, to, boundary) {
                             push(
                                 hits,
@@ -235,6 +249,14 @@ impl Hunter {
                             );
                         }
                     }
+                };
+                match search {
+                    Search::Automaton(automaton) => {
+                        for found in automaton.find_overlapping_iter(text) {
+                            on_found((found.pattern().as_usize(), found.start(), found.end()));
+                        }
+                    }
+                    Search::Anchored(anchored) => anchored.find(text.as_bytes(), &mut on_found),
                 }
             }
             match class_of(name) {

@@ -328,3 +328,48 @@ fn many_iocs_compile_and_hunt() {
         Vec::<u32>::new()
     );
 }
+
+#[test]
+fn large_sets_find_what_small_sets_find() {
+    // The same IOCs hunted alone (one automaton) and among thousands of others (the
+    // anchored search): the same hits.
+    let mine: Vec<(IocType, &str)> = vec![
+        (IocType::Ip, "10.0.0.5"),
+        (IocType::Domain, "evil.example"),
+        (IocType::Hostname, "pc"),
+        (
+            IocType::Sha256,
+            "ebe94e294d86c714bed13ef018e70f75c37f8d8259144c0c847637edc0222ecb",
+        ),
+        (IocType::FileName, "a.exe"),
+        (IocType::CommandLine, "-enc JAB"),
+        (IocType::RegistryKey, "HKLM\\Software\\Run\\X"),
+        (IocType::Other, "Mimi"),
+    ];
+    let fillers: Vec<(IocType, String)> = (0..3000)
+        .map(|i| (IocType::Other, format!("filler-{i}-zq")))
+        .collect();
+    let mut all: Vec<(IocType, &str)> = mine.clone();
+    all.extend(fillers.iter().map(|(k, v)| (*k, v.as_str())));
+    let small = hunter(&mine);
+    let large = hunter(&all);
+    for text in [
+        "ping 10.0.0.5 and 110.0.0.5",
+        "a.evil.example evil.example.org",
+        "\\\\PC\\c$ pc.corp.local PC2",
+        "SHA256=EBE94E294D86C714BED13EF018E70F75C37F8D8259144C0C847637EDC0222ECB,IMPHASH=00",
+        "C:\\x\\a.exe b.a.exe",
+        "powershell -ENC JABzAH -enc jab",
+        "HKLM\\SOFTWARE\\Run\\X",
+        "Invoke-MIMIKATZ mimi",
+        "filler-12-zq",
+    ] {
+        let fields = [("CommandLine", text), ("Computer", text)];
+        let want = hits(&small, &fields);
+        let got: Vec<_> = hits(&large, &fields)
+            .into_iter()
+            .filter(|(ioc, _, _)| (*ioc as usize) < mine.len())
+            .collect();
+        assert_eq!(got, want, "{text}");
+    }
+}
