@@ -1,6 +1,6 @@
 //! One deployment of CaseScope for a scenario that must hold in both modes: all-in-one
-//! (`casescope serve`: SQLite, tantivy, in-process bus) or multi-process (cases, ingest
-//! and detect as separate processes over a real nats-server, PostgreSQL and
+//! (`casescope serve`: SQLite, tantivy, in-process bus) or multi-process (cases, ingest,
+//! detect and ioc as separate processes over a real nats-server, PostgreSQL and
 //! OpenSearch), with where its data lives.
 
 use crate::{Server, opensearch_or_skip};
@@ -12,10 +12,12 @@ pub struct Deployment {
     /// `None` in all-in-one mode (the `cases` process serves everything).
     pub ingest: Option<Server>,
     pub detect: Option<Server>,
-    /// The one gateway in front of cases, ingest and detect (multi-process mode).
+    pub ioc: Option<Server>,
+    /// The one gateway in front of cases, ingest, detect and ioc (multi-process mode).
     pub gateway: Option<Server>,
     pub ingest_db: String,
     pub detect_db: String,
+    pub ioc_db: String,
     /// The ingest service's data directory (`ingest/evidence/<case>/…`).
     pub ingest_data: PathBuf,
     /// (OpenSearch URL, index) in cluster mode.
@@ -31,6 +33,7 @@ impl Deployment {
             cases: server,
             ingest: None,
             detect: None,
+            ioc: None,
             gateway: None,
             ingest_db: format!(
                 "sqlite://{}?mode=ro",
@@ -40,6 +43,7 @@ impl Deployment {
                 "sqlite://{}?mode=ro",
                 data.join("db/detect.sqlite").display()
             ),
+            ioc_db: format!("sqlite://{}?mode=ro", data.join("db/ioc.sqlite").display()),
             ingest_data: data,
             opensearch: None,
         }
@@ -62,8 +66,8 @@ impl Deployment {
         let opensearch = opensearch_or_skip()?;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let nats = nats.to_string();
-        let [cases_db, ingest_db, detect_db] =
-            [(); 3].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
+        let [cases_db, ingest_db, detect_db, ioc_db] =
+            [(); 4].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
         drop(runtime);
         let (namespace, index) = crate::fresh_names(prefix);
         let ingest_data = work.join("ingest-data");
@@ -125,11 +129,22 @@ impl Deployment {
             format!("ingest={}", ingest.address),
         ]);
         let detect = start(detect_args);
+        let mut ioc_args = common("ioc", &ioc_db);
+        ioc_args.extend([
+            "--service-addr".into(),
+            format!("ingest={}", ingest.address),
+        ]);
+        let ioc = start(ioc_args);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let gateway_db = runtime.block_on(casescope_testkit::postgres_url());
         drop(runtime);
         let mut gateway_args = common("gateway", &gateway_db);
-        for (service, server) in [("cases", &cases), ("ingest", &ingest), ("detect", &detect)] {
+        for (service, server) in [
+            ("cases", &cases),
+            ("ingest", &ingest),
+            ("detect", &detect),
+            ("ioc", &ioc),
+        ] {
             gateway_args.extend([
                 "--service-addr".into(),
                 format!("{service}={}", server.address),
@@ -140,9 +155,11 @@ impl Deployment {
             cases,
             ingest: Some(ingest),
             detect: Some(detect),
+            ioc: Some(ioc),
             gateway: Some(gateway),
             ingest_db,
             detect_db,
+            ioc_db,
             ingest_data,
             opensearch: Some((opensearch, index)),
         })
@@ -160,6 +177,10 @@ impl Deployment {
 
     pub fn detect(&self) -> &Server {
         self.detect.as_ref().unwrap_or(&self.cases)
+    }
+
+    pub fn ioc(&self) -> &Server {
+        self.ioc.as_ref().unwrap_or(&self.cases)
     }
 
     /// Where the ingest service keeps the blobs of `case`.
@@ -180,6 +201,7 @@ impl Deployment {
             Some(&self.cases),
             self.ingest.as_ref(),
             self.detect.as_ref(),
+            self.ioc.as_ref(),
             self.gateway.as_ref(),
         ]
         .into_iter()

@@ -210,3 +210,124 @@ fn analyze_expands_placeholders_from_the_mapping_file() {
             .all(|row| row["rule_title"] == "Admin tool from a listed place")
     );
 }
+
+/// `analyze --iocs` hunts IOC files of every format, with or without rules: each match is
+/// a timeline row of the hunter's finding in those events.
+#[test]
+fn analyze_hunts_iocs_from_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let evidence = synthetic(dir.path(), 3000);
+    let csv = dir.path().join("iocs.csv");
+    std::fs::write(
+        &csv,
+        "ioc_value,ioc_type\nsvchost.exe,filename\nnot-a-hash,sha256\n",
+    )
+    .unwrap();
+    let stix = dir.path().join("feed.json");
+    std::fs::write(
+        &stix,
+        r#"{"type":"bundle","id":"bundle--1","objects":[{"type":"indicator","id":"indicator--1","pattern":"[ipv4-addr:value = '10.0.0[.]5']","pattern_type":"stix","valid_from":"2024-01-01T00:00:00Z"}]}"#,
+    )
+    .unwrap();
+    let misp = dir.path().join("event.json");
+    std::fs::write(
+        &misp,
+        r#"{"Event":{"info":"x","Attribute":[{"type":"domain","value":"corp.example.com","to_ids":true}]}}"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let output = Command::new(casescope_e2e::casescope_binary())
+            .arg("analyze")
+            .arg(&evidence)
+            .args([
+                "--iocs",
+                csv.to_str().unwrap(),
+                "--iocs",
+                stix.to_str().unwrap(),
+            ])
+            .args(["--iocs", misp.to_str().unwrap(), "--json"])
+            .args(extra)
+            .output()
+            .expect("run casescope analyze");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (rows, String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let (rows, stderr) = run(&["--no-rules"]);
+    assert!(stderr.contains("3 IOCs loaded"), "{stderr}");
+    assert!(stderr.contains("1 refused"), "{stderr}");
+    assert!(
+        rows.iter().all(|r| r["level"] == "ioc"),
+        "only IOC rows without rules"
+    );
+    let mut by_type = std::collections::BTreeMap::new();
+    for row in &rows {
+        *by_type
+            .entry(row["ioc_type"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        by_type.keys().cloned().collect::<Vec<_>>(),
+        vec!["domain", "file_name", "ip"],
+        "{by_type:?}"
+    );
+    // The same events hunted in-process give the same number of matches.
+    let list = [
+        (casescope_ioc::IocType::FileName, "svchost.exe"),
+        (casescope_ioc::IocType::Ip, "10.0.0.5"),
+        (casescope_ioc::IocType::Domain, "corp.example.com"),
+    ];
+    let indicators: Vec<casescope_ioc::Indicator> = list
+        .iter()
+        .map(|(kind, value)| casescope_ioc::Indicator {
+            ioc_type: *kind,
+            value: casescope_ioc::canonicalize(*kind, value).unwrap(),
+        })
+        .collect();
+    let hunter = casescope_ioc::Hunter::new(&indicators);
+    let context = Context {
+        case_id: "x".into(),
+        file_id: "x".into(),
+        evidence_sha256: String::new(),
+        timestamp_field: None,
+        keep_raw: false,
+        limits: Limits::default(),
+    };
+    let mut expected = 0;
+    parse_file(&evidence, Format::Evtx, &context, &mut |outcome| {
+        if let Outcome::Event(event) = outcome {
+            let mut fields: Vec<(&str, &str)> = event
+                .fields
+                .iter()
+                .filter_map(|(n, v)| v.as_str().map(|t| (n.as_str(), t)))
+                .collect();
+            if let Some(computer) = event.computer.as_deref()
+                && !event.fields.contains_key("Computer")
+            {
+                fields.push(("Computer", computer));
+            }
+            let mut hits = Vec::new();
+            hunter.hunt(&fields, &mut hits);
+            expected += hits.len();
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(rows.len(), expected);
+    assert!(expected > 100, "{expected}");
+    // With the built-in rules too: the same IOC rows, and detections besides.
+    let (with_rules, _) = run(&[]);
+    let iocs = with_rules.iter().filter(|r| r["level"] == "ioc").count();
+    assert_eq!(iocs, expected);
+    assert!(
+        with_rules.len() > iocs,
+        "detections alongside the IOC matches"
+    );
+}

@@ -25,6 +25,14 @@ const DETECT_TABLES: [&str; 4] = [
     "detect_cases WHERE",
     "detect_correlation_inputs WHERE",
 ];
+const IOC_TABLES: [&str; 5] = [
+    "iocs WHERE",
+    "ioc_matches WHERE",
+    "ioc_files WHERE",
+    "ioc_changes WHERE",
+    "ioc_case_versions WHERE",
+];
+
 /// What the kept case must still have, exactly (its correlation pass may still be
 /// running when the snapshot is taken, so correlation rows are left out).
 const KEPT_DETECT_TABLES: [&str; 2] = ["detections WHERE scope = 'file' AND", "detect_files WHERE"];
@@ -66,6 +74,22 @@ fn scenario(deployment: &Deployment, work: &Path) {
         ]);
         assert!(uploaded.status.success(), "{}", stderr(&uploaded));
     }
+    // IOCs in both cases, hunted in both.
+    let list = work.join("iocs.csv");
+    std::fs::write(
+        &list,
+        "type,value\ncidr,10.0.0.0/8\nprocess_name,svchost.exe\n",
+    )
+    .unwrap();
+    for case in [&doomed, &kept] {
+        let imported =
+            json(
+                deployment
+                    .ioc()
+                    .cli(&["ioc", "import", case, list.to_str().unwrap(), "--json"]),
+            );
+        assert_eq!(imported["created"], 2, "{imported}");
+    }
     let doomed_detections = wait_until_detected(&deployment.cases, deployment.detect(), &doomed, 2);
     let kept_detections = wait_until_detected(&deployment.cases, deployment.detect(), &kept, 2);
     assert!(doomed_detections > 0, "the rule fires on the evidence");
@@ -78,6 +102,13 @@ fn scenario(deployment: &Deployment, work: &Path) {
     assert!(deployment.evidence_dir(&doomed).is_dir());
     let kept_ingest_rows = rows(&deployment.ingest_db, &INGEST_TABLES, &kept);
     let kept_detect_rows = rows(&deployment.detect_db, &KEPT_DETECT_TABLES, &kept);
+    let kept_ioc_rows = wait_until_hunted(deployment, &kept, 2);
+    let doomed_ioc_rows = wait_until_hunted(deployment, &doomed, 2);
+    assert_eq!(
+        doomed_ioc_rows, kept_ioc_rows,
+        "the same evidence, the same matches"
+    );
+    assert!(kept_ioc_rows[1].1 > 0, "the IOCs match: {kept_ioc_rows:?}");
     assert!(kept_detect_rows[0].1 > 0, "{kept_detect_rows:?}");
 
     let unconfirmed = deployment.cases.cli(&["case", "delete", &doomed]);
@@ -98,10 +129,12 @@ fn scenario(deployment: &Deployment, work: &Path) {
     loop {
         let ingest_rows = rows(&deployment.ingest_db, &INGEST_TABLES, &doomed);
         let detect_rows = rows(&deployment.detect_db, &DETECT_TABLES, &doomed);
+        let ioc_rows = rows(&deployment.ioc_db, &IOC_TABLES, &doomed);
         let events = search_total(deployment.ingest(), &doomed);
         let blobs = deployment.evidence_dir(&doomed).exists();
         if ingest_rows == zero(&INGEST_TABLES)
             && detect_rows == zero(&DETECT_TABLES)
+            && ioc_rows == zero(&IOC_TABLES)
             && events == 0
             && !blobs
         {
@@ -110,7 +143,7 @@ fn scenario(deployment: &Deployment, work: &Path) {
         assert!(
             Instant::now() < deadline,
             "the deleted case still has data: ingest {ingest_rows:?}, detect {detect_rows:?}, \
-             {events} events, blobs on disk: {blobs}\n{}",
+             ioc {ioc_rows:?}, {events} events, blobs on disk: {blobs}\n{}",
             deployment.ingest().log_text()
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -139,6 +172,7 @@ fn scenario(deployment: &Deployment, work: &Path) {
         rows(&deployment.detect_db, &KEPT_DETECT_TABLES, &kept),
         kept_detect_rows
     );
+    assert_eq!(rows(&deployment.ioc_db, &IOC_TABLES, &kept), kept_ioc_rows);
     assert!(deployment.evidence_dir(&kept).is_dir());
     assert_eq!(
         wait_until_detected(&deployment.cases, deployment.detect(), &kept, 2),
@@ -165,4 +199,32 @@ fn deleting_a_case_deletes_its_data_multi_process() {
         return;
     };
     scenario(&deployment, work.path());
+}
+
+/// Waits until the case's `files` files are hunted at its IOC version; its IOC rows.
+fn wait_until_hunted(deployment: &Deployment, case: &str, files: usize) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let states = json(deployment.ioc().cli(&["ioc", "states", case, "--json"]));
+        let hunted = states["files"]
+            .as_array()
+            .map(|files| {
+                files
+                    .iter()
+                    .filter(|f| {
+                        f["status"] == "done" && f["hunted_version"] == states["case_version"]
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if hunted == files {
+            return rows(&deployment.ioc_db, &IOC_TABLES, case);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not hunted: {states}\n{}",
+            deployment.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

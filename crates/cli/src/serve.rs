@@ -560,6 +560,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         db.migrate(casescope_ioc_service::ALL_MIGRATIONS)
             .await
             .context("cannot migrate the ioc database")?;
+        casescope_runtime::metrics::metrics().zero_ioc();
         let events = casescope_ioc_service::EventsClient::new(
             with_service_identity(
                 match ingest_channel.clone() {

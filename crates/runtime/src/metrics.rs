@@ -40,6 +40,10 @@ pub struct Metrics {
     pub detect_runs: Counter<u64>,
     /// Detections new to their case (a re-run finding the same ones adds nothing).
     pub detections: Counter<u64>,
+    /// IOC hunt runs of a file that ended, by `outcome` (`done` or `failed`).
+    pub ioc_hunts: Counter<u64>,
+    /// IOC matches new to their case.
+    pub ioc_matches: Counter<u64>,
 }
 
 /// The process-wide instruments.
@@ -100,6 +104,14 @@ pub fn metrics() -> &'static Metrics {
                 .u64_counter("casescope.detect.detections")
                 .with_description("Detections new to their case")
                 .build(),
+            ioc_hunts: meter
+                .u64_counter("casescope.ioc.hunts")
+                .with_description("IOC hunt runs of a file that ended, by outcome (done, failed)")
+                .build(),
+            ioc_matches: meter
+                .u64_counter("casescope.ioc.matches")
+                .with_description("IOC matches new to their case")
+                .build(),
         }
     })
 }
@@ -134,6 +146,15 @@ impl Metrics {
         }
         self.detections.add(0, &[]);
         self.leases_expired.add(0, &attr("stage", "detect"));
+    }
+
+    /// [`Self::zero_ingest`] for the ioc service.
+    pub fn zero_ioc(&self) {
+        for outcome in ["done", "failed"] {
+            self.ioc_hunts.add(0, &attr("outcome", outcome));
+        }
+        self.ioc_matches.add(0, &[]);
+        self.leases_expired.add(0, &attr("stage", "ioc_hunt"));
     }
 }
 

@@ -404,6 +404,9 @@ impl HuntStage {
             Ok(None) => return Ok(false), // lease lost: the new holder finishes
             Err(error) => {
                 tracing::warn!(file_id = %file.file_id, %error, "ioc hunt failed");
+                casescope_runtime::metrics::metrics()
+                    .ioc_hunts
+                    .add(1, &casescope_runtime::metrics::attr("outcome", "failed"));
                 if let Ok(mut tx) = self.leases.fenced(lease).await {
                     self.repo
                         .fail_run(&mut tx, &file.file_id, &error, self.settings.max_attempts)
@@ -435,6 +438,11 @@ impl HuntStage {
             .await
             .map_err(transient)?;
         tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
+        let metrics = casescope_runtime::metrics::metrics();
+        metrics
+            .ioc_hunts
+            .add(1, &casescope_runtime::metrics::attr("outcome", "done"));
+        metrics.ioc_matches.add(new as u64, &[]);
         tracing::info!(
             file_id = %file.file_id, mode, events = hunted.events_scanned,
             matches = hunted.matches.len(), new_matches = new, "ioc hunt finished"
