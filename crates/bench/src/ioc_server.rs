@@ -70,7 +70,18 @@ pub fn run(bench: &IocBench<'_>, evidence: &Path, dir: &Path) -> anyhow::Result<
         &server,
         &["upload", &case, &evidence.display().to_string()],
     )?;
-    let (mut runs, events, _) = wait_hunted(bench.binary, &server, &case, 0)?;
+    let (mut runs, _, _) = wait_hunted(bench.binary, &server, &case, 0)?;
+    let files: serde_json::Value =
+        serde_json::from_str(&cli(bench.binary, &server, &["files", &case, "--json"])?)?;
+    let events: u64 = files
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| f["events_indexed"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
     println!(
         "## all-in-one (`casescope serve`): {events} events indexed and hunted with no IOCs in {:.1} s",
         started.elapsed().as_secs_f64()

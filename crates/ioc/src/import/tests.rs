@@ -442,3 +442,73 @@ fn exports_read_back_as_the_same_iocs() {
         );
     }
 }
+
+#[test]
+fn a_50_mb_csv_streams_with_a_result_per_line() {
+    // ~50 MB, generated as it is read: the reader holds one record at a time.
+    struct Lines {
+        next: u64,
+        total: u64,
+        buffer: Vec<u8>,
+        at: usize,
+    }
+    impl Read for Lines {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.at == self.buffer.len() {
+                self.buffer.clear();
+                self.at = 0;
+                if self.next == 0 {
+                    self.buffer.extend_from_slice(b"type,value,description\n");
+                }
+                while self.buffer.len() < 64 * 1024 && self.next < self.total {
+                    let i = self.next;
+                    self.next += 1;
+                    let line = match i % 3 {
+                        0 => format!("domain,host{i}.bad-infra[.]example,feed line {i}\n"),
+                        1 => format!("sha256,{:064x},feed line {i}\n", i),
+                        _ => format!(
+                            "ip,10.{}.{}.{}/99,broken {i}\n",
+                            (i >> 16) & 255,
+                            (i >> 8) & 255,
+                            i & 255
+                        ),
+                    };
+                    self.buffer.extend_from_slice(line.as_bytes());
+                }
+                if self.buffer.is_empty() {
+                    return Ok(0);
+                }
+            }
+            let n = out.len().min(self.buffer.len() - self.at);
+            out[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+    let total = 900_000u64;
+    let input = Lines {
+        next: 0,
+        total,
+        buffer: Vec::new(),
+        at: 0,
+    };
+    let (mut ok, mut refused, mut last) = (0u64, 0u64, String::new());
+    read(Format::Csv, input, &Options::default(), &mut |entry| {
+        match entry.item {
+            Item::Ioc(_) => ok += 1,
+            Item::Refused { reason, .. } => {
+                refused += 1;
+                assert!(
+                    reason.contains("prefix length") || reason.contains("cidr"),
+                    "{reason}"
+                );
+            }
+        }
+        last = entry.locator;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(ok + refused, total, "a result per line");
+    assert_eq!(refused, total / 3);
+    assert_eq!(last, format!("line:{}", total + 1));
+}
