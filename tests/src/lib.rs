@@ -595,6 +595,15 @@ pub fn wait_until_detected(cases: &Server, detect: &Server, case: &str, files: u
     }
 }
 
+/// Whether a file's status says its ingest is over and it was indexed: `indexed`, or
+/// one of the downstream stages' (`detecting`, `hunting`, `ready`).
+pub fn past_ingest(status: &serde_json::Value) -> bool {
+    matches!(
+        status.as_str(),
+        Some("indexed" | "detecting" | "hunting" | "ready")
+    )
+}
+
 /// A Sigma rule (id `id`) that fires on every successful logon (4624) of the synthetic
 /// evidence.
 pub fn logon_rule(id: &str) -> String {

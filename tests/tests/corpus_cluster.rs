@@ -73,6 +73,7 @@ fn run(
     assert!(uploaded.status.success(), "{}", stderr(&uploaded));
 
     let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut settled_at = None;
     let files = loop {
         let files = json(cases.cli(&["files", &case, "--json"]));
         let files = files.as_array().unwrap().clone();
@@ -87,7 +88,17 @@ fn run(
             .iter()
             .filter(|f| !matches!(f["status"].as_str(), Some("uploaded" | "parsing")))
             .count();
-        let indexed = files.iter().filter(|f| f["status"] == "indexed").count();
+        let indexed = files
+            .iter()
+            .filter(|f| {
+                f["format"] != "zip"
+                    && (casescope_e2e::past_ingest(&f["status"])
+                        || (f["status"] == "failed" && f["failed_stage"] != "ingest"))
+            })
+            .count();
+        let ready = files
+            .iter()
+            .all(|f| matches!(f["status"].as_str(), Some("ready" | "failed")));
         let hunts = json(ioc.cli(&["ioc", "states", &case, "--json"]));
         let hunted = hunts["files"]
             .as_array()
@@ -95,8 +106,23 @@ fn run(
             .iter()
             .filter(|s| s["status"] == "done" && s["hunted_version"] == hunts["case_version"])
             .count();
-        if !files.is_empty() && parsed == files.len() && evaluated == indexed && hunted == indexed {
+        let stages_done =
+            !files.is_empty() && parsed == files.len() && evaluated == indexed && hunted == indexed;
+        if stages_done && ready {
             break files;
+        }
+        if stages_done {
+            // The status a file shows must follow its stages promptly.
+            let settled = *settled_at.get_or_insert_with(Instant::now);
+            let waiting: Vec<_> = files
+                .iter()
+                .filter(|f| !matches!(f["status"].as_str(), Some("ready" | "failed")))
+                .map(|f| format!("{} {}", f["name"], f["status"]))
+                .collect();
+            assert!(
+                settled.elapsed() < Duration::from_secs(120),
+                "every stage is done but these files are not ready after 2 minutes: {waiting:?}"
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -193,7 +219,9 @@ fn the_cluster_finds_what_the_all_in_one_server_finds_on_the_corpus() {
         [(); 4].map(|_| runtime.block_on(casescope_testkit::postgres_url()));
     drop(runtime);
     let (namespace, index) = casescope_e2e::fresh_names("corpus");
-    let env = casescope_e2e::opensearch_env(&opensearch, &index);
+    let mut env = casescope_e2e::opensearch_env(&opensearch, &index);
+    // The cluster runs both downstream stages: a file is `ready` after both.
+    env.push(("CASESCOPE_FILE_STAGES", "detect,ioc_hunt".into()));
     let env = casescope_e2e::env_refs(&env);
     let cases = casescope_e2e::start_cases_service(&nats, &cases_db, &namespace, &env);
     let work = tempfile::tempdir().unwrap();

@@ -115,7 +115,7 @@ fn unary_and_server_streaming_rpcs_answer_over_grpc_web_http1() {
     let file_id = loop {
         let files = json(server.cli(&["files", &case, "--json"]));
         let file = &files.as_array().unwrap()[0];
-        if file["status"] == "indexed" {
+        if casescope_e2e::past_ingest(&file["status"]) {
             break file["file_id"].as_str().unwrap().to_string();
         }
         std::thread::sleep(Duration::from_millis(200));

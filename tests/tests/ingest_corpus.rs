@@ -99,7 +99,10 @@ fn every_record_of_the_corpus_is_indexed_exactly_once() {
         let read = file["records_read"].as_u64().unwrap();
         let indexed = file["events_indexed"].as_u64().unwrap();
         let rejected = file["records_rejected"].as_u64().unwrap();
-        assert_eq!(file["status"], "indexed", "{path}: {file}");
+        assert!(
+            casescope_e2e::past_ingest(&file["status"]),
+            "{path}: {file}"
+        );
         assert_eq!(read, *expected, "{path}: records read vs the evtx crate");
         assert_eq!(indexed + rejected, *expected, "{path}: indexed + rejected");
         total_indexed += indexed;

@@ -276,6 +276,22 @@ fn hunts_match_the_engine_and_rehunts_touch_only_their_scope() {
     runtime.block_on(async {
         let mut client = IocServiceClient::new(server.grpc().await);
         wait_done(&mut client, &server, &case_id, n, |_| true).await;
+        // The files' status follows every stage: `ready` once detect and the hunt are done.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let files = server.cli(&["files", &case_id, "--json"]);
+            let files: serde_json::Value = serde_json::from_str(&stdout(&files)).unwrap();
+            if files
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["status"] == "ready")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "files not ready: {files}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         // The case's IOCs as stored (canonical), for the in-process hunter.
         let listed = client
             .list_iocs(pb::ListIocsRequest {

@@ -276,3 +276,81 @@ impl<S: StartsOnIndexed> Handler for OnFileIndexed<S> {
         self.stage.start(&fact).await
     }
 }
+
+/// A stage's state of a file, for the cases service (`file.stage_changed` on
+/// `casescope.v1.files.<case>`), queued in the caller's transaction.
+pub fn stage_fact(
+    case_id: &str,
+    file_id: &str,
+    stage: &str,
+    generation: i64,
+    state: &str,
+    error: &str,
+) -> Result<crate::OutboundMessage, String> {
+    let now = casescope_db::now_micros();
+    let fact_id = format!("stage:{file_id}:{stage}:{generation}:{state}:{now}");
+    let fact = casescope_proto::bus::v1::FileStageFact {
+        header: Some(casescope_proto::bus::v1::FactHeader {
+            fact_id: fact_id.clone(),
+            kind: "file.stage_changed".into(),
+            case_id: case_id.to_string(),
+            occurred_at: casescope_proto::time::micros_to_rfc3339(now),
+            producer: stage.to_string(),
+        }),
+        file_id: file_id.to_string(),
+        stage: stage.to_string(),
+        generation,
+        state: state.to_string(),
+        error: error.chars().take(2000).collect(),
+        changed_at: now,
+    };
+    crate::OutboundMessage::json(crate::subjects::file_facts(case_id), fact_id, &fact)
+        .map_err(|e| e.to_string())
+}
+
+/// What the cases service reads of a `file.stage_changed` fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageInfo {
+    pub case_id: String,
+    pub file_id: String,
+    pub stage: String,
+    pub generation: i64,
+    pub state: String,
+    pub error: String,
+    pub changed_at: i64,
+}
+
+/// Reads a file fact: `Ok(None)` for kinds other than `file.stage_changed`.
+pub fn stage_changed_fact(payload: &[u8]) -> Result<Option<StageInfo>, String> {
+    let fact: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|error| format!("not a file fact: {error}"))?;
+    if fact["header"]["kind"].as_str() != Some("file.stage_changed") {
+        return Ok(None);
+    }
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("").to_string();
+    let int = |value: &serde_json::Value| {
+        value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|v| v.parse().ok()))
+            .unwrap_or(0)
+    };
+    let info = StageInfo {
+        case_id: text(&fact["header"]["case_id"]),
+        file_id: text(&fact["file_id"]),
+        stage: text(&fact["stage"]),
+        generation: int(&fact["generation"]),
+        state: text(&fact["state"]),
+        error: text(&fact["error"]),
+        changed_at: int(&fact["changed_at"]),
+    };
+    if uuid::Uuid::parse_str(&info.case_id).is_err()
+        || info.file_id.is_empty()
+        || info.stage.is_empty()
+    {
+        return Err("a file.stage_changed fact without its case, file or stage".into());
+    }
+    if !matches!(info.state.as_str(), "running" | "done" | "failed") {
+        return Err(format!("unknown stage state {:?}", info.state));
+    }
+    Ok(Some(info))
+}

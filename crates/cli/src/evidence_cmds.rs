@@ -404,6 +404,16 @@ pub async fn files(server: &ServerArgs, case: String, json: bool) -> anyhow::Res
             break;
         }
     }
+    let stage_text = |stage: i32| {
+        casescope_proto::common::v1::Stage::try_from(stage)
+            .map(|s| match s {
+                casescope_proto::common::v1::Stage::Ingest => "ingest",
+                casescope_proto::common::v1::Stage::Detect => "detect",
+                casescope_proto::common::v1::Stage::IocHunt => "ioc_hunt",
+                casescope_proto::common::v1::Stage::Unspecified => "",
+            })
+            .unwrap_or("")
+    };
     let status_text = |status: i32| {
         casescope_proto::common::v1::FileStatus::try_from(status)
             .map(|s| {
@@ -424,6 +434,7 @@ pub async fn files(server: &ServerArgs, case: String, json: bool) -> anyhow::Res
                     "size_bytes": f.size_bytes,
                     "format": f.format,
                     "status": status_text(f.status),
+                    "failed_stage": stage_text(f.failed_stage),
                     "error": f.error,
                     "records_read": f.records_read,
                     "events_indexed": f.events_indexed,
@@ -450,10 +461,10 @@ pub async fn files(server: &ServerArgs, case: String, json: bool) -> anyhow::Res
             f.events_indexed,
             f.records_rejected,
             f.name,
-            if f.error.is_empty() {
-                String::new()
-            } else {
-                format!("  ({})", f.error)
+            match (stage_text(f.failed_stage), f.error.is_empty()) {
+                (_, true) => String::new(),
+                ("", false) => format!("  ({})", f.error),
+                (stage, false) => format!("  ({stage}: {})", f.error),
             }
         );
     }

@@ -295,6 +295,18 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             None => None,
         };
         let mut api = casescope_cases::CasesApi::new(db.clone(), outbox);
+        // One process runs every stage; a cluster names the ones it deploys.
+        let stages = config
+            .file_stages
+            .clone()
+            .unwrap_or_else(|| match config.mode {
+                Mode::AllInOne => casescope_cases::DEFAULT_FILE_STAGES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                Mode::Service(_) => Vec::new(),
+            });
+        api = api.with_file_stages(stages);
         match events {
             Some(events) => {
                 api = api.with_peers(
@@ -308,6 +320,25 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             ),
         }
         tasks.spawn(api.clone().run_annotation_jobs(background.clone()));
+        // Each file's status follows its downstream stages' facts.
+        let stage_facts = ConsumerConfig {
+            ack_wait: config.lease_ttl,
+            max_deliver: 10,
+            batch: 4,
+            ..ConsumerConfig::new(
+                casescope_cases::CASES_FILE_STAGES_CONSUMER,
+                subjects::file_facts("*"),
+            )
+        };
+        let handler = Arc::new(casescope_cases::StageFacts(api.clone()));
+        let (consumer_bus, consumer_stop) = (bus.clone(), background.clone());
+        tasks.spawn(async move {
+            if let Err(error) =
+                run_consumer(consumer_bus, stage_facts, handler, consumer_stop).await
+            {
+                tracing::error!(%error, "the cases file-stages consumer stopped");
+            }
+        });
         let sweeper = api.clone();
         tasks.spawn(run_periodically(
             "cases-history",

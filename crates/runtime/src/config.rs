@@ -81,6 +81,9 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// The detect service's logsource mapping file, replacing the built-in one.
     pub logsource_mapping: Option<PathBuf>,
+    /// The stages a file goes through after ingest; its status is `ready` when all are
+    /// done (the cases service; `None`: every stage in one process, none in a cluster).
+    pub file_stages: Option<Vec<String>>,
     /// The gateway: internal key, first administrator, signing keys, limits, audit.
     pub gateway: GatewayConfig,
 }
@@ -107,6 +110,7 @@ pub struct Settings {
     pub kubernetes_namespace: Option<String>,
     pub event_store: Option<String>,
     pub logsource_mapping: Option<PathBuf>,
+    pub file_stages: Option<String>,
     pub opensearch_url: Option<String>,
     pub opensearch_index: Option<String>,
     pub opensearch_username: Option<String>,
@@ -177,6 +181,7 @@ impl Settings {
             kubernetes_namespace,
             event_store,
             logsource_mapping,
+            file_stages,
             opensearch_url,
             opensearch_index,
             opensearch_username,
@@ -255,6 +260,7 @@ impl Settings {
             kubernetes_namespace: get("CASESCOPE_KUBERNETES_NAMESPACE"),
             event_store: get("CASESCOPE_EVENT_STORE"),
             logsource_mapping: get("CASESCOPE_LOGSOURCE_MAPPING").map(PathBuf::from),
+            file_stages: get("CASESCOPE_FILE_STAGES"),
             opensearch_url: get("CASESCOPE_OPENSEARCH_URL"),
             opensearch_index: get("CASESCOPE_OPENSEARCH_INDEX"),
             opensearch_username: get("CASESCOPE_OPENSEARCH_USERNAME"),
@@ -503,6 +509,22 @@ impl Settings {
                 path.display()
             ));
         }
+        let file_stages = self.file_stages.as_deref().map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<String>>()
+        });
+        if let Some(stages) = &file_stages {
+            for stage in stages {
+                if stage != "detect" && stage != "ioc_hunt" {
+                    errors.push(format!(
+                        "file_stages: unknown stage {stage:?} (detect, ioc_hunt, or empty for none)"
+                    ));
+                }
+            }
+        }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -528,6 +550,7 @@ impl Settings {
             evidence_store,
             cors_allowed_origins,
             logsource_mapping: self.logsource_mapping,
+            file_stages,
             gateway,
         })
     }

@@ -6,13 +6,10 @@ use crate::convert::{case_to_pb, file_to_pb, status_name};
 use crate::repo::FileRow;
 use crate::service::{CasesApi, db_error, require_open};
 use crate::validate;
-use casescope_bus::{OutboundMessage, subjects};
-use casescope_proto::bus::v1::{FactHeader, FileFact};
 use casescope_proto::cases::v1 as pb;
 use casescope_proto::cases::v1::file_records_service_server::FileRecordsService;
 use casescope_proto::common::v1::{FileId, FileStatus, Stage};
 use casescope_proto::error::ApiError;
-use casescope_proto::time::micros_to_rfc3339;
 use tonic::{Request, Response, Status};
 
 fn file_id(id: Option<&FileId>) -> Result<String, ApiError> {
@@ -73,6 +70,8 @@ impl FileRecordsService for CasesApi {
             parent_archive_id: request.parent_archive_id.map(|id| id.value),
             uploaded_at: now,
             updated_at: now,
+            ingest_status: "uploaded".into(),
+            generation: 0,
         };
         let stored = self.repo.register_file(&row).await.map_err(db_error)?;
         Ok(Response::new(file_to_pb(&stored)))
@@ -115,7 +114,7 @@ impl FileRecordsService for CasesApi {
             .map(|r| (r.reason.clone(), r.count))
             .collect();
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let updated = FileRow {
+        let mut updated = FileRow {
             status: status.to_string(),
             failed_stage: failed_stage.map(str::to_string),
             error: (!request.error.is_empty()).then(|| request.error.chars().take(2000).collect()),
@@ -125,40 +124,33 @@ impl FileRecordsService for CasesApi {
             duplicates_skipped: count(request.duplicates_skipped),
             rejects_by_reason: serde_json::to_string(&rejects).unwrap_or_else(|_| "{}".into()),
             updated_at: casescope_db::now_micros(),
+            ingest_status: status.to_string(),
+            generation: request.generation,
             ..stored.clone()
         };
         let mut tx = self.begin().await?;
+        self.repo
+            .lock_file(&mut tx, &case_id, &id)
+            .await
+            .map_err(db_error)?;
+        // What is shown follows the downstream stages too (stages.rs), read under the
+        // file's lock so that a stage's fact handled meanwhile is seen.
+        let (shown, failed_stage, error) = self
+            .derived_status(&mut tx, &updated)
+            .await
+            .map_err(db_error)?;
+        updated.status = shown;
+        updated.failed_stage = failed_stage;
+        updated.error = error;
         let applied = self
             .repo
             .update_file_status_in(&mut tx, &updated, request.sequence)
             .await
             .map_err(db_error)?;
         if applied {
-            let fact_id = uuid::Uuid::now_v7().to_string();
-            let fact = FileFact {
-                header: Some(FactHeader {
-                    fact_id: fact_id.clone(),
-                    kind: "file.status_changed".into(),
-                    case_id: case_id.clone(),
-                    occurred_at: micros_to_rfc3339(updated.updated_at),
-                    producer: "cases".into(),
-                }),
-                file_id: id.clone(),
-                file_name: updated.name.clone(),
-                status: updated.status.clone(),
-                failed_stage: updated.failed_stage.clone().unwrap_or_default(),
-                error: updated.error.clone().unwrap_or_default(),
-                records_read: request.records_read,
-                events_indexed: request.events_indexed,
-                records_rejected: request.records_rejected,
-                duplicates_skipped: request.duplicates_skipped,
-            };
-            let message = OutboundMessage::json(subjects::file_facts(&case_id), fact_id, &fact)
-                .map_err(|e| db_error(casescope_db::DbError::Query(e.to_string())))?;
-            self.outbox
-                .enqueue(&mut tx, &message)
+            self.status_fact(&mut tx, &updated)
                 .await
-                .map_err(|e| db_error(casescope_db::DbError::Query(e.to_string())))?;
+                .map_err(db_error)?;
         }
         tx.commit().await.map_err(|e| db_error(e.into()))?;
         self.outbox.nudge();

@@ -19,11 +19,13 @@ mod repo;
 mod searches;
 mod service;
 mod sets;
+mod stages;
 mod timeline;
 mod validate;
 
 pub use repo::{CaseRow, CaseState, CasesRepo, FileRow, MIGRATIONS, Settings};
 pub use service::CasesApi;
+pub use stages::{CASES_FILE_STAGES_CONSUMER, DEFAULT_FILE_STAGES, StageFacts};
 
 use casescope_bus::OUTBOX_MIGRATIONS;
 use casescope_db::{CORE_MIGRATIONS, Migrations};

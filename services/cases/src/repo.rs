@@ -73,6 +73,11 @@ CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
             name: "annotation jobs",
             sql: crate::jobs::MIGRATION,
         },
+        Migration {
+            version: 7,
+            name: "file status from every stage",
+            sql: crate::stages::MIGRATION,
+        },
     ],
 };
 
@@ -144,6 +149,11 @@ pub struct FileRow {
     pub parent_archive_id: Option<String>,
     pub uploaded_at: i64,
     pub updated_at: i64,
+    /// The status the ingest service reported (`status` is derived from it and the
+    /// downstream stages); empty for rows written before stages were tracked.
+    pub ingest_status: String,
+    /// The ingest generation of the file's events.
+    pub generation: i64,
 }
 
 /// A position in a listing ordered by (time, id).
@@ -206,6 +216,8 @@ fn file_from_row(row: &AnyRow) -> Result<FileRow, DbError> {
         parent_archive_id: opt("parent_archive_id")?,
         uploaded_at: int("uploaded_at")?,
         updated_at: int("updated_at")?,
+        ingest_status: text("ingest_status")?,
+        generation: int("generation")?,
     })
 }
 
@@ -378,7 +390,8 @@ impl CasesRepo {
     pub async fn register_file(&self, file: &FileRow) -> Result<FileRow, DbError> {
         sqlx::query(
             "INSERT INTO case_files (id, case_id, name, sha256, size_bytes, format, status, \
-             parent_archive_id, uploaded_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             parent_archive_id, uploaded_at, updated_at, ingest_status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&file.id)
@@ -408,7 +421,7 @@ impl CasesRepo {
         let result = sqlx::query(
             "UPDATE case_files SET status = $3, failed_stage = $4, error = $5, records_read = $6, \
              events_indexed = $7, records_rejected = $8, duplicates_skipped = $9, rejects_by_reason = $10, \
-             updated_at = $11, status_sequence = $12 \
+             updated_at = $11, status_sequence = $12, ingest_status = $13, generation = $14 \
              WHERE case_id = $1 AND id = $2 AND status_sequence < $12",
         )
         .bind(&file.case_id)
@@ -423,9 +436,43 @@ impl CasesRepo {
         .bind(&file.rejects_by_reason)
         .bind(file.updated_at)
         .bind(sequence)
+        .bind(&file.ingest_status)
+        .bind(file.generation)
         .execute(&mut **tx)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Locks the file's row until `tx` ends (a no-op update: a row lock in PostgreSQL,
+    /// the write lock in SQLite), so that two writers of its status — ingest's report
+    /// and a stage's fact — see each other's rows instead of deriving from stale ones.
+    pub async fn lock_file(
+        &self,
+        tx: &mut Tx<'_>,
+        case_id: &str,
+        file_id: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE case_files SET updated_at = updated_at WHERE case_id = $1 AND id = $2")
+            .bind(case_id)
+            .bind(file_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The file, read in `tx`.
+    pub async fn file_in(
+        &self,
+        tx: &mut Tx<'_>,
+        case_id: &str,
+        file_id: &str,
+    ) -> Result<Option<FileRow>, DbError> {
+        let row = sqlx::query("SELECT * FROM case_files WHERE case_id = $1 AND id = $2")
+            .bind(case_id)
+            .bind(file_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.as_ref().map(file_from_row).transpose()
     }
 
     pub async fn get_file(&self, case_id: &str, file_id: &str) -> Result<Option<FileRow>, DbError> {

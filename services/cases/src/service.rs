@@ -36,6 +36,9 @@ pub struct CasesApi {
     pub(crate) sets: SetCache,
     /// Woken when an annotation job is recorded.
     pub(crate) jobs_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// The stages a file goes through after ingest (its status is `ready` when all are
+    /// done).
+    pub(crate) file_stages: std::sync::Arc<Vec<String>>,
 }
 
 fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
@@ -85,7 +88,19 @@ impl CasesApi {
             peers: None,
             sets: SetCache::default(),
             jobs_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            file_stages: std::sync::Arc::new(
+                crate::stages::DEFAULT_FILE_STAGES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
         }
+    }
+
+    /// The stages a file goes through after ingest (`CASESCOPE_FILE_STAGES`).
+    pub fn with_file_stages(mut self, stages: Vec<String>) -> Self {
+        self.file_stages = std::sync::Arc::new(stages);
+        self
     }
 
     /// Connects the timeline to the ingest service (events) and, when given, the

@@ -417,6 +417,9 @@ impl DetectStage {
                     .start_run(&mut tx, &file.file_id)
                     .await
                     .map_err(transient)?;
+                self.stage_changed(&mut tx, &row, "running", "")
+                    .await
+                    .map_err(transient)?;
                 tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
                 row
             }
@@ -468,6 +471,11 @@ impl DetectStage {
                         )
                         .await
                         .map_err(transient)?;
+                    if started.attempts >= self.settings.max_attempts {
+                        self.stage_changed(&mut tx, &started, "failed", &error)
+                            .await
+                            .map_err(transient)?;
+                    }
                     tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
                 }
                 self.wake.notify_one();
@@ -530,6 +538,9 @@ impl DetectStage {
             .touch_case(&mut tx, &file.case_id)
             .await
             .map_err(transient)?;
+        self.stage_changed(&mut tx, &started, "done", "")
+            .await
+            .map_err(transient)?;
         tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
         let metrics = casescope_runtime::metrics::metrics();
         metrics
@@ -542,6 +553,28 @@ impl DetectStage {
             correlation_inputs = evaluated.inputs.len(), "detect run finished"
         );
         Ok(true)
+    }
+
+    /// Tells the cases service, in `tx`, how the file's detect stage stands.
+    async fn stage_changed(
+        &self,
+        tx: &mut Tx<'_>,
+        file: &FileRow,
+        state: &str,
+        error: &str,
+    ) -> Result<(), String> {
+        let message = casescope_bus::facts::stage_fact(
+            &file.case_id,
+            &file.file_id,
+            STAGE,
+            file.generation,
+            state,
+            error,
+        )?;
+        self.outbox
+            .enqueue(tx, &message)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Replaces the file's rows in scope; returns how many detections are new.

@@ -148,6 +148,7 @@ async fn sync_status_inner(repo: &IngestRepo, cases: &CasesClient, file: &FileRo
         events_indexed: count(file.events_indexed),
         records_rejected: count(file.records_rejected),
         duplicates_skipped: count(file.duplicates_skipped),
+        generation: file.generation,
         rejects_by_reason: rejects
             .into_iter()
             .map(|(reason, count)| RejectCount { reason, count })

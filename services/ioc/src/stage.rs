@@ -358,6 +358,9 @@ impl HuntStage {
                     .start_run(&mut tx, &file.file_id)
                     .await
                     .map_err(transient)?;
+                self.stage_changed(&mut tx, &row, "running", "")
+                    .await
+                    .map_err(transient)?;
                 tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
                 row
             }
@@ -412,6 +415,11 @@ impl HuntStage {
                         .fail_run(&mut tx, &file.file_id, &error, self.settings.max_attempts)
                         .await
                         .map_err(transient)?;
+                    if started.attempts >= self.settings.max_attempts {
+                        self.stage_changed(&mut tx, &started, "failed", &error)
+                            .await
+                            .map_err(transient)?;
+                    }
                     tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
                 }
                 self.wake.notify_one();
@@ -437,6 +445,9 @@ impl HuntStage {
             )
             .await
             .map_err(transient)?;
+        self.stage_changed(&mut tx, &started, "done", "")
+            .await
+            .map_err(transient)?;
         tx.commit().await.map_err(|e| transient(DbError::from(e)))?;
         let metrics = casescope_runtime::metrics::metrics();
         metrics
@@ -448,6 +459,28 @@ impl HuntStage {
             matches = hunted.matches.len(), new_matches = new, "ioc hunt finished"
         );
         Ok(true)
+    }
+
+    /// Tells the cases service, in `tx`, how the file's hunt stage stands.
+    async fn stage_changed(
+        &self,
+        tx: &mut Tx<'_>,
+        file: &FileRow,
+        state: &str,
+        error: &str,
+    ) -> Result<(), String> {
+        let message = casescope_bus::facts::stage_fact(
+            &file.case_id,
+            &file.file_id,
+            STAGE,
+            file.generation,
+            state,
+            error,
+        )?;
+        self.outbox
+            .enqueue(tx, &message)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Replaces the file's matches in `scope`; returns how many are new.

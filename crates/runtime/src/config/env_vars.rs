@@ -81,6 +81,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Sigma logsource mapping file (TOML) replacing the built-in one, placeholder values included",
     ),
     (
+        "CASESCOPE_FILE_STAGES",
+        "stages a file goes through after ingest (detect, ioc_hunt; empty: none): its status is ready when all are done",
+    ),
+    (
         "CASESCOPE_EVENT_STORE",
         "event store of the ingest service: tantivy (embedded, default) or opensearch",
     ),
