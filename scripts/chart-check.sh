@@ -72,6 +72,22 @@ if grep -q '^kind: PersistentVolumeClaim' "$work/s3.yaml" || ! grep -q 'CASESCOP
   echo "FAIL: the s3 values render an evidence claim, or no S3 credentials" >&2
   exit 1
 fi
+# A file is `ready` once the stages the release deploys are done: the cases service
+# waits for exactly the enabled detect and ioc services.
+stages_of() { # rendered file -> CASESCOPE_FILE_STAGES of the cases Deployment
+  grep -A1 'name: CASESCOPE_FILE_STAGES' "$1" | sed -n 's/^ *value: "\(.*\)"$/\1/p'
+}
+if [ "$(stages_of "$work/default.yaml")" != "detect,ioc_hunt" ] ||
+  ! grep -qx '            - "ioc"' "$work/default.yaml"; then
+  echo "FAIL: the default values do not deploy ioc with the cases service waiting for detect,ioc_hunt" >&2
+  exit 1
+fi
+"$helm" template casescope "$chart" --namespace casescope --set services.ioc.enabled=false >"$work/no-ioc.yaml"
+if [ "$(stages_of "$work/no-ioc.yaml")" != "detect" ]; then
+  echo "FAIL: without the ioc service the cases service still waits for its stage" >&2
+  exit 1
+fi
+echo "ok: the cases service waits for the stages of the enabled services"
 if ! grep -q '^kind: PrometheusRule' "$work/full.yaml"; then
   echo "FAIL: the full values render no PrometheusRule" >&2
   exit 1
