@@ -479,6 +479,7 @@ fn hunts_match_the_engine_and_rehunts_touch_only_their_scope() {
             .delete_ioc(pb::DeleteIocRequest {
                 case_id: case(&case_id),
                 id: Some(ioc.clone()),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -503,6 +504,7 @@ fn hunts_match_the_engine_and_rehunts_touch_only_their_scope() {
                 id: Some(IocId {
                     value: ioc.value.clone(),
                 }),
+                ..Default::default()
             })
             .await
             .unwrap_err();

@@ -1,5 +1,7 @@
 //! `casescope ioc …`: the analyst's client of the ioc service — add, import, export,
-//! list and delete a case's IOCs, hunt on demand, and read the matches.
+//! list and delete a case's IOCs (or a global list's: `list:<name or id>` in place of
+//! the case), hunt on demand, read the matches, and manage global lists
+//! (`ioc lists …`, in [`lists`]).
 //!
 //! Values come from threat intelligence and matches from evidence: table cells are
 //! printed with control characters escaped; `--json` output is escaped by the encoder.
@@ -22,6 +24,11 @@ const CHUNK: usize = 1024 * 1024;
 const PAGE_SIZE: u32 = 500;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+mod lists;
+mod matches;
+
+pub use matches::MatchesArgs;
+
 #[derive(Subcommand, Debug)]
 pub enum IocCommand {
     /// Add one IOC to a case (refanged and canonicalised; its type's rules apply).
@@ -29,8 +36,9 @@ pub enum IocCommand {
     /// Import IOCs from a file: CSV (DFIR-IRIS or MISP header, or type,value), a plain
     /// list (one value per line), a STIX 2.1 bundle or a MISP event (JSON).
     Import(ImportArgs),
-    /// Export a case's IOCs as CSV, a STIX 2.1 bundle or a MISP event.
+    /// Export a case's IOCs (or a list's) as CSV, a STIX 2.1 bundle or a MISP event.
     Export {
+        /// The case, or `list:<name or id>` for a global list.
         case: String,
         /// csv, stix or misp.
         #[arg(long, default_value = "csv")]
@@ -41,8 +49,12 @@ pub enum IocCommand {
     },
     /// List a case's IOCs, newest first.
     List(ListArgs),
-    /// Delete an IOC and its matches.
-    Delete { case: String, id: String },
+    /// Delete an IOC and its matches (a list's IOC: in every case).
+    Delete {
+        /// The case, or `list:<name or id>` for a global list.
+        case: String,
+        id: String,
+    },
     /// Hunt the case's files again (all of them, or --file ones) with its IOCs.
     Hunt {
         case: String,
@@ -57,10 +69,17 @@ pub enum IocCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Global IOC lists, hunted in every case or in chosen cases. Their IOCs are
+    /// managed with add/import/export/list/delete given `list:<name or id>` as the case.
+    Lists {
+        #[command(subcommand)]
+        command: lists::ListsCommand,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct AddArgs {
+    /// The case, or `list:<name or id>` for a global list.
     pub case: String,
     /// ip, cidr, domain, hostname, url, email, md5, sha1, sha256, sha512, imphash,
     /// file_name, file_path, registry_key, user_name, command_line, process_name,
@@ -89,6 +108,7 @@ pub struct AddArgs {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
+    /// The case, or `list:<name or id>` for a global list.
     pub case: String,
     pub file: PathBuf,
     /// csv, text, stix or misp (default: from the file's name and content).
@@ -112,6 +132,7 @@ pub struct ImportArgs {
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
+    /// The case, or `list:<name or id>` for a global list.
     pub case: String,
     #[arg(long = "type")]
     pub types: Vec<String>,
@@ -125,25 +146,6 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct MatchesArgs {
-    pub case: String,
-    #[arg(long = "ioc", value_name = "IOC_ID")]
-    pub iocs: Vec<String>,
-    #[arg(long = "type")]
-    pub types: Vec<String>,
-    #[arg(long = "file", value_name = "FILE_ID")]
-    pub files: Vec<String>,
-    /// At most this many (0: all).
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
-    /// Counts by IOC and by type instead of the matches.
-    #[arg(long)]
-    pub counts: bool,
-    #[arg(long)]
-    pub json: bool,
-}
-
 async fn connect(server: &ServerArgs) -> anyhow::Result<IocServiceClient<GrpcChannel>> {
     let channel = crate::session::connect(server, None).await?;
     Ok(IocServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
@@ -153,6 +155,38 @@ fn case_id(id: &str) -> Option<CaseId> {
     Some(CaseId {
         value: id.to_string(),
     })
+}
+
+/// Whose IOCs a command addresses: a case, or a global list (`list:<name or id>`).
+struct Target {
+    case_id: Option<CaseId>,
+    list_id: String,
+}
+
+impl Target {
+    fn is_list(&self) -> bool {
+        !self.list_id.is_empty()
+    }
+}
+
+async fn target(client: &mut IocServiceClient<GrpcChannel>, text: &str) -> anyhow::Result<Target> {
+    match text.strip_prefix("list:") {
+        Some(key) => {
+            let list = client
+                .get_ioc_list(pb::GetIocListRequest { id: key.into() })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            Ok(Target {
+                case_id: None,
+                list_id: list.id,
+            })
+        }
+        None => Ok(Target {
+            case_id: case_id(text),
+            list_id: String::new(),
+        }),
+    }
 }
 
 fn wire_type(name: &str) -> anyhow::Result<i32> {
@@ -247,14 +281,19 @@ pub async fn run(server: &ServerArgs, command: IocCommand) -> anyhow::Result<()>
         } => export(&mut client, &case, &format, output).await,
         IocCommand::List(args) => list(&mut client, args).await,
         IocCommand::Delete { case, id } => {
-            let response = client
-                .delete_ioc(pb::DeleteIocRequest {
-                    case_id: case_id(&case),
-                    id: Some(IocId { value: id.clone() }),
-                })
-                .await
-                .map_err(rpc_error)?
-                .into_inner();
+            let target = target(&mut client, &case).await?;
+            let request = pb::DeleteIocRequest {
+                case_id: target.case_id.clone(),
+                id: Some(IocId { value: id.clone() }),
+                list_id: target.list_id.clone(),
+            };
+            let response = if target.is_list() {
+                client.delete_list_ioc(request).await
+            } else {
+                client.delete_ioc(request).await
+            }
+            .map_err(rpc_error)?
+            .into_inner();
             println!(
                 "deleted IOC {id} and its {} matches",
                 response.matches_deleted
@@ -284,8 +323,9 @@ pub async fn run(server: &ServerArgs, command: IocCommand) -> anyhow::Result<()>
             );
             Ok(())
         }
-        IocCommand::Matches(args) => matches(&mut client, args).await,
-        IocCommand::States { case, json } => states(&mut client, &case, json).await,
+        IocCommand::Matches(args) => matches::matches(&mut client, args).await,
+        IocCommand::States { case, json } => matches::states(&mut client, &case, json).await,
+        IocCommand::Lists { command } => lists::run(&mut client, command).await,
     }
     .or_else(ignore_broken_pipe)
 }
@@ -299,24 +339,29 @@ async fn add(client: &mut IocServiceClient<GrpcChannel>, args: AddArgs) -> anyho
         )),
         None => None,
     };
-    let ioc = client
-        .create_ioc(pb::CreateIocRequest {
-            case_id: case_id(&args.case),
-            ioc_type: wire_type(&args.ioc_type)?,
-            value: args.value,
-            description: args.description,
-            source: String::new(),
-            tlp: args.tlp.as_deref().map(wire_tlp).transpose()?.unwrap_or(0),
-            confidence: args.confidence,
-            enabled: Some(!args.disabled),
-            labels: args.labels,
-            first_seen: None,
-            last_seen: None,
-            expires_at,
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let target = target(client, &args.case).await?;
+    let request = pb::CreateIocRequest {
+        case_id: target.case_id.clone(),
+        list_id: target.list_id.clone(),
+        ioc_type: wire_type(&args.ioc_type)?,
+        value: args.value,
+        description: args.description,
+        source: String::new(),
+        tlp: args.tlp.as_deref().map(wire_tlp).transpose()?.unwrap_or(0),
+        confidence: args.confidence,
+        enabled: Some(!args.disabled),
+        labels: args.labels,
+        first_seen: None,
+        last_seen: None,
+        expires_at,
+    };
+    let ioc = if target.is_list() {
+        client.create_list_ioc(request).await
+    } else {
+        client.create_ioc(request).await
+    }
+    .map_err(rpc_error)?
+    .into_inner();
     if args.json {
         return print_json(&ioc_json(&ioc));
     }
@@ -361,8 +406,10 @@ async fn import(
             }
         }
     };
+    let target = target(client, &args.case).await?;
     let header = pb::ImportIocsHeader {
-        case_id: case_id(&args.case),
+        case_id: target.case_id.clone(),
+        list_id: target.list_id.clone(),
         format: format as i32,
         file_name: name,
         size_bytes: size,
@@ -396,10 +443,13 @@ async fn import(
             }
         }
     });
-    let response = client
-        .import_iocs(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .map_err(rpc_error);
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let response = if target.is_list() {
+        client.import_list_iocs(chunks).await
+    } else {
+        client.import_iocs(chunks).await
+    }
+    .map_err(rpc_error);
     reader.await??;
     let response = response?.into_inner();
     if args.json {
@@ -455,16 +505,21 @@ async fn export(
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let format = format_of(format)?;
-    let mut stream = client
-        .export_iocs(pb::ExportIocsRequest {
-            case_id: case_id(case),
-            format: format as i32,
-            ioc_types: Vec::new(),
-            enabled: None,
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let target = target(client, case).await?;
+    let request = pb::ExportIocsRequest {
+        case_id: target.case_id.clone(),
+        format: format as i32,
+        ioc_types: Vec::new(),
+        enabled: None,
+        list_id: target.list_id.clone(),
+    };
+    let mut stream = if target.is_list() {
+        client.export_list_iocs(request).await
+    } else {
+        client.export_iocs(request).await
+    }
+    .map_err(rpc_error)?
+    .into_inner();
     let mut out: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -485,6 +540,7 @@ async fn list(client: &mut IocServiceClient<GrpcChannel>, args: ListArgs) -> any
         .iter()
         .map(|t| wire_type(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let target = target(client, &args.case).await?;
     let mut cursor = String::new();
     let mut shown = 0u32;
     let mut json = Vec::new();
@@ -505,21 +561,25 @@ async fn list(client: &mut IocServiceClient<GrpcChannel>, args: ListArgs) -> any
         if size == 0 {
             break;
         }
-        let response = client
-            .list_iocs(pb::ListIocsRequest {
-                case_id: case_id(&args.case),
-                page: Some(PageRequest {
-                    page_size: size,
-                    cursor: cursor.clone(),
-                }),
-                ioc_types: types.clone(),
-                enabled: None,
-                source: String::new(),
-                value_contains: args.contains.clone(),
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
+        let request = pb::ListIocsRequest {
+            case_id: target.case_id.clone(),
+            page: Some(PageRequest {
+                page_size: size,
+                cursor: cursor.clone(),
+            }),
+            ioc_types: types.clone(),
+            enabled: None,
+            source: String::new(),
+            value_contains: args.contains.clone(),
+            list_id: target.list_id.clone(),
+        };
+        let response = if target.is_list() {
+            client.list_list_iocs(request).await
+        } else {
+            client.list_iocs(request).await
+        }
+        .map_err(rpc_error)?
+        .into_inner();
         for ioc in &response.iocs {
             shown += 1;
             if args.json {
@@ -551,212 +611,5 @@ async fn list(client: &mut IocServiceClient<GrpcChannel>, args: ListArgs) -> any
         return print_json(&serde_json::Value::Array(json));
     }
     out.flush()?;
-    Ok(())
-}
-
-async fn matches(
-    client: &mut IocServiceClient<GrpcChannel>,
-    args: MatchesArgs,
-) -> anyhow::Result<()> {
-    let filter = pb::MatchFilter {
-        ioc_ids: args
-            .iocs
-            .iter()
-            .map(|value| IocId {
-                value: value.clone(),
-            })
-            .collect(),
-        ioc_types: args
-            .types
-            .iter()
-            .map(|t| wire_type(t))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-        file_ids: args
-            .files
-            .iter()
-            .map(|value| FileId {
-                value: value.clone(),
-            })
-            .collect(),
-        event_ids: Vec::new(),
-        time_range: None,
-    };
-    if args.counts {
-        let counts = client
-            .count_matches(pb::CountMatchesRequest {
-                case_id: case_id(&args.case),
-                filter: Some(filter),
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        if args.json {
-            return print_json(&serde_json::json!({
-                "total": counts.total,
-                "distinct_events": counts.distinct_events,
-                "by_ioc": counts.by_ioc.iter().map(|c| serde_json::json!({
-                    "ioc_id": c.ioc_id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
-                    "type": type_name(c.ioc_type), "value": c.ioc_value, "count": c.count,
-                })).collect::<Vec<_>>(),
-                "by_type": counts.by_type.iter().map(|c| serde_json::json!({
-                    "type": type_name(c.ioc_type), "count": c.count,
-                })).collect::<Vec<_>>(),
-            }));
-        }
-        println!(
-            "{} matches in {} events",
-            counts.total, counts.distinct_events
-        );
-        for c in &counts.by_type {
-            println!("  {:<13} {:>9}", type_name(c.ioc_type), c.count);
-        }
-        for c in &counts.by_ioc {
-            println!(
-                "  {:>9}  {} {}",
-                c.count,
-                type_name(c.ioc_type),
-                escaped(&c.ioc_value)
-            );
-        }
-        return Ok(());
-    }
-    let mut cursor = String::new();
-    let mut shown = 0u32;
-    let mut json = Vec::new();
-    let mut out = std::io::BufWriter::new(std::io::stdout());
-    if !args.json {
-        writeln!(
-            out,
-            "{:<27} {:<13} {:<40} {:<20} MATCHED",
-            "TIME", "TYPE", "IOC", "FIELD"
-        )?;
-    }
-    loop {
-        let size = if args.limit == 0 {
-            PAGE_SIZE
-        } else {
-            (args.limit - shown).min(PAGE_SIZE)
-        };
-        if size == 0 {
-            break;
-        }
-        let response = client
-            .list_matches(pb::ListMatchesRequest {
-                case_id: case_id(&args.case),
-                filter: Some(filter.clone()),
-                sort: 0,
-                page: Some(PageRequest {
-                    page_size: size,
-                    cursor: cursor.clone(),
-                }),
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        for m in &response.matches {
-            shown += 1;
-            let time = m
-                .timestamp
-                .as_ref()
-                .map(|t| {
-                    casescope_proto::time::micros_to_rfc3339(
-                        casescope_proto::time::timestamp_to_micros(t),
-                    )
-                })
-                .unwrap_or_default();
-            if args.json {
-                json.push(serde_json::json!({
-                    "id": m.id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
-                    "time": time,
-                    "ioc_id": m.ioc_id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
-                    "type": type_name(m.ioc_type),
-                    "ioc_value": m.ioc_value,
-                    "event_id": m.event_id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
-                    "file_id": m.file_id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
-                    "field": m.field,
-                    "matched_value": m.matched_value,
-                }));
-            } else {
-                writeln!(
-                    out,
-                    "{:<27} {:<13} {:<40} {:<20} {}",
-                    time,
-                    type_name(m.ioc_type),
-                    cell(&m.ioc_value, 40),
-                    cell(&m.field, 20),
-                    cell(&m.matched_value, 80)
-                )?;
-            }
-        }
-        cursor = response.page.map(|p| p.next_cursor).unwrap_or_default();
-        if cursor.is_empty() {
-            break;
-        }
-    }
-    if args.json {
-        return print_json(&serde_json::Value::Array(json));
-    }
-    out.flush()?;
-    Ok(())
-}
-
-async fn states(
-    client: &mut IocServiceClient<GrpcChannel>,
-    case: &str,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut cursor = String::new();
-    let mut rows = Vec::new();
-    let version = loop {
-        let response = client
-            .list_hunt_states(pb::ListHuntStatesRequest {
-                case_id: case_id(case),
-                page: Some(PageRequest {
-                    page_size: PAGE_SIZE,
-                    cursor: cursor.clone(),
-                }),
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        rows.extend(response.states);
-        cursor = response.page.map(|p| p.next_cursor).unwrap_or_default();
-        if cursor.is_empty() {
-            break response.case_version;
-        }
-    };
-    if json {
-        return print_json(&serde_json::json!({
-            "case_version": version,
-            "files": rows.iter().map(|s| serde_json::json!({
-                "file_id": s.file_id.as_ref().map(|f| f.value.clone()).unwrap_or_default(),
-                "status": s.status,
-                "generation": s.generation,
-                "requested_version": s.requested_version,
-                "hunted_version": s.hunted_version,
-                "last_mode": s.last_mode,
-                "events_scanned": s.events_scanned,
-                "matches": s.matches,
-                "completed_runs": s.completed_runs,
-                "error": s.error,
-            })).collect::<Vec<_>>(),
-        }));
-    }
-    println!("case IOC version {version}");
-    println!(
-        "{:<36} {:<8} {:>9} {:>9} {:<6} ERROR",
-        "FILE", "STATUS", "EVENTS", "MATCHES", "MODE"
-    );
-    for s in &rows {
-        println!(
-            "{:<36} {:<8} {:>9} {:>9} {:<6} {}",
-            s.file_id.as_ref().map(|f| f.value.as_str()).unwrap_or(""),
-            s.status,
-            s.events_scanned,
-            s.matches,
-            s.last_mode,
-            escaped(&s.error)
-        );
-    }
     Ok(())
 }

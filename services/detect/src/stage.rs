@@ -35,6 +35,10 @@ mod correlate;
 /// Most event ids listed on a correlation detection (the count is always exact).
 const MAX_CORRELATION_EVENT_IDS: usize = 1000;
 
+/// Runs of one file per call at most (each after a request that came during the
+/// previous one); more wait for the reconciler.
+const RUNS_PER_CALL: usize = 3;
+
 fn transient(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::transient(error)
 }
@@ -366,8 +370,29 @@ impl DetectStage {
         self.run(&job.file_id).await
     }
 
-    /// Runs the stage for `file_id` if it is behind what was requested. Idempotent.
+    /// Runs the stage for `file_id` if it is behind what was requested. Idempotent. A
+    /// request recorded while a run held the file (new events, a new version) is run
+    /// right after it rather than at the reconciler's next pass.
     pub async fn run(&self, file_id: &str) -> Result<(), HandlerError> {
+        for _ in 0..RUNS_PER_CALL {
+            let Some(before) = self.run_once(file_id).await? else {
+                return Ok(());
+            };
+            let Some(after) = self.repo.file(file_id).await.map_err(transient)? else {
+                return Ok(());
+            };
+            if after.generation == before.generation
+                && after.requested_version == before.requested_version
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One run if the file is behind; the file's row it started from, or `None` when
+    /// nothing ran (current, or held by another worker).
+    async fn run_once(&self, file_id: &str) -> Result<Option<FileRow>, HandlerError> {
         let Some(file) = self.repo.file(file_id).await.map_err(transient)? else {
             return Err(HandlerError::Poison(format!(
                 "no detect record of file {file_id}"
@@ -376,7 +401,7 @@ impl DetectStage {
         if file.status == status::FAILED
             || (file.status == status::DONE && file.evaluated_version >= file.requested_version)
         {
-            return Ok(());
+            return Ok(None);
         }
         let key = LeaseKey::new(&file.file_id, STAGE);
         let Some(lease) = self
@@ -392,7 +417,7 @@ impl DetectStage {
                 file_id,
                 "file is being evaluated by another worker; duplicate job dropped"
             );
-            return Ok(());
+            return Ok(None);
         };
         let outcome = self.run_leased(&file, &lease).await;
         if let Err(error) = self.leases.release(&lease).await {
@@ -405,7 +430,7 @@ impl DetectStage {
                 tracing::warn!(%error, case_id = %file.case_id, "correlation pass failed; the reconciler retries");
             }
         }
-        Ok(())
+        Ok(Some(file))
     }
 
     /// `Ok(true)` when the file's rows were replaced.
@@ -526,7 +551,7 @@ impl DetectStage {
             .finish_run(
                 &mut tx,
                 &file.file_id,
-                Some(target),
+                Some((target, started.generation)),
                 mode,
                 evaluated.events_scanned as i64,
                 None,

@@ -651,6 +651,80 @@ pub const POLICY: &[Rule] = &[
         false,
         CASE,
     ),
+    // Global IOC lists: they apply across cases, so admins change them and global
+    // analysts read them.
+    rule(
+        "/casescope.ioc.v1.IocService/CreateIocList",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/GetIocList",
+        GlobalAnalyst,
+        false,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/ListIocLists",
+        GlobalAnalyst,
+        false,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/UpdateIocList",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/DeleteIocList",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/CreateListIoc",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/GetListIoc",
+        GlobalAnalyst,
+        false,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/ListListIocs",
+        GlobalAnalyst,
+        false,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/UpdateListIoc",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/DeleteListIoc",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/ImportListIocs",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/ExportListIocs",
+        GlobalAnalyst,
+        false,
+        None,
+    ),
     // Reports.
     rule(
         "/casescope.report.v1.ReportService/CreateReport",

@@ -17,8 +17,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 mod convert;
 mod iocs;
+mod lists;
 mod matches;
 mod transfer;
+
+pub use lists::Via;
 
 #[derive(Clone)]
 pub struct IocApi {
@@ -73,30 +76,39 @@ impl IocService for IocApi {
     async fn create_ioc(&self, request: Request<pb::CreateIocRequest>) -> ApiResult<pb::Ioc> {
         let author = convert::author(&request);
         Ok(Response::new(
-            self.create(request.into_inner(), &author).await?,
+            self.create(Via::Case, request.into_inner(), &author)
+                .await?,
         ))
     }
 
     async fn get_ioc(&self, request: Request<pb::GetIocRequest>) -> ApiResult<pb::Ioc> {
-        Ok(Response::new(self.get(request.into_inner()).await?))
+        Ok(Response::new(
+            self.get(Via::Case, request.into_inner()).await?,
+        ))
     }
 
     async fn list_iocs(
         &self,
         request: Request<pb::ListIocsRequest>,
     ) -> ApiResult<pb::ListIocsResponse> {
-        Ok(Response::new(self.list(request.into_inner()).await?))
+        Ok(Response::new(
+            self.list(Via::Case, request.into_inner()).await?,
+        ))
     }
 
     async fn update_ioc(&self, request: Request<pb::UpdateIocRequest>) -> ApiResult<pb::Ioc> {
-        Ok(Response::new(self.update(request.into_inner()).await?))
+        Ok(Response::new(
+            self.update(Via::Case, request.into_inner()).await?,
+        ))
     }
 
     async fn delete_ioc(
         &self,
         request: Request<pb::DeleteIocRequest>,
     ) -> ApiResult<pb::DeleteIocResponse> {
-        Ok(Response::new(self.delete(request.into_inner()).await?))
+        Ok(Response::new(
+            self.delete(Via::Case, request.into_inner()).await?,
+        ))
     }
 
     async fn import_iocs(
@@ -105,7 +117,8 @@ impl IocService for IocApi {
     ) -> ApiResult<pb::ImportIocsResponse> {
         let author = convert::author(&request);
         Ok(Response::new(
-            self.import(request.into_inner(), &author).await?,
+            self.import(Via::Case, request.into_inner(), &author)
+                .await?,
         ))
     }
 
@@ -115,7 +128,9 @@ impl IocService for IocApi {
         &self,
         request: Request<pb::ExportIocsRequest>,
     ) -> ApiResult<Self::ExportIocsStream> {
-        Ok(Response::new(self.export(request.into_inner()).await?))
+        Ok(Response::new(
+            self.export(Via::Case, request.into_inner()).await?,
+        ))
     }
 
     async fn hunt_case(
@@ -158,5 +173,103 @@ impl IocService for IocApi {
         request: Request<pb::CountMatchesRequest>,
     ) -> ApiResult<pb::CountMatchesResponse> {
         Ok(Response::new(self.counts(request.into_inner()).await?))
+    }
+
+    async fn create_ioc_list(
+        &self,
+        request: Request<pb::CreateIocListRequest>,
+    ) -> ApiResult<pb::IocList> {
+        let author = convert::author(&request);
+        Ok(Response::new(
+            self.create_list(request.into_inner(), &author).await?,
+        ))
+    }
+
+    async fn get_ioc_list(
+        &self,
+        request: Request<pb::GetIocListRequest>,
+    ) -> ApiResult<pb::IocList> {
+        Ok(Response::new(self.get_list(request.into_inner()).await?))
+    }
+
+    async fn list_ioc_lists(
+        &self,
+        request: Request<pb::ListIocListsRequest>,
+    ) -> ApiResult<pb::ListIocListsResponse> {
+        Ok(Response::new(self.lists(request.into_inner()).await?))
+    }
+
+    async fn update_ioc_list(
+        &self,
+        request: Request<pb::UpdateIocListRequest>,
+    ) -> ApiResult<pb::IocList> {
+        Ok(Response::new(self.update_list(request.into_inner()).await?))
+    }
+
+    async fn delete_ioc_list(
+        &self,
+        request: Request<pb::DeleteIocListRequest>,
+    ) -> ApiResult<pb::DeleteIocListResponse> {
+        Ok(Response::new(self.delete_list(request.into_inner()).await?))
+    }
+
+    async fn create_list_ioc(&self, request: Request<pb::CreateIocRequest>) -> ApiResult<pb::Ioc> {
+        let author = convert::author(&request);
+        Ok(Response::new(
+            self.create(Via::List, request.into_inner(), &author)
+                .await?,
+        ))
+    }
+
+    async fn get_list_ioc(&self, request: Request<pb::GetIocRequest>) -> ApiResult<pb::Ioc> {
+        Ok(Response::new(
+            self.get(Via::List, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_list_iocs(
+        &self,
+        request: Request<pb::ListIocsRequest>,
+    ) -> ApiResult<pb::ListIocsResponse> {
+        Ok(Response::new(
+            self.list(Via::List, request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_list_ioc(&self, request: Request<pb::UpdateIocRequest>) -> ApiResult<pb::Ioc> {
+        Ok(Response::new(
+            self.update(Via::List, request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_list_ioc(
+        &self,
+        request: Request<pb::DeleteIocRequest>,
+    ) -> ApiResult<pb::DeleteIocResponse> {
+        Ok(Response::new(
+            self.delete(Via::List, request.into_inner()).await?,
+        ))
+    }
+
+    async fn import_list_iocs(
+        &self,
+        request: Request<Streaming<pb::ImportIocsChunk>>,
+    ) -> ApiResult<pb::ImportIocsResponse> {
+        let author = convert::author(&request);
+        Ok(Response::new(
+            self.import(Via::List, request.into_inner(), &author)
+                .await?,
+        ))
+    }
+
+    type ExportListIocsStream = ExportStream;
+
+    async fn export_list_iocs(
+        &self,
+        request: Request<pb::ExportIocsRequest>,
+    ) -> ApiResult<Self::ExportListIocsStream> {
+        Ok(Response::new(
+            self.export(Via::List, request.into_inner()).await?,
+        ))
     }
 }

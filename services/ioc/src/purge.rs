@@ -88,6 +88,7 @@ impl CasePurger {
             "DELETE FROM ioc_case_versions WHERE case_id = $1",
             "DELETE FROM ioc_files WHERE case_id = $1",
             "DELETE FROM iocs WHERE case_id = $1",
+            "DELETE FROM ioc_list_cases WHERE case_id = $1",
         ] {
             removed += sqlx::query(statement)
                 .bind(case_id)

@@ -1,15 +1,18 @@
-//! The ioc service's tables: the IOCs of each case, each case's IOC version with its
-//! change log, the hunt stage state per file, and the matches. SQL is the common subset
+//! The ioc service's tables: the IOCs of each case and of each global list (an IOC's
+//! `case_id` column holds its owner: a case id, or `list:<list id>`), the lists and
+//! the cases they apply to, each case's IOC version with its change log, the hunt stage
+//! state per file, and the matches. SQL is the common subset
 //! of SQLite and PostgreSQL.
 
 use casescope_db::{Database, Migration, Migrations};
 
 pub const MIGRATIONS: Migrations = Migrations {
     service: "ioc",
-    steps: &[Migration {
-        version: 1,
-        name: "iocs, case versions and change log, hunt stage, matches",
-        sql: "
+    steps: &[
+        Migration {
+            version: 1,
+            name: "iocs, case versions and change log, hunt stage, matches",
+            sql: "
 CREATE TABLE iocs (
     id TEXT PRIMARY KEY,
     case_id TEXT NOT NULL,
@@ -82,7 +85,13 @@ CREATE INDEX ioc_matches_by_file ON ioc_matches (case_id, file_id, ioc_id);
 CREATE INDEX ioc_matches_by_ioc ON ioc_matches (case_id, ioc_id);
 CREATE INDEX ioc_matches_by_event ON ioc_matches (case_id, event_id);
 ",
-    }],
+        },
+        Migration {
+            version: 2,
+            name: "global IOC lists",
+            sql: lists::MIGRATION,
+        },
+    ],
 };
 
 /// Hunt stage states of a file.
@@ -93,11 +102,13 @@ pub mod status {
 
 mod files;
 mod iocs;
+mod lists;
 mod matches;
 
 pub use casescope_db::filter::{Filter, Param, bind_all};
 pub use files::FileRow;
 pub use iocs::{Hunted, IocRow};
+pub use lists::{ListRow, Owner, name_key as list_name_key};
 pub use matches::{MatchRow, Scope};
 
 #[derive(Debug, Clone)]

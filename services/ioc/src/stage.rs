@@ -36,6 +36,10 @@ const CACHED_SETS: usize = 4;
 /// How long a compiled set is reused (IOC expiry moves with time).
 const CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// Runs of one file per call at most (each after a request that came during the
+/// previous one); more wait for the reconciler.
+const RUNS_PER_CALL: usize = 3;
+
 fn transient(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::transient(error)
 }
@@ -267,6 +271,11 @@ impl HuntStage {
         };
         if fresh {
             let mut tx = self.repo.db().begin().await.map_err(transient)?;
+            if existing.is_none() {
+                // A file new to the service may be its case's first: serialised with
+                // list changes, which fan out to the cases known (repo/lists.rs).
+                self.repo.lock_lists(&mut tx).await.map_err(transient)?;
+            }
             self.repo
                 .request_file(
                     &mut tx,
@@ -283,15 +292,36 @@ impl HuntStage {
         self.run(file_id).await
     }
 
-    /// Runs the stage for `file_id` if it is behind what was requested. Idempotent.
+    /// Runs the stage for `file_id` if it is behind what was requested. Idempotent. A
+    /// request recorded while a run held the file (new events, a new version) is run
+    /// right after it rather than at the reconciler's next pass.
     pub async fn run(&self, file_id: &str) -> Result<(), HandlerError> {
+        for _ in 0..RUNS_PER_CALL {
+            let Some(before) = self.run_once(file_id).await? else {
+                return Ok(());
+            };
+            let Some(after) = self.repo.file(file_id).await.map_err(transient)? else {
+                return Ok(());
+            };
+            if after.generation == before.generation
+                && after.requested_version == before.requested_version
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One run if the file is behind; the file's row it started from, or `None` when
+    /// nothing ran (current, or held by another worker).
+    async fn run_once(&self, file_id: &str) -> Result<Option<FileRow>, HandlerError> {
         let Some(file) = self.repo.file(file_id).await.map_err(transient)? else {
             return Err(HandlerError::Poison(format!(
                 "no hunt record of file {file_id}"
             )));
         };
         if file.is_current() {
-            return Ok(());
+            return Ok(None);
         }
         let key = LeaseKey::new(&file.file_id, STAGE);
         let Some(lease) = self
@@ -306,7 +336,7 @@ impl HuntStage {
                 file_id,
                 "file is being hunted by another worker; duplicate job dropped"
             );
-            return Ok(());
+            return Ok(None);
         };
         let outcome = self.run_leased(&file, &lease).await;
         if let Err(error) = self.leases.release(&lease).await {
@@ -315,7 +345,7 @@ impl HuntStage {
         if outcome? {
             self.outbox.nudge();
         }
-        Ok(())
+        Ok(Some(file))
     }
 
     /// The compiled full set of the case at `version`.

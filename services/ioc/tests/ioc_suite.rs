@@ -1,7 +1,9 @@
 //! The ioc-service API against SQLite and a real PostgreSQL: create (canonical values,
 //! duplicates, refusals), listing filters and paging, updates with versions and the
 //! case's IOC version, imports (all or nothing, per-record results, limits), exports,
-//! and the hunt-state and match queries on a case without files.
+//! the hunt-state and match queries on a case without files, and global lists (their
+//! IOCs counted in the cases using them, each change bumping exactly those cases'
+//! versions).
 
 use casescope_bus::{Bus, InProcessBus, Outbox};
 use casescope_db::{Database, DbOptions};
@@ -279,6 +281,7 @@ async fn crud_and_versions(h: Harness) {
         .delete_ioc(Request::new(pb::DeleteIocRequest {
             case_id: case_of(&case),
             id: ioc.id.clone(),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -290,6 +293,7 @@ async fn crud_and_versions(h: Harness) {
         .get_ioc(Request::new(pb::GetIocRequest {
             case_id: case_of(&case),
             id: ioc.id.clone(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();
@@ -486,6 +490,274 @@ async fn limits() {
         .await
         .unwrap_err();
     assert_eq!(fifth.code(), Code::FailedPrecondition);
+}
+
+async fn list_of(h: &Harness, name: &str, all_cases: bool, cases: &[&str]) -> pb::IocList {
+    h.api
+        .create_ioc_list(Request::new(pb::CreateIocListRequest {
+            name: name.into(),
+            description: "feed".into(),
+            all_cases,
+            case_ids: cases
+                .iter()
+                .map(|c| CaseId {
+                    value: c.to_string(),
+                })
+                .collect(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn hunted_count(h: &Harness, case: &str) -> u32 {
+    h.api
+        .hunt_case(Request::new(pb::HuntCaseRequest {
+            case_id: case_of(case),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .enabled_iocs
+}
+
+async fn global_lists(h: Harness) {
+    // Three cases the service knows (each has an IOC), one it does not.
+    let [a, b, c, unknown] = [new_case(), new_case(), new_case(), new_case()];
+    for case in [&a, &b, &c] {
+        create(
+            &h,
+            case,
+            pb::IocType::Md5,
+            "0123456789abcdef0123456789abcdef",
+        )
+        .await
+        .unwrap();
+    }
+    let version = |case: String| {
+        let h = &h;
+        async move { states(h, &case).await.case_version }
+    };
+    let everyone = list_of(&h, "Everyone's feed", true, &[]).await;
+    let chosen = list_of(&h, "APT feed", false, &[&a]).await;
+    assert_eq!((everyone.version, chosen.case_ids.len()), (1, 1));
+    // Names are unique case-insensitively; bad input is refused with its field.
+    let taken = h
+        .api
+        .create_ioc_list(Request::new(pb::CreateIocListRequest {
+            name: "apt FEED".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    for bad in [
+        pb::CreateIocListRequest {
+            name: " ".into(),
+            ..Default::default()
+        },
+        pb::CreateIocListRequest {
+            name: "x".into(),
+            all_cases: true,
+            case_ids: vec![CaseId { value: a.clone() }],
+            ..Default::default()
+        },
+        pb::CreateIocListRequest {
+            name: "y".into(),
+            case_ids: vec![CaseId {
+                value: "not a case".into(),
+            }],
+            ..Default::default()
+        },
+    ] {
+        let refused = h.api.create_ioc_list(Request::new(bad)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
+
+    // An IOC of the all-cases list bumps every known case; of the chosen list, only a.
+    let before = [
+        version(a.clone()).await,
+        version(b.clone()).await,
+        version(c.clone()).await,
+    ];
+    let shared = h
+        .api
+        .create_list_ioc(Request::new(pb::CreateIocRequest {
+            list_id: everyone.id.clone(),
+            ioc_type: pb::IocType::Domain as i32,
+            value: "bad[.]example".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (shared.case_id.clone(), shared.list_id.clone()),
+        (None, everyone.id.clone())
+    );
+    assert_eq!(shared.normalized_value, "bad.example");
+    h.api
+        .create_list_ioc(Request::new(pb::CreateIocRequest {
+            list_id: chosen.id.clone(),
+            ioc_type: pb::IocType::Ip as i32,
+            value: "203.0.113.9".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        [
+            version(a.clone()).await,
+            version(b.clone()).await,
+            version(c.clone()).await
+        ],
+        [before[0] + 2, before[1] + 1, before[2] + 1]
+    );
+    assert_eq!(hunted_count(&h, &a).await, 3);
+    assert_eq!(hunted_count(&h, &b).await, 2);
+    // A case the service has never seen starts with the all-cases list's IOCs.
+    assert_eq!(hunted_count(&h, &unknown).await, 1);
+
+    // The case RPCs do not reach a list's IOCs, nor the list RPCs a case's.
+    let through_case = h
+        .api
+        .get_ioc(Request::new(pb::GetIocRequest {
+            case_id: case_of(&a),
+            id: shared.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(through_case.code(), Code::NotFound);
+    let mixed = h
+        .api
+        .create_ioc(Request::new(pb::CreateIocRequest {
+            case_id: case_of(&a),
+            list_id: everyone.id.clone(),
+            ioc_type: pb::IocType::Domain as i32,
+            value: "x.example".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(mixed.code(), Code::InvalidArgument);
+    let missing = h
+        .api
+        .create_list_ioc(Request::new(pb::CreateIocRequest {
+            list_id: uuid::Uuid::now_v7().to_string(),
+            ioc_type: pb::IocType::Domain as i32,
+            value: "x.example".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // Lists a case uses; by name.
+    let used = |case: String| {
+        let h = &h;
+        async move {
+            h.api
+                .list_ioc_lists(Request::new(pb::ListIocListsRequest {
+                    page: None,
+                    case_id: case_of(&case),
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .lists
+                .into_iter()
+                .map(|l| (l.name, l.ioc_count))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        used(a.clone()).await,
+        [
+            ("APT feed".to_string(), 1),
+            ("Everyone's feed".to_string(), 1)
+        ]
+    );
+    assert_eq!(used(b.clone()).await, [("Everyone's feed".to_string(), 1)]);
+    let by_name = h
+        .api
+        .get_ioc_list(Request::new(pb::GetIocListRequest {
+            id: "apt feed".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_name.id, chosen.id);
+
+    // Moving the chosen list from a to b: both change, c does not.
+    let before = [
+        version(a.clone()).await,
+        version(b.clone()).await,
+        version(c.clone()).await,
+    ];
+    let moved = h
+        .api
+        .update_ioc_list(Request::new(pb::UpdateIocListRequest {
+            id: chosen.id.clone(),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["case_ids".into()],
+            }),
+            case_ids: vec![CaseId { value: b.clone() }],
+            expected_version: chosen.version,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.version, chosen.version + 1);
+    assert_eq!(
+        [
+            version(a.clone()).await,
+            version(b.clone()).await,
+            version(c.clone()).await
+        ],
+        [before[0] + 1, before[1] + 1, before[2]]
+    );
+    assert_eq!(hunted_count(&h, &a).await, 2);
+    assert_eq!(hunted_count(&h, &b).await, 3);
+    let stale = h
+        .api
+        .update_ioc_list(Request::new(pb::UpdateIocListRequest {
+            id: chosen.id.clone(),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+            name: "renamed".into(),
+            expected_version: chosen.version,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+
+    // Deleting the all-cases list: its IOC is gone from every case's hunts.
+    let deleted = h
+        .api
+        .delete_ioc_list(Request::new(pb::DeleteIocListRequest {
+            id: everyone.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((deleted.iocs_deleted, deleted.matches_deleted), (1, 0));
+    assert_eq!(hunted_count(&h, &a).await, 1);
+    assert_eq!(hunted_count(&h, &c).await, 1);
+    assert_eq!(hunted_count(&h, &unknown).await, 0);
+}
+
+#[tokio::test]
+async fn global_lists_on_sqlite() {
+    global_lists(sqlite(IocSettings::default()).await).await;
+}
+
+#[tokio::test]
+async fn global_lists_on_postgres() {
+    global_lists(postgres(IocSettings::default()).await).await;
 }
 
 #[tokio::test]

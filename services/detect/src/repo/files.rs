@@ -125,7 +125,10 @@ impl DetectRepo {
         &self,
         tx: &mut Tx<'_>,
         file_id: &str,
-        evaluated_version: Option<i64>,
+        // The ruleset version evaluated and the generation of the events evaluated; when
+        // the file's generation moved on during the run (re-ingested, archived), the
+        // result is of stale events: the file stays pending for a run on the new ones.
+        evaluated: Option<(i64, i64)>,
         mode: &str,
         events_scanned: i64,
         error: Option<&str>,
@@ -140,12 +143,15 @@ impl DetectRepo {
         .fetch_one(&mut **tx)
         .await?
         .try_get("n")?;
-        match evaluated_version {
-            Some(version) => {
+        match evaluated {
+            Some((version, generation)) => {
                 sqlx::query(
-                    "UPDATE detect_files SET evaluated_version = $2, last_mode = $3, events_scanned = $4, \
+                    "UPDATE detect_files SET \
+                     evaluated_version = CASE WHEN generation = $7 THEN $2 ELSE evaluated_version END, \
+                     last_mode = $3, events_scanned = $4, \
                      detections = $5, error = NULL, attempts = 0, updated_at = $6, completed_runs = completed_runs + 1, \
-                     status = CASE WHEN requested_version > $2 THEN 'pending' ELSE 'done' END WHERE file_id = $1",
+                     status = CASE WHEN requested_version > $2 OR generation <> $7 THEN 'pending' ELSE 'done' END \
+                     WHERE file_id = $1",
                 )
                 .bind(file_id)
                 .bind(version)
@@ -153,6 +159,7 @@ impl DetectRepo {
                 .bind(events_scanned)
                 .bind(count)
                 .bind(now)
+                .bind(generation)
                 .execute(&mut **tx)
                 .await?;
             }

@@ -1,6 +1,6 @@
 //! Conversions between the ioc service's rows and its wire messages.
 
-use crate::repo::{IocRow, MatchRow};
+use crate::repo::{IocRow, ListRow, MatchRow, Owner};
 use casescope_ioc::{IocType, Tlp};
 use casescope_proto::common::v1::{CaseId, EventId, FileId, IocId, IocMatchId, UserId};
 use casescope_proto::error::ApiError;
@@ -142,13 +142,16 @@ pub(super) fn labels_of(json: &str) -> Vec<String> {
 }
 
 pub(super) fn ioc_to_pb(row: &IocRow, match_count: i64) -> pb::Ioc {
+    let (case_id, list_id) = match Owner::of_key(&row.case_id) {
+        Owner::Case(case) => (Some(CaseId { value: case }), String::new()),
+        Owner::List(list) => (None, list),
+    };
     pb::Ioc {
         id: Some(IocId {
             value: row.id.clone(),
         }),
-        case_id: Some(CaseId {
-            value: row.case_id.clone(),
-        }),
+        case_id,
+        list_id,
         ioc_type: stored_type(&row.ioc_type) as i32,
         value: row.value.clone(),
         normalized_value: row.normalized.clone(),
@@ -214,6 +217,23 @@ pub(super) fn record_of(row: &IocRow) -> casescope_ioc::import::Record {
         last_seen: row.last_seen,
         expires_at: row.expires_at,
         enabled: Some(row.enabled),
+    }
+}
+
+pub(super) fn list_to_pb(row: &ListRow, cases: &[String], ioc_count: i64) -> pb::IocList {
+    pb::IocList {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        all_cases: row.all_cases,
+        case_ids: cases.iter().map(|c| CaseId { value: c.clone() }).collect(),
+        ioc_count: u64::try_from(ioc_count).unwrap_or_default(),
+        created_by: (!row.created_by.is_empty()).then(|| UserId {
+            value: row.created_by.clone(),
+        }),
+        created_at: Some(micros_to_timestamp(row.created_at)),
+        updated_at: Some(micros_to_timestamp(row.updated_at)),
+        version: row.version,
     }
 }
 

@@ -1,15 +1,17 @@
-//! Creating, reading, listing, changing and deleting IOCs. A change of what is hunted
-//! (a new enabled IOC; enabled or expiry changed; deletion) bumps the case's IOC version
-//! with the IOC in its change log, so files re-hunt that IOC alone; a disabled or
-//! deleted IOC's matches go in the same transaction.
+//! Creating, reading, listing, changing and deleting IOCs, of a case or of a global
+//! list (the same code, with the owner from the RPC: [`Via`]). A change of what is
+//! hunted (a new enabled IOC; enabled or expiry changed; deletion) bumps the IOC version
+//! of the case — or of every case using the list — with the IOC in its change log, so
+//! files re-hunt that IOC alone; a disabled or deleted IOC's matches go in the same
+//! transaction.
 
 use super::convert::*;
-use super::{IocApi, db_error};
-use crate::repo::{Filter, IocRow, Param};
+use super::{IocApi, Via, db_error};
+use crate::repo::{Filter, IocRow, Owner, Param};
 use casescope_ioc::{IocType, Tlp, canonicalize};
 use casescope_proto::common::v1::PageResponse;
 use casescope_proto::error::ApiError;
-use casescope_proto::ids::{case_id, uuid_id};
+use casescope_proto::ids::uuid_id;
 use casescope_proto::ioc::v1 as pb;
 use casescope_proto::paging::validate_page;
 use casescope_proto::time::timestamp_to_micros;
@@ -21,26 +23,42 @@ fn like_escape(text: &str) -> String {
 }
 
 impl IocApi {
-    /// Records, in `tx`, that `changed` IOCs of the case changed what hunts find; the
-    /// case's files are re-hunted for them (the reconciler sends their jobs).
+    /// Records, in `tx`, that `changed` IOCs of the owner changed what hunts find; the
+    /// files of the case (of every case using the list) are re-hunted for them (the
+    /// reconciler sends their jobs).
     pub(super) async fn changed(
         &self,
         tx: &mut casescope_db::Tx<'_>,
-        case: &str,
+        owner: &Owner,
         changed: &[String],
-    ) -> Result<i64, ApiError> {
-        self.repo
-            .bump_version(tx, case, changed, casescope_db::now_micros())
-            .await
-            .map_err(db_error)
+    ) -> Result<(), ApiError> {
+        let now = casescope_db::now_micros();
+        let cases = match owner {
+            Owner::Case(case) => vec![case.clone()],
+            Owner::List(list) => {
+                self.repo.lock_lists(tx).await.map_err(db_error)?;
+                self.repo.cases_using(tx, list).await.map_err(db_error)?
+            }
+        };
+        for case in cases {
+            self.repo
+                .bump_version(tx, &case, changed, now)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
     }
 
     pub(super) async fn create(
         &self,
+        via: Via,
         request: pb::CreateIocRequest,
         author: &str,
     ) -> Result<pb::Ioc, ApiError> {
-        let case = case_id(request.case_id.as_ref(), "case_id")?;
+        let owner = self
+            .owner(via, request.case_id.as_ref(), &request.list_id, "")
+            .await?;
+        let case = owner.key();
         let kind = type_of(request.ioc_type).ok_or_else(|| {
             ApiError::invalid_field("IOC_TYPE_INVALID", "ioc_type", "an IOC type is required")
         })?;
@@ -60,7 +78,8 @@ impl IocApi {
             return Err(ApiError::FailedPrecondition {
                 reason: "IOC_LIMIT",
                 message: format!(
-                    "the case holds {} IOCs, the most one case may hold",
+                    "the {} holds {} IOCs, the most one case or list may hold",
+                    owner.describe(),
                     self.settings.max_iocs_per_case
                 ),
             });
@@ -111,13 +130,15 @@ impl IocApi {
             return Err(ApiError::AlreadyExists {
                 reason: "IOC_EXISTS",
                 message: format!(
-                    "the case already has the {} {} (IOC {existing})",
-                    row.ioc_type, row.normalized
+                    "the {} already has the {} {} (IOC {existing})",
+                    owner.describe(),
+                    row.ioc_type,
+                    row.normalized
                 ),
             });
         }
         if row.hunted(now) {
-            self.changed(&mut tx, &case, std::slice::from_ref(&row.id))
+            self.changed(&mut tx, &owner, std::slice::from_ref(&row.id))
                 .await?;
         }
         tx.commit().await.map_err(|e| db_error(e.into()))?;
@@ -125,27 +146,36 @@ impl IocApi {
         Ok(ioc_to_pb(&row, 0))
     }
 
-    async fn stored(&self, case: &str, id: &str) -> Result<IocRow, ApiError> {
+    async fn stored(&self, owner: &Owner, id: &str) -> Result<IocRow, ApiError> {
         self.repo
-            .ioc(case, id)
+            .ioc(&owner.key(), id)
             .await
             .map_err(db_error)?
             .ok_or_else(|| {
-                ApiError::not_found("IOC_NOT_FOUND", format!("no IOC {id} in case {case}"))
+                ApiError::not_found(
+                    "IOC_NOT_FOUND",
+                    format!("no IOC {id} in {}", owner.describe()),
+                )
             })
     }
 
-    pub(super) async fn get(&self, request: pb::GetIocRequest) -> Result<pb::Ioc, ApiError> {
-        let case = case_id(request.case_id.as_ref(), "case_id")?;
+    pub(super) async fn get(
+        &self,
+        via: Via,
+        request: pb::GetIocRequest,
+    ) -> Result<pb::Ioc, ApiError> {
+        let owner = self
+            .owner(via, request.case_id.as_ref(), &request.list_id, "")
+            .await?;
         let id = uuid_id(
             request.id.as_ref().map(|i| i.value.as_str()).unwrap_or(""),
             "IOC_ID_INVALID",
             "id",
         )?;
-        let row = self.stored(&case, &id).await?;
+        let row = self.stored(&owner, &id).await?;
         let counts = self
             .repo
-            .match_counts_of(&case, std::slice::from_ref(&row.id))
+            .match_counts_of(&owner, std::slice::from_ref(&row.id))
             .await
             .map_err(db_error)?;
         Ok(ioc_to_pb(&row, counts.get(&row.id).copied().unwrap_or(0)))
@@ -153,12 +183,15 @@ impl IocApi {
 
     pub(super) async fn list(
         &self,
+        via: Via,
         request: pb::ListIocsRequest,
     ) -> Result<pb::ListIocsResponse, ApiError> {
-        let case = case_id(request.case_id.as_ref(), "case_id")?;
+        let owner = self
+            .owner(via, request.case_id.as_ref(), &request.list_id, "")
+            .await?;
         let page = validate_page(request.page.as_ref(), "page")?;
         let filter = ioc_filter(
-            &case,
+            &owner.key(),
             &request.ioc_types,
             request.enabled,
             &request.source,
@@ -189,7 +222,7 @@ impl IocApi {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let counts = self
             .repo
-            .match_counts_of(&case, &ids)
+            .match_counts_of(&owner, &ids)
             .await
             .map_err(db_error)?;
         Ok(pb::ListIocsResponse {
@@ -202,8 +235,14 @@ impl IocApi {
         })
     }
 
-    pub(super) async fn update(&self, request: pb::UpdateIocRequest) -> Result<pb::Ioc, ApiError> {
-        let case = case_id(request.case_id.as_ref(), "case_id")?;
+    pub(super) async fn update(
+        &self,
+        via: Via,
+        request: pb::UpdateIocRequest,
+    ) -> Result<pb::Ioc, ApiError> {
+        let owner = self
+            .owner(via, request.case_id.as_ref(), &request.list_id, "")
+            .await?;
         let id = uuid_id(
             request.id.as_ref().map(|i| i.value.as_str()).unwrap_or(""),
             "IOC_ID_INVALID",
@@ -221,7 +260,7 @@ impl IocApi {
                 "name the fields to change",
             ));
         }
-        let stored = self.stored(&case, &id).await?;
+        let stored = self.stored(&owner, &id).await?;
         if request.expected_version != 0 && request.expected_version != stored.version {
             return Err(ApiError::Aborted {
                 reason: "VERSION_MISMATCH",
@@ -295,11 +334,11 @@ impl IocApi {
         if hunt_changed {
             if !row.hunted(now) {
                 self.repo
-                    .delete_ioc_matches(&mut tx, &case, &id)
+                    .delete_ioc_matches(&mut tx, &id)
                     .await
                     .map_err(db_error)?;
             }
-            self.changed(&mut tx, &case, std::slice::from_ref(&id))
+            self.changed(&mut tx, &owner, std::slice::from_ref(&id))
                 .await?;
         }
         tx.commit().await.map_err(|e| db_error(e.into()))?;
@@ -308,7 +347,7 @@ impl IocApi {
         }
         let counts = self
             .repo
-            .match_counts_of(&case, std::slice::from_ref(&id))
+            .match_counts_of(&owner, std::slice::from_ref(&id))
             .await
             .map_err(db_error)?;
         Ok(ioc_to_pb(&row, counts.get(&id).copied().unwrap_or(0)))
@@ -316,32 +355,35 @@ impl IocApi {
 
     pub(super) async fn delete(
         &self,
+        via: Via,
         request: pb::DeleteIocRequest,
     ) -> Result<pb::DeleteIocResponse, ApiError> {
-        let case = case_id(request.case_id.as_ref(), "case_id")?;
+        let owner = self
+            .owner(via, request.case_id.as_ref(), &request.list_id, "")
+            .await?;
         let id = uuid_id(
             request.id.as_ref().map(|i| i.value.as_str()).unwrap_or(""),
             "IOC_ID_INVALID",
             "id",
         )?;
         let mut tx = self.repo.db().begin().await.map_err(db_error)?;
-        let removed = self
-            .repo
-            .delete_ioc_matches(&mut tx, &case, &id)
-            .await
-            .map_err(db_error)?;
         if !self
             .repo
-            .delete_ioc(&mut tx, &case, &id)
+            .delete_ioc(&mut tx, &owner.key(), &id)
             .await
             .map_err(db_error)?
         {
             return Err(ApiError::not_found(
                 "IOC_NOT_FOUND",
-                format!("no IOC {id} in case {case}"),
+                format!("no IOC {id} in {}", owner.describe()),
             ));
         }
-        self.changed(&mut tx, &case, std::slice::from_ref(&id))
+        let removed = self
+            .repo
+            .delete_ioc_matches(&mut tx, &id)
+            .await
+            .map_err(db_error)?;
+        self.changed(&mut tx, &owner, std::slice::from_ref(&id))
             .await?;
         tx.commit().await.map_err(|e| db_error(e.into()))?;
         Ok(pb::DeleteIocResponse {
@@ -350,7 +392,7 @@ impl IocApi {
     }
 }
 
-/// The SQL filter of an IOC listing (`case_id` first).
+/// The SQL filter of an IOC listing (the owner's key first).
 pub(super) fn ioc_filter(
     case: &str,
     types: &[i32],

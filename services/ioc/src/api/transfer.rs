@@ -8,12 +8,11 @@
 //! the place it went wrong, and nothing is created.
 
 use super::convert::*;
-use super::{ExportStream, IocApi, db_error};
-use crate::repo::IocRow;
+use super::{ExportStream, IocApi, Via, db_error};
+use crate::repo::{IocRow, Owner};
 use casescope_ioc::import::{self, Entry, Format, Item, Options, Seen};
 use casescope_ioc::{IocType, Tlp};
 use casescope_proto::error::ApiError;
-use casescope_proto::ids::case_id;
 use casescope_proto::ioc::v1 as pb;
 use casescope_proto::paging::MAX_PAGE_SIZE;
 use std::io::Write;
@@ -75,6 +74,7 @@ struct Parsed {
 impl IocApi {
     pub(super) async fn import(
         &self,
+        via: Via,
         mut stream: Streaming<pb::ImportIocsChunk>,
         author: &str,
     ) -> Result<pb::ImportIocsResponse, ApiError> {
@@ -91,7 +91,9 @@ impl IocApi {
                 ));
             }
         };
-        let case = case_id(header.case_id.as_ref(), "header.case_id")?;
+        let owner = self
+            .owner(via, header.case_id.as_ref(), &header.list_id, "header.")
+            .await?;
         let format = format_of(header.format).ok_or_else(|| {
             ApiError::invalid_field(
                 "IMPORT_FORMAT_INVALID",
@@ -214,19 +216,20 @@ impl IocApi {
             tlp: tlp_of(header.default_tlp).unwrap_or(Tlp::Amber),
             confidence: header.default_confidence.unwrap_or(50).min(100),
         };
-        self.write_import(&case, parsed, &defaults, header.dry_run, author)
+        self.write_import(&owner, parsed, &defaults, header.dry_run, author)
             .await
     }
 
     async fn write_import(
         &self,
-        case: &str,
+        owner: &Owner,
         parsed: Parsed,
         defaults: &Defaults,
         dry_run: bool,
         author: &str,
     ) -> Result<pb::ImportIocsResponse, ApiError> {
         let now = casescope_db::now_micros();
+        let case = &owner.key();
         let mut seen = Seen::default();
         let mut response = pb::ImportIocsResponse {
             records_read: parsed.entries.len() as u64,
@@ -261,7 +264,8 @@ impl IocApi {
             return Err(ApiError::FailedPrecondition {
                 reason: "IOC_LIMIT",
                 message: format!(
-                    "the case holds {existing} IOCs and the import brings up to {} more; one case holds at most {} (nothing was imported)",
+                    "the {} holds {existing} IOCs and the import brings up to {} more; one case or list holds at most {} (nothing was imported)",
+                    owner.describe(),
                     rows.len(),
                     self.settings.max_iocs_per_case
                 ),
@@ -296,7 +300,7 @@ impl IocApi {
             }
         }
         if !hunted.is_empty() {
-            self.changed(&mut tx, case, &hunted).await?;
+            self.changed(&mut tx, owner, &hunted).await?;
         }
         tx.commit().await.map_err(|e| db_error(e.into()))?;
         if !hunted.is_empty() {
@@ -307,9 +311,13 @@ impl IocApi {
 
     pub(super) async fn export(
         &self,
+        via: Via,
         request: pb::ExportIocsRequest,
     ) -> Result<ExportStream, ApiError> {
-        let case = case_id(request.case_id.as_ref(), "case_id")?;
+        let owner = self
+            .owner(via, request.case_id.as_ref(), &request.list_id, "")
+            .await?;
+        let case = owner.key();
         let format = match format_of(request.format) {
             Some(Format::Text) | None => {
                 return Err(ApiError::invalid_field(
@@ -329,7 +337,7 @@ impl IocApi {
             let outcome: Result<(), String> = async {
                 let now = casescope_db::now_micros();
                 let mut writer =
-                    Writer::open(format, buffer.clone(), &case, now).map_err(|e| e.to_string())?;
+                    Writer::open(format, buffer.clone(), &owner, now).map_err(|e| e.to_string())?;
                 let mut after = String::new();
                 loop {
                     let page = repo
@@ -463,7 +471,8 @@ enum Writer {
 }
 
 impl Writer {
-    fn open(format: Format, out: Shared, case: &str, now: i64) -> std::io::Result<Writer> {
+    fn open(format: Format, out: Shared, owner: &Owner, now: i64) -> std::io::Result<Writer> {
+        let case = owner.key();
         Ok(match format {
             Format::Csv | Format::Text => {
                 Writer::Csv(Box::new(casescope_ioc::export::CsvWriter::new(out)?))
@@ -477,7 +486,7 @@ impl Writer {
                 let date = casescope_proto::time::micros_to_rfc3339(now);
                 Writer::Misp(casescope_ioc::export::MispWriter::new(
                     out,
-                    &format!("CaseScope case {case} IOCs"),
+                    &format!("CaseScope {} IOCs", owner.describe()),
                     &format!("{case}:{now}"),
                     date.get(..10).unwrap_or(""),
                 )?)

@@ -145,10 +145,15 @@ impl IocRepo {
         .fetch_one(&mut **tx)
         .await?
         .try_get("n")?;
+        // `file` is the row the run started from: when the file's generation moved on
+        // meanwhile (re-ingested, archived), the run hunted stale events and the file
+        // stays pending for a run on the new ones.
         sqlx::query(
-            "UPDATE ioc_files SET hunted_version = $2, last_mode = $3, events_scanned = $4, matches = $5, \
+            "UPDATE ioc_files SET hunted_version = CASE WHEN generation = $7 THEN $2 ELSE hunted_version END, \
+             last_mode = $3, events_scanned = $4, matches = $5, \
              error = NULL, attempts = 0, updated_at = $6, completed_runs = completed_runs + 1, \
-             status = CASE WHEN requested_version > $2 THEN 'pending' ELSE 'done' END WHERE file_id = $1",
+             status = CASE WHEN requested_version > $2 OR generation <> $7 THEN 'pending' ELSE 'done' END \
+             WHERE file_id = $1",
         )
         .bind(&file.file_id)
         .bind(version)
@@ -156,6 +161,7 @@ impl IocRepo {
         .bind(events_scanned)
         .bind(count)
         .bind(casescope_db::now_micros())
+        .bind(file.generation)
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -73,6 +73,11 @@ pub struct Hunted {
 /// Change-log rows written per statement.
 const CHANGES_PER_INSERT: usize = 200;
 
+/// IOCs one version logs at most: a larger change (a big import, a list joining a case)
+/// is not logged and the case's files get full hunts instead, which cost about the same
+/// (a hunt's cost is its pass over the events, whatever the number of IOCs).
+pub const MAX_LOGGED_CHANGES: usize = 10_000;
+
 impl IocRepo {
     /// Inserts `row` unless the case has its (type, value): `false` then.
     pub async fn insert_ioc(&self, tx: &mut Tx<'_>, row: &IocRow) -> Result<bool, DbError> {
@@ -233,16 +238,19 @@ impl IocRepo {
         )
     }
 
-    /// The IOCs a hunt of the case uses at `now`: every one, or only those changed in
-    /// versions (from, to].
+    /// The IOCs a hunt of the case uses at `now` (its own and those of the lists it
+    /// uses): every one, or only those changed in versions (from, to].
     pub async fn hunted_iocs(
         &self,
         case_id: &str,
         now: i64,
         changed: Option<(i64, i64)>,
     ) -> Result<Vec<Hunted>, DbError> {
-        let base = "SELECT id, ioc_type, normalized FROM iocs WHERE case_id = $1 AND enabled = 1 \
-                    AND (expires_at IS NULL OR expires_at > $2)";
+        let base = format!(
+            "SELECT id, ioc_type, normalized FROM iocs WHERE (case_id = $1 OR case_id IN ({})) \
+             AND enabled = 1 AND (expires_at IS NULL OR expires_at > $2)",
+            super::lists::LIST_OWNERS_OF_CASE
+        );
         let rows = match changed {
             None => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("{base} ORDER BY id")))
@@ -307,7 +315,20 @@ impl IocRepo {
         .fetch_one(&mut **tx)
         .await?
         .try_get("version")?;
-        for chunk in changed.chunks(CHANGES_PER_INSERT) {
+        if changed.len() > MAX_LOGGED_CHANGES {
+            // Every file behind this version gets a full hunt (docs/iocs.md).
+            sqlx::query("UPDATE ioc_case_versions SET log_floor = $2 WHERE case_id = $1")
+                .bind(case_id)
+                .bind(version + 1)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let logged = if changed.len() > MAX_LOGGED_CHANGES {
+            &[][..]
+        } else {
+            changed
+        };
+        for chunk in logged.chunks(CHANGES_PER_INSERT) {
             let mut sql =
                 String::from("INSERT INTO ioc_changes (case_id, version, ioc_id) VALUES ");
             for (i, _) in chunk.iter().enumerate() {

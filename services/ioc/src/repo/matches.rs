@@ -1,6 +1,6 @@
 //! IOC matches.
 
-use super::{Filter, IocRepo, Param, bind_all};
+use super::{Filter, IocRepo, Owner, Param, bind_all};
 use casescope_db::{DbError, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -115,20 +115,13 @@ impl IocRepo {
         Ok(query.execute(&mut **tx).await?.rows_affected())
     }
 
-    pub async fn delete_ioc_matches(
-        &self,
-        tx: &mut Tx<'_>,
-        case_id: &str,
-        ioc_id: &str,
-    ) -> Result<u64, DbError> {
-        Ok(
-            sqlx::query("DELETE FROM ioc_matches WHERE case_id = $1 AND ioc_id = $2")
-                .bind(case_id)
-                .bind(ioc_id)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-        )
+    /// Deletes an IOC's matches in every case (a list's IOC matches in many).
+    pub async fn delete_ioc_matches(&self, tx: &mut Tx<'_>, ioc_id: &str) -> Result<u64, DbError> {
+        Ok(sqlx::query("DELETE FROM ioc_matches WHERE ioc_id = $1")
+            .bind(ioc_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected())
     }
 
     pub async fn insert_matches(&self, tx: &mut Tx<'_>, rows: &[MatchRow]) -> Result<(), DbError> {
@@ -267,10 +260,11 @@ impl IocRepo {
         Ok(counts)
     }
 
-    /// Matches per IOC for these IOCs of a case.
+    /// Matches per IOC for these IOCs of an owner: in the case, or (a list's) in every
+    /// case.
     pub async fn match_counts_of(
         &self,
-        case_id: &str,
+        owner: &Owner,
         ioc_ids: &[String],
     ) -> Result<std::collections::HashMap<String, i64>, DbError> {
         let mut out = std::collections::HashMap::new();
@@ -278,8 +272,10 @@ impl IocRepo {
             return Ok(out);
         }
         let mut filter = Filter::default();
-        let c = filter.bind(Param::Text(case_id.to_string()));
-        filter.push(format!("case_id = {c}"));
+        if let Owner::Case(case_id) = owner {
+            let c = filter.bind(Param::Text(case_id.to_string()));
+            filter.push(format!("case_id = {c}"));
+        }
         filter.any_text("ioc_id", ioc_ids);
         let sql = format!(
             "SELECT ioc_id, COUNT(*) AS n FROM ioc_matches{} GROUP BY ioc_id",
