@@ -88,12 +88,9 @@ impl CasesApi {
             peers: None,
             sets: SetCache::default(),
             jobs_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
-            file_stages: std::sync::Arc::new(
-                crate::stages::DEFAULT_FILE_STAGES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            ),
+            // None until configured (`with_file_stages`): a file then shows ingest's
+            // status; `casescope serve` names the stages it runs.
+            file_stages: std::sync::Arc::new(Vec::new()),
         }
     }
 
