@@ -3,17 +3,29 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search bench-ioc chart-check chart-tools
+.PHONY: web serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search bench-ioc chart-check chart-tools
 
-## Build and run every service in one process on embedded defaults (./casescope-data).
-serve:
+## The web app (web/, TypeScript): npm ci from its lockfile, then the production build in
+## web/dist, which the next cargo build embeds. Without Node.js it says so and the server
+## runs without the app (its / says how to build it).
+web:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
+	else \
+		echo "Node.js/npm not found: the web app is not built (install Node.js 20+, then make web)"; \
+	fi
+
+## Build and run every service in one process on embedded defaults (./casescope-data),
+## with the web app at http://127.0.0.1:7700/ (sign in as admin; the first password is
+## printed once in the log).
+serve: web
 	$(CARGO) run --release -p casescope-cli --bin casescope -- serve
 
-build:
+build: web
 	$(CARGO) build -p casescope-cli --bin casescope
 
 ## Install what the tests need (nats-server, PostgreSQL) if missing, then run every test.
-test: test-deps
+test: test-deps web
 	$(CARGO) build -p casescope-cli --bin casescope
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \

@@ -36,8 +36,23 @@ elif [ "${CASESCOPE_TEST_REQUIRE_S3:-}" = 1 ]; then
 else
   echo "Go is missing: the S3 suites will skip (install Go, then scripts/install-seaweedfs.sh)"
 fi
+# Chromium for the web app's browser tests (Debian's package; playwright-core drives it,
+# no browser download).
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing Chromium (Debian)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  elif [ "${CASESCOPE_TEST_REQUIRE_BROWSER:-}" = 1 ]; then
+    echo "Chromium is missing and installing it needs root: sudo apt-get install chromium" >&2
+    exit 1
+  else
+    echo "Chromium is missing: the web app's browser test will skip (sudo apt-get install chromium)"
+  fi
+fi
 # The OpenID Connect provider of the sign-in tests (node-oidc-provider, pinned by its
 # lockfile, from the npm registry).
 echo "installing the test OpenID Connect provider (npm ci in scripts/oidc-provider)"
 (cd "$(dirname "$0")/oidc-provider" && npm ci --no-audit --no-fund --loglevel=error)
-echo "test dependencies present: nats-server, PostgreSQL, the OIDC provider (and OpenSearch and SeaweedFS, see above)"
+echo "test dependencies present: nats-server, PostgreSQL, Chromium, the OIDC provider (and OpenSearch and SeaweedFS, see above)"

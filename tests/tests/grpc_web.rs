@@ -1,5 +1,5 @@
-//! gRPC-web over plain HTTP/1.1 (what a browser speaks), on `casescope serve`: a unary
-//! RPC (GetCase) and a server-streaming one (ScanFileEvents, many messages) answer
+//! gRPC-web over plain HTTP/1.1 (what a browser speaks), on `casescope serve`: unary
+//! RPCs (GetCase; CreateCase, whose answer the gateway reads and replays) and a server-streaming one (ScanFileEvents, many messages) answer
 //! through the same port as gRPC, with their status in the gRPC-web trailer frame.
 
 use casescope_e2e::{Server, json, stderr, stdout};
@@ -133,6 +133,21 @@ fn unary_and_server_streaming_rpcs_answer_over_grpc_web_http1() {
     assert_eq!(frames.len(), 1);
     let fetched = cases_pb::Case::decode(frames[0].as_slice()).unwrap();
     assert_eq!(fetched.name, "web");
+    assert!(trailer.contains("grpc-status:0"), "{trailer:?}");
+
+    // CreateCase's answer is read by the gateway (it makes the creator the case's
+    // admin) and replayed: its trailer frame must survive that over HTTP/1.1.
+    let (frames, trailer) = grpc_web_call(
+        &server,
+        "/casescope.cases.v1.CasesService/CreateCase",
+        &cases_pb::CreateCaseRequest {
+            name: "made in a browser".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(frames.len(), 1);
+    let created = cases_pb::Case::decode(frames[0].as_slice()).unwrap();
+    assert_eq!(created.name, "made in a browser");
     assert!(trailer.contains("grpc-status:0"), "{trailer:?}");
 
     let (frames, trailer) = grpc_web_call(

@@ -19,6 +19,7 @@ mod serve_gateway;
 mod server_http;
 mod session;
 mod timeline_cmds;
+mod web_ui;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The HTTP side of every CaseScope process, on the same port as gRPC: `/healthz`
 //! (alive), `/readyz` (databases, bus and event store reachable, not draining), `/metrics`
-//! (Prometheus text format), a clear
+//! (Prometheus text format), the web app where the gateway runs (`web_ui`), a clear
 //! `UNIMPLEMENTED` for contract RPCs this process does not serve, and per-request
 //! tracing (W3C trace context from the caller) with RED metrics labelled by RPC path.
 
@@ -140,6 +140,8 @@ pub fn router(
     // RPCs of the contract no service here implements answer UNIMPLEMENTED, but only
     // to callers the gateway lets through: an anonymous caller learns nothing more.
     let mut unserved = axum::Router::new().fallback(not_served);
+    // The web app comes from the process that runs the gateway (same origin as its API).
+    let web = gate.is_some();
     let grpc = match gate {
         Some(gate) => {
             unserved = unserved.layer(axum::middleware::from_fn_with_state(
@@ -179,6 +181,17 @@ pub fn router(
         )
         .fallback_service(unserved)
         .layer(axum::middleware::from_fn(observe));
+    let router = if web {
+        if !crate::web_ui::built() {
+            tracing::warn!(
+                "the web app was not built into this binary (Node.js was missing at build \
+                 time): `/` says so; run `make web` and rebuild to serve it"
+            );
+        }
+        router.merge(crate::web_ui::routes())
+    } else {
+        router
+    };
     cors(security_headers(router), cors_origins)
 }
 

@@ -461,10 +461,15 @@ impl Gate {
                 ));
             }
         }
-        let body = http_body_util::Full::new(bytes)
-            .map_err(|never| match never {})
-            .with_trailers(async move { trailers.map(Ok) });
-        Response::from_parts(parts, Body::new(body))
+        // Replayed as frames of no announced length: a body that says its exact size
+        // gets a `content-length` from HTTP/1.1, which ends a gRPC-web answer before its
+        // trailer frame (browsers then see "missing trailer").
+        let frames = futures::stream::iter(
+            std::iter::once(http_body::Frame::data(bytes))
+                .chain(trailers.map(http_body::Frame::trailers))
+                .map(Ok::<_, std::convert::Infallible>),
+        );
+        Response::from_parts(parts, Body::new(http_body_util::StreamBody::new(frames)))
     }
 
     async fn append(&self, record: &AuditRecord) {

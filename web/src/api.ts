@@ -1,0 +1,141 @@
+// The gateway, over gRPC-web on the page's own origin. The access token lives in memory
+// only; the refresh token in sessionStorage (this tab, until it closes), so a reload keeps
+// the session and no other site or tab can read it. Every call carries the access token;
+// one that is about to expire is refreshed first (one refresh at a time).
+
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { DescService } from "@bufbuild/protobuf";
+import { AuthService, type TokenPair } from "./gen/casescope/gateway/v1/auth_pb.js";
+
+const REFRESH_KEY = "casescope.refresh";
+/** Refresh this long before the access token expires. */
+const REFRESH_MARGIN_MS = 30_000;
+/** Every call gives up after this long (the gateway has its own limits too). */
+const CALL_TIMEOUT_MS = 60_000;
+
+interface Tokens {
+  access: string;
+  accessExpiresAt: number;
+  refresh: string;
+}
+
+let tokens: Tokens | null = null;
+let refreshing: Promise<void> | null = null;
+const listeners = new Set<() => void>();
+
+function setTokens(pair: TokenPair | undefined | null): void {
+  if (!pair) {
+    tokens = null;
+    sessionStorage.removeItem(REFRESH_KEY);
+  } else {
+    tokens = {
+      access: pair.accessToken,
+      accessExpiresAt: pair.accessTokenExpiresAt ? timestampMs(pair.accessTokenExpiresAt) : 0,
+      refresh: pair.refreshToken,
+    };
+    sessionStorage.setItem(REFRESH_KEY, pair.refreshToken);
+  }
+  for (const listener of listeners) listener();
+}
+
+/** Called when the session starts or ends. */
+export function onSessionChange(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+export function signedIn(): boolean {
+  return tokens !== null;
+}
+
+// Calls that must not carry (or wait for) a session.
+const PUBLIC = new Set(["Login", "Refresh", "Logout", "BeginOidcLogin", "CompleteOidcLogin"]);
+
+const authenticate: Interceptor = (next) => async (request) => {
+  if (!PUBLIC.has(request.method.name)) {
+    if (tokens && tokens.accessExpiresAt - REFRESH_MARGIN_MS < Date.now()) {
+      await refresh();
+    }
+    if (tokens) request.header.set("authorization", `Bearer ${tokens.access}`);
+  }
+  try {
+    return await next(request);
+  } catch (error) {
+    const failure = ConnectError.from(error);
+    if (failure.code === Code.Unauthenticated && !PUBLIC.has(request.method.name)) {
+      setTokens(null);
+    }
+    throw failure;
+  }
+};
+
+const transport = createGrpcWebTransport({
+  baseUrl: window.location.origin,
+  interceptors: [authenticate],
+  defaultTimeoutMs: CALL_TIMEOUT_MS,
+});
+
+const clients = new Map<DescService, Client<DescService>>();
+
+/** The client of one service. */
+export function client<T extends DescService>(service: T): Client<T> {
+  let found = clients.get(service);
+  if (!found) {
+    found = createClient(service, transport);
+    clients.set(service, found);
+  }
+  return found as Client<T>;
+}
+
+export async function login(username: string, password: string): Promise<void> {
+  const response = await client(AuthService).login({ username, password });
+  setTokens(response.tokens);
+}
+
+async function refresh(): Promise<void> {
+  if (!refreshing) {
+    const refreshToken = tokens?.refresh ?? sessionStorage.getItem(REFRESH_KEY);
+    refreshing = (async () => {
+      try {
+        if (!refreshToken) {
+          setTokens(null);
+          return;
+        }
+        setTokens(await client(AuthService).refresh({ refreshToken }));
+      } catch {
+        setTokens(null);
+      } finally {
+        refreshing = null;
+      }
+    })();
+  }
+  return refreshing;
+}
+
+/** Resumes the session of this tab after a reload; `false` when there is none. */
+export async function resume(): Promise<boolean> {
+  if (tokens) return true;
+  if (!sessionStorage.getItem(REFRESH_KEY)) return false;
+  await refresh();
+  return tokens !== null;
+}
+
+export async function logout(): Promise<void> {
+  const refreshToken = tokens?.refresh;
+  setTokens(null);
+  if (refreshToken) {
+    try {
+      await client(AuthService).logout({ refreshToken });
+    } catch {
+      // Signed out here whatever the server said; the token expires by itself.
+    }
+  }
+}
+
+/** The server's own words for a failed call. */
+export function errorText(error: unknown): string {
+  const failure = ConnectError.from(error);
+  return failure.rawMessage || Code[failure.code] || "the request failed";
+}

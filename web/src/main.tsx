@@ -1,0 +1,56 @@
+// CaseScope's web app: a hash-routed single page (the gateway serves index.html at `/`;
+// every view is a fragment, so no server route is needed per screen).
+
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { logout, onSessionChange, resume, signedIn } from "./api.js";
+import { SignIn } from "./signin.js";
+import { Cases } from "./cases.js";
+import "./styles.css";
+
+function useRoute(): string {
+  const [route, setRoute] = useState(window.location.hash || "#/cases");
+  useEffect(() => {
+    const changed = () => setRoute(window.location.hash || "#/cases");
+    window.addEventListener("hashchange", changed);
+    return () => window.removeEventListener("hashchange", changed);
+  }, []);
+  return route;
+}
+
+function App() {
+  const [session, setSession] = useState<"unknown" | "in" | "out">("unknown");
+  const route = useRoute();
+  useEffect(() => {
+    const off = onSessionChange(() => setSession(signedIn() ? "in" : "out"));
+    resume().then((ok) => setSession(ok ? "in" : "out"));
+    return off;
+  }, []);
+  if (session === "unknown") {
+    return <p class="status" role="status">Loading…</p>;
+  }
+  if (session === "out") {
+    return <SignIn />;
+  }
+  return (
+    <>
+      <header class="bar">
+        <a class="brand" href="#/cases">CaseScope</a>
+        <nav aria-label="Main">
+          <a href="#/cases" aria-current={route.startsWith("#/cases") ? "page" : undefined}>
+            Cases
+          </a>
+        </nav>
+        <button type="button" class="link" onClick={() => void logout()}>
+          Sign out
+        </button>
+      </header>
+      <main id="main">
+        <Cases />
+      </main>
+    </>
+  );
+}
+
+const root = document.getElementById("app");
+if (root) render(<App />, root);
