@@ -2,14 +2,15 @@
 //! `playwright-core` from web/node_modules; no browser download) against an all-in-one
 //! server whose gateway serves the app embedded in the binary: `web/e2e/run.mjs` signs in
 //! (a refused password shows the server's words), creates cases with hostile names (no
-//! dialog, no script, shown as text), runs axe-core on each screen, works from the
-//! keyboard, keeps the session over a reload and signs out.
+//! dialog, no script, shown as text), follows an uploaded file to `ready` on the case
+//! overview with its exact counts, runs axe-core on each screen, works from the keyboard,
+//! keeps the session over a reload and signs out.
 //!
 //! Needs `make web` (the app built into the binary, and web/node_modules) and Chromium;
 //! without them it skips, saying so — unless `CASESCOPE_TEST_REQUIRE_BROWSER=1` (CI),
 //! which makes a missing part a failure.
 
-use casescope_e2e::{Server, TEST_ADMIN_PASSWORD};
+use casescope_e2e::{Server, TEST_ADMIN_PASSWORD, stderr, stdout};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -24,6 +25,9 @@ fn missing(what: &str) {
     );
     eprintln!("skipped: {what} (run scripts/install-test-deps.sh and make web)");
 }
+
+/// Events of the synthetic evidence file.
+const EVIDENCE_EVENTS: u64 = 2000;
 
 #[test]
 fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
@@ -43,6 +47,15 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         return missing("the binary carries no web app (web/dist was not built before it)");
     }
     assert_eq!(code, 200, "GET /: {body}");
+    // A case with evidence for the overview: one synthetic EVTX file.
+    let created = server.cli(&["case", "create", "evidence"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let evidence_case = stdout(&created).trim().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let evtx = work.path().join("Security.evtx");
+    casescope_e2e::synth_evtx(&evtx, EVIDENCE_EVENTS, 3);
+    let uploaded = server.cli(&["upload", &evidence_case, evtx.to_str().unwrap()]);
+    assert!(uploaded.status.success(), "{}", stderr(&uploaded));
     let shots = std::env::var("CASESCOPE_SCREENSHOTS").ok();
     let mut command = Command::new("node");
     command
@@ -51,7 +64,9 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         .env("CASESCOPE_URL", &base)
         .env("CASESCOPE_USER", "admin")
         .env("CASESCOPE_PASSWORD", TEST_ADMIN_PASSWORD)
-        .env("CHROMIUM", &chromium);
+        .env("CHROMIUM", &chromium)
+        .env("CASESCOPE_EVIDENCE_CASE", &evidence_case)
+        .env("CASESCOPE_EVIDENCE_EVENTS", EVIDENCE_EVENTS.to_string());
     if let Some(dir) = shots {
         command.env("CASESCOPE_SCREENSHOTS", dir);
     }

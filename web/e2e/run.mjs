@@ -124,6 +124,27 @@ try {
   await accessible(page, "cases");
   await screen(page, "cases");
 
+  // A case with evidence (uploaded by the harness): its overview follows the file to
+  // `ready` and shows exact counts.
+  const evidenceCase = process.env.CASESCOPE_EVIDENCE_CASE;
+  const evidenceEvents = process.env.CASESCOPE_EVIDENCE_EVENTS;
+  if (evidenceCase) {
+    await page.getByRole("link", { name: "evidence", exact: true }).click();
+    await page.getByRole("heading", { name: "evidence" }).waitFor();
+    await page.getByText("The file is done.").waitFor({ timeout: 120_000 });
+    const row = page.locator("tbody tr").first();
+    const cells = await row.locator("td").allInnerTexts();
+    check(cells[2]?.trim() === "ready", `the file is not ready: ${cells.join(" | ")}`);
+    const expected = Number(evidenceEvents).toLocaleString("en-US");
+    check(cells[3] === expected && cells[4] === expected, `counts: ${cells.join(" | ")}`);
+    await page.getByRole("heading", { name: "Detections" }).waitFor();
+    await page.getByRole("heading", { name: "IOC matches" }).waitFor();
+    await accessible(page, "case overview");
+    await screen(page, "overview");
+    await page.getByRole("link", { name: "Cases", exact: true }).first().click();
+    await page.getByRole("heading", { name: "Cases" }).waitFor();
+  }
+
   // A reload keeps the session (this tab's refresh token); signing out ends it.
   await page.reload();
   await page.getByRole("heading", { name: "Cases" }).waitFor();
@@ -141,7 +162,9 @@ try {
   await page.getByRole("heading", { name: "Cases" }).waitFor();
 
   check(failures.length === 0, failures.join("\n"));
-  console.log("web e2e: ok (sign-in, cases, hostile names, accessibility, keyboard, sign-out)");
+  console.log(
+    "web e2e: ok (sign-in, cases, hostile names, case overview, accessibility, keyboard, sign-out)",
+  );
 } catch (error) {
   console.error(`web e2e failed: ${error.message}`);
   for (const failure of failures) console.error(`  ${failure}`);

@@ -97,7 +97,9 @@ export function Cases() {
           <tbody>
             {shown.map((c) => (
               <tr key={c.id?.value}>
-                <td>{visible(c.name)}</td>
+                <td>
+                  <a href={`#/cases/${c.id?.value ?? ""}`}>{visible(c.name)}</a>
+                </td>
                 <td>{stateName(c.state)}</td>
                 <td class="num">{c.fileCount.toString()}</td>
                 <td class="mono">{c.id?.value}</td>

@@ -6,6 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { logout, onSessionChange, resume, signedIn } from "./api.js";
 import { SignIn } from "./signin.js";
 import { Cases } from "./cases.js";
+import { CaseOverview } from "./overview.js";
 import "./styles.css";
 
 function useRoute(): string {
@@ -46,10 +47,17 @@ function App() {
         </button>
       </header>
       <main id="main">
-        <Cases />
+        <Route route={route} />
       </main>
     </>
   );
+}
+
+/** `#/cases` (the list) or `#/cases/<id>` (a case's overview). */
+function Route({ route }: { route: string }) {
+  const match = /^#\/cases\/([0-9a-fA-F-]{36})$/.exec(route);
+  if (match?.[1]) return <CaseOverview id={match[1]} />;
+  return <Cases />;
 }
 
 const root = document.getElementById("app");
