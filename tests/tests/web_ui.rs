@@ -3,7 +3,8 @@
 //! server whose gateway serves the app embedded in the binary: `web/e2e/run.mjs` signs in
 //! (a refused password shows the server's words), creates cases with hostile names (no
 //! dialog, no script, shown as text), follows an uploaded file to `ready` on the case
-//! overview with its exact counts, runs axe-core on each screen, works from the keyboard,
+//! overview with its exact counts, uploads evidence from the browser (hashed in a worker,
+//! sent in parts; a file already there shown as such) and follows it to `ready`, runs axe-core on each screen, works from the keyboard,
 //! keeps the session over a reload and signs out.
 //!
 //! Needs `make web` (the app built into the binary, and web/node_modules) and Chromium;
@@ -24,6 +25,27 @@ fn missing(what: &str) {
         "CASESCOPE_TEST_REQUIRE_BROWSER=1 but {what} (scripts/install-test-deps.sh, make web)"
     );
     eprintln!("skipped: {what} (run scripts/install-test-deps.sh and make web)");
+}
+
+/// Samples the browser uploads.
+const UPLOADED_SAMPLES: [&str; 2] = [
+    "LM_WMI_4624_4688_TargetHost.evtx",
+    "DE_renamed_psexec_service_sysmon_17_18.evtx",
+];
+
+fn find(root: &std::path::Path, name: &str) -> PathBuf {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == name) {
+                return path;
+            }
+        }
+    }
+    panic!("{name} is not in {}", root.display())
 }
 
 /// Events of the synthetic evidence file.
@@ -56,6 +78,17 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
     casescope_e2e::synth_evtx(&evtx, EVIDENCE_EVENTS, 3);
     let uploaded = server.cli(&["upload", &evidence_case, evtx.to_str().unwrap()]);
     assert!(uploaded.status.success(), "{}", stderr(&uploaded));
+    // Files the browser uploads: two of EVTX-ATTACK-SAMPLES (when ../shared is here) and
+    // the synthetic file again (already present).
+    let mut uploads = vec![evtx.display().to_string()];
+    match casescope_testkit::shared_data_dir().map(|d| d.join("evtx-attack-samples")) {
+        Some(corpus) if corpus.is_dir() => {
+            for name in UPLOADED_SAMPLES {
+                uploads.push(find(&corpus, name).display().to_string());
+            }
+        }
+        _ => eprintln!("../shared/data is absent: the browser uploads only the synthetic file"),
+    }
     let shots = std::env::var("CASESCOPE_SCREENSHOTS").ok();
     let mut command = Command::new("node");
     command
@@ -66,7 +99,9 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         .env("CASESCOPE_PASSWORD", TEST_ADMIN_PASSWORD)
         .env("CHROMIUM", &chromium)
         .env("CASESCOPE_EVIDENCE_CASE", &evidence_case)
-        .env("CASESCOPE_EVIDENCE_EVENTS", EVIDENCE_EVENTS.to_string());
+        .env("CASESCOPE_EVIDENCE_EVENTS", EVIDENCE_EVENTS.to_string())
+        .env("CASESCOPE_UPLOAD_FILES", uploads.join("\n"))
+        .env("CASESCOPE_UPLOAD_PRESENT", "1");
     if let Some(dir) = shots {
         command.env("CASESCOPE_SCREENSHOTS", dir);
     }

@@ -130,7 +130,7 @@ try {
   const evidenceEvents = process.env.CASESCOPE_EVIDENCE_EVENTS;
   if (evidenceCase) {
     await page.getByRole("link", { name: "evidence", exact: true }).click();
-    await page.getByRole("heading", { name: "evidence" }).waitFor();
+    await page.getByRole("heading", { name: "evidence", exact: true }).waitFor();
     await page.getByText("The file is done.").waitFor({ timeout: 120_000 });
     const row = page.locator("tbody tr").first();
     const cells = await row.locator("td").allInnerTexts();
@@ -139,6 +139,25 @@ try {
     check(cells[3] === expected && cells[4] === expected, `counts: ${cells.join(" | ")}`);
     await page.getByRole("heading", { name: "Detections" }).waitFor();
     await page.getByRole("heading", { name: "IOC matches" }).waitFor();
+
+    // Evidence from the browser: hashed in a worker, sent in parts, followed to ready;
+    // the file already in the case is shown as such.
+    const uploads = (process.env.CASESCOPE_UPLOAD_FILES ?? "").split("\n").filter(Boolean);
+    if (uploads.length > 0) {
+      await page.getByLabel("Choose evidence files").setInputFiles(uploads);
+      for (const [i] of uploads.entries()) {
+        await page
+          .locator(`table.uploads tbody tr:nth-child(${i + 1})[data-phase="done"], table.uploads tbody tr:nth-child(${i + 1})[data-phase="present"]`)
+          .waitFor({ timeout: 120_000 });
+      }
+      const failed = await page.locator('table.uploads tr[data-phase="failed"]').allInnerTexts();
+      check(failed.length === 0, `uploads failed: ${failed.join("; ")}`);
+      const present = await page.locator('table.uploads tr[data-phase="present"]').count();
+      const expectedPresent = Number(process.env.CASESCOPE_UPLOAD_PRESENT ?? "0");
+      check(present === expectedPresent, `${present} uploads already present, not ${expectedPresent}`);
+      const total = 1 + uploads.length - present;
+      await page.getByText(`All ${total} files are done.`).waitFor({ timeout: 180_000 });
+    }
     await accessible(page, "case overview");
     await screen(page, "overview");
     await page.getByRole("link", { name: "Cases", exact: true }).first().click();

@@ -6,6 +6,7 @@
 import { client, errorText } from "./api.js";
 import { usePolled } from "./poll.js";
 import { visible } from "./text.js";
+import { Upload } from "./upload.js";
 import { CasesService, type Case, type File } from "./gen/casescope/cases/v1/cases_pb.js";
 import { FileStatus, Stage } from "./gen/casescope/common/v1/common_pb.js";
 import { DetectService, RuleLevel, type CountDetectionsResponse } from "./gen/casescope/detect/v1/detect_pb.js";
@@ -87,7 +88,7 @@ function n(value: bigint): string {
 }
 
 export function CaseOverview({ id }: { id: string }) {
-  const { value, error } = usePolled(
+  const { value, error, reload } = usePolled(
     () => load(id),
     (o) => o.files.every(settledFile),
     [id],
@@ -130,6 +131,7 @@ export function CaseOverview({ id }: { id: string }) {
         <DetectionsPanel counts={detections} />
         <MatchesPanel counts={matches} />
       </div>
+      <Upload caseId={id} onUploaded={reload} />
       <h2>Files</h2>
       {files.length > 0 && (
         <table class="grid">

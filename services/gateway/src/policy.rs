@@ -458,6 +458,18 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.ingest.v1.IngestService/BeginUpload",
+        Case(CaseAnalyst),
+        true,
+        CASE,
+    ),
+    rule(
+        "/casescope.ingest.v1.IngestService/UploadPart",
+        Case(CaseAnalyst),
+        true,
+        CASE,
+    ),
+    rule(
         "/casescope.ingest.v1.IngestService/SearchEvents",
         Case(CaseViewer),
         false,

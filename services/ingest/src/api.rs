@@ -8,7 +8,7 @@ use crate::stage::FileFences;
 use casescope_bus::Outbox;
 use casescope_db::{Database, DbError};
 use casescope_eventstore::{EventStore, SortOrder, StoreError};
-use casescope_proto::common::v1::{CaseId, FileId, FileStatus, PageResponse, UploadId};
+use casescope_proto::common::v1::{FileId, FileStatus, PageResponse};
 use casescope_proto::error::ApiError;
 use casescope_proto::ingest::v1 as pb;
 use casescope_proto::ingest::v1::ingest_service_server::IngestService;
@@ -242,12 +242,6 @@ impl IngestService for IngestApi {
                 format!("no such upload in case {case_id}"),
             )
         })?;
-        let state = match upload.state.as_str() {
-            "receiving" => pb::UploadState::Receiving,
-            "complete" => pb::UploadState::Complete,
-            "failed" => pb::UploadState::Failed,
-            _ => pb::UploadState::Expired,
-        };
         let on_disk = if upload.state == "receiving" {
             tokio::fs::metadata(
                 self.settings
@@ -260,29 +254,23 @@ impl IngestService for IngestApi {
         } else {
             u64::try_from(upload.bytes_received).unwrap_or_default()
         };
-        let retention =
-            i64::try_from(self.settings.upload_retention.as_micros()).unwrap_or(i64::MAX / 2);
-        Ok(Response::new(pb::UploadStatus {
-            upload_id: Some(UploadId {
-                value: upload.id.clone(),
-            }),
-            case_id: Some(CaseId {
-                value: upload.case_id.clone(),
-            }),
-            file_name: upload.file_name.clone(),
-            declared_size_bytes: u64::try_from(upload.declared_size).unwrap_or_default(),
-            declared_sha256: upload.declared_sha256.clone(),
-            state: state as i32,
-            next_offset: on_disk,
-            bytes_received: on_disk,
-            file_id: upload.file_id.clone().map(|value| FileId { value }),
-            error: upload.error.clone().unwrap_or_default(),
-            created_at: Some(micros_to_timestamp(upload.created_at)),
-            updated_at: Some(micros_to_timestamp(upload.updated_at)),
-            expires_at: Some(micros_to_timestamp(
-                upload.updated_at.saturating_add(retention),
-            )),
-        }))
+        Ok(Response::new(self.upload_status(&upload, on_disk)))
+    }
+
+    async fn begin_upload(
+        &self,
+        request: Request<pb::UploadHeader>,
+    ) -> RpcResult<pb::BeginUploadResponse> {
+        Ok(Response::new(
+            self.begin_upload(request.into_inner()).await?,
+        ))
+    }
+
+    async fn upload_part(
+        &self,
+        request: Request<pb::UploadPartRequest>,
+    ) -> RpcResult<pb::UploadPartResponse> {
+        Ok(Response::new(self.upload_part(request.into_inner()).await?))
     }
 
     async fn search_events(

@@ -1,5 +1,5 @@
-//! The Upload RPC: a header, then chunks at strictly increasing offsets, written to a
-//! partial file; verified against the declared size and SHA-256; placed in the case's
+//! The Upload RPC (and its unary form for browsers, `parts`): a header, then chunks at
+//! strictly increasing offsets, written to a partial file; verified against the declared size and SHA-256; placed in the case's
 //! evidence directory under its hash; registered (ZIPs: each member) and queued for the
 //! ingest stage. Interrupted uploads resume from the bytes already on disk.
 
@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::PathBuf;
 use tonic::Streaming;
+
+mod parts;
 
 /// Progress is written to the database every this many bytes.
 const PROGRESS_EVERY: u64 = 16 * 1024 * 1024;
@@ -69,14 +71,25 @@ fn validate_sha256(text: &str) -> Result<String, ApiError> {
 const WRITER_QUEUE: usize = 4;
 
 /// The first bytes of an upload kept for the format check.
-const HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const HEAD_BYTES: usize = 64 * 1024;
 
 /// What the part writer saw: the SHA-256 of the whole part file (bytes already on disk
 /// when a resumed upload started, then every chunk), its first bytes and its size.
-struct Written {
+pub(crate) struct Written {
     sha256: String,
     head: Vec<u8>,
     size: u64,
+}
+
+/// How an upload starts: the case already holds the content, or bytes are to come.
+pub(crate) enum Begun {
+    Present(pb::UploadResult),
+    Receiving {
+        upload: UploadRow,
+        /// Bytes its part file holds (a resumed upload's).
+        on_disk: u64,
+        format: Format,
+    },
 }
 
 /// Writes an upload's chunks to its part file and hashes them, on two blocking threads,
@@ -228,12 +241,64 @@ impl IngestApi {
                 "the first message must be the header",
             ));
         };
-        let case_id = crate::api::case_id(header.case_id.as_ref(), "header.case_id")?;
+        let (upload, mut offset, format) = match self.begin(&header, "header.").await? {
+            Begun::Present(result) => return Ok(result),
+            Begun::Receiving {
+                upload,
+                on_disk,
+                format,
+            } => (upload, on_disk, format),
+        };
+        let _active = self.active_uploads.claim(&upload.id).ok_or_else(|| {
+            ApiError::failed_precondition(
+                "UPLOAD_IN_PROGRESS",
+                format!("upload {} is being received on another stream", upload.id),
+            )
+        })?;
+        let declared_size = u64::try_from(upload.declared_size).unwrap_or_default();
+        let part = self.part_path(&upload.id);
+        let writer = PartWriter::start(part.clone(), offset);
+        let counter = writer.written.clone();
+        let received = self
+            .receive_chunks(&mut stream, &writer, &upload, declared_size, &mut offset)
+            .await;
+        // Whatever ended the stream, what was received is written before answering, so
+        // the offset a client resumes from is on disk.
+        let finished = writer.finish().await;
+        let written = counter.load(std::sync::atomic::Ordering::Acquire);
+        self.repo
+            .set_upload_progress(&upload.id, written as i64)
+            .await
+            .map_err(crate::api::db_error)?;
+        received?;
+        let written = finished?;
+        if offset < declared_size {
+            return Err(ApiError::FailedPrecondition {
+                reason: "UPLOAD_INCOMPLETE",
+                message: format!(
+                    "received {offset} of {declared_size} bytes; resume upload {} from offset {offset}",
+                    upload.id
+                ),
+            });
+        }
+        self.complete(&upload, format, written).await
+    }
+
+    /// Checks an upload's header (`prefix`: where its fields are in the request) and
+    /// starts or resumes it: the upload and the bytes its part file holds — or the case's
+    /// file with this content, when it already has it.
+    pub(crate) async fn begin(
+        &self,
+        header: &pb::UploadHeader,
+        prefix: &str,
+    ) -> Result<Begun, ApiError> {
+        let field = |name: &str| format!("{prefix}{name}");
+        let case_id = crate::api::case_id(header.case_id.as_ref(), &field("case_id"))?;
         let name = validate_file_name(&header.file_name)?;
         let format = Format::from_file_name(&name).ok_or_else(|| {
             invalid(
                 "EXTENSION_NOT_ALLOWED",
-                "header.file_name",
+                &field("file_name"),
                 format!(
                     "{name:?}: allowed extensions are .evtx, .json, .jsonl, .ndjson, .csv, .zip"
                 ),
@@ -243,7 +308,7 @@ impl IngestApi {
         if header.declared_size_bytes > settings.max_upload_bytes {
             return Err(invalid(
                 "UPLOAD_TOO_LARGE",
-                "header.declared_size_bytes",
+                &field("declared_size_bytes"),
                 format!(
                     "{} bytes is above the maximum of {} bytes",
                     header.declared_size_bytes, settings.max_upload_bytes
@@ -264,24 +329,12 @@ impl IngestApi {
             .await
             .map_err(crate::api::db_error)?
         {
-            return Ok(self.already_present(&existing));
+            return Ok(Begun::Present(self.already_present(&existing)));
         }
 
-        let (upload, mut offset) = match header.resume_upload_id.as_ref().map(|id| id.value.clone())
-        {
+        let (upload, on_disk) = match header.resume_upload_id.as_ref().map(|id| id.value.clone()) {
             Some(upload_id) => {
-                let upload = self
-                    .repo
-                    .upload(&upload_id)
-                    .await
-                    .map_err(crate::api::db_error)?
-                    .filter(|u| u.case_id == case_id)
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "UPLOAD_NOT_FOUND",
-                            format!("upload {upload_id} does not exist in case {case_id}"),
-                        )
-                    })?;
+                let upload = self.receiving_upload(&case_id, &upload_id).await?;
                 if upload.file_name != name
                     || upload.declared_sha256 != declared_sha
                     || upload.declared_size != declared_size as i64
@@ -289,12 +342,6 @@ impl IngestApi {
                     return Err(ApiError::failed_precondition(
                         "UPLOAD_HEADER_MISMATCH",
                         "a resumed upload must repeat the original file name, size and SHA-256",
-                    ));
-                }
-                if upload.state != "receiving" {
-                    return Err(ApiError::failed_precondition(
-                        "UPLOAD_NOT_RESUMABLE",
-                        format!("upload {upload_id} is {}; start a new upload", upload.state),
                     ));
                 }
                 let on_disk = tokio::fs::metadata(self.part_path(&upload.id))
@@ -332,50 +379,69 @@ impl IngestApi {
                 (upload, 0)
             }
         };
-        let _active = self.active_uploads.claim(&upload.id).ok_or_else(|| {
-            ApiError::failed_precondition(
-                "UPLOAD_IN_PROGRESS",
-                format!("upload {} is being received on another stream", upload.id),
-            )
-        })?;
+        Ok(Begun::Receiving {
+            upload,
+            on_disk,
+            format,
+        })
+    }
 
-        let part = self.part_path(&upload.id);
-        let writer = PartWriter::start(part.clone(), offset);
-        let counter = writer.written.clone();
-        let received = self
-            .receive_chunks(&mut stream, &writer, &upload, declared_size, &mut offset)
-            .await;
-        // Whatever ended the stream, what was received is written before answering, so
-        // the offset a client resumes from is on disk.
-        let finished = writer.finish().await;
-        let written = counter.load(std::sync::atomic::Ordering::Acquire);
-        self.repo
-            .set_upload_progress(&upload.id, written as i64)
+    /// The upload `upload_id` of the case, still receiving.
+    pub(crate) async fn receiving_upload(
+        &self,
+        case_id: &str,
+        upload_id: &str,
+    ) -> Result<UploadRow, ApiError> {
+        let upload = self
+            .repo
+            .upload(upload_id)
             .await
-            .map_err(crate::api::db_error)?;
-        received?;
-        let Written { sha256, head, size } = finished?;
-        if offset < declared_size {
-            return Err(ApiError::FailedPrecondition {
-                reason: "UPLOAD_INCOMPLETE",
-                message: format!(
-                    "received {offset} of {declared_size} bytes; resume upload {} from offset {offset}",
-                    upload.id
-                ),
-            });
+            .map_err(crate::api::db_error)?
+            .filter(|u| u.case_id == case_id)
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "UPLOAD_NOT_FOUND",
+                    format!("upload {upload_id} does not exist in case {case_id}"),
+                )
+            })?;
+        if upload.state != "receiving" {
+            return Err(ApiError::failed_precondition(
+                "UPLOAD_NOT_RESUMABLE",
+                format!("upload {upload_id} is {}; start a new upload", upload.state),
+            ));
         }
+        Ok(upload)
+    }
 
+    /// Ends an upload whose part file holds all its bytes (`written`): verified against
+    /// the declared SHA-256 and format, placed in the case's evidence under its hash,
+    /// registered (a ZIP's members too) and queued for ingest.
+    pub(crate) async fn complete(
+        &self,
+        upload: &UploadRow,
+        format: Format,
+        written: Written,
+    ) -> Result<pb::UploadResult, ApiError> {
+        let settings = &self.settings;
+        let case_id = upload.case_id.clone();
+        let name = upload.file_name.clone();
+        let declared_sha = upload.declared_sha256.clone();
+        let declared_size = u64::try_from(upload.declared_size).unwrap_or_default();
+        let timestamp_field = upload.timestamp_field.clone();
+        let offset = written.size;
+        let part = self.part_path(&upload.id);
+        let Written { sha256, head, size } = written;
         if sha256 != declared_sha || size != declared_size {
             let message =
                 format!("received content has SHA-256 {sha256}, not the declared {declared_sha}");
-            self.fail_upload(&upload, &message, offset).await;
+            self.fail_upload(upload, &message, offset).await;
             return Err(ApiError::DataLoss {
                 reason: "UPLOAD_SHA256_MISMATCH",
                 message,
             });
         }
         if let Err(error) = sniff_format(&name, &head) {
-            self.fail_upload(&upload, &error.to_string(), offset).await;
+            self.fail_upload(upload, &error.to_string(), offset).await;
             return Err(invalid("CONTENT_MISMATCH", "data", error.to_string()));
         }
 
@@ -424,7 +490,7 @@ impl IngestApi {
         };
         if format == Format::Zip {
             if !already_present {
-                self.expand_archive(&file_row, &upload, timestamp_field, &mut result)
+                self.expand_archive(&file_row, upload, timestamp_field, &mut result)
                     .await?;
             }
             settings.blobs.drop_local(&blob).await;

@@ -669,3 +669,134 @@ async fn with_case_deduplication_overlapping_files_are_counted_not_duplicated() 
         "{record_a:?}"
     );
 }
+
+/// One `UploadPart` of the browser's upload path.
+async fn part(
+    h: &mut Harness,
+    upload_id: &Option<casescope_proto::common::v1::UploadId>,
+    bytes: &[u8],
+    offset: usize,
+    length: usize,
+) -> Result<pb::UploadPartResponse, tonic::Status> {
+    let end = (offset + length).min(bytes.len());
+    h.ingest
+        .upload_part(pb::UploadPartRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            upload_id: upload_id.clone(),
+            offset: offset as u64,
+            data: bytes[offset..end].to_vec(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unary_upload_of_browsers_checks_each_part_and_ends_like_the_stream() {
+    let mut h = harness(|_| {}).await;
+    let bytes = b"{\"timestamp\": \"2024-01-01T00:00:00Z\", \"b\": 2}\n".repeat(10_000);
+    let chunk = 100 * 1024;
+
+    let begun = h
+        .ingest
+        .begin_upload(header(&h, "parts.jsonl", &bytes))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(begun.already_present.is_none());
+    let status = begun.status.unwrap();
+    assert_eq!(status.next_offset, 0);
+    let id = status.upload_id.clone();
+
+    // Parts go in order: one at the wrong offset is refused with where to resume, one
+    // above the chunk limit too, and nothing of either is kept.
+    let first = part(&mut h, &id, &bytes, 0, chunk).await.unwrap();
+    assert_eq!(
+        (first.next_offset, first.result.is_none()),
+        (chunk as u64, true)
+    );
+    let skipped = part(&mut h, &id, &bytes, 2 * chunk, chunk)
+        .await
+        .unwrap_err();
+    assert_eq!(skipped.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        skipped.message().contains(&format!("resume from {chunk}")),
+        "{skipped:?}"
+    );
+    let too_big = part(&mut h, &id, &bytes, chunk, 300 * 1024)
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), tonic::Code::InvalidArgument, "{too_big:?}");
+    let unknown = part(
+        &mut h,
+        &Some(casescope_proto::common::v1::UploadId {
+            value: "0194f6a8-3c1e-7d2a-9b4e-000000000009".into(),
+        }),
+        &bytes,
+        0,
+        10,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    // A lost answer: the status says where the parts stand; the rest completes it.
+    let status = h
+        .ingest
+        .get_upload_status(pb::GetUploadStatusRequest {
+            case_id: Some(CaseId {
+                value: h.case_id.clone(),
+            }),
+            lookup: Some(pb::get_upload_status_request::Lookup::UploadId(
+                id.clone().unwrap(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.next_offset, chunk as u64);
+    let mut offset = chunk;
+    let result = loop {
+        let answer = part(&mut h, &id, &bytes, offset, chunk).await.unwrap();
+        offset = answer.next_offset as usize;
+        if let Some(result) = answer.result {
+            break result;
+        }
+        assert!(offset < bytes.len());
+    };
+    assert_eq!(offset, bytes.len());
+    assert_eq!(result.sha256, sha256(&bytes));
+    assert_eq!(result.upload_id, id);
+    let record = processed(&mut h, &result.file_id.unwrap().value).await;
+    assert_eq!(record.events_indexed, 10_000);
+    assert_counts_add_up(&record);
+    // The finished upload takes no more parts; the same content again is already present.
+    let late = part(&mut h, &id, &bytes, 0, 10).await.unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    let again = h
+        .ingest
+        .begin_upload(header(&h, "parts-again.jsonl", &bytes))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.status.is_none());
+    assert!(again.already_present.unwrap().already_present);
+
+    // Content that is not what was declared fails the upload whole (DATA_LOSS).
+    let other = b"{\"timestamp\": \"2024-01-01T00:00:00Z\", \"c\": 3}\n".repeat(100);
+    let mut lying = header(&h, "lie.jsonl", &other);
+    lying.declared_sha256 = "0".repeat(64);
+    let begun = h
+        .ingest
+        .begin_upload(lying)
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let lied = part(&mut h, &begun.upload_id, &other, 0, other.len())
+        .await
+        .unwrap_err();
+    assert_eq!(lied.code(), tonic::Code::DataLoss, "{lied:?}");
+}
