@@ -4,8 +4,10 @@
 //! (a refused password shows the server's words), creates cases with hostile names (no
 //! dialog, no script, shown as text), follows an uploaded file to `ready` on the case
 //! overview with its exact counts, uploads evidence from the browser (hashed in a worker,
-//! sent in parts; a file already there shown as such) and follows it to `ready`, runs axe-core on each screen, works from the keyboard,
-//! keeps the session over a reload and signs out.
+//! sent in parts; a file already there shown as such) and follows it to `ready`, works
+//! the timeline (search, paging, a hostile event shown as text, tags, star, comments,
+//! saved searches, export, detections; a viewer refused), runs axe-core on each screen,
+//! works from the keyboard, keeps the session over a reload and signs out.
 //!
 //! Needs `make web` (the app built into the binary, and web/node_modules) and Chromium;
 //! without them it skips, saying so — unless `CASESCOPE_TEST_REQUIRE_BROWSER=1` (CI),
@@ -48,6 +50,22 @@ fn find(root: &std::path::Path, name: &str) -> PathBuf {
     panic!("{name} is not in {}", root.display())
 }
 
+/// A file name and field values that would run script if rendered as HTML.
+const HOSTILE_FILE: &str = "<img src=x onerror=window.__pwned=1>\u{202e}lnosj.jsonl";
+const VIEWER: &str = "viewer";
+const VIEWER_PASSWORD: &str = "viewer-password-long-enough-1";
+
+fn hostile_record() -> String {
+    let record = serde_json::json!({
+        "timestamp": "2001-01-01T00:00:00Z",
+        "Message": "<script>window.__pwned = 1</script>",
+        "Image": "<img src=x onerror=\"window.__pwned = 1\">",
+        "Link": "javascript:window.__pwned=1",
+        "User": "\u{202e}gpj.exe\u{200b}\u{200d}\u{2066} RTL",
+    });
+    format!("{record}\n")
+}
+
 /// Events of the synthetic evidence file.
 const EVIDENCE_EVENTS: u64 = 2000;
 
@@ -78,6 +96,37 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
     casescope_e2e::synth_evtx(&evtx, EVIDENCE_EVENTS, 3);
     let uploaded = server.cli(&["upload", &evidence_case, evtx.to_str().unwrap()]);
     assert!(uploaded.status.success(), "{}", stderr(&uploaded));
+    // Evidence an attacker wrote: a hostile file name and field values, the oldest event
+    // of the case (the timeline's first row).
+    let hostile = work.path().join(HOSTILE_FILE);
+    std::fs::write(&hostile, hostile_record()).unwrap();
+    let uploaded = server.cli(&["upload", &evidence_case, hostile.to_str().unwrap()]);
+    assert!(uploaded.status.success(), "{}", stderr(&uploaded));
+    // A viewer of the case: reads it, cannot annotate it.
+    let token = server.token();
+    let created = server.cli_with(
+        &[("CASESCOPE_TOKEN", token)],
+        &[
+            "user",
+            "create",
+            VIEWER,
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        &format!("{VIEWER_PASSWORD}\n"),
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let member = server.cli(&[
+        "case",
+        "members",
+        "add",
+        &evidence_case,
+        VIEWER,
+        "--role",
+        "viewer",
+    ]);
+    assert!(member.status.success(), "{}", stderr(&member));
     // Files the browser uploads: two of EVTX-ATTACK-SAMPLES (when ../shared is here) and
     // the synthetic file again (already present).
     let mut uploads = vec![evtx.display().to_string()];
@@ -101,7 +150,10 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         .env("CASESCOPE_EVIDENCE_CASE", &evidence_case)
         .env("CASESCOPE_EVIDENCE_EVENTS", EVIDENCE_EVENTS.to_string())
         .env("CASESCOPE_UPLOAD_FILES", uploads.join("\n"))
-        .env("CASESCOPE_UPLOAD_PRESENT", "1");
+        .env("CASESCOPE_UPLOAD_PRESENT", "1")
+        .env("CASESCOPE_HOSTILE_FILE", HOSTILE_FILE)
+        .env("CASESCOPE_VIEWER_USER", VIEWER)
+        .env("CASESCOPE_VIEWER_PASSWORD", VIEWER_PASSWORD);
     if let Some(dir) = shots {
         command.env("CASESCOPE_SCREENSHOTS", dir);
     }

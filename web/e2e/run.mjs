@@ -9,54 +9,16 @@
 // Every page of the run listens for dialogs and page errors: any one fails the run.
 
 import { chromium } from "playwright-core";
-import { readFileSync, mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
+import { HOSTILE, accessible, check, failures, screen, shownAs } from "./lib.mjs";
+import { timelineFlow, viewerCannotAnnotate } from "./timeline.mjs";
 
-const require = createRequire(import.meta.url);
 const base = process.env.CASESCOPE_URL ?? "http://127.0.0.1:7700";
 const user = process.env.CASESCOPE_USER ?? "admin";
 const password = process.env.CASESCOPE_PASSWORD;
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const shots = process.env.CASESCOPE_SCREENSHOTS;
 if (!password) {
   console.error("CASESCOPE_PASSWORD is required");
   process.exit(2);
-}
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-
-/** Strings an attacker can put in evidence or names: none may run, all show as text. */
-const HOSTILE = [
-  "<script>window.__pwned = 1</script>",
-  '<img src=x onerror="window.__pwned = 1">',
-  "javascript:window.__pwned=1",
-  "\u202Egpj.exe\u200B\u200D\u2066 RTL",
-];
-
-const failures = [];
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-async function screen(page, name) {
-  if (!shots) return;
-  mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
-
-/** axe-core over the page as it is: no serious or critical violation. */
-async function accessible(page, name) {
-  // Evaluated through the DevTools protocol, which the page's CSP does not govern
-  // (the app itself allows no inline script).
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const run = await window.axe.run(document, { resultTypes: ["violations"] });
-    return run.violations
-      .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  check(result.length === 0, `${name}: accessibility violations: ${result.join("; ")}`);
 }
 
 const browser = await chromium.launch({
@@ -97,15 +59,14 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Cases" }).waitFor();
 
+  const evidenceCase = process.env.CASESCOPE_EVIDENCE_CASE;
+
   // Cases: create one whose name is hostile; it shows as text and nothing runs.
   for (const name of HOSTILE) {
     await page.getByLabel("New case").fill(name);
     await page.getByRole("button", { name: "Create" }).click();
     // Invisible direction and width characters are shown as ⟨U+XXXX⟩.
-    const shown = name.replace(
-      /[\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/g,
-      (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`,
-    );
+    const shown = shownAs(name);
     await page.getByRole("cell", { name: shown, exact: true }).waitFor();
   }
   check(
@@ -126,17 +87,22 @@ try {
 
   // A case with evidence (uploaded by the harness): its overview follows the file to
   // `ready` and shows exact counts.
-  const evidenceCase = process.env.CASESCOPE_EVIDENCE_CASE;
   const evidenceEvents = process.env.CASESCOPE_EVIDENCE_EVENTS;
   if (evidenceCase) {
     await page.getByRole("link", { name: "evidence", exact: true }).click();
     await page.getByRole("heading", { name: "evidence", exact: true }).waitFor();
-    await page.getByText("The file is done.").waitFor({ timeout: 120_000 });
-    const row = page.locator("tbody tr").first();
+    // The harness uploaded two files: the synthetic EVTX file and a hostile JSONL one.
+    await page.getByText("All 2 files are done.").waitFor({ timeout: 120_000 });
+    const row = page.locator("tbody tr", { hasText: "Security.evtx" });
     const cells = await row.locator("td").allInnerTexts();
     check(cells[2]?.trim() === "ready", `the file is not ready: ${cells.join(" | ")}`);
     const expected = Number(evidenceEvents).toLocaleString("en-US");
     check(cells[3] === expected && cells[4] === expected, `counts: ${cells.join(" | ")}`);
+    const hostileFile = process.env.CASESCOPE_HOSTILE_FILE;
+    if (hostileFile) {
+      await page.getByRole("cell", { name: shownAs(hostileFile), exact: true }).waitFor();
+      check((await page.locator("main img").count()) === 0, "a hostile file name became an element");
+    }
     await page.getByRole("heading", { name: "Detections" }).waitFor();
     await page.getByRole("heading", { name: "IOC matches" }).waitFor();
 
@@ -155,11 +121,12 @@ try {
       const present = await page.locator('table.uploads tr[data-phase="present"]').count();
       const expectedPresent = Number(process.env.CASESCOPE_UPLOAD_PRESENT ?? "0");
       check(present === expectedPresent, `${present} uploads already present, not ${expectedPresent}`);
-      const total = 1 + uploads.length - present;
+      const total = 2 + uploads.length - present;
       await page.getByText(`All ${total} files are done.`).waitFor({ timeout: 180_000 });
     }
     await accessible(page, "case overview");
     await screen(page, "overview");
+    await timelineFlow(page, { caseId: evidenceCase });
     await page.getByRole("link", { name: "Cases", exact: true }).first().click();
     await page.getByRole("heading", { name: "Cases" }).waitFor();
   }
@@ -172,6 +139,18 @@ try {
   await page.reload();
   await page.getByRole("button", { name: "Sign in" }).waitFor();
 
+  // A viewer of the evidence case reads its timeline but cannot tag.
+  const viewer = process.env.CASESCOPE_VIEWER_USER;
+  if (viewer && evidenceCase) {
+    await page.getByLabel("User name").fill(viewer);
+    await page.getByLabel("Password").fill(process.env.CASESCOPE_VIEWER_PASSWORD ?? "");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Cases" }).waitFor();
+    await viewerCannotAnnotate(page, { caseId: evidenceCase });
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+  }
+
   // Everything from the keyboard: sign in with Tab and Enter only.
   await page.keyboard.press("Tab");
   await page.keyboard.type(user);
@@ -182,7 +161,7 @@ try {
 
   check(failures.length === 0, failures.join("\n"));
   console.log(
-    "web e2e: ok (sign-in, cases, hostile names, case overview, accessibility, keyboard, sign-out)",
+    "web e2e: ok (sign-in, cases, hostile names, case overview, upload, timeline, annotations, viewer refused, accessibility, keyboard, sign-out)",
   );
 } catch (error) {
   console.error(`web e2e failed: ${error.message}`);

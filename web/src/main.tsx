@@ -7,6 +7,7 @@ import { logout, onSessionChange, resume, signedIn } from "./api.js";
 import { SignIn } from "./signin.js";
 import { Cases } from "./cases.js";
 import { CaseOverview } from "./overview.js";
+import { Timeline } from "./timeline/timeline.js";
 import "./styles.css";
 
 function useRoute(): string {
@@ -53,8 +54,11 @@ function App() {
   );
 }
 
-/** `#/cases` (the list) or `#/cases/<id>` (a case's overview). */
+/** `#/cases` (the list), `#/cases/<id>` (a case's overview) or
+ *  `#/cases/<id>/timeline?…` (its timeline, the selection in the query part). */
 function Route({ route }: { route: string }) {
+  const timeline = /^#\/cases\/([0-9a-fA-F-]{36})\/timeline(?:\?(.*))?$/.exec(route);
+  if (timeline?.[1]) return <Timeline caseId={timeline[1]} search={timeline[2] ?? ""} />;
   const match = /^#\/cases\/([0-9a-fA-F-]{36})$/.exec(route);
   if (match?.[1]) return <CaseOverview id={match[1]} />;
   return <Cases />;

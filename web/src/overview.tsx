@@ -7,6 +7,7 @@ import { client, errorText } from "./api.js";
 import { usePolled } from "./poll.js";
 import { visible } from "./text.js";
 import { Upload } from "./upload.js";
+import { timelineHref } from "./timeline/query.js";
 import { CasesService, type Case, type File } from "./gen/casescope/cases/v1/cases_pb.js";
 import { FileStatus, Stage } from "./gen/casescope/common/v1/common_pb.js";
 import { DetectService, RuleLevel, type CountDetectionsResponse } from "./gen/casescope/detect/v1/detect_pb.js";
@@ -112,6 +113,9 @@ export function CaseOverview({ id }: { id: string }) {
         <a href="#/cases">Cases</a>
       </p>
       <h1 id="case-title">{visible(kase.name)}</h1>
+      <p>
+        <a href={timelineHref(id, {})}>Open the timeline</a>
+      </p>
       {error && (
         <p class="error" role="alert">
           {error} (showing the last answer)
@@ -128,7 +132,7 @@ export function CaseOverview({ id }: { id: string }) {
         {more && ` Only the first ${MAX_FILES} files are listed.`}
       </p>
       <div class="panels">
-        <DetectionsPanel counts={detections} />
+        <DetectionsPanel caseId={id} counts={detections} />
         <MatchesPanel counts={matches} />
       </div>
       <Upload caseId={id} onUploaded={reload} />
@@ -184,7 +188,7 @@ export function CaseOverview({ id }: { id: string }) {
   );
 }
 
-function DetectionsPanel({ counts }: { counts: CountDetectionsResponse | string }) {
+function DetectionsPanel({ caseId, counts }: { caseId: string; counts: CountDetectionsResponse | string }) {
   return (
     <section class="panel" aria-labelledby="detections-title">
       <h2 id="detections-title">Detections</h2>
@@ -196,7 +200,9 @@ function DetectionsPanel({ counts }: { counts: CountDetectionsResponse | string 
           <dl class="counts">
             {counts.byLevel.map((l) => (
               <div key={l.level}>
-                <dt>{levelName(l.level)}</dt>
+                <dt>
+                  <a href={timelineHref(caseId, { levels: [levelName(l.level)] })}>{levelName(l.level)}</a>
+                </dt>
                 <dd>{n(l.count)}</dd>
               </div>
             ))}
@@ -207,7 +213,9 @@ function DetectionsPanel({ counts }: { counts: CountDetectionsResponse | string 
               <dl class="counts">
                 {counts.byTactic.slice(0, 12).map((t) => (
                   <div key={t.name}>
-                    <dt>{visible(t.name)}</dt>
+                    <dt>
+                      <a href={timelineHref(caseId, { tactics: [t.name] })}>{visible(t.name)}</a>
+                    </dt>
                     <dd>{n(t.count)}</dd>
                   </div>
                 ))}

@@ -1,0 +1,176 @@
+// The timeline in the browser: every event of the case paged through with the keyboard
+// (the virtualised table asks for each next page), the hostile event shown as text, a
+// syntax error pointed at, `EventID:4624` searched, an event opened, tagged, starred
+// and commented, found again with `tag:`, saved, exported; a detection level from the
+// overview opens its events, and a rule from the drawer opens its own.
+
+import { readFileSync } from "node:fs";
+import { accessible, check, screen, shownAs } from "./lib.mjs";
+
+const SCRIPT_TEXT = "<script>window.__pwned = 1</script>";
+
+/** The count the status line gives ("1,234 events", "No event matches."). */
+async function count(page) {
+  const status = page.locator("#timeline-count");
+  await page.waitForFunction(() => {
+    const text = document.querySelector("#timeline-count")?.textContent ?? "";
+    return /events?\b|No event/.test(text) && !/Searching/.test(text);
+  });
+  const text = await status.innerText();
+  const match = /^(?:At least )?([\d,]+) events?/.exec(text);
+  return { total: match ? Number(match[1].replaceAll(",", "")) : 0, text };
+}
+
+async function search(page, query) {
+  const box = page.getByRole("searchbox", { name: "Query" });
+  await box.fill(query);
+  await box.press("Enter");
+  await page.waitForFunction(
+    (q) => decodeURIComponent(window.location.hash.replaceAll("+", " ")).includes(q) || q === "",
+    query,
+  );
+}
+
+/** The texts of one column over the rendered rows. */
+async function column(page, label) {
+  const headers = await page.locator(".vtable thead th").allInnerTexts();
+  const at = headers.findIndex((h) => h.trim() === label);
+  check(at >= 0, `no ${label} column: ${headers.join(" | ")}`);
+  return page.locator(`.vtable tbody tr[data-index] td:nth-child(${at + 1})`).allInnerTexts();
+}
+
+export async function timelineFlow(page, { caseId }) {
+  // The case's events, as the overview counts them.
+  const indexed = await page.locator("section[aria-labelledby=case-title] > table tbody tr td:nth-child(5)").allInnerTexts();
+  const expected = indexed.reduce((sum, text) => sum + Number(text.replaceAll(",", "")), 0);
+  check(expected > 0, "the overview counts no event");
+
+  await page.getByRole("link", { name: "Open the timeline" }).click();
+  await page.getByRole("heading", { name: "Timeline" }).waitFor();
+  const all = await count(page);
+  check(all.total === expected, `the timeline counts ${all.text}, the overview ${expected} events`);
+
+  // The oldest event is the hostile one: its values show as text, nothing runs.
+  const summary = await page.locator('.vtable tbody tr[data-index="0"]').innerText();
+  check(summary.includes(SCRIPT_TEXT), `the hostile event's fields are not shown as text: ${summary}`);
+  check((await page.locator(".vtable img, .drawer img").count()) === 0, "an event field became an element");
+
+  // Every event, paged with the cursor as the keyboard walks to the end.
+  await page.locator('.vtable tbody tr[data-index="0"]').focus();
+  for (let i = 0; i < 60; i++) {
+    await page.keyboard.press("End");
+    const rows = Number(await page.locator(".vtable table").getAttribute("aria-rowcount")) - 1;
+    if (rows === expected) break;
+    await page.waitForTimeout(250);
+  }
+  const loaded = Number(await page.locator(".vtable table").getAttribute("aria-rowcount")) - 1;
+  check(loaded === expected, `paged through ${loaded} of ${expected} events`);
+  const last = await page.evaluate(() => document.activeElement?.getAttribute("data-index"));
+  check(Number(last) === expected - 1, `End focused row ${last}, not the last (${expected - 1})`);
+  check(!(await count(page)).text.includes("loaded"), "all events are loaded but the status says otherwise");
+
+  // The hostile event in the drawer, opened from the keyboard.
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Enter");
+  await page.locator("#drawer-title").waitFor();
+  await page.getByRole("cell", { name: SCRIPT_TEXT, exact: true }).waitFor();
+  await page.getByRole("cell", { name: shownAs("\u202Egpj.exe\u200B\u200D\u2066 RTL"), exact: true }).waitFor();
+  check((await page.evaluate(() => window.__pwned ?? null)) === null, "a hostile event ran script");
+  check((await page.locator(".drawer img").count()) === 0, "a hostile field became an element");
+  await page.keyboard.press("Escape");
+  await page.locator("#drawer-title").waitFor({ state: "detached" });
+
+  // A syntax error points at its character.
+  await search(page, "EventID:(4624");
+  await page.locator("#query-error mark").waitFor();
+  check(
+    (await page.getByRole("searchbox", { name: "Query" }).getAttribute("aria-invalid")) === "true",
+    "the query box is not marked invalid",
+  );
+
+  // EventID:4624: only logons.
+  await search(page, "EventID:4624");
+  const logons = await count(page);
+  check(logons.total > 0 && logons.total < expected, `EventID:4624 selects ${logons.text}`);
+  const codes = await column(page, "Event ID");
+  check(codes.length > 0 && codes.every((c) => c.trim() === "4624"), `not only 4624: ${codes.join(",")}`);
+
+  // Open one, tag, star and comment it.
+  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.getByRole("heading", { name: /^Event 4624 at / }).waitFor();
+  const drawer = page.locator(".drawer");
+  await drawer.getByLabel("Tag", { exact: true }).fill("  Lateral   Movement ");
+  await drawer.getByRole("button", { name: "Add tag" }).click();
+  await drawer.getByRole("list", { name: "Tags" }).getByText("lateral movement").waitFor();
+  await drawer.getByRole("button", { name: "☆ Star" }).click();
+  await drawer.getByRole("button", { name: "★ Starred" }).waitFor();
+  const note = "Logon from the WMI host <b>not bold</b>";
+  await drawer.getByRole("textbox", { name: "Comment", exact: true }).fill(note);
+  await drawer.getByRole("button", { name: "Add comment" }).click();
+  await drawer.locator(".comment .body", { hasText: note }).waitFor();
+  await drawer.getByRole("button", { name: "Reply" }).click();
+  await drawer.getByRole("textbox", { name: /^Reply to / }).fill("agreed");
+  await drawer.getByRole("button", { name: "Reply", exact: true }).last().click();
+  await drawer.locator("ul.thread ul.thread .comment .body", { hasText: "agreed" }).waitFor();
+  const marks = await page.locator('.vtable tbody tr[data-index="0"] td:nth-child(2)').innerText();
+  check(marks.includes("★") && marks.includes("C2") && marks.includes("#1"), `the row's marks: ${marks}`);
+
+  // Found again by its tag (and by star, with a filter).
+  await search(page, 'tag:"lateral movement"');
+  const tagged = await count(page);
+  check(tagged.total === 1, `tag:"lateral movement" selects ${tagged.text}`);
+  await page.getByRole("checkbox", { name: "Starred" }).check();
+  await page.waitForFunction(() => window.location.hash.includes("starred=1"));
+  const starred = await count(page);
+  check(starred.total === 1, `tag and starred select ${starred.text}`);
+  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.locator(".drawer .comment").first().waitFor();
+  await accessible(page, "timeline with an event open");
+  await screen(page, "timeline");
+
+  // Saved and in the history; exported.
+  await page.getByText("Saved searches, history and export").click();
+  await page.getByLabel("Save this search as").fill("lateral movement, starred");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.getByRole("link", { name: "lateral movement, starred" }).waitFor();
+  await page.locator("#history-title + ol a", { hasText: 'tag:"lateral movement"' }).first().waitFor();
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Export this selection" }).click(),
+  ]);
+  const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
+  check(csv.length === 2 && csv[0].startsWith("datetime,"), `the export: ${csv.slice(0, 3).join(" / ")}`);
+  check(csv[1].includes("lateral movement") && csv[1].includes("true"), `the exported row: ${csv[1]}`);
+
+  // A detection level on the overview opens its events; a rule in the drawer opens its own.
+  await page.getByRole("link", { name: "Case overview" }).click();
+  await page.getByRole("heading", { name: "Detections" }).waitFor();
+  await page.locator("section[aria-labelledby=detections-title] dt a").first().click();
+  await page.getByRole("heading", { name: "Timeline" }).waitFor();
+  const detected = await count(page);
+  check(detected.total > 0, `a detection level opens ${detected.text}`);
+  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  const rule = page.locator("section[aria-labelledby=drawer-detections] a").first();
+  await rule.click();
+  await page.getByRole("list", { name: "Filters" }).getByText(/^rule: /).waitFor();
+  const byRule = await count(page);
+  check(byRule.total > 0, `the rule opens ${byRule.text}`);
+  const ruleMarks = await column(page, "Marks");
+  check(ruleMarks.every((m) => /D\d+/.test(m)), `an event of the rule shows no detection: ${ruleMarks.join(",")}`);
+  await page.getByRole("link", { name: "Case overview" }).click();
+  await page.getByRole("heading", { name: "Detections" }).waitFor();
+}
+
+/** A viewer of the case sees the tagged event but the server refuses their tag. */
+export async function viewerCannotAnnotate(page, { caseId }) {
+  await page.goto(`${new URL(page.url()).origin}/#/cases/${caseId}/timeline?q=${encodeURIComponent('tag:"lateral movement"')}`);
+  await page.getByRole("heading", { name: "Timeline" }).waitFor();
+  check((await count(page)).total === 1, "the viewer does not see the tagged event");
+  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  const drawer = page.locator(".drawer");
+  await drawer.getByLabel("Tag", { exact: true }).fill("mine");
+  await drawer.getByRole("button", { name: "Add tag" }).click();
+  const refusal = await drawer.getByRole("alert").innerText();
+  check(refusal.includes("your role does not allow TagEvents"), `the viewer's tag: ${refusal}`);
+  check((await drawer.getByRole("list", { name: "Tags" }).getByText("mine").count()) === 0, "the refused tag shows");
+}
