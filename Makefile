@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: web serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search bench-ioc chart-check chart-tools
+.PHONY: web serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search bench-ioc bench-web chart-check chart-tools
 
 ## The web app (web/, TypeScript): npm ci from its lockfile, then the production build in
 ## web/dist, which the next cargo build embeds. Without Node.js it says so and the server
@@ -45,7 +45,7 @@ test-large: test-deps
 		-- --nocapture --test-threads 1 a_worker_killed a_second_ingest_replica
 
 ## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
-bench: bench-ingest bench-detect bench-ioc bench-gateway bench-search
+bench: bench-ingest bench-detect bench-ioc bench-gateway bench-search bench-web
 
 SHARED_DATA ?= $(abspath ../shared/data)
 bench-ingest:
@@ -84,6 +84,14 @@ bench-search:
 	$(CARGO) build --release -p casescope-cli -p casescope-bench --bin casescope --bin casescope-bench-search
 	$(CARGO_TARGET_DIR)/release/casescope-bench-search --binary $(CARGO_TARGET_DIR)/release/casescope \
 		--events $(BENCH_SEARCH_EVENTS)
+
+## The web app in Debian's headless Chromium: first-load JavaScript (gzip), a 1,000-row
+## timeline page against its SearchTimeline call, and scrolling through a
+## 100,000-event case (frame intervals, main-thread tasks over 50 ms from the trace).
+BENCH_WEB_EVENTS ?= 100000
+bench-web: web
+	$(CARGO) build --release -p casescope-cli --bin casescope
+	cd web && node bench/timeline.mjs --binary $(CARGO_TARGET_DIR)/release/casescope --events $(BENCH_WEB_EVENTS)
 
 test-deps:
 	bash scripts/install-test-deps.sh

@@ -11,6 +11,7 @@
 import { chromium } from "playwright-core";
 import { HOSTILE, accessible, check, failures, screen, shownAs } from "./lib.mjs";
 import { timelineFlow, viewerCannotAnnotate } from "./timeline.mjs";
+import { detectionsFlow } from "./detections.mjs";
 
 const base = process.env.CASESCOPE_URL ?? "http://127.0.0.1:7700";
 const user = process.env.CASESCOPE_USER ?? "admin";
@@ -127,6 +128,7 @@ try {
     await accessible(page, "case overview");
     await screen(page, "overview");
     await timelineFlow(page, { caseId: evidenceCase });
+    await detectionsFlow(page);
     await page.getByRole("link", { name: "Cases", exact: true }).first().click();
     await page.getByRole("heading", { name: "Cases" }).waitFor();
   }

@@ -8,6 +8,8 @@ import { SignIn } from "./signin.js";
 import { Cases } from "./cases.js";
 import { CaseOverview } from "./overview.js";
 import { Timeline } from "./timeline/timeline.js";
+import { Detections } from "./detections.js";
+import { RuleDetails, Rules } from "./rules.js";
 import "./styles.css";
 
 function useRoute(): string {
@@ -42,6 +44,9 @@ function App() {
           <a href="#/cases" aria-current={route.startsWith("#/cases") ? "page" : undefined}>
             Cases
           </a>
+          <a href="#/rules" aria-current={route.startsWith("#/rules") ? "page" : undefined}>
+            Rules
+          </a>
         </nav>
         <button type="button" class="link" onClick={() => void logout()}>
           Sign out
@@ -59,6 +64,11 @@ function App() {
 function Route({ route }: { route: string }) {
   const timeline = /^#\/cases\/([0-9a-fA-F-]{36})\/timeline(?:\?(.*))?$/.exec(route);
   if (timeline?.[1]) return <Timeline caseId={timeline[1]} search={timeline[2] ?? ""} />;
+  const detections = /^#\/cases\/([0-9a-fA-F-]{36})\/detections$/.exec(route);
+  if (detections?.[1]) return <Detections caseId={detections[1]} />;
+  const rule = /^#\/rules\/([^?/]+)(?:\?case=([0-9a-fA-F-]{36}))?$/.exec(route);
+  if (rule?.[1]) return <RuleDetails id={decodeURIComponent(rule[1])} caseId={rule[2] ?? null} />;
+  if (route === "#/rules") return <Rules />;
   const match = /^#\/cases\/([0-9a-fA-F-]{36})$/.exec(route);
   if (match?.[1]) return <CaseOverview id={match[1]} />;
   return <Cases />;

@@ -77,10 +77,16 @@ export function Timeline({ caseId, search }: { caseId: string; search: string })
   const [columns, setColumns] = useState<Column[]>(savedColumns);
   const [searched, setSearched] = useState(0);
   const generation = useRef(0);
+  const requested = useRef("");
   const input = useRef<HTMLInputElement>(null);
 
   const fetchPage = async (cursor: string, gen: number) => {
     const pageKey = key;
+    if (cursor) {
+      // The table may ask again before the answer came: one request per cursor.
+      if (requested.current === cursor) return;
+      requested.current = cursor;
+    }
     setLoading(true);
     try {
       const answer = await client(CasesService).searchTimeline({
@@ -90,6 +96,8 @@ export function Timeline({ caseId, search }: { caseId: string; search: string })
       });
       if (gen !== generation.current) return;
       setResults((previous) => {
+        // A page is appended once, after the page whose cursor it was asked with.
+        if (cursor && (!previous || previous.key !== pageKey || previous.next !== cursor)) return previous;
         const rows = cursor && previous ? previous.rows.concat(answer.events) : answer.events;
         return {
           key: pageKey,
@@ -217,6 +225,19 @@ export function Timeline({ caseId, search }: { caseId: string; search: string })
               }`}
         {results && results.rows.length >= MAX_ROWS && ` Only the first ${MAX_ROWS.toLocaleString()} are listed: narrow the selection or export it.`}
       </p>
+      {results && error && results.next && (
+        <button
+          type="button"
+          onClick={() => {
+            // A page that failed is asked for again only when the analyst says so.
+            requested.current = "";
+            setError(null);
+            void fetchPage(results.next, generation.current);
+          }}
+        >
+          Load the next page again
+        </button>
+      )}
       <div class={open ? "split open" : "split"}>
         {results && results.rows.length > 0 && (
           <TimelineTable
