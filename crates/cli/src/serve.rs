@@ -673,8 +673,12 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             },
         ));
         let server = guarded(
-            IocServiceServer::new(api)
-                .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024),
+            IocServiceServer::new(api).max_decoding_message_size(
+                settings
+                    .max_import_chunk_bytes
+                    .max(casescope_ioc_service::MAX_FILE_IMPORT_BYTES)
+                    + 64 * 1024,
+            ),
             &key,
         );
         routes.add_service(server);

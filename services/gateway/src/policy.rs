@@ -628,6 +628,12 @@ pub const POLICY: &[Rule] = &[
         HEADER,
     ),
     rule(
+        "/casescope.ioc.v1.IocService/ImportIocsFile",
+        Case(CaseAnalyst),
+        true,
+        HEADER,
+    ),
+    rule(
         "/casescope.ioc.v1.IocService/ExportIocs",
         Case(CaseViewer),
         false,
@@ -727,6 +733,12 @@ pub const POLICY: &[Rule] = &[
     ),
     rule(
         "/casescope.ioc.v1.IocService/ImportListIocs",
+        Admin,
+        true,
+        None,
+    ),
+    rule(
+        "/casescope.ioc.v1.IocService/ImportListIocsFile",
         Admin,
         true,
         None,

@@ -122,6 +122,17 @@ impl IocService for IocApi {
         ))
     }
 
+    async fn import_iocs_file(
+        &self,
+        request: Request<pb::ImportIocsFileRequest>,
+    ) -> ApiResult<pb::ImportIocsResponse> {
+        let author = convert::author(&request);
+        Ok(Response::new(
+            self.import_file(Via::Case, request.into_inner(), &author)
+                .await?,
+        ))
+    }
+
     type ExportIocsStream = ExportStream;
 
     async fn export_iocs(
@@ -258,6 +269,17 @@ impl IocService for IocApi {
         let author = convert::author(&request);
         Ok(Response::new(
             self.import(Via::List, request.into_inner(), &author)
+                .await?,
+        ))
+    }
+
+    async fn import_list_iocs_file(
+        &self,
+        request: Request<pb::ImportIocsFileRequest>,
+    ) -> ApiResult<pb::ImportIocsResponse> {
+        let author = convert::author(&request);
+        Ok(Response::new(
+            self.import_file(Via::List, request.into_inner(), &author)
                 .await?,
         ))
     }

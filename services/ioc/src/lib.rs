@@ -48,6 +48,11 @@ pub const ALL_MIGRATIONS: &[Migrations] = &[
 /// The lease stage name of a file's hunt (also the job subject suffix).
 pub const STAGE: &str = "ioc_hunt";
 
+/// The largest file `ImportIocsFile` (one unary request, for browsers) takes; the
+/// service decodes requests up to this size plus room for the header (the gateway reads
+/// at most 16 MiB of a first message).
+pub const MAX_FILE_IMPORT_BYTES: usize = 15 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct IocSettings {
     pub lease_ttl: Duration,

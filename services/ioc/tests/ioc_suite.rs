@@ -385,6 +385,55 @@ evil.exe|0000000000000000000000000000000000000000000000000000000000000001,filena
         1,
         "one import, one version"
     );
+    // The unary import of browsers reads the same file the same way.
+    let other = new_case();
+    let header = |case: &str, size: usize| pb::ImportIocsHeader {
+        case_id: case_of(case),
+        format: pb::IocImportFormat::Csv as i32,
+        file_name: "feed.csv".into(),
+        size_bytes: size as u64,
+        ..Default::default()
+    };
+    let unary = h
+        .api
+        .import_iocs_file(Request::new(pb::ImportIocsFileRequest {
+            header: Some(header(&other, csv.len())),
+            data: csv.to_vec(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            unary.records_read,
+            unary.created,
+            unary.duplicates,
+            unary.rejected_count,
+            unary.rejected[0].locator.as_str()
+        ),
+        (5, 3, 1, 1, "line:4")
+    );
+    let mismatch = h
+        .api
+        .import_iocs_file(Request::new(pb::ImportIocsFileRequest {
+            header: Some(header(&other, csv.len() + 1)),
+            data: csv.to_vec(),
+        }))
+        .await
+        .unwrap_err();
+    assert!(mismatch.message().contains("declared"), "{mismatch:?}");
+    let big = vec![b'a'; casescope_ioc_service::MAX_FILE_IMPORT_BYTES + 1];
+    let too_big = h
+        .api
+        .import_iocs_file(Request::new(pb::ImportIocsFileRequest {
+            header: Some(header(&other, big.len())),
+            data: big,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), Code::InvalidArgument);
+    assert!(too_big.message().contains("ImportIocs"), "{too_big:?}");
+
     // Importing again: every record is a duplicate of the case's.
     let again = import(&h, &case, pb::IocImportFormat::Csv, csv, false)
         .await

@@ -18,7 +18,8 @@ use casescope_proto::paging::MAX_PAGE_SIZE;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
-use tonic::{Status, Streaming};
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
 
 /// Chunks waiting for the parser.
 const QUEUED_CHUNKS: usize = 8;
@@ -72,13 +73,59 @@ struct Parsed {
 }
 
 impl IocApi {
+    /// `ImportIocsFile`: the header and the whole file in one request, imported exactly
+    /// as the stream of them would be.
+    pub(super) async fn import_file(
+        &self,
+        via: Via,
+        request: pb::ImportIocsFileRequest,
+        author: &str,
+    ) -> Result<pb::ImportIocsResponse, ApiError> {
+        let header = request.header.ok_or_else(|| {
+            ApiError::invalid_field("IMPORT_HEADER_MISSING", "header", "the header is required")
+        })?;
+        if request.data.len() > crate::MAX_FILE_IMPORT_BYTES {
+            return Err(ApiError::invalid_field(
+                "IMPORT_TOO_LARGE",
+                "data",
+                format!(
+                    "{} bytes; one request takes at most {} (stream larger files with ImportIocs, e.g. `casescope ioc import`)",
+                    request.data.len(),
+                    crate::MAX_FILE_IMPORT_BYTES
+                ),
+            ));
+        }
+        if header.size_bytes != request.data.len() as u64 {
+            return Err(ApiError::invalid_field(
+                "IMPORT_SIZE_MISMATCH",
+                "header.size_bytes",
+                format!(
+                    "{} declared, {} sent",
+                    header.size_bytes,
+                    request.data.len()
+                ),
+            ));
+        }
+        let chunk = self.settings.max_import_chunk_bytes.max(1);
+        let mut messages = vec![Ok(pb::ImportIocsChunk {
+            part: Some(pb::import_iocs_chunk::Part::Header(header)),
+        })];
+        messages.extend(request.data.chunks(chunk).map(|data| {
+            Ok(pb::ImportIocsChunk {
+                part: Some(pb::import_iocs_chunk::Part::Data(data.to_vec())),
+            })
+        }));
+        self.import(via, tokio_stream::iter(messages), author).await
+    }
+
     pub(super) async fn import(
         &self,
         via: Via,
-        mut stream: Streaming<pb::ImportIocsChunk>,
+        stream: impl Stream<Item = Result<pb::ImportIocsChunk, Status>> + Send,
         author: &str,
     ) -> Result<pb::ImportIocsResponse, ApiError> {
-        let first = stream.message().await.map_err(|status| {
+        let mut stream = std::pin::pin!(stream);
+        let first = stream.next().await.transpose().map_err(|status| {
             ApiError::invalid_field("IMPORT_STREAM", "stream", status.message().to_string())
         })?;
         let header = match first.and_then(|m| m.part) {
@@ -139,10 +186,10 @@ impl IocApi {
         let mut received = 0u64;
         let mut stream_error: Option<ApiError> = None;
         loop {
-            let message = match stream.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(status) => {
+            let message = match stream.next().await {
+                Some(Ok(message)) => message,
+                None => break,
+                Some(Err(status)) => {
                     stream_error = Some(ApiError::invalid_field(
                         "IMPORT_STREAM",
                         "stream",
