@@ -61,6 +61,7 @@ fn hostile_record() -> String {
         "Message": "<script>window.__pwned = 1</script>",
         "Image": "<img src=x onerror=\"window.__pwned = 1\">",
         "Link": "javascript:window.__pwned=1",
+        "DestinationIp": "203.0.113.66",
         "User": "\u{202e}gpj.exe\u{200b}\u{200d}\u{2066} RTL",
     });
     format!("{record}\n")

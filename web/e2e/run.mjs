@@ -12,6 +12,7 @@ import { chromium } from "playwright-core";
 import { HOSTILE, accessible, check, failures, screen, shownAs } from "./lib.mjs";
 import { timelineFlow, viewerCannotAnnotate } from "./timeline.mjs";
 import { detectionsFlow } from "./detections.mjs";
+import { iocsFlow } from "./iocs.mjs";
 
 const base = process.env.CASESCOPE_URL ?? "http://127.0.0.1:7700";
 const user = process.env.CASESCOPE_USER ?? "admin";
@@ -27,9 +28,10 @@ const browser = await chromium.launch({
   headless: true,
   args: ["--no-sandbox", "--disable-dev-shm-usage"],
 });
+let page;
 try {
   const context = await browser.newContext();
-  const page = await context.newPage();
+  page = await context.newPage();
   page.on("dialog", async (dialog) => {
     failures.push(`a dialog fired: ${dialog.type()} ${dialog.message()}`);
     await dialog.dismiss();
@@ -129,6 +131,9 @@ try {
     await screen(page, "overview");
     await timelineFlow(page, { caseId: evidenceCase });
     await detectionsFlow(page);
+    await page.goto(`${base}/#/cases/${evidenceCase}`);
+    await page.getByRole("heading", { name: "evidence", exact: true }).waitFor();
+    await iocsFlow(page);
     await page.getByRole("link", { name: "Cases", exact: true }).first().click();
     await page.getByRole("heading", { name: "Cases" }).waitFor();
   }
@@ -167,6 +172,8 @@ try {
   );
 } catch (error) {
   console.error(`web e2e failed: ${error.message}`);
+  const where = process.env.CASESCOPE_E2E_FAILURE_SHOT;
+  if (where && page) await page.screenshot({ path: where, fullPage: true }).catch(() => {});
   for (const failure of failures) console.error(`  ${failure}`);
   process.exitCode = 1;
 } finally {

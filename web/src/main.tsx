@@ -10,6 +10,7 @@ import { CaseOverview } from "./overview.js";
 import { Timeline } from "./timeline/timeline.js";
 import { Detections } from "./detections.js";
 import { RuleDetails, Rules } from "./rules.js";
+import { Iocs } from "./iocs.js";
 import "./styles.css";
 
 function useRoute(): string {
@@ -64,6 +65,8 @@ function App() {
 function Route({ route }: { route: string }) {
   const timeline = /^#\/cases\/([0-9a-fA-F-]{36})\/timeline(?:\?(.*))?$/.exec(route);
   if (timeline?.[1]) return <Timeline caseId={timeline[1]} search={timeline[2] ?? ""} />;
+  const iocs = /^#\/cases\/([0-9a-fA-F-]{36})\/iocs$/.exec(route);
+  if (iocs?.[1]) return <Iocs caseId={iocs[1]} />;
   const detections = /^#\/cases\/([0-9a-fA-F-]{36})\/detections$/.exec(route);
   if (detections?.[1]) return <Detections caseId={detections[1]} />;
   const rule = /^#\/rules\/([^?/]+)(?:\?case=([0-9a-fA-F-]{36}))?$/.exec(route);

@@ -114,7 +114,8 @@ export function CaseOverview({ id }: { id: string }) {
       </p>
       <h1 id="case-title">{visible(kase.name)}</h1>
       <p>
-        <a href={timelineHref(id, {})}>Open the timeline</a> · <a href={`#/cases/${id}/detections`}>Detections</a>
+        <a href={timelineHref(id, {})}>Open the timeline</a> · <a href={`#/cases/${id}/detections`}>Detections</a> ·{" "}
+        <a href={`#/cases/${id}/iocs`}>IOCs</a>
       </p>
       {error && (
         <p class="error" role="alert">
