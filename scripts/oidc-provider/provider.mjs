@@ -21,7 +21,8 @@ const provider = new Provider(issuer, {
       client_id: 'casescope-cli',
       application_type: 'native',
       token_endpoint_auth_method: 'none',
-      redirect_uris: ['http://127.0.0.1/callback'],
+      // The CLI's loopback listener, and the web app's callback (any loopback port).
+      redirect_uris: ['http://127.0.0.1/callback', 'http://127.0.0.1/oidc/callback'],
       grant_types: ['authorization_code'],
       response_types: ['code'],
     },

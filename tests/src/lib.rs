@@ -3,6 +3,7 @@
 //! Helpers here start and stop those processes; the scenarios are in `tests/`.
 
 pub mod deployment;
+pub mod oidc_provider;
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -5,63 +5,16 @@
 //! group refused), a state good once, redirect URIs checked, and an OIDC user who has no
 //! password to log in with.
 
+use casescope_e2e::oidc_provider::Provider;
 use casescope_e2e::{Server, casescope_binary, json, stderr};
 use casescope_proto::gateway::v1 as pb;
 use casescope_proto::gateway::v1::auth_service_client::AuthServiceClient;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::Code;
-
-/// The provider, on a free port; stopped on drop.
-struct Provider {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn provider_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/oidc-provider")
-}
-
-impl Provider {
-    fn start() -> Provider {
-        let dir = provider_dir();
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "the test OpenID Connect provider is not installed: run scripts/install-test-deps.sh \
-             (npm ci in scripts/oidc-provider)"
-        );
-        let port = casescope_testkit::free_port();
-        let mut child = Command::new("node")
-            .arg(dir.join("provider.mjs"))
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node (the OIDC provider)");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.starts_with("listening"), "the provider said {line:?}");
-        // It prints notices later; a closed pipe would kill it.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Provider { child, port }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
 
 /// A browser: HTTP/1.1 over loopback with a cookie jar.
 #[derive(Default)]

@@ -1,19 +1,23 @@
 //! The web app in a real headless Chromium (Debian's `chromium`, driven by
 //! `playwright-core` from web/node_modules; no browser download) against an all-in-one
-//! server whose gateway serves the app embedded in the binary: `web/e2e/run.mjs` signs in
-//! (a refused password shows the server's words), creates cases with hostile names (no
-//! dialog, no script, shown as text), follows an uploaded file to `ready` on the case
-//! overview with its exact counts, uploads evidence from the browser (hashed in a worker,
-//! sent in parts; a file already there shown as such) and follows it to `ready`, works
-//! the timeline (search, paging, a hostile event shown as text, tags, star, comments,
-//! saved searches, export, detections; a viewer refused), runs axe-core on each screen,
-//! works from the keyboard, keeps the session over a reload and signs out.
+//! server whose gateway serves the app embedded in the binary, with single sign-on
+//! through a real OpenID Connect provider. `web/e2e/run.mjs` signs in (a refused
+//! password shows the server's words), creates cases with hostile names (no dialog, no
+//! script, shown as text), creates a case and uploads evidence into it from the browser
+//! (hashed in a worker, sent in parts; a file chosen again shown as already there),
+//! follows it to `ready` with exact counts, makes a user a viewer of the case, works the
+//! timeline (search, paging, a hostile event shown as text, tags, star, comments, saved
+//! searches, export), detections, rules and IOCs, administration (users, tokens, the
+//! audit log) and a case's archive and restore; the viewer is refused a tag; it signs in
+//! through the provider, runs axe-core on each screen, works from the keyboard, keeps
+//! the session over a reload and signs out.
 //!
 //! Needs `make web` (the app built into the binary, and web/node_modules) and Chromium;
 //! without them it skips, saying so — unless `CASESCOPE_TEST_REQUIRE_BROWSER=1` (CI),
 //! which makes a missing part a failure.
 
-use casescope_e2e::{Server, TEST_ADMIN_PASSWORD, stderr, stdout};
+use casescope_e2e::oidc_provider::Provider;
+use casescope_e2e::{Server, TEST_ADMIN_PASSWORD, stderr};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -80,7 +84,23 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
     if !web.join("node_modules/playwright-core").is_dir() {
         return missing("web/node_modules is not installed");
     }
-    let server = Server::start(&[], &[]);
+    if !web
+        .join("../scripts/oidc-provider/node_modules/oidc-provider")
+        .is_dir()
+    {
+        return missing("the test OpenID Connect provider is not installed");
+    }
+    // Single sign-on through a real OpenID Connect provider, as well as passwords.
+    let provider = Provider::start();
+    let issuer = provider.issuer();
+    let server = Server::start(
+        &[],
+        &[
+            ("CASESCOPE_OIDC_ISSUER", issuer.as_str()),
+            ("CASESCOPE_OIDC_CLIENT_ID", "casescope-cli"),
+            ("CASESCOPE_OIDC_ROLE_MAP", "dfir=analyst,dfir-admins=admin"),
+        ],
+    );
     let base = server.address.clone();
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     let (code, body) = casescope_e2e::http_get(port, "/").expect("GET /");
@@ -88,25 +108,27 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         return missing("the binary carries no web app (web/dist was not built before it)");
     }
     assert_eq!(code, 200, "GET /: {body}");
-    // A case with evidence for the overview: one synthetic EVTX file.
-    let created = server.cli(&["case", "create", "evidence"]);
-    assert!(created.status.success(), "{}", stderr(&created));
-    let evidence_case = stdout(&created).trim().to_string();
+    // The evidence the browser uploads into a case it creates: a synthetic EVTX file,
+    // a file an attacker wrote (a hostile name and field values; its event is the case's
+    // oldest, the timeline's first row) and two EVTX-ATTACK-SAMPLES files (when
+    // ../shared is here).
     let work = tempfile::tempdir().unwrap();
     let evtx = work.path().join("Security.evtx");
     casescope_e2e::synth_evtx(&evtx, EVIDENCE_EVENTS, 3);
-    let uploaded = server.cli(&["upload", &evidence_case, evtx.to_str().unwrap()]);
-    assert!(uploaded.status.success(), "{}", stderr(&uploaded));
-    // Evidence an attacker wrote: a hostile file name and field values, the oldest event
-    // of the case (the timeline's first row).
     let hostile = work.path().join(HOSTILE_FILE);
     std::fs::write(&hostile, hostile_record()).unwrap();
-    let uploaded = server.cli(&["upload", &evidence_case, hostile.to_str().unwrap()]);
-    assert!(uploaded.status.success(), "{}", stderr(&uploaded));
-    // A viewer of the case: reads it, cannot annotate it.
-    let token = server.token();
+    let mut uploads = vec![evtx.display().to_string(), hostile.display().to_string()];
+    match casescope_testkit::shared_data_dir().map(|d| d.join("evtx-attack-samples")) {
+        Some(corpus) if corpus.is_dir() => {
+            for name in UPLOADED_SAMPLES {
+                uploads.push(find(&corpus, name).display().to_string());
+            }
+        }
+        _ => eprintln!("../shared/data is absent: the browser uploads only the synthetic files"),
+    }
+    // A user the browser makes a viewer of the case: reads it, cannot annotate it.
     let created = server.cli_with(
-        &[("CASESCOPE_TOKEN", token)],
+        &[("CASESCOPE_TOKEN", server.token())],
         &[
             "user",
             "create",
@@ -118,27 +140,6 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         &format!("{VIEWER_PASSWORD}\n"),
     );
     assert!(created.status.success(), "{}", stderr(&created));
-    let member = server.cli(&[
-        "case",
-        "members",
-        "add",
-        &evidence_case,
-        VIEWER,
-        "--role",
-        "viewer",
-    ]);
-    assert!(member.status.success(), "{}", stderr(&member));
-    // Files the browser uploads: two of EVTX-ATTACK-SAMPLES (when ../shared is here) and
-    // the synthetic file again (already present).
-    let mut uploads = vec![evtx.display().to_string()];
-    match casescope_testkit::shared_data_dir().map(|d| d.join("evtx-attack-samples")) {
-        Some(corpus) if corpus.is_dir() => {
-            for name in UPLOADED_SAMPLES {
-                uploads.push(find(&corpus, name).display().to_string());
-            }
-        }
-        _ => eprintln!("../shared/data is absent: the browser uploads only the synthetic file"),
-    }
     let shots = std::env::var("CASESCOPE_SCREENSHOTS").ok();
     let mut command = Command::new("node");
     command
@@ -148,13 +149,16 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         .env("CASESCOPE_USER", "admin")
         .env("CASESCOPE_PASSWORD", TEST_ADMIN_PASSWORD)
         .env("CHROMIUM", &chromium)
-        .env("CASESCOPE_EVIDENCE_CASE", &evidence_case)
         .env("CASESCOPE_EVIDENCE_EVENTS", EVIDENCE_EVENTS.to_string())
         .env("CASESCOPE_UPLOAD_FILES", uploads.join("\n"))
-        .env("CASESCOPE_UPLOAD_PRESENT", "1")
         .env("CASESCOPE_HOSTILE_FILE", HOSTILE_FILE)
         .env("CASESCOPE_VIEWER_USER", VIEWER)
-        .env("CASESCOPE_VIEWER_PASSWORD", VIEWER_PASSWORD);
+        .env("CASESCOPE_VIEWER_PASSWORD", VIEWER_PASSWORD)
+        .env("CASESCOPE_OIDC_USER", "carol")
+        .env("CASESCOPE_OIDC_PASSWORD", "carol-idp-password")
+        .env("CASESCOPE_OIDC_NAME", "Carol Analyst")
+        .env("CASESCOPE_OIDC_REFUSED_USER", "mallory")
+        .env("CASESCOPE_OIDC_REFUSED_PASSWORD", "mallory-idp-password");
     if let Some(dir) = shots {
         command.env("CASESCOPE_SCREENSHOTS", dir);
     }

@@ -108,7 +108,7 @@ try {
     }
   });
   await page.goto(`${base}/`);
-  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  await page.getByRole("button", { name: "Sign in", exact: true }).waitFor();
   const loaded = await Promise.all(scripts);
   const jsBytes = loaded.reduce((sum, s) => sum + s.gzip, 0);
   console.log(
@@ -117,7 +117,7 @@ try {
 
   await page.getByLabel("User name").fill("admin");
   await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.getByRole("heading", { name: "Cases" }).waitFor();
 
   // A 1,000-row page: Search pressed → rows on screen, against the call alone.

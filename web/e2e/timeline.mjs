@@ -12,9 +12,11 @@ const SCRIPT_TEXT = "<script>window.__pwned = 1</script>";
 /** The count the status line gives ("1,234 events", "No event matches."). */
 async function count(page) {
   const status = page.locator("#timeline-count");
+  // The count shown is of the selection in the address (not the one before it).
   await page.waitForFunction(() => {
-    const text = document.querySelector("#timeline-count")?.textContent ?? "";
-    return /events?\b|No event/.test(text) && !/Searching/.test(text);
+    const element = document.querySelector("#timeline-count");
+    const search = window.location.hash.split("?")[1] ?? "";
+    return element?.getAttribute("data-search") === search;
   });
   const text = await status.innerText();
   const match = /^(?:At least )?([\d,]+) events?/.exec(text);
@@ -80,6 +82,28 @@ export async function timelineFlow(page, { caseId }) {
   await page.keyboard.press("Escape");
   await page.locator("#drawer-title").waitFor({ state: "detached" });
 
+  // The histogram brushed over its first tenth (the hostile event of 2001, alone
+  // there) zooms to it; the whole range again.
+  const bars = page.locator(".histogram svg");
+  const box = await bars.boundingBox();
+  await page.mouse.move(box.x + 1, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.1, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForFunction(() => /[?&]from=.*&to=/.test(window.location.hash));
+  const zoomed = await count(page);
+  check(zoomed.total === 1, `the brushed span holds ${zoomed.text}`);
+  await page.getByRole("button", { name: "Whole time range" }).click();
+  await page.waitForFunction(() => !/[?&]from=/.test(window.location.hash));
+  check((await count(page)).total === expected, "the whole time range again lost events");
+
+  // A column of a field.
+  await page.getByText("Columns", { exact: true }).click();
+  await page.getByRole("textbox", { name: "Field column" }).fill("TargetUserName");
+  await page.getByRole("button", { name: "Add column" }).click();
+  await page.locator(".vtable thead th", { hasText: "TargetUserName" }).waitFor();
+  await page.getByText("Columns", { exact: true }).click();
+
   // A syntax error points at its character.
   await search(page, "EventID:(4624");
   await page.locator("#query-error mark").waitFor();
@@ -95,10 +119,25 @@ export async function timelineFlow(page, { caseId }) {
   const codes = await column(page, "Event ID");
   check(codes.length > 0 && codes.every((c) => c.trim() === "4624"), `not only 4624: ${codes.join(",")}`);
 
-  // Open one, tag, star and comment it.
+  // Open one: copy a value, see the events around it, filter for one of its values.
   await page.locator('.vtable tbody tr[data-index="0"]').click();
   await page.getByRole("heading", { name: /^Event 4624 at / }).waitFor();
   const drawer = page.locator(".drawer");
+  await drawer.getByRole("button", { name: "Copy EventID" }).click();
+  await drawer.getByRole("button", { name: "Copy EventID" }).getByText("Copied").waitFor();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  check(copied === "4624", `copied ${copied}`);
+  await drawer.locator("ol.context li button").first().waitFor();
+  await drawer.getByRole("button", { name: "Filter for Channel" }).click();
+  await page.waitForFunction(() => decodeURIComponent(window.location.hash).includes('Channel:"Security"'));
+  const security = await count(page);
+  check(security.total > 0 && security.total <= logons.total, `filtering for the channel: ${security.text}`);
+  const channels = await column(page, "Channel");
+  check(channels.every((c) => c.trim() === "Security"), `not only Security: ${channels.join(",")}`);
+
+  // Tag, star and comment it.
+  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.getByRole("heading", { name: /^Event 4624 at / }).waitFor();
   await drawer.getByLabel("Tag", { exact: true }).fill("  Lateral   Movement ");
   await drawer.getByRole("button", { name: "Add tag" }).click();
   await drawer.getByRole("list", { name: "Tags" }).getByText("lateral movement").waitFor();
@@ -159,6 +198,13 @@ export async function timelineFlow(page, { caseId }) {
   check(ruleMarks.every((m) => /D\d+/.test(m)), `an event of the rule shows no detection: ${ruleMarks.join(",")}`);
   await page.getByRole("link", { name: "Case overview" }).click();
   await page.getByRole("heading", { name: "Detections" }).waitFor();
+
+  // The overview's recent activity: the newest comment first, the searches above.
+  const activity = page.locator("section[aria-labelledby=activity-title]");
+  await activity.locator("li", { hasText: ": agreed" }).waitFor();
+  const firstComment = await activity.locator("ul").first().locator("li").first().innerText();
+  check(firstComment.endsWith(": agreed"), `the newest comment is not first: ${firstComment}`);
+  await activity.getByRole("link", { name: /tag:"lateral movement"/ }).first().waitFor();
 }
 
 /** A viewer of the case sees the tagged event but the server refuses their tag. */

@@ -51,7 +51,7 @@ export function signedIn(): boolean {
 }
 
 // Calls that must not carry (or wait for) a session.
-const PUBLIC = new Set(["Login", "Refresh", "Logout", "BeginOidcLogin", "CompleteOidcLogin"]);
+const PUBLIC = new Set(["Login", "Refresh", "Logout", "BeginOidcLogin", "CompleteOidcLogin", "GetSignInOptions"]);
 
 const authenticate: Interceptor = (next) => async (request) => {
   if (!PUBLIC.has(request.method.name)) {
@@ -92,6 +92,46 @@ export function client<T extends DescService>(service: T): Client<T> {
 export async function login(username: string, password: string): Promise<void> {
   const response = await client(AuthService).login({ username, password });
   setTokens(response.tokens);
+}
+
+const OIDC_STATE_KEY = "casescope.oidc.state";
+/** Where the provider sends the browser back (a path: redirect URIs hold no fragment). */
+export const OIDC_CALLBACK_PATH = "/oidc/callback";
+
+/** Starts a sign-in at the OpenID Connect provider: the browser leaves for it. */
+export async function beginOidcLogin(): Promise<void> {
+  const begun = await client(AuthService).beginOidcLogin({
+    redirectUri: `${window.location.origin}${OIDC_CALLBACK_PATH}`,
+  });
+  // Kept to check the provider sends back the sign-in this tab started.
+  sessionStorage.setItem(OIDC_STATE_KEY, begun.state);
+  window.location.assign(begun.authorizationUrl);
+}
+
+/** On the callback page: finishes the sign-in from the provider's answer in the address;
+ *  `null` when this is not the callback, else the error to show (empty when signed in). */
+export async function completeOidcLogin(): Promise<string | null> {
+  if (window.location.pathname !== OIDC_CALLBACK_PATH) return null;
+  const params = new URLSearchParams(window.location.search);
+  const expected = sessionStorage.getItem(OIDC_STATE_KEY);
+  sessionStorage.removeItem(OIDC_STATE_KEY);
+  // The code leaves the address bar (and history) at once.
+  window.history.replaceState(null, "", "/#/cases");
+  const providerError = params.get("error");
+  if (providerError) {
+    return `The identity provider refused the sign-in: ${params.get("error_description") || providerError}`;
+  }
+  const state = params.get("state") ?? "";
+  const code = params.get("code") ?? "";
+  if (!state || !code) return "The identity provider sent the browser back without a sign-in code.";
+  if (state !== expected) return "This sign-in was not started in this tab (or was already used): start again.";
+  try {
+    const response = await client(AuthService).completeOidcLogin({ state, code });
+    setTokens(response.tokens);
+    return "";
+  } catch (failure) {
+    return errorText(failure);
+  }
 }
 
 async function refresh(): Promise<void> {

@@ -2,8 +2,11 @@ import { useEffect, useState } from "preact/hooks";
 import { client, errorText } from "./api.js";
 import { visible } from "./text.js";
 import { CasesService, CaseState, type Case } from "./gen/casescope/cases/v1/cases_pb.js";
+import { Alert, Head, collect } from "./ui.js";
 
 const PAGE = 200;
+/** Cases listed at most (search narrows them). */
+const MAX_CASES = 10_000;
 
 function stateName(state: CaseState): string {
   switch (state) {
@@ -28,24 +31,14 @@ export function Cases() {
 
   useEffect(() => {
     let live = true;
-    (async () => {
-      setError(null);
-      const all: Case[] = [];
-      let cursor = "";
-      try {
-        do {
-          const page = await client(CasesService).listCases({
-            page: { pageSize: PAGE, cursor },
-            includeArchived: archived,
-          });
-          all.push(...page.cases);
-          cursor = page.page?.nextCursor ?? "";
-        } while (cursor && live);
-        if (live) setCases(all);
-      } catch (failure) {
-        if (live) setError(errorText(failure));
-      }
-    })();
+    setError(null);
+    collect<Case>(async (cursor) => {
+      const page = await client(CasesService).listCases({ page: { pageSize: PAGE, cursor }, includeArchived: archived });
+      return { items: page.cases, next: page.page?.nextCursor ?? "" };
+    }, MAX_CASES).then(
+      ([all]) => live && setCases(all),
+      (failure) => live && setError(errorText(failure)),
+    );
     return () => {
       live = false;
     };
@@ -71,11 +64,7 @@ export function Cases() {
           Include archived
         </label>
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {!error && cases === null && (
         <p class="status" role="status">
           Loading cases…
@@ -86,14 +75,7 @@ export function Cases() {
       )}
       {shown.length > 0 && (
         <table class="grid">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">State</th>
-              <th scope="col">Files</th>
-              <th scope="col">Id</th>
-            </tr>
-          </thead>
+          <Head columns={["Name", "State", "Files", "Id"]} />
           <tbody>
             {shown.map((c) => (
               <tr key={c.id?.value}>
@@ -139,11 +121,7 @@ function CreateCase({ onCreated }: { onCreated: () => void }) {
       <button type="submit" disabled={busy}>
         Create
       </button>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
     </form>
   );
 }

@@ -7,6 +7,7 @@ import { client, errorText } from "./api.js";
 import { visible } from "./text.js";
 import { DetectService, RuleLevel, type CountDetectionsResponse } from "./gen/casescope/detect/v1/detect_pb.js";
 import { timelineHref } from "./timeline/query.js";
+import { Head } from "./ui.js";
 
 /** ATT&CK enterprise tactics in kill-chain order (the detect service writes them so). */
 export const TACTICS = [
@@ -142,14 +143,7 @@ function DetectionsBody({ caseId, matrix }: { caseId: string; matrix: Matrix }) 
       )}
       <h2>By rule</h2>
       <table class="grid">
-        <thead>
-          <tr>
-            <th scope="col">Rule</th>
-            <th scope="col">Level</th>
-            <th scope="col" class="num">Detections</th>
-            <th scope="col">Events</th>
-          </tr>
-        </thead>
+        <Head columns={["Rule", "Level", ["Detections", "num"], "Events"]} />
         <tbody>
           {counts.byRule.map((r) => (
             <tr key={r.ruleId?.value}>

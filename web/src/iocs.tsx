@@ -17,6 +17,7 @@ import {
   type IocMatch,
 } from "./gen/casescope/ioc/v1/ioc_pb.js";
 import { timelineHref, quote } from "./timeline/query.js";
+import { Alert, FilterForm, Head, attempt, usePaged } from "./ui.js";
 
 const PAGE = 200;
 /** The largest file one ImportIocsFile request takes (the CLI streams larger ones). */
@@ -46,45 +47,25 @@ function when(ts: Parameters<typeof timestampMs>[0] | undefined): string {
 }
 
 export function Iocs({ caseId }: { caseId: string }) {
-  const [iocs, setIocs] = useState<Ioc[] | null>(null);
-  const [total, setTotal] = useState(0n);
-  const [cursor, setCursor] = useState("");
-  const [error, setError] = useState<string | null>(null);
   const [contains, setContains] = useState("");
   const [kind, setKind] = useState<IocType>(IocType.UNSPECIFIED);
-  const [reload, setReload] = useState(0);
   const [hunt, setHunt] = useState<string | null>(null);
+  // Bumped by every change, so the matches are read again too.
+  const [changes, setChanges] = useState(0);
   const caseRef = { value: caseId };
-
-  const fetchPage = async (after: string) => {
-    try {
-      const page = await client(IocService).listIocs({
-        caseId: caseRef,
-        valueContains: contains.trim(),
-        iocTypes: kind ? [kind] : [],
-        page: { pageSize: PAGE, cursor: after },
-      });
-      setIocs((previous) => (after && previous ? previous.concat(page.iocs) : page.iocs));
-      setTotal(page.total);
-      setCursor(page.page?.nextCursor ?? "");
-      setError(null);
-    } catch (failure) {
-      setError(errorText(failure));
-    }
-  };
-  useEffect(() => {
-    setIocs(null);
-    void fetchPage("");
-  }, [caseId, kind, reload]);
-
-  const act = async (action: () => Promise<unknown>) => {
-    try {
-      await action();
-      setReload((n) => n + 1);
-    } catch (failure) {
-      setError(errorText(failure));
-    }
-  };
+  const list = usePaged<Ioc>(async (cursor) => {
+    const page = await client(IocService).listIocs({
+      caseId: caseRef,
+      valueContains: contains.trim(),
+      iocTypes: kind ? [kind] : [],
+      page: { pageSize: PAGE, cursor },
+    });
+    return { items: page.iocs, next: page.page?.nextCursor ?? "", total: page.total };
+  }, [caseId, kind, changes]);
+  const iocs = list.items;
+  const total = list.total ?? 0n;
+  const changed = () => setChanges((n) => n + 1);
+  const act = (action: () => Promise<unknown>) => attempt(action, list.setError, changed);
 
   return (
     <section aria-labelledby="iocs-title">
@@ -93,8 +74,8 @@ export function Iocs({ caseId }: { caseId: string }) {
       </p>
       <h1 id="iocs-title">IOCs</h1>
       <div class="side">
-        <AddIoc caseId={caseId} onAdded={() => setReload((n) => n + 1)} />
-        <ImportIocs caseId={caseId} onImported={() => setReload((n) => n + 1)} />
+        <AddIoc caseId={caseId} onAdded={changed} />
+        <ImportIocs caseId={caseId} onImported={changed} />
       </div>
       <div class="row">
         <button
@@ -102,7 +83,6 @@ export function Iocs({ caseId }: { caseId: string }) {
           onClick={() =>
             void act(async () => {
               const answer = await client(IocService).huntCase({ caseId: caseRef });
-              setError(null);
               setHunt(`Hunting ${answer.enabledIocs} IOCs over ${answer.filesScheduled} files.`);
             })
           }
@@ -115,16 +95,7 @@ export function Iocs({ caseId }: { caseId: string }) {
           </span>
         )}
       </div>
-      <form
-        class="inline"
-        role="search"
-        aria-label="Filter the IOCs"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setIocs(null);
-          void fetchPage("");
-        }}
-      >
+      <FilterForm label="Filter the IOCs" onSubmit={list.reload}>
         <label>
           Value contains
           <input type="search" value={contains} onInput={(e) => setContains(e.currentTarget.value)} />
@@ -140,31 +111,15 @@ export function Iocs({ caseId }: { caseId: string }) {
             ))}
           </select>
         </label>
-        <button type="submit">Filter</button>
-      </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      </FilterForm>
+      <Alert message={list.error} />
       <p class="status" role="status" id="iocs-count">
         {iocs === null ? "Loading IOCs…" : `${total.toLocaleString()} ${total === 1n ? "IOC" : "IOCs"}`}
         {iocs !== null && iocs.length < Number(total) && ` (${iocs.length.toLocaleString()} listed)`}
       </p>
       {iocs !== null && iocs.length > 0 && (
         <table class="grid">
-          <thead>
-            <tr>
-              <th scope="col">Type</th>
-              <th scope="col">Value</th>
-              <th scope="col">Description</th>
-              <th scope="col">Source</th>
-              <th scope="col">TLP</th>
-              <th scope="col" class="num">Matches</th>
-              <th scope="col">State</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
+          <Head columns={["Type", "Value", "Description", "Source", "TLP", ["Matches", "num"], "State", "Actions"]} />
           <tbody>
             {iocs.map((ioc) => (
               <tr key={ioc.id?.value}>
@@ -209,12 +164,12 @@ export function Iocs({ caseId }: { caseId: string }) {
           </tbody>
         </table>
       )}
-      {cursor && (
-        <button type="button" onClick={() => void fetchPage(cursor)}>
+      {list.hasMore && (
+        <button type="button" onClick={list.more}>
           More IOCs
         </button>
       )}
-      <Matches caseId={caseId} reload={reload} />
+      <Matches caseId={caseId} reload={changes} />
     </section>
   );
 }
@@ -279,11 +234,7 @@ function AddIoc({ caseId, onAdded }: { caseId: string; onAdded: () => void }) {
         </select>
       </label>
       <button type="submit">Add IOC</button>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {done && (
         <p class="status" role="status">
           {visible(done)}
@@ -350,11 +301,7 @@ function ImportIocs({ caseId, onImported }: { caseId: string; onImported: () => 
       <button type="submit" disabled={busy || !file}>
         {busy ? "Importing…" : "Import"}
       </button>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {result && (
         <div role="status" class="import-result">
           <p>
@@ -367,13 +314,7 @@ function ImportIocs({ caseId, onImported }: { caseId: string; onImported: () => 
           {result.rejected.length > 0 && (
             <table class="grid">
               <caption>Refused records</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Where</th>
-                  <th scope="col">Value</th>
-                  <th scope="col">Why</th>
-                </tr>
-              </thead>
+              <Head columns={["Where", "Value", "Why"]} />
               <tbody>
                 {result.rejected.map((r, i) => (
                   <tr key={i}>
@@ -426,15 +367,7 @@ function Matches({ caseId, reload }: { caseId: string; reload: number }) {
       )}
       {Array.isArray(matches) && matches.length > 0 && (
         <table class="grid">
-          <thead>
-            <tr>
-              <th scope="col">Event time (UTC)</th>
-              <th scope="col">IOC</th>
-              <th scope="col">Field</th>
-              <th scope="col">Matched value</th>
-              <th scope="col">Event</th>
-            </tr>
-          </thead>
+          <Head columns={["Event time (UTC)", "IOC", "Field", "Matched value", "Event"]} />
           <tbody>
             {matches.map((m) => (
               <tr key={m.id?.value}>

@@ -3,7 +3,7 @@
 
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { logout, onSessionChange, resume, signedIn } from "./api.js";
+import { client, completeOidcLogin, logout, onSessionChange, resume, signedIn } from "./api.js";
 import { SignIn } from "./signin.js";
 import { Cases } from "./cases.js";
 import { CaseOverview } from "./overview.js";
@@ -11,6 +11,9 @@ import { Timeline } from "./timeline/timeline.js";
 import { Detections } from "./detections.js";
 import { RuleDetails, Rules } from "./rules.js";
 import { Iocs } from "./iocs.js";
+import { Admin, OwnTokens } from "./admin.js";
+import { visible } from "./text.js";
+import { AuthService, type Principal } from "./gen/casescope/gateway/v1/auth_pb.js";
 import "./styles.css";
 
 function useRoute(): string {
@@ -26,16 +29,33 @@ function useRoute(): string {
 function App() {
   const [session, setSession] = useState<"unknown" | "in" | "out">("unknown");
   const route = useRoute();
+  const [me, setMe] = useState<Principal | null>(null);
+  const [signInError, setSignInError] = useState<string | null>(null);
   useEffect(() => {
     const off = onSessionChange(() => setSession(signedIn() ? "in" : "out"));
-    resume().then((ok) => setSession(ok ? "in" : "out"));
+    (async () => {
+      // Back from the identity provider: finish that sign-in first.
+      const oidc = await completeOidcLogin();
+      if (oidc) setSignInError(oidc);
+      const ok = signedIn() || (await resume());
+      setSession(ok ? "in" : "out");
+    })();
     return off;
   }, []);
+  useEffect(() => {
+    setMe(null);
+    if (session !== "in") return;
+    // Who is signed in: their name in the bar, the admin screens for admins (the
+    // gateway checks every call whatever the app shows).
+    client(AuthService)
+      .whoAmI({})
+      .then(setMe, () => setMe(null));
+  }, [session]);
   if (session === "unknown") {
     return <p class="status" role="status">Loading…</p>;
   }
   if (session === "out") {
-    return <SignIn />;
+    return <SignIn initialError={signInError} />;
   }
   return (
     <>
@@ -48,7 +68,16 @@ function App() {
           <a href="#/rules" aria-current={route.startsWith("#/rules") ? "page" : undefined}>
             Rules
           </a>
+          <a href="#/tokens" aria-current={route.startsWith("#/tokens") ? "page" : undefined}>
+            API tokens
+          </a>
+          {me?.isAdmin && (
+            <a href="#/admin/users" aria-current={route.startsWith("#/admin") ? "page" : undefined}>
+              Admin
+            </a>
+          )}
         </nav>
+        {me && <span class="status">{visible(me.displayName || me.username)}</span>}
         <button type="button" class="link" onClick={() => void logout()}>
           Sign out
         </button>
@@ -72,6 +101,9 @@ function Route({ route }: { route: string }) {
   const rule = /^#\/rules\/([^?/]+)(?:\?case=([0-9a-fA-F-]{36}))?$/.exec(route);
   if (rule?.[1]) return <RuleDetails id={decodeURIComponent(rule[1])} caseId={rule[2] ?? null} />;
   if (route === "#/rules") return <Rules />;
+  if (route === "#/tokens") return <OwnTokens />;
+  const admin = /^#\/admin(?:\/(users|tokens|audit))?$/.exec(route);
+  if (admin) return <Admin section={admin[1] ?? "users"} />;
   const match = /^#\/cases\/([0-9a-fA-F-]{36})$/.exec(route);
   if (match?.[1]) return <CaseOverview id={match[1]} />;
   return <Cases />;

@@ -8,7 +8,10 @@ import { usePolled } from "./poll.js";
 import { visible } from "./text.js";
 import { Upload } from "./upload.js";
 import { timelineHref } from "./timeline/query.js";
-import { CasesService, type Case, type File } from "./gen/casescope/cases/v1/cases_pb.js";
+import { CaseSettings } from "./settings.js";
+import { RecentActivity } from "./activity.js";
+import { Head, collect } from "./ui.js";
+import { CasesService, CaseState, type Case, type File } from "./gen/casescope/cases/v1/cases_pb.js";
 import { FileStatus, Stage } from "./gen/casescope/common/v1/common_pb.js";
 import { DetectService, RuleLevel, type CountDetectionsResponse } from "./gen/casescope/detect/v1/detect_pb.js";
 import { IocService, IocType, type CountMatchesResponse } from "./gen/casescope/ioc/v1/ioc_pb.js";
@@ -59,21 +62,15 @@ async function optional<T>(call: Promise<T>): Promise<T | string> {
 async function load(id: string): Promise<Overview> {
   const caseId = { value: id };
   const kase = await client(CasesService).getCase({ id: caseId });
-  const files: File[] = [];
-  let cursor = "";
-  do {
-    const page = await client(CasesService).listFiles({
-      caseId,
-      page: { pageSize: FILE_PAGE, cursor },
-    });
-    files.push(...page.files);
-    cursor = page.page?.nextCursor ?? "";
-  } while (cursor && files.length < MAX_FILES);
+  const [files, more] = await collect<File>(async (cursor) => {
+    const page = await client(CasesService).listFiles({ caseId, page: { pageSize: FILE_PAGE, cursor } });
+    return { items: page.files, next: page.page?.nextCursor ?? "" };
+  }, MAX_FILES);
   const [detections, matches] = await Promise.all([
     optional(client(DetectService).countDetections({ caseId })),
     optional(client(IocService).countMatches({ caseId })),
   ]);
-  return { kase, files, more: cursor !== "", detections, matches };
+  return { kase, files, more, detections, matches };
 }
 
 function levelName(level: RuleLevel): string {
@@ -91,7 +88,11 @@ function n(value: bigint): string {
 export function CaseOverview({ id }: { id: string }) {
   const { value, error, reload } = usePolled(
     () => load(id),
-    (o) => o.files.every(settledFile),
+    // Settled: every file done, and an archive or restore of the case finished.
+    (o) =>
+      o.files.every(settledFile) &&
+      o.kase.state !== CaseState.RESTORING &&
+      !(o.kase.state === CaseState.ARCHIVED && o.files.some((f) => f.status !== FileStatus.ARCHIVED)),
     [id],
   );
   if (!value) {
@@ -135,22 +136,20 @@ export function CaseOverview({ id }: { id: string }) {
       <div class="panels">
         <DetectionsPanel caseId={id} counts={detections} />
         <MatchesPanel counts={matches} />
+        <RecentActivity caseId={id} files={files} />
       </div>
-      <Upload caseId={id} onUploaded={reload} />
+      <CaseSettings kase={kase} onChanged={reload} />
+      {kase.state === CaseState.OPEN ? (
+        <Upload caseId={id} onUploaded={reload} />
+      ) : (
+        <p class="status">
+          The case is {kase.state === CaseState.ARCHIVED ? "archived" : "being restored"}: no evidence can be added.
+        </p>
+      )}
       <h2>Files</h2>
       {files.length > 0 && (
         <table class="grid">
-          <thead>
-            <tr>
-              <th scope="col">File</th>
-              <th scope="col">Format</th>
-              <th scope="col">Status</th>
-              <th scope="col" class="num">Read</th>
-              <th scope="col" class="num">Indexed</th>
-              <th scope="col" class="num">Rejected</th>
-              <th scope="col" class="num">Duplicates</th>
-            </tr>
-          </thead>
+          <Head columns={["File", "Format", "Status", ["Read", "num"], ["Indexed", "num"], ["Rejected", "num"], ["Duplicates", "num"]]} />
           <tbody>
             {files.map((f) => (
               <tr key={f.id?.value}>

@@ -15,6 +15,7 @@ import {
 } from "./gen/casescope/detect/v1/detect_pb.js";
 import { levelName } from "./detections.js";
 import { timelineHref } from "./timeline/query.js";
+import { Alert, FilterForm, Head, attempt, usePaged } from "./ui.js";
 
 const PAGE = 200;
 
@@ -28,53 +29,35 @@ function ruleHref(rule: Rule): string {
 
 export function Rules() {
   const [ruleset, setRuleset] = useState<Ruleset | string | null>(null);
-  const [rules, setRules] = useState<Rule[] | null>(null);
-  const [total, setTotal] = useState(0n);
-  const [cursor, setCursor] = useState("");
-  const [error, setError] = useState<string | null>(null);
   const [title, setTitle] = useState("");
   const [level, setLevel] = useState<RuleLevel | 0>(0);
   const [state, setState] = useState<"all" | "enabled" | "disabled" | "refused">("all");
   const [reload, setReload] = useState(0);
-
-  const filters = () => ({
-    titleContains: title.trim(),
-    levels: level ? [level] : [],
-    ...(state === "enabled" ? { enabled: true } : state === "disabled" ? { enabled: false } : {}),
-    refusedOnly: state === "refused",
-  });
-  const fetchPage = async (after: string) => {
-    try {
-      const page = await client(DetectService).listRules({ ...filters(), page: { pageSize: PAGE, cursor: after } });
-      setRules((previous) => (after && previous ? previous.concat(page.rules) : page.rules));
-      setTotal(page.total);
-      setCursor(page.page?.nextCursor ?? "");
-      setError(null);
-    } catch (failure) {
-      setError(errorText(failure));
-    }
-  };
+  const list = usePaged<Rule>(async (cursor) => {
+    const page = await client(DetectService).listRules({
+      titleContains: title.trim(),
+      levels: level ? [level] : [],
+      ...(state === "enabled" ? { enabled: true } : state === "disabled" ? { enabled: false } : {}),
+      refusedOnly: state === "refused",
+      page: { pageSize: PAGE, cursor },
+    });
+    return { items: page.rules, next: page.page?.nextCursor ?? "", total: page.total };
+  }, [level, state, reload]);
+  const rules = list.items;
+  const total = list.total ?? 0n;
+  const error = list.error;
   useEffect(() => {
     client(DetectService)
       .getRuleset({})
       .then(setRuleset, (e) => setRuleset(errorText(e)));
   }, [reload]);
-  useEffect(() => {
-    setRules(null);
-    void fetchPage("");
-  }, [level, state, reload]);
 
-  const toggle = async (rule: Rule) => {
-    try {
-      await client(DetectService).setRuleState({
-        selector: { ruleIds: rule.id ? [rule.id] : [] },
-        enabled: !rule.enabled,
-      });
-      setReload((n) => n + 1);
-    } catch (failure) {
-      setError(errorText(failure));
-    }
-  };
+  const toggle = (rule: Rule) =>
+    attempt(
+      () => client(DetectService).setRuleState({ selector: { ruleIds: rule.id ? [rule.id] : [] }, enabled: !rule.enabled }),
+      list.setError,
+      () => setReload((n) => n + 1),
+    );
 
   return (
     <section aria-labelledby="rules-title">
@@ -96,16 +79,7 @@ export function Rules() {
       <p class="status">
         Rules are imported with the CLI: <code>casescope rules import DIR|ZIP|FILE…</code>
       </p>
-      <form
-        class="inline"
-        role="search"
-        aria-label="Filter the rules"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setRules(null);
-          void fetchPage("");
-        }}
-      >
+      <FilterForm label="Filter the rules" onSubmit={list.reload}>
         <label>
           Title contains
           <input type="search" value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
@@ -130,13 +104,8 @@ export function Rules() {
             <option value="refused">refused</option>
           </select>
         </label>
-        <button type="submit">Filter</button>
-      </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      </FilterForm>
+      <Alert message={error} />
       {rules === null && !error && (
         <p class="status" role="status">
           Loading rules…
@@ -150,15 +119,7 @@ export function Rules() {
       )}
       {rules !== null && rules.length > 0 && (
         <table class="grid">
-          <thead>
-            <tr>
-              <th scope="col">Rule</th>
-              <th scope="col">Level</th>
-              <th scope="col">Status</th>
-              <th scope="col">Tactics</th>
-              <th scope="col">State</th>
-            </tr>
-          </thead>
+          <Head columns={["Rule", "Level", "Status", "Tactics", "State"]} />
           <tbody>
             {rules.map((r) => (
               <tr key={r.id?.value}>
@@ -186,8 +147,8 @@ export function Rules() {
           </tbody>
         </table>
       )}
-      {cursor && (
-        <button type="button" onClick={() => void fetchPage(cursor)}>
+      {list.hasMore && (
+        <button type="button" onClick={list.more}>
           More rules
         </button>
       )}

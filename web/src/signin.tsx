@@ -1,12 +1,22 @@
-import { useState } from "preact/hooks";
-import { errorText, login } from "./api.js";
+import { useEffect, useState } from "preact/hooks";
+import { beginOidcLogin, client, errorText, login } from "./api.js";
+import { AuthService, type SignInOptions } from "./gen/casescope/gateway/v1/auth_pb.js";
+import { visible } from "./text.js";
+import { Alert } from "./ui.js";
 
-/** Sign-in with a user name and password; the server's refusal is shown as it said it. */
-export function SignIn() {
+/** Sign-in with a user name and password, or through the configured OpenID Connect
+ *  provider; a refusal is shown as the server (or the provider) said it. */
+export function SignIn({ initialError }: { initialError?: string | null }) {
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(initialError ?? null);
   const [busy, setBusy] = useState(false);
+  const [options, setOptions] = useState<SignInOptions | null>(null);
+  useEffect(() => {
+    client(AuthService)
+      .getSignInOptions({})
+      .then(setOptions, () => setOptions(null));
+  }, []);
   const submit = async (event: Event) => {
     event.preventDefault();
     setBusy(true);
@@ -19,6 +29,22 @@ export function SignIn() {
       setBusy(false);
     }
   };
+  const sso = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await beginOidcLogin();
+    } catch (failure) {
+      setError(errorText(failure));
+      setBusy(false);
+    }
+  };
+  let provider = "";
+  try {
+    provider = options?.oidcIssuer ? new URL(options.oidcIssuer).host : "";
+  } catch {
+    provider = options?.oidcIssuer ?? "";
+  }
   return (
     <main id="main" class="signin">
       <h1>CaseScope</h1>
@@ -47,12 +73,17 @@ export function SignIn() {
         <button type="submit" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert message={error} />
       </form>
+      {options?.oidc && (
+        <div class="sso">
+          <p class="status">or</p>
+          <button type="button" disabled={busy} onClick={() => void sso()}>
+            Sign in with single sign-on
+          </button>
+          {provider && <p class="status">through {visible(provider)}</p>}
+        </div>
+      )}
     </main>
   );
 }

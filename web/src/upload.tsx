@@ -10,6 +10,7 @@ import { client, errorText } from "./api.js";
 import { visible } from "./text.js";
 import { IngestService, UploadState } from "./gen/casescope/ingest/v1/ingest_pb.js";
 import type { HashAnswer } from "./hash.worker.js";
+import { Head } from "./ui.js";
 
 /** Bytes per part: the server's default chunk limit. */
 const PART = 1024 * 1024;
@@ -236,14 +237,7 @@ export function Upload({ caseId, onUploaded }: { caseId: string; onUploaded: () 
       </div>
       {items.length > 0 && (
         <table class="grid uploads">
-          <thead>
-            <tr>
-              <th scope="col">File</th>
-              <th scope="col">Size</th>
-              <th scope="col">Progress</th>
-              <th scope="col">Result</th>
-            </tr>
-          </thead>
+          <Head columns={["File", "Size", "Progress", "Result"]} />
           <tbody>
             {items.map((item) => (
               <tr key={item.key} data-phase={item.phase}>

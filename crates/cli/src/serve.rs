@@ -4,20 +4,18 @@
 //! background work (consumers finish their batch, the outbox relay flushes), close
 //! databases, flush telemetry — each step bounded by the shutdown timeout.
 
+mod backends;
+
 use crate::ServeArgs;
 use crate::accept;
 use crate::serve_gateway::{self, guarded};
 use crate::server_http::{self, Readiness};
 use anyhow::{Context, bail};
+use backends::*;
 use casescope_bus::facts::{OnCaseFacts, OnFileIndexed, PurgeCase, SkipDeletedCases};
-use casescope_bus::{
-    Bus, ConsumerConfig, InProcessBus, JetStreamBus, JetStreamOptions, Outbox, run_consumer,
-    subjects,
-};
-use casescope_db::{CasePurges, Database, DbOptions, redact_url, run_periodically};
-use casescope_eventstore::{
-    EventStore, OpenSearchOptions, OpenSearchStore, TantivyOptions, TantivyStore,
-};
+use casescope_bus::{Bus, ConsumerConfig, Outbox, run_consumer, subjects};
+use casescope_db::{CasePurges, Database, run_periodically};
+use casescope_eventstore::EventStore;
 use casescope_ingest::{CasesClient, INGEST_CONSUMER, IngestApi, IngestSettings};
 use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
 use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
@@ -26,175 +24,16 @@ use casescope_proto::detect::v1::detect_service_server::DetectServiceServer;
 use casescope_proto::identity::with_service_identity;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use casescope_proto::ioc::v1::ioc_service_server::IocServiceServer;
-use casescope_runtime::config::{Config, EventStoreConfig, Mode, OpenSearchConfig, Settings};
-use std::path::Path;
+use casescope_runtime::config::{Config, EventStoreConfig, Mode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
-    let env = Settings::from_env(|name| std::env::var(name).ok());
-    let file_path = args
-        .config
-        .clone()
-        .or_else(|| std::env::var_os("CASESCOPE_CONFIG").map(Into::into));
-    let file = match file_path {
-        Some(path) => Settings::from_file(&path)?,
-        None => Settings::default(),
-    };
-    let mut service_addrs = std::collections::BTreeMap::new();
-    for pair in &args.service_addrs {
-        let Some((name, url)) = pair.split_once('=') else {
-            bail!("--service-addr {pair:?} is not NAME=URL (e.g. cases=http://cases:7700)");
-        };
-        service_addrs.insert(name.trim().to_string(), url.trim().to_string());
-    }
-    let flags = Settings {
-        service: args.service,
-        listen: args.listen,
-        data_dir: args.data_dir,
-        database_url: args.database_url,
-        nats_url: args.nats_url,
-        nats_namespace: args.nats_namespace,
-        log_format: args.log_format,
-        service_addrs,
-        ..Settings::default()
-    };
-    Ok(flags.over(env.over(file)).resolve()?)
-}
-
 /// Services this release can run.
 const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect", "ioc", "gateway"];
 
-fn runs(config: &Config, service: &str) -> bool {
-    match &config.mode {
-        Mode::AllInOne => true,
-        Mode::Service(name) => name == service,
-    }
-}
-
-async fn sqlite(dir: &Path, service: &str) -> anyhow::Result<Database> {
-    let path = dir.join(format!("{service}.sqlite"));
-    let url = format!("sqlite://{}", path.display());
-    Database::connect(&url, &DbOptions::default())
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))
-}
-
-/// The database of `service`: SQLite under the data dir, or the configured PostgreSQL.
-async fn database(config: &Config, service: &'static str) -> anyhow::Result<Database> {
-    let db = match &config.mode {
-        Mode::AllInOne => {
-            let dir = config.data_dir.join("db");
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let dir = dir
-                .canonicalize()
-                .with_context(|| format!("cannot resolve {}", dir.display()))?;
-            sqlite(&dir, service).await?
-        }
-        Mode::Service(_) => {
-            let url = config
-                .database_url
-                .as_deref()
-                .context("one-service mode needs database_url (validated earlier)")?;
-            let options = DbOptions {
-                max_connections: config.max_db_connections,
-                ..DbOptions::default()
-            };
-            Database::connect(url, &options)
-                .await
-                .with_context(|| format!("cannot open database {}", redact_url(url)))?
-        }
-    };
-    Ok(db)
-}
-
-async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
-    Ok(match &config.mode {
-        Mode::AllInOne => Arc::new(InProcessBus::default()),
-        Mode::Service(_) => {
-            let url = config
-                .nats_url
-                .as_deref()
-                .context("one-service mode needs nats_url")?;
-            let mut options = JetStreamOptions::new(url);
-            options.namespace = config.nats_namespace.clone();
-            Arc::new(
-                JetStreamBus::connect(&options)
-                    .await
-                    .with_context(|| format!("cannot connect to NATS at {}", redact_url(url)))?,
-            )
-        }
-    })
-}
-
-/// The event store of the ingest service, and a description of it for the logs.
-async fn open_event_store(config: &Config) -> anyhow::Result<(Arc<dyn EventStore>, String)> {
-    match &config.event_store {
-        EventStoreConfig::Tantivy => {
-            let index_dir = config.data_dir.join("index");
-            let store =
-                TantivyStore::open(&index_dir, &TantivyOptions::default()).with_context(|| {
-                    format!("cannot open the event index in {}", index_dir.display())
-                })?;
-            Ok((
-                Arc::new(store),
-                format!("tantivy in {}", index_dir.display()),
-            ))
-        }
-        EventStoreConfig::OpenSearch(settings) => {
-            let options = opensearch_options(settings)?;
-            let url = redact_url(&options.url);
-            let index = options.index.clone();
-            tracing::info!(url = %url, index = %index, "connecting to the OpenSearch event store");
-            let store = OpenSearchStore::open(options).await.with_context(|| {
-                format!("cannot open the OpenSearch event store at {url} (index {index})")
-            })?;
-            Ok((
-                Arc::new(store),
-                format!("opensearch at {url}, index {index}"),
-            ))
-        }
-    }
-}
-
-/// The store's options: its defaults, overridden by what is configured.
-fn opensearch_options(settings: &OpenSearchConfig) -> anyhow::Result<OpenSearchOptions> {
-    let mut options = OpenSearchOptions::new(settings.url.clone());
-    if let Some(index) = &settings.index {
-        options.index = index.clone();
-    }
-    options.username = settings.username.clone();
-    options.password = settings
-        .password
-        .as_ref()
-        .map(|password| password.expose().to_string());
-    if let Some(path) = &settings.ca_file {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read the OpenSearch CA file {}", path.display()))?;
-        options.ca_certificate_pem = Some(pem);
-    }
-    options.danger_accept_invalid_certs = settings.insecure;
-    if let Some(timeout) = settings.request_timeout {
-        options.request_timeout = timeout;
-    }
-    if let Some(timeout) = settings.connect_timeout {
-        options.connect_timeout = timeout;
-    }
-    if let Some(bytes) = settings.bulk_max_bytes {
-        options.bulk_max_bytes = bytes;
-    }
-    if let Some(retries) = settings.max_retries {
-        options.max_retries = retries;
-    }
-    options.number_of_shards = settings.number_of_shards;
-    options.number_of_replicas = settings.number_of_replicas;
-    Ok(options)
-}
-
-/// A channel to `service`: in-process when it runs here, else its configured address.
+/// Runs `casescope serve` with telemetry until a signal (or a failure) stops it.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = resolve_config(args)?;
     let process_name = match &config.mode {

@@ -520,6 +520,7 @@ pub async fn comments(
                     page_size: casescope_proto::paging::MAX_PAGE_SIZE,
                     cursor: cursor.clone(),
                 }),
+                newest_first: false,
             })
             .await
             .map_err(rpc_error)?

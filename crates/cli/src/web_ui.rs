@@ -46,6 +46,8 @@ async fn index() -> Response {
             (header::CONTENT_TYPE, kind),
             // Always asked for again: it names the current hashed assets.
             (header::CACHE_CONTROL, "no-cache"),
+            // The sign-in callback's address holds a one-time code: never sent on.
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         bytes,
     )
@@ -77,6 +79,9 @@ pub fn routes() -> axum::Router {
     axum::Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
+        // Where an OpenID Connect provider sends the browser back (a path, as redirect
+        // URIs cannot hold a fragment); the app finishes the sign-in there.
+        .route("/oidc/callback", get(index))
         .route("/assets/{name}", get(asset))
 }
 

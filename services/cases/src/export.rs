@@ -627,7 +627,7 @@ impl CasesApi {
         let mut position = None;
         let mut first = true;
         loop {
-            let comments = store::list_comments(db, case_id, "", position.clone(), 1000)
+            let comments = store::list_comments(db, case_id, "", position.clone(), 1000, false)
                 .await
                 .map_err(db_error)?;
             let Some(last) = comments.last() else { break };

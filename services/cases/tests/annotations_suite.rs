@@ -426,6 +426,7 @@ async fn comments_thread_edit_with_history_and_delete(h: Harness) {
             case_id: case.clone(),
             event_id: Some(event(5)),
             page: page(1, ""),
+            newest_first: false,
         }))
         .await
         .unwrap()
@@ -439,6 +440,7 @@ async fn comments_thread_edit_with_history_and_delete(h: Harness) {
             case_id: case.clone(),
             event_id: Some(event(5)),
             page: page(1, &cursor),
+            newest_first: false,
         }))
         .await
         .unwrap()
@@ -448,6 +450,28 @@ async fn comments_thread_edit_with_history_and_delete(h: Harness) {
         "the tombstone keeps its place"
     );
     assert!(second.page.unwrap().next_cursor.is_empty());
+    // Newest first (a case's recent activity), paged in that order.
+    let newest = |cursor: &str| pb::ListCommentsRequest {
+        case_id: case.clone(),
+        event_id: None,
+        page: page(1, cursor),
+        newest_first: true,
+    };
+    let latest = h
+        .api
+        .list_comments(Request::new(newest("")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(latest.comments[0].id, answer.id, "the newest comes first");
+    let older = h
+        .api
+        .list_comments(Request::new(newest(&latest.page.unwrap().next_cursor)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(older.comments[0].id, first.id);
+    assert!(older.page.unwrap().next_cursor.is_empty());
     let counts = h
         .api
         .get_annotations(Request::new(pb::GetAnnotationsRequest {

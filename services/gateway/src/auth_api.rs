@@ -333,6 +333,21 @@ impl AuthService for AuthApi {
         }))
     }
 
+    async fn get_sign_in_options(
+        &self,
+        _request: Request<pb::GetSignInOptionsRequest>,
+    ) -> RpcResult<pb::SignInOptions> {
+        Ok(Response::new(pb::SignInOptions {
+            password: true,
+            oidc: self.oidc.is_some(),
+            oidc_issuer: self
+                .oidc
+                .as_deref()
+                .map(|oidc| oidc.issuer().to_string())
+                .unwrap_or_default(),
+        }))
+    }
+
     async fn complete_oidc_login(
         &self,
         request: Request<pb::CompleteOidcLoginRequest>,

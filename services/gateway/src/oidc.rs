@@ -128,6 +128,11 @@ fn random_token() -> String {
 }
 
 impl Oidc {
+    /// The provider's issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
     pub fn new(config: OidcConfig, sessions: Sessions) -> Result<Self, OidcError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()

@@ -8,6 +8,9 @@ use crate::stage::FileFences;
 use casescope_bus::Outbox;
 use casescope_db::{Database, DbError};
 use casescope_eventstore::{EventStore, SortOrder, StoreError};
+
+/// Buckets of a histogram whose request names no maximum.
+const DEFAULT_HISTOGRAM_BUCKETS: u32 = 200;
 use casescope_proto::common::v1::{FileId, FileStatus, PageResponse};
 use casescope_proto::error::ApiError;
 use casescope_proto::ingest::v1 as pb;
@@ -523,7 +526,11 @@ impl IngestService for IngestApi {
         let interval = if interval > 0 {
             interval
         } else {
-            3_600_000_000
+            let max_buckets =
+                crate::histogram::bucket_limit(request.max_buckets, DEFAULT_HISTOGRAM_BUCKETS);
+            crate::histogram::auto_interval(self.store.as_ref(), &query, max_buckets)
+                .await
+                .map_err(store_error)?
         };
         let buckets = self
             .store

@@ -12,6 +12,7 @@ mod api;
 mod blobs;
 mod cases_client;
 mod convert;
+mod histogram;
 mod lifecycle;
 mod purge;
 mod reconcile;

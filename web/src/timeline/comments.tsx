@@ -6,6 +6,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { client, errorText } from "../api.js";
 import { visible } from "../text.js";
 import { CasesService, type Comment } from "../gen/casescope/cases/v1/cases_pb.js";
+import { Alert, collect } from "../ui.js";
 
 /** Comments of one event shown at most (the count says when there are more). */
 const MAX_COMMENTS = 500;
@@ -30,28 +31,23 @@ export function Comments({
 
   useEffect(() => {
     let live = true;
-    (async () => {
-      const all: Comment[] = [];
-      let cursor = "";
-      try {
-        do {
-          const page = await client(CasesService).listComments({
-            caseId: { value: caseId },
-            eventId: { value: eventId },
-            page: { pageSize: 200, cursor },
-          });
-          all.push(...page.comments);
-          cursor = page.page?.nextCursor ?? "";
-        } while (cursor && all.length < MAX_COMMENTS && live);
+    collect<Comment>(async (cursor) => {
+      const page = await client(CasesService).listComments({
+        caseId: { value: caseId },
+        eventId: { value: eventId },
+        page: { pageSize: 200, cursor },
+      });
+      return { items: page.comments, next: page.page?.nextCursor ?? "" };
+    }, MAX_COMMENTS).then(
+      ([all, left]) => {
         if (!live) return;
         setComments(all);
-        setMore(cursor !== "");
+        setMore(left);
         setError(null);
         onCount(all.filter((c) => !c.deleted).length);
-      } catch (failure) {
-        if (live) setError(errorText(failure));
-      }
-    })();
+      },
+      (failure) => live && setError(errorText(failure)),
+    );
     return () => {
       live = false;
     };
@@ -93,11 +89,7 @@ export function Comments({
   return (
     <section aria-labelledby="drawer-comments">
       <h3 id="drawer-comments">Comments{comments ? ` (${comments.filter((c) => !c.deleted).length})` : ""}</h3>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {comments === null && !error && <p class="status">Loading…</p>}
       {comments?.length === 0 && <p class="status">No comment yet.</p>}
       {roots.length > 0 && <ul class="thread">{roots.map((c) => thread(c, 0))}</ul>}
@@ -167,11 +159,7 @@ function CommentForm({
           </button>
         )}
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
     </form>
   );
 }

@@ -13,24 +13,11 @@ import {
 import { eventMicros, fieldsOf, fieldText } from "./fields.js";
 import { formatMicros } from "./query.js";
 import { Comments } from "./comments.js";
+import { copy } from "../clipboard.js";
+import { Alert, Head } from "../ui.js";
 
 /** Events shown before and after the open one. */
 const CONTEXT_EVENTS = 5;
-
-export async function copy(text: string): Promise<void> {
-  if (navigator.clipboard && window.isSecureContext) {
-    await navigator.clipboard.writeText(text);
-    return;
-  }
-  const area = document.createElement("textarea");
-  area.value = text;
-  area.setAttribute("readonly", "");
-  area.className = "hidden-input";
-  document.body.append(area);
-  area.select();
-  document.execCommand("copy");
-  area.remove();
-}
 
 function CopyButton({ text, label }: { text: string; label: string }) {
   const [done, setDone] = useState<string | null>(null);
@@ -137,13 +124,7 @@ export function EventDrawer({ caseId, event, onClose, onFilter, onChanged, onOpe
       <section aria-labelledby="drawer-fields">
         <h3 id="drawer-fields">Fields ({fields.length})</h3>
         <table class="grid fields">
-          <thead>
-            <tr>
-              <th scope="col">Field</th>
-              <th scope="col">Value</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
+          <Head columns={["Field", "Value", "Actions"]} />
           <tbody>
             {fields.map(([name, value]) => {
               const text = fieldText(value);
@@ -314,11 +295,7 @@ function Annotations({
           Add tag
         </button>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
     </section>
   );
 }

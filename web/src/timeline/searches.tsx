@@ -13,6 +13,7 @@ import {
   type SearchHistoryEntry,
 } from "../gen/casescope/cases/v1/cases_pb.js";
 import { describe, fromQuery, timelineHref, toQuery, type Selection } from "./query.js";
+import { Alert } from "../ui.js";
 
 const HISTORY_SHOWN = 20;
 const SAVED_SHOWN = 200;
@@ -138,11 +139,7 @@ function SaveForm({ caseId, selection, onSaved }: { caseId: string; selection: S
         Shared with the case
       </label>
       <button type="submit">Save</button>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       {done && (
         <p class="status" role="status">
           {visible(done)}
@@ -252,11 +249,7 @@ function Export({ caseId, selection }: { caseId: string; selection: Selection })
           {progress}
         </p>
       )}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
     </section>
   );
 }

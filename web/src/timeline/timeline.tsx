@@ -213,7 +213,14 @@ export function Timeline({ caseId, search }: { caseId: string; search: string })
       {histogram && typeof histogram === "object" && (
         <Histogram histogram={histogram} onZoom={(from, to) => set({ from, to })} />
       )}
-      <p class="status" role="status" aria-live="polite" id="timeline-count">
+      <p
+        class="status"
+        role="status"
+        aria-live="polite"
+        id="timeline-count"
+        // The address part the count is of (tests wait for it to match the address).
+        data-search={results ? search : undefined}
+      >
         {results === null
           ? error
             ? ""

@@ -69,10 +69,16 @@ impl CasesApi {
             .transpose()?
             .map(|position| (position.at, position.id));
         self.require_case(&case_id).await?;
-        let mut comments =
-            store::list_comments(self.repo.db(), &case_id, &event, after, page.size + 1)
-                .await
-                .map_err(db_error)?;
+        let mut comments = store::list_comments(
+            self.repo.db(),
+            &case_id,
+            &event,
+            after,
+            page.size + 1,
+            request.newest_first,
+        )
+        .await
+        .map_err(db_error)?;
         let more = comments.len() > page.size as usize;
         comments.truncate(page.size as usize);
         let next_cursor = match comments.last() {

@@ -486,19 +486,35 @@ pub async fn rewrite_comment(
 
 /// Comments oldest first (on one event when `event_id` is not empty), `limit` after
 /// (`after_at`, `after_id`).
+/// Comments of a case (or of one event), oldest first — or newest first — after the
+/// position `after` in that order.
 pub async fn list_comments(
     db: &Database,
     case_id: &str,
     event_id: &str,
     after: Option<(i64, String)>,
     limit: u32,
+    newest_first: bool,
 ) -> Result<Vec<CommentRow>, DbError> {
-    let (at, id) = after.unwrap_or((i64::MIN, String::new()));
+    let (at, id) = match after {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
+    let (seek, order) = if newest_first {
+        (
+            "($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))",
+            "created_at DESC, id DESC",
+        )
+    } else {
+        (
+            "($3 IS NULL OR created_at > $3 OR (created_at = $3 AND id > $4))",
+            "created_at, id",
+        )
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COMMENT_COLUMNS} FROM event_comments WHERE case_id = $1 \
-           AND ($2 = '' OR event_id = $2) \
-           AND (created_at > $3 OR (created_at = $3 AND id > $4)) \
-         ORDER BY created_at, id LIMIT $5"
+           AND ($2 = '' OR event_id = $2) AND {seek} \
+         ORDER BY {order} LIMIT $5"
     )))
     .bind(case_id)
     .bind(event_id)
