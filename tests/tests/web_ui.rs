@@ -67,6 +67,8 @@ fn hostile_record() -> String {
         "Link": "javascript:window.__pwned=1",
         "DestinationIp": "203.0.113.66",
         "User": "\u{202e}gpj.exe\u{200b}\u{200d}\u{2066} RTL",
+        // A long right-to-left string broken by zero-width characters.
+        "Note": "\u{5e9}\u{5dc}\u{5d5}\u{5dd}\u{200b}\u{627}\u{644}\u{633}\u{644}\u{627}\u{645}\u{200d} ".repeat(600),
     });
     format!("{record}\n")
 }

@@ -36,6 +36,8 @@ export async function adminFlow(page, base) {
   const tokens = page.getByRole("table", { name: "API tokens" });
   const prefix = (await tokens.locator("tr", { hasText: "e2e-browser" }).locator("td").nth(1).innerText()).replace("…", "");
   check(prefix.length > 0 && value.startsWith(prefix), `the token ${value} does not start with its listed prefix ${prefix}`);
+  await accessible(page, "admin: API tokens");
+  await screen(page, "tokens");
   await tokens.getByRole("button", { name: "Revoke e2e-browser" }).click();
   await tokens.locator("tr", { hasText: "e2e-browser" }).getByText(/^revoked /).waitFor();
 

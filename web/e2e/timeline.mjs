@@ -78,6 +78,15 @@ export async function timelineFlow(page, { caseId }) {
   await page.getByRole("cell", { name: SCRIPT_TEXT, exact: true }).waitFor();
   await page.getByRole("cell", { name: shownAs("\u202Egpj.exe\u200B\u200D\u2066 RTL"), exact: true }).waitFor();
   check((await page.evaluate(() => window.__pwned ?? null)) === null, "a hostile event ran script");
+  check((await page.locator('a[href^="javascript:" i]').count()) === 0, "a javascript: value became a link");
+  // The long right-to-left value is there whole, as text, and stays inside the drawer.
+  const longValue = page.locator(".drawer table.fields tr", { hasText: "Note" }).locator("td.value");
+  check((await longValue.innerText()).length > 6000, "the long right-to-left value is cut");
+  const widths = await page.evaluate(() => {
+    const drawer = document.querySelector(".drawer");
+    return drawer ? [drawer.scrollWidth, drawer.clientWidth] : [0, 0];
+  });
+  check(widths[0] <= widths[1] + 1, `the long value overflows the drawer: ${widths.join(" > ")}`);
   check((await page.locator(".drawer img").count()) === 0, "a hostile field became an element");
   await page.keyboard.press("Escape");
   await page.locator("#drawer-title").waitFor({ state: "detached" });
