@@ -27,7 +27,7 @@ export async function detectionsFlow(page) {
   await page.getByRole("link", { name: "Events of this rule in the case" }).click();
   await page.getByRole("heading", { name: "Timeline" }).waitFor();
   await page.waitForFunction(() => /^\d[\d,]* events?/.test(document.querySelector("#timeline-count")?.textContent ?? ""));
-  const marks = await page.locator(".vtable tbody tr[data-index] td:nth-child(2)").allInnerTexts();
+  const marks = await page.locator(".vtable [role=row][data-index] [role=cell]:nth-child(2)").allInnerTexts();
   check(marks.length > 0 && marks.every((m) => /D\d+/.test(m)), `the rule's events: ${marks.join(",")}`);
 
   // The rules screen: the ruleset, one rule disabled then enabled again.

@@ -58,7 +58,7 @@ export async function iocsFlow(page) {
   await page.locator("section[aria-labelledby=matches-list-title]").getByRole("link", { name: "Open in the timeline" }).first().click();
   await page.getByRole("heading", { name: "Timeline" }).waitFor();
   await page.waitForFunction(() => /^1 event\b/.test(document.querySelector("#timeline-count")?.textContent ?? ""));
-  const cells = await page.locator('.vtable tbody tr[data-index="0"]').innerText();
+  const cells = await page.locator('.vtable [role=row][data-index="0"]').innerText();
   check(cells.includes("203.0.113.66"), `the matched event: ${cells}`);
   await page.getByRole("link", { name: "Case overview" }).click();
   await page.getByRole("heading", { name: "Detections" }).waitFor();

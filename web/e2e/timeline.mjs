@@ -35,10 +35,10 @@ async function search(page, query) {
 
 /** The texts of one column over the rendered rows. */
 async function column(page, label) {
-  const headers = await page.locator(".vtable thead th").allInnerTexts();
+  const headers = await page.locator(".vtable [role=columnheader]").allInnerTexts();
   const at = headers.findIndex((h) => h.trim() === label);
   check(at >= 0, `no ${label} column: ${headers.join(" | ")}`);
-  return page.locator(`.vtable tbody tr[data-index] td:nth-child(${at + 1})`).allInnerTexts();
+  return page.locator(`.vtable [role=row][data-index] [role=cell]:nth-child(${at + 1})`).allInnerTexts();
 }
 
 export async function timelineFlow(page, { caseId }) {
@@ -53,19 +53,19 @@ export async function timelineFlow(page, { caseId }) {
   check(all.total === expected, `the timeline counts ${all.text}, the overview ${expected} events`);
 
   // The oldest event is the hostile one: its values show as text, nothing runs.
-  const summary = await page.locator('.vtable tbody tr[data-index="0"]').innerText();
+  const summary = await page.locator('.vtable [role=row][data-index="0"]').innerText();
   check(summary.includes(SCRIPT_TEXT), `the hostile event's fields are not shown as text: ${summary}`);
   check((await page.locator(".vtable img, .drawer img").count()) === 0, "an event field became an element");
 
   // Every event, paged with the cursor as the keyboard walks to the end.
-  await page.locator('.vtable tbody tr[data-index="0"]').focus();
+  await page.locator('.vtable [role=row][data-index="0"]').focus();
   for (let i = 0; i < 60; i++) {
     await page.keyboard.press("End");
-    const rows = Number(await page.locator(".vtable table").getAttribute("aria-rowcount")) - 1;
+    const rows = Number(await page.locator(".vtable").getAttribute("aria-rowcount")) - 1;
     if (rows === expected) break;
     await page.waitForTimeout(250);
   }
-  const loaded = Number(await page.locator(".vtable table").getAttribute("aria-rowcount")) - 1;
+  const loaded = Number(await page.locator(".vtable").getAttribute("aria-rowcount")) - 1;
   check(loaded === expected, `paged through ${loaded} of ${expected} events`);
   const last = await page.evaluate(() => document.activeElement?.getAttribute("data-index"));
   check(Number(last) === expected - 1, `End focused row ${last}, not the last (${expected - 1})`);
@@ -110,7 +110,7 @@ export async function timelineFlow(page, { caseId }) {
   await page.getByText("Columns", { exact: true }).click();
   await page.getByRole("textbox", { name: "Field column" }).fill("TargetUserName");
   await page.getByRole("button", { name: "Add column" }).click();
-  await page.locator(".vtable thead th", { hasText: "TargetUserName" }).waitFor();
+  await page.locator(".vtable [role=columnheader]", { hasText: "TargetUserName" }).waitFor();
   await page.getByText("Columns", { exact: true }).click();
 
   // A syntax error points at its character.
@@ -129,7 +129,7 @@ export async function timelineFlow(page, { caseId }) {
   check(codes.length > 0 && codes.every((c) => c.trim() === "4624"), `not only 4624: ${codes.join(",")}`);
 
   // Open one: copy a value, see the events around it, filter for one of its values.
-  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.locator('.vtable [role=row][data-index="0"]').click();
   await page.getByRole("heading", { name: /^Event 4624 at / }).waitFor();
   const drawer = page.locator(".drawer");
   await drawer.getByRole("button", { name: "Copy EventID" }).click();
@@ -145,7 +145,7 @@ export async function timelineFlow(page, { caseId }) {
   check(channels.every((c) => c.trim() === "Security"), `not only Security: ${channels.join(",")}`);
 
   // Tag, star and comment it.
-  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.locator('.vtable [role=row][data-index="0"]').click();
   await page.getByRole("heading", { name: /^Event 4624 at / }).waitFor();
   await drawer.getByLabel("Tag", { exact: true }).fill("  Lateral   Movement ");
   await drawer.getByRole("button", { name: "Add tag" }).click();
@@ -160,7 +160,7 @@ export async function timelineFlow(page, { caseId }) {
   await drawer.getByRole("textbox", { name: /^Reply to / }).fill("agreed");
   await drawer.getByRole("button", { name: "Reply", exact: true }).last().click();
   await drawer.locator("ul.thread ul.thread .comment .body", { hasText: "agreed" }).waitFor();
-  const marks = await page.locator('.vtable tbody tr[data-index="0"] td:nth-child(2)').innerText();
+  const marks = await page.locator('.vtable [role=row][data-index="0"] [role=cell]:nth-child(2)').innerText();
   check(marks.includes("★") && marks.includes("C2") && marks.includes("#1"), `the row's marks: ${marks}`);
 
   // Found again by its tag (and by star, with a filter).
@@ -171,7 +171,7 @@ export async function timelineFlow(page, { caseId }) {
   await page.waitForFunction(() => window.location.hash.includes("starred=1"));
   const starred = await count(page);
   check(starred.total === 1, `tag and starred select ${starred.text}`);
-  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.locator('.vtable [role=row][data-index="0"]').click();
   await page.locator(".drawer .comment").first().waitFor();
   await accessible(page, "timeline with an event open");
   await screen(page, "timeline");
@@ -197,7 +197,7 @@ export async function timelineFlow(page, { caseId }) {
   await page.getByRole("heading", { name: "Timeline" }).waitFor();
   const detected = await count(page);
   check(detected.total > 0, `a detection level opens ${detected.text}`);
-  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.locator('.vtable [role=row][data-index="0"]').click();
   const rule = page.locator("section[aria-labelledby=drawer-detections] a").first();
   await rule.click();
   await page.getByRole("list", { name: "Filters" }).getByText(/^rule: /).waitFor();
@@ -221,7 +221,7 @@ export async function viewerCannotAnnotate(page, { caseId }) {
   await page.goto(`${new URL(page.url()).origin}/#/cases/${caseId}/timeline?q=${encodeURIComponent('tag:"lateral movement"')}`);
   await page.getByRole("heading", { name: "Timeline" }).waitFor();
   check((await count(page)).total === 1, "the viewer does not see the tagged event");
-  await page.locator('.vtable tbody tr[data-index="0"]').click();
+  await page.locator('.vtable [role=row][data-index="0"]').click();
   const drawer = page.locator(".drawer");
   await drawer.getByLabel("Tag", { exact: true }).fill("mine");
   await drawer.getByRole("button", { name: "Add tag" }).click();

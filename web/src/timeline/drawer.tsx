@@ -10,7 +10,7 @@ import {
   type GetEventContextResponse,
   type TimelineEvent,
 } from "../gen/casescope/cases/v1/cases_pb.js";
-import { eventMicros, fieldsOf, fieldText } from "./fields.js";
+import { fieldsOf, fieldText, rowOf, type Row } from "./fields.js";
 import { formatMicros } from "./query.js";
 import { Comments } from "./comments.js";
 import { copy } from "../clipboard.js";
@@ -40,18 +40,18 @@ function CopyButton({ text, label }: { text: string; label: string }) {
 
 export interface DrawerProps {
   caseId: string;
-  event: TimelineEvent;
+  event: Row;
   onClose: () => void;
   onFilter: (field: string, value: string, exclude: boolean) => void;
   /** The event's annotations changed: the row shows them too. */
-  onChanged: (event: TimelineEvent) => void;
-  onOpen: (event: TimelineEvent) => void;
+  onChanged: (event: Row) => void;
+  onOpen: (event: Row) => void;
   ruleHref: (ruleId: string) => string;
 }
 
 export function EventDrawer({ caseId, event, onClose, onFilter, onChanged, onOpen, ruleHref }: DrawerProps) {
   const heading = useRef<HTMLHeadingElement>(null);
-  const eventId = event.eventId?.value ?? "";
+  const eventId = event.id;
   const [context, setContext] = useState<GetEventContextResponse | string | null>(null);
   const [sameHost, setSameHost] = useState(false);
 
@@ -94,7 +94,7 @@ export function EventDrawer({ caseId, event, onClose, onFilter, onChanged, onOpe
     >
       <div class="drawer-head">
         <h2 id="drawer-title" tabIndex={-1} ref={heading}>
-          Event {event.eventCode ? event.eventCode : ""} at {formatMicros(eventMicros(event))}
+          Event {event.code ? event.code : ""} at {formatMicros(event.micros)}
         </h2>
         <button type="button" onClick={onClose}>
           Close
@@ -102,7 +102,7 @@ export function EventDrawer({ caseId, event, onClose, onFilter, onChanged, onOpe
       </div>
       <p class="status">
         {visible(event.computer)} · {visible(event.channel)} · {visible(event.provider)}
-        {event.recordId !== undefined && ` · record ${event.recordId.toString()}`}
+        {event.recordId !== null && ` · record ${event.recordId}`}
       </p>
       <Annotations caseId={caseId} event={event} onChanged={onChanged} />
 
@@ -150,7 +150,7 @@ export function EventDrawer({ caseId, event, onClose, onFilter, onChanged, onOpe
         </table>
       </section>
 
-      <Comments caseId={caseId} eventId={eventId} onCount={(n) => n !== event.commentCount && onChanged({ ...event, commentCount: n } as TimelineEvent)} />
+      <Comments caseId={caseId} eventId={eventId} onCount={(n) => n !== event.commentCount && onChanged({ ...event, commentCount: n })} />
 
       <section aria-labelledby="drawer-context">
         <h3 id="drawer-context">Around this event</h3>
@@ -171,7 +171,7 @@ export function EventDrawer({ caseId, event, onClose, onFilter, onChanged, onOpe
               <ContextRow key={e.eventId?.value} event={e} onOpen={onOpen} />
             ))}
             <li class="current">
-              {formatMicros(eventMicros(event))} · {event.eventCode} · this event
+              {formatMicros(event.micros)} · {event.code} · this event
             </li>
             {context.after.map((e) => (
               <ContextRow key={e.eventId?.value} event={e} onOpen={onOpen} />
@@ -198,11 +198,11 @@ export function EventDrawer({ caseId, event, onClose, onFilter, onChanged, onOpe
   );
 }
 
-function ContextRow({ event, onOpen }: { event: TimelineEvent; onOpen: (event: TimelineEvent) => void }) {
+function ContextRow({ event, onOpen }: { event: TimelineEvent; onOpen: (event: Row) => void }) {
   return (
     <li>
-      <button type="button" class="link" onClick={() => onOpen(event)}>
-        {formatMicros(eventMicros(event))} · {event.eventCode} · {visible(event.computer)}
+      <button type="button" class="link" onClick={() => onOpen(rowOf(event))}>
+        {formatMicros(rowOf(event).micros)} · {event.eventCode} · {visible(event.computer)}
       </button>
     </li>
   );
@@ -214,21 +214,21 @@ function Annotations({
   onChanged,
 }: {
   caseId: string;
-  event: TimelineEvent;
-  onChanged: (event: TimelineEvent) => void;
+  event: Row;
+  onChanged: (event: Row) => void;
 }) {
   const [tag, setTag] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const ids = [{ value: event.eventId?.value ?? "" }];
+  const ids = [{ value: event.id }];
   const caseRef = { value: caseId };
 
-  const run = async (action: () => Promise<Partial<TimelineEvent>>) => {
+  const run = async (action: () => Promise<Partial<Row>>) => {
     setBusy(true);
     setError(null);
     try {
       const change = await action();
-      onChanged({ ...event, ...change } as TimelineEvent);
+      onChanged({ ...event, ...change });
     } catch (failure) {
       setError(errorText(failure));
     } finally {

@@ -152,8 +152,8 @@ export function errorPosition(message: string): number | null {
 }
 
 /** UTC, to the millisecond: `2024-01-02 03:04:05.678`. */
-export function formatMicros(value: bigint): string {
-  const ms = Number(value / 1000n);
+export function formatMicros(value: bigint | number): string {
+  const ms = typeof value === "bigint" ? Number(value / 1000n) : Math.floor(value / 1000);
   if (!Number.isFinite(ms)) return value.toString();
   const date = new Date(ms);
   if (Number.isNaN(date.getTime())) return value.toString();

@@ -7,9 +7,8 @@
 // Home/End move it, Enter opens the event.
 
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import type { TimelineEvent } from "../gen/casescope/cases/v1/cases_pb.js";
 import { visible } from "../text.js";
-import { eventMicros, fieldsOf, fieldText } from "./fields.js";
+import { fieldsOf, fieldText, type Row } from "./fields.js";
 import { formatMicros } from "./query.js";
 
 export const ROW_HEIGHT = 28;
@@ -39,7 +38,7 @@ export function fieldColumn(name: string): Column {
 }
 
 /** The summary cell: the first fields as `name=value`, cut short. */
-function summary(event: TimelineEvent): string {
+function summary(event: Row): string {
   const fields = fieldsOf(event);
   let text = "";
   for (const [name, value] of Object.entries(fields)) {
@@ -49,10 +48,10 @@ function summary(event: TimelineEvent): string {
   return text.slice(0, 300);
 }
 
-function cell(event: TimelineEvent, column: Column) {
+function cell(event: Row, column: Column) {
   switch (column.id) {
     case "time":
-      return formatMicros(eventMicros(event));
+      return formatMicros(event.micros);
     case "marks":
       return (
         <>
@@ -80,7 +79,7 @@ function cell(event: TimelineEvent, column: Column) {
         </>
       );
     case "code":
-      return event.eventCode ? event.eventCode.toString() : "";
+      return event.code ? event.code.toString() : "";
     case "computer":
       return visible(event.computer);
     case "channel":
@@ -98,7 +97,7 @@ function cell(event: TimelineEvent, column: Column) {
 }
 
 export interface TableProps {
-  rows: TimelineEvent[];
+  rows: Row[];
   columns: Column[];
   /** More rows exist after the loaded ones. */
   more: boolean;
@@ -146,7 +145,7 @@ export function TimelineTable({ rows, columns, more, loading, loadMore, onOpen, 
   useLayoutEffect(() => {
     if (!focusWanted.current) return;
     focusWanted.current = false;
-    scroller.current?.querySelector<HTMLElement>(`tr[data-index="${active}"]`)?.focus({ preventScroll: true });
+    scroller.current?.querySelector<HTMLElement>(`[role=row][data-index="${active}"]`)?.focus({ preventScroll: true });
   }, [active, first]);
 
   const onScroll = () => {
@@ -193,34 +192,43 @@ export function TimelineTable({ rows, columns, more, loading, loadMore, onOpen, 
   };
 
   const shown = rows.slice(first, last);
+  // Every row is a grid of the same fixed column widths, placed by a transform in a body
+  // as tall as all the rows: a frame lays out only the rows it adds (each one contained),
+  // never the rest.
+  const template = columns.map((c) => c.width).join(" ");
+  const width = `${columns.reduce((sum, c) => sum + Number.parseFloat(c.width), 0)}rem`;
   return (
-    <div class="vtable" ref={scroller} onScroll={onScroll} onKeyDown={onKeyDown}>
-      <table class="grid timeline" aria-rowcount={rows.length + 1} aria-label="Events">
-        <colgroup>
-          {columns.map((c) => (
-            <col key={c.id} style={{ width: c.width }} />
-          ))}
-        </colgroup>
-        <thead>
-          <tr aria-rowindex={1}>
+    <div class="vwrap">
+      <div
+        class="vtable"
+        ref={scroller}
+        onScroll={onScroll}
+        onKeyDown={onKeyDown}
+        role="table"
+        aria-label="Events"
+        aria-rowcount={rows.length + 1}
+      >
+        <div class="vhead" role="rowgroup" style={{ width }}>
+          <div class="vrow head" role="row" aria-rowindex={1} style={{ gridTemplateColumns: template }}>
             {columns.map((c) => (
-              <th scope="col" key={c.id}>
+              <div role="columnheader" key={c.id}>
                 {visible(c.label)}
-              </th>
+              </div>
             ))}
-          </tr>
-        </thead>
-        <tbody>
-          {first > 0 && <tr class="spacer" aria-hidden="true" style={{ height: `${first * ROW_HEIGHT}px` }} />}
+          </div>
+        </div>
+        <div class="vbody" role="rowgroup" style={{ height: `${rows.length * ROW_HEIGHT}px`, width }}>
           {shown.map((event, offset) => {
             const index = first + offset;
             return (
-              <tr
-                key={event.eventId?.value ?? index}
+              <div
+                key={event.id || index}
+                role="row"
                 data-index={index}
                 aria-rowindex={index + 2}
                 tabIndex={index === active ? 0 : -1}
-                class={openIndex === index ? "open" : undefined}
+                class={openIndex === index ? "vrow open" : "vrow"}
+                style={{ transform: `translateY(${index * ROW_HEIGHT}px)`, gridTemplateColumns: template }}
                 onClick={() => {
                   setActive(index);
                   onOpen(index);
@@ -228,16 +236,15 @@ export function TimelineTable({ rows, columns, more, loading, loadMore, onOpen, 
                 onFocus={() => setActive(index)}
               >
                 {columns.map((c) => (
-                  <td key={c.id}>{cell(event, c)}</td>
+                  <div role="cell" key={c.id}>
+                    {cell(event, c)}
+                  </div>
                 ))}
-              </tr>
+              </div>
             );
           })}
-          {last < rows.length && (
-            <tr class="spacer" aria-hidden="true" style={{ height: `${(rows.length - last) * ROW_HEIGHT}px` }} />
-          )}
-        </tbody>
-      </table>
+        </div>
+      </div>
       {loading && (
         <p class="status" role="status">
           Loading more events…

@@ -7,11 +7,8 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { client, errorText } from "../api.js";
 import { visible } from "../text.js";
-import {
-  CasesService,
-  type TimelineEvent,
-  type TimelineHistogramResponse,
-} from "../gen/casescope/cases/v1/cases_pb.js";
+import { CasesService, type TimelineHistogramResponse } from "../gen/casescope/cases/v1/cases_pb.js";
+import { rowOf, type Row } from "./fields.js";
 import { EventDrawer } from "./drawer.js";
 import { Histogram } from "./histogram.js";
 import {
@@ -38,7 +35,7 @@ const COLUMNS_KEY = "casescope.timeline.columns";
 interface Results {
   /** The selection these rows are of. */
   key: string;
-  rows: TimelineEvent[];
+  rows: Row[];
   total: bigint;
   lowerBound: boolean;
   next: string;
@@ -73,7 +70,7 @@ export function Timeline({ caseId, search }: { caseId: string; search: string })
   const results = stored?.key === key ? stored : null;
   const error = failed?.key === key ? failed : null;
   const [histogram, setHistogram] = useState<TimelineHistogramResponse | string | null>(null);
-  const [open, setOpen] = useState<{ event: TimelineEvent; index: number | null } | null>(null);
+  const [open, setOpen] = useState<{ event: Row; index: number | null } | null>(null);
   const [columns, setColumns] = useState<Column[]>(savedColumns);
   const [searched, setSearched] = useState(0);
   const generation = useRef(0);
@@ -98,7 +95,8 @@ export function Timeline({ caseId, search }: { caseId: string; search: string })
       setResults((previous) => {
         // A page is appended once, after the page whose cursor it was asked with.
         if (cursor && (!previous || previous.key !== pageKey || previous.next !== cursor)) return previous;
-        const rows = cursor && previous ? previous.rows.concat(answer.events) : answer.events;
+        const page = answer.events.map(rowOf);
+        const rows = cursor && previous ? previous.rows.concat(page) : page;
         return {
           key: pageKey,
           rows,
@@ -153,15 +151,15 @@ export function Timeline({ caseId, search }: { caseId: string; search: string })
     setOpen(null);
     if (index !== null && index !== undefined) {
       requestAnimationFrame(() =>
-        document.querySelector<HTMLElement>(`.vtable tr[data-index="${index}"]`)?.focus(),
+        document.querySelector<HTMLElement>(`.vtable [role=row][data-index="${index}"]`)?.focus(),
       );
     }
   };
-  const changed = (event: TimelineEvent) => {
+  const changed = (event: Row) => {
     setOpen((o) => (o ? { ...o, event } : o));
     setResults((r) => {
       if (!r) return r;
-      const at = r.rows.findIndex((x) => x.eventId?.value === event.eventId?.value);
+      const at = r.rows.findIndex((x) => x.id === event.id);
       if (at < 0) return r;
       const rows = r.rows.slice();
       rows[at] = event;
