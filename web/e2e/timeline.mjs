@@ -160,6 +160,23 @@ export async function timelineFlow(page, { caseId }) {
   await drawer.getByRole("textbox", { name: /^Reply to / }).fill("agreed");
   await drawer.getByRole("button", { name: "Reply", exact: true }).last().click();
   await drawer.locator("ul.thread ul.thread .comment .body", { hasText: "agreed" }).waitFor();
+  // One's own comment edited (its versions kept) and another deleted (its place kept).
+  const reply = drawer.locator("ul.thread ul.thread article.comment").first();
+  await reply.getByRole("button", { name: "Edit" }).click();
+  await drawer.getByRole("textbox", { name: "Your comment" }).fill("agreed (confirmed)");
+  await drawer.getByRole("button", { name: "Save" }).click();
+  await drawer.locator(".comment .body", { hasText: "agreed (confirmed)" }).waitFor();
+  await drawer.getByRole("button", { name: "Show its 2 versions" }).click();
+  const versionList = drawer.getByRole("list", { name: "Versions of the comment" });
+  await versionList.locator("li").nth(1).waitFor();
+  const versions = await versionList.locator("li").allInnerTexts();
+  check(versions.length === 2 && versions[0].endsWith("agreed") && versions[1].endsWith("agreed (confirmed)"), `versions: ${versions.join(" | ")}`);
+  await drawer.getByRole("textbox", { name: "Comment", exact: true }).fill("temporary");
+  await drawer.getByRole("button", { name: "Add comment" }).click();
+  const temporary = drawer.locator("article.comment", { hasText: "temporary" });
+  await temporary.getByRole("button", { name: "Delete" }).click();
+  await temporary.getByRole("button", { name: "Delete" }).click();
+  await drawer.locator(".comment .status", { hasText: "(deleted)" }).waitFor();
   const marks = await page.locator('.vtable [role=row][data-index="0"] [role=cell]:nth-child(2)').innerText();
   check(marks.includes("★") && marks.includes("C2") && marks.includes("#1"), `the row's marks: ${marks}`);
 
@@ -210,9 +227,12 @@ export async function timelineFlow(page, { caseId }) {
 
   // The overview's recent activity: the newest comment first, the searches above.
   const activity = page.locator("section[aria-labelledby=activity-title]");
-  await activity.locator("li", { hasText: ": agreed" }).waitFor();
-  const firstComment = await activity.locator("ul").first().locator("li").first().innerText();
-  check(firstComment.endsWith(": agreed"), `the newest comment is not first: ${firstComment}`);
+  await activity.locator("li", { hasText: ": agreed (confirmed)" }).waitFor();
+  const comments = await activity.locator("ul").first().locator("li").allInnerTexts();
+  check(
+    comments[0]?.endsWith(": (deleted)") && comments[1]?.endsWith(": agreed (confirmed)"),
+    `the newest comments are not first: ${comments.join(" | ")}`,
+  );
   await activity.getByRole("link", { name: /tag:"lateral movement"/ }).first().waitFor();
 }
 

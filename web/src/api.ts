@@ -40,6 +40,18 @@ function setTokens(pair: TokenPair | undefined | null): void {
   for (const listener of listeners) listener();
 }
 
+let currentUser = "";
+
+/** The signed-in user's id (set once WhoAmI answered; empty before). The app uses it
+ *  only to offer actions on the user's own things; the server decides every call. */
+export function currentUserId(): string {
+  return currentUser;
+}
+
+export function setCurrentUserId(id: string): void {
+  currentUser = id;
+}
+
 /** Called when the session starts or ends. */
 export function onSessionChange(listener: () => void): () => void {
   listeners.add(listener);

@@ -3,7 +3,7 @@
 
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { client, completeOidcLogin, logout, onSessionChange, resume, signedIn } from "./api.js";
+import { client, completeOidcLogin, logout, onSessionChange, resume, setCurrentUserId, signedIn } from "./api.js";
 import { SignIn } from "./signin.js";
 import { Cases } from "./cases.js";
 import { CaseOverview } from "./overview.js";
@@ -49,7 +49,13 @@ function App() {
     // gateway checks every call whatever the app shows).
     client(AuthService)
       .whoAmI({})
-      .then(setMe, () => setMe(null));
+      .then(
+        (principal) => {
+          setCurrentUserId(principal.userId?.value ?? "");
+          setMe(principal);
+        },
+        () => setMe(null),
+      );
   }, [session]);
   if (session === "unknown") {
     return <p class="status" role="status">Loading…</p>;

@@ -3,10 +3,10 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { client, errorText } from "../api.js";
+import { client, currentUserId, errorText } from "../api.js";
 import { visible } from "../text.js";
-import { CasesService, type Comment } from "../gen/casescope/cases/v1/cases_pb.js";
-import { Alert, collect } from "../ui.js";
+import { CasesService, type Comment, type CommentRevision } from "../gen/casescope/cases/v1/cases_pb.js";
+import { Alert, attempt, collect } from "../ui.js";
 
 /** Comments of one event shown at most (the count says when there are more). */
 const MAX_COMMENTS = 500;
@@ -71,6 +71,10 @@ export function Comments({
           {c.revision > 1 && " · edited"}
         </p>
         {c.deleted ? <p class="status">(deleted)</p> : <p class="body">{visible(c.body)}</p>}
+        {c.revision > 1 && <History caseId={caseId} comment={c} />}
+        {!c.deleted && c.author?.value === currentUserId() && (
+          <OwnActions caseId={caseId} comment={c} onChanged={() => setReload((n) => n + 1)} />
+        )}
         {!c.deleted && depth < 6 && (
           <CommentForm
             caseId={caseId}
@@ -161,5 +165,119 @@ function CommentForm({
       </div>
       <Alert message={error} />
     </form>
+  );
+}
+
+/** Edit (no lost update: the revision it was read at) or delete one's own comment. */
+function OwnActions({ caseId, comment, onChanged }: { caseId: string; comment: Comment; onChanged: () => void }) {
+  const [mode, setMode] = useState<"idle" | "edit" | "delete">("idle");
+  const [body, setBody] = useState(comment.body);
+  const [error, setError] = useState<string | null>(null);
+  const done = () => {
+    setMode("idle");
+    onChanged();
+  };
+  if (mode === "edit") {
+    return (
+      <form
+        class="comment-form"
+        aria-label="Edit your comment"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void attempt(
+            () =>
+              client(CasesService).editComment({
+                caseId: { value: caseId },
+                id: comment.id,
+                body,
+                expectedRevision: comment.revision,
+              }),
+            setError,
+            done,
+          );
+        }}
+      >
+        <label>
+          Your comment
+          <textarea value={body} rows={3} onInput={(e) => setBody(e.currentTarget.value)} />
+        </label>
+        <div class="row">
+          <button type="submit" disabled={!body.trim()}>
+            Save
+          </button>
+          <button type="button" class="link" onClick={() => setMode("idle")}>
+            Cancel
+          </button>
+        </div>
+        <Alert message={error} />
+      </form>
+    );
+  }
+  return (
+    <div class="row">
+      {mode === "delete" ? (
+        <>
+          <span>Delete this comment? Its place in the thread stays.</span>
+          <button
+            type="button"
+            class="small"
+            onClick={() =>
+              void attempt(() => client(CasesService).deleteComment({ caseId: { value: caseId }, id: comment.id }), setError, done)
+            }
+          >
+            Delete
+          </button>
+          <button type="button" class="link small" onClick={() => setMode("idle")}>
+            Keep it
+          </button>
+        </>
+      ) : (
+        <>
+          <button type="button" class="link small" onClick={() => setMode("edit")}>
+            Edit
+          </button>
+          <button type="button" class="link small" onClick={() => setMode("delete")}>
+            Delete
+          </button>
+        </>
+      )}
+      <Alert message={error} />
+    </div>
+  );
+}
+
+/** Every body an edited comment has had, on demand. */
+function History({ caseId, comment }: { caseId: string; comment: Comment }) {
+  const [revisions, setRevisions] = useState<CommentRevision[] | string | null>(null);
+  if (revisions === null) {
+    return (
+      <button
+        type="button"
+        class="link small"
+        onClick={() =>
+          client(CasesService)
+            .listCommentRevisions({ caseId: { value: caseId }, id: comment.id })
+            .then(
+              (a) => setRevisions(a.revisions),
+              (e) => setRevisions(errorText(e)),
+            )
+        }
+      >
+        Show its {comment.revision} versions
+      </button>
+    );
+  }
+  if (typeof revisions === "string") return <Alert message={revisions} />;
+  return (
+    <ol class="revisions" aria-label="Versions of the comment">
+      {revisions.map((r) => (
+        <li key={r.revision}>
+          <span class="status">
+            {r.writtenAt ? new Date(timestampMs(r.writtenAt)).toISOString().slice(0, 16).replace("T", " ") : ""}
+          </span>{" "}
+          <span class="body">{visible(r.body)}</span>
+        </li>
+      ))}
+    </ol>
   );
 }
