@@ -76,3 +76,7 @@ pub fn stream_of_filter(filter: &str) -> Option<StreamKind> {
 pub fn ioc_match_facts(case_id: &str) -> String {
     format!("casescope.v1.ioc_matches.{case_id}")
 }
+
+pub fn report_facts(case_id: &str) -> String {
+    format!("casescope.v1.reports.{case_id}")
+}

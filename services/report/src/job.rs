@@ -1,0 +1,496 @@
+//! The report job: one attempt under the report's lease builds every requested format
+//! in one pass over the case (docs/reports.md).
+
+use crate::artefact::{ArtefactWriter, WriteError, describe, fenced_tx};
+use crate::model::*;
+use crate::peers::{PeerError, Peers, enum_word};
+use crate::render::{JsonWriter, Part, Renderer};
+use crate::repo::{ReportRepo, ReportRow, ai, status};
+use crate::{ReportSettings, STAGE};
+use casescope_bus::{Handler, HandlerError, OutboundMessage, Outbox, ReceivedMessage, subjects};
+use casescope_db::{KeepAlive, Lease, LeaseKey, LeaseStore, Tx};
+use casescope_proto::bus::v1::{FactHeader, ReportArtefactInfo, ReportFact, ReportJob};
+use casescope_proto::report::v1::{ReportFormat, ReportSection};
+use casescope_proto::time::micros_to_rfc3339;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+fn transient(error: impl std::fmt::Display) -> HandlerError {
+    HandlerError::transient(error)
+}
+
+mod timeline;
+
+/// The durable consumer of report jobs (`casescope.v1.jobs.report`).
+pub const REPORT_CONSUMER: &str = "report-workers";
+
+/// Why an attempt stopped.
+#[derive(Debug)]
+pub(crate) enum BuildError {
+    /// Another attempt may succeed (a peer was down or slow, the database hiccuped).
+    Transient(String),
+    /// No attempt can succeed (the case is gone, an artefact is too large).
+    Permanent(String),
+    /// The lease was lost or the report deleted: stop, write nothing more.
+    Stopped,
+}
+
+impl From<PeerError> for BuildError {
+    fn from(error: PeerError) -> Self {
+        if error.transient {
+            BuildError::Transient(error.message)
+        } else {
+            BuildError::Permanent(error.message)
+        }
+    }
+}
+
+impl From<WriteError> for BuildError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Fenced | WriteError::Cancelled => BuildError::Stopped,
+            WriteError::TooLarge(why) => BuildError::Permanent(why),
+            WriteError::Db(why) => BuildError::Transient(format!("report database: {why}")),
+        }
+    }
+}
+
+/// The section key used by the templates and the JSON format.
+pub(crate) fn section_key(section: ReportSection) -> &'static str {
+    match section {
+        ReportSection::Overview => "overview",
+        ReportSection::Files => "files",
+        ReportSection::DetectionsByRule => "detections_by_rule",
+        ReportSection::DetectionsByTechnique => "detections_by_technique",
+        ReportSection::IocMatches => "ioc_matches",
+        ReportSection::TaggedTimeline => "timeline",
+        ReportSection::Notes => "notes",
+        ReportSection::Unspecified => "unspecified",
+    }
+}
+
+/// Queues the job signal of `report_id` in `tx` (published by the outbox after commit).
+pub async fn enqueue(
+    outbox: &Outbox,
+    tx: &mut Tx<'_>,
+    case_id: &str,
+    report_id: &str,
+    reason: &str,
+) -> Result<(), String> {
+    let job = ReportJob {
+        case_id: case_id.to_string(),
+        report_id: report_id.to_string(),
+        reason: reason.to_string(),
+    };
+    let message = OutboundMessage::json(
+        subjects::job(STAGE),
+        format!("{report_id}:{STAGE}:{reason}"),
+        &job,
+    )
+    .map_err(|e| e.to_string())?;
+    outbox.enqueue(tx, &message).await.map_err(|e| e.to_string())
+}
+
+/// Runs report jobs.
+#[derive(Clone)]
+pub struct ReportWorker {
+    pub(crate) repo: ReportRepo,
+    pub(crate) leases: LeaseStore,
+    pub(crate) outbox: Outbox,
+    pub(crate) peers: Peers,
+    pub(crate) settings: ReportSettings,
+    pub(crate) holder: String,
+    /// Wakes the reconciler after a failed attempt.
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// The formats being written, each with its renderer.
+struct Outputs {
+    list: Vec<(Renderer, ArtefactWriter)>,
+}
+
+impl ReportWorker {
+    /// One attempt at `report_id` if it is not finished and no one else works on it.
+    pub async fn run(&self, report_id: &str) -> Result<(), HandlerError> {
+                let Some(row) = self.repo.by_id(report_id).await.map_err(transient)? else {
+            return Ok(()); // deleted
+        };
+        if row.is_finished() {
+            return Ok(());
+        }
+        let key = LeaseKey::new(report_id, STAGE);
+        let Some(lease) = self
+            .leases
+            .acquire(&key, &self.holder, self.settings.lease_ttl)
+            .await
+            .map_err(transient)?
+        else {
+            tracing::debug!(report_id, "report is being built by another worker");
+            return Ok(());
+        };
+        let outcome = self.attempt(row, &lease).await;
+        if let Err(error) = self.leases.release(&lease).await {
+            tracing::warn!(%error, report_id, "cannot release the report lease; it expires by itself");
+        }
+        self.outbox.nudge();
+        outcome
+    }
+
+    async fn attempt(&self, row: ReportRow, lease: &Lease) -> Result<(), HandlerError> {
+                if row.attempts >= self.settings.max_attempts {
+            let why = if row.error.is_empty() {
+                format!("gave up after {} attempts", row.attempts)
+            } else {
+                format!("gave up after {} attempts: {}", row.attempts, row.error)
+            };
+            return self.finish_failed(&row, lease, &why).await;
+        }
+        // Start: RUNNING, one more attempt, nothing left of an earlier one.
+        let now = casescope_db::now_micros();
+        match fenced_tx(&self.leases, lease, &row.id).await {
+            Ok(mut tx) => {
+                sqlx::query(
+                    "UPDATE reports SET status = $2, attempts = attempts + 1, started_at = $3, \
+                     updated_at = $3 WHERE id = $1",
+                )
+                .bind(&row.id)
+                .bind(status::RUNNING)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(transient)?;
+                ReportRepo::drop_output(&mut tx, &row.id)
+                    .await
+                    .map_err(transient)?;
+                tx.commit().await.map_err(transient)?;
+            }
+            Err(WriteError::Db(why)) => return Err(transient(why)),
+            Err(_) => return Ok(()),
+        }
+        let keep = self
+            .leases
+            .keep_alive(lease, self.settings.lease_ttl, || {});
+        let started = std::time::Instant::now();
+        match self.build(&row, lease, &keep).await {
+            Ok(artefacts) => {
+                self.finish_ready(&row, lease, artefacts).await?;
+                tracing::info!(report_id = %row.id, case_id = %row.case_id, seconds = started.elapsed().as_secs_f64(), "report ready");
+                Ok(())
+            }
+            Err(BuildError::Stopped) => {
+                tracing::info!(report_id = %row.id, "report job stopped (deleted, or taken over)");
+                Ok(())
+            }
+            Err(BuildError::Permanent(why)) => self.finish_failed(&row, lease, &why).await,
+            Err(BuildError::Transient(why)) => {
+                tracing::warn!(report_id = %row.id, error = %why, "report attempt failed; it will be retried");
+                if let Ok(mut tx) = fenced_tx(&self.leases, lease, &row.id).await {
+                    let _ = sqlx::query(
+                        "UPDATE reports SET status = $2, error = $3, updated_at = $4 WHERE id = $1",
+                    )
+                    .bind(&row.id)
+                    .bind(status::QUEUED)
+                    .bind(&why)
+                    .bind(casescope_db::now_micros())
+                    .execute(&mut *tx)
+                    .await;
+                    let _ = tx.commit().await;
+                }
+                self.wake.notify_one();
+                Ok(())
+            }
+        }
+    }
+
+    fn fact(&self, row: &ReportRow, kind: &str, error: &str, artefacts: Vec<ReportArtefactInfo>, ai_summary: &str) -> Result<OutboundMessage, String> {
+        let fact = ReportFact {
+            header: Some(FactHeader {
+                fact_id: format!("{kind}:{}", row.id),
+                kind: kind.to_string(),
+                case_id: row.case_id.clone(),
+                occurred_at: micros_to_rfc3339(casescope_db::now_micros()),
+                producer: "report".into(),
+            }),
+            report_id: row.id.clone(),
+            title: row.title.clone(),
+            requested_by: row.requested_by.clone(),
+            error: error.to_string(),
+            artefacts,
+            ai_summary: ai_summary.to_string(),
+        };
+        OutboundMessage::json(
+            subjects::report_facts(&row.case_id),
+            format!("{kind}:{}", row.id),
+            &fact,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    async fn finish_ready(
+        &self,
+        row: &ReportRow,
+        lease: &Lease,
+        artefacts: Vec<(ReportFormat, u64, String)>,
+    ) -> Result<(), HandlerError> {
+                let info = artefacts
+            .iter()
+            .map(|(format, size, sha256)| ReportArtefactInfo {
+                format: describe(*format).0.to_string(),
+                size_bytes: *size,
+                sha256: sha256.clone(),
+            })
+            .collect();
+        let ai_status = if row.include_ai { ai::FAILED } else { ai::NOT_REQUESTED };
+        let message = self
+            .fact(row, "report.ready", "", info, ai_status)
+            .map_err(transient)?;
+        let mut tx = match fenced_tx(&self.leases, lease, &row.id).await {
+            Ok(tx) => tx,
+            Err(WriteError::Db(why)) => return Err(transient(why)),
+            Err(_) => return Ok(()),
+        };
+        let now = casescope_db::now_micros();
+        sqlx::query(
+            "UPDATE reports SET status = $2, error = '', ai_status = $3, finished_at = $4, \
+             updated_at = $4 WHERE id = $1",
+        )
+        .bind(&row.id)
+        .bind(status::READY)
+        .bind(ai_status)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(transient)?;
+        self.outbox.enqueue(&mut tx, &message).await.map_err(transient)?;
+        tx.commit().await.map_err(transient)?;
+        Ok(())
+    }
+
+    async fn finish_failed(&self, row: &ReportRow, lease: &Lease, why: &str) -> Result<(), HandlerError> {
+                tracing::warn!(report_id = %row.id, case_id = %row.case_id, error = why, "report failed");
+        let message = self
+            .fact(row, "report.failed", why, Vec::new(), ai::NOT_REQUESTED)
+            .map_err(transient)?;
+        let mut tx = match fenced_tx(&self.leases, lease, &row.id).await {
+            Ok(tx) => tx,
+            Err(WriteError::Db(why)) => return Err(transient(why)),
+            Err(_) => return Ok(()),
+        };
+        let now = casescope_db::now_micros();
+        sqlx::query(
+            "UPDATE reports SET status = $2, error = $3, finished_at = $4, updated_at = $4 \
+             WHERE id = $1",
+        )
+        .bind(&row.id)
+        .bind(status::FAILED)
+        .bind(why)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(transient)?;
+        ReportRepo::drop_output(&mut tx, &row.id).await.map_err(transient)?;
+        self.outbox.enqueue(&mut tx, &message).await.map_err(transient)?;
+        tx.commit().await.map_err(transient)?;
+        Ok(())
+    }
+
+    /// Renders `parts` into every format (on the blocking pool) and stores what filled
+    /// whole chunks.
+    async fn emit(
+        &self,
+        outputs: &mut Outputs,
+        parts: Vec<Part>,
+        lease: &Lease,
+        keep: &KeepAlive,
+        report_id: &str,
+    ) -> Result<(), BuildError> {
+        if keep.is_lost() {
+            return Err(BuildError::Stopped);
+        }
+        let mut list = std::mem::take(&mut outputs.list);
+        let (list, rendered) = tokio::task::spawn_blocking(move || {
+            let mut result = Ok(());
+            for (renderer, writer) in list.iter_mut() {
+                if let Err(why) = renderer.render(&parts, &mut writer.pending) {
+                    result = Err(why);
+                    break;
+                }
+            }
+            (list, result)
+        })
+        .await
+        .map_err(|e| BuildError::Transient(format!("rendering stopped: {e}")))?;
+        outputs.list = list;
+        rendered.map_err(BuildError::Permanent)?;
+        for (_, writer) in outputs.list.iter_mut() {
+            writer.flush(&self.leases, lease, report_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn build(
+        &self,
+        row: &ReportRow,
+        lease: &Lease,
+        keep: &KeepAlive,
+    ) -> Result<Vec<(ReportFormat, u64, String)>, BuildError> {
+        let case = self.peers.case(&row.case_id).await?;
+        let sections: Vec<ReportSection> = row
+            .sections
+            .iter()
+            .filter_map(|s| ReportSection::try_from(*s).ok())
+            .collect();
+        let state = casescope_proto::cases::v1::CaseState::try_from(case.state)
+            .map(|s| enum_word(s.as_str_name(), "CASE_STATE_"))
+            .unwrap_or_default();
+        let meta = Box::new(Meta {
+            id: row.id.clone(),
+            title: row.title.clone(),
+            case_id: row.case_id.clone(),
+            case_name: case.name.clone(),
+            case_description: case.description.clone(),
+            case_state: state,
+            case_created_at: case
+                .created_at
+                .as_ref()
+                .map(|ts| micros_to_rfc3339(casescope_proto::time::timestamp_to_micros(ts)))
+                .unwrap_or_default(),
+            generated_at: micros_to_rfc3339(casescope_db::now_micros()),
+            requested_by: row.requested_by_name.clone(),
+            sections: sections.iter().map(|s| section_key(*s)).collect(),
+            timeline_tags: row.timeline_tags.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+        });
+        let mut outputs = Outputs {
+            list: row
+                .formats
+                .iter()
+                .filter_map(|f| ReportFormat::try_from(*f).ok())
+                .map(|format| {
+                    let renderer = match format {
+                        ReportFormat::Markdown => {
+                            Renderer::Markdown(self.settings.templates.clone())
+                        }
+                        ReportFormat::Json => Renderer::Json(JsonWriter::default()),
+                        _ => Renderer::Html(self.settings.templates.clone()),
+                    };
+                    (
+                        renderer,
+                        ArtefactWriter::new(format, self.settings.max_artefact_bytes),
+                    )
+                })
+                .collect(),
+        };
+        let id = row.id.as_str();
+        self.emit(&mut outputs, vec![Part::Begin(meta.clone())], lease, keep, id)
+            .await?;
+        let query = timeline::selection(row);
+        for section in sections {
+            let parts = match section {
+                ReportSection::Overview => {
+                    vec![Part::Overview(meta.clone(), Box::new(self.overview(row, &query).await?))]
+                }
+                ReportSection::Files => {
+                    self.emit(&mut outputs, vec![Part::FilesBegin], lease, keep, id)
+                        .await?;
+                    let mut batch = Vec::new();
+                    let mut count = 0u64;
+                    self.peers
+                        .files(&row.case_id, |file| {
+                            count += 1;
+                            batch.push(Part::File(Box::new(file)));
+                        })
+                        .await?;
+                    batch.push(Part::FilesEnd(count));
+                    batch
+                }
+                ReportSection::DetectionsByRule => {
+                    vec![Part::DetectionsByRule(Box::new(
+                        self.peers.detections(&row.case_id).await?,
+                    ))]
+                }
+                ReportSection::DetectionsByTechnique => {
+                    vec![Part::DetectionsByTechnique(Box::new(
+                        self.peers.detections(&row.case_id).await?,
+                    ))]
+                }
+                ReportSection::IocMatches => {
+                    vec![Part::IocMatches(Box::new(
+                        self.peers.ioc_matches(&row.case_id).await?,
+                    ))]
+                }
+                ReportSection::TaggedTimeline => {
+                    self.timeline(row, &query, &mut outputs, lease, keep).await?;
+                    Vec::new()
+                }
+                ReportSection::Notes => vec![Part::Notes(Box::new(self.notes(row).await?))],
+                ReportSection::Unspecified => Vec::new(),
+            };
+            if !parts.is_empty() {
+                self.emit(&mut outputs, parts, lease, keep, id).await?;
+            }
+        }
+        self.emit(&mut outputs, vec![Part::End(meta)], lease, keep, id)
+            .await?;
+        let mut artefacts = Vec::new();
+        for (_, writer) in outputs.list {
+            let format = writer.format;
+            let (size, sha256) = writer.finish(&self.leases, lease, id).await?;
+            artefacts.push((format, size, sha256));
+        }
+        Ok(artefacts)
+    }
+
+    async fn overview(
+        &self,
+        row: &ReportRow,
+        query: &casescope_proto::cases::v1::TimelineQuery,
+    ) -> Result<Overview, BuildError> {
+        let mut overview = Overview::default();
+        self.peers
+            .files(&row.case_id, |file| {
+                overview.files += 1;
+                overview.files_failed += u64::from(file.status == "failed");
+                overview.bytes += file.size_bytes;
+                overview.records_read += file.records_read;
+                overview.events_indexed += file.events_indexed;
+                overview.records_rejected += file.records_rejected;
+                overview.duplicates_skipped += file.duplicates_skipped;
+            })
+            .await?;
+        overview.first_event = self.peers.event_bound(&row.case_id, false).await?;
+        overview.last_event = self.peers.event_bound(&row.case_id, true).await?;
+        let detections = self.peers.detections(&row.case_id).await?;
+        overview.detections = detections.unavailable.is_empty().then_some(detections.total);
+        let matches = self.peers.ioc_matches(&row.case_id).await?;
+        overview.ioc_matches = matches.unavailable.is_empty().then_some(matches.total);
+        overview.tagged_events = Some(self.peers.count_selection(&row.case_id, query).await?);
+        Ok(overview)
+    }
+
+    async fn notes(&self, row: &ReportRow) -> Result<Notes, BuildError> {
+        let notes = self.peers.notes(&row.case_id).await?;
+        Ok(Notes {
+            unavailable: String::new(),
+            text: notes.body,
+            version: notes.version,
+            updated_at: notes
+                .updated_at
+                .as_ref()
+                .map(|ts| micros_to_rfc3339(casescope_proto::time::timestamp_to_micros(ts)))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for ReportWorker {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let job: ReportJob = serde_json::from_slice(&message.payload)
+            .map_err(|error| HandlerError::Poison(format!("not a report job: {error}")))?;
+        if job.report_id.is_empty() {
+            return Err(HandlerError::Poison("a report job needs report_id".into()));
+        }
+        self.run(&job.report_id).await
+    }
+}

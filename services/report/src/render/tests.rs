@@ -1,0 +1,139 @@
+use super::*;
+
+const HOSTILE: &str = "<script>alert(1)</script> **bold** [x](javascript:alert(1)) $\\frac{a}{b}$ | `tick` \u{202E}evil";
+
+fn meta() -> Meta {
+    Meta {
+        id: "r1".into(),
+        title: format!("Title {HOSTILE}"),
+        case_id: "c1".into(),
+        case_name: HOSTILE.into(),
+        case_description: String::new(),
+        case_state: "open".into(),
+        case_created_at: "2026-01-01T00:00:00Z".into(),
+        generated_at: "2026-01-02T00:00:00Z".into(),
+        requested_by: "alice".into(),
+        sections: vec!["timeline", "notes"],
+        timeline_tags: vec![],
+        version: "0.1.0",
+    }
+}
+
+fn event() -> TimelineEntry {
+    TimelineEntry {
+        datetime: "2026-01-01T10:00:00Z".into(),
+        event_id: "e1".into(),
+        computer: "WS01".into(),
+        channel: "Security".into(),
+        provider: String::new(),
+        event_code: Some(4624),
+        record_id: Some(7),
+        tags: vec!["lateral <movement>".into()],
+        starred: true,
+        comments: vec![Comment {
+            author: "bob".into(),
+            body: format!("line one\n{HOSTILE}"),
+            truncated: false,
+        }],
+        fields: vec![Field {
+            name: "CommandLine".into(),
+            value: HOSTILE.into(),
+        }],
+        more_fields: 0,
+    }
+}
+
+fn parts() -> Vec<Part> {
+    let meta = Box::new(meta());
+    vec![
+        Part::Begin(meta.clone()),
+        Part::TimelineBegin(1, vec![]),
+        Part::TimelineEvent(Box::new(event())),
+        Part::TimelineEnd(TimelineEnd {
+            unavailable: String::new(),
+            shown: 1,
+            left_out: 0,
+        }),
+        Part::Notes(Box::new(Notes {
+            unavailable: String::new(),
+            text: format!("# notes\n```\n{HOSTILE}"),
+            version: 2,
+            updated_at: "2026-01-02T00:00:00Z".into(),
+        })),
+        Part::End(meta),
+    ]
+}
+
+fn render(mut renderer: Renderer) -> String {
+    let mut out = Vec::new();
+    renderer.render(&parts(), &mut out).expect("renders");
+    String::from_utf8(out).expect("UTF-8")
+}
+
+#[test]
+fn html_shows_markup_as_text() {
+    let html = render(Renderer::Html(Templates::builtin()));
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;") || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(!html.contains("href=\"javascript"), "{html}");
+    assert!(html.contains("⟨U+202E⟩evil"), "bidi override shown: {html}");
+    assert!(!html.contains('\u{202E}'));
+    assert!(html.contains("lateral &lt;movement&gt;"));
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("Content-Security-Policy"));
+}
+
+#[test]
+fn markdown_shows_markup_as_text() {
+    let md = render(Renderer::Markdown(Templates::builtin()));
+    assert!(md.contains("\\<script\\>alert\\(1\\)\\</script\\>"), "{md}");
+    assert!(md.contains("javascript\\:alert"), "{md}");
+    assert!(md.contains("\\*\\*bold\\*\\*"), "{md}");
+    assert!(md.contains("\\[x\\]\\(javascript\\:alert\\(1\\)\\)"), "{md}");
+    assert!(md.contains("\\$\\\\frac\\{a\\}\\{b\\}\\$"), "{md}");
+    assert!(md.contains("line one<br>"), "{md}");
+    assert!(!md.contains('\u{202E}'));
+    // The notes are a literal block whose fence outgrows the backticks inside.
+    assert!(md.contains("````text\n# notes\n```\n"), "{md}");
+}
+
+#[test]
+fn json_carries_the_values_unchanged() {
+    let json = render(Renderer::Json(JsonWriter::default()));
+    let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(value["report"]["case_name"], HOSTILE);
+    let events = value["timeline"]["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["fields"][0]["value"], HOSTILE);
+    assert_eq!(value["timeline"]["shown"], 1);
+    assert_eq!(value["notes"]["version"], 2);
+}
+
+#[test]
+fn a_template_without_a_macro_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report.md.j2"), "{% macro begin(r) %}x{% endmacro %}").unwrap();
+    let error = Templates::from_dir(dir.path()).unwrap_err().to_string();
+    assert!(error.contains("report.md.j2"), "{error}");
+    assert!(error.contains("`overview`"), "{error}");
+}
+
+#[test]
+fn a_deployment_template_replaces_the_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = String::new();
+    for name in MACROS {
+        let args = match *name {
+            "overview" => "a, b",
+            "files_begin" => "",
+            "timeline_begin" => "a, b",
+            _ => "a",
+        };
+        source.push_str(&format!("{{% macro {name}({args}) %}}[{name}]{{% endmacro %}}\n"));
+    }
+    source = source.replace("[timeline_event]", "[event {{ a.fields[0].value }}]");
+    std::fs::write(dir.path().join("report.md.j2"), source).unwrap();
+    let templates = Templates::from_dir(dir.path()).unwrap();
+    let md = render(Renderer::Markdown(templates));
+    assert!(md.starts_with("[begin][timeline_begin][event \\<script\\>"), "{md}");
+}
