@@ -13,6 +13,7 @@ pub struct Deployment {
     pub ingest: Option<Server>,
     pub detect: Option<Server>,
     pub ioc: Option<Server>,
+    pub report: Option<Server>,
     /// The one gateway in front of cases, ingest, detect and ioc (multi-process mode).
     pub gateway: Option<Server>,
     pub ingest_db: String,
@@ -34,6 +35,7 @@ impl Deployment {
             ingest: None,
             detect: None,
             ioc: None,
+            report: None,
             gateway: None,
             ingest_db: format!(
                 "sqlite://{}?mode=ro",
@@ -137,13 +139,23 @@ impl Deployment {
         let ioc = start(ioc_args);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let gateway_db = runtime.block_on(casescope_testkit::postgres_url());
+        let report_db = runtime.block_on(casescope_testkit::postgres_url());
         drop(runtime);
+        let mut report_args = common("report", &report_db);
+        for (service, server) in [("cases", &cases), ("detect", &detect), ("ioc", &ioc)] {
+            report_args.extend([
+                "--service-addr".into(),
+                format!("{service}={}", server.address),
+            ]);
+        }
+        let report = start(report_args);
         let mut gateway_args = common("gateway", &gateway_db);
         for (service, server) in [
             ("cases", &cases),
             ("ingest", &ingest),
             ("detect", &detect),
             ("ioc", &ioc),
+            ("report", &report),
         ] {
             gateway_args.extend([
                 "--service-addr".into(),
@@ -156,6 +168,7 @@ impl Deployment {
             ingest: Some(ingest),
             detect: Some(detect),
             ioc: Some(ioc),
+            report: Some(report),
             gateway: Some(gateway),
             ingest_db,
             detect_db,
@@ -202,6 +215,7 @@ impl Deployment {
             self.ingest.as_ref(),
             self.detect.as_ref(),
             self.ioc.as_ref(),
+            self.report.as_ref(),
             self.gateway.as_ref(),
         ]
         .into_iter()

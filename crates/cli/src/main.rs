@@ -13,6 +13,7 @@ mod evidence_cmds;
 mod export_cmds;
 mod ioc_cmds;
 mod oidc_login;
+mod report_cmds;
 mod searches_cmds;
 mod serve;
 mod serve_gateway;
@@ -215,6 +216,13 @@ enum Command {
         server: client::ServerArgs,
         #[command(subcommand)]
         command: searches_cmds::NotesCommand,
+    },
+    /// Case reports (HTML, Markdown, JSON): create, list, get, download, delete.
+    Report {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: report_cmds::ReportCommand,
     },
     /// Manage Sigma rules on a running server: import, list, enable, disable.
     Rules {
@@ -509,6 +517,7 @@ fn main() -> ExitCode {
                 searches_cmds::history(&server, case, json).await
             }
             Command::Notes { server, command } => searches_cmds::run_notes(&server, command).await,
+            Command::Report { server, command } => report_cmds::run(&server, command).await,
             Command::Rules { server, command } => detect_cmds::run_rules(&server, command).await,
             Command::Detections { server, args } => {
                 detect_cmds::run_detections(&server, args).await

@@ -5,6 +5,7 @@
 //! databases, flush telemetry — each step bounded by the shutdown timeout.
 
 mod backends;
+mod report;
 
 use crate::ServeArgs;
 use crate::accept;
@@ -24,6 +25,7 @@ use casescope_proto::detect::v1::detect_service_server::DetectServiceServer;
 use casescope_proto::identity::with_service_identity;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use casescope_proto::ioc::v1::ioc_service_server::IocServiceServer;
+use casescope_proto::report::v1::report_service_server::ReportServiceServer;
 use casescope_runtime::config::{Config, EventStoreConfig, Mode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Services this release can run.
-const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect", "ioc", "gateway"];
+const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect", "ioc", "report", "gateway"];
 
 /// Runs `casescope serve` with telemetry until a signal (or a failure) stops it.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -306,6 +308,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         databases.push(("ingest", db));
     }
 
+    let mut detect_channel: Option<GrpcChannel> = None;
     if runs(&config, "detect") {
         let db = database(&config, "detect").await?;
         db.migrate(casescope_detect::ALL_MIGRATIONS)
@@ -412,11 +415,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
                 .max_decoding_message_size(settings.max_import_chunk_bytes + 64 * 1024),
             &key,
         );
+        let in_process = channel::in_process(tonic::service::Routes::new(server.clone()).prepare());
         if let Some(target) = &detect_target {
-            target.set(channel::in_process(
-                tonic::service::Routes::new(server.clone()).prepare(),
-            ));
+            target.set(in_process.clone());
         }
+        detect_channel = Some(in_process);
         routes.add_service(server);
         health_reporter
             .set_serving::<DetectServiceServer<casescope_detect::DetectApi>>()
@@ -425,6 +428,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         databases.push(("detect", db));
     }
 
+    let mut ioc_channel: Option<GrpcChannel> = None;
     if runs(&config, "ioc") {
         let db = database(&config, "ioc").await?;
         db.migrate(casescope_ioc_service::ALL_MIGRATIONS)
@@ -520,12 +524,39 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             ),
             &key,
         );
+        ioc_channel = Some(channel::in_process(
+            tonic::service::Routes::new(server.clone()).prepare(),
+        ));
         routes.add_service(server);
         health_reporter
             .set_serving::<IocServiceServer<casescope_ioc_service::IocApi>>()
             .await;
         serving.push("casescope.ioc.v1.IocService");
         databases.push(("ioc", db));
+    }
+
+    if runs(&config, "report") {
+        let peers = report::ReportPeers {
+            cases: cases_channel.clone(),
+            detect: detect_channel.clone(),
+            ioc: ioc_channel.clone(),
+        };
+        let (server, db) = report::start(
+            &config,
+            &bus,
+            &key,
+            peers,
+            &mut remote,
+            &mut tasks,
+            &background,
+        )
+        .await?;
+        routes.add_service(server);
+        health_reporter
+            .set_serving::<ReportServiceServer<casescope_report::ReportApi>>()
+            .await;
+        serving.push("casescope.report.v1.ReportService");
+        databases.push(("report", db));
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

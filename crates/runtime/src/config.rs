@@ -81,6 +81,9 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// The detect service's logsource mapping file, replacing the built-in one.
     pub logsource_mapping: Option<PathBuf>,
+    /// The report service's template directory (`report.html.j2`, `report.md.j2`),
+    /// replacing the built-in layouts.
+    pub report_template_dir: Option<PathBuf>,
     /// The stages a file goes through after ingest; its status is `ready` when all are
     /// done (the cases service; `None`: every stage in one process, none in a cluster).
     pub file_stages: Option<Vec<String>>,
@@ -110,6 +113,7 @@ pub struct Settings {
     pub kubernetes_namespace: Option<String>,
     pub event_store: Option<String>,
     pub logsource_mapping: Option<PathBuf>,
+    pub report_template_dir: Option<PathBuf>,
     pub file_stages: Option<String>,
     pub opensearch_url: Option<String>,
     pub opensearch_index: Option<String>,
@@ -181,6 +185,7 @@ impl Settings {
             kubernetes_namespace,
             event_store,
             logsource_mapping,
+            report_template_dir,
             file_stages,
             opensearch_url,
             opensearch_index,
@@ -260,6 +265,7 @@ impl Settings {
             kubernetes_namespace: get("CASESCOPE_KUBERNETES_NAMESPACE"),
             event_store: get("CASESCOPE_EVENT_STORE"),
             logsource_mapping: get("CASESCOPE_LOGSOURCE_MAPPING").map(PathBuf::from),
+            report_template_dir: get("CASESCOPE_REPORT_TEMPLATE_DIR").map(PathBuf::from),
             file_stages: get("CASESCOPE_FILE_STAGES"),
             opensearch_url: get("CASESCOPE_OPENSEARCH_URL"),
             opensearch_index: get("CASESCOPE_OPENSEARCH_INDEX"),
@@ -509,6 +515,14 @@ impl Settings {
                 path.display()
             ));
         }
+        if let Some(path) = &self.report_template_dir
+            && !path.is_dir()
+        {
+            errors.push(format!(
+                "report_template_dir: {} is not a readable directory",
+                path.display()
+            ));
+        }
         let file_stages = self.file_stages.as_deref().map(|text| {
             text.split(',')
                 .map(str::trim)
@@ -550,6 +564,7 @@ impl Settings {
             evidence_store,
             cors_allowed_origins,
             logsource_mapping: self.logsource_mapping,
+            report_template_dir: self.report_template_dir,
             file_stages,
             gateway,
         })

@@ -81,6 +81,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Sigma logsource mapping file (TOML) replacing the built-in one, placeholder values included",
     ),
     (
+        "CASESCOPE_REPORT_TEMPLATE_DIR",
+        "directory whose report.html.j2 / report.md.j2 replace the built-in report layouts",
+    ),
+    (
         "CASESCOPE_FILE_STAGES",
         "stages a file goes through after ingest (detect, ioc_hunt; empty: none): its status is ready when all are done",
     ),
