@@ -16,7 +16,8 @@ use std::time::Duration;
 
 const FAST: [(&str, &str); 1] = [("CASESCOPE_RECONCILE_PERIOD_SECS", "2")];
 const EVENTS: u64 = 600;
-const HOSTILE: &str = "<script>alert(1)</script> **bold** [x](javascript:alert(1)) $\\frac{a}{b}$ | done";
+const HOSTILE: &str =
+    "<script>alert(1)</script> **bold** [x](javascript:alert(1)) $\\frac{a}{b}$ | done";
 
 fn event_ids(api: &Server, case: &str) -> Vec<String> {
     let page = json(api.cli(&["timeline", case, "", "--limit", "1000", "--json"]));
@@ -71,7 +72,11 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
         casescope_e2e::logon_rule("6e1d8b2f-3a5c-4d9e-8f7b-2c4e6a8b0d31"),
     )
     .unwrap();
-    assert!(api.cli(&["rules", "import", rule.to_str().unwrap()]).status.success());
+    assert!(
+        api.cli(&["rules", "import", rule.to_str().unwrap()])
+            .status
+            .success()
+    );
     let evidence = work.join("report.evtx");
     casescope_e2e::synth_evtx(&evidence, EVENTS, 23);
     let case = stdout(&api.cli(&["case", "create", &format!("Report {HOSTILE}")]))
@@ -79,7 +84,10 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
         .to_string();
     let uploaded = json(api.cli(&["upload", &case, evidence.to_str().unwrap(), "--json"]));
     let file_id = uploaded[0]["file_id"].as_str().unwrap().to_string();
-    let sha256 = uploaded[0]["sha256"].as_str().unwrap_or_default().to_string();
+    let sha256 = uploaded[0]["sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let record = casescope_e2e::wait_until_processed(
         api,
         &case,
@@ -141,14 +149,20 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let events = document["timeline"]["events"].as_array().unwrap();
     assert_eq!(events.len(), 23, "20 tagged + 3 starred");
     assert_eq!(document["timeline"]["left_out"], 0);
-    let shown: BTreeSet<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let shown: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
     let expected: BTreeSet<&str> = tagged
         .iter()
         .map(|s| s.as_str())
         .chain(starred.iter().map(|s| s.as_str()))
         .collect();
     assert_eq!(shown, expected);
-    let times: Vec<&str> = events.iter().map(|e| e["datetime"].as_str().unwrap()).collect();
+    let times: Vec<&str> = events
+        .iter()
+        .map(|e| e["datetime"].as_str().unwrap())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
     let with_comment = events
         .iter()
@@ -162,20 +176,33 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let html = download(api, &case, &id, "html", work);
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.contains("<script"), "no live script in the HTML");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; **bold**"), "markup shown as text");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt; **bold**"),
+        "markup shown as text"
+    );
     assert!(!html.contains("href="), "no link at all");
     assert!(html.contains(&file_id) || html.contains("report.evtx"));
     let markdown = download(api, &case, &id, "md", work);
-    assert!(markdown.contains("\\<script\\>alert\\(1\\)\\</script\\> \\*\\*bold\\*\\*"), "{markdown}");
+    assert!(
+        markdown.contains("\\<script\\>alert\\(1\\)\\</script\\> \\*\\*bold\\*\\*"),
+        "{markdown}"
+    );
     // Outside the notes' literal block, no Markdown link can form.
     let (body, notes_part) = markdown.split_once("## Analyst notes").unwrap();
     assert!(!body.contains("](javascript"), "no Markdown link");
     assert!(body.contains("\\[x\\]\\(javascript\\:alert"), "{body}");
-    assert!(notes_part.contains("````text\n# Findings\n```\n"), "{notes_part}");
+    assert!(
+        notes_part.contains("````text\n# Findings\n```\n"),
+        "{notes_part}"
+    );
     assert!(markdown.contains("lateral movement"));
 
     // A tag filter narrows the timeline to those events.
-    let narrowed = create(api, &case, &["--format", "json", "--tag", "LATERAL  movement"]);
+    let narrowed = create(
+        api,
+        &case,
+        &["--format", "json", "--tag", "LATERAL  movement"],
+    );
     let narrowed_id = narrowed["id"].as_str().unwrap();
     let document: serde_json::Value =
         serde_json::from_str(&download(api, &case, narrowed_id, "json", work)).unwrap();
@@ -183,12 +210,22 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     assert_eq!(document["report"]["timeline_tags"][0], "lateral movement");
 
     // Refusals, with the reason.
-    let twice = api.cli(&["report", "create", &case, "--format", "html", "--format", "html"]);
+    let twice = api.cli(&[
+        "report", "create", &case, "--format", "html", "--format", "html",
+    ]);
     assert!(!twice.status.success());
-    assert!(stderr(&twice).contains("already asked for"), "{}", stderr(&twice));
+    assert!(
+        stderr(&twice).contains("already asked for"),
+        "{}",
+        stderr(&twice)
+    );
     let ai = api.cli(&["report", "create", &case, "--ai"]);
     assert!(!ai.status.success());
-    assert!(stderr(&ai).contains("AI summaries are not available"), "{}", stderr(&ai));
+    assert!(
+        stderr(&ai).contains("AI summaries are not available"),
+        "{}",
+        stderr(&ai)
+    );
     let missing = api.cli(&[
         "report",
         "create",

@@ -105,7 +105,9 @@ fn section_of(name: &str) -> anyhow::Result<pb::ReportSection> {
 }
 
 fn word(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
 }
 
 fn status_word(report: &pb::Report) -> String {
@@ -166,7 +168,11 @@ async fn download(
     format: pb::ReportFormat,
     output: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    let id = report.id.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+    let id = report
+        .id
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
     let artefact = report
         .artefacts
         .iter()
@@ -185,7 +191,8 @@ async fn download(
         .into_inner();
     let mut out: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
@@ -254,7 +261,11 @@ pub async fn run(server: &ServerArgs, command: ReportCommand) -> anyhow::Result<
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            let id = report.id.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+            let id = report
+                .id
+                .as_ref()
+                .map(|i| i.value.clone())
+                .unwrap_or_default();
             if !wait {
                 println!("{id}");
                 return Ok(());

@@ -99,7 +99,10 @@ impl ReportApi {
         let found = match self.worker.peers.case(&case).await {
             Ok(found) => found,
             Err(error) if error.code == Some(Code::NotFound) => {
-                return Err(ApiError::not_found("CASE_NOT_FOUND", format!("case {case} not found")));
+                return Err(ApiError::not_found(
+                    "CASE_NOT_FOUND",
+                    format!("case {case} not found"),
+                ));
             }
             Err(error) if error.transient => {
                 return Err(ApiError::Unavailable {
@@ -107,7 +110,10 @@ impl ReportApi {
                 });
             }
             Err(error) => {
-                return Err(ApiError::failed_precondition("CASE_UNREADABLE", error.message));
+                return Err(ApiError::failed_precondition(
+                    "CASE_UNREADABLE",
+                    error.message,
+                ));
             }
         };
         if found.state != casescope_proto::cases::v1::CaseState::Open as i32 {
@@ -171,7 +177,11 @@ impl ReportApi {
         Ok(to_pb(&row, &[]))
     }
 
-    async fn find(&self, case: Option<&CaseId>, id: Option<&ReportId>) -> Result<ReportRow, ApiError> {
+    async fn find(
+        &self,
+        case: Option<&CaseId>,
+        id: Option<&ReportId>,
+    ) -> Result<ReportRow, ApiError> {
         let case = case_id(case, "case_id")?;
         let id = uuid_id(
             id.map(|id| id.value.as_str()).unwrap_or_default(),
@@ -182,10 +192,18 @@ impl ReportApi {
             .get(&case, &id)
             .await
             .map_err(db_error)?
-            .ok_or_else(|| ApiError::not_found("REPORT_NOT_FOUND", format!("report {id} not found in case {case}")))
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "REPORT_NOT_FOUND",
+                    format!("report {id} not found in case {case}"),
+                )
+            })
     }
 
-    async fn list(&self, request: pb::ListReportsRequest) -> Result<pb::ListReportsResponse, ApiError> {
+    async fn list(
+        &self,
+        request: pb::ListReportsRequest,
+    ) -> Result<pb::ListReportsResponse, ApiError> {
         let case = case_id(request.case_id.as_ref(), "case_id")?;
         let page = validate_page(request.page.as_ref(), "page")?;
         let after = match &page.cursor {
@@ -246,13 +264,14 @@ impl ReportApi {
             reports,
             page: Some(PageResponse {
                 next_cursor: next,
-                ..Default::default()
             }),
         })
     }
 
     async fn download(&self, request: pb::DownloadReportRequest) -> Result<ChunkStream, ApiError> {
-        let row = self.find(request.case_id.as_ref(), request.id.as_ref()).await?;
+        let row = self
+            .find(request.case_id.as_ref(), request.id.as_ref())
+            .await?;
         if row.status != status::READY {
             return Err(ApiError::failed_precondition(
                 "REPORT_NOT_READY",
@@ -291,7 +310,10 @@ impl ReportApi {
         if request.offset > size {
             return Err(ApiError::InvalidArgument {
                 reason: "OFFSET_OUT_OF_RANGE",
-                message: format!("offset {} is beyond the artefact's {size} bytes", request.offset),
+                message: format!(
+                    "offset {} is beyond the artefact's {size} bytes",
+                    request.offset
+                ),
                 violations: vec![("offset".into(), format!("at most {size}"))],
             });
         }
@@ -315,7 +337,7 @@ impl ReportApi {
                         return;
                     }
                     Err(error) => {
-                        let _ = tx.send(Err(ApiError::from(db_error(error)).into())).await;
+                        let _ = tx.send(Err(db_error(error).into())).await;
                         return;
                     }
                 };
@@ -422,7 +444,10 @@ fn validate_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
         return Err(ApiError::invalid_field(
             "TOO_MANY_TAGS",
             "timeline_tags",
-            format!("at most {MAX_TIMELINE_TAGS} tags (this request has {})", tags.len()),
+            format!(
+                "at most {MAX_TIMELINE_TAGS} tags (this request has {})",
+                tags.len()
+            ),
         ));
     }
     let mut normal = Vec::with_capacity(tags.len());
@@ -492,7 +517,10 @@ fn to_pb(row: &ReportRow, artefacts: &[ArtefactRow]) -> pb::Report {
 
 #[tonic::async_trait]
 impl ReportService for ReportApi {
-    async fn create_report(&self, request: Request<pb::CreateReportRequest>) -> ApiResult<pb::Report> {
+    async fn create_report(
+        &self,
+        request: Request<pb::CreateReportRequest>,
+    ) -> ApiResult<pb::Report> {
         let identity = Identity::of(&request).cloned();
         Ok(Response::new(
             self.create(identity.as_ref(), request.into_inner()).await?,
@@ -501,7 +529,9 @@ impl ReportService for ReportApi {
 
     async fn get_report(&self, request: Request<pb::GetReportRequest>) -> ApiResult<pb::Report> {
         let request = request.into_inner();
-        let row = self.find(request.case_id.as_ref(), request.id.as_ref()).await?;
+        let row = self
+            .find(request.case_id.as_ref(), request.id.as_ref())
+            .await?;
         let artefacts = self.repo.artefacts(&row.id).await.map_err(db_error)?;
         Ok(Response::new(to_pb(&row, &artefacts)))
     }
@@ -527,9 +557,19 @@ impl ReportService for ReportApi {
         request: Request<pb::DeleteReportRequest>,
     ) -> ApiResult<pb::DeleteReportResponse> {
         let request = request.into_inner();
-        let row = self.find(request.case_id.as_ref(), request.id.as_ref()).await?;
-        if !self.repo.delete(&row.case_id, &row.id).await.map_err(db_error)? {
-            return Err(Status::new(Code::NotFound, format!("report {} not found", row.id)));
+        let row = self
+            .find(request.case_id.as_ref(), request.id.as_ref())
+            .await?;
+        if !self
+            .repo
+            .delete(&row.case_id, &row.id)
+            .await
+            .map_err(db_error)?
+        {
+            return Err(Status::new(
+                Code::NotFound,
+                format!("report {} not found", row.id),
+            ));
         }
         tracing::info!(report_id = %row.id, case_id = %row.case_id, status = %row.status, "report deleted");
         Ok(Response::new(pb::DeleteReportResponse {}))

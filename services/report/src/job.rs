@@ -88,7 +88,10 @@ pub async fn enqueue(
         &job,
     )
     .map_err(|e| e.to_string())?;
-    outbox.enqueue(tx, &message).await.map_err(|e| e.to_string())
+    outbox
+        .enqueue(tx, &message)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Runs report jobs.
@@ -112,7 +115,7 @@ struct Outputs {
 impl ReportWorker {
     /// One attempt at `report_id` if it is not finished and no one else works on it.
     pub async fn run(&self, report_id: &str) -> Result<(), HandlerError> {
-                let Some(row) = self.repo.by_id(report_id).await.map_err(transient)? else {
+        let Some(row) = self.repo.by_id(report_id).await.map_err(transient)? else {
             return Ok(()); // deleted
         };
         if row.is_finished() {
@@ -137,7 +140,7 @@ impl ReportWorker {
     }
 
     async fn attempt(&self, row: ReportRow, lease: &Lease) -> Result<(), HandlerError> {
-                if row.attempts >= self.settings.max_attempts {
+        if row.attempts >= self.settings.max_attempts {
             let why = if row.error.is_empty() {
                 format!("gave up after {} attempts", row.attempts)
             } else {
@@ -202,7 +205,14 @@ impl ReportWorker {
         }
     }
 
-    fn fact(&self, row: &ReportRow, kind: &str, error: &str, artefacts: Vec<ReportArtefactInfo>, ai_summary: &str) -> Result<OutboundMessage, String> {
+    fn fact(
+        &self,
+        row: &ReportRow,
+        kind: &str,
+        error: &str,
+        artefacts: Vec<ReportArtefactInfo>,
+        ai_summary: &str,
+    ) -> Result<OutboundMessage, String> {
         let fact = ReportFact {
             header: Some(FactHeader {
                 fact_id: format!("{kind}:{}", row.id),
@@ -232,7 +242,7 @@ impl ReportWorker {
         lease: &Lease,
         artefacts: Vec<(ReportFormat, u64, String)>,
     ) -> Result<(), HandlerError> {
-                let info = artefacts
+        let info = artefacts
             .iter()
             .map(|(format, size, sha256)| ReportArtefactInfo {
                 format: describe(*format).0.to_string(),
@@ -240,7 +250,11 @@ impl ReportWorker {
                 sha256: sha256.clone(),
             })
             .collect();
-        let ai_status = if row.include_ai { ai::FAILED } else { ai::NOT_REQUESTED };
+        let ai_status = if row.include_ai {
+            ai::FAILED
+        } else {
+            ai::NOT_REQUESTED
+        };
         let message = self
             .fact(row, "report.ready", "", info, ai_status)
             .map_err(transient)?;
@@ -261,13 +275,21 @@ impl ReportWorker {
         .execute(&mut *tx)
         .await
         .map_err(transient)?;
-        self.outbox.enqueue(&mut tx, &message).await.map_err(transient)?;
+        self.outbox
+            .enqueue(&mut tx, &message)
+            .await
+            .map_err(transient)?;
         tx.commit().await.map_err(transient)?;
         Ok(())
     }
 
-    async fn finish_failed(&self, row: &ReportRow, lease: &Lease, why: &str) -> Result<(), HandlerError> {
-                tracing::warn!(report_id = %row.id, case_id = %row.case_id, error = why, "report failed");
+    async fn finish_failed(
+        &self,
+        row: &ReportRow,
+        lease: &Lease,
+        why: &str,
+    ) -> Result<(), HandlerError> {
+        tracing::warn!(report_id = %row.id, case_id = %row.case_id, error = why, "report failed");
         let message = self
             .fact(row, "report.failed", why, Vec::new(), ai::NOT_REQUESTED)
             .map_err(transient)?;
@@ -288,8 +310,13 @@ impl ReportWorker {
         .execute(&mut *tx)
         .await
         .map_err(transient)?;
-        ReportRepo::drop_output(&mut tx, &row.id).await.map_err(transient)?;
-        self.outbox.enqueue(&mut tx, &message).await.map_err(transient)?;
+        ReportRepo::drop_output(&mut tx, &row.id)
+            .await
+            .map_err(transient)?;
+        self.outbox
+            .enqueue(&mut tx, &message)
+            .await
+            .map_err(transient)?;
         tx.commit().await.map_err(transient)?;
         Ok(())
     }
@@ -382,13 +409,22 @@ impl ReportWorker {
                 .collect(),
         };
         let id = row.id.as_str();
-        self.emit(&mut outputs, vec![Part::Begin(meta.clone())], lease, keep, id)
-            .await?;
+        self.emit(
+            &mut outputs,
+            vec![Part::Begin(meta.clone())],
+            lease,
+            keep,
+            id,
+        )
+        .await?;
         let query = timeline::selection(row);
         for section in sections {
             let parts = match section {
                 ReportSection::Overview => {
-                    vec![Part::Overview(meta.clone(), Box::new(self.overview(row, &query).await?))]
+                    vec![Part::Overview(
+                        meta.clone(),
+                        Box::new(self.overview(row, &query).await?),
+                    )]
                 }
                 ReportSection::Files => {
                     self.emit(&mut outputs, vec![Part::FilesBegin], lease, keep, id)
@@ -420,7 +456,8 @@ impl ReportWorker {
                     ))]
                 }
                 ReportSection::TaggedTimeline => {
-                    self.timeline(row, &query, &mut outputs, lease, keep).await?;
+                    self.timeline(row, &query, &mut outputs, lease, keep)
+                        .await?;
                     Vec::new()
                 }
                 ReportSection::Notes => vec![Part::Notes(Box::new(self.notes(row).await?))],
@@ -461,7 +498,10 @@ impl ReportWorker {
         overview.first_event = self.peers.event_bound(&row.case_id, false).await?;
         overview.last_event = self.peers.event_bound(&row.case_id, true).await?;
         let detections = self.peers.detections(&row.case_id).await?;
-        overview.detections = detections.unavailable.is_empty().then_some(detections.total);
+        overview.detections = detections
+            .unavailable
+            .is_empty()
+            .then_some(detections.total);
         let matches = self.peers.ioc_matches(&row.case_id).await?;
         overview.ioc_matches = matches.unavailable.is_empty().then_some(matches.total);
         overview.tagged_events = Some(self.peers.count_selection(&row.case_id, query).await?);

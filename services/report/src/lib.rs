@@ -36,7 +36,7 @@ pub use job::{REPORT_CONSUMER, ReportWorker};
 pub use peers::Peers;
 pub use purge::{CasePurger, REPORT_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
-pub use render::{Templates, TemplateError};
+pub use render::{TemplateError, Templates};
 pub use repo::MIGRATIONS;
 
 use casescope_bus::OUTBOX_MIGRATIONS;

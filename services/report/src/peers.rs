@@ -51,7 +51,10 @@ impl PeerError {
         Self {
             transient,
             code: Some(status.code()),
-            message: format!("the {service} service could not {what}: {}", status.message()),
+            message: format!(
+                "the {service} service could not {what}: {}",
+                status.message()
+            ),
         }
     }
 
@@ -399,6 +402,9 @@ fn file_entry(file: cases::File) -> FileEntry {
                 count: r.count,
             })
             .collect(),
-        from_archive: file.parent_archive_id.map(|id| id.value).unwrap_or_default(),
+        from_archive: file
+            .parent_archive_id
+            .map(|id| id.value)
+            .unwrap_or_default(),
     }
 }

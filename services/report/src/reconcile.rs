@@ -38,9 +38,15 @@ impl Reconciler {
             let period = worker.settings.reconcile_period.as_micros().max(1) as i64;
             let reason = format!("r{}t{}", report.attempts, now / (period * 4));
             let mut tx = worker.repo.db().begin().await?;
-            enqueue(&worker.outbox, &mut tx, &report.case_id, &report.id, &reason)
-                .await
-                .map_err(DbError::Query)?;
+            enqueue(
+                &worker.outbox,
+                &mut tx,
+                &report.case_id,
+                &report.id,
+                &reason,
+            )
+            .await
+            .map_err(DbError::Query)?;
             tx.commit().await.map_err(DbError::from)?;
             worker.repo.touch(&report.id, now).await?;
             sent += 1;

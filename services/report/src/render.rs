@@ -172,9 +172,9 @@ impl Templates {
         let state = captured.state();
         for part in parts {
             let (name, args) = macro_call(part);
-            let text = state
-                .call_macro(name, &args)
-                .map_err(|error| format!("the {name} part of the {} template: {error}", self.origin))?;
+            let text = state.call_macro(name, &args).map_err(|error| {
+                format!("the {name} part of the {} template: {error}", self.origin)
+            })?;
             out.extend_from_slice(text.as_bytes());
         }
         Ok(())
@@ -204,7 +204,11 @@ fn macro_call(part: &Part) -> (&'static str, Vec<Value>) {
 }
 
 /// Prints a value escaped for the template's format.
-fn format_value(out: &mut Output<'_>, state: &State<'_, '_>, value: &Value) -> Result<(), JinjaError> {
+fn format_value(
+    out: &mut Output<'_>,
+    state: &State<'_, '_>,
+    value: &Value,
+) -> Result<(), JinjaError> {
     if value.is_undefined() || value.is_none() {
         return Ok(());
     }

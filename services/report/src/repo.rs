@@ -254,10 +254,11 @@ impl ReportRepo {
     }
 
     pub async fn artefacts(&self, id: &str) -> Result<Vec<ArtefactRow>, DbError> {
-        let rows = sqlx::query("SELECT * FROM report_artefacts WHERE report_id = $1 ORDER BY format")
-            .bind(id)
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM report_artefacts WHERE report_id = $1 ORDER BY format")
+                .bind(id)
+                .fetch_all(self.db.pool())
+                .await?;
         rows.iter().map(ArtefactRow::from_row).collect()
     }
 

@@ -74,7 +74,10 @@ fn value_text(value: &serde_json::Value) -> String {
 /// The entry shown for one exported row.
 fn entry(row: Row, settings: &ReportSettings) -> TimelineEntry {
     let max = settings.max_value_chars;
-    let more_fields = row.fields.len().saturating_sub(settings.max_fields_per_event);
+    let more_fields = row
+        .fields
+        .len()
+        .saturating_sub(settings.max_fields_per_event);
     let fields = row
         .fields
         .iter()
@@ -167,7 +170,12 @@ impl ReportWorker {
                 Ok(Ok(Some(chunk))) => chunk,
                 Ok(Ok(None)) => break,
                 Ok(Err(status)) => {
-                    return Err(PeerError::from_status("cases", "export the tagged events", &status).into());
+                    return Err(PeerError::from_status(
+                        "cases",
+                        "export the tagged events",
+                        &status,
+                    )
+                    .into());
                 }
                 Err(_) => {
                     return Err(BuildError::Transient(format!(

@@ -74,7 +74,11 @@ fn render(mut renderer: Renderer) -> String {
 fn html_shows_markup_as_text() {
     let html = render(Renderer::Html(Templates::builtin()));
     assert!(!html.contains("<script>alert"), "{html}");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;") || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;")
+            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
     assert!(!html.contains("href=\"javascript"), "{html}");
     assert!(html.contains("⟨U+202E⟩evil"), "bidi override shown: {html}");
     assert!(!html.contains('\u{202E}'));
@@ -89,7 +93,10 @@ fn markdown_shows_markup_as_text() {
     assert!(md.contains("\\<script\\>alert\\(1\\)\\</script\\>"), "{md}");
     assert!(md.contains("javascript\\:alert"), "{md}");
     assert!(md.contains("\\*\\*bold\\*\\*"), "{md}");
-    assert!(md.contains("\\[x\\]\\(javascript\\:alert\\(1\\)\\)"), "{md}");
+    assert!(
+        md.contains("\\[x\\]\\(javascript\\:alert\\(1\\)\\)"),
+        "{md}"
+    );
     assert!(md.contains("\\$\\\\frac\\{a\\}\\{b\\}\\$"), "{md}");
     assert!(md.contains("line one<br>"), "{md}");
     assert!(!md.contains('\u{202E}'));
@@ -112,7 +119,11 @@ fn json_carries_the_values_unchanged() {
 #[test]
 fn a_template_without_a_macro_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("report.md.j2"), "{% macro begin(r) %}x{% endmacro %}").unwrap();
+    std::fs::write(
+        dir.path().join("report.md.j2"),
+        "{% macro begin(r) %}x{% endmacro %}",
+    )
+    .unwrap();
     let error = Templates::from_dir(dir.path()).unwrap_err().to_string();
     assert!(error.contains("report.md.j2"), "{error}");
     assert!(error.contains("`overview`"), "{error}");
@@ -129,11 +140,16 @@ fn a_deployment_template_replaces_the_layout() {
             "timeline_begin" => "a, b",
             _ => "a",
         };
-        source.push_str(&format!("{{% macro {name}({args}) %}}[{name}]{{% endmacro %}}\n"));
+        source.push_str(&format!(
+            "{{% macro {name}({args}) %}}[{name}]{{% endmacro %}}\n"
+        ));
     }
     source = source.replace("[timeline_event]", "[event {{ a.fields[0].value }}]");
     std::fs::write(dir.path().join("report.md.j2"), source).unwrap();
     let templates = Templates::from_dir(dir.path()).unwrap();
     let md = render(Renderer::Markdown(templates));
-    assert!(md.starts_with("[begin][timeline_begin][event \\<script\\>"), "{md}");
+    assert!(
+        md.starts_with("[begin][timeline_begin][event \\<script\\>"),
+        "{md}"
+    );
 }
