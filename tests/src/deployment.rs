@@ -141,6 +141,8 @@ impl Deployment {
         let gateway_db = runtime.block_on(casescope_testkit::postgres_url());
         let report_db = runtime.block_on(casescope_testkit::postgres_url());
         drop(runtime);
+        // The report service reads case members from the gateway, which starts after it.
+        let gateway_port = casescope_testkit::free_port();
         let mut report_args = common("report", &report_db);
         for (service, server) in [("cases", &cases), ("detect", &detect), ("ioc", &ioc)] {
             report_args.extend([
@@ -148,8 +150,13 @@ impl Deployment {
                 format!("{service}={}", server.address),
             ]);
         }
+        report_args.extend([
+            "--service-addr".into(),
+            format!("gateway=http://127.0.0.1:{gateway_port}"),
+        ]);
         let report = start(report_args);
         let mut gateway_args = common("gateway", &gateway_db);
+        gateway_args.extend(["--listen".into(), format!("127.0.0.1:{gateway_port}")]);
         for (service, server) in [
             ("cases", &cases),
             ("ingest", &ingest),

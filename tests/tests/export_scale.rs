@@ -6,6 +6,12 @@
 //! server's anonymous resident memory (heap: what the export allocates) stays at or
 //! under 256 MiB throughout. The index's file pages the export reads are mapped too
 //! (`RssFile`, reclaimable page cache); the test prints them with the peak total RSS.
+//!
+//! Then the report of the same case, the old system's memory failure: at least 200,000
+//! of the events are tagged (by query, as a job), the server is restarted again, and a
+//! report in HTML and JSON is built while the server's memory is sampled: its anonymous
+//! RSS grows by at most 256 MiB over the fresh process's, and the JSON report holds
+//! every tagged event exactly once.
 
 use casescope_e2e::{Server, json, stderr, stdout};
 use casescope_evidence::{Context, Format, Limits, Outcome, parse_file};
@@ -50,7 +56,7 @@ impl Checksum {
 }
 
 #[test]
-fn a_million_events_export_in_bounded_memory() {
+fn a_million_events_export_and_report_in_bounded_memory() {
     let work = tempfile::tempdir().unwrap();
     let evidence = work.path().join("million.evtx");
     casescope_e2e::synth_evtx(&evidence, EVENTS, 5);
@@ -148,5 +154,142 @@ fn a_million_events_export_in_bounded_memory() {
     assert!(
         peak_anon <= LIMIT_BYTES,
         "peak anonymous RSS {peak_anon} bytes is above {LIMIT_BYTES}"
+    );
+    drop(server);
+    report_of_a_large_case(work.path(), &data_arg, &case);
+}
+
+/// Samples a process's anonymous RSS (kB → bytes) every 50 ms until stopped.
+struct Sampler {
+    done: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let done = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (done, peak) = (done.clone(), peak.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(status_kb(pid, "RssAnon"), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        Sampler { done, peak, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.peak.load(Ordering::Relaxed) * 1024
+    }
+}
+
+fn report_of_a_large_case(work: &std::path::Path, data_arg: &str, case: &str) {
+    const TAGGED_AT_LEAST: u64 = 200_000;
+    let server = Server::start(&["--data-dir", data_arg], &[]);
+    // Tag whole event codes, most frequent first, until at least 200,000 are tagged.
+    let facets = json(server.cli(&["facets", case, "EventID", "--top", "100", "--json"]));
+    let mut codes = Vec::new();
+    let mut selected = 0;
+    for value in facets["facets"][0]["values"].as_array().unwrap() {
+        if selected >= TAGGED_AT_LEAST {
+            break;
+        }
+        codes.push(format!(
+            "EventID:{}",
+            value["value"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value["value"].to_string())
+        ));
+        selected += value["count"].as_u64().unwrap();
+    }
+    assert!(selected >= TAGGED_AT_LEAST, "{facets}");
+    let query = codes.join(" OR ");
+    let tagging = server.cli(&["tag", case, "bulk", "--query", &query]);
+    assert!(tagging.status.success(), "{}", stderr(&tagging));
+    eprintln!(
+        "tagged {selected} events ({query}): {}",
+        stderr(&tagging).trim()
+    );
+    drop(server);
+
+    // A fresh process: the report's memory is measured from its baseline.
+    let server = Server::start(&["--data-dir", data_arg], &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = server.child.id();
+    let baseline = status_kb(pid, "RssAnon") * 1024;
+    let sampler = Sampler::start(pid);
+    let started = Instant::now();
+    let created = server.cli(&[
+        "report", "create", case, "--format", "html", "--format", "json", "--tag", "bulk",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = stdout(&created).trim().to_string();
+    let report = loop {
+        let report = json(server.cli(&["report", "get", case, &id, "--json"]));
+        match report["status"].as_str().unwrap() {
+            "ready" => break report,
+            "failed" => panic!("report failed: {report}"),
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    let elapsed = started.elapsed();
+    let peak = sampler.stop();
+    let output = work.join("report.json");
+    let saved = server.cli(&[
+        "report",
+        "download",
+        case,
+        &id,
+        "--format",
+        "json",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let document: serde_json::Value = serde_json::from_reader(std::io::BufReader::new(
+        std::fs::File::open(&output).unwrap(),
+    ))
+    .unwrap();
+    let events = document["timeline"]["events"].as_array().unwrap();
+    assert_eq!(events.len() as u64, selected, "every tagged event");
+    assert_eq!(document["timeline"]["selected"], selected);
+    assert_eq!(document["timeline"]["left_out"], 0);
+    let distinct: std::collections::HashSet<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(distinct.len() as u64, selected, "each once");
+    assert_eq!(document["overview"]["events_indexed"], EVENTS);
+    let growth = peak.saturating_sub(baseline);
+    let sizes: Vec<String> = report["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {:.1} MiB",
+                a["format"].as_str().unwrap(),
+                a["size_bytes"].as_f64().unwrap() / 1048576.0
+            )
+        })
+        .collect();
+    eprintln!(
+        "report of {selected} tagged events of {EVENTS} in {elapsed:.1?} ({}); server anonymous RSS \
+         {:.1} MiB before, peak {:.1} MiB (growth {:.1} MiB)",
+        sizes.join(", "),
+        baseline as f64 / 1048576.0,
+        peak as f64 / 1048576.0,
+        growth as f64 / 1048576.0,
+    );
+    assert!(
+        growth <= LIMIT_BYTES,
+        "the report grew the server's anonymous RSS by {growth} bytes, above {LIMIT_BYTES}"
     );
 }

@@ -137,11 +137,19 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let document: serde_json::Value =
         serde_json::from_str(&download(api, &case, &id, "json", work)).expect("valid JSON");
     assert_eq!(document["report"]["case_name"], format!("Report {HOSTILE}"));
+    let members = document["report"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{document}");
+    assert_eq!(members[0]["name"], "admin");
+    assert_eq!(members[0]["role"], "case admin");
     assert_eq!(document["files_total"], 1);
     assert_eq!(document["files"][0]["events_indexed"], EVENTS);
     if !sha256.is_empty() {
         assert_eq!(document["files"][0]["sha256"], sha256);
     }
+    assert_eq!(
+        document["files"][0]["uploaded_by"], "admin",
+        "the uploader is recorded"
+    );
     assert_eq!(document["overview"]["events_indexed"], EVENTS);
     assert_eq!(document["overview"]["detections"], detections);
     assert_eq!(document["detections_by_rule"]["total"], detections);

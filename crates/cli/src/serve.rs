@@ -76,6 +76,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
     let key = serve_gateway::internal_key(&config)?;
 
     let mut gate = None;
+    let mut gateway_channel: Option<GrpcChannel> = None;
     if runs(&config, "gateway") {
         let db = database(&config, "gateway").await?;
         db.migrate(casescope_gateway::ALL_MIGRATIONS)
@@ -86,6 +87,11 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
         gate = Some(parts.gate);
         routes.add_service(parts.auth.clone());
         routes.add_service(parts.admin);
+        let members = guarded(parts.members, &key);
+        gateway_channel = Some(channel::in_process(
+            tonic::service::Routes::new(members.clone()).prepare(),
+        ));
+        routes.add_service(members);
         health_reporter
             .set_serving::<casescope_proto::gateway::v1::auth_service_server::AuthServiceServer<
                 casescope_gateway::AuthApi,
@@ -290,8 +296,10 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             },
         ));
         let server = guarded(
-            IngestServiceServer::new(api)
-                .max_decoding_message_size(settings.max_chunk_bytes + 64 * 1024),
+            IngestServiceServer::new(api).max_decoding_message_size(
+                (settings.max_chunk_bytes + 64 * 1024)
+                    .max(casescope_ingest::MAX_QUERY_REQUEST_BYTES),
+            ),
             &key,
         );
         ingest_channel = Some(channel::in_process(
@@ -540,6 +548,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             cases: cases_channel.clone(),
             detect: detect_channel.clone(),
             ioc: ioc_channel.clone(),
+            gateway: gateway_channel.clone(),
         };
         let (server, db) = report::start(
             &config,

@@ -15,6 +15,7 @@ use casescope_gateway::{
 use casescope_proto::channel::GrpcChannel;
 use casescope_proto::gateway::v1::admin_service_server::AdminServiceServer;
 use casescope_proto::gateway::v1::auth_service_server::AuthServiceServer;
+use casescope_proto::gateway::v1::case_members_service_server::CaseMembersServiceServer;
 use casescope_proto::identity::{Guarded, InternalKey};
 use casescope_runtime::config::{Config, Mode};
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct GatewayParts {
     pub gate: Arc<Gate>,
     pub auth: AuthServiceServer<AuthApi>,
     pub admin: AdminServiceServer<AdminApi>,
+    /// Internal: the case members the report service lists.
+    pub members: CaseMembersServiceServer<casescope_gateway::CaseMembersApi>,
 }
 
 /// Starts the gateway on its migrated database `db`.
@@ -129,6 +132,8 @@ pub async fn start(
         burst: config.gateway.burst,
         max_uploads: config.gateway.max_uploads_per_user,
     });
+    let members =
+        CaseMembersServiceServer::new(casescope_gateway::CaseMembersApi::new(roles.clone()));
     let gate = Gate::new(authenticator, roles, audit.clone(), key, limiter)
         .trusting(config.gateway.trusted_proxies.clone());
 
@@ -162,6 +167,7 @@ pub async fn start(
         gate,
         auth: AuthServiceServer::new(auth),
         admin: AdminServiceServer::new(admin),
+        members,
     })
 }
 

@@ -96,4 +96,5 @@ pub const GRPC_SERVICES: &[(&str, &str)] = &[
     ),
     ("casescope.gateway.v1.AuthService", "gateway"),
     ("casescope.gateway.v1.AdminService", "gateway"),
+    ("casescope.gateway.v1.CaseMembersService", "gateway"),
 ];

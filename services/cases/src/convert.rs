@@ -3,7 +3,7 @@
 use crate::repo::{CaseRow, CaseState, FileRow, Settings};
 use crate::validate;
 use casescope_proto::cases::v1 as pb;
-use casescope_proto::common::v1::{CaseId, FileId, FileStatus, Stage};
+use casescope_proto::common::v1::{CaseId, FileId, FileStatus, Stage, UserId};
 use casescope_proto::error::ApiError;
 use casescope_proto::time::micros_to_timestamp;
 
@@ -101,6 +101,10 @@ pub(crate) fn file_to_pb(file: &FileRow) -> pb::File {
         uploaded_at: Some(micros_to_timestamp(file.uploaded_at)),
         updated_at: Some(micros_to_timestamp(file.updated_at)),
         parent_archive_id: file.parent_archive_id.clone().map(|value| FileId { value }),
+        uploaded_by: (!file.uploaded_by.is_empty()).then(|| UserId {
+            value: file.uploaded_by.clone(),
+        }),
+        uploaded_by_name: file.uploaded_by_name.clone(),
     }
 }
 

@@ -72,6 +72,8 @@ impl FileRecordsService for CasesApi {
             updated_at: now,
             ingest_status: "uploaded".into(),
             generation: 0,
+            uploaded_by: request.uploaded_by.map(|u| u.value).unwrap_or_default(),
+            uploaded_by_name: request.uploaded_by_name,
         };
         let stored = self.repo.register_file(&row).await.map_err(db_error)?;
         Ok(Response::new(file_to_pb(&stored)))

@@ -78,6 +78,12 @@ CREATE INDEX case_files_by_case ON case_files (case_id, uploaded_at, id);
             name: "file status from every stage",
             sql: crate::stages::MIGRATION,
         },
+        Migration {
+            version: 8,
+            name: "file uploaders",
+            sql: "ALTER TABLE case_files ADD COLUMN uploaded_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE case_files ADD COLUMN uploaded_by_name TEXT NOT NULL DEFAULT '';",
+        },
     ],
 };
 
@@ -154,6 +160,9 @@ pub struct FileRow {
     pub ingest_status: String,
     /// The ingest generation of the file's events.
     pub generation: i64,
+    /// Who uploaded it (user id and name; empty when not recorded).
+    pub uploaded_by: String,
+    pub uploaded_by_name: String,
 }
 
 /// A position in a listing ordered by (time, id).
@@ -218,6 +227,8 @@ fn file_from_row(row: &AnyRow) -> Result<FileRow, DbError> {
         updated_at: int("updated_at")?,
         ingest_status: text("ingest_status")?,
         generation: int("generation")?,
+        uploaded_by: text("uploaded_by")?,
+        uploaded_by_name: text("uploaded_by_name")?,
     })
 }
 
@@ -390,8 +401,9 @@ impl CasesRepo {
     pub async fn register_file(&self, file: &FileRow) -> Result<FileRow, DbError> {
         sqlx::query(
             "INSERT INTO case_files (id, case_id, name, sha256, size_bytes, format, status, \
-             parent_archive_id, uploaded_at, updated_at, ingest_status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7) \
+             parent_archive_id, uploaded_at, updated_at, ingest_status, uploaded_by, \
+             uploaded_by_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&file.id)
@@ -404,6 +416,8 @@ impl CasesRepo {
         .bind(&file.parent_archive_id)
         .bind(file.uploaded_at)
         .bind(file.updated_at)
+        .bind(&file.uploaded_by)
+        .bind(&file.uploaded_by_name)
         .execute(self.db.pool())
         .await?;
         self.get_file(&file.case_id, &file.id)

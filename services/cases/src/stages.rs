@@ -277,6 +277,8 @@ mod tests {
             updated_at: 0,
             ingest_status: ingest.into(),
             generation,
+            uploaded_by: String::new(),
+            uploaded_by_name: String::new(),
         }
     }
 

@@ -151,6 +151,9 @@ impl CasesApi {
                 ApiError::not_found("CASE_NOT_FOUND", format!("case {case_id} does not exist"))
             })?;
         let mut wanted = annotations(&parsed);
+        // Sets the query string itself names (a filter-only tag goes out once, in the
+        // union below, not also under its own key).
+        let in_query = wanted.clone();
         for extra in filter_tags
             .iter()
             .cloned()
@@ -180,12 +183,15 @@ impl CasesApi {
                         ),
                     ),
                 })?;
-            total += members.len();
-            resolved.insert(annotation.clone(), members.clone());
-            sets.push(ingest::EventSet {
-                key: annotation.key(),
-                tiebreaks: members.as_ref().clone(),
-            });
+            let filter_only = filter_tags.contains(annotation) && !in_query.contains(annotation);
+            if !filter_only {
+                total += members.len();
+                sets.push(ingest::EventSet {
+                    key: annotation.key(),
+                    tiebreaks: members.as_ref().clone(),
+                });
+            }
+            resolved.insert(annotation.clone(), members);
         }
         let mut required = Vec::new();
         if !filter_tags.is_empty() {

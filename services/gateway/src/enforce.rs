@@ -137,9 +137,25 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 
 /// The axum middleware (`from_fn_with_state(gate, enforce)`) in front of the gRPC routes.
 pub async fn enforce(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
+    let method = request.uri().path().to_string();
+    // Another CaseScope service calling an internal RPC this process serves (the
+    // report service reading case members from the gateway) proves itself with a
+    // service identity signed with the internal key; the service's guard checks it
+    // again. Anything else internal is refused below.
+    if policy::rule_of(&method).is_some_and(|rule| rule.access == Access::Internal)
+        && gate
+            .key
+            .verify(
+                request.headers().get(identity::HEADER),
+                &method,
+                identity::now_secs(),
+            )
+            .is_ok_and(|caller| caller.kind == CallerKind::Service)
+    {
+        return next.run(request).await;
+    }
     // Nobody outside may bring their own identity.
     request.headers_mut().remove(identity::HEADER);
-    let method = request.uri().path().to_string();
     let Some(rule) = policy::rule_of(&method) else {
         // Health, reflection, HTTP endpoints, and paths that are not RPCs (404).
         return next.run(request).await;

@@ -208,8 +208,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<Streaming<pb::UploadChunk>>,
     ) -> RpcResult<pb::UploadResult> {
+        let uploader = crate::upload::Uploader::of(&request);
         Ok(Response::new(
-            self.handle_upload(request.into_inner()).await?,
+            self.handle_upload(request.into_inner(), &uploader).await?,
         ))
     }
 
@@ -264,8 +265,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<pb::UploadHeader>,
     ) -> RpcResult<pb::BeginUploadResponse> {
+        let uploader = crate::upload::Uploader::of(&request);
         Ok(Response::new(
-            self.begin_upload(request.into_inner()).await?,
+            self.begin_upload(request.into_inner(), &uploader).await?,
         ))
     }
 

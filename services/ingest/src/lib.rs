@@ -46,6 +46,11 @@ pub const ALL_MIGRATIONS: &[Migrations] = &[
 /// The lease stage name of ingestion.
 pub const STAGE: &str = "ingest";
 
+/// The largest request the ingest service decodes besides upload chunks: an event query
+/// carries the annotation sets of the timeline, at most 1,000,000 tie-breakers of 8
+/// bytes in all, plus the query.
+pub const MAX_QUERY_REQUEST_BYTES: usize = 9 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
     /// Evidence blobs (`evidence/<case>/<sha256>.<ext>`), partial uploads (`uploads/`)

@@ -93,6 +93,16 @@ CREATE TABLE case_archives (
 CREATE INDEX case_archives_due ON case_archives (target, state, report_pending);
 ",
         },
+        Migration {
+            version: 4,
+            name: "uploaders",
+            sql: "
+ALTER TABLE uploads ADD COLUMN uploaded_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN uploaded_by_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE evidence_files ADD COLUMN uploaded_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE evidence_files ADD COLUMN uploaded_by_name TEXT NOT NULL DEFAULT '';
+",
+        },
     ],
 };
 
@@ -123,6 +133,9 @@ pub struct UploadRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Who started the upload (user id and name; empty for a service or an old row).
+    pub uploaded_by: String,
+    pub uploaded_by_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +163,9 @@ pub struct FileRow {
     pub status_synced: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Who uploaded it (an archive member: the archive's uploader).
+    pub uploaded_by: String,
+    pub uploaded_by_name: String,
 }
 
 fn upload_from(row: &AnyRow) -> Result<UploadRow, DbError> {
@@ -166,6 +182,8 @@ fn upload_from(row: &AnyRow) -> Result<UploadRow, DbError> {
         error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        uploaded_by: row.try_get("uploaded_by")?,
+        uploaded_by_name: row.try_get("uploaded_by_name")?,
     })
 }
 
@@ -194,6 +212,8 @@ pub(crate) fn file_from(row: &AnyRow) -> Result<FileRow, DbError> {
         status_synced: row.try_get::<i64, _>("status_synced")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        uploaded_by: row.try_get("uploaded_by")?,
+        uploaded_by_name: row.try_get("uploaded_by_name")?,
     })
 }
 
@@ -214,8 +234,9 @@ impl IngestRepo {
     pub async fn insert_upload(&self, upload: &UploadRow) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO uploads (id, case_id, file_name, declared_size, declared_sha256, timestamp_field, \
-             state, bytes_received, file_id, error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             state, bytes_received, file_id, error, created_at, updated_at, uploaded_by, \
+             uploaded_by_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&upload.id)
         .bind(&upload.case_id)
@@ -229,6 +250,8 @@ impl IngestRepo {
         .bind(&upload.error)
         .bind(upload.created_at)
         .bind(upload.updated_at)
+        .bind(&upload.uploaded_by)
+        .bind(&upload.uploaded_by_name)
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -305,8 +328,9 @@ impl IngestRepo {
     pub async fn insert_file(&self, tx: &mut Tx<'_>, file: &FileRow) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO evidence_files (id, case_id, name, sha256, size_bytes, format, blob_path, timestamp_field, \
-             parent_id, stage_status, generation, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             parent_id, stage_status, generation, created_at, updated_at, uploaded_by, \
+             uploaded_by_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&file.id)
         .bind(&file.case_id)
@@ -321,6 +345,8 @@ impl IngestRepo {
         .bind(file.generation)
         .bind(file.created_at)
         .bind(file.updated_at)
+        .bind(&file.uploaded_by)
+        .bind(&file.uploaded_by_name)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -609,6 +635,8 @@ mod tests {
             status_synced: false,
             created_at: 0,
             updated_at: 0,
+            uploaded_by: String::new(),
+            uploaded_by_name: String::new(),
         }
     }
 

@@ -13,7 +13,7 @@ use casescope_eventstore::{Event, EventStore};
 use casescope_evidence::{Context, Format, Outcome, parse_file};
 use casescope_proto::bus::v1::StageJob;
 use casescope_proto::cases::v1::{RegisterFileRequest, RejectCount, UpdateFileStatusRequest};
-use casescope_proto::common::v1::{CaseId, FileStatus, Stage};
+use casescope_proto::common::v1::{CaseId, FileStatus, Stage, UserId};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -118,6 +118,10 @@ async fn sync_status_inner(repo: &IngestRepo, cases: &CasesClient, file: &FileRo
                 size_bytes: u64::try_from(file.size_bytes).unwrap_or_default(),
                 format: file.format.clone(),
                 parent_archive_id: file.parent_id.as_deref().and_then(file_id),
+                uploaded_by: (!file.uploaded_by.is_empty()).then(|| UserId {
+                    value: file.uploaded_by.clone(),
+                }),
+                uploaded_by_name: file.uploaded_by_name.clone(),
             })
             .await;
         match registered {

@@ -228,6 +228,7 @@ impl IngestApi {
     pub(crate) async fn handle_upload(
         &self,
         mut stream: Streaming<pb::UploadChunk>,
+        uploader: &Uploader,
     ) -> Result<pb::UploadResult, ApiError> {
         let first = stream
             .message()
@@ -241,7 +242,7 @@ impl IngestApi {
                 "the first message must be the header",
             ));
         };
-        let (upload, mut offset, format) = match self.begin(&header, "header.").await? {
+        let (upload, mut offset, format) = match self.begin(&header, "header.", uploader).await? {
             Begun::Present(result) => return Ok(result),
             Begun::Receiving {
                 upload,
@@ -291,6 +292,7 @@ impl IngestApi {
         &self,
         header: &pb::UploadHeader,
         prefix: &str,
+        uploader: &Uploader,
     ) -> Result<Begun, ApiError> {
         let field = |name: &str| format!("{prefix}{name}");
         let case_id = crate::api::case_id(header.case_id.as_ref(), &field("case_id"))?;
@@ -365,6 +367,8 @@ impl IngestApi {
                     error: None,
                     created_at: now,
                     updated_at: now,
+                    uploaded_by: uploader.id.clone(),
+                    uploaded_by_name: uploader.name.clone(),
                 };
                 tokio::fs::create_dir_all(settings.uploads_dir())
                     .await
@@ -469,6 +473,8 @@ impl IngestApi {
             blob: blob.clone(),
             timestamp_field: timestamp_field.clone(),
             parent_id: None,
+            uploaded_by: upload.uploaded_by.clone(),
+            uploaded_by_name: upload.uploaded_by_name.clone(),
         };
         let (file_row, already_present) = self.create_file(new_file).await?;
         let mut result = pb::UploadResult {
@@ -678,6 +684,8 @@ impl IngestApi {
                         blob,
                         timestamp_field: timestamp_field.clone(),
                         parent_id: Some(archive_row.id.clone()),
+                        uploaded_by: archive_row.uploaded_by.clone(),
+                        uploaded_by_name: archive_row.uploaded_by_name.clone(),
                     })
                     .await?
                 }
@@ -737,6 +745,8 @@ impl IngestApi {
             status_synced: false,
             created_at: now,
             updated_at: now,
+            uploaded_by: new.uploaded_by,
+            uploaded_by_name: new.uploaded_by_name,
         };
         let mut tx = self.repo.db().begin().await.map_err(crate::api::db_error)?;
         match self.repo.insert_file(&mut tx, &row).await {
@@ -776,4 +786,25 @@ pub(crate) struct NewFile {
     pub blob: PathBuf,
     pub timestamp_field: Option<String>,
     pub parent_id: Option<String>,
+    pub uploaded_by: String,
+    pub uploaded_by_name: String,
+}
+
+/// Who uploads: the user of the call (empty for a service).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Uploader {
+    pub id: String,
+    pub name: String,
+}
+
+impl Uploader {
+    pub(crate) fn of<T>(request: &tonic::Request<T>) -> Uploader {
+        match casescope_proto::identity::Identity::of(request) {
+            Some(identity) if identity.author().is_some() => Uploader {
+                id: identity.user_id.clone(),
+                name: identity.username.clone(),
+            },
+            _ => Uploader::default(),
+        }
+    }
 }

@@ -262,9 +262,7 @@ impl ReportApi {
         }
         Ok(pb::ListReportsResponse {
             reports,
-            page: Some(PageResponse {
-                next_cursor: next,
-            }),
+            page: Some(PageResponse { next_cursor: next }),
         })
     }
 

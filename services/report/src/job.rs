@@ -370,6 +370,11 @@ impl ReportWorker {
         let state = casescope_proto::cases::v1::CaseState::try_from(case.state)
             .map(|s| enum_word(s.as_str_name(), "CASE_STATE_"))
             .unwrap_or_default();
+        let (members, members_unavailable) = match self.peers.members(&row.case_id).await {
+            Ok(found) => found,
+            Err(error) if error.transient => return Err(error.into()),
+            Err(error) => (Vec::new(), error.message),
+        };
         let meta = Box::new(Meta {
             id: row.id.clone(),
             title: row.title.clone(),
@@ -384,6 +389,8 @@ impl ReportWorker {
                 .unwrap_or_default(),
             generated_at: micros_to_rfc3339(casescope_db::now_micros()),
             requested_by: row.requested_by_name.clone(),
+            members,
+            members_unavailable,
             sections: sections.iter().map(|s| section_key(*s)).collect(),
             timeline_tags: row.timeline_tags.clone(),
             version: env!("CARGO_PKG_VERSION"),

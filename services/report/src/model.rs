@@ -16,10 +16,23 @@ pub struct Meta {
     pub case_created_at: String,
     pub generated_at: String,
     pub requested_by: String,
+    /// The case's members (who has a role on it).
+    pub members: Vec<Member>,
+    /// Why the members are not listed, when they are not.
+    pub members_unavailable: String,
     /// Section keys in the order shown.
     pub sections: Vec<&'static str>,
     pub timeline_tags: Vec<String>,
     pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub name: String,
+    /// "viewer", "analyst", "case admin".
+    pub role: String,
+    /// When the role was granted.
+    pub since: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -54,6 +67,8 @@ pub struct FileEntry {
     pub status: String,
     pub error: String,
     pub uploaded_at: String,
+    /// The uploader's name (empty when not recorded).
+    pub uploaded_by: String,
     pub records_read: u64,
     pub events_indexed: u64,
     pub records_rejected: u64,

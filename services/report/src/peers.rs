@@ -8,6 +8,8 @@ use casescope_proto::channel::GrpcChannel;
 use casescope_proto::common::v1::{CaseId, PageRequest, SortOrder};
 use casescope_proto::detect::v1 as detect;
 use casescope_proto::detect::v1::detect_service_client::DetectServiceClient;
+use casescope_proto::gateway::v1 as gateway;
+use casescope_proto::gateway::v1::case_members_service_client::CaseMembersServiceClient;
 use casescope_proto::ioc::v1 as ioc;
 use casescope_proto::ioc::v1::ioc_service_client::IocServiceClient;
 use casescope_proto::time::{micros_to_rfc3339, timestamp_to_micros};
@@ -19,6 +21,8 @@ use tonic::{Code, Status};
 const MAX_PEER_MESSAGE: usize = 16 * 1024 * 1024;
 /// Files per ListFiles page.
 const FILES_PAGE: u32 = 500;
+/// Members listed in a report at most.
+const MAX_MEMBERS: usize = 1_000;
 
 /// Why a peer could not answer.
 #[derive(Debug, Clone)]
@@ -76,6 +80,7 @@ pub struct Peers {
     pub(crate) cases: CasesServiceClient<GrpcChannel>,
     pub(crate) detect: Option<DetectServiceClient<GrpcChannel>>,
     pub(crate) ioc: Option<IocServiceClient<GrpcChannel>>,
+    pub(crate) members: Option<CaseMembersServiceClient<GrpcChannel>>,
     pub(crate) timeout: Duration,
 }
 
@@ -115,7 +120,57 @@ impl Peers {
             ioc: ioc.map(|channel| {
                 IocServiceClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE)
             }),
+            members: None,
             timeout,
+        }
+    }
+
+    /// The gateway's internal members service (a report without it says the members
+    /// are not available).
+    pub fn with_members(mut self, gateway: Option<GrpcChannel>) -> Self {
+        self.members = gateway.map(CaseMembersServiceClient::new);
+        self
+    }
+
+    /// The case's members (at most [`MAX_MEMBERS`]), or why they cannot be listed.
+    pub async fn members(&self, case_id: &str) -> Result<(Vec<Member>, String), PeerError> {
+        let Some(client) = &self.members else {
+            return Ok((
+                Vec::new(),
+                "the gateway's address is not known to this report service".into(),
+            ));
+        };
+        let mut members = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let mut client = client.clone();
+            let page = self
+                .bounded(
+                    "gateway",
+                    "list the case's members",
+                    client.list_case_members(gateway::ListCaseMembersRequest {
+                        case_id: case_ref(case_id),
+                        page: Some(PageRequest {
+                            page_size: 500,
+                            cursor: cursor.clone(),
+                        }),
+                    }),
+                )
+                .await?;
+            for grant in page.grants {
+                members.push(Member {
+                    name: grant.username,
+                    role: gateway::CaseRole::try_from(grant.role)
+                        .map(|r| enum_word(r.as_str_name(), "CASE_ROLE_"))
+                        .unwrap_or_default(),
+                    since: time_text(grant.granted_at.as_ref()),
+                });
+            }
+            cursor = page.page.map(|p| p.next_cursor).unwrap_or_default();
+            if cursor.is_empty() || members.len() >= MAX_MEMBERS {
+                members.truncate(MAX_MEMBERS);
+                return Ok((members, String::new()));
+            }
         }
     }
 
@@ -390,6 +445,11 @@ fn file_entry(file: cases::File) -> FileEntry {
         status,
         error: file.error,
         uploaded_at: time_text(file.uploaded_at.as_ref()),
+        uploaded_by: if file.uploaded_by_name.is_empty() {
+            file.uploaded_by.map(|u| u.value).unwrap_or_default()
+        } else {
+            file.uploaded_by_name
+        },
         records_read: file.records_read,
         events_indexed: file.events_indexed,
         records_rejected: file.records_rejected,

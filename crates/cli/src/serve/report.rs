@@ -22,6 +22,7 @@ pub(super) struct ReportPeers {
     pub cases: Option<GrpcChannel>,
     pub detect: Option<GrpcChannel>,
     pub ioc: Option<GrpcChannel>,
+    pub gateway: Option<GrpcChannel>,
 }
 
 /// Starts the report service; returns its server and database.
@@ -76,12 +77,14 @@ pub(super) async fn start(
     };
     let detect = optional("detect", here.detect).await?;
     let ioc = optional("ioc", here.ioc).await?;
+    let gateway = optional("gateway", here.gateway).await?;
     let peers = casescope_report::Peers::new(
         identity(cases),
         detect.map(identity),
         ioc.map(identity),
         settings.peer_timeout,
-    );
+    )
+    .with_members(gateway.map(identity));
     let outbox = Outbox::new(db.clone(), bus.clone());
     tasks.spawn(
         outbox

@@ -104,6 +104,12 @@ pub const POLICY: &[Rule] = &[
         CASE,
     ),
     rule(
+        "/casescope.gateway.v1.CaseMembersService/ListCaseMembers",
+        Internal,
+        false,
+        CASE,
+    ),
+    rule(
         "/casescope.gateway.v1.AdminService/ListCaseRoles",
         Authenticated,
         false,

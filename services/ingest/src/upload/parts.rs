@@ -108,8 +108,9 @@ impl IngestApi {
     pub(crate) async fn begin_upload(
         &self,
         header: pb::UploadHeader,
+        uploader: &super::Uploader,
     ) -> Result<pb::BeginUploadResponse, ApiError> {
-        Ok(match self.begin(&header, "").await? {
+        Ok(match self.begin(&header, "", uploader).await? {
             Begun::Present(result) => pb::BeginUploadResponse {
                 status: None,
                 already_present: Some(result),

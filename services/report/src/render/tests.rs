@@ -13,6 +13,8 @@ fn meta() -> Meta {
         case_created_at: "2026-01-01T00:00:00Z".into(),
         generated_at: "2026-01-02T00:00:00Z".into(),
         requested_by: "alice".into(),
+        members: vec![],
+        members_unavailable: String::new(),
         sections: vec!["timeline", "notes"],
         timeline_tags: vec![],
         version: "0.1.0",
