@@ -51,8 +51,21 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     echo "Chromium is missing: the web app's browser test will skip (sudo apt-get install chromium)"
   fi
 fi
+# Poppler's pdftoppm/pdftotext render and read the PDF reports in the report tests, and
+# DejaVu Sans is the PDF reports' font (Debian packages).
+if ! command -v pdftoppm >/dev/null 2>&1 || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing poppler-utils and fonts-dejavu-core (Debian)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends poppler-utils fonts-dejavu-core >/dev/null
+  else
+    echo "pdftoppm or DejaVu Sans is missing and installing them needs root: sudo apt-get install poppler-utils fonts-dejavu-core" >&2
+    exit 1
+  fi
+fi
 # The OpenID Connect provider of the sign-in tests (node-oidc-provider, pinned by its
 # lockfile, from the npm registry).
 echo "installing the test OpenID Connect provider (npm ci in scripts/oidc-provider)"
 (cd "$(dirname "$0")/oidc-provider" && npm ci --no-audit --no-fund --loglevel=error)
-echo "test dependencies present: nats-server, PostgreSQL, Chromium, the OIDC provider (and OpenSearch and SeaweedFS, see above)"
+echo "test dependencies present: nats-server, PostgreSQL, Chromium, poppler-utils, the OIDC provider (and OpenSearch and SeaweedFS, see above)"

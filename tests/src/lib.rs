@@ -624,3 +624,83 @@ level: low
 "
     )
 }
+
+/// Renders every page of `pdf` to PNG under `dir` with Poppler's `pdftoppm` (Debian's
+/// poppler-utils) and returns, per page, the fraction of its pixels that carry ink
+/// (measured on a grey rendering of the same page): a blank page is 0.
+pub fn pdf_pages(pdf: &std::path::Path, dir: &std::path::Path) -> Vec<f64> {
+    std::fs::create_dir_all(dir).unwrap();
+    for (kind, prefix) in [("-png", "page"), ("-gray", "grey")] {
+        let status = Command::new("pdftoppm")
+            .args([kind, "-r", "50"])
+            .arg(pdf)
+            .arg(dir.join(prefix))
+            .status()
+            .expect("run pdftoppm (apt-get install poppler-utils; scripts/install-test-deps.sh)");
+        assert!(
+            status.success(),
+            "pdftoppm {kind} failed on {}",
+            pdf.display()
+        );
+    }
+    let mut pages: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pgm"))
+        .collect();
+    pages.sort();
+    let pngs = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert_eq!(pngs, pages.len(), "one PNG per page");
+    pages
+        .iter()
+        .map(|path| {
+            // Binary PGM: "P5\n<w> <h>\n<max>\n" then one byte per pixel.
+            let bytes = std::fs::read(path).unwrap();
+            let mut fields = 0;
+            let mut start = 0;
+            let mut in_token = false;
+            for (i, b) in bytes.iter().enumerate() {
+                if b.is_ascii_whitespace() {
+                    if in_token {
+                        fields += 1;
+                        in_token = false;
+                        if fields == 4 {
+                            start = i + 1;
+                            break;
+                        }
+                    }
+                } else {
+                    in_token = true;
+                }
+            }
+            let pixels = &bytes[start..];
+            let ink = pixels.iter().filter(|p| **p < 160).count();
+            ink as f64 / pixels.len().max(1) as f64
+        })
+        .collect()
+}
+
+/// The text of `pdf` as Poppler's `pdftotext` reads it (layout kept).
+pub fn pdf_text(pdf: &std::path::Path) -> String {
+    let output = Command::new("pdftotext")
+        .args(["-layout", "-enc", "UTF-8"])
+        .arg(pdf)
+        .arg("-")
+        .output()
+        .expect("run pdftotext (apt-get install poppler-utils)");
+    assert!(
+        output.status.success(),
+        "pdftotext failed on {}",
+        pdf.display()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

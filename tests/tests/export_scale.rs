@@ -9,7 +9,7 @@
 //!
 //! Then the report of the same case, the old system's memory failure: at least 200,000
 //! of the events are tagged (by query, as a job), the server is restarted again, and a
-//! report in HTML and JSON is built while the server's memory is sampled: its anonymous
+//! report in HTML, JSON and PDF is built while the server's memory is sampled: its anonymous
 //! RSS grows by at most 256 MiB over the fresh process's, and the JSON report holds
 //! every tagged event exactly once.
 
@@ -227,7 +227,8 @@ fn report_of_a_large_case(work: &std::path::Path, data_arg: &str, case: &str) {
     let sampler = Sampler::start(pid);
     let started = Instant::now();
     let created = server.cli(&[
-        "report", "create", case, "--format", "html", "--format", "json", "--tag", "bulk",
+        "report", "create", case, "--format", "html", "--format", "json", "--format", "pdf",
+        "--tag", "bulk",
     ]);
     assert!(created.status.success(), "{}", stderr(&created));
     let id = stdout(&created).trim().to_string();

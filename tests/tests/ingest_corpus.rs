@@ -141,4 +141,136 @@ fn every_record_of_the_corpus_is_indexed_exactly_once() {
             .all(|r| r["already_present"] == true)
     );
     assert_eq!(count(""), distinct_total);
+    report_of_the_corpus(&server, &case, distinct_total);
+}
+
+/// The case's report in every format once every file is ready: LSASS access tagged,
+/// two events starred, one commented; the PDF's pages rendered to PNG (with
+/// CASESCOPE_SCREENSHOTS=DIR, its first page is kept as DIR/report-pdf.png).
+fn report_of_the_corpus(server: &Server, case: &str, events: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while files_json(server, case)
+        .iter()
+        .any(|f| f["status"] != "ready" && f["status"] != "failed")
+    {
+        assert!(std::time::Instant::now() < deadline, "files not ready");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let tagged = server.cli(&[
+        "tag",
+        case,
+        "credential access",
+        "--query",
+        r"TargetImage:*\\lsass.exe",
+    ]);
+    assert!(tagged.status.success(), "{}", stderr(&tagged));
+    let page: serde_json::Value = serde_json::from_str(&stdout(&server.cli(&[
+        "timeline",
+        case,
+        "EventID:4624",
+        "--limit",
+        "2",
+        "--json",
+    ])))
+    .unwrap();
+    let logons: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let mut star = vec!["star", case];
+    for id in &logons {
+        star.extend(["--event", id]);
+    }
+    assert!(server.cli(&star).status.success());
+    let comment = server.cli(&[
+        "comment",
+        case,
+        logons[0],
+        "First logon of the intrusion window; check the source workstation.",
+    ]);
+    assert!(comment.status.success(), "{}", stderr(&comment));
+
+    let created = server.cli(&[
+        "report",
+        "create",
+        case,
+        "--format",
+        "html",
+        "--format",
+        "md",
+        "--format",
+        "json",
+        "--format",
+        "pdf",
+        "--title",
+        "EVTX-ATTACK-SAMPLES — case report",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = stdout(&created).trim().to_string();
+    let report = loop {
+        let report: serde_json::Value = serde_json::from_str(&stdout(
+            &server.cli(&["report", "get", case, &id, "--json"]),
+        ))
+        .unwrap();
+        match report["status"].as_str().unwrap() {
+            "ready" => break report,
+            "failed" => panic!("report failed: {report}"),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    for format in ["html", "md", "json", "pdf"] {
+        let path = work.path().join(format!("report.{format}"));
+        let saved = server.cli(&[
+            "report",
+            "download",
+            case,
+            &id,
+            "--format",
+            format,
+            "--output",
+            path.to_str().unwrap(),
+        ]);
+        assert!(saved.status.success(), "{}", stderr(&saved));
+        sizes.push(format!(
+            "{format} {} bytes",
+            std::fs::metadata(&path).unwrap().len()
+        ));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["overview"]["events_indexed"], events);
+    assert!(
+        json["detections_by_rule"]["total"].as_u64().unwrap() > 0,
+        "the corpus has detections"
+    );
+    let shown = json["timeline"]["events"].as_array().unwrap().len() as u64;
+    assert!(shown > 10, "LSASS access and the starred logons: {shown}");
+    let pdf = work.path().join("report.pdf");
+    let pages = casescope_e2e::pdf_pages(&pdf, &work.path().join("pages"));
+    assert!(pages.len() > 1, "a report of the corpus spans pages");
+    assert!(
+        pages.iter().all(|ink| *ink > 0.002),
+        "no blank page: {pages:?}"
+    );
+    let text = casescope_e2e::pdf_text(&pdf);
+    assert!(text.contains("Detections by rule"), "{text}");
+    eprintln!(
+        "report of the corpus ({} artefacts: {}); PDF {} pages",
+        report["artefacts"].as_array().unwrap().len(),
+        sizes.join(", "),
+        pages.len()
+    );
+    if let Some(dir) = std::env::var_os("CASESCOPE_SCREENSHOTS") {
+        let status = std::process::Command::new("pdftoppm")
+            .args(["-png", "-r", "70", "-f", "1", "-l", "1", "-singlefile"])
+            .arg(&pdf)
+            .arg(std::path::Path::new(&dir).join("report-pdf"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
 }

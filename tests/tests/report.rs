@@ -126,11 +126,13 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let report = create(
         api,
         &case,
-        &["--format", "html", "--format", "md", "--format", "json"],
+        &[
+            "--format", "html", "--format", "md", "--format", "json", "--format", "pdf",
+        ],
     );
     let id = report["id"].as_str().unwrap().to_string();
     let artefacts = report["artefacts"].as_array().unwrap();
-    assert_eq!(artefacts.len(), 3, "{report}");
+    assert_eq!(artefacts.len(), 4, "{report}");
     for artefact in artefacts {
         assert_eq!(artefact["sha256"].as_str().unwrap().len(), 64);
     }
@@ -204,6 +206,34 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
         "{notes_part}"
     );
     assert!(markdown.contains("lateral movement"));
+
+    // The PDF: its pages rendered to images (Poppler), none blank, and its text read
+    // back holds the markup as characters.
+    let pdf = work.join(format!("{id}.pdf"));
+    let saved = api.cli(&[
+        "report",
+        "download",
+        &case,
+        &id,
+        "--format",
+        "pdf",
+        "--output",
+        pdf.to_str().unwrap(),
+    ]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let pages = casescope_e2e::pdf_pages(&pdf, &work.join("pages"));
+    assert!(!pages.is_empty(), "at least one page");
+    for (index, ink) in pages.iter().enumerate() {
+        assert!(*ink > 0.002, "page {} is blank ({ink})", index + 1);
+    }
+    let text = casescope_e2e::pdf_text(&pdf);
+    assert!(text.contains("Evidence and chain of custody"), "{text}");
+    assert!(
+        text.contains("<script>alert(1)</script>"),
+        "markup drawn as text: {text}"
+    );
+    assert!(text.contains("lateral movement"), "{text}");
+    assert!(text.contains("page 1 of"), "{text}");
 
     // A tag filter narrows the timeline to those events.
     let narrowed = create(

@@ -16,7 +16,7 @@ pub enum ReportCommand {
     /// Queue a report of a case; --wait waits until it is ready (and --output saves it).
     Create {
         case: String,
-        /// html, md (markdown) or json; repeat for several (default: html).
+        /// html, md (markdown), json or pdf; repeat for several (default: html).
         #[arg(long = "format", value_name = "FORMAT")]
         formats: Vec<String>,
         /// Sections in order (overview, files, detections-by-rule,
@@ -57,7 +57,7 @@ pub enum ReportCommand {
     Download {
         case: String,
         id: String,
-        /// html, md or json; needed when the report has several.
+        /// html, md, json or pdf; needed when the report has several.
         #[arg(long)]
         format: Option<String>,
         #[arg(long)]
@@ -84,7 +84,8 @@ fn format_of(name: &str) -> anyhow::Result<pb::ReportFormat> {
         "html" => pb::ReportFormat::Html,
         "md" | "markdown" => pb::ReportFormat::Markdown,
         "json" => pb::ReportFormat::Json,
-        other => bail!("--format {other:?}: use html, md or json"),
+        "pdf" => pb::ReportFormat::Pdf,
+        other => bail!("--format {other:?}: use html, md, json or pdf"),
     })
 }
 

@@ -84,6 +84,10 @@ pub struct Config {
     /// The report service's template directory (`report.html.j2`, `report.md.j2`),
     /// replacing the built-in layouts.
     pub report_template_dir: Option<PathBuf>,
+    /// The TrueType fonts of PDF reports (regular, bold); `None`: the defaults found on
+    /// the machine (DejaVu Sans, Liberation Sans).
+    pub report_pdf_font: Option<PathBuf>,
+    pub report_pdf_bold_font: Option<PathBuf>,
     /// The stages a file goes through after ingest; its status is `ready` when all are
     /// done (the cases service; `None`: every stage in one process, none in a cluster).
     pub file_stages: Option<Vec<String>>,
@@ -114,6 +118,8 @@ pub struct Settings {
     pub event_store: Option<String>,
     pub logsource_mapping: Option<PathBuf>,
     pub report_template_dir: Option<PathBuf>,
+    pub report_pdf_font: Option<PathBuf>,
+    pub report_pdf_bold_font: Option<PathBuf>,
     pub file_stages: Option<String>,
     pub opensearch_url: Option<String>,
     pub opensearch_index: Option<String>,
@@ -186,6 +192,8 @@ impl Settings {
             event_store,
             logsource_mapping,
             report_template_dir,
+            report_pdf_font,
+            report_pdf_bold_font,
             file_stages,
             opensearch_url,
             opensearch_index,
@@ -266,6 +274,8 @@ impl Settings {
             event_store: get("CASESCOPE_EVENT_STORE"),
             logsource_mapping: get("CASESCOPE_LOGSOURCE_MAPPING").map(PathBuf::from),
             report_template_dir: get("CASESCOPE_REPORT_TEMPLATE_DIR").map(PathBuf::from),
+            report_pdf_font: get("CASESCOPE_REPORT_PDF_FONT").map(PathBuf::from),
+            report_pdf_bold_font: get("CASESCOPE_REPORT_PDF_BOLD_FONT").map(PathBuf::from),
             file_stages: get("CASESCOPE_FILE_STAGES"),
             opensearch_url: get("CASESCOPE_OPENSEARCH_URL"),
             opensearch_index: get("CASESCOPE_OPENSEARCH_INDEX"),
@@ -523,6 +533,16 @@ impl Settings {
                 path.display()
             ));
         }
+        for (name, path) in [
+            ("report_pdf_font", &self.report_pdf_font),
+            ("report_pdf_bold_font", &self.report_pdf_bold_font),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                errors.push(format!("{name}: {} is not a readable file", path.display()));
+            }
+        }
         let file_stages = self.file_stages.as_deref().map(|text| {
             text.split(',')
                 .map(str::trim)
@@ -565,6 +585,8 @@ impl Settings {
             cors_allowed_origins,
             logsource_mapping: self.logsource_mapping,
             report_template_dir: self.report_template_dir,
+            report_pdf_font: self.report_pdf_font,
+            report_pdf_bold_font: self.report_pdf_bold_font,
             file_stages,
             gateway,
         })

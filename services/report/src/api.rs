@@ -89,6 +89,14 @@ impl ReportApi {
         let sections = validate_sections(&request.sections)?;
         let title = validate_title(&request.title)?;
         let tags = validate_tags(&request.timeline_tags)?;
+        if formats.contains(&(pb::ReportFormat::Pdf as i32)) && self.settings.pdf_fonts.is_none() {
+            return Err(ApiError::failed_precondition(
+                "PDF_FONT_MISSING",
+                "PDF reports need a TrueType font and none was found: set \
+                 CASESCOPE_REPORT_PDF_FONT (e.g. fonts-dejavu-core's DejaVuSans.ttf), or ask for \
+                 html, markdown or json",
+            ));
+        }
         if request.include_ai_summary {
             return Err(ApiError::failed_precondition(
                 "AI_NOT_CONFIGURED",
@@ -364,7 +372,7 @@ fn validate_formats(formats: &[i32]) -> Result<Vec<i32>, ApiError> {
         return Err(ApiError::invalid_field(
             "FORMAT_REQUIRED",
             "formats",
-            "name at least one format (html, markdown, json)",
+            "name at least one format (html, markdown, json, pdf)",
         ));
     }
     let mut seen = Vec::new();
@@ -374,7 +382,7 @@ fn validate_formats(formats: &[i32]) -> Result<Vec<i32>, ApiError> {
                 return Err(ApiError::invalid_field(
                     "FORMAT_INVALID",
                     format!("formats[{i}]"),
-                    format!("{format} is not a report format (html, markdown, json)"),
+                    format!("{format} is not a report format (html, markdown, json, pdf)"),
                 ));
             }
             Ok(_) if seen.contains(format) => {

@@ -40,6 +40,7 @@ pub fn describe(format: ReportFormat) -> (&'static str, &'static str, &'static s
         ReportFormat::Html => ("html", "case-report.html", "text/html; charset=utf-8"),
         ReportFormat::Markdown => ("markdown", "case-report.md", "text/markdown; charset=utf-8"),
         ReportFormat::Json => ("json", "case-report.json", "application/json"),
+        ReportFormat::Pdf => ("pdf", "case-report.pdf", "application/pdf"),
         ReportFormat::Unspecified => ("unspecified", "case-report", "application/octet-stream"),
     }
 }

@@ -4,7 +4,7 @@
 use crate::artefact::{ArtefactWriter, WriteError, describe, fenced_tx};
 use crate::model::*;
 use crate::peers::{PeerError, Peers, enum_word};
-use crate::render::{JsonWriter, Part, Renderer};
+use crate::render::{JsonWriter, Part, PdfWriter, Renderer};
 use crate::repo::{ReportRepo, ReportRow, ai, status};
 use crate::{ReportSettings, STAGE};
 use casescope_bus::{Handler, HandlerError, OutboundMessage, Outbox, ReceivedMessage, subjects};
@@ -401,19 +401,27 @@ impl ReportWorker {
                 .iter()
                 .filter_map(|f| ReportFormat::try_from(*f).ok())
                 .map(|format| {
-                    let renderer = match format {
-                        ReportFormat::Markdown => {
+                    let renderer = match (format, &self.settings.pdf_fonts) {
+                        (ReportFormat::Markdown, _) => {
                             Renderer::Markdown(self.settings.templates.clone())
                         }
-                        ReportFormat::Json => Renderer::Json(JsonWriter::default()),
+                        (ReportFormat::Json, _) => Renderer::Json(JsonWriter::default()),
+                        (ReportFormat::Pdf, Some(fonts)) => {
+                            Renderer::Pdf(Box::new(PdfWriter::new(fonts.clone())))
+                        }
+                        (ReportFormat::Pdf, None) => {
+                            return Err(BuildError::Permanent(
+                                "PDF reports need a font: set CASESCOPE_REPORT_PDF_FONT".into(),
+                            ));
+                        }
                         _ => Renderer::Html(self.settings.templates.clone()),
                     };
-                    (
+                    Ok((
                         renderer,
                         ArtefactWriter::new(format, self.settings.max_artefact_bytes),
-                    )
+                    ))
                 })
-                .collect(),
+                .collect::<Result<_, _>>()?,
         };
         let id = row.id.as_str();
         self.emit(

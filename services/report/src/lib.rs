@@ -36,7 +36,7 @@ pub use job::{REPORT_CONSUMER, ReportWorker};
 pub use peers::Peers;
 pub use purge::{CasePurger, REPORT_CASE_FACTS_CONSUMER};
 pub use reconcile::Reconciler;
-pub use render::{TemplateError, Templates};
+pub use render::{PdfFonts, TemplateError, Templates};
 pub use repo::MIGRATIONS;
 
 use casescope_bus::OUTBOX_MIGRATIONS;
@@ -80,6 +80,8 @@ pub struct ReportSettings {
     pub peer_timeout: Duration,
     /// The templates (built in, or a deployment's).
     pub templates: Templates,
+    /// The fonts of PDF reports (`None`: PDF is refused, naming the setting).
+    pub pdf_fonts: Option<PdfFonts>,
 }
 
 impl Default for ReportSettings {
@@ -96,6 +98,7 @@ impl Default for ReportSettings {
             max_fields_per_event: 40,
             peer_timeout: Duration::from_secs(60),
             templates: Templates::builtin(),
+            pdf_fonts: None,
         }
     }
 }

@@ -12,12 +12,14 @@
 //! [`json`].
 
 mod json;
+mod pdf;
 mod text;
 
 use crate::model::*;
 pub use json::JsonWriter;
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, Error as JinjaError, Output, State};
+pub use pdf::{PdfFonts, PdfWriter};
 use std::path::Path;
 use std::sync::Arc;
 pub use text::{clip, visible};
@@ -232,6 +234,7 @@ pub enum Renderer {
     Html(Templates),
     Markdown(Templates),
     Json(JsonWriter),
+    Pdf(Box<PdfWriter>),
 }
 
 impl Renderer {
@@ -241,6 +244,12 @@ impl Renderer {
             Renderer::Html(templates) => templates.render(HTML_NAME, parts, out),
             Renderer::Markdown(templates) => templates.render(MARKDOWN_NAME, parts, out),
             Renderer::Json(writer) => {
+                for part in parts {
+                    writer.part(part, out)?;
+                }
+                Ok(())
+            }
+            Renderer::Pdf(writer) => {
                 for part in parts {
                     writer.part(part, out)?;
                 }

@@ -52,6 +52,19 @@ pub(super) async fn start(
             .map_err(|error| anyhow::anyhow!("CASESCOPE_REPORT_TEMPLATE_DIR: {error}"))?;
         tracing::info!(dir = %dir.display(), "report templates of the deployment");
     }
+    settings.pdf_fonts = match &config.report_pdf_font {
+        Some(regular) => Some(
+            casescope_report::PdfFonts::load(regular, config.report_pdf_bold_font.as_deref())
+                .map_err(|error| anyhow::anyhow!("CASESCOPE_REPORT_PDF_FONT: {error}"))?,
+        ),
+        None => casescope_report::PdfFonts::discover(),
+    };
+    match &settings.pdf_fonts {
+        Some(fonts) => tracing::info!(font = %fonts.origin, "PDF reports"),
+        None => tracing::warn!(
+            "no font for PDF reports (CASESCOPE_REPORT_PDF_FONT): PDF is refused, other formats work"
+        ),
+    }
     let identity = |channel: GrpcChannel| with_service_identity(channel, key.clone(), "report");
     let cases = match here.cases {
         Some(channel) => channel,

@@ -85,6 +85,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "directory whose report.html.j2 / report.md.j2 replace the built-in report layouts",
     ),
     (
+        "CASESCOPE_REPORT_PDF_FONT",
+        "TrueType font of PDF reports (default: DejaVu Sans or Liberation Sans where installed)",
+    ),
+    (
+        "CASESCOPE_REPORT_PDF_BOLD_FONT",
+        "bold TrueType font of PDF reports' headings (default: the regular font's bold sibling)",
+    ),
+    (
         "CASESCOPE_FILE_STAGES",
         "stages a file goes through after ingest (detect, ioc_hunt; empty: none): its status is ready when all are done",
     ),

@@ -66,10 +66,14 @@ fn parts() -> Vec<Part> {
     ]
 }
 
-fn render(mut renderer: Renderer) -> String {
+fn render_bytes(mut renderer: Renderer) -> Vec<u8> {
     let mut out = Vec::new();
     renderer.render(&parts(), &mut out).expect("renders");
-    String::from_utf8(out).expect("UTF-8")
+    out
+}
+
+fn render(renderer: Renderer) -> String {
+    String::from_utf8(render_bytes(renderer)).expect("UTF-8")
 }
 
 #[test]
@@ -154,4 +158,17 @@ fn a_deployment_template_replaces_the_layout() {
         md.starts_with("[begin][timeline_begin][event \\<script\\>"),
         "{md}"
     );
+}
+
+#[test]
+fn pdf_is_a_document_of_pages() {
+    let Some(fonts) = PdfFonts::discover() else {
+        eprintln!(
+            "skipped: no DejaVu Sans or Liberation Sans here (apt-get install fonts-dejavu-core)"
+        );
+        return;
+    };
+    let pdf = render_bytes(Renderer::Pdf(Box::new(PdfWriter::new(fonts))));
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF header");
+    assert!(pdf.trim_ascii_end().ends_with(b"%%EOF"), "a complete PDF");
 }
