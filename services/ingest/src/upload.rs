@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use tonic::Streaming;
 
 mod parts;
+mod uploader;
+
+pub(crate) use uploader::Uploader;
 
 /// Progress is written to the database every this many bytes.
 const PROGRESS_EVERY: u64 = 16 * 1024 * 1024;
@@ -788,23 +791,4 @@ pub(crate) struct NewFile {
     pub parent_id: Option<String>,
     pub uploaded_by: String,
     pub uploaded_by_name: String,
-}
-
-/// Who uploads: the user of the call (empty for a service).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Uploader {
-    pub id: String,
-    pub name: String,
-}
-
-impl Uploader {
-    pub(crate) fn of<T>(request: &tonic::Request<T>) -> Uploader {
-        match casescope_proto::identity::Identity::of(request) {
-            Some(identity) if identity.author().is_some() => Uploader {
-                id: identity.user_id.clone(),
-                name: identity.username.clone(),
-            },
-            _ => Uploader::default(),
-        }
-    }
 }
