@@ -23,6 +23,8 @@ pub struct Deployment {
     pub ingest_data: PathBuf,
     /// (OpenSearch URL, index) in cluster mode.
     pub opensearch: Option<(String, String)>,
+    /// (NATS URL, namespace) in cluster mode, to read the facts the services publish.
+    pub nats: Option<(String, String)>,
 }
 
 impl Deployment {
@@ -48,6 +50,7 @@ impl Deployment {
             ioc_db: format!("sqlite://{}?mode=ro", data.join("db/ioc.sqlite").display()),
             ingest_data: data,
             opensearch: None,
+            nats: None,
         }
     }
 
@@ -182,6 +185,7 @@ impl Deployment {
             ioc_db,
             ingest_data,
             opensearch: Some((opensearch, index)),
+            nats: Some((nats, namespace)),
         })
     }
 

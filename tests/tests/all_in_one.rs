@@ -1,7 +1,7 @@
 //! `casescope serve` on embedded defaults: the README's first command.
 
 use casescope_e2e::{Server, http_get, metric, stderr, stdout};
-use casescope_proto::report::v1::report_service_client::ReportServiceClient;
+use casescope_proto::integrations::v1::integrations_service_client::IntegrationsServiceClient;
 use std::time::Duration;
 
 #[test]
@@ -78,25 +78,23 @@ fn health_readiness_and_unimplemented_rpcs() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut report = ReportServiceClient::new(server.grpc().await);
-        let request = casescope_proto::report::v1::ListReportsRequest {
-            case_id: Some(casescope_proto::common::v1::CaseId {
-                value: "01a20545-ff79-73bd-be57-fc0fc36e8375".into(),
-            }),
-            ..Default::default()
-        };
+        let mut integrations = IntegrationsServiceClient::new(server.grpc().await);
+        let request = casescope_proto::integrations::v1::ListIntegrationsRequest::default();
         // Without credentials the gateway answers first: nothing is revealed.
-        let mut anonymous = ReportServiceClient::connect(server.address.clone())
+        let mut anonymous = IntegrationsServiceClient::connect(server.address.clone())
             .await
             .unwrap();
-        let status = anonymous.list_reports(request.clone()).await.unwrap_err();
+        let status = anonymous
+            .list_integrations(request.clone())
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
-        let status = report.list_reports(request).await.unwrap_err();
+        let status = integrations.list_integrations(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(
             status
                 .message()
-                .contains("casescope.report.v1.ReportService/ListReports"),
+                .contains("casescope.integrations.v1.IntegrationsService/ListIntegrations"),
             "{status:?}"
         );
         let mut health = tonic_health_client(server.address.clone()).await;

@@ -9,6 +9,7 @@
 //! - a tag filter narrows the timeline; bad requests and an AI summary with no LLM are
 //!   refused with the reason; a deleted report is gone.
 
+use casescope_bus::Bus;
 use casescope_e2e::deployment::Deployment;
 use casescope_e2e::{Server, json, stderr, stdout};
 use std::collections::BTreeSet;
@@ -117,6 +118,11 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let comment = format!("seen on WS01\n{HOSTILE}");
     let commented = api.cli(&["comment", &case, tagged[0], &comment]);
     assert!(commented.status.success(), "{}", stderr(&commented));
+    // A long comment (60,000 characters, under the cases service's 64 KiB limit) is cut
+    // to the report's 2,000 characters and marked.
+    let long = "A".repeat(60_000);
+    let commented = api.cli(&["comment", &case, tagged[1], &long]);
+    assert!(commented.status.success(), "{}", stderr(&commented));
     let notes = format!("# Findings\n```\n{HOSTILE}\n");
     let token = &[("CASESCOPE_TOKEN", api.token())];
     let edit = api.cli_with(token, &["notes", "edit", &case, "--version", "0"], &notes);
@@ -180,6 +186,14 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
         .unwrap();
     assert_eq!(with_comment["comments"][0]["body"], comment);
     assert_eq!(with_comment["tags"][0], "lateral movement");
+    assert_eq!(with_comment["comments"][0]["truncated"], false);
+    let with_long = events
+        .iter()
+        .find(|e| e["event_id"] == tagged[1].as_str())
+        .unwrap();
+    let cut = &with_long["comments"][0];
+    assert_eq!(cut["truncated"], true, "{cut}");
+    assert_eq!(cut["body"].as_str().unwrap().chars().count(), 2_000);
     assert_eq!(document["notes"]["text"], notes);
     assert_eq!(document["notes"]["version"], 1);
 
@@ -192,6 +206,10 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     );
     assert!(!html.contains("href="), "no link at all");
     assert!(html.contains(&file_id) || html.contains("report.evtx"));
+    assert!(
+        html.contains("<span class=\"muted\">[cut]</span>"),
+        "the long comment is marked cut"
+    );
     let markdown = download(api, &case, &id, "md", work);
     assert!(
         markdown.contains("\\<script\\>alert\\(1\\)\\</script\\> \\*\\*bold\\*\\*"),
@@ -234,6 +252,40 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     );
     assert!(text.contains("lateral movement"), "{text}");
     assert!(text.contains("page 1 of"), "{text}");
+
+    // In a cluster, SOC tooling sees the report.ready fact with the artefacts' digests.
+    if let Some((url, namespace)) = &deployment.nats {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let facts = runtime.block_on(async {
+            let mut options = casescope_bus::JetStreamOptions::new(url.clone());
+            options.namespace = Some(namespace.clone());
+            let bus = casescope_bus::JetStreamBus::connect(&options)
+                .await
+                .unwrap();
+            bus.recent(&format!("casescope.v1.reports.{case}"), 10)
+                .await
+                .unwrap()
+        });
+        let ready: Vec<serde_json::Value> = facts
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).unwrap())
+            .filter(|f: &serde_json::Value| f["report_id"] == id.as_str())
+            .collect();
+        assert_eq!(ready.len(), 1, "{ready:?}");
+        assert_eq!(ready[0]["header"]["kind"], "report.ready");
+        assert_eq!(ready[0]["header"]["producer"], "report");
+        let digests: BTreeSet<&str> = ready[0]["artefacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["sha256"].as_str().unwrap())
+            .collect();
+        let recorded: BTreeSet<&str> = artefacts
+            .iter()
+            .map(|a| a["sha256"].as_str().unwrap())
+            .collect();
+        assert_eq!(digests, recorded);
+    }
 
     // A tag filter narrows the timeline to those events.
     let narrowed = create(

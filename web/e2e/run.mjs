@@ -13,6 +13,7 @@ import { HOSTILE, accessible, check, failures, screen, shownAs } from "./lib.mjs
 import { timelineFlow, viewerCannotAnnotate } from "./timeline.mjs";
 import { detectionsFlow } from "./detections.mjs";
 import { iocsFlow } from "./iocs.mjs";
+import { reportsFlow } from "./reports.mjs";
 import { adminFlow } from "./admin.mjs";
 
 const base = process.env.CASESCOPE_URL ?? "http://127.0.0.1:7700";
@@ -161,6 +162,7 @@ try {
     await page.goto(`${base}/#/cases/${evidenceCase}`);
     await page.getByRole("heading", { name: "evidence", exact: true }).waitFor();
     await iocsFlow(page);
+    await reportsFlow(page, { base, caseId: evidenceCase });
     await page.getByRole("link", { name: "Cases", exact: true }).first().click();
     await page.getByRole("heading", { name: "Cases" }).waitFor();
   }

@@ -11,6 +11,7 @@ import { Timeline } from "./timeline/timeline.js";
 import { Detections } from "./detections.js";
 import { RuleDetails, Rules } from "./rules.js";
 import { Iocs } from "./iocs.js";
+import { Reports } from "./reports.js";
 import { Admin, OwnTokens } from "./admin.js";
 import { visible } from "./text.js";
 import { AuthService, type Principal } from "./gen/casescope/gateway/v1/auth_pb.js";
@@ -102,6 +103,8 @@ function Route({ route }: { route: string }) {
   if (timeline?.[1]) return <Timeline caseId={timeline[1]} search={timeline[2] ?? ""} />;
   const iocs = /^#\/cases\/([0-9a-fA-F-]{36})\/iocs$/.exec(route);
   if (iocs?.[1]) return <Iocs caseId={iocs[1]} />;
+  const reports = /^#\/cases\/([0-9a-fA-F-]{36})\/reports$/.exec(route);
+  if (reports?.[1]) return <Reports caseId={reports[1]} />;
   const detections = /^#\/cases\/([0-9a-fA-F-]{36})\/detections$/.exec(route);
   if (detections?.[1]) return <Detections caseId={detections[1]} />;
   const rule = /^#\/rules\/([^?/]+)(?:\?case=([0-9a-fA-F-]{36}))?$/.exec(route);
