@@ -1,5 +1,6 @@
 //! The gRPC face of the report service.
 
+use crate::ai::client::LlmClient;
 use crate::job::{ReportWorker, enqueue};
 use crate::peers::Peers;
 use crate::reconcile::Reconciler;
@@ -57,6 +58,13 @@ impl ReportApi {
             leases: LeaseStore::new(db),
             outbox: outbox.clone(),
             peers,
+            llm: settings.ai.endpoint.clone().and_then(|endpoint| {
+                LlmClient::new(endpoint, settings.ai.timeouts)
+                    .map_err(
+                        |error| tracing::error!(%error, "no LLM client: AI summaries will fail"),
+                    )
+                    .ok()
+            }),
             settings: settings.clone(),
             holder: format!("report-{}", uuid::Uuid::new_v4()),
             wake: Arc::new(Notify::new()),
@@ -98,11 +106,9 @@ impl ReportApi {
             ));
         }
         if request.include_ai_summary {
-            return Err(ApiError::failed_precondition(
-                "AI_NOT_CONFIGURED",
-                "AI summaries are not available: this version of the report service has no \
-                 LLM endpoint to call; create the report without include_ai_summary",
-            ));
+            if let Some(why) = self.settings.ai.refusal() {
+                return Err(ApiError::failed_precondition("AI_NOT_AVAILABLE", why));
+            }
         }
         let found = match self.worker.peers.case(&case).await {
             Ok(found) => found,
@@ -144,10 +150,18 @@ impl ReportApi {
             formats,
             sections,
             timeline_tags: tags,
-            include_ai: false,
-            ai_status: ai::NOT_REQUESTED.into(),
+            include_ai: request.include_ai_summary,
+            ai_status: if request.include_ai_summary {
+                ai::PENDING
+            } else {
+                ai::NOT_REQUESTED
+            }
+            .into(),
             ai_error: String::new(),
-            ai_model: String::new(),
+            ai_model: match (&self.settings.ai.endpoint, request.include_ai_summary) {
+                (Some(endpoint), true) => endpoint.model.clone(),
+                _ => String::new(),
+            },
             requested_by,
             requested_by_name,
             attempts: 0,

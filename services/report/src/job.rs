@@ -1,6 +1,7 @@
 //! The report job: one attempt under the report's lease builds every requested format
 //! in one pass over the case (docs/reports.md).
 
+use crate::ai::client::LlmClient;
 use crate::artefact::{ArtefactWriter, WriteError, describe, fenced_tx};
 use crate::model::*;
 use crate::peers::{PeerError, Peers, enum_word};
@@ -19,7 +20,21 @@ fn transient(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::transient(error)
 }
 
+mod summary;
 mod timeline;
+
+/// What the sections share, fetched once per report.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    detections: Option<Detections>,
+    iocs: Option<IocMatches>,
+}
+
+/// What `build` made: the artefacts, and the AI summary when asked for.
+struct Built {
+    artefacts: Vec<(ReportFormat, u64, String)>,
+    summary: Option<AiSummary>,
+}
 
 /// The durable consumer of report jobs (`casescope.v1.jobs.report`).
 pub const REPORT_CONSUMER: &str = "report-workers";
@@ -102,6 +117,8 @@ pub struct ReportWorker {
     pub(crate) outbox: Outbox,
     pub(crate) peers: Peers,
     pub(crate) settings: ReportSettings,
+    /// The LLM client (when an endpoint is configured).
+    pub(crate) llm: Option<LlmClient>,
     pub(crate) holder: String,
     /// Wakes the reconciler after a failed attempt.
     pub(crate) wake: Arc<Notify>,
@@ -175,8 +192,8 @@ impl ReportWorker {
             .keep_alive(lease, self.settings.lease_ttl, || {});
         let started = std::time::Instant::now();
         match self.build(&row, lease, &keep).await {
-            Ok(artefacts) => {
-                self.finish_ready(&row, lease, artefacts).await?;
+            Ok(built) => {
+                self.finish_ready(&row, lease, built).await?;
                 tracing::info!(report_id = %row.id, case_id = %row.case_id, seconds = started.elapsed().as_secs_f64(), "report ready");
                 Ok(())
             }
@@ -240,9 +257,10 @@ impl ReportWorker {
         &self,
         row: &ReportRow,
         lease: &Lease,
-        artefacts: Vec<(ReportFormat, u64, String)>,
+        built: Built,
     ) -> Result<(), HandlerError> {
-        let info = artefacts
+        let info = built
+            .artefacts
             .iter()
             .map(|(format, size, sha256)| ReportArtefactInfo {
                 format: describe(*format).0.to_string(),
@@ -250,10 +268,13 @@ impl ReportWorker {
                 sha256: sha256.clone(),
             })
             .collect();
-        let ai_status = if row.include_ai {
-            ai::FAILED
-        } else {
-            ai::NOT_REQUESTED
+        let (ai_status, ai_error, ai_model) = match &built.summary {
+            Some(summary) => (
+                summary.status.as_str(),
+                summary.error.as_str(),
+                summary.model.as_str(),
+            ),
+            None => (ai::NOT_REQUESTED, "", ""),
         };
         let message = self
             .fact(row, "report.ready", "", info, ai_status)
@@ -265,12 +286,14 @@ impl ReportWorker {
         };
         let now = casescope_db::now_micros();
         sqlx::query(
-            "UPDATE reports SET status = $2, error = '', ai_status = $3, finished_at = $4, \
-             updated_at = $4 WHERE id = $1",
+            "UPDATE reports SET status = $2, error = '', ai_status = $3, ai_error = $4, \
+             ai_model = $5, finished_at = $6, updated_at = $6 WHERE id = $1",
         )
         .bind(&row.id)
         .bind(status::READY)
         .bind(ai_status)
+        .bind(ai_error)
+        .bind(ai_model)
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -360,8 +383,9 @@ impl ReportWorker {
         row: &ReportRow,
         lease: &Lease,
         keep: &KeepAlive,
-    ) -> Result<Vec<(ReportFormat, u64, String)>, BuildError> {
+    ) -> Result<Built, BuildError> {
         let case = self.peers.case(&row.case_id).await?;
+        let mut gathered = Gathered::default();
         let sections: Vec<ReportSection> = row
             .sections
             .iter()
@@ -433,12 +457,28 @@ impl ReportWorker {
         )
         .await?;
         let query = timeline::selection(row);
+        let summary = if row.include_ai {
+            let summary = self
+                .ai_summary(row, &query, &case.name, &mut gathered, keep)
+                .await?;
+            self.emit(
+                &mut outputs,
+                vec![Part::AiSummary(Box::new(summary.clone()))],
+                lease,
+                keep,
+                id,
+            )
+            .await?;
+            Some(summary)
+        } else {
+            None
+        };
         for section in sections {
             let parts = match section {
                 ReportSection::Overview => {
                     vec![Part::Overview(
                         meta.clone(),
-                        Box::new(self.overview(row, &query).await?),
+                        Box::new(self.overview(row, &query, &mut gathered).await?),
                     )]
                 }
                 ReportSection::Files => {
@@ -457,17 +497,17 @@ impl ReportWorker {
                 }
                 ReportSection::DetectionsByRule => {
                     vec![Part::DetectionsByRule(Box::new(
-                        self.peers.detections(&row.case_id).await?,
+                        self.gathered_detections(row, &mut gathered).await?.clone(),
                     ))]
                 }
                 ReportSection::DetectionsByTechnique => {
                     vec![Part::DetectionsByTechnique(Box::new(
-                        self.peers.detections(&row.case_id).await?,
+                        self.gathered_detections(row, &mut gathered).await?.clone(),
                     ))]
                 }
                 ReportSection::IocMatches => {
                     vec![Part::IocMatches(Box::new(
-                        self.peers.ioc_matches(&row.case_id).await?,
+                        self.gathered_iocs(row, &mut gathered).await?.clone(),
                     ))]
                 }
                 ReportSection::TaggedTimeline => {
@@ -490,13 +530,40 @@ impl ReportWorker {
             let (size, sha256) = writer.finish(&self.leases, lease, id).await?;
             artefacts.push((format, size, sha256));
         }
-        Ok(artefacts)
+        Ok(Built { artefacts, summary })
+    }
+
+    /// The case's detection counts (asked once per report).
+    async fn gathered_detections<'a>(
+        &self,
+        row: &ReportRow,
+        gathered: &'a mut Gathered,
+    ) -> Result<&'a Detections, BuildError> {
+        let found = match gathered.detections.take() {
+            Some(found) => found,
+            None => self.peers.detections(&row.case_id).await?,
+        };
+        Ok(gathered.detections.insert(found))
+    }
+
+    /// The case's IOC match counts (asked once per report).
+    async fn gathered_iocs<'a>(
+        &self,
+        row: &ReportRow,
+        gathered: &'a mut Gathered,
+    ) -> Result<&'a IocMatches, BuildError> {
+        let found = match gathered.iocs.take() {
+            Some(found) => found,
+            None => self.peers.ioc_matches(&row.case_id).await?,
+        };
+        Ok(gathered.iocs.insert(found))
     }
 
     async fn overview(
         &self,
         row: &ReportRow,
         query: &casescope_proto::cases::v1::TimelineQuery,
+        gathered: &mut Gathered,
     ) -> Result<Overview, BuildError> {
         let mut overview = Overview::default();
         self.peers
@@ -512,12 +579,12 @@ impl ReportWorker {
             .await?;
         overview.first_event = self.peers.event_bound(&row.case_id, false).await?;
         overview.last_event = self.peers.event_bound(&row.case_id, true).await?;
-        let detections = self.peers.detections(&row.case_id).await?;
+        let detections = self.gathered_detections(row, gathered).await?;
         overview.detections = detections
             .unavailable
             .is_empty()
             .then_some(detections.total);
-        let matches = self.peers.ioc_matches(&row.case_id).await?;
+        let matches = self.gathered_iocs(row, gathered).await?;
         overview.ioc_matches = matches.unavailable.is_empty().then_some(matches.total);
         overview.tagged_events = Some(self.peers.count_selection(&row.case_id, query).await?);
         Ok(overview)

@@ -19,8 +19,12 @@
 //!   a report cancels its job. `report.ready` / `report.failed` facts go out on
 //!   `casescope.v1.reports.<case>`.
 //!
+//! - An AI summary, when asked for and allowed by the deployment, is written by the
+//!   configured LLM from a bounded selection and checked for citations ([`ai`]).
+//!
 //! It owns the `report*` tables; everything it reports on belongs to other services.
 
+mod ai;
 mod api;
 mod artefact;
 mod job;
@@ -31,6 +35,7 @@ mod reconcile;
 mod render;
 mod repo;
 
+pub use ai::{AiSettings, LlmApi, LlmEndpoint, LlmTimeouts};
 pub use api::ReportApi;
 pub use job::{REPORT_CONSUMER, ReportWorker};
 pub use peers::Peers;
@@ -82,6 +87,8 @@ pub struct ReportSettings {
     pub templates: Templates,
     /// The fonts of PDF reports (`None`: PDF is refused, naming the setting).
     pub pdf_fonts: Option<PdfFonts>,
+    /// The optional AI summary.
+    pub ai: AiSettings,
 }
 
 impl Default for ReportSettings {
@@ -99,6 +106,7 @@ impl Default for ReportSettings {
             peer_timeout: Duration::from_secs(60),
             templates: Templates::builtin(),
             pdf_fonts: None,
+            ai: AiSettings::default(),
         }
     }
 }

@@ -170,3 +170,59 @@ pub struct Notes {
     pub version: i64,
     pub updated_at: String,
 }
+
+/// One sentence of an AI summary, with the evidence ids it cites.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AiSentence {
+    pub text: String,
+    /// Ids that were given (invented ones are removed).
+    pub citations: Vec<String>,
+    /// No citation of a given id: the claim points at nothing.
+    pub uncited: bool,
+}
+
+/// One item of evidence given to the LLM, by its id.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AiSource {
+    /// `E3`, `D1`, `I2`.
+    pub id: String,
+    /// "event" | "detection" | "ioc".
+    pub kind: String,
+    /// What it is, in a line.
+    pub label: String,
+    /// The event id (events only).
+    pub event_id: String,
+}
+
+/// The AI summary section (the templates' `ai_summary`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AiSummary {
+    /// "included" | "failed".
+    pub status: String,
+    /// Why it is missing (failed).
+    pub error: String,
+    pub model: String,
+    pub sentences: Vec<AiSentence>,
+    /// Sentences without a citation of a given id.
+    pub uncited: usize,
+    /// Ids the answer cited that were not given (removed from the text).
+    pub invented_citations: Vec<String>,
+    /// The evidence given, by id.
+    pub sources: Vec<AiSource>,
+    pub events_given: u64,
+    /// Tagged or starred events of the case (of which `events_given` were given).
+    pub events_selected: u64,
+    pub detections_given: u64,
+    pub iocs_given: u64,
+    /// Secret-looking values replaced before sending.
+    pub redactions: u64,
+    /// Redaction was turned off by the deployment.
+    pub redaction_off: bool,
+    /// The answer was cut at the size limit.
+    pub truncated: bool,
+    /// Why the model stopped ("stop", "length", …).
+    pub finish_reason: String,
+    pub prompt_tokens: Option<u64>,
+    pub answer_tokens: Option<u64>,
+    pub seconds: f64,
+}

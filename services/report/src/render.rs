@@ -1,7 +1,7 @@
 //! Rendering a report, part by part, into each requested format.
 //!
 //! HTML and Markdown come from templates: one file per format made of macros, one per
-//! part of the report (`begin`, `overview`, `files_begin`, `file`, `files_end`,
+//! part of the report (`begin`, `ai_summary`, `overview`, `files_begin`, `file`, `files_end`,
 //! `detections_by_rule`, `detections_by_technique`, `ioc_matches`, `timeline_begin`,
 //! `timeline_event`, `timeline_end`, `notes`, `end`), called in order as the data
 //! arrives — so a report of any size is rendered in bounded memory. Every value a
@@ -33,6 +33,7 @@ const MARKDOWN_NAME: &str = "report.md";
 /// Macros every template must define.
 pub const MACROS: &[&str] = &[
     "begin",
+    "ai_summary",
     "overview",
     "files_begin",
     "file",
@@ -63,6 +64,7 @@ impl std::error::Error for TemplateError {}
 #[derive(Debug, Clone)]
 pub enum Part {
     Begin(Box<Meta>),
+    AiSummary(Box<AiSummary>),
     Overview(Box<Meta>, Box<Overview>),
     FilesBegin,
     File(Box<FileEntry>),
@@ -190,6 +192,7 @@ fn v<T: serde::Serialize>(value: &T) -> Value {
 fn macro_call(part: &Part) -> (&'static str, Vec<Value>) {
     match part {
         Part::Begin(meta) => ("begin", vec![v(meta)]),
+        Part::AiSummary(summary) => ("ai_summary", vec![v(summary)]),
         Part::Overview(meta, overview) => ("overview", vec![v(meta), v(overview)]),
         Part::FilesBegin => ("files_begin", vec![]),
         Part::File(file) => ("file", vec![v(file)]),

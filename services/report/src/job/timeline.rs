@@ -118,7 +118,11 @@ fn entry(row: Row, settings: &ReportSettings) -> TimelineEntry {
 }
 
 /// Parses the rows of one export chunk (at most `room` of them).
-fn parse(data: &[u8], room: u64, settings: &ReportSettings) -> Result<Vec<Part>, String> {
+pub(super) fn parse(
+    data: &[u8],
+    room: u64,
+    settings: &ReportSettings,
+) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     for line in data.split(|b| *b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -134,16 +138,16 @@ fn parse(data: &[u8], room: u64, settings: &ReportSettings) -> Result<Vec<Part>,
     Ok(parts)
 }
 
+/// The open export of a report's selection.
+pub(super) type Export = tonic::Streaming<cases::ExportChunk>;
+
 impl ReportWorker {
-    pub(super) async fn timeline(
+    /// Opens the streamed JSON lines export of `query`.
+    pub(super) async fn open_export(
         &self,
         row: &ReportRow,
         query: &cases::TimelineQuery,
-        outputs: &mut Outputs,
-        lease: &Lease,
-        keep: &KeepAlive,
-    ) -> Result<(), BuildError> {
-        let id = row.id.as_str();
+    ) -> Result<Export, BuildError> {
         let mut client = self.peers.cases.clone();
         let opened = self
             .peers
@@ -160,30 +164,40 @@ impl ReportWorker {
                 }),
             )
             .await;
-        let mut stream = opened?;
+        Ok(opened?)
+    }
+
+    /// The next chunk of an export (`None` at its end), within the peer timeout.
+    pub(super) async fn next_chunk(
+        &self,
+        stream: &mut Export,
+    ) -> Result<Option<cases::ExportChunk>, BuildError> {
+        match tokio::time::timeout(self.peers.timeout, stream.message()).await {
+            Ok(Ok(chunk)) => Ok(chunk),
+            Ok(Err(status)) => {
+                Err(PeerError::from_status("cases", "export the tagged events", &status).into())
+            }
+            Err(_) => Err(BuildError::Transient(format!(
+                "the cases service sent nothing of the tagged events' export for {} s",
+                self.peers.timeout.as_secs()
+            ))),
+        }
+    }
+
+    pub(super) async fn timeline(
+        &self,
+        row: &ReportRow,
+        query: &cases::TimelineQuery,
+        outputs: &mut Outputs,
+        lease: &Lease,
+        keep: &KeepAlive,
+    ) -> Result<(), BuildError> {
+        let id = row.id.as_str();
+        let mut stream = self.open_export(row, query).await?;
         let mut end = TimelineEnd::default();
         let mut selected = None;
         let limit = self.settings.max_timeline_events;
-        loop {
-            let next = tokio::time::timeout(self.peers.timeout, stream.message()).await;
-            let chunk = match next {
-                Ok(Ok(Some(chunk))) => chunk,
-                Ok(Ok(None)) => break,
-                Ok(Err(status)) => {
-                    return Err(PeerError::from_status(
-                        "cases",
-                        "export the tagged events",
-                        &status,
-                    )
-                    .into());
-                }
-                Err(_) => {
-                    return Err(BuildError::Transient(format!(
-                        "the cases service sent nothing of the tagged events' export for {} s",
-                        self.peers.timeout.as_secs()
-                    )));
-                }
-            };
+        while let Some(chunk) = self.next_chunk(&mut stream).await? {
             if selected.is_none() {
                 let total = chunk.total;
                 selected = Some(total);

@@ -1,7 +1,7 @@
 //! The JSON format: one object, written part by part (so the timeline streams):
 //!
 //! ```text
-//! {"format": "casescope-report/1", "report": {…},
+//! {"format": "casescope-report/1", "report": {…}, "ai_summary": {…},
 //!  "overview": {…}, "files": [{…}, …], "files_total": n,
 //!  "detections_by_rule": {…}, "detections_by_technique": {…}, "ioc_matches": {…},
 //!  "timeline": {"selected": n, "tags": […], "events": [{…}, …], "shown": n, "left_out": n},
@@ -45,6 +45,10 @@ impl JsonWriter {
             Part::Begin(meta) => {
                 out.extend_from_slice(b"{\"format\": \"casescope-report/1\",\n\"report\": ");
                 put(out, meta)
+            }
+            Part::AiSummary(summary) => {
+                key(out, "ai_summary");
+                put(out, summary)
             }
             Part::Overview(_, overview) => {
                 key(out, "overview");

@@ -9,7 +9,7 @@ mod layout;
 
 use super::Part;
 use super::text::clip;
-use crate::model::TimelineEntry;
+use crate::model::{AiSummary, TimelineEntry};
 use layout::render;
 use skrifa::FontRef;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,66 @@ fn n(value: u64) -> String {
     super::text::thousands(minijinja::Value::from(value))
 }
 
+/// The AI summary section.
+fn summary_blocks(b: &mut Vec<Block>, s: &AiSummary) {
+    b.push(Block::Heading("AI summary".into()));
+    if s.status != "included" {
+        b.push(Block::Muted(format!("Not included: {}.", s.error)));
+        return;
+    }
+    b.push(Block::Muted(format!(
+        "Written by the language model {} from {} of {} tagged or starred events, {} \
+         detection rules and {} IOCs ({} secret-looking values redacted before sending{}). \
+         Each sentence's citations were checked against what was given; check the cited \
+         evidence before relying on a sentence.",
+        s.model,
+        n(s.events_given),
+        n(s.events_selected),
+        n(s.detections_given),
+        n(s.iocs_given),
+        n(s.redactions),
+        if s.redaction_off {
+            "; redaction is off"
+        } else {
+            ""
+        },
+    )));
+    for sentence in &s.sentences {
+        let mark = if sentence.uncited {
+            "[uncited: points at no evidence]".to_string()
+        } else {
+            format!("[{}]", sentence.citations.join(", "))
+        };
+        b.push(Block::Para(format!("{} {mark}", sentence.text)));
+    }
+    if s.uncited > 0 {
+        b.push(Block::Muted(format!(
+            "{} of {} sentences cite no evidence given.",
+            s.uncited,
+            s.sentences.len()
+        )));
+    }
+    if !s.invented_citations.is_empty() {
+        b.push(Block::Muted(format!(
+            "The model cited ids that were not given; they were removed: {}.",
+            s.invented_citations.join(", ")
+        )));
+    }
+    if s.truncated {
+        b.push(Block::Muted("The answer was cut at its size limit.".into()));
+    }
+    let rows = s
+        .sources
+        .iter()
+        .map(|x| vec![x.id.clone(), x.label.clone(), x.event_id.clone()])
+        .collect();
+    b.push(Block::Table(
+        vec![0.08, 0.62, 0.3],
+        vec!["Id".into(), "Evidence given".into(), "Event id".into()],
+        rows,
+    ));
+}
+
 impl PdfWriter {
     pub fn new(fonts: PdfFonts) -> Self {
         Self {
@@ -146,6 +206,7 @@ impl PdfWriter {
                     b.push(Block::Para(m.case_description.clone()));
                 }
             }
+            Part::AiSummary(summary) => summary_blocks(b, summary),
             Part::Overview(m, o) => {
                 b.push(Block::Heading("Overview".into()));
                 let opt = |v: Option<u64>| v.map(n).unwrap_or_else(|| "not available".into());

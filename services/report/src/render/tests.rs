@@ -132,7 +132,7 @@ fn a_template_without_a_macro_is_refused_with_its_name() {
     .unwrap();
     let error = Templates::from_dir(dir.path()).unwrap_err().to_string();
     assert!(error.contains("report.md.j2"), "{error}");
-    assert!(error.contains("`overview`"), "{error}");
+    assert!(error.contains("`ai_summary`"), "{error}");
 }
 
 #[test]
@@ -171,4 +171,118 @@ fn pdf_is_a_document_of_pages() {
     let pdf = render_bytes(Renderer::Pdf(Box::new(PdfWriter::new(fonts))));
     assert!(pdf.starts_with(b"%PDF-"), "a PDF header");
     assert!(pdf.trim_ascii_end().ends_with(b"%%EOF"), "a complete PDF");
+}
+
+fn summary() -> AiSummary {
+    AiSummary {
+        status: "included".into(),
+        model: "tiny".into(),
+        sentences: vec![
+            AiSentence {
+                text: format!("{HOSTILE} ran."),
+                citations: vec!["E1".into()],
+                uncited: false,
+            },
+            AiSentence {
+                text: "It was APT29.".into(),
+                citations: vec![],
+                uncited: true,
+            },
+        ],
+        uncited: 1,
+        invented_citations: vec!["E99".into()],
+        sources: vec![AiSource {
+            id: "E1".into(),
+            kind: "event".into(),
+            label: HOSTILE.into(),
+            event_id: "e1".into(),
+        }],
+        events_given: 1,
+        events_selected: 3,
+        redactions: 2,
+        ..Default::default()
+    }
+}
+
+fn render_summary(mut renderer: Renderer, summary: AiSummary) -> Vec<u8> {
+    let meta = Box::new(meta());
+    let parts = vec![
+        Part::Begin(meta.clone()),
+        Part::AiSummary(Box::new(summary)),
+        Part::End(meta),
+    ];
+    let mut out = Vec::new();
+    renderer.render(&parts, &mut out).expect("renders");
+    out
+}
+
+#[test]
+fn the_ai_summary_shows_citations_flags_and_markup_as_text() {
+    let html = String::from_utf8(render_summary(
+        Renderer::Html(Templates::builtin()),
+        summary(),
+    ))
+    .unwrap();
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(html.contains("<a href=\"#src-E1\">E1</a>"), "{html}");
+    assert!(html.contains("<tr id=\"src-E1\">"), "{html}");
+    assert!(
+        html.contains("class=\"flag\""),
+        "an uncited sentence is marked: {html}"
+    );
+    assert!(
+        html.contains("<code>E99</code>"),
+        "invented ids listed: {html}"
+    );
+    assert!(
+        html.contains("1 of 2 sentences cite no evidence given"),
+        "{html}"
+    );
+
+    let md = String::from_utf8(render_summary(
+        Renderer::Markdown(Templates::builtin()),
+        summary(),
+    ))
+    .unwrap();
+    assert!(md.contains("\\<script\\>alert"), "{md}");
+    assert!(md.contains("It was APT29. **\\[uncited\\]**"), "{md}");
+    assert!(md.contains("ran. \\[E1\\]"), "{md}");
+    assert!(md.contains("E99"), "{md}");
+
+    let json = String::from_utf8(render_summary(
+        Renderer::Json(JsonWriter::default()),
+        summary(),
+    ))
+    .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(
+        value["ai_summary"]["sentences"][0]["text"],
+        format!("{HOSTILE} ran.")
+    );
+    assert_eq!(value["ai_summary"]["sentences"][1]["uncited"], true);
+    assert_eq!(value["ai_summary"]["invented_citations"][0], "E99");
+
+    let failed = AiSummary {
+        status: "failed".into(),
+        error: "the LLM endpoint sent no answer within 2 s (timeout)".into(),
+        ..Default::default()
+    };
+    let html = String::from_utf8(render_summary(
+        Renderer::Html(Templates::builtin()),
+        failed.clone(),
+    ))
+    .unwrap();
+    assert!(
+        html.contains("Not included: the LLM endpoint sent no answer within 2 s (timeout)."),
+        "{html}"
+    );
+    if let Some(fonts) = PdfFonts::discover() {
+        let pdf = render_summary(
+            Renderer::Pdf(Box::new(PdfWriter::new(fonts.clone()))),
+            summary(),
+        );
+        assert!(pdf.starts_with(b"%PDF-"));
+        let pdf = render_summary(Renderer::Pdf(Box::new(PdfWriter::new(fonts))), failed);
+        assert!(pdf.starts_with(b"%PDF-"));
+    }
 }
