@@ -132,6 +132,9 @@ fn print_report(report: &pb::Report) {
         println!("error    {}", report.error);
     }
     println!("attempts {}", report.attempts);
+    if report.include_ai_summary {
+        println!("ai       {}", ai_word(report));
+    }
     for artefact in &report.artefacts {
         println!(
             "  {:<9} {:>12} bytes  sha256 {}  {}",
@@ -143,8 +146,26 @@ fn print_report(report: &pb::Report) {
     }
 }
 
+/// The AI summary's outcome in words: "included (model)", "failed: why", "pending".
+fn ai_word(report: &pb::Report) -> String {
+    let status = pb::AiSummaryStatus::try_from(report.ai_summary_status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("AI_SUMMARY_STATUS_")
+                .to_ascii_lowercase()
+                .replace('_', " ")
+        })
+        .unwrap_or_else(|_| "unknown".into());
+    match (status.as_str(), report.ai_summary_error.is_empty()) {
+        ("failed", false) => format!("failed: {}", report.ai_summary_error),
+        ("included", _) => format!("included ({})", report.ai_model),
+        _ => status,
+    }
+}
+
 fn report_json(report: &pb::Report) -> serde_json::Value {
     serde_json::json!({
+        "ai_summary": report.include_ai_summary.then(|| ai_word(report)),
         "id": report.id.as_ref().map(|i| i.value.clone()),
         "title": report.title,
         "status": status_word(report),
@@ -290,6 +311,14 @@ pub async fn run(server: &ServerArgs, command: ReportCommand) -> anyhow::Result<
                     .await
                     .map_err(rpc_error)?
                     .into_inner();
+            }
+            if report.include_ai_summary
+                && report.ai_summary_status != pb::AiSummaryStatus::Included as i32
+            {
+                eprintln!(
+                    "warning: the AI summary is not in the report: {}",
+                    ai_word(&report)
+                );
             }
             match output {
                 Some(path) => download(&mut client, &case, &report, first, Some(&path)).await?,

@@ -9,17 +9,20 @@ mod env_vars;
 mod event_store;
 mod evidence_store;
 mod gateway;
+mod llm;
 mod oidc;
 
 pub use discovery::ServiceDiscovery;
 pub use event_store::{EVENT_STORES, EventStoreConfig, OpenSearchConfig, Secret};
 pub use evidence_store::{EVIDENCE_STORES, EvidenceStoreConfig, S3Config};
 pub use gateway::{GatewayConfig, IpNet};
+pub use llm::{AiConfig, LlmEndpointConfig};
 pub use oidc::OidcConfig;
 
 use event_store::EventStoreSettings;
 use evidence_store::EvidenceStoreSettings;
 use gateway::GatewaySettings;
+use llm::LlmSettings;
 use oidc::OidcSettings;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -93,6 +96,8 @@ pub struct Config {
     pub file_stages: Option<Vec<String>>,
     /// The gateway: internal key, first administrator, signing keys, limits, audit.
     pub gateway: GatewayConfig,
+    /// AI report summaries: the LLM endpoint and its bounds.
+    pub ai: AiConfig,
 }
 
 /// Unresolved settings: every field optional, from one source.
@@ -166,6 +171,19 @@ pub struct Settings {
     pub oidc_groups_claim: Option<String>,
     pub oidc_role_map: Option<String>,
     pub oidc_default_role: Option<String>,
+    pub ai_enabled: Option<String>,
+    pub llm_url: Option<String>,
+    pub llm_api: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_api_key: Option<Secret>,
+    pub llm_api_key_file: Option<PathBuf>,
+    pub llm_connect_timeout_secs: Option<String>,
+    pub llm_first_token_timeout_secs: Option<String>,
+    pub llm_stall_timeout_secs: Option<String>,
+    pub llm_total_timeout_secs: Option<String>,
+    pub llm_prompt_tokens: Option<String>,
+    pub llm_answer_tokens: Option<String>,
+    pub llm_redact: Option<String>,
 }
 
 impl Settings {
@@ -239,7 +257,20 @@ impl Settings {
             oidc_username_claim,
             oidc_groups_claim,
             oidc_role_map,
-            oidc_default_role
+            oidc_default_role,
+            ai_enabled,
+            llm_url,
+            llm_api,
+            llm_model,
+            llm_api_key,
+            llm_api_key_file,
+            llm_connect_timeout_secs,
+            llm_first_token_timeout_secs,
+            llm_stall_timeout_secs,
+            llm_total_timeout_secs,
+            llm_prompt_tokens,
+            llm_answer_tokens,
+            llm_redact
         );
         for (name, addr) in lower.service_addrs {
             self.service_addrs.entry(name).or_insert(addr);
@@ -323,6 +354,19 @@ impl Settings {
             oidc_groups_claim: get("CASESCOPE_OIDC_GROUPS_CLAIM"),
             oidc_role_map: get("CASESCOPE_OIDC_ROLE_MAP"),
             oidc_default_role: get("CASESCOPE_OIDC_DEFAULT_ROLE"),
+            ai_enabled: get("CASESCOPE_AI_ENABLED"),
+            llm_url: get("CASESCOPE_LLM_URL"),
+            llm_api: get("CASESCOPE_LLM_API"),
+            llm_model: get("CASESCOPE_LLM_MODEL"),
+            llm_api_key: get("CASESCOPE_LLM_API_KEY").map(Secret::new),
+            llm_api_key_file: get("CASESCOPE_LLM_API_KEY_FILE").map(PathBuf::from),
+            llm_connect_timeout_secs: get("CASESCOPE_LLM_CONNECT_TIMEOUT_SECS"),
+            llm_first_token_timeout_secs: get("CASESCOPE_LLM_FIRST_TOKEN_TIMEOUT_SECS"),
+            llm_stall_timeout_secs: get("CASESCOPE_LLM_STALL_TIMEOUT_SECS"),
+            llm_total_timeout_secs: get("CASESCOPE_LLM_TOTAL_TIMEOUT_SECS"),
+            llm_prompt_tokens: get("CASESCOPE_LLM_PROMPT_TOKENS"),
+            llm_answer_tokens: get("CASESCOPE_LLM_ANSWER_TOKENS"),
+            llm_redact: get("CASESCOPE_LLM_REDACT"),
         }
     }
 
@@ -509,6 +553,22 @@ impl Settings {
             },
         }
         .resolve(&mut errors);
+        let ai = LlmSettings {
+            ai_enabled: self.ai_enabled,
+            url: self.llm_url,
+            api: self.llm_api,
+            model: self.llm_model,
+            api_key: self.llm_api_key,
+            api_key_file: self.llm_api_key_file,
+            connect_timeout_secs: self.llm_connect_timeout_secs,
+            first_token_timeout_secs: self.llm_first_token_timeout_secs,
+            stall_timeout_secs: self.llm_stall_timeout_secs,
+            total_timeout_secs: self.llm_total_timeout_secs,
+            prompt_tokens: self.llm_prompt_tokens,
+            answer_tokens: self.llm_answer_tokens,
+            redact: self.llm_redact,
+        }
+        .resolve(&mut errors);
         if let Mode::Service(name) = &mode
             && gateway.internal_key.is_none()
         {
@@ -589,6 +649,7 @@ impl Settings {
             report_pdf_bold_font: self.report_pdf_bold_font,
             file_stages,
             gateway,
+            ai,
         })
     }
 }
@@ -621,6 +682,7 @@ impl std::fmt::Debug for Config {
             .field("evidence_store", &self.evidence_store)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("gateway", &self.gateway)
+            .field("ai", &self.ai)
             .finish()
     }
 }

@@ -25,6 +25,7 @@
 //! the process exits; those of a process that was killed are swept by the next one.
 
 pub mod kubernetes;
+pub mod llm;
 pub mod outage;
 pub mod s3;
 

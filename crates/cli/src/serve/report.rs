@@ -65,6 +65,22 @@ pub(super) async fn start(
             "no font for PDF reports (CASESCOPE_REPORT_PDF_FONT): PDF is refused, other formats work"
         ),
     }
+    settings.ai = ai_settings(&config.ai)?;
+    match (&settings.ai.endpoint, settings.ai.enabled) {
+        (_, false) => {
+            tracing::info!("AI report summaries are turned off (CASESCOPE_AI_ENABLED=false)")
+        }
+        (None, true) => {
+            tracing::info!("no LLM endpoint (CASESCOPE_LLM_URL): AI report summaries are refused")
+        }
+        (Some(endpoint), true) => tracing::info!(
+            api = endpoint.api.word(),
+            url = %endpoint.url,
+            model = %endpoint.model,
+            redact = settings.ai.redact,
+            "AI report summaries"
+        ),
+    }
     let identity = |channel: GrpcChannel| with_service_identity(channel, key.clone(), "report");
     let cases = match here.cases {
         Some(channel) => channel,
@@ -153,4 +169,38 @@ async fn remote_channel(config: &Config, name: &'static str) -> anyhow::Result<G
         .channel(config, name)
         .await
         .with_context(|| format!("the report service's client of {name}"))
+}
+
+/// The report service's AI settings from the configuration.
+fn ai_settings(
+    config: &casescope_runtime::config::AiConfig,
+) -> anyhow::Result<casescope_report::AiSettings> {
+    let endpoint = match &config.endpoint {
+        None => None,
+        Some(endpoint) => Some(casescope_report::LlmEndpoint {
+            api: casescope_report::LlmApi::parse(&endpoint.api).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "CASESCOPE_LLM_API: {:?} is not openai or ollama",
+                    endpoint.api
+                )
+            })?,
+            url: endpoint.url.clone(),
+            model: endpoint.model.clone(),
+            api_key: endpoint.api_key.as_ref().map(|k| k.expose().to_string()),
+        }),
+    };
+    Ok(casescope_report::AiSettings {
+        enabled: config.enabled,
+        endpoint,
+        timeouts: casescope_report::LlmTimeouts {
+            connect: config.connect_timeout,
+            first_token: config.first_token_timeout,
+            stall: config.stall_timeout,
+            total: config.total_timeout,
+        },
+        prompt_tokens: config.prompt_tokens,
+        answer_tokens: config.answer_tokens,
+        redact: config.redact,
+        ..Default::default()
+    })
 }

@@ -93,6 +93,58 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "bold TrueType font of PDF reports' headings (default: the regular font's bold sibling)",
     ),
     (
+        "CASESCOPE_AI_ENABLED",
+        "deployment flag: false refuses AI report summaries even with an LLM endpoint (default true)",
+    ),
+    (
+        "CASESCOPE_LLM_URL",
+        "LLM endpoint of AI report summaries: base URL, e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama); unset: AI summaries are refused",
+    ),
+    (
+        "CASESCOPE_LLM_API",
+        "wire format of the LLM endpoint: openai (chat completions, default) or ollama (/api/chat)",
+    ),
+    (
+        "CASESCOPE_LLM_MODEL",
+        "model name sent to the LLM endpoint (required with CASESCOPE_LLM_URL)",
+    ),
+    (
+        "CASESCOPE_LLM_API_KEY",
+        "bearer key of the LLM endpoint (never logged or shown)",
+    ),
+    (
+        "CASESCOPE_LLM_API_KEY_FILE",
+        "file holding the LLM key, instead of CASESCOPE_LLM_API_KEY",
+    ),
+    (
+        "CASESCOPE_LLM_CONNECT_TIMEOUT_SECS",
+        "seconds to connect to the LLM endpoint (default 5)",
+    ),
+    (
+        "CASESCOPE_LLM_FIRST_TOKEN_TIMEOUT_SECS",
+        "seconds from the request to the first token of the answer, prompt processing included (default 120)",
+    ),
+    (
+        "CASESCOPE_LLM_STALL_TIMEOUT_SECS",
+        "seconds the answer may pause between two chunks once begun (default 30)",
+    ),
+    (
+        "CASESCOPE_LLM_TOTAL_TIMEOUT_SECS",
+        "seconds one summary call may take in all (default 600)",
+    ),
+    (
+        "CASESCOPE_LLM_PROMPT_TOKENS",
+        "token budget of the summary's prompt, instructions and evidence (default 6000; estimated at 3 bytes per token)",
+    ),
+    (
+        "CASESCOPE_LLM_ANSWER_TOKENS",
+        "tokens of the summary's answer at most (default 1024)",
+    ),
+    (
+        "CASESCOPE_LLM_REDACT",
+        "redact secret-looking values (passwords, tokens, keys) before they are sent to the LLM (default true)",
+    ),
+    (
         "CASESCOPE_FILE_STAGES",
         "stages a file goes through after ingest (detect, ioc_hunt; empty: none): its status is ready when all are done",
     ),
