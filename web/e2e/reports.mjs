@@ -1,6 +1,7 @@
 // Reports in the browser: a report of the case created (HTML and JSON, a hostile title),
 // followed until ready, its HTML downloaded (checked by the app against its SHA-256)
-// and read back, then deleted after the in-page confirmation.
+// and read back, then deleted after the in-page confirmation; an AI summary refused (no
+// LLM in this deployment) with the setting named.
 
 import { readFileSync } from "node:fs";
 import { HOSTILE, accessible, check, screen, shownAs } from "./lib.mjs";
@@ -32,4 +33,11 @@ export async function reportsFlow(page, { base, caseId }) {
   await row.getByRole("button", { name: "Delete", exact: true }).click();
   await row.getByRole("button", { name: "Delete for good" }).click();
   await page.getByText("No report yet.").waitFor();
+
+  // This deployment has no LLM: asking for an AI summary is refused, naming the setting.
+  await form.getByLabel(/AI summary/).check();
+  await form.getByRole("button", { name: "Create report" }).click();
+  await form.getByText(/CASESCOPE_LLM_URL/).waitFor();
+  check((await page.locator("#report-table tbody tr").count()) === 0, "no report was queued");
+  await form.getByLabel(/AI summary/).uncheck();
 }

@@ -10,6 +10,7 @@ import { client, errorText } from "./api.js";
 import { visible } from "./text.js";
 import { Alert, Head, attempt, usePaged } from "./ui.js";
 import {
+  AiSummaryStatus,
   ReportFormat,
   ReportService,
   ReportStatus,
@@ -26,6 +27,20 @@ const FORMATS: [ReportFormat, string][] = [
 /** Artefacts larger than this are left to the CLI (the browser holds a download whole). */
 const BROWSER_MAX_BYTES = 256n * 1024n * 1024n;
 const DOWNLOAD_TIMEOUT_MS = 15 * 60_000;
+
+/** The AI summary's outcome, for a report made with one. */
+function aiText(report: Report): string {
+  switch (report.aiSummaryStatus) {
+    case AiSummaryStatus.INCLUDED:
+      return `AI summary by ${report.aiModel}`;
+    case AiSummaryStatus.FAILED:
+      return `AI summary not included: ${report.aiSummaryError}`;
+    case AiSummaryStatus.PENDING:
+      return "AI summary pending";
+    default:
+      return "";
+  }
+}
 
 function formatName(format: ReportFormat): string {
   return FORMATS.find(([f]) => f === format)?.[1] ?? "?";
@@ -88,6 +103,7 @@ function CreateReport({ caseId, created }: { caseId: string; created: () => void
   const [formats, setFormats] = useState<ReportFormat[]>([ReportFormat.HTML]);
   const [title, setTitle] = useState("");
   const [tags, setTags] = useState("");
+  const [ai, setAi] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   return (
@@ -103,6 +119,7 @@ function CreateReport({ caseId, created }: { caseId: string; created: () => void
               caseId: { value: caseId },
               formats,
               title,
+              includeAiSummary: ai,
               timelineTags: tags
                 .split(",")
                 .map((t) => t.trim())
@@ -139,6 +156,10 @@ function CreateReport({ caseId, created }: { caseId: string; created: () => void
       <label>
         Timeline tags{" "}
         <input name="tags" value={tags} placeholder="every tag and starred events" onInput={(e) => setTags((e.target as HTMLInputElement).value)} />
+      </label>
+      <label class="check">
+        <input type="checkbox" name="ai" checked={ai} onChange={(e) => setAi((e.target as HTMLInputElement).checked)} /> AI
+        summary (by the deployment&apos;s language model; every sentence&apos;s citations are checked)
       </label>
       <button type="submit" disabled={busy || formats.length === 0}>
         Create report
@@ -192,6 +213,7 @@ export function Reports({ caseId }: { caseId: string }) {
                   <td>
                     {statusName(report.status)}
                     {report.error && <div class="error">{visible(report.error)}</div>}
+                    {report.includeAiSummary && <div class="ai">{visible(aiText(report))}</div>}
                   </td>
                   <td>{when(report.createdAt)}</td>
                   <td>
