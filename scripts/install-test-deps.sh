@@ -68,4 +68,8 @@ fi
 # lockfile, from the npm registry).
 echo "installing the test OpenID Connect provider (npm ci in scripts/oidc-provider)"
 (cd "$(dirname "$0")/oidc-provider" && npm ci --no-audit --no-fund --loglevel=error)
-echo "test dependencies present: nats-server, PostgreSQL, Chromium, poppler-utils, the OIDC provider (and OpenSearch and SeaweedFS, see above)"
+# llama.cpp's OpenAI-compatible server for the AI summary tests: built once from the
+# llama.cpp source in PyPI's llama-cpp-python sdist (about 5 minutes on 2 cores; later
+# runs only check it), with the gguf package the tests make their tiny model with.
+bash "$(dirname "$0")/install-llama-server.sh" >/dev/null
+echo "test dependencies present: nats-server, PostgreSQL, Chromium, poppler-utils, the OIDC provider, llama-server (and OpenSearch and SeaweedFS, see above)"

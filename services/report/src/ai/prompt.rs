@@ -12,15 +12,15 @@
 //! Budget: the prompt's size in bytes over `bytes_per_token` stays within the token
 //! budget. Detections and IOCs take at most a third of it; events fill the rest, the
 //! most significant first (starred, then commented, then the most tags; ties by time),
-//! shown in time order. Values are cut (fields to 240 characters, at most 24 fields,
+//! shown in time order. Values are cut (fields to 200 characters, at most 20 non-empty fields,
 //! comments to 600 characters) and secret-looking values redacted when asked.
 
 use super::redact::redact;
 use crate::model::{AiSource, Detections, IocMatches, TimelineEntry};
 use serde_json::{Map, Value};
 
-const FIELD_CHARS: usize = 240;
-const FIELDS: usize = 24;
+const FIELD_CHARS: usize = 200;
+const FIELDS: usize = 20;
 const COMMENT_CHARS: usize = 600;
 const COMMENTS: usize = 5;
 
@@ -109,7 +109,12 @@ impl Candidate {
             put("analyst_comments", Value::from(comments));
         }
         let mut fields = Map::new();
-        for field in entry.fields.iter().take(FIELDS) {
+        // Empty and placeholder values say nothing and cost budget.
+        let telling = entry
+            .fields
+            .iter()
+            .filter(|f| !matches!(f.value.trim(), "" | "-" | "null"));
+        for field in telling.take(FIELDS) {
             fields.insert(
                 cut(&field.name, 80),
                 Value::from(clean(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// How often a running summary checks that its report still exists.
-const WATCH_PERIOD: Duration = Duration::from_secs(1);
+const WATCH_PERIOD: Duration = Duration::from_millis(500);
 
 fn nonce() -> String {
     let bytes: [u8; 12] = rand::random();
