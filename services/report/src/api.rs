@@ -105,10 +105,10 @@ impl ReportApi {
                  html, markdown or json",
             ));
         }
-        if request.include_ai_summary {
-            if let Some(why) = self.settings.ai.refusal() {
-                return Err(ApiError::failed_precondition("AI_NOT_AVAILABLE", why));
-            }
+        if request.include_ai_summary
+            && let Some(why) = self.settings.ai.refusal()
+        {
+            return Err(ApiError::failed_precondition("AI_NOT_AVAILABLE", why));
         }
         let found = match self.worker.peers.case(&case).await {
             Ok(found) => found,

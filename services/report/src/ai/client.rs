@@ -250,10 +250,10 @@ impl LlmClient {
                 )));
             }
         }
-        if !line.is_empty() {
-            if let Line::Content(text) = self.line(&line, &mut answer)? {
-                append(&mut answer, &text, max_bytes);
-            }
+        if !line.is_empty()
+            && let Line::Content(text) = self.line(&line, &mut answer)?
+        {
+            append(&mut answer, &text, max_bytes);
         }
         if answer.text.is_empty() && answer.finish_reason.is_empty() {
             return Err(LlmError::Stream(

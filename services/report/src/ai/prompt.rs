@@ -221,9 +221,9 @@ pub fn build(
     };
     let head = format!(
         "BEGIN EVIDENCE {nonce}\n{}\n",
-        Value::from(serde_json::json!({
+        serde_json::json!({
             "case": clean("", case_name, 200, redacting, redactions)
-        }))
+        })
     );
     let tail = format!(
         "END EVIDENCE {nonce}\n\nWrite the summary of the evidence above, following the \
