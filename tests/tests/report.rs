@@ -5,13 +5,17 @@
 //!   counts are the case's (files, events, detections, the tagged and starred events
 //!   with their comments, the notes), each download matches its recorded SHA-256;
 //! - markup in a comment, a field value, the notes and the case name shows as text in
-//!   every format (no live HTML, no Markdown emphasis or link);
+//!   every format (no live HTML, no Markdown emphasis or link); a 10 MB comment is
+//!   refused with the limit named, a 60,000-character one cut to 2,000 in the report;
 //! - a tag filter narrows the timeline; bad requests and an AI summary with no LLM are
 //!   refused with the reason; a deleted report is gone.
 
 use casescope_bus::Bus;
 use casescope_e2e::deployment::Deployment;
 use casescope_e2e::{Server, json, stderr, stdout};
+use casescope_proto::cases::v1 as cases_pb;
+use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
+use casescope_proto::common::v1::{CaseId, EventId};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -123,6 +127,33 @@ fn scenario(deployment: &Deployment, work: &std::path::Path) {
     let long = "A".repeat(60_000);
     let commented = api.cli(&["comment", &case, tagged[1], &long]);
     assert!(commented.status.success(), "{}", stderr(&commented));
+    // A 10 MB comment is refused with the limit named, before anything is stored.
+    let refused = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async {
+            let mut client = CasesServiceClient::new(api.grpc().await);
+            client
+                .add_comment(cases_pb::AddCommentRequest {
+                    case_id: Some(CaseId {
+                        value: case.clone(),
+                    }),
+                    event_id: Some(EventId {
+                        value: tagged[2].clone(),
+                    }),
+                    body: "B".repeat(10 * 1024 * 1024),
+                    parent_id: None,
+                })
+                .await
+        })
+        .expect_err("a 10 MB comment is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("a comment is at most 65536 bytes"),
+        "the limit is named: {}",
+        refused.message()
+    );
     let notes = format!("# Findings\n```\n{HOSTILE}\n");
     let token = &[("CASESCOPE_TOKEN", api.token())];
     let edit = api.cli_with(token, &["notes", "edit", &case, "--version", "0"], &notes);
