@@ -115,6 +115,8 @@ must_fail "an unknown value (evidense.size)" "evidense" \
   "$helm" lint --strict "$chart" --set evidense.size=1Gi
 must_fail "an OpenSearch URL without a scheme" "/services/ingest/eventStore/opensearch/url" \
   "$helm" lint --strict "$chart" --set services.ingest.eventStore.opensearch.url=opensearch:9200
+must_fail "an LLM URL holding credentials" "/services/report/ai/url" \
+  "$helm" lint --strict "$chart" --set services.report.ai.url=http://user:pw@llm:8080/v1
 must_fail "an unknown service discovery (consul)" "/serviceDiscovery" \
   "$helm" lint --strict "$chart" --set serviceDiscovery=consul
 must_fail "several ingest replicas on a ReadWriteOnce evidence volume" "ReadWriteMany" \
