@@ -30,7 +30,12 @@ pub struct Candidate {
     /// The JSON object's members after `"id"`, e.g. `"time":"…","host":"…"}`.
     rest: String,
     score: u32,
+    /// The event's time (RFC 3339, UTC, fixed width: sorts as text).
+    time: String,
+    /// Arrival order (ties of score go to the earlier).
     order: usize,
+    /// Values redacted in it.
+    redactions: u64,
     source: AiSource,
 }
 
@@ -55,7 +60,9 @@ fn clean(name: &str, value: &str, max: usize, redacting: bool, redactions: &mut 
 
 impl Candidate {
     /// The candidate of one tagged or starred event (`order`: its place in time).
-    pub fn new(entry: &TimelineEntry, order: usize, redacting: bool, redactions: &mut u64) -> Self {
+    pub fn new(entry: &TimelineEntry, order: usize, redacting: bool) -> Self {
+        let mut count = 0u64;
+        let redactions = &mut count;
         let mut object = Map::new();
         let mut put = |key: &str, value: Value| {
             object.insert(key.to_string(), value);
@@ -138,7 +145,9 @@ impl Candidate {
         Candidate {
             rest: json[1..].to_string(),
             score,
+            time: entry.datetime.clone(),
             order,
+            redactions: count,
             source: AiSource {
                 id: String::new(),
                 kind: "event".into(),
@@ -151,6 +160,11 @@ impl Candidate {
                 event_id: entry.event_id.clone(),
             },
         }
+    }
+
+    /// The event's id.
+    pub fn event_id(&self) -> &str {
+        &self.source.event_id
     }
 
     /// Bytes this candidate adds to the prompt (its line, with an id of up to 6 digits).
@@ -286,9 +300,10 @@ pub fn build(
             continue;
         }
         used += candidate.bytes() + 1;
+        *redactions += candidate.redactions;
         chosen.push(candidate);
     }
-    chosen.sort_by_key(|c| c.order);
+    chosen.sort_by(|a, b| a.time.cmp(&b.time).then(a.order.cmp(&b.order)));
     prompt.events_given = chosen.len() as u64;
     let mut user = head;
     for line in lines {
@@ -396,7 +411,7 @@ mod tests {
         let candidates = events
             .iter()
             .enumerate()
-            .map(|(n, e)| Candidate::new(e, n, true, &mut redactions))
+            .map(|(n, e)| Candidate::new(e, n, true))
             .collect();
         let prompt = build(
             "n0nce",

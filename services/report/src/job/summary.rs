@@ -25,48 +25,83 @@ fn nonce() -> String {
 
 impl ReportWorker {
     /// The candidates of the summary: up to the configured number of the selection's
-    /// events, compacted (and redacted) as they arrive; and the selection's size.
+    /// events — its starred events first, then its commented ones, then the rest, each
+    /// in time order — compacted (and redacted) as they arrive; and the selection's size.
     async fn candidates(
         &self,
         row: &ReportRow,
         query: &cases::TimelineQuery,
-        redactions: &mut u64,
     ) -> Result<(Vec<Candidate>, u64), BuildError> {
         let max = self.settings.ai.candidate_events;
         let redacting = self.settings.ai.redact;
-        let mut stream = self.open_export(row, query).await?;
         let mut candidates: Vec<Candidate> = Vec::new();
-        let mut selected = None;
-        while candidates.len() < max {
-            let Some(chunk) = self.next_chunk(&mut stream).await? else {
-                break;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut selected = 0;
+        let passes = [
+            cases::TimelineQuery {
+                only_starred: true,
+                ..query.clone()
+            },
+            cases::TimelineQuery {
+                only_commented: true,
+                ..query.clone()
+            },
+            query.clone(),
+        ];
+        for (pass, pass_query) in passes.iter().enumerate() {
+            let last = pass == passes.len() - 1;
+            // The first two passes take at most half the room each.
+            let limit = if last {
+                max
+            } else {
+                candidates.len() + (max - candidates.len()) / 2
             };
-            selected.get_or_insert(chunk.total);
-            let room = (max - candidates.len()) as u64;
-            let start = candidates.len();
-            let settings = self.settings.clone();
-            let (batch, found) = tokio::task::spawn_blocking(move || {
-                let parts = super::timeline::parse(&chunk.data, room, &settings)?;
-                let mut found = 0u64;
-                let batch: Vec<Candidate> = parts
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(n, part)| match part {
-                        Part::TimelineEvent(entry) => {
-                            Some(Candidate::new(entry, start + n, redacting, &mut found))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                Ok::<_, String>((batch, found))
-            })
-            .await
-            .map_err(|e| BuildError::Transient(format!("parsing stopped: {e}")))?
-            .map_err(BuildError::Transient)?;
-            *redactions += found;
-            candidates.extend(batch);
+            let mut stream = self.open_export(row, pass_query).await?;
+            let mut first = true;
+            while candidates.len() < limit || (last && first) {
+                let Some(chunk) = self.next_chunk(&mut stream).await? else {
+                    break;
+                };
+                if last && first {
+                    selected = chunk.total;
+                }
+                first = false;
+                let room = limit.saturating_sub(candidates.len());
+                if room == 0 {
+                    break;
+                }
+                let start = candidates.len();
+                let settings = self.settings.clone();
+                let batch = tokio::task::spawn_blocking(move || {
+                    // The whole chunk (one bounded message): rows an earlier pass took
+                    // are dropped below, then the pass keeps what fits its room.
+                    let parts = super::timeline::parse(&chunk.data, u64::MAX, &settings)?;
+                    let batch: Vec<Candidate> = parts
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(n, part)| match part {
+                            Part::TimelineEvent(entry) => {
+                                Some(Candidate::new(entry, start + n, redacting))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    Ok::<_, String>(batch)
+                })
+                .await
+                .map_err(|e| BuildError::Transient(format!("parsing stopped: {e}")))?
+                .map_err(BuildError::Transient)?;
+                for candidate in batch {
+                    if candidates.len() - start >= room {
+                        break;
+                    }
+                    if seen.insert(candidate.event_id().to_string()) {
+                        candidates.push(candidate);
+                    }
+                }
+            }
         }
-        Ok((candidates, selected.unwrap_or(0)))
+        Ok((candidates, selected))
     }
 
     /// The AI summary of `row` (a failed one says why; only a stop is an error).
@@ -103,8 +138,7 @@ impl ReportWorker {
         };
         let detections = self.gathered_detections(row, gathered).await?.clone();
         let iocs = self.gathered_iocs(row, gathered).await?.clone();
-        let mut redactions = 0u64;
-        let (candidates, selected) = self.candidates(row, query, &mut redactions).await?;
+        let (candidates, selected) = self.candidates(row, query).await?;
         let words = (settings.answer_tokens * 2 / 3).clamp(60, 400);
         let (budget, per_token, top) = (
             settings.prompt_tokens,
@@ -113,7 +147,7 @@ impl ReportWorker {
         );
         let (redacting, case_name) = (settings.redact, case_name.to_string());
         let (prompt, redactions) = tokio::task::spawn_blocking(move || {
-            let mut redactions = redactions;
+            let mut redactions = 0;
             let prompt = prompt::build(
                 &nonce(),
                 words,
