@@ -277,11 +277,12 @@ impl ReportApi {
         } else {
             String::new()
         };
-        let mut reports = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let artefacts = self.repo.artefacts(&row.id).await.map_err(db_error)?;
-            reports.push(to_pb(row, &artefacts));
-        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let artefacts = self.repo.artefacts_of(&ids).await.map_err(db_error)?;
+        let reports = rows
+            .iter()
+            .map(|row| to_pb(row, artefacts.get(&row.id).map_or(&[][..], Vec::as_slice)))
+            .collect();
         Ok(pb::ListReportsResponse {
             reports,
             page: Some(PageResponse { next_cursor: next }),

@@ -268,7 +268,7 @@ impl ReportWorker {
                 sha256: sha256.clone(),
             })
             .collect();
-        let (ai_status, ai_error, ai_model) = match &built.summary {
+        let ai = match &built.summary {
             Some(summary) => (
                 summary.status.as_str(),
                 summary.error.as_str(),
@@ -277,33 +277,10 @@ impl ReportWorker {
             None => (ai::NOT_REQUESTED, "", ""),
         };
         let message = self
-            .fact(row, "report.ready", "", info, ai_status)
+            .fact(row, "report.ready", "", info, ai.0)
             .map_err(transient)?;
-        let mut tx = match fenced_tx(&self.leases, lease, &row.id).await {
-            Ok(tx) => tx,
-            Err(WriteError::Db(why)) => return Err(transient(why)),
-            Err(_) => return Ok(()),
-        };
-        let now = casescope_db::now_micros();
-        sqlx::query(
-            "UPDATE reports SET status = $2, error = '', ai_status = $3, ai_error = $4, \
-             ai_model = $5, finished_at = $6, updated_at = $6 WHERE id = $1",
-        )
-        .bind(&row.id)
-        .bind(status::READY)
-        .bind(ai_status)
-        .bind(ai_error)
-        .bind(ai_model)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(transient)?;
-        self.outbox
-            .enqueue(&mut tx, &message)
+        self.finish(row, lease, status::READY, "", ai, message)
             .await
-            .map_err(transient)?;
-        tx.commit().await.map_err(transient)?;
-        Ok(())
     }
 
     async fn finish_failed(
@@ -313,9 +290,29 @@ impl ReportWorker {
         why: &str,
     ) -> Result<(), HandlerError> {
         tracing::warn!(report_id = %row.id, case_id = %row.case_id, error = why, "report failed");
+        let ai = if row.include_ai {
+            (ai::FAILED, "the report failed", row.ai_model.as_str())
+        } else {
+            (ai::NOT_REQUESTED, "", "")
+        };
         let message = self
-            .fact(row, "report.failed", why, Vec::new(), ai::NOT_REQUESTED)
+            .fact(row, "report.failed", why, Vec::new(), ai.0)
             .map_err(transient)?;
+        self.finish(row, lease, status::FAILED, why, ai, message)
+            .await
+    }
+
+    /// Records how the job ended (a failed one without its output) and queues its fact,
+    /// in one transaction fenced by the lease.
+    async fn finish(
+        &self,
+        row: &ReportRow,
+        lease: &Lease,
+        end: &str,
+        why: &str,
+        (ai_status, ai_error, ai_model): (&str, &str, &str),
+        message: OutboundMessage,
+    ) -> Result<(), HandlerError> {
         let mut tx = match fenced_tx(&self.leases, lease, &row.id).await {
             Ok(tx) => tx,
             Err(WriteError::Db(why)) => return Err(transient(why)),
@@ -323,19 +320,24 @@ impl ReportWorker {
         };
         let now = casescope_db::now_micros();
         sqlx::query(
-            "UPDATE reports SET status = $2, error = $3, finished_at = $4, updated_at = $4 \
-             WHERE id = $1",
+            "UPDATE reports SET status = $2, error = $3, ai_status = $4, ai_error = $5, \
+             ai_model = $6, finished_at = $7, updated_at = $7 WHERE id = $1",
         )
         .bind(&row.id)
-        .bind(status::FAILED)
+        .bind(end)
         .bind(why)
+        .bind(ai_status)
+        .bind(ai_error)
+        .bind(ai_model)
         .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(transient)?;
-        ReportRepo::drop_output(&mut tx, &row.id)
-            .await
-            .map_err(transient)?;
+        if end == status::FAILED {
+            ReportRepo::drop_output(&mut tx, &row.id)
+                .await
+                .map_err(transient)?;
+        }
         self.outbox
             .enqueue(&mut tx, &message)
             .await

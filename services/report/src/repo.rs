@@ -262,6 +262,35 @@ impl ReportRepo {
         rows.iter().map(ArtefactRow::from_row).collect()
     }
 
+    /// The artefacts of several reports (one page of a list) in one query.
+    pub async fn artefacts_of(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<ArtefactRow>>, DbError> {
+        let mut found: std::collections::HashMap<String, Vec<ArtefactRow>> = Default::default();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let statement = format!(
+            "SELECT * FROM report_artefacts WHERE report_id IN ({}) ORDER BY report_id, format",
+            marks.join(", ")
+        );
+        // Only numbered placeholders are formatted in; the ids are bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(self.db.pool()).await? {
+            let report: String = row.try_get("report_id")?;
+            found
+                .entry(report)
+                .or_default()
+                .push(ArtefactRow::from_row(&row)?);
+        }
+        Ok(found)
+    }
+
     /// One stored chunk of an artefact.
     pub async fn chunk(&self, id: &str, format: i32, seq: i64) -> Result<Option<Vec<u8>>, DbError> {
         let row = sqlx::query(
