@@ -10,7 +10,8 @@
 //! - a stalled stream, an HTTP 500 and a server that never answers: the report is ready
 //!   and says why the summary is missing;
 //! - deleting a report while the summary streams closes the connection;
-//! - the deployment flag and a missing endpoint refuse AI with the setting's name.
+//! - the deployment flag and a missing endpoint refuse AI with the setting's name;
+//! - in a cluster, the report service in its own process makes the same summary.
 //!
 //! The real server (llama.cpp's, with a tiny random-weight model) is exercised by
 //! `report_llama.rs`.
@@ -346,4 +347,57 @@ fn ai_is_refused_when_turned_off_or_not_configured() {
     // Without AI the report is made as ever.
     let id = create(api, &case, &["--format", "md"]);
     assert_eq!(wait(api, &case, &id)["status"], "ready");
+}
+
+#[test]
+fn ai_summary_in_a_cluster() {
+    // The report service in its own process (PostgreSQL, NATS, OpenSearch) reads the
+    // same settings and makes the same summary.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let llm = runtime.block_on(ScriptedLlm::start(Script::openai(&[
+        "The tagged logons came from one host [E1, E2].",
+    ])));
+    let url = llm.url("/v1");
+    let work = tempfile::tempdir().unwrap();
+    let env = [
+        ("CASESCOPE_RECONCILE_PERIOD_SECS", "2"),
+        ("CASESCOPE_LLM_URL", url.as_str()),
+        ("CASESCOPE_LLM_MODEL", "scripted-model"),
+    ];
+    let Some(deployment) = Deployment::multi_process(work.path(), &env, "rai") else {
+        return;
+    };
+    let api = deployment.api();
+    let evidence = work.path().join("ai.evtx");
+    casescope_e2e::synth_evtx(&evidence, 50, 5);
+    let case = stdout(&api.cli(&["case", "create", "AI in a cluster"]))
+        .trim()
+        .to_string();
+    let uploaded = json(api.cli(&["upload", &case, evidence.to_str().unwrap(), "--json"]));
+    let file_id = uploaded[0]["file_id"].as_str().unwrap().to_string();
+    casescope_e2e::wait_until_processed(
+        api,
+        &case,
+        &file_id,
+        Duration::from_secs(180),
+        deployment.ingest(),
+    );
+    let page = json(api.cli(&["timeline", &case, "", "--limit", "3", "--json"]));
+    let mut star = vec!["star".to_string(), case.clone()];
+    for event in page["events"].as_array().unwrap() {
+        star.extend([
+            "--event".into(),
+            event["event_id"].as_str().unwrap().to_string(),
+        ]);
+    }
+    let star: Vec<&str> = star.iter().map(String::as_str).collect();
+    assert!(api.cli(&star).status.success());
+    let (ai, _) = summary(api, &case, work.path());
+    assert_eq!(ai["status"], "included", "{ai}");
+    assert_eq!(
+        ai["sentences"][0]["citations"],
+        serde_json::json!(["E1", "E2"])
+    );
+    assert_eq!(ai["events_given"], 3);
+    assert_eq!(llm.requests().len(), 1);
 }
