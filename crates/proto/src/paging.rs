@@ -49,6 +49,20 @@ pub fn validate_page(page: Option<&PageRequest>, field_path: &str) -> Result<Pag
     Ok(Page { size, cursor })
 }
 
+/// The paths of an update's field mask; none is INVALID_ARGUMENT (an update must name
+/// what it changes).
+pub fn mask_paths(mask: Option<&prost_types::FieldMask>) -> Result<Vec<String>, ApiError> {
+    let paths = mask.map(|m| m.paths.clone()).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(ApiError::invalid_field(
+            "UPDATE_MASK_EMPTY",
+            "update_mask",
+            "name the fields to change",
+        ));
+    }
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

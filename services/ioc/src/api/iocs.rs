@@ -248,18 +248,7 @@ impl IocApi {
             "IOC_ID_INVALID",
             "id",
         )?;
-        let paths: Vec<String> = request
-            .update_mask
-            .as_ref()
-            .map(|m| m.paths.clone())
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(ApiError::invalid_field(
-                "UPDATE_MASK_EMPTY",
-                "update_mask",
-                "name the fields to change",
-            ));
-        }
+        let paths = casescope_proto::paging::mask_paths(request.update_mask.as_ref())?;
         let stored = self.stored(&owner, &id).await?;
         if request.expected_version != 0 && request.expected_version != stored.version {
             return Err(ApiError::Aborted {

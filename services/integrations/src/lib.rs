@@ -1,0 +1,72 @@
+//! The integrations service: DFIR-IRIS pushes, OpenCTI enrichment and imports, and
+//! webhooks, each a recorded delivery (docs/integrations.md).
+//!
+//! Built so far:
+//! - the outbound layer every call goes through ([`outbound`]): timeouts, retries with
+//!   backoff and jitter honouring `Retry-After`, a circuit breaker per integration,
+//!   bounded answers, TLS with an optional CA, the SSRF guard after DNS resolution and
+//!   on every redirect;
+//! - integration configurations ([`IntegrationsApi`]: create, get, list, update with a
+//!   field mask and an expected version, delete, test), their secrets write-only and
+//!   sealed at rest ([`secrets`]) or resolved from a reference at call time;
+//! - signed webhook messages ([`webhook`]).
+//!
+//! Pushes, enrichment, imports and the delivery log answer UNIMPLEMENTED until their
+//! release; `casescope serve` does not run this service yet.
+
+mod api;
+mod config;
+pub mod outbound;
+mod probe;
+mod repo;
+pub mod secrets;
+pub mod webhook;
+
+pub use api::IntegrationsApi;
+pub use repo::MIGRATIONS;
+
+use casescope_db::{CORE_MIGRATIONS, Migrations};
+use outbound::OutboundSettings;
+use outbound::guard::Guard;
+use secrets::SecretBox;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything this service needs in its database, in order.
+pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, MIGRATIONS];
+
+#[derive(Debug, Clone)]
+pub struct IntegrationsSettings {
+    /// The SSRF guard and its allow-list.
+    pub guard: Guard,
+    pub outbound: OutboundSettings,
+    /// Seals secrets given as values (`None`: only references are accepted).
+    pub secrets: Option<Arc<SecretBox>>,
+    /// Where `file:` secret references are read from.
+    pub secrets_dir: Option<PathBuf>,
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+    pub default_attempts: u32,
+    pub max_attempts: u32,
+    /// Consecutive failures that open an integration's circuit, and for how long.
+    pub breaker_threshold: u32,
+    pub breaker_cool_down: Duration,
+}
+
+impl Default for IntegrationsSettings {
+    fn default() -> Self {
+        Self {
+            guard: Guard::default(),
+            outbound: OutboundSettings::default(),
+            secrets: None,
+            secrets_dir: None,
+            default_timeout: Duration::from_secs(10),
+            max_timeout: Duration::from_secs(120),
+            default_attempts: 5,
+            max_attempts: 20,
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(30),
+        }
+    }
+}
