@@ -16,6 +16,7 @@
 
 mod api;
 mod config;
+pub mod opencti;
 pub mod outbound;
 mod probe;
 mod repo;
