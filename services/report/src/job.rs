@@ -28,6 +28,8 @@ mod timeline;
 pub(crate) struct Gathered {
     detections: Option<Detections>,
     iocs: Option<IocMatches>,
+    /// The case's files (the files section shows them all; the overview sums them).
+    files: Option<Vec<FileEntry>>,
 }
 
 /// What `build` made: the artefacts, and the AI summary when asked for.
@@ -486,15 +488,12 @@ impl ReportWorker {
                 ReportSection::Files => {
                     self.emit(&mut outputs, vec![Part::FilesBegin], lease, keep, id)
                         .await?;
-                    let mut batch = Vec::new();
-                    let mut count = 0u64;
-                    self.peers
-                        .files(&row.case_id, |file| {
-                            count += 1;
-                            batch.push(Part::File(Box::new(file)));
-                        })
-                        .await?;
-                    batch.push(Part::FilesEnd(count));
+                    let files = self.gathered_files(row, &mut gathered).await?;
+                    let mut batch: Vec<Part> = files
+                        .iter()
+                        .map(|file| Part::File(Box::new(file.clone())))
+                        .collect();
+                    batch.push(Part::FilesEnd(files.len() as u64));
                     batch
                 }
                 ReportSection::DetectionsByRule => {
@@ -548,6 +547,25 @@ impl ReportWorker {
         Ok(gathered.detections.insert(found))
     }
 
+    /// The case's files (paged once per report).
+    async fn gathered_files<'a>(
+        &self,
+        row: &ReportRow,
+        gathered: &'a mut Gathered,
+    ) -> Result<&'a [FileEntry], BuildError> {
+        let found = match gathered.files.take() {
+            Some(found) => found,
+            None => {
+                let mut files = Vec::new();
+                self.peers
+                    .files(&row.case_id, |file| files.push(file))
+                    .await?;
+                files
+            }
+        };
+        Ok(gathered.files.insert(found))
+    }
+
     /// The case's IOC match counts (asked once per report).
     async fn gathered_iocs<'a>(
         &self,
@@ -568,17 +586,15 @@ impl ReportWorker {
         gathered: &mut Gathered,
     ) -> Result<Overview, BuildError> {
         let mut overview = Overview::default();
-        self.peers
-            .files(&row.case_id, |file| {
-                overview.files += 1;
-                overview.files_failed += u64::from(file.status == "failed");
-                overview.bytes += file.size_bytes;
-                overview.records_read += file.records_read;
-                overview.events_indexed += file.events_indexed;
-                overview.records_rejected += file.records_rejected;
-                overview.duplicates_skipped += file.duplicates_skipped;
-            })
-            .await?;
+        for file in self.gathered_files(row, gathered).await? {
+            overview.files += 1;
+            overview.files_failed += u64::from(file.status == "failed");
+            overview.bytes += file.size_bytes;
+            overview.records_read += file.records_read;
+            overview.events_indexed += file.events_indexed;
+            overview.records_rejected += file.records_rejected;
+            overview.duplicates_skipped += file.duplicates_skipped;
+        }
         overview.first_event = self.peers.event_bound(&row.case_id, false).await?;
         overview.last_event = self.peers.event_bound(&row.case_id, true).await?;
         let detections = self.gathered_detections(row, gathered).await?;

@@ -3,6 +3,7 @@
 //! lease), and sweeps the chunks of reports deleted while they were being written.
 
 use crate::job::{ReportWorker, enqueue};
+use crate::repo::ReportRepo;
 use casescope_db::{DbError, LeaseKey};
 use tokio_util::sync::CancellationToken;
 
@@ -47,8 +48,8 @@ impl Reconciler {
             )
             .await
             .map_err(DbError::Query)?;
+            ReportRepo::touch(&mut tx, &report.id, now).await?;
             tx.commit().await.map_err(DbError::from)?;
-            worker.repo.touch(&report.id, now).await?;
             sent += 1;
         }
         if sent > 0 {

@@ -366,11 +366,12 @@ impl ReportRepo {
     }
 
     /// Marks the row changed now (the reconciler re-sent its signal).
-    pub async fn touch(&self, id: &str, now: i64) -> Result<(), DbError> {
+    /// Marks a report as just re-sent, in the transaction that queues its signal.
+    pub async fn touch(tx: &mut Tx<'_>, id: &str, now: i64) -> Result<(), DbError> {
         sqlx::query("UPDATE reports SET updated_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now)
-            .execute(self.db.pool())
+            .execute(&mut **tx)
             .await?;
         Ok(())
     }
