@@ -4,6 +4,7 @@
 
 pub mod deployment;
 pub mod oidc_provider;
+pub mod reports;
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -12,6 +12,7 @@
 
 use casescope_bus::Bus;
 use casescope_e2e::deployment::Deployment;
+use casescope_e2e::reports::{self, download};
 use casescope_e2e::{Server, json, stderr, stdout};
 use casescope_proto::cases::v1 as cases_pb;
 use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
@@ -36,37 +37,8 @@ fn event_ids(api: &Server, case: &str) -> Vec<String> {
 
 /// Creates a report and waits for it; returns its JSON description.
 fn create(api: &Server, case: &str, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["report", "create", case];
-    args.extend_from_slice(extra);
-    let created = api.cli(&args);
-    assert!(created.status.success(), "{}", stderr(&created));
-    let id = stdout(&created).trim().to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let report = json(api.cli(&["report", "get", case, &id, "--json"]));
-        match report["status"].as_str().unwrap() {
-            "ready" => return report,
-            "failed" => panic!("report failed: {report}"),
-            _ if std::time::Instant::now() > deadline => panic!("report not ready: {report}"),
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    }
-}
-
-fn download(api: &Server, case: &str, id: &str, format: &str, work: &std::path::Path) -> String {
-    let path = work.join(format!("{id}.{format}"));
-    let saved = api.cli(&[
-        "report",
-        "download",
-        case,
-        id,
-        "--format",
-        format,
-        "--output",
-        path.to_str().unwrap(),
-    ]);
-    assert!(saved.status.success(), "{}", stderr(&saved));
-    std::fs::read_to_string(&path).unwrap()
+    let id = reports::create(api, case, extra);
+    reports::wait_ready(api, case, &id)
 }
 
 fn scenario(deployment: &Deployment, work: &std::path::Path) {

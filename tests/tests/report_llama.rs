@@ -13,7 +13,8 @@
 //! makes that a failure.
 
 use casescope_e2e::deployment::Deployment;
-use casescope_e2e::{Server, json, stderr, stdout};
+use casescope_e2e::reports::{self, annotate_first, case_with_events};
+use casescope_e2e::{Server, json, stderr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -136,65 +137,22 @@ impl Llama {
 }
 
 /// A case with 40 tagged events; returns the case id.
-fn tagged_case(api: &Server, work: &Path, deployment: &Deployment) -> String {
-    let evidence = work.join("llm.evtx");
-    casescope_e2e::synth_evtx(&evidence, 120, 17);
-    let case = stdout(&api.cli(&["case", "create", "Real LLM"]))
-        .trim()
-        .to_string();
-    let uploaded = json(api.cli(&["upload", &case, evidence.to_str().unwrap(), "--json"]));
-    let file_id = uploaded[0]["file_id"].as_str().unwrap().to_string();
-    casescope_e2e::wait_until_processed(
-        api,
-        &case,
-        &file_id,
-        Duration::from_secs(180),
-        deployment.ingest(),
-    );
-    let page = json(api.cli(&["timeline", &case, "", "--limit", "40", "--json"]));
-    let mut tag = vec!["tag".to_string(), case.clone(), "suspicious".into()];
-    for event in page["events"].as_array().unwrap() {
-        tag.extend([
-            "--event".into(),
-            event["event_id"].as_str().unwrap().to_string(),
-        ]);
-    }
-    let tag: Vec<&str> = tag.iter().map(String::as_str).collect();
-    assert!(api.cli(&tag).status.success());
+fn tagged_case(deployment: &Deployment, work: &Path) -> String {
+    let case = case_with_events(deployment, work, "Real LLM", 120, 17);
+    annotate_first(deployment.api(), &case, 40, &["tag", &case, "suspicious"]);
     case
 }
 
+/// Queues a JSON report with the AI summary; its id.
 fn create(api: &Server, case: &str) -> String {
-    let created = api.cli(&["report", "create", case, "--format", "json", "--ai"]);
-    assert!(created.status.success(), "{}", stderr(&created));
-    stdout(&created).trim().to_string()
+    reports::create(api, case, &["--format", "json", "--ai"])
 }
 
+/// The AI summary of the ready report.
 fn wait_ready(api: &Server, case: &str, id: &str, work: &Path) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let report = json(api.cli(&["report", "get", case, id, "--json"]));
-        match report["status"].as_str().unwrap() {
-            "ready" => break,
-            "failed" => panic!("report failed: {report}"),
-            _ if Instant::now() > deadline => panic!("report not ready: {report}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-    let path = work.join(format!("{id}.json"));
-    let saved = api.cli(&[
-        "report",
-        "download",
-        case,
-        id,
-        "--format",
-        "json",
-        "--output",
-        path.to_str().unwrap(),
-    ]);
-    assert!(saved.status.success(), "{}", stderr(&saved));
+    reports::wait_ready(api, case, id);
     let document: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        serde_json::from_str(&reports::download(api, case, id, "json", work)).unwrap();
     document["ai_summary"].clone()
 }
 
@@ -226,7 +184,7 @@ fn ai_summaries_with_llama_cpp() {
     env.push(("CASESCOPE_LLM_ANSWER_TOKENS", "96"));
     let deployment = Deployment::all_in_one(one.path(), &env);
     let api = deployment.api();
-    let case = tagged_case(api, one.path(), &deployment);
+    let case = tagged_case(&deployment, one.path());
     let started = Instant::now();
     let id = create(api, &case);
     let ai = wait_ready(api, &case, &id, one.path());
@@ -271,7 +229,7 @@ fn ai_summaries_with_llama_cpp() {
     env.push(("CASESCOPE_LLM_FIRST_TOKEN_TIMEOUT_SECS", "0.05"));
     let deployment = Deployment::all_in_one(two.path(), &env);
     let api = deployment.api();
-    let case = tagged_case(api, two.path(), &deployment);
+    let case = tagged_case(&deployment, two.path());
     let cancels = llama.log_text().matches("cancel task").count();
     let id = create(api, &case);
     let ai = wait_ready(api, &case, &id, two.path());
@@ -298,7 +256,7 @@ fn ai_summaries_with_llama_cpp() {
     ];
     let deployment = Deployment::all_in_one(three.path(), &env);
     let api = deployment.api();
-    let case = tagged_case(api, three.path(), &deployment);
+    let case = tagged_case(&deployment, three.path());
     let cancels = llama.log_text().matches("cancel task").count();
     let tasks = llama.log_text().matches("processing task").count();
     let id = create(api, &case);

@@ -248,48 +248,49 @@ pub fn build(
     // Detections and IOCs: at most a third of the budget.
     let side_budget = budget / 3;
     let mut side = 0usize;
-    for (n, rule) in detections.by_rule.iter().take(top_items).enumerate() {
-        let id = format!("D{}", n + 1);
+    // Detections then IOCs, the most frequent first: (prefix, kind, line without id, label).
+    let rules = detections.by_rule.iter().take(top_items).map(|rule| {
         let line = serde_json::json!({
-            "id": id, "detection_rule": clean("", &rule.title, 200, redacting, redactions),
+            "detection_rule": clean("", &rule.title, 200, redacting, redactions),
             "level": rule.level, "events": rule.count,
-        })
-        .to_string();
-        if side + line.len() > side_budget || used + line.len() > budget {
-            break;
-        }
-        side += line.len() + 1;
-        used += line.len() + 1;
-        lines.push(line);
-        prompt.detections_given += 1;
-        prompt.sources.push(AiSource {
-            id,
-            kind: "detection".into(),
-            label: format!("{} ({}, {} events)", rule.title, rule.level, rule.count),
-            event_id: String::new(),
         });
-    }
-    for (n, ioc) in iocs.by_ioc.iter().take(top_items).enumerate() {
-        let id = format!("I{}", n + 1);
+        let label = format!("{} ({}, {} events)", rule.title, rule.level, rule.count);
+        ("D", "detection", line, label)
+    });
+    let rules: Vec<_> = rules.collect();
+    let matched = iocs.by_ioc.iter().take(top_items).map(|ioc| {
         let line = serde_json::json!({
-            "id": id, "ioc_type": ioc.ioc_type,
+            "ioc_type": ioc.ioc_type,
             "ioc_value": clean("", &ioc.value, 200, redacting, redactions),
             "matching_events": ioc.count,
-        })
-        .to_string();
-        if side + line.len() > side_budget || used + line.len() > budget {
-            break;
-        }
-        side += line.len() + 1;
-        used += line.len() + 1;
-        lines.push(line);
-        prompt.iocs_given += 1;
-        prompt.sources.push(AiSource {
-            id,
-            kind: "ioc".into(),
-            label: format!("{} {} ({} events)", ioc.ioc_type, ioc.value, ioc.count),
-            event_id: String::new(),
         });
+        let label = format!("{} {} ({} events)", ioc.ioc_type, ioc.value, ioc.count);
+        ("I", "ioc", line, label)
+    });
+    let matched: Vec<_> = matched.collect();
+    for group in [rules, matched] {
+        for (n, (prefix, kind, mut line, label)) in group.into_iter().enumerate() {
+            let id = format!("{prefix}{}", n + 1);
+            line["id"] = serde_json::Value::from(id.clone());
+            let line = line.to_string();
+            if side + line.len() > side_budget || used + line.len() > budget {
+                break;
+            }
+            side += line.len() + 1;
+            used += line.len() + 1;
+            lines.push(line);
+            if prefix == "D" {
+                prompt.detections_given += 1;
+            } else {
+                prompt.iocs_given += 1;
+            }
+            prompt.sources.push(AiSource {
+                id,
+                kind: kind.into(),
+                label,
+                event_id: String::new(),
+            });
+        }
     }
     // Events: the most significant that fit, then in time order.
     candidates.sort_by(|a, b| b.score.cmp(&a.score).then(a.order.cmp(&b.order)));
