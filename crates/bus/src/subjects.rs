@@ -80,3 +80,7 @@ pub fn ioc_match_facts(case_id: &str) -> String {
 pub fn report_facts(case_id: &str) -> String {
     format!("casescope.v1.reports.{case_id}")
 }
+
+pub fn integration_facts(case_id: &str) -> String {
+    format!("casescope.v1.integrations.{case_id}")
+}

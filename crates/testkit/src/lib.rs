@@ -16,14 +16,17 @@
 //! - [`s3::s3`] gives a real S3-compatible server (SeaweedFS, built from the Go module
 //!   proxy by `scripts/install-seaweedfs.sh`); `CASESCOPE_TEST_REQUIRE_S3=1` in CI.
 //!
-//! - [`kubernetes::FakeKubernetes`] is the one stand-in: no Kubernetes API server can
-//!   run here, so a local server speaks its wire format for EndpointSlices.
+//! - Stand-ins only for what cannot run here, each speaking the real product's wire
+//!   format: [`kubernetes::FakeKubernetes`] (EndpointSlices), [`iris::FakeIris`]
+//!   (DFIR-IRIS's REST API), [`llm::ScriptedLlm`] (answers a real model cannot be made
+//!   to give on purpose).
 //!
 //! Servers this crate starts are children of the test process with a parent-death
 //! signal, so they stop when the test process ends, however it ends. Their scratch
 //! directories (`casescope-pg-*`, `casescope-nats-*` in the temp dir) are removed when
 //! the process exits; those of a process that was killed are swept by the next one.
 
+pub mod iris;
 pub mod kubernetes;
 pub mod llm;
 pub mod outage;

@@ -4,23 +4,30 @@
 use crate::IntegrationsSettings;
 use crate::config::{
     check_attempts, check_ca, check_kind, check_name, check_secret, check_settings, check_timeout,
-    check_url, decode_settings, kind_word, resolve_secret,
+    check_url, connect, decode_settings, kind_word,
 };
+use crate::delivery::DeliveryRepo;
+use crate::outbound::Outbound;
 use crate::outbound::breaker::{Breakers, Circuit};
-use crate::outbound::{Auth, Outbound};
 use crate::probe::{Probe, probe};
 use crate::repo::{IntegrationRepo, IntegrationRow};
+use crate::source::CaseSource;
+use crate::worker::{DeliveryWorker, WorkerSettings};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use casescope_bus::Outbox;
 use casescope_db::{Database, DbError};
 use casescope_proto::common::v1::{IntegrationId, PageResponse};
 use casescope_proto::error::ApiError;
+use casescope_proto::identity::Identity;
 use casescope_proto::ids::uuid_id;
 use casescope_proto::integrations::v1 as pb;
 use casescope_proto::integrations::v1::integrations_service_server::IntegrationsService;
 use casescope_proto::paging::{mask_paths, validate_page};
 use casescope_proto::time::micros_to_timestamp;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 fn db_error(error: DbError) -> ApiError {
@@ -52,21 +59,48 @@ fn not_found(id: &str) -> ApiError {
 
 type ApiResult<T> = Result<Response<T>, Status>;
 
+mod deliveries;
+
 #[derive(Clone)]
 pub struct IntegrationsApi {
     repo: IntegrationRepo,
+    deliveries: DeliveryRepo,
     settings: IntegrationsSettings,
     breakers: Breakers,
+    /// Wakes the delivery workers when a delivery is queued.
+    wake: Arc<Notify>,
 }
 
 impl IntegrationsApi {
     pub fn new(db: Database, settings: IntegrationsSettings) -> Self {
         let breakers = Breakers::new(settings.breaker_threshold, settings.breaker_cool_down);
         Self {
-            repo: IntegrationRepo::new(db),
+            repo: IntegrationRepo::new(db.clone()),
+            deliveries: DeliveryRepo::new(db),
             settings,
             breakers,
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// The worker that runs this API's deliveries (its facts go out through `outbox`;
+    /// what a push reads of a case comes from `source`).
+    pub fn worker(
+        &self,
+        outbox: Outbox,
+        source: Arc<dyn CaseSource>,
+        settings: WorkerSettings,
+    ) -> DeliveryWorker {
+        DeliveryWorker::new(
+            self.deliveries.clone(),
+            self.repo.clone(),
+            outbox,
+            self.settings.clone(),
+            self.breakers.clone(),
+            source,
+            settings,
+            self.wake.clone(),
+        )
     }
 
     fn to_pb(&self, row: &IntegrationRow) -> pb::Integration {
@@ -111,32 +145,12 @@ impl IntegrationsApi {
             .ok_or_else(|| not_found(&id))
     }
 
-    /// The outbound client of `row`, with its secret as the bearer (webhooks sign
-    /// instead).
+    /// The outbound client of `row`, and its secret.
     pub(crate) fn outbound(
         &self,
         row: &IntegrationRow,
     ) -> Result<(Outbound, Option<String>), String> {
-        let secret = resolve_secret(
-            &row.id,
-            &row.secret_sealed,
-            &row.secret_reference,
-            &self.settings,
-        )?;
-        let secret = secret.map(|s| s.expose().to_string());
-        let bearer = match pb::IntegrationKind::try_from(row.kind) {
-            Ok(pb::IntegrationKind::Webhook) => None,
-            _ => secret.clone().map(Auth::Bearer),
-        };
-        let outbound = Outbound::new(
-            self.settings.guard.clone(),
-            self.settings.outbound.clone(),
-            Duration::from_millis(row.timeout_ms as u64),
-            Some(row.ca_pem.as_str()),
-            bearer,
-            self.breakers.of(&row.id),
-        )?;
-        Ok((outbound, secret))
+        connect(row, &self.settings, &self.breakers)
     }
 
     async fn create(
@@ -335,8 +349,8 @@ impl IntegrationsApi {
 
 fn later(rpc: &str) -> Status {
     Status::unimplemented(format!(
-        "{rpc} is not implemented in this version of the integrations service (configurations \
-         and tests are)"
+        "{rpc} is not implemented in this version of the integrations service (configurations, \
+         tests, DFIR-IRIS pushes and the delivery log are)"
     ))
 }
 
@@ -393,9 +407,13 @@ impl IntegrationsService for IntegrationsApi {
 
     async fn push_case_to_iris(
         &self,
-        _: Request<pb::PushCaseToIrisRequest>,
+        request: Request<pb::PushCaseToIrisRequest>,
     ) -> ApiResult<pb::Delivery> {
-        Err(later("PushCaseToIris"))
+        let identity = Identity::of(&request).cloned();
+        Ok(Response::new(
+            self.push_to_iris(identity.as_ref(), request.into_inner())
+                .await?,
+        ))
     }
 
     async fn enrich_iocs(&self, _: Request<pb::EnrichIocsRequest>) -> ApiResult<pb::Delivery> {
@@ -411,19 +429,30 @@ impl IntegrationsService for IntegrationsApi {
 
     async fn list_deliveries(
         &self,
-        _: Request<pb::ListDeliveriesRequest>,
+        request: Request<pb::ListDeliveriesRequest>,
     ) -> ApiResult<pb::ListDeliveriesResponse> {
-        Err(later("ListDeliveries"))
+        let identity = Identity::of(&request).cloned();
+        Ok(Response::new(
+            self.list_deliveries(identity.as_ref(), request.into_inner())
+                .await?,
+        ))
     }
 
-    async fn get_delivery(&self, _: Request<pb::GetDeliveryRequest>) -> ApiResult<pb::Delivery> {
-        Err(later("GetDelivery"))
+    async fn get_delivery(
+        &self,
+        request: Request<pb::GetDeliveryRequest>,
+    ) -> ApiResult<pb::Delivery> {
+        Ok(Response::new(
+            self.get_delivery(request.into_inner()).await?,
+        ))
     }
 
     async fn retry_delivery(
         &self,
-        _: Request<pb::RetryDeliveryRequest>,
+        request: Request<pb::RetryDeliveryRequest>,
     ) -> ApiResult<pb::Delivery> {
-        Err(later("RetryDelivery"))
+        Ok(Response::new(
+            self.retry_delivery(request.into_inner()).await?,
+        ))
     }
 }

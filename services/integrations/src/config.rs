@@ -357,3 +357,27 @@ pub fn resolve_secret(
         _ => Err("the secret reference is not understood".into()),
     }
 }
+
+/// The outbound client of integration `row`, with its secret as the bearer (a
+/// webhook's signs its bodies instead), and the secret.
+pub fn connect(
+    row: &crate::repo::IntegrationRow,
+    settings: &IntegrationsSettings,
+    breakers: &crate::outbound::breaker::Breakers,
+) -> Result<(crate::outbound::Outbound, Option<String>), String> {
+    let secret = resolve_secret(&row.id, &row.secret_sealed, &row.secret_reference, settings)?;
+    let secret = secret.map(|s| s.expose().to_string());
+    let bearer = match pb::IntegrationKind::try_from(row.kind) {
+        Ok(pb::IntegrationKind::Webhook) => None,
+        _ => secret.clone().map(crate::outbound::Auth::Bearer),
+    };
+    let outbound = crate::outbound::Outbound::new(
+        settings.guard.clone(),
+        settings.outbound.clone(),
+        Duration::from_millis(row.timeout_ms as u64),
+        Some(row.ca_pem.as_str()),
+        bearer,
+        breakers.of(&row.id),
+    )?;
+    Ok((outbound, secret))
+}

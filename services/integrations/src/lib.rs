@@ -16,16 +16,22 @@
 
 mod api;
 mod config;
+pub mod delivery;
+pub mod iris;
 pub mod opencti;
 pub mod outbound;
 mod probe;
 mod repo;
 pub mod secrets;
+pub mod source;
 pub mod webhook;
+mod worker;
 
 pub use api::IntegrationsApi;
 pub use repo::MIGRATIONS;
+pub use worker::{DeliveryWorker, WorkerSettings};
 
+use casescope_bus::OUTBOX_MIGRATIONS;
 use casescope_db::{CORE_MIGRATIONS, Migrations};
 use outbound::OutboundSettings;
 use outbound::guard::Guard;
@@ -35,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything this service needs in its database, in order.
-pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, MIGRATIONS];
+pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, OUTBOX_MIGRATIONS, MIGRATIONS];
 
 #[derive(Debug, Clone)]
 pub struct IntegrationsSettings {

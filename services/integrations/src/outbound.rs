@@ -66,6 +66,11 @@ pub struct OutRequest {
     pub json: Option<Vec<u8>>,
     /// Extra headers (not secrets: those come from [`Auth`]).
     pub headers: Vec<(String, String)>,
+    /// Whether sending it twice does no harm. A request that is not (a creation the
+    /// target does not de-duplicate) is sent again only after answers that say it was
+    /// not processed (429, 503) — never after a timeout, a broken connection or another
+    /// server error, which leave its outcome unknown.
+    pub idempotent: bool,
 }
 
 impl OutRequest {
@@ -75,6 +80,7 @@ impl OutRequest {
             url,
             json: None,
             headers: Vec::new(),
+            idempotent: true,
         }
     }
 
@@ -84,6 +90,7 @@ impl OutRequest {
             url,
             json: Some(body.to_string().into_bytes()),
             headers: Vec::new(),
+            idempotent: true,
         }
     }
 }
@@ -234,6 +241,9 @@ impl Outbound {
                         status: answer.status,
                         excerpt: excerpt(&answer.body, 200),
                     };
+                    if !request.idempotent && !matches!(answer.status, 429 | 503) {
+                        return Err(last);
+                    }
                     asked
                 }
                 Ok((mut answer, _)) => {
@@ -243,6 +253,10 @@ impl Outbound {
                 }
                 Err(error) if error.transient() => {
                     self.breaker.failure();
+                    if !request.idempotent {
+                        // It may have been received before the connection failed.
+                        return Err(error);
+                    }
                     last = error;
                     None
                 }

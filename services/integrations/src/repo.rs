@@ -8,10 +8,11 @@ use sqlx::any::AnyRow;
 
 pub const MIGRATIONS: Migrations = Migrations {
     service: "integrations",
-    steps: &[Migration {
-        version: 1,
-        name: "integration configurations",
-        sql: "
+    steps: &[
+        Migration {
+            version: 1,
+            name: "integration configurations",
+            sql: "
 CREATE TABLE integrations (
     id TEXT PRIMARY KEY,
     kind BIGINT NOT NULL,
@@ -34,7 +35,51 @@ CREATE TABLE integrations (
 );
 CREATE UNIQUE INDEX integrations_by_name ON integrations (name);
 ",
-    }],
+        },
+        Migration {
+            version: 2,
+            name: "deliveries and DFIR-IRIS links",
+            sql: "
+CREATE TABLE integration_deliveries (
+    id TEXT PRIMARY KEY,
+    integration_id TEXT NOT NULL,
+    integration_kind BIGINT NOT NULL,
+    kind BIGINT NOT NULL,
+    case_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    max_attempts BIGINT NOT NULL,
+    last_error TEXT NOT NULL,
+    last_http_status BIGINT NOT NULL,
+    items_total BIGINT NOT NULL,
+    items_succeeded BIGINT NOT NULL,
+    items_failed BIGINT NOT NULL,
+    remote_reference TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    request TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    last_attempt_at BIGINT,
+    next_attempt_at BIGINT,
+    completed_at BIGINT
+);
+CREATE INDEX integration_deliveries_due ON integration_deliveries (status, next_attempt_at);
+CREATE INDEX integration_deliveries_newest ON integration_deliveries (created_at, id);
+CREATE INDEX integration_deliveries_by_case ON integration_deliveries (case_id, created_at);
+CREATE TABLE iris_links (
+    integration_id TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    item_kind TEXT NOT NULL,
+    local_key TEXT NOT NULL,
+    remote_id BIGINT,
+    fingerprint TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (integration_id, case_id, item_kind, local_key)
+);
+",
+        },
+    ],
 };
 
 /// One integration as stored.

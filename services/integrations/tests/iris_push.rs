@@ -1,0 +1,607 @@
+//! DFIR-IRIS pushes as recorded deliveries, against a local server that answers as
+//! IRIS's REST API documents (casescope_testkit::iris; IRIS cannot run here), on SQLite
+//! and a real PostgreSQL: push, push again, change a comment, push again — IRIS holds
+//! one copy of everything, updated; reference ids looked up from the instance; a 429
+//! with Retry-After waited out; a worker killed mid-push resumed under its lease without
+//! a duplicate; redirects to internal addresses refused through the service; the API key
+//! in no delivery, error or fact.
+
+use async_trait::async_trait;
+use casescope_bus::{Bus, Outbox};
+use casescope_bus::{InProcessBus, InProcessLimits};
+use casescope_db::{Database, DbOptions};
+use casescope_integrations::outbound::guard::Guard;
+use casescope_integrations::secrets::SecretBox;
+use casescope_integrations::source::{
+    CaseInfo, CaseSource, CommentItem, EventItem, Events, IocItem, SourceError,
+};
+use casescope_integrations::{
+    ALL_MIGRATIONS, IntegrationsApi, IntegrationsSettings, WorkerSettings,
+};
+use casescope_proto::common::v1::CaseId;
+use casescope_proto::integrations::v1 as pb;
+use casescope_proto::integrations::v1::integrations_service_server::IntegrationsService;
+use casescope_proto::ioc::v1::{IocType, Tlp};
+use casescope_runtime::config::IpNet;
+use casescope_testkit::iris::{
+    CUSTOMER_ID, FakeIris, UNSPECIFIED_CATEGORY, WINDOWS_COMPUTER_ASSET_TYPE,
+};
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+
+const KEY: &str = "q8d2yJ1m0wYxkqvR3o7nE5b9ZkQ1bXh2c0t6uVw8aYs=";
+const IRIS_KEY: &str = "iris-canary-5d1e0b7a";
+const CASE: &str = "0193a3c4-0000-7000-8000-00000000c0de";
+
+/// A case held in memory (what the cases and IOC services answer in production).
+struct Memory {
+    iocs: Vec<IocItem>,
+    hosts: Vec<String>,
+    events: Mutex<Vec<EventItem>>,
+}
+
+#[async_trait]
+impl CaseSource for Memory {
+    async fn case(&self, _: &str) -> Result<CaseInfo, SourceError> {
+        Ok(CaseInfo {
+            name: "Ransomware at ACME".into(),
+            description: "Encrypted file servers, 2026-11".into(),
+        })
+    }
+    async fn iocs(&self, _: &str, limit: usize) -> Result<(Vec<IocItem>, bool), SourceError> {
+        Ok((
+            self.iocs.iter().take(limit).cloned().collect(),
+            self.iocs.len() > limit,
+        ))
+    }
+    async fn hosts(&self, _: &str) -> Result<Vec<String>, SourceError> {
+        Ok(self.hosts.clone())
+    }
+    async fn events(&self, _: &str, _: &[String], limit: usize) -> Result<Events, SourceError> {
+        let events = self.events.lock().unwrap();
+        Ok(Events {
+            items: events.iter().take(limit).cloned().collect(),
+            left_out: events.len().saturating_sub(limit) as u64,
+        })
+    }
+}
+
+fn memory(events: usize) -> Arc<Memory> {
+    let ioc = |id: &str, ioc_type: IocType, value: &str| IocItem {
+        id: id.into(),
+        ioc_type: ioc_type as i32,
+        value: value.into(),
+        description: format!("seen on {value}"),
+        tlp: Tlp::Amber as i32,
+        labels: vec!["c2".into()],
+    };
+    Arc::new(Memory {
+        iocs: vec![
+            ioc("ioc-1", IocType::Ip, "203.0.113.50"),
+            ioc("ioc-2", IocType::Sha256, &"ab".repeat(32)),
+            ioc(
+                "ioc-3",
+                IocType::CommandLine,
+                "vssadmin delete shadows /all /quiet",
+            ),
+        ],
+        hosts: vec!["WS01.corp.local".into(), "DC01.corp.local".into()],
+        events: Mutex::new(
+            (0..events)
+                .map(|i| EventItem {
+                    event_id: format!("ev{i:04}"),
+                    datetime: format!("2026-11-02T10:{:02}:{:02}.250000Z", i / 60, i % 60),
+                    computer: if i == events - 1 {
+                        "SRV9.corp.local".into()
+                    } else if i % 2 == 0 {
+                        "WS01.corp.local".into()
+                    } else {
+                        "DC01.corp.local".into()
+                    },
+                    channel: "Security".into(),
+                    provider: "Microsoft-Windows-Security-Auditing".into(),
+                    event_code: Some(4624),
+                    tags: vec!["lateral-movement".into()],
+                    starred: i % 7 == 0,
+                    comments: if i % 5 == 0 {
+                        vec![CommentItem {
+                            author: "alice".into(),
+                            body: format!("logon {i} from the jump host"),
+                            created_at: String::new(),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    fields: serde_json::from_value(serde_json::json!({
+                        "TargetUserName": "adm-backup", "LogonType": 3
+                    }))
+                    .unwrap(),
+                })
+                .collect(),
+        ),
+    })
+}
+
+struct Rig {
+    api: IntegrationsApi,
+    db: Database,
+    bus: Arc<dyn Bus>,
+    source: Arc<Memory>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn settings() -> IntegrationsSettings {
+    IntegrationsSettings {
+        guard: Guard::new(vec![IpNet::parse("127.0.0.1/32").unwrap()]),
+        secrets: Some(Arc::new(SecretBox::from_text(KEY).unwrap())),
+        ..Default::default()
+    }
+}
+
+fn worker_settings() -> WorkerSettings {
+    WorkerSettings {
+        lease_ttl: Duration::from_secs(2),
+        poll: Duration::from_millis(100),
+        retry_base: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+async fn rig(postgres: bool, events: usize) -> Rig {
+    let (url, dir) = if postgres {
+        (casescope_testkit::postgres_url().await, None)
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        (
+            format!("sqlite://{}", dir.path().join("integrations.db").display()),
+            Some(dir),
+        )
+    };
+    let db = Database::connect(&url, &DbOptions::default())
+        .await
+        .unwrap();
+    db.migrate(ALL_MIGRATIONS).await.unwrap();
+    Rig {
+        api: IntegrationsApi::new(db.clone(), settings()),
+        db,
+        bus: Arc::new(InProcessBus::new(InProcessLimits::default())),
+        source: memory(events),
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    /// Starts a worker (its own holder); the returned token stops it.
+    fn start_worker(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let outbox = Outbox::new(self.db.clone(), self.bus.clone());
+        let token = CancellationToken::new();
+        tokio::spawn(
+            outbox
+                .clone()
+                .relay(Duration::from_millis(100), token.clone()),
+        );
+        let worker = self
+            .api
+            .worker(outbox, self.source.clone(), worker_settings());
+        let handle = tokio::spawn(worker.run(token.clone()));
+        (token, handle)
+    }
+
+    async fn integration(&self, url: &str) -> pb::Integration {
+        self.api
+            .create_integration(Request::new(pb::CreateIntegrationRequest {
+                kind: pb::IntegrationKind::DfirIris as i32,
+                name: "iris".into(),
+                base_url: url.into(),
+                secret: Some(pb::SecretInput {
+                    source: Some(pb::secret_input::Source::Value(IRIS_KEY.into())),
+                }),
+                timeout: Some(prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn push(&self, integration: &pb::Integration) -> pb::Delivery {
+        self.api
+            .push_case_to_iris(Request::new(pb::PushCaseToIrisRequest {
+                case_id: Some(CaseId { value: CASE.into() }),
+                integration_id: integration.id.clone(),
+                include_iocs: true,
+                include_tagged_timeline: true,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn get(&self, delivery: &pb::Delivery) -> pb::Delivery {
+        self.api
+            .get_delivery(Request::new(pb::GetDeliveryRequest {
+                id: delivery.id.clone(),
+                case_id: Some(CaseId { value: CASE.into() }),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits until `delivery` is finished.
+    async fn finished(&self, delivery: &pb::Delivery) -> pb::Delivery {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self.get(delivery).await;
+            let status = pb::DeliveryStatus::try_from(now.status).unwrap();
+            if matches!(
+                status,
+                pb::DeliveryStatus::Succeeded | pb::DeliveryStatus::Failed
+            ) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "delivery never finished: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn status(delivery: &pb::Delivery) -> pb::DeliveryStatus {
+    pb::DeliveryStatus::try_from(delivery.status).unwrap()
+}
+
+fn posts(iris: &FakeIris, since: usize, needle: &str) -> usize {
+    iris.requests()[since..]
+        .iter()
+        .filter(|r| r.contains(needle))
+        .count()
+}
+
+/// Our events in IRIS: each `casescope:<id>` tag, and how often it is there.
+fn our_tags(iris: &FakeIris) -> Vec<String> {
+    iris.events()
+        .iter()
+        .filter_map(|e| {
+            e["event_tags"]
+                .as_str()
+                .and_then(|t| t.split(',').find(|t| t.starts_with("casescope:")))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn unique(tags: &[String]) -> bool {
+    tags.iter().collect::<HashSet<_>>().len() == tags.len()
+}
+
+async fn push_twice_then_a_changed_comment(postgres: bool) {
+    let rig = rig(postgres, 20).await;
+    let iris = FakeIris::start(IRIS_KEY).await;
+    let mut facts = rig
+        .bus
+        .subscribe("casescope.v1.integrations.>")
+        .await
+        .unwrap();
+    let (stop, _worker) = rig.start_worker();
+    let integration = rig.integration(&iris.url()).await;
+
+    // First push: everything created.
+    let first = rig.finished(&rig.push(&integration).await).await;
+    assert_eq!(status(&first), pb::DeliveryStatus::Succeeded, "{first:?}");
+    // The case, 3 IOCs, 3 hosts (two frequent ones and one only a pushed event has),
+    // 20 events.
+    assert_eq!(
+        (first.items_total, first.items_succeeded, first.items_failed),
+        (27, 27, 0)
+    );
+    let cases = iris.cases();
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0]["case_soc_id"], CASE);
+    assert_eq!(cases[0]["case_customer"], CUSTOMER_ID);
+    assert_eq!(first.remote_reference, cases[0]["case_id"].to_string());
+    // Ids come from the instance's lists, not from IRIS's defaults.
+    let types: HashSet<u64> = iris
+        .iocs()
+        .iter()
+        .map(|i| i["ioc_type_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        HashSet::from([3076, 3113, 3096]),
+        "ip-any, sha256, other"
+    );
+    assert!(iris.iocs().iter().all(|i| i["ioc_tlp_id"] == 302), "amber");
+    assert_eq!(iris.assets().len(), 3);
+    assert!(
+        iris.assets()
+            .iter()
+            .all(|a| a["asset_type_id"] == WINDOWS_COMPUTER_ASSET_TYPE)
+    );
+    let events = iris.events();
+    assert_eq!(events.len(), 20);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["event_category_id"] == UNSPECIFIED_CATEGORY)
+    );
+    assert!(events.iter().all(|e| e["event_tz"] == "+00:00"));
+    assert_eq!(events[0]["event_date"], "2026-11-02T10:00:00.250000");
+    let srv9 = iris
+        .assets()
+        .iter()
+        .find(|a| a["asset_name"] == "SRV9.corp.local")
+        .unwrap()["asset_id"]
+        .clone();
+    assert_eq!(events[19]["event_assets"], serde_json::json!([srv9]));
+    assert!(
+        events[5]["event_content"]
+            .as_str()
+            .unwrap()
+            .contains("alice: logon 5 from the jump host")
+    );
+
+    // Second push, nothing changed: nothing created, nothing updated.
+    let before = iris.requests().len();
+    let second = rig.finished(&rig.push(&integration).await).await;
+    assert_eq!(status(&second), pb::DeliveryStatus::Succeeded, "{second:?}");
+    assert_eq!((second.items_total, second.items_succeeded), (27, 27));
+    assert_eq!(
+        posts(&iris, before, "add"),
+        0,
+        "{:?}",
+        &iris.requests()[before..]
+    );
+    assert_eq!(posts(&iris, before, "update"), 0);
+
+    // A comment changes: that one event is updated in place.
+    rig.source.events.lock().unwrap()[5].comments[0].body =
+        "logon 5: the attacker's first hop".into();
+    let before = iris.requests().len();
+    let third = rig.finished(&rig.push(&integration).await).await;
+    assert_eq!(status(&third), pb::DeliveryStatus::Succeeded, "{third:?}");
+    assert_eq!(posts(&iris, before, "/case/timeline/events/update/"), 1);
+    assert_eq!(posts(&iris, before, "add"), 0);
+    let events = iris.events();
+    assert_eq!(events.len(), 20, "one copy of every event");
+    assert!(unique(&our_tags(&iris)));
+    let updated = events
+        .iter()
+        .find(|e| {
+            e["event_tags"]
+                .as_str()
+                .unwrap()
+                .starts_with("casescope:ev0005,")
+        })
+        .unwrap();
+    assert!(
+        updated["event_content"]
+            .as_str()
+            .unwrap()
+            .contains("the attacker's first hop")
+    );
+    assert!(
+        !updated["event_content"]
+            .as_str()
+            .unwrap()
+            .contains("from the jump host")
+    );
+    assert_eq!(
+        (iris.cases().len(), iris.iocs().len(), iris.assets().len()),
+        (1, 3, 3)
+    );
+
+    // Facts: one delivery.succeeded per push, without the key.
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let fact = tokio::time::timeout(Duration::from_secs(10), facts.next())
+            .await
+            .expect("a fact")
+            .unwrap();
+        let text = String::from_utf8(fact.payload.to_vec()).unwrap();
+        assert!(!text.contains(IRIS_KEY));
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(fact.subject, format!("casescope.v1.integrations.{CASE}"));
+        seen.push(value);
+    }
+    assert!(
+        seen.iter()
+            .all(|f| f["header"]["kind"] == "delivery.succeeded"
+                && f["delivery_kind"] == "iris_push")
+    );
+    assert_eq!(seen[0]["items_total"], 27);
+
+    // The log lists the three, newest first; no answer holds the key.
+    let list = rig
+        .api
+        .list_deliveries(Request::new(pb::ListDeliveriesRequest {
+            case_id: Some(CaseId { value: CASE.into() }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.deliveries.len(), 3);
+    assert_eq!(list.deliveries[0].id, third.id);
+    assert!(!format!("{list:?}{first:?}").contains(IRIS_KEY));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_second_push_updates_and_never_duplicates_on_sqlite() {
+    push_twice_then_a_changed_comment(false).await;
+}
+
+#[tokio::test]
+async fn a_second_push_updates_and_never_duplicates_on_postgres() {
+    push_twice_then_a_changed_comment(true).await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_push_is_resumed_under_its_lease_without_duplicates() {
+    let rig = rig(false, 30).await;
+    let iris = FakeIris::start(IRIS_KEY).await;
+    let integration = rig.integration(&iris.url()).await;
+    // The 9th event is stored by IRIS and never answered: the worker is killed while
+    // it waits, so it never learns the event's id.
+    iris.hang_after_events(8);
+    let (_stop_first, first) = rig.start_worker();
+    let delivery = rig.push(&integration).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while iris.events().len() < 9 {
+        assert!(
+            Instant::now() < deadline,
+            "the push never reached the 9th event"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.abort();
+    let _ = first.await;
+    let midway = rig.get(&delivery).await;
+    assert_eq!(status(&midway), pb::DeliveryStatus::InProgress);
+
+    // Another worker takes the delivery once the dead one's lease expires.
+    let (stop, _second) = rig.start_worker();
+    let done = rig.finished(&delivery).await;
+    assert_eq!(status(&done), pb::DeliveryStatus::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 2);
+    let tags = our_tags(&iris);
+    assert_eq!(tags.len(), 30, "every event once");
+    assert!(unique(&tags));
+    assert_eq!(iris.cases().len(), 1);
+    assert_eq!(iris.assets().len(), 3);
+    // The resumed push looked for what the dead one had made, once.
+    assert_eq!(posts(&iris, 0, "GET /case/timeline/events/list"), 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_throttled_instance_is_waited_for_as_it_asks() {
+    let rig = rig(false, 3).await;
+    let iris = FakeIris::start(IRIS_KEY).await;
+    let integration = rig.integration(&iris.url()).await;
+    let (stop, _worker) = rig.start_worker();
+    iris.throttle(2, 1);
+    let started = Instant::now();
+    let done = rig.finished(&rig.push(&integration).await).await;
+    assert_eq!(status(&done), pb::DeliveryStatus::Succeeded, "{done:?}");
+    assert_eq!(done.attempts, 1, "retried within the attempt");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After: 1 honoured twice"
+    );
+    let throttled = iris.requests().len();
+    assert!(throttled >= 2);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_wrong_key_fails_the_delivery_saying_so_without_the_key() {
+    let rig = rig(false, 3).await;
+    let iris = FakeIris::start("another-key").await;
+    let integration = rig.integration(&iris.url()).await;
+    let (stop, _worker) = rig.start_worker();
+    let done = rig.finished(&rig.push(&integration).await).await;
+    assert_eq!(status(&done), pb::DeliveryStatus::Failed);
+    assert_eq!(done.attempts, 1, "a 401 is not retried");
+    assert_eq!(done.last_http_status, 401);
+    assert!(
+        done.last_error.contains("check the API key"),
+        "{}",
+        done.last_error
+    );
+    assert!(!format!("{done:?}").contains(IRIS_KEY));
+    // Retried by hand: queued again, fails again the same way.
+    let again = rig
+        .api
+        .retry_delivery(Request::new(pb::RetryDeliveryRequest {
+            id: done.id.clone(),
+            case_id: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(&again), pb::DeliveryStatus::Queued);
+    let done = rig.finished(&again).await;
+    assert_eq!(status(&done), pb::DeliveryStatus::Failed);
+    // Only a failed delivery is retried.
+    let running = rig.push(&integration).await;
+    let refused = rig
+        .api
+        .push_case_to_iris(Request::new(pb::PushCaseToIrisRequest {
+            case_id: Some(CaseId { value: CASE.into() }),
+            integration_id: integration.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "one push of a case at a time"
+    );
+    rig.finished(&running).await;
+    stop.cancel();
+}
+
+/// A server on an allowed address that redirects every request to `to`.
+async fn redirector(to: &'static str) -> String {
+    let app = axum::Router::new()
+        .fallback(move || async move { (axum::http::StatusCode::FOUND, [("location", to)], "") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_redirect_to_an_internal_address_fails_the_push() {
+    let rig = rig(false, 3).await;
+    let (stop, _worker) = rig.start_worker();
+    for (n, target) in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.2:9/",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = redirector(target).await;
+        let integration = rig
+            .api
+            .create_integration(Request::new(pb::CreateIntegrationRequest {
+                kind: pb::IntegrationKind::DfirIris as i32,
+                name: format!("redirecting-{n}"),
+                base_url: url,
+                secret: Some(pb::SecretInput {
+                    source: Some(pb::secret_input::Source::Value(IRIS_KEY.into())),
+                }),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let done = rig.finished(&rig.push(&integration).await).await;
+        assert_eq!(status(&done), pb::DeliveryStatus::Failed, "{done:?}");
+        assert_eq!(done.attempts, 1, "a refusal is not retried");
+        assert!(
+            done.last_error.contains("refused: a redirect"),
+            "{}",
+            done.last_error
+        );
+        assert!(!done.last_error.contains(IRIS_KEY));
+    }
+    stop.cancel();
+}
