@@ -11,6 +11,7 @@ mod client;
 mod detect_cmds;
 mod evidence_cmds;
 mod export_cmds;
+mod integration_cmds;
 mod ioc_cmds;
 mod oidc_login;
 mod report_cmds;
@@ -216,6 +217,27 @@ enum Command {
         server: client::ServerArgs,
         #[command(subcommand)]
         command: searches_cmds::NotesCommand,
+    },
+    /// Integrations (DFIR-IRIS, OpenCTI, webhooks): add, list, test, delete.
+    Integration {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: integration_cmds::IntegrationCommand,
+    },
+    /// DFIR-IRIS: push a case (IOCs, hosts, tagged timeline with comments).
+    Iris {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: integration_cmds::IrisCommand,
+    },
+    /// The outbound delivery log (pushes, enrichments, webhooks): list, get, retry.
+    Deliveries {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: integration_cmds::DeliveriesCommand,
     },
     /// Case reports (HTML, Markdown, JSON): create, list, get, download, delete.
     Report {
@@ -518,6 +540,13 @@ fn main() -> ExitCode {
             }
             Command::Notes { server, command } => searches_cmds::run_notes(&server, command).await,
             Command::Report { server, command } => report_cmds::run(&server, command).await,
+            Command::Integration { server, command } => {
+                integration_cmds::run_integration(&server, command).await
+            }
+            Command::Iris { server, command } => integration_cmds::run_iris(&server, command).await,
+            Command::Deliveries { server, command } => {
+                integration_cmds::run_deliveries(&server, command).await
+            }
             Command::Rules { server, command } => detect_cmds::run_rules(&server, command).await,
             Command::Detections { server, args } => {
                 detect_cmds::run_detections(&server, args).await

@@ -5,6 +5,7 @@
 //! databases, flush telemetry — each step bounded by the shutdown timeout.
 
 mod backends;
+mod integrations;
 mod report;
 
 use crate::ServeArgs;
@@ -24,6 +25,7 @@ use casescope_proto::channel::{self, GrpcChannel};
 use casescope_proto::detect::v1::detect_service_server::DetectServiceServer;
 use casescope_proto::identity::with_service_identity;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
+use casescope_proto::integrations::v1::integrations_service_server::IntegrationsServiceServer;
 use casescope_proto::ioc::v1::ioc_service_server::IocServiceServer;
 use casescope_proto::report::v1::report_service_server::ReportServiceServer;
 use casescope_runtime::config::{Config, EventStoreConfig, Mode};
@@ -33,7 +35,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Services this release can run.
-const IMPLEMENTED: &[&str] = &["cases", "ingest", "detect", "ioc", "report", "gateway"];
+const IMPLEMENTED: &[&str] = &[
+    "cases",
+    "ingest",
+    "detect",
+    "ioc",
+    "report",
+    "integrations",
+    "gateway",
+];
 
 /// Runs `casescope serve` with telemetry until a signal (or a failure) stops it.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -566,6 +576,29 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             .await;
         serving.push("casescope.report.v1.ReportService");
         databases.push(("report", db));
+    }
+
+    if runs(&config, "integrations") {
+        let peers = integrations::IntegrationsPeers {
+            cases: cases_channel.clone(),
+            ioc: ioc_channel.clone(),
+        };
+        let (server, db) = integrations::start(
+            &config,
+            &bus,
+            &key,
+            peers,
+            &mut remote,
+            &mut tasks,
+            &background,
+        )
+        .await?;
+        routes.add_service(server);
+        health_reporter
+            .set_serving::<IntegrationsServiceServer<casescope_integrations::IntegrationsApi>>()
+            .await;
+        serving.push("casescope.integrations.v1.IntegrationsService");
+        databases.push(("integrations", db));
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -9,22 +9,26 @@ mod env_vars;
 mod event_store;
 mod evidence_store;
 mod gateway;
+mod integrations;
 mod llm;
 mod oidc;
+mod settings;
 
 pub use discovery::ServiceDiscovery;
 pub use event_store::{EVENT_STORES, EventStoreConfig, OpenSearchConfig, Secret};
 pub use evidence_store::{EVIDENCE_STORES, EvidenceStoreConfig, S3Config};
 pub use gateway::{GatewayConfig, IpNet};
+pub use integrations::IntegrationsConfig;
 pub use llm::{AiConfig, LlmEndpointConfig};
 pub use oidc::OidcConfig;
+pub use settings::Settings;
 
 use event_store::EventStoreSettings;
 use evidence_store::EvidenceStoreSettings;
 use gateway::GatewaySettings;
+use integrations::IntegrationsSettings;
 use llm::LlmSettings;
 use oidc::OidcSettings;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,290 +102,11 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// AI report summaries: the LLM endpoint and its bounds.
     pub ai: AiConfig,
-}
-
-/// Unresolved settings: every field optional, from one source.
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub service: Option<String>,
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub nats_url: Option<String>,
-    pub nats_namespace: Option<String>,
-    pub log: Option<String>,
-    pub log_format: Option<String>,
-    pub shutdown_timeout_secs: Option<String>,
-    pub lease_ttl_secs: Option<String>,
-    pub reconcile_period_secs: Option<String>,
-    pub max_db_connections: Option<String>,
-    #[serde(default)]
-    pub service_addrs: BTreeMap<String, String>,
-    pub service_discovery: Option<String>,
-    pub kubernetes_namespace: Option<String>,
-    pub event_store: Option<String>,
-    pub logsource_mapping: Option<PathBuf>,
-    pub report_template_dir: Option<PathBuf>,
-    pub report_pdf_font: Option<PathBuf>,
-    pub report_pdf_bold_font: Option<PathBuf>,
-    pub file_stages: Option<String>,
-    pub opensearch_url: Option<String>,
-    pub opensearch_index: Option<String>,
-    pub opensearch_username: Option<String>,
-    pub opensearch_password: Option<Secret>,
-    pub opensearch_password_file: Option<PathBuf>,
-    pub opensearch_ca_file: Option<PathBuf>,
-    pub opensearch_insecure: Option<String>,
-    pub opensearch_request_timeout_secs: Option<String>,
-    pub opensearch_connect_timeout_secs: Option<String>,
-    pub opensearch_bulk_max_bytes: Option<String>,
-    pub opensearch_max_retries: Option<String>,
-    pub opensearch_shards: Option<String>,
-    pub opensearch_replicas: Option<String>,
-    pub evidence_store: Option<String>,
-    pub s3_bucket: Option<String>,
-    pub s3_endpoint: Option<String>,
-    pub s3_region: Option<String>,
-    pub s3_prefix: Option<String>,
-    pub s3_access_key_id: Option<String>,
-    pub s3_secret_access_key: Option<Secret>,
-    pub s3_secret_access_key_file: Option<PathBuf>,
-    pub s3_request_timeout_secs: Option<String>,
-    pub cors_allowed_origins: Option<String>,
-    pub internal_key: Option<Secret>,
-    pub internal_key_file: Option<PathBuf>,
-    pub admin_password: Option<Secret>,
-    pub admin_password_file: Option<PathBuf>,
-    pub signing_key_file: Option<PathBuf>,
-    pub verify_key_files: Option<String>,
-    pub rate_limit_per_second: Option<String>,
-    pub rate_limit_burst: Option<String>,
-    pub max_uploads_per_user: Option<String>,
-    pub audit_retention_days: Option<String>,
-    pub trusted_proxies: Option<String>,
-    pub oidc_issuer: Option<String>,
-    pub oidc_client_id: Option<String>,
-    pub oidc_client_secret: Option<Secret>,
-    pub oidc_client_secret_file: Option<PathBuf>,
-    pub oidc_redirect_uris: Option<String>,
-    pub oidc_loopback_redirects: Option<String>,
-    pub oidc_scopes: Option<String>,
-    pub oidc_username_claim: Option<String>,
-    pub oidc_groups_claim: Option<String>,
-    pub oidc_role_map: Option<String>,
-    pub oidc_default_role: Option<String>,
-    pub ai_enabled: Option<String>,
-    pub llm_url: Option<String>,
-    pub llm_api: Option<String>,
-    pub llm_model: Option<String>,
-    pub llm_api_key: Option<Secret>,
-    pub llm_api_key_file: Option<PathBuf>,
-    pub llm_connect_timeout_secs: Option<String>,
-    pub llm_first_token_timeout_secs: Option<String>,
-    pub llm_stall_timeout_secs: Option<String>,
-    pub llm_total_timeout_secs: Option<String>,
-    pub llm_prompt_tokens: Option<String>,
-    pub llm_answer_tokens: Option<String>,
-    pub llm_redact: Option<String>,
+    /// The integrations service: its secrets key, allowed networks, secrets directory.
+    pub integrations: IntegrationsConfig,
 }
 
 impl Settings {
-    /// Fills every unset field of `self` from `lower`.
-    pub fn over(mut self, lower: Settings) -> Settings {
-        macro_rules! fill {
-            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = lower.$field; } )* };
-        }
-        fill!(
-            service,
-            listen,
-            data_dir,
-            database_url,
-            nats_url,
-            nats_namespace,
-            log,
-            log_format,
-            shutdown_timeout_secs,
-            lease_ttl_secs,
-            reconcile_period_secs,
-            max_db_connections,
-            service_discovery,
-            kubernetes_namespace,
-            event_store,
-            logsource_mapping,
-            report_template_dir,
-            report_pdf_font,
-            report_pdf_bold_font,
-            file_stages,
-            opensearch_url,
-            opensearch_index,
-            opensearch_username,
-            opensearch_password,
-            opensearch_password_file,
-            opensearch_ca_file,
-            opensearch_insecure,
-            opensearch_request_timeout_secs,
-            opensearch_connect_timeout_secs,
-            opensearch_bulk_max_bytes,
-            opensearch_max_retries,
-            opensearch_shards,
-            opensearch_replicas,
-            evidence_store,
-            s3_bucket,
-            s3_endpoint,
-            s3_region,
-            s3_prefix,
-            s3_access_key_id,
-            s3_secret_access_key,
-            s3_secret_access_key_file,
-            s3_request_timeout_secs,
-            cors_allowed_origins,
-            internal_key,
-            internal_key_file,
-            admin_password,
-            admin_password_file,
-            signing_key_file,
-            verify_key_files,
-            rate_limit_per_second,
-            rate_limit_burst,
-            max_uploads_per_user,
-            audit_retention_days,
-            trusted_proxies,
-            oidc_issuer,
-            oidc_client_id,
-            oidc_client_secret,
-            oidc_client_secret_file,
-            oidc_redirect_uris,
-            oidc_loopback_redirects,
-            oidc_scopes,
-            oidc_username_claim,
-            oidc_groups_claim,
-            oidc_role_map,
-            oidc_default_role,
-            ai_enabled,
-            llm_url,
-            llm_api,
-            llm_model,
-            llm_api_key,
-            llm_api_key_file,
-            llm_connect_timeout_secs,
-            llm_first_token_timeout_secs,
-            llm_stall_timeout_secs,
-            llm_total_timeout_secs,
-            llm_prompt_tokens,
-            llm_answer_tokens,
-            llm_redact
-        );
-        for (name, addr) in lower.service_addrs {
-            self.service_addrs.entry(name).or_insert(addr);
-        }
-        self
-    }
-
-    /// Settings from `CASESCOPE_*` variables, read through `get` (std::env::var in use).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Settings {
-        let mut service_addrs = BTreeMap::new();
-        for name in SERVICE_NAMES {
-            if let Some(addr) = get(&format!("CASESCOPE_{}_ADDR", name.to_uppercase())) {
-                service_addrs.insert(name.to_string(), addr);
-            }
-        }
-        Settings {
-            service: get("CASESCOPE_SERVICE"),
-            listen: get("CASESCOPE_LISTEN"),
-            data_dir: get("CASESCOPE_DATA_DIR").map(PathBuf::from),
-            database_url: get("CASESCOPE_DATABASE_URL"),
-            nats_url: get("CASESCOPE_NATS_URL"),
-            nats_namespace: get("CASESCOPE_NATS_NAMESPACE"),
-            log: get("CASESCOPE_LOG"),
-            log_format: get("CASESCOPE_LOG_FORMAT"),
-            shutdown_timeout_secs: get("CASESCOPE_SHUTDOWN_TIMEOUT_SECS"),
-            lease_ttl_secs: get("CASESCOPE_LEASE_TTL_SECS"),
-            reconcile_period_secs: get("CASESCOPE_RECONCILE_PERIOD_SECS"),
-            max_db_connections: get("CASESCOPE_MAX_DB_CONNECTIONS"),
-            service_addrs,
-            service_discovery: get("CASESCOPE_SERVICE_DISCOVERY"),
-            kubernetes_namespace: get("CASESCOPE_KUBERNETES_NAMESPACE"),
-            event_store: get("CASESCOPE_EVENT_STORE"),
-            logsource_mapping: get("CASESCOPE_LOGSOURCE_MAPPING").map(PathBuf::from),
-            report_template_dir: get("CASESCOPE_REPORT_TEMPLATE_DIR").map(PathBuf::from),
-            report_pdf_font: get("CASESCOPE_REPORT_PDF_FONT").map(PathBuf::from),
-            report_pdf_bold_font: get("CASESCOPE_REPORT_PDF_BOLD_FONT").map(PathBuf::from),
-            file_stages: get("CASESCOPE_FILE_STAGES"),
-            opensearch_url: get("CASESCOPE_OPENSEARCH_URL"),
-            opensearch_index: get("CASESCOPE_OPENSEARCH_INDEX"),
-            opensearch_username: get("CASESCOPE_OPENSEARCH_USERNAME"),
-            opensearch_password: get("CASESCOPE_OPENSEARCH_PASSWORD").map(Secret::new),
-            opensearch_password_file: get("CASESCOPE_OPENSEARCH_PASSWORD_FILE").map(PathBuf::from),
-            opensearch_ca_file: get("CASESCOPE_OPENSEARCH_CA_FILE").map(PathBuf::from),
-            opensearch_insecure: get("CASESCOPE_OPENSEARCH_INSECURE"),
-            opensearch_request_timeout_secs: get("CASESCOPE_OPENSEARCH_REQUEST_TIMEOUT_SECS"),
-            opensearch_connect_timeout_secs: get("CASESCOPE_OPENSEARCH_CONNECT_TIMEOUT_SECS"),
-            opensearch_bulk_max_bytes: get("CASESCOPE_OPENSEARCH_BULK_MAX_BYTES"),
-            opensearch_max_retries: get("CASESCOPE_OPENSEARCH_MAX_RETRIES"),
-            opensearch_shards: get("CASESCOPE_OPENSEARCH_SHARDS"),
-            opensearch_replicas: get("CASESCOPE_OPENSEARCH_REPLICAS"),
-            evidence_store: get("CASESCOPE_EVIDENCE_STORE"),
-            s3_bucket: get("CASESCOPE_S3_BUCKET"),
-            s3_endpoint: get("CASESCOPE_S3_ENDPOINT"),
-            s3_region: get("CASESCOPE_S3_REGION"),
-            s3_prefix: get("CASESCOPE_S3_PREFIX"),
-            s3_access_key_id: get("CASESCOPE_S3_ACCESS_KEY_ID"),
-            s3_secret_access_key: get("CASESCOPE_S3_SECRET_ACCESS_KEY").map(Secret::new),
-            s3_secret_access_key_file: get("CASESCOPE_S3_SECRET_ACCESS_KEY_FILE")
-                .map(PathBuf::from),
-            s3_request_timeout_secs: get("CASESCOPE_S3_REQUEST_TIMEOUT_SECS"),
-            cors_allowed_origins: get("CASESCOPE_CORS_ALLOWED_ORIGINS"),
-            internal_key: get("CASESCOPE_INTERNAL_KEY").map(Secret::new),
-            internal_key_file: get("CASESCOPE_INTERNAL_KEY_FILE").map(PathBuf::from),
-            admin_password: get("CASESCOPE_ADMIN_PASSWORD").map(Secret::new),
-            admin_password_file: get("CASESCOPE_ADMIN_PASSWORD_FILE").map(PathBuf::from),
-            signing_key_file: get("CASESCOPE_SIGNING_KEY_FILE").map(PathBuf::from),
-            verify_key_files: get("CASESCOPE_VERIFY_KEY_FILES"),
-            rate_limit_per_second: get("CASESCOPE_RATE_LIMIT_PER_SECOND"),
-            rate_limit_burst: get("CASESCOPE_RATE_LIMIT_BURST"),
-            max_uploads_per_user: get("CASESCOPE_MAX_UPLOADS_PER_USER"),
-            audit_retention_days: get("CASESCOPE_AUDIT_RETENTION_DAYS"),
-            trusted_proxies: get("CASESCOPE_TRUSTED_PROXIES"),
-            oidc_issuer: get("CASESCOPE_OIDC_ISSUER"),
-            oidc_client_id: get("CASESCOPE_OIDC_CLIENT_ID"),
-            oidc_client_secret: get("CASESCOPE_OIDC_CLIENT_SECRET").map(Secret::new),
-            oidc_client_secret_file: get("CASESCOPE_OIDC_CLIENT_SECRET_FILE").map(PathBuf::from),
-            oidc_redirect_uris: get("CASESCOPE_OIDC_REDIRECT_URIS"),
-            oidc_loopback_redirects: get("CASESCOPE_OIDC_LOOPBACK_REDIRECTS"),
-            oidc_scopes: get("CASESCOPE_OIDC_SCOPES"),
-            oidc_username_claim: get("CASESCOPE_OIDC_USERNAME_CLAIM"),
-            oidc_groups_claim: get("CASESCOPE_OIDC_GROUPS_CLAIM"),
-            oidc_role_map: get("CASESCOPE_OIDC_ROLE_MAP"),
-            oidc_default_role: get("CASESCOPE_OIDC_DEFAULT_ROLE"),
-            ai_enabled: get("CASESCOPE_AI_ENABLED"),
-            llm_url: get("CASESCOPE_LLM_URL"),
-            llm_api: get("CASESCOPE_LLM_API"),
-            llm_model: get("CASESCOPE_LLM_MODEL"),
-            llm_api_key: get("CASESCOPE_LLM_API_KEY").map(Secret::new),
-            llm_api_key_file: get("CASESCOPE_LLM_API_KEY_FILE").map(PathBuf::from),
-            llm_connect_timeout_secs: get("CASESCOPE_LLM_CONNECT_TIMEOUT_SECS"),
-            llm_first_token_timeout_secs: get("CASESCOPE_LLM_FIRST_TOKEN_TIMEOUT_SECS"),
-            llm_stall_timeout_secs: get("CASESCOPE_LLM_STALL_TIMEOUT_SECS"),
-            llm_total_timeout_secs: get("CASESCOPE_LLM_TOTAL_TIMEOUT_SECS"),
-            llm_prompt_tokens: get("CASESCOPE_LLM_PROMPT_TOKENS"),
-            llm_answer_tokens: get("CASESCOPE_LLM_ANSWER_TOKENS"),
-            llm_redact: get("CASESCOPE_LLM_REDACT"),
-        }
-    }
-
-    /// Settings from a TOML file (same keys as the fields of [`Settings`]).
-    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError(vec![format!(
-                "cannot read config file {}: {error}",
-                path.display()
-            )])
-        })?;
-        toml::from_str(&text)
-            .map_err(|error| ConfigError(vec![format!("config file {}: {error}", path.display())]))
-    }
-
     /// Validates and resolves, reporting every problem at once.
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
@@ -569,6 +294,13 @@ impl Settings {
             redact: self.llm_redact,
         }
         .resolve(&mut errors);
+        let integrations = IntegrationsSettings {
+            key: self.integrations_key,
+            key_file: self.integrations_key_file,
+            allow_nets: self.integrations_allow_nets,
+            secrets_dir: self.integrations_secrets_dir,
+        }
+        .resolve(&mut errors);
         if let Mode::Service(name) = &mode
             && gateway.internal_key.is_none()
         {
@@ -650,6 +382,7 @@ impl Settings {
             file_stages,
             gateway,
             ai,
+            integrations,
         })
     }
 }

@@ -64,7 +64,7 @@ mod deliveries;
 #[derive(Clone)]
 pub struct IntegrationsApi {
     repo: IntegrationRepo,
-    deliveries: DeliveryRepo,
+    pub(crate) deliveries: DeliveryRepo,
     settings: IntegrationsSettings,
     breakers: Breakers,
     /// Wakes the delivery workers when a delivery is queued.

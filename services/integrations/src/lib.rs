@@ -21,6 +21,7 @@ pub mod iris;
 pub mod opencti;
 pub mod outbound;
 mod probe;
+mod purge;
 mod repo;
 pub mod secrets;
 pub mod source;
@@ -28,11 +29,12 @@ pub mod webhook;
 mod worker;
 
 pub use api::IntegrationsApi;
+pub use purge::{CasePurger, INTEGRATIONS_CASE_FACTS_CONSUMER};
 pub use repo::MIGRATIONS;
 pub use worker::{DeliveryWorker, WorkerSettings};
 
 use casescope_bus::OUTBOX_MIGRATIONS;
-use casescope_db::{CORE_MIGRATIONS, Migrations};
+use casescope_db::{CORE_MIGRATIONS, Migrations, PURGE_MIGRATIONS};
 use outbound::OutboundSettings;
 use outbound::guard::Guard;
 use secrets::SecretBox;
@@ -41,7 +43,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything this service needs in its database, in order.
-pub const ALL_MIGRATIONS: &[Migrations] = &[CORE_MIGRATIONS, OUTBOX_MIGRATIONS, MIGRATIONS];
+pub const ALL_MIGRATIONS: &[Migrations] = &[
+    CORE_MIGRATIONS,
+    OUTBOX_MIGRATIONS,
+    MIGRATIONS,
+    PURGE_MIGRATIONS,
+];
 
 #[derive(Debug, Clone)]
 pub struct IntegrationsSettings {

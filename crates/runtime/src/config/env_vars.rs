@@ -141,6 +141,22 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "tokens of the summary's answer at most (default 1024)",
     ),
     (
+        "CASESCOPE_INTEGRATIONS_KEY",
+        "key sealing integration secrets at rest (base64 of 32 random bytes, e.g. `openssl rand -base64 32`); unset: integration secrets must be env:/file: references",
+    ),
+    (
+        "CASESCOPE_INTEGRATIONS_KEY_FILE",
+        "file holding the integrations key, instead of CASESCOPE_INTEGRATIONS_KEY",
+    ),
+    (
+        "CASESCOPE_INTEGRATIONS_ALLOW_NETS",
+        "comma-separated networks integrations may call although private, loopback or link-local (e.g. 10.20.0.0/16 for an internal DFIR-IRIS); default none",
+    ),
+    (
+        "CASESCOPE_INTEGRATIONS_SECRETS_DIR",
+        "directory of file:<name> integration secret references (e.g. a mounted Kubernetes Secret)",
+    ),
+    (
         "CASESCOPE_LLM_REDACT",
         "redact secret-looking values (passwords, tokens, keys) before they are sent to the LLM (default true)",
     ),

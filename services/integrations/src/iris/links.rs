@@ -137,12 +137,3 @@ impl Links {
         Ok(())
     }
 }
-
-/// Deletes the links of a case (the case was deleted).
-pub async fn purge_case(db: &casescope_db::Database, case_id: &str) -> Result<u64, DbError> {
-    let done = sqlx::query("DELETE FROM iris_links WHERE case_id = $1")
-        .bind(case_id)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected())
-}
