@@ -92,18 +92,23 @@ fn health_readiness_and_unimplemented_rpcs() {
         let listed = integrations.list_integrations(request).await.unwrap();
         assert!(listed.into_inner().integrations.is_empty());
         // An RPC of the contract this version does not serve says so, naming it.
-        let case = stdout(&server.cli(&["case", "create", "enrichment"]))
+        let case = stdout(&server.cli(&["case", "create", "indicators"]))
             .trim()
             .to_string();
         let status = integrations
-            .enrich_iocs(casescope_proto::integrations::v1::EnrichIocsRequest {
-                case_id: Some(casescope_proto::common::v1::CaseId { value: case }),
-                ..Default::default()
-            })
+            .import_open_cti_indicators(
+                casescope_proto::integrations::v1::ImportOpenCtiIndicatorsRequest {
+                    case_id: Some(casescope_proto::common::v1::CaseId { value: case }),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
-        assert!(status.message().contains("EnrichIocs"), "{status:?}");
+        assert!(
+            status.message().contains("ImportOpenCtiIndicators"),
+            "{status:?}"
+        );
         let mut health = tonic_health_client(server.address.clone()).await;
         let answer = health
             .check(casescope_proto_health_request(

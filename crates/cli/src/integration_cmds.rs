@@ -93,6 +93,27 @@ pub enum IrisCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum OpenctiCommand {
+    /// Look a case's IOCs up in OpenCTI (500 values per query) and record what it knows
+    /// on each IOC (labels, score, indicators, related threats), found or not.
+    Enrich {
+        case: String,
+        /// The OpenCTI integration (name or id); optional when there is one.
+        #[arg(long)]
+        integration: Option<String>,
+        /// Only these IOCs (ids; default: every enabled IOC of the case).
+        #[arg(long = "ioc", value_name = "IOC_ID")]
+        iocs: Vec<String>,
+        /// Look up IOCs that were enriched before, too.
+        #[arg(long)]
+        force: bool,
+        /// Wait until the delivery succeeded or failed.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum DeliveriesCommand {
     /// The delivery log, newest first.
     List {
@@ -511,22 +532,67 @@ pub async fn run_iris(server: &ServerArgs, command: IrisCommand) -> anyhow::Resu
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            if !wait_for_it {
-                println!(
-                    "{}\t{}",
-                    delivery.id.map(|i| i.value).unwrap_or_default(),
-                    status_word(delivery.status)
-                );
-                return Ok(());
-            }
-            let done = wait(&mut client, &case, delivery).await?;
-            print_delivery(&done);
-            if done.status == pb::DeliveryStatus::Failed as i32 {
-                bail!("the push failed");
-            }
+            finish(&mut client, &case, delivery, wait_for_it, "push").await
         }
     }
+}
+
+/// Prints a queued delivery, or waits for it and prints the outcome.
+async fn finish(
+    client: &mut Client,
+    case: &str,
+    delivery: pb::Delivery,
+    wait_for_it: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    if !wait_for_it {
+        println!(
+            "{}\t{}",
+            delivery.id.map(|i| i.value).unwrap_or_default(),
+            status_word(delivery.status)
+        );
+        return Ok(());
+    }
+    let done = wait(client, case, delivery).await?;
+    print_delivery(&done);
+    if done.status == pb::DeliveryStatus::Failed as i32 {
+        bail!("the {what} failed");
+    }
     Ok(())
+}
+
+pub async fn run_opencti(server: &ServerArgs, command: OpenctiCommand) -> anyhow::Result<()> {
+    let mut client = IntegrationsServiceClient::new(crate::session::connect(server, None).await?);
+    match command {
+        OpenctiCommand::Enrich {
+            case,
+            integration,
+            iocs,
+            force,
+            wait: wait_for_it,
+        } => {
+            let integration_id = resolve(
+                &mut client,
+                integration.as_deref(),
+                Some(pb::IntegrationKind::Opencti),
+            )
+            .await?;
+            let delivery = client
+                .enrich_iocs(pb::EnrichIocsRequest {
+                    case_id: case_ref(&case),
+                    integration_id,
+                    ioc_ids: iocs
+                        .into_iter()
+                        .map(|value| casescope_proto::common::v1::IocId { value })
+                        .collect(),
+                    force,
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            finish(&mut client, &case, delivery, wait_for_it, "enrichment").await
+        }
+    }
 }
 
 pub async fn run_deliveries(server: &ServerArgs, command: DeliveriesCommand) -> anyhow::Result<()> {

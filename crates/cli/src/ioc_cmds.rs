@@ -266,6 +266,7 @@ fn ioc_json(ioc: &pb::Ioc) -> serde_json::Value {
         "labels": ioc.labels,
         "match_count": ioc.match_count,
         "version": ioc.version,
+        "enrichment": serde_json::from_str::<serde_json::Value>(&ioc.enrichment_json).ok(),
     })
 }
 

@@ -232,6 +232,13 @@ enum Command {
         #[command(subcommand)]
         command: integration_cmds::IrisCommand,
     },
+    /// OpenCTI: enrich a case's IOCs with what OpenCTI knows.
+    Opencti {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: integration_cmds::OpenctiCommand,
+    },
     /// The outbound delivery log (pushes, enrichments, webhooks): list, get, retry.
     Deliveries {
         #[command(flatten)]
@@ -544,6 +551,9 @@ fn main() -> ExitCode {
                 integration_cmds::run_integration(&server, command).await
             }
             Command::Iris { server, command } => integration_cmds::run_iris(&server, command).await,
+            Command::Opencti { server, command } => {
+                integration_cmds::run_opencti(&server, command).await
+            }
             Command::Deliveries { server, command } => {
                 integration_cmds::run_deliveries(&server, command).await
             }

@@ -26,6 +26,7 @@ use casescope_proto::detect::v1::detect_service_server::DetectServiceServer;
 use casescope_proto::identity::with_service_identity;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use casescope_proto::integrations::v1::integrations_service_server::IntegrationsServiceServer;
+use casescope_proto::ioc::v1::ioc_enrichment_service_server::IocEnrichmentServiceServer;
 use casescope_proto::ioc::v1::ioc_service_server::IocServiceServer;
 use casescope_proto::report::v1::report_service_server::ReportServiceServer;
 use casescope_runtime::config::{Config, EventStoreConfig, Mode};
@@ -534,7 +535,7 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             },
         ));
         let server = guarded(
-            IocServiceServer::new(api).max_decoding_message_size(
+            IocServiceServer::new(api.clone()).max_decoding_message_size(
                 settings
                     .max_import_chunk_bytes
                     .max(casescope_ioc_service::MAX_FILE_IMPORT_BYTES)
@@ -542,10 +543,14 @@ async fn serve(config: Config, process_name: &str) -> anyhow::Result<()> {
             ),
             &key,
         );
+        let enrichment = guarded(IocEnrichmentServiceServer::new(api.clone()), &key);
         ioc_channel = Some(channel::in_process(
-            tonic::service::Routes::new(server.clone()).prepare(),
+            tonic::service::Routes::new(server.clone())
+                .add_service(enrichment.clone())
+                .prepare(),
         ));
         routes.add_service(server);
+        routes.add_service(enrichment);
         health_reporter
             .set_serving::<IocServiceServer<casescope_ioc_service::IocApi>>()
             .await;

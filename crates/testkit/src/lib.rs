@@ -18,7 +18,7 @@
 //!
 //! - Stand-ins only for what cannot run here, each speaking the real product's wire
 //!   format: [`kubernetes::FakeKubernetes`] (EndpointSlices), [`iris::FakeIris`]
-//!   (DFIR-IRIS's REST API), [`llm::ScriptedLlm`] (answers a real model cannot be made
+//!   (DFIR-IRIS's REST API), [`opencti::FakeOpenCti`] (OpenCTI's GraphQL API), [`llm::ScriptedLlm`] (answers a real model cannot be made
 //!   to give on purpose).
 //!
 //! Servers this crate starts are children of the test process with a parent-death
@@ -29,6 +29,7 @@
 pub mod iris;
 pub mod kubernetes;
 pub mod llm;
+pub mod opencti;
 pub mod outage;
 pub mod s3;
 

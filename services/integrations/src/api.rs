@@ -416,8 +416,15 @@ impl IntegrationsService for IntegrationsApi {
         ))
     }
 
-    async fn enrich_iocs(&self, _: Request<pb::EnrichIocsRequest>) -> ApiResult<pb::Delivery> {
-        Err(later("EnrichIocs"))
+    async fn enrich_iocs(
+        &self,
+        request: Request<pb::EnrichIocsRequest>,
+    ) -> ApiResult<pb::Delivery> {
+        let identity = Identity::of(&request).cloned();
+        Ok(Response::new(
+            self.enrich_iocs(identity.as_ref(), request.into_inner())
+                .await?,
+        ))
     }
 
     async fn import_open_cti_indicators(

@@ -17,6 +17,7 @@
 mod api;
 mod config;
 pub mod delivery;
+pub mod enrich;
 pub mod iris;
 pub mod opencti;
 pub mod outbound;

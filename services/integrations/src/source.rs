@@ -8,6 +8,7 @@ use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
 use casescope_proto::channel::GrpcChannel;
 use casescope_proto::common::v1::{CaseId, PageRequest, SortOrder};
 use casescope_proto::ioc::v1 as ioc;
+use casescope_proto::ioc::v1::ioc_enrichment_service_client::IocEnrichmentServiceClient;
 use casescope_proto::ioc::v1::ioc_service_client::IocServiceClient;
 use serde::Deserialize;
 use std::future::Future;
@@ -74,6 +75,9 @@ pub struct IocItem {
     /// `Tlp`.
     pub tlp: i32,
     pub labels: Vec<String>,
+    pub enabled: bool,
+    /// Whether it holds an enrichment already.
+    pub enriched: bool,
 }
 
 /// One comment on an event.
@@ -160,6 +164,12 @@ pub trait CaseSource: Send + Sync {
         tags: &[String],
         limit: usize,
     ) -> Result<Events, SourceError>;
+    /// Records the enrichment (a JSON object) of IOCs `(id, json)`; how many were found.
+    async fn set_enrichments(
+        &self,
+        case_id: &str,
+        enrichments: Vec<(String, String)>,
+    ) -> Result<u64, SourceError>;
 }
 
 /// The gRPC clients of the cases and IOC services.
@@ -167,6 +177,7 @@ pub trait CaseSource: Send + Sync {
 pub struct Peers {
     cases: CasesServiceClient<GrpcChannel>,
     ioc: Option<IocServiceClient<GrpcChannel>>,
+    enrichment: Option<IocEnrichmentServiceClient<GrpcChannel>>,
     timeout: Duration,
 }
 
@@ -182,6 +193,7 @@ impl Peers {
     pub fn new(cases: GrpcChannel, ioc: Option<GrpcChannel>, timeout: Duration) -> Self {
         Self {
             cases: CasesServiceClient::new(cases).max_decoding_message_size(MAX_PEER_MESSAGE),
+            enrichment: ioc.clone().map(IocEnrichmentServiceClient::new),
             ioc: ioc.map(|channel| {
                 IocServiceClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE)
             }),
@@ -244,11 +256,7 @@ impl CaseSource for Peers {
 
     async fn iocs(&self, case_id: &str, limit: usize) -> Result<(Vec<IocItem>, bool), SourceError> {
         let Some(client) = &self.ioc else {
-            return Err(SourceError {
-                transient: false,
-                message: "the IOC service's address is not known to the integrations service"
-                    .into(),
-            });
+            return Err(no_ioc_service());
         };
         let mut out = Vec::new();
         let mut cursor = String::new();
@@ -279,6 +287,8 @@ impl CaseSource for Peers {
                     description: found.description,
                     tlp: found.tlp,
                     labels: found.labels,
+                    enabled: found.enabled,
+                    enriched: found.enriched_at.is_some(),
                 });
             }
             cursor = page.page.map(|p| p.next_cursor).unwrap_or_default();
@@ -365,6 +375,49 @@ impl CaseSource for Peers {
         }
         events.left_out = selected.saturating_sub(events.items.len() as u64);
         Ok(events)
+    }
+
+    async fn set_enrichments(
+        &self,
+        case_id: &str,
+        enrichments: Vec<(String, String)>,
+    ) -> Result<u64, SourceError> {
+        let Some(client) = &self.enrichment else {
+            return Err(no_ioc_service());
+        };
+        let mut updated = 0;
+        for chunk in enrichments.chunks(ENRICHMENTS_PER_CALL) {
+            let mut client = client.clone();
+            let answer = self
+                .bounded(
+                    "ioc",
+                    "record the IOCs' enrichment",
+                    client.set_enrichments(ioc::SetEnrichmentsRequest {
+                        case_id: case_ref(case_id),
+                        enrichments: chunk
+                            .iter()
+                            .map(|(id, json)| ioc::IocEnrichment {
+                                id: Some(casescope_proto::common::v1::IocId { value: id.clone() }),
+                                enrichment_json: json.clone(),
+                            })
+                            .collect(),
+                    }),
+                )
+                .await?;
+            updated += u64::from(answer.updated);
+        }
+        Ok(updated)
+    }
+}
+
+/// IOC enrichments per call to the IOC service.
+const ENRICHMENTS_PER_CALL: usize = 1_000;
+
+/// The IOC service is needed but its address is not known.
+fn no_ioc_service() -> SourceError {
+    SourceError {
+        transient: false,
+        message: "the IOC service's address is not known to the integrations service".into(),
     }
 }
 

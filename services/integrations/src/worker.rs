@@ -367,6 +367,34 @@ impl DeliveryWorker {
                     notes: outcome.notes,
                 })
             }
+            Ok(pb::DeliveryKind::OpenctiEnrich) => {
+                let request = STANDARD
+                    .decode(&row.request)
+                    .ok()
+                    .and_then(|b| pb::EnrichIocsRequest::decode(b.as_slice()).ok())
+                    .ok_or_else(|| permanent("the delivery's request is unreadable"))?;
+                let progress = Fenced {
+                    leases: &self.leases,
+                    lease,
+                    keep,
+                    id: &row.id,
+                };
+                let done = crate::enrich::enrich(
+                    &outbound,
+                    &integration.base_url,
+                    &integration.name,
+                    self.source.as_ref(),
+                    &progress,
+                    &row.case_id,
+                    &request,
+                )
+                .await?;
+                Ok(Done {
+                    items: done.items,
+                    remote_reference: String::new(),
+                    notes: done.notes,
+                })
+            }
             _ => Err(permanent(format!(
                 "{} deliveries are not run by this version",
                 delivery_word(row.kind)

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
 
 mod convert;
+mod enrichment;
 mod iocs;
 mod lists;
 mod matches;

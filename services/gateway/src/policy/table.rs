@@ -704,6 +704,12 @@ pub const POLICY: &[Rule] = &[
         true,
         CASE,
     ),
+    rule(
+        "/casescope.ioc.v1.IocEnrichmentService/SetEnrichments",
+        Internal,
+        true,
+        CASE,
+    ),
     // Integrations (configuration is the admins'; pushes and enrichment a case's).
     rule(
         "/casescope.integrations.v1.IntegrationsService/CreateIntegration",

@@ -6,7 +6,7 @@ use crate::config::check_kind;
 use crate::delivery::{DeliveryFilter, DeliveryRepo, DeliveryRow, status};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use casescope_proto::common::v1::{CaseId, PageResponse};
+use casescope_proto::common::v1::{CaseId, IntegrationId, PageResponse};
 use casescope_proto::error::ApiError;
 use casescope_proto::identity::Identity;
 use casescope_proto::ids::uuid_id;
@@ -16,6 +16,8 @@ use prost::Message;
 
 /// Deliveries of one case to one integration queued or running at once.
 const MAX_ACTIVE_PER_CASE: i64 = 1;
+/// IOCs an enrichment may name.
+const MAX_IOC_IDS: usize = 1_000;
 
 fn case_of(id: Option<&CaseId>, field: &str) -> Result<String, ApiError> {
     uuid_id(
@@ -38,18 +40,28 @@ fn delivery_not_found(id: &str) -> ApiError {
 }
 
 impl IntegrationsApi {
-    pub(super) async fn push_to_iris(
+    /// Queues a delivery of `kind` to integration `integration_id` (of `expected`
+    /// kind) for `case_id`, carrying `request`.
+    async fn queue(
         &self,
         identity: Option<&Identity>,
-        request: pb::PushCaseToIrisRequest,
+        case_id: String,
+        integration_id: Option<&IntegrationId>,
+        expected: pb::IntegrationKind,
+        kind: pb::DeliveryKind,
+        request: Vec<u8>,
     ) -> Result<pb::Delivery, ApiError> {
-        let case_id = case_of(request.case_id.as_ref(), "case_id")?;
-        let integration = self.find(request.integration_id.as_ref()).await?;
-        if check_kind(integration.kind)? != pb::IntegrationKind::DfirIris {
+        let integration = self.find(integration_id).await?;
+        if check_kind(integration.kind)? != expected {
             return Err(ApiError::invalid_field(
                 "INTEGRATION_KIND_MISMATCH",
                 "integration_id",
-                "not a DFIR_IRIS integration",
+                format!(
+                    "not a {} integration",
+                    expected
+                        .as_str_name()
+                        .trim_start_matches("INTEGRATION_KIND_")
+                ),
             ));
         }
         if !integration.enabled {
@@ -58,6 +70,64 @@ impl IntegrationsApi {
                 message: format!("integration {:?} is disabled", integration.name),
             });
         }
+        let active = self
+            .deliveries
+            .active(&integration.id, &case_id)
+            .await
+            .map_err(db_error)?;
+        if active >= MAX_ACTIVE_PER_CASE {
+            return Err(ApiError::FailedPrecondition {
+                reason: "DELIVERY_ALREADY_QUEUED",
+                message: format!(
+                    "a delivery of this case to {:?} is already queued or running; wait for \
+                     it (casescope deliveries list --case {case_id})",
+                    integration.name
+                ),
+            });
+        }
+        let now = casescope_db::now_micros();
+        let row = DeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            integration_id: integration.id.clone(),
+            integration_kind: integration.kind,
+            kind: kind as i32,
+            case_id: case_id.clone(),
+            target: integration.base_url.clone(),
+            status: status::QUEUED,
+            attempts: 0,
+            max_attempts: integration.max_attempts,
+            last_error: String::new(),
+            last_http_status: 0,
+            items_total: 0,
+            items_succeeded: 0,
+            items_failed: 0,
+            remote_reference: String::new(),
+            requested_by: identity.map(|i| i.user_id.clone()).unwrap_or_default(),
+            request: STANDARD.encode(request),
+            created_at: now,
+            updated_at: now,
+            last_attempt_at: None,
+            next_attempt_at: Some(now),
+            completed_at: None,
+        };
+        let mut tx = self.deliveries.db().begin().await.map_err(db_error)?;
+        DeliveryRepo::insert(&mut tx, &row)
+            .await
+            .map_err(db_error)?;
+        tx.commit()
+            .await
+            .map_err(|e| db_error(casescope_db::DbError::from(e)))?;
+        self.wake.notify_one();
+        tracing::info!(delivery_id = %row.id, case_id = %case_id, integration_id = %integration.id, kind = crate::delivery::delivery_word(row.kind), "delivery queued");
+        Ok(row.to_pb())
+    }
+
+    pub(super) async fn push_to_iris(
+        &self,
+        identity: Option<&Identity>,
+        request: pb::PushCaseToIrisRequest,
+    ) -> Result<pb::Delivery, ApiError> {
+        let case_id = case_of(request.case_id.as_ref(), "case_id")?;
         if request.iris_case_id == Some(0) {
             return Err(ApiError::invalid_field(
                 "IRIS_CASE_ID_INVALID",
@@ -81,59 +151,48 @@ impl IntegrationsApi {
                 "at most 100 tags",
             ));
         }
-        let active = self
-            .deliveries
-            .active(&integration.id, &case_id)
-            .await
-            .map_err(db_error)?;
-        if active >= MAX_ACTIVE_PER_CASE {
-            return Err(ApiError::FailedPrecondition {
-                reason: "PUSH_ALREADY_QUEUED",
-                message: format!(
-                    "a delivery of this case to {:?} is already queued or running; wait for \
-                     it (casescope deliveries list --case {case_id})",
-                    integration.name
-                ),
-            });
+        let mut stored = request.clone();
+        stored.case_id = None;
+        stored.integration_id = None;
+        self.queue(
+            identity,
+            case_id,
+            request.integration_id.as_ref(),
+            pb::IntegrationKind::DfirIris,
+            pb::DeliveryKind::IrisPush,
+            stored.encode_to_vec(),
+        )
+        .await
+    }
+
+    pub(super) async fn enrich_iocs(
+        &self,
+        identity: Option<&Identity>,
+        request: pb::EnrichIocsRequest,
+    ) -> Result<pb::Delivery, ApiError> {
+        let case_id = case_of(request.case_id.as_ref(), "case_id")?;
+        if request.ioc_ids.len() > MAX_IOC_IDS {
+            return Err(ApiError::invalid_field(
+                "TOO_MANY_IOCS",
+                "ioc_ids",
+                format!("at most {MAX_IOC_IDS} IOCs; leave it empty for every IOC of the case"),
+            ));
+        }
+        for (i, id) in request.ioc_ids.iter().enumerate() {
+            uuid_id(&id.value, "IOC_ID_INVALID", &format!("ioc_ids[{i}]"))?;
         }
         let mut stored = request.clone();
         stored.case_id = None;
         stored.integration_id = None;
-        let now = casescope_db::now_micros();
-        let row = DeliveryRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            integration_id: integration.id.clone(),
-            integration_kind: integration.kind,
-            kind: pb::DeliveryKind::IrisPush as i32,
-            case_id: case_id.clone(),
-            target: integration.base_url.clone(),
-            status: status::QUEUED,
-            attempts: 0,
-            max_attempts: integration.max_attempts,
-            last_error: String::new(),
-            last_http_status: 0,
-            items_total: 0,
-            items_succeeded: 0,
-            items_failed: 0,
-            remote_reference: String::new(),
-            requested_by: identity.map(|i| i.user_id.clone()).unwrap_or_default(),
-            request: STANDARD.encode(stored.encode_to_vec()),
-            created_at: now,
-            updated_at: now,
-            last_attempt_at: None,
-            next_attempt_at: Some(now),
-            completed_at: None,
-        };
-        let mut tx = self.deliveries.db().begin().await.map_err(db_error)?;
-        DeliveryRepo::insert(&mut tx, &row)
-            .await
-            .map_err(db_error)?;
-        tx.commit()
-            .await
-            .map_err(|e| db_error(casescope_db::DbError::from(e)))?;
-        self.wake.notify_one();
-        tracing::info!(delivery_id = %row.id, case_id = %case_id, integration_id = %integration.id, "DFIR-IRIS push queued");
-        Ok(row.to_pb())
+        self.queue(
+            identity,
+            case_id,
+            request.integration_id.as_ref(),
+            pb::IntegrationKind::Opencti,
+            pb::DeliveryKind::OpenctiEnrich,
+            stored.encode_to_vec(),
+        )
+        .await
     }
 
     pub(super) async fn list_deliveries(

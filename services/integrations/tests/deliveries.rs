@@ -1,10 +1,13 @@
-//! DFIR-IRIS pushes as recorded deliveries, against a local server that answers as
-//! IRIS's REST API documents (casescope_testkit::iris; IRIS cannot run here), on SQLite
-//! and a real PostgreSQL: push, push again, change a comment, push again — IRIS holds
-//! one copy of everything, updated; reference ids looked up from the instance; a 429
-//! with Retry-After waited out; a worker killed mid-push resumed under its lease without
-//! a duplicate; redirects to internal addresses refused through the service; the API key
-//! in no delivery, error or fact.
+//! Deliveries through the service, against local servers that answer as DFIR-IRIS's
+//! REST API and OpenCTI's GraphQL API document (casescope_testkit::{iris, opencti};
+//! neither product can run here), on SQLite and a real PostgreSQL:
+//! - IRIS pushes: push, push again, change a comment, push again — IRIS holds one copy of
+//!   everything, updated; reference ids looked up from the instance; a 429 with
+//!   Retry-After waited out; a worker killed mid-push resumed under its lease without a
+//!   duplicate; redirects to internal addresses refused; the API key in no delivery,
+//!   error or fact;
+//! - OpenCTI enrichment: 5,000 IOCs in 10 requests, what OpenCTI knows written onto each
+//!   IOC (found or not), nothing asked again unless forced, the token nowhere.
 
 use async_trait::async_trait;
 use casescope_bus::{Bus, Outbox};
@@ -26,9 +29,10 @@ use casescope_runtime::config::IpNet;
 use casescope_testkit::iris::{
     CUSTOMER_ID, FakeIris, UNSPECIFIED_CATEGORY, WINDOWS_COMPUTER_ASSET_TYPE,
 };
+use casescope_testkit::opencti::FakeOpenCti;
 use futures::StreamExt;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +47,8 @@ struct Memory {
     iocs: Vec<IocItem>,
     hosts: Vec<String>,
     events: Mutex<Vec<EventItem>>,
+    /// IOC id → enrichment JSON, as the IOC service stores it.
+    enrichments: Mutex<HashMap<String, String>>,
 }
 
 #[async_trait]
@@ -69,6 +75,22 @@ impl CaseSource for Memory {
             left_out: events.len().saturating_sub(limit) as u64,
         })
     }
+    async fn set_enrichments(
+        &self,
+        _: &str,
+        enrichments: Vec<(String, String)>,
+    ) -> Result<u64, SourceError> {
+        let mut stored = self.enrichments.lock().unwrap();
+        let known: HashSet<&str> = self.iocs.iter().map(|i| i.id.as_str()).collect();
+        let mut updated = 0;
+        for (id, json) in enrichments {
+            if known.contains(id.as_str()) {
+                stored.insert(id, json);
+                updated += 1;
+            }
+        }
+        Ok(updated)
+    }
 }
 
 fn memory(events: usize) -> Arc<Memory> {
@@ -79,6 +101,8 @@ fn memory(events: usize) -> Arc<Memory> {
         description: format!("seen on {value}"),
         tlp: Tlp::Amber as i32,
         labels: vec!["c2".into()],
+        enabled: true,
+        enriched: false,
     };
     Arc::new(Memory {
         iocs: vec![
@@ -124,6 +148,7 @@ fn memory(events: usize) -> Arc<Memory> {
                 })
                 .collect(),
         ),
+        enrichments: Mutex::new(HashMap::new()),
     })
 }
 
@@ -153,6 +178,10 @@ fn worker_settings() -> WorkerSettings {
 }
 
 async fn rig(postgres: bool, events: usize) -> Rig {
+    rig_with(postgres, memory(events)).await
+}
+
+async fn rig_with(postgres: bool, source: Arc<Memory>) -> Rig {
     let (url, dir) = if postgres {
         (casescope_testkit::postgres_url().await, None)
     } else {
@@ -170,7 +199,7 @@ async fn rig(postgres: bool, events: usize) -> Rig {
         api: IntegrationsApi::new(db.clone(), settings()),
         db,
         bus: Arc::new(InProcessBus::new(InProcessLimits::default())),
-        source: memory(events),
+        source,
         _dir: dir,
     }
 }
@@ -604,4 +633,198 @@ async fn a_redirect_to_an_internal_address_fails_the_push() {
         assert!(!done.last_error.contains(IRIS_KEY));
     }
     stop.cancel();
+}
+
+const CTI_TOKEN: &str = "6b2a41f0-canary-cti-token";
+
+/// 5,000 IOCs of the types OpenCTI looks up, and 10 command lines it cannot.
+fn many_iocs() -> Arc<Memory> {
+    let mut iocs: Vec<IocItem> = (0..5_000)
+        .map(|i| {
+            let (ioc_type, value) = match i % 4 {
+                0 => (IocType::Sha256, format!("{:064x}", i)),
+                1 => (IocType::Domain, format!("host{i}.evil.example")),
+                2 => (IocType::Url, format!("http://host{i}.evil.example/p")),
+                _ => (IocType::Ip, format!("203.0.{}.{}", i / 256, i % 256)),
+            };
+            IocItem {
+                id: format!("ioc-{i}"),
+                ioc_type: ioc_type as i32,
+                value,
+                enabled: true,
+                ..Default::default()
+            }
+        })
+        .collect();
+    iocs.extend((0..10).map(|i| IocItem {
+        id: format!("cmd-{i}"),
+        ioc_type: IocType::CommandLine as i32,
+        value: format!("powershell -enc {i}"),
+        enabled: true,
+        ..Default::default()
+    }));
+    Arc::new(Memory {
+        iocs,
+        hosts: Vec::new(),
+        events: Mutex::new(Vec::new()),
+        enrichments: Mutex::new(HashMap::new()),
+    })
+}
+
+#[tokio::test]
+async fn five_thousand_iocs_are_enriched_in_ten_requests() {
+    let source = many_iocs();
+    // One value in three is known to OpenCTI.
+    let known: HashMap<String, (String, i64)> = source
+        .iocs
+        .iter()
+        .enumerate()
+        .filter(|(i, ioc)| i % 3 == 0 && ioc.ioc_type != IocType::CommandLine as i32)
+        .map(|(i, ioc)| {
+            (
+                ioc.value.clone(),
+                ("Domain-Name".to_string(), (i % 100) as i64),
+            )
+        })
+        .collect();
+    let expected_found = known.len();
+    let cti = FakeOpenCti::start(CTI_TOKEN, known).await;
+    let rig = rig_with(false, source.clone()).await;
+    let (stop, _worker) = rig.start_worker();
+    let integration = rig
+        .api
+        .create_integration(Request::new(pb::CreateIntegrationRequest {
+            kind: pb::IntegrationKind::Opencti as i32,
+            name: "opencti".into(),
+            base_url: cti.url(),
+            secret: Some(pb::SecretInput {
+                source: Some(pb::secret_input::Source::Value(CTI_TOKEN.into())),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let enrich = |force: bool| pb::EnrichIocsRequest {
+        case_id: Some(CaseId { value: CASE.into() }),
+        integration_id: integration.id.clone(),
+        ioc_ids: Vec::new(),
+        force,
+    };
+    let queued = rig
+        .api
+        .enrich_iocs(Request::new(enrich(false)))
+        .await
+        .unwrap()
+        .into_inner();
+    let done = rig.finished(&queued).await;
+    assert_eq!(status(&done), pb::DeliveryStatus::Succeeded, "{done:?}");
+    assert_eq!(
+        (done.items_total, done.items_succeeded, done.items_failed),
+        (5_000, 5_000, 0)
+    );
+    assert_eq!(cti.requests(), 10, "5,000 values, 500 per query");
+    assert!(
+        done.last_error
+            .contains("10 IOCs are of types OpenCTI has no observable for"),
+        "{}",
+        done.last_error
+    );
+    let stored = source.enrichments.lock().unwrap().clone();
+    assert_eq!(stored.len(), 5_000);
+    let found: Vec<Value> = stored
+        .values()
+        .map(|j| serde_json::from_str::<Value>(j).unwrap())
+        .filter(|v| v["found"] == true)
+        .collect();
+    assert_eq!(found.len(), expected_found);
+    let first: Value = serde_json::from_str(&stored["ioc-0"]).unwrap();
+    assert_eq!(first["found"], true);
+    assert_eq!(first["labels"], serde_json::json!(["malicious", "c2"]));
+    assert_eq!(
+        first["related"],
+        serde_json::json!(["related-to Malware Emotet"])
+    );
+    assert_eq!(first["indicators"][0]["revoked"], false);
+    let second: Value = serde_json::from_str(&stored["ioc-1"]).unwrap();
+    assert_eq!(second["found"], false);
+    assert!(!stored.contains_key("cmd-0"));
+    assert!(stored.values().all(|j| !j.contains(CTI_TOKEN)));
+    assert!(!format!("{done:?}").contains(CTI_TOKEN));
+
+    // An IOC list (of another source) that says they were enriched: nothing asked again...
+    let enriched = Arc::new(Memory {
+        iocs: source
+            .iocs
+            .iter()
+            .cloned()
+            .map(|mut i| {
+                i.enriched = true;
+                i
+            })
+            .collect(),
+        hosts: Vec::new(),
+        events: Mutex::new(Vec::new()),
+        enrichments: Mutex::new(HashMap::new()),
+    });
+    let rig = rig_with(false, enriched.clone()).await;
+    let (stop_again, _again) = rig.start_worker();
+    let integration = rig
+        .api
+        .create_integration(Request::new(pb::CreateIntegrationRequest {
+            kind: pb::IntegrationKind::Opencti as i32,
+            name: "opencti".into(),
+            base_url: cti.url(),
+            secret: Some(pb::SecretInput {
+                source: Some(pb::secret_input::Source::Value(CTI_TOKEN.into())),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = |force: bool| pb::EnrichIocsRequest {
+        case_id: Some(CaseId { value: CASE.into() }),
+        integration_id: integration.id.clone(),
+        ioc_ids: Vec::new(),
+        force,
+    };
+    let before = cti.requests();
+    let done = rig
+        .finished(
+            &rig.api
+                .enrich_iocs(Request::new(again(false)))
+                .await
+                .unwrap()
+                .into_inner(),
+        )
+        .await;
+    assert_eq!(status(&done), pb::DeliveryStatus::Succeeded);
+    assert_eq!((done.items_total, cti.requests() - before), (0, 0));
+    // ...unless forced.
+    let done = rig
+        .finished(
+            &rig.api
+                .enrich_iocs(Request::new(again(true)))
+                .await
+                .unwrap()
+                .into_inner(),
+        )
+        .await;
+    assert_eq!(done.items_succeeded, 5_000);
+    assert_eq!(cti.requests() - before, 10);
+    // An enrichment needs an OpenCTI integration.
+    let iris = rig.integration("http://127.0.0.1:9").await;
+    let refused = rig
+        .api
+        .enrich_iocs(Request::new(pb::EnrichIocsRequest {
+            case_id: Some(CaseId { value: CASE.into() }),
+            integration_id: iris.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    stop.cancel();
+    stop_again.cancel();
 }
