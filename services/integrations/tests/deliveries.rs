@@ -182,6 +182,10 @@ async fn rig(postgres: bool, events: usize) -> Rig {
 }
 
 async fn rig_with(postgres: bool, source: Arc<Memory>) -> Rig {
+    rig_on(postgres, source, settings()).await
+}
+
+async fn rig_on(postgres: bool, source: Arc<Memory>, settings: IntegrationsSettings) -> Rig {
     let (url, dir) = if postgres {
         (casescope_testkit::postgres_url().await, None)
     } else {
@@ -196,7 +200,7 @@ async fn rig_with(postgres: bool, source: Arc<Memory>) -> Rig {
         .unwrap();
     db.migrate(ALL_MIGRATIONS).await.unwrap();
     Rig {
-        api: IntegrationsApi::new(db.clone(), settings()),
+        api: IntegrationsApi::new(db.clone(), settings),
         db,
         bus: Arc::new(InProcessBus::new(InProcessLimits::default())),
         source,
@@ -827,4 +831,108 @@ async fn five_thousand_iocs_are_enriched_in_ten_requests() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     stop.cancel();
     stop_again.cancel();
+}
+
+/// A server that misbehaves in one way, on loopback.
+async fn hostile(mode: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                match mode {
+                    // Headers and the start of the envelope, then silence.
+                    "stall" => {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{\"status\": \"succ")
+                            .await;
+                        std::future::pending::<()>().await;
+                    }
+                    // Reads the request, never answers.
+                    "silent" => std::future::pending::<()>().await,
+                    // A 1 GB answer, streamed without announcing its length.
+                    _ => {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                            .await;
+                        let chunk = vec![b'x'; 1 << 20];
+                        let head = format!("{:x}\r\n", chunk.len());
+                        for _ in 0..1024 {
+                            if socket.write_all(head.as_bytes()).await.is_err()
+                                || socket.write_all(&chunk).await.is_err()
+                                || socket.write_all(b"\r\n").await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn stalling_silent_and_huge_answers_fail_the_delivery_in_bounded_time() {
+    let mut quick = settings();
+    quick.outbound.retry.attempts = 2;
+    quick.outbound.retry.base = Duration::from_millis(50);
+    let rig = rig_on(false, memory(3), quick).await;
+    let (stop, _worker) = rig.start_worker();
+    for (n, (mode, expected, attempts)) in [
+        ("stall", "within 1 s (timeout)", 2),
+        ("silent", "within 1 s (timeout)", 2),
+        ("huge", "larger than 16777216 bytes", 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let integration = rig
+            .api
+            .create_integration(Request::new(pb::CreateIntegrationRequest {
+                kind: pb::IntegrationKind::DfirIris as i32,
+                name: format!("hostile-{n}"),
+                base_url: hostile(mode).await,
+                secret: Some(pb::SecretInput {
+                    source: Some(pb::secret_input::Source::Value(IRIS_KEY.into())),
+                }),
+                timeout: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+                max_attempts: 2,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let started = Instant::now();
+        let done = rig.finished(&rig.push(&integration).await).await;
+        let took = started.elapsed();
+        assert_eq!(
+            status(&done),
+            pb::DeliveryStatus::Failed,
+            "{mode}: {done:?}"
+        );
+        assert!(
+            done.last_error.contains(expected),
+            "{mode}: {}",
+            done.last_error
+        );
+        assert_eq!(
+            done.attempts, attempts,
+            "{mode}: a refusal is final, a timeout retried"
+        );
+        // Two delivery attempts of two calls of at most 1 s, and the pauses between.
+        assert!(took < Duration::from_secs(15), "{mode} took {took:?}");
+        assert!(!done.last_error.contains(IRIS_KEY));
+    }
+    stop.cancel();
 }
