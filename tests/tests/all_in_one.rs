@@ -69,7 +69,7 @@ fn cases_are_created_and_listed_through_the_cli() {
 }
 
 #[test]
-fn health_readiness_and_unimplemented_rpcs() {
+fn health_readiness_and_every_service_served() {
     let server = Server::start(&[], &[]);
     assert_eq!(http_get(server.port(), "/healthz").unwrap().0, 200);
     let (code, body) = http_get(server.port(), "/readyz").unwrap();
@@ -91,7 +91,8 @@ fn health_readiness_and_unimplemented_rpcs() {
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
         let listed = integrations.list_integrations(request).await.unwrap();
         assert!(listed.into_inner().integrations.is_empty());
-        // An RPC of the contract this version does not serve says so, naming it.
+        // Every RPC of the contract is served: a request without an integration is
+        // refused by the integrations service itself, naming the field.
         let case = stdout(&server.cli(&["case", "create", "indicators"]))
             .trim()
             .to_string();
@@ -104,11 +105,8 @@ fn health_readiness_and_unimplemented_rpcs() {
             )
             .await
             .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
-        assert!(
-            status.message().contains("ImportOpenCtiIndicators"),
-            "{status:?}"
-        );
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("id"), "{status:?}");
         let mut health = tonic_health_client(server.address.clone()).await;
         let answer = health
             .check(casescope_proto_health_request(

@@ -6,7 +6,10 @@
 //!   edited comment updates its one IRIS event in place; the delivery log lists the
 //!   three; the API key is in no log line, CLI output or answer;
 //! - `opencti enrich --wait`: what OpenCTI knows lands on the case's IOCs (the IOC
-//!   service's records, `ioc list`), found or not; the token nowhere.
+//!   service's records, `ioc list`), found or not; `opencti import --wait`: 1,200
+//!   indicators in pages (revoked and low-confidence ones filtered by OpenCTI, an
+//!   existing value counted as a duplicate, a compound AND pattern refused by the IOC
+//!   import) become IOCs that are hunted over the case's events; the token nowhere.
 
 use casescope_e2e::deployment::Deployment;
 use casescope_e2e::reports::{annotate_first, case_with_events};
@@ -15,7 +18,7 @@ use casescope_proto::cases::v1 as cases;
 use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
 use casescope_proto::common::v1::{CaseId, CommentId};
 use casescope_testkit::iris::FakeIris;
-use casescope_testkit::opencti::FakeOpenCti;
+use casescope_testkit::opencti::{FakeOpenCti, indicator};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -198,17 +201,68 @@ fn opencti_enrichment_lands_on_the_case_iocs() {
         "evil-c2.example".to_string(),
         ("Domain-Name".to_string(), 85),
     )]);
-    let cti = runtime.block_on(FakeOpenCti::start(TOKEN, known));
+    // 1,200 indicators: 1,190 domains, one revoked, five of confidence 10, a compound
+    // AND pattern, an IP the case's events hold, and the domain the case already has.
+    let mut indicators: Vec<serde_json::Value> = (0..1_190)
+        .map(|n| {
+            indicator(
+                n,
+                &format!("[domain-name:value = 'feed{n}.bad.example']"),
+                "Domain-Name",
+                80,
+                &["feed"],
+            )
+        })
+        .collect();
+    let mut revoked = indicator(
+        2_000,
+        "[domain-name:value = 'revoked.bad.example']",
+        "Domain-Name",
+        80,
+        &[],
+    );
+    revoked["revoked"] = serde_json::json!(true);
+    indicators.push(revoked);
+    for n in 0..5 {
+        indicators.push(indicator(
+            2_100 + n,
+            &format!("[domain-name:value = 'weak{n}.example']"),
+            "Domain-Name",
+            10,
+            &[],
+        ));
+    }
+    indicators.push(indicator(
+        2_200,
+        "[ipv4-addr:value = '10.0.1.21' AND network-traffic:dst_port = 445]",
+        "IPv4-Addr",
+        90,
+        &[],
+    ));
+    indicators.push(indicator(
+        2_300,
+        "[ipv4-addr:value = '10.0.1.21']",
+        "IPv4-Addr",
+        90,
+        &["apt"],
+    ));
+    indicators.push(indicator(
+        2_400,
+        "[domain-name:value = 'evil-c2.example']",
+        "Domain-Name",
+        90,
+        &[],
+    ));
+    let cti = runtime.block_on(FakeOpenCti::with_indicators(TOKEN, known, indicators));
     let work = tempfile::tempdir().unwrap();
     let env = [
         ("CASESCOPE_INTEGRATIONS_KEY", SEALING_KEY),
         ("CASESCOPE_INTEGRATIONS_ALLOW_NETS", "127.0.0.1/32"),
+        ("CASESCOPE_RECONCILE_PERIOD_SECS", "2"),
     ];
     let deployment = Deployment::all_in_one(work.path(), &env);
     let api = deployment.api();
-    let case = stdout(&api.cli(&["case", "create", "Enriched"]))
-        .trim()
-        .to_string();
+    let case = case_with_events(&deployment, work.path(), "Enriched", 300, 5);
     for (kind, value) in [
         ("domain", "evil-c2.example"),
         ("ip", "198.51.100.7"),
@@ -261,6 +315,56 @@ fn opencti_enrichment_lands_on_the_case_iocs() {
     assert_eq!(c2["labels"], serde_json::json!(["malicious", "c2"]));
     assert_eq!(by_value("198.51.100.7")["found"], false);
     assert!(by_value("whoami /all").is_null(), "not looked up");
-    let outputs = format!("{iocs}{text}{}", api.log_text());
+
+    // Indicators: OpenCTI filters revoked and weak ones; the IOC import reads the rest.
+    let before = cti.requests();
+    let imported = api.cli(&[
+        "opencti",
+        "import",
+        &case,
+        "--min-confidence",
+        "50",
+        "--wait",
+    ]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let report = stdout(&imported);
+    assert!(report.contains("status   succeeded"), "{report}");
+    // 1,193 read: 1,191 new IOCs, 1 duplicate (done), 1 refused (AND).
+    assert!(
+        report.contains("items    1193 (1192 done, 1 refused)"),
+        "{report}"
+    );
+    assert_eq!(
+        cti.requests() - before,
+        6,
+        "1,193 indicators in pages of 200"
+    );
+    let all = json(api.cli(&["ioc", "list", &case, "--limit", "0", "--json"]));
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 3 + 1_191);
+    assert!(
+        all.iter()
+            .all(|i| i["value"] != "revoked.bad.example" && i["value"] != "weak0.example")
+    );
+    let ip = all
+        .iter()
+        .find(|i| i["value"] == "10.0.1.21")
+        .expect("the IP indicator");
+    assert_eq!(ip["source"], "opencti");
+    // The new IOCs are hunted over the case's events by themselves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let listed = json(api.cli(&["ioc", "list", &case, "--contains", "10.0.1.21", "--json"]));
+        if listed[0]["match_count"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never hunted: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let outputs = format!("{iocs}{text}{report}{}", api.log_text());
     assert!(!outputs.contains(TOKEN));
 }

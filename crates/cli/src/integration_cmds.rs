@@ -111,6 +111,30 @@ pub enum OpenctiCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Import OpenCTI's indicators as IOCs of a case (through the IOC import: duplicates
+    /// and unreadable patterns counted); the new IOCs are hunted at once.
+    Import {
+        case: String,
+        #[arg(long)]
+        integration: Option<String>,
+        /// OpenCTI full-text search.
+        #[arg(long, default_value = "")]
+        search: String,
+        /// Only indicators with one of these labels (repeatable).
+        #[arg(long = "label", value_name = "LABEL")]
+        labels: Vec<String>,
+        /// Only these main observable types, e.g. IPv4-Addr, Domain-Name, StixFile.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// 0-100 (default: the integration's minimum).
+        #[arg(long, default_value_t = 0)]
+        min_confidence: u32,
+        /// Indicators fetched at most (default 10,000).
+        #[arg(long, default_value_t = 0)]
+        max: u32,
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -591,6 +615,38 @@ pub async fn run_opencti(server: &ServerArgs, command: OpenctiCommand) -> anyhow
                 .map_err(rpc_error)?
                 .into_inner();
             finish(&mut client, &case, delivery, wait_for_it, "enrichment").await
+        }
+        OpenctiCommand::Import {
+            case,
+            integration,
+            search,
+            labels,
+            types,
+            min_confidence,
+            max,
+            wait: wait_for_it,
+        } => {
+            let integration_id = resolve(
+                &mut client,
+                integration.as_deref(),
+                Some(pb::IntegrationKind::Opencti),
+            )
+            .await?;
+            let delivery = client
+                .import_open_cti_indicators(pb::ImportOpenCtiIndicatorsRequest {
+                    case_id: case_ref(&case),
+                    integration_id,
+                    search,
+                    labels,
+                    observable_types: types,
+                    min_confidence,
+                    valid_from: None,
+                    max_indicators: max,
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            finish(&mut client, &case, delivery, wait_for_it, "import").await
         }
     }
 }

@@ -26,6 +26,8 @@ struct Cti {
     requests: Arc<AtomicU64>,
     /// Values asked for, per request.
     asked: Arc<Mutex<Vec<usize>>>,
+    /// Indicator nodes the `indicators` query answers from.
+    indicators: Arc<Vec<Value>>,
 }
 
 /// The running server.
@@ -79,6 +81,9 @@ async fn graphql(State(cti): State<Cti>, headers: HeaderMap, body: String) -> (S
             json!({"data": {"about": {"version": "6.4.2"}}}).to_string(),
         );
     }
+    if query.contains("indicators(filters") {
+        return indicators(&cti, &request["variables"]);
+    }
     if !query.contains("stixCyberObservables") {
         return error("Unknown query", None);
     }
@@ -127,15 +132,112 @@ async fn graphql(State(cti): State<Cti>, headers: HeaderMap, body: String) -> (S
     (StatusCode::OK, answer.to_string())
 }
 
+/// The `indicators` query: an AND of filters on `revoked`, `confidence` (gte),
+/// `x_opencti_main_observable_type`, `valid_from` (gte); `search` in the name.
+fn indicators(cti: &Cti, variables: &Value) -> (StatusCode, String) {
+    let filters = &variables["filters"];
+    let mut kept: Vec<&Value> = cti.indicators.iter().collect();
+    for filter in filters["filters"].as_array().cloned().unwrap_or_default() {
+        let key = filter["key"].as_str().unwrap_or("").to_string();
+        let values: Vec<String> = filter["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .collect();
+        let operator = filter["operator"].as_str().unwrap_or("eq").to_string();
+        kept.retain(|node| match (key.as_str(), operator.as_str()) {
+            ("revoked", "eq") => values.iter().any(|v| node["revoked"].to_string() == *v),
+            ("confidence", "gte") => values
+                .iter()
+                .all(|v| node["confidence"].as_u64().unwrap_or(0) >= v.parse::<u64>().unwrap_or(0)),
+            ("x_opencti_main_observable_type", "eq") => values
+                .iter()
+                .any(|v| node["x_opencti_main_observable_type"].as_str() == Some(v.as_str())),
+            ("valid_from", "gte") => values
+                .iter()
+                .all(|v| node["valid_from"].as_str().unwrap_or("") >= v.as_str()),
+            _ => false,
+        });
+        if !matches!(
+            key.as_str(),
+            "revoked" | "confidence" | "x_opencti_main_observable_type" | "valid_from"
+        ) {
+            return error(&format!("Unknown filter key {key}"), None);
+        }
+    }
+    if let Some(search) = variables["search"].as_str() {
+        let search = search.to_ascii_lowercase();
+        kept.retain(|n| {
+            n["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+                .contains(&search)
+        });
+    }
+    let first = variables["first"].as_u64().unwrap_or(100) as usize;
+    let start: usize = variables["after"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("cur-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = kept
+        .iter()
+        .skip(start)
+        .take(first.min(SERVER_PAGE_CAP))
+        .map(|n| json!({"node": n}))
+        .collect();
+    let end = start + page.len();
+    let answer = json!({"data": {"indicators": {"edges": page, "pageInfo": {
+        "hasNextPage": end < kept.len(), "endCursor": format!("cur-{end}"), "globalCount": kept.len()}}}});
+    (StatusCode::OK, answer.to_string())
+}
+
+/// An indicator node as OpenCTI's `indicators` query answers it.
+pub fn indicator(
+    n: usize,
+    pattern: &str,
+    observable_type: &str,
+    confidence: u64,
+    labels: &[&str],
+) -> Value {
+    json!({
+        "id": format!("ind-{n}"),
+        "standard_id": format!("indicator--00000000-0000-4000-8000-{n:012}"),
+        "name": format!("indicator {n}"),
+        "pattern": pattern,
+        "pattern_type": "stix",
+        "valid_from": "2026-10-01T00:00:00.000Z",
+        "valid_until": "2027-10-01T00:00:00.000Z",
+        "revoked": false,
+        "confidence": confidence,
+        "x_opencti_score": confidence,
+        "x_opencti_main_observable_type": observable_type,
+        "objectLabel": labels.iter().map(|l| json!({"value": l})).collect::<Vec<_>>(),
+    })
+}
+
 impl FakeOpenCti {
     /// A server on loopback accepting `token`, knowing `known` (value → entity type,
     /// score; hashes lower case).
     pub async fn start(token: &str, known: HashMap<String, (String, i64)>) -> Self {
+        Self::with_indicators(token, known, Vec::new()).await
+    }
+
+    /// Also answering the `indicators` query from `indicators` (see [`indicator`]).
+    pub async fn with_indicators(
+        token: &str,
+        known: HashMap<String, (String, i64)>,
+        indicators: Vec<Value>,
+    ) -> Self {
         let cti = Cti {
             token: Arc::new(token.to_string()),
             known: Arc::new(known),
             requests: Arc::new(AtomicU64::new(0)),
             asked: Arc::new(Mutex::new(Vec::new())),
+            indicators: Arc::new(indicators),
         };
         let router = Router::new()
             .route("/graphql", post(graphql))

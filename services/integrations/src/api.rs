@@ -347,13 +347,6 @@ impl IntegrationsApi {
     }
 }
 
-fn later(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "{rpc} is not implemented in this version of the integrations service (configurations, \
-         tests, DFIR-IRIS pushes and the delivery log are)"
-    ))
-}
-
 #[tonic::async_trait]
 impl IntegrationsService for IntegrationsApi {
     async fn create_integration(
@@ -429,9 +422,13 @@ impl IntegrationsService for IntegrationsApi {
 
     async fn import_open_cti_indicators(
         &self,
-        _: Request<pb::ImportOpenCtiIndicatorsRequest>,
+        request: Request<pb::ImportOpenCtiIndicatorsRequest>,
     ) -> ApiResult<pb::Delivery> {
-        Err(later("ImportOpenCtiIndicators"))
+        let identity = Identity::of(&request).cloned();
+        Ok(Response::new(
+            self.import_indicators(identity.as_ref(), request.into_inner())
+                .await?,
+        ))
     }
 
     async fn list_deliveries(

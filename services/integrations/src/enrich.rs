@@ -4,8 +4,8 @@
 
 use crate::delivery::Items;
 use crate::iris::{Progress, PushError};
-use crate::opencti::{Knowledge, filter_key, lookup};
-use crate::outbound::{Outbound, OutboundError};
+use crate::opencti::{Knowledge, failure, filter_key, lookup};
+use crate::outbound::Outbound;
 use crate::source::{CaseSource, IocItem};
 use casescope_proto::integrations::v1 as pb;
 use casescope_proto::ioc::v1::IocType;
@@ -33,25 +33,6 @@ pub fn type_word(ioc_type: i32) -> &'static str {
         IocType::Sha256 => "sha256",
         IocType::Sha512 => "sha512",
         _ => "other",
-    }
-}
-
-/// Whether an outbound failure may pass on another attempt (a GraphQL error or a
-/// refusal of the request will not).
-fn failure(error: OutboundError) -> PushError {
-    let transient = match &error {
-        OutboundError::Status { status, .. } => {
-            matches!(status, 408 | 425 | 429) || (500..600).contains(status)
-        }
-        other => other.transient(),
-    };
-    PushError {
-        http_status: match &error {
-            OutboundError::Status { status, .. } => u32::from(*status),
-            _ => 0,
-        },
-        message: format!("OpenCTI: {error}"),
-        transient,
     }
 }
 

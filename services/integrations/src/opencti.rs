@@ -160,14 +160,72 @@ pub fn filters(batch: &[(String, &'static str)]) -> Value {
     })
 }
 
+/// `POST {base}/graphql` of `body`: the answer's JSON, or the GraphQL error it holds.
+pub async fn graphql(outbound: &Outbound, url: &Url, body: &Value) -> Result<Value, OutboundError> {
+    let answer = outbound
+        .send(&OutRequest::post_json(url.clone(), body))
+        .await?;
+    if !(200..300).contains(&answer.status) {
+        return Err(OutboundError::Status {
+            status: answer.status,
+            excerpt: excerpt(&answer.body, 200),
+        });
+    }
+    let value: Value = serde_json::from_slice(&answer.body).map_err(|_| OutboundError::Status {
+        status: answer.status,
+        excerpt: format!("not JSON: {}", excerpt(&answer.body, 120)),
+    })?;
+    if let Some(message) = value.pointer("/errors/0/message").and_then(Value::as_str) {
+        return Err(OutboundError::Status {
+            status: answer.status,
+            excerpt: format!("GraphQL error: {}", excerpt(message.as_bytes(), 200)),
+        });
+    }
+    Ok(value)
+}
+
+/// The connection `data.<name>` of an answer.
+pub fn connection<'a>(value: &'a Value, name: &str) -> Result<&'a Value, OutboundError> {
+    value
+        .pointer(&format!("/data/{name}"))
+        .ok_or_else(|| OutboundError::Status {
+            status: 200,
+            excerpt: format!("the answer has no data.{name}"),
+        })
+}
+
+/// What an OpenCTI failure means for a delivery: a GraphQL error or a refused request
+/// does not pass on another attempt; an overloaded or unreachable instance may.
+pub fn failure(error: OutboundError) -> crate::iris::PushError {
+    let transient = match &error {
+        OutboundError::Status { status, .. } => {
+            matches!(status, 408 | 425 | 429) || (500..600).contains(status)
+        }
+        other => other.transient(),
+    };
+    crate::iris::PushError {
+        http_status: match &error {
+            OutboundError::Status { status, .. } => u32::from(*status),
+            _ => 0,
+        },
+        message: format!("OpenCTI: {error}"),
+        transient,
+    }
+}
+
+/// The endpoint of an OpenCTI instance.
+pub fn endpoint(base_url: &str) -> Result<Url, OutboundError> {
+    Url::parse(&format!("{}/graphql", base_url.trim_end_matches('/')))
+        .map_err(|e| OutboundError::Refused(format!("the URL cannot be made: {e}")))
+}
+
 /// Looks up `(type, value)` pairs; types OpenCTI cannot look up are skipped.
 pub async fn lookup(
     outbound: &Outbound,
     base_url: &str,
     iocs: &[(String, String)],
 ) -> Result<Lookup, OutboundError> {
-    let url = Url::parse(&format!("{}/graphql", base_url.trim_end_matches('/')))
-        .map_err(|e| OutboundError::Refused(format!("the URL cannot be made: {e}")))?;
+    let url = endpoint(base_url)?;
     let wanted: Vec<(String, &'static str)> = iocs
         .iter()
         .filter_map(|(kind, value)| {
@@ -194,32 +252,8 @@ pub async fn lookup(
                 "variables": {"filters": filters, "first": PAGE, "after": after},
             });
             result.requests += 1;
-            let answer = outbound
-                .send(&OutRequest::post_json(url.clone(), &body))
-                .await?;
-            if !(200..300).contains(&answer.status) {
-                return Err(OutboundError::Status {
-                    status: answer.status,
-                    excerpt: excerpt(&answer.body, 200),
-                });
-            }
-            let value: Value =
-                serde_json::from_slice(&answer.body).map_err(|_| OutboundError::Status {
-                    status: answer.status,
-                    excerpt: format!("not JSON: {}", excerpt(&answer.body, 120)),
-                })?;
-            if let Some(message) = value.pointer("/errors/0/message").and_then(Value::as_str) {
-                return Err(OutboundError::Status {
-                    status: answer.status,
-                    excerpt: format!("GraphQL error: {}", excerpt(message.as_bytes(), 200)),
-                });
-            }
-            let connection = value.pointer("/data/stixCyberObservables").ok_or_else(|| {
-                OutboundError::Status {
-                    status: answer.status,
-                    excerpt: "the answer has no data.stixCyberObservables".into(),
-                }
-            })?;
+            let value = graphql(outbound, &url, &body).await?;
+            let connection = connection(&value, "stixCyberObservables")?;
             for edge in connection
                 .get("edges")
                 .and_then(Value::as_array)

@@ -141,6 +141,15 @@ impl EventItem {
     }
 }
 
+/// The IOC service's counts of an import.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub records_read: u64,
+    pub created: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
 /// The events of a case's timeline selection, and how many more it held.
 #[derive(Debug, Clone, Default)]
 pub struct Events {
@@ -164,6 +173,14 @@ pub trait CaseSource: Send + Sync {
         tags: &[String],
         limit: usize,
     ) -> Result<Events, SourceError>;
+    /// Imports a STIX 2.1 bundle into the case's IOCs through the IOC service's import
+    /// (`source` names where they came from).
+    async fn import_stix(
+        &self,
+        case_id: &str,
+        bundle: Vec<u8>,
+        source: &str,
+    ) -> Result<ImportCounts, SourceError>;
     /// Records the enrichment (a JSON object) of IOCs `(id, json)`; how many were found.
     async fn set_enrichments(
         &self,
@@ -375,6 +392,41 @@ impl CaseSource for Peers {
         }
         events.left_out = selected.saturating_sub(events.items.len() as u64);
         Ok(events)
+    }
+
+    async fn import_stix(
+        &self,
+        case_id: &str,
+        bundle: Vec<u8>,
+        source: &str,
+    ) -> Result<ImportCounts, SourceError> {
+        let Some(client) = &self.ioc else {
+            return Err(no_ioc_service());
+        };
+        let mut client = client.clone();
+        let answer = self
+            .bounded(
+                "ioc",
+                "import the indicators",
+                client.import_iocs_file(ioc::ImportIocsFileRequest {
+                    header: Some(ioc::ImportIocsHeader {
+                        case_id: case_ref(case_id),
+                        format: ioc::IocImportFormat::Stix2Bundle as i32,
+                        file_name: format!("{source}-indicators.json"),
+                        size_bytes: bundle.len() as u64,
+                        default_source: source.to_string(),
+                        ..Default::default()
+                    }),
+                    data: bundle,
+                }),
+            )
+            .await?;
+        Ok(ImportCounts {
+            records_read: answer.records_read,
+            created: answer.created,
+            duplicates: answer.duplicates,
+            rejected: answer.rejected_count,
+        })
     }
 
     async fn set_enrichments(

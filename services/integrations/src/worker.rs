@@ -99,8 +99,11 @@ fn transient(message: impl Into<String>) -> Failure {
 struct Done {
     items: Items,
     remote_reference: String,
-    /// Items refused (the delivery fails, saying which).
+    /// Items refused (the delivery fails, saying which), items left out.
     notes: Vec<String>,
+    /// Refused items are part of the outcome, not a failure (an import's patterns the
+    /// IOC import cannot read).
+    refusals_expected: bool,
 }
 
 /// Runs deliveries.
@@ -365,6 +368,7 @@ impl DeliveryWorker {
                     items: outcome.items,
                     remote_reference: outcome.iris_case_id.to_string(),
                     notes: outcome.notes,
+                    refusals_expected: false,
                 })
             }
             Ok(pb::DeliveryKind::OpenctiEnrich) => {
@@ -393,6 +397,45 @@ impl DeliveryWorker {
                     items: done.items,
                     remote_reference: String::new(),
                     notes: done.notes,
+                    refusals_expected: false,
+                })
+            }
+            Ok(pb::DeliveryKind::OpenctiImport) => {
+                let request = STANDARD
+                    .decode(&row.request)
+                    .ok()
+                    .and_then(|b| pb::ImportOpenCtiIndicatorsRequest::decode(b.as_slice()).ok())
+                    .ok_or_else(|| permanent("the delivery's request is unreadable"))?;
+                let min_confidence = match request.min_confidence {
+                    0 => match decode_settings(&integration.settings).kind_settings {
+                        Some(pb::integration_settings::KindSettings::Opencti(o)) => {
+                            o.min_import_confidence
+                        }
+                        _ => 0,
+                    },
+                    n => n,
+                };
+                let progress = Fenced {
+                    leases: &self.leases,
+                    lease,
+                    keep,
+                    id: &row.id,
+                };
+                let done = crate::import::import(
+                    &outbound,
+                    &integration.base_url,
+                    self.source.as_ref(),
+                    &progress,
+                    &row.case_id,
+                    &request,
+                    min_confidence,
+                )
+                .await?;
+                Ok(Done {
+                    items: done.items,
+                    remote_reference: String::new(),
+                    notes: done.notes,
+                    refusals_expected: true,
                 })
             }
             _ => Err(permanent(format!(
@@ -426,7 +469,7 @@ impl DeliveryWorker {
     ) -> Result<(), String> {
         let now = casescope_db::now_micros();
         let (state, error, http_status, next, done) = match outcome {
-            Ok(done) if done.items.failed == 0 => {
+            Ok(done) if done.items.failed == 0 || done.refusals_expected => {
                 let note = done.notes.join("; ");
                 (status::SUCCEEDED, note, 0, None, Some(done))
             }

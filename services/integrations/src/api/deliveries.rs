@@ -195,6 +195,59 @@ impl IntegrationsApi {
         .await
     }
 
+    pub(super) async fn import_indicators(
+        &self,
+        identity: Option<&Identity>,
+        request: pb::ImportOpenCtiIndicatorsRequest,
+    ) -> Result<pb::Delivery, ApiError> {
+        let case_id = case_of(request.case_id.as_ref(), "case_id")?;
+        if request.min_confidence > 100 {
+            return Err(ApiError::invalid_field(
+                "CONFIDENCE_INVALID",
+                "min_confidence",
+                "0 to 100",
+            ));
+        }
+        if request.max_indicators > crate::import::MAX_INDICATORS {
+            return Err(ApiError::invalid_field(
+                "TOO_MANY_INDICATORS",
+                "max_indicators",
+                format!("at most {}", crate::import::MAX_INDICATORS),
+            ));
+        }
+        if request.search.len() > 1_000 {
+            return Err(ApiError::invalid_field(
+                "SEARCH_TOO_LONG",
+                "search",
+                "at most 1,000 bytes",
+            ));
+        }
+        for (field, list) in [
+            ("labels", &request.labels),
+            ("observable_types", &request.observable_types),
+        ] {
+            if list.len() > 100 || list.iter().any(|v| v.trim().is_empty() || v.len() > 200) {
+                return Err(ApiError::invalid_field(
+                    "FILTER_INVALID",
+                    field,
+                    "at most 100 values of 1 to 200 bytes",
+                ));
+            }
+        }
+        let mut stored = request.clone();
+        stored.case_id = None;
+        stored.integration_id = None;
+        self.queue(
+            identity,
+            case_id,
+            request.integration_id.as_ref(),
+            pb::IntegrationKind::Opencti,
+            pb::DeliveryKind::OpenctiImport,
+            stored.encode_to_vec(),
+        )
+        .await
+    }
+
     pub(super) async fn list_deliveries(
         &self,
         identity: Option<&Identity>,
