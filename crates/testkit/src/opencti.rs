@@ -148,7 +148,9 @@ fn indicators(cti: &Cti, variables: &Value) -> (StatusCode, String) {
             .collect();
         let operator = filter["operator"].as_str().unwrap_or("eq").to_string();
         kept.retain(|node| match (key.as_str(), operator.as_str()) {
-            ("revoked", "eq") => values.iter().any(|v| node["revoked"].to_string() == *v),
+            ("revoked", "eq") => values.iter().any(|v| {
+                node["revoked"].as_bool().map(|b| b.to_string()).as_deref() == Some(v.as_str())
+            }),
             ("confidence", "gte") => values
                 .iter()
                 .all(|v| node["confidence"].as_u64().unwrap_or(0) >= v.parse::<u64>().unwrap_or(0)),
