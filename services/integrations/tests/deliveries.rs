@@ -16,7 +16,7 @@ use casescope_db::{Database, DbOptions};
 use casescope_integrations::outbound::guard::Guard;
 use casescope_integrations::secrets::SecretBox;
 use casescope_integrations::source::{
-    CaseInfo, CaseSource, CommentItem, EventItem, Events, IocItem, SourceError,
+    CaseInfo, CaseSource, CommentItem, EventItem, Events, ImportCounts, IocItem, SourceError,
 };
 use casescope_integrations::{
     ALL_MIGRATIONS, IntegrationsApi, IntegrationsSettings, WorkerSettings,
@@ -29,7 +29,7 @@ use casescope_runtime::config::IpNet;
 use casescope_testkit::iris::{
     CUSTOMER_ID, FakeIris, UNSPECIFIED_CATEGORY, WINDOWS_COMPUTER_ASSET_TYPE,
 };
-use casescope_testkit::opencti::FakeOpenCti;
+use casescope_testkit::opencti::{FakeOpenCti, indicator};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -49,6 +49,8 @@ struct Memory {
     events: Mutex<Vec<EventItem>>,
     /// IOC id → enrichment JSON, as the IOC service stores it.
     enrichments: Mutex<HashMap<String, String>>,
+    /// Patterns of the indicators imported, per bundle.
+    imported: Mutex<Vec<Vec<String>>>,
 }
 
 #[async_trait]
@@ -73,6 +75,35 @@ impl CaseSource for Memory {
         Ok(Events {
             items: events.iter().take(limit).cloned().collect(),
             left_out: events.len().saturating_sub(limit) as u64,
+        })
+    }
+    async fn import_stix(
+        &self,
+        _: &str,
+        bundle: Vec<u8>,
+        source: &str,
+    ) -> Result<ImportCounts, SourceError> {
+        assert_eq!(source, "opencti");
+        let bundle: Value = serde_json::from_slice(&bundle).unwrap();
+        assert_eq!(bundle["type"], "bundle");
+        let patterns: Vec<String> = bundle["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                assert_eq!(
+                    (o["type"].as_str(), o["spec_version"].as_str()),
+                    (Some("indicator"), Some("2.1"))
+                );
+                o["pattern"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let read = patterns.len() as u64;
+        self.imported.lock().unwrap().push(patterns);
+        Ok(ImportCounts {
+            records_read: read,
+            created: read,
+            ..Default::default()
         })
     }
     async fn set_enrichments(
@@ -149,6 +180,7 @@ fn memory(events: usize) -> Arc<Memory> {
                 .collect(),
         ),
         enrichments: Mutex::new(HashMap::new()),
+        imported: Mutex::new(Vec::new()),
     })
 }
 
@@ -672,6 +704,7 @@ fn many_iocs() -> Arc<Memory> {
         hosts: Vec::new(),
         events: Mutex::new(Vec::new()),
         enrichments: Mutex::new(HashMap::new()),
+        imported: Mutex::new(Vec::new()),
     })
 }
 
@@ -770,6 +803,7 @@ async fn five_thousand_iocs_are_enriched_in_ten_requests() {
         hosts: Vec::new(),
         events: Mutex::new(Vec::new()),
         enrichments: Mutex::new(HashMap::new()),
+        imported: Mutex::new(Vec::new()),
     });
     let rig = rig_with(false, enriched.clone()).await;
     let (stop_again, _again) = rig.start_worker();
@@ -934,5 +968,87 @@ async fn stalling_silent_and_huge_answers_fail_the_delivery_in_bounded_time() {
         assert!(took < Duration::from_secs(15), "{mode} took {took:?}");
         assert!(!done.last_error.contains(IRIS_KEY));
     }
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn indicators_are_read_in_pages_and_only_those_with_the_labels_imported() {
+    let indicators: Vec<Value> = (0..1_000)
+        .map(|n| {
+            let label = if n % 2 == 0 { "apt" } else { "commodity" };
+            indicator(
+                n,
+                &format!("[domain-name:value = 'i{n}.example']"),
+                "Domain-Name",
+                70,
+                &[label],
+            )
+        })
+        .collect();
+    let cti = FakeOpenCti::with_indicators(CTI_TOKEN, HashMap::new(), indicators).await;
+    let rig = rig(false, 0).await;
+    let (stop, _worker) = rig.start_worker();
+    let integration = rig
+        .api
+        .create_integration(Request::new(pb::CreateIntegrationRequest {
+            kind: pb::IntegrationKind::Opencti as i32,
+            name: "cti".into(),
+            base_url: cti.url(),
+            secret: Some(pb::SecretInput {
+                source: Some(pb::secret_input::Source::Value(CTI_TOKEN.into())),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let queued = rig
+        .api
+        .import_open_cti_indicators(Request::new(pb::ImportOpenCtiIndicatorsRequest {
+            case_id: Some(CaseId { value: CASE.into() }),
+            integration_id: integration.id.clone(),
+            labels: vec!["APT".into()],
+            max_indicators: 900,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let done = rig.finished(&queued).await;
+    assert_eq!(status(&done), pb::DeliveryStatus::Succeeded, "{done:?}");
+    // 900 fetched in pages of at most 200 (the server's cap): 5 requests; half have the label.
+    assert_eq!(cti.requests(), 5);
+    assert_eq!((done.items_total, done.items_succeeded), (450, 450));
+    let imported = rig.source.imported.lock().unwrap().concat();
+    assert_eq!(imported.len(), 450);
+    assert!(
+        imported
+            .iter()
+            .all(|p| p.starts_with("[domain-name:value = 'i"))
+    );
+    assert!(
+        done.last_error.contains("450 indicators were not imported"),
+        "{}",
+        done.last_error
+    );
+    assert!(
+        done.last_error
+            .contains("more indicators matched than the 900"),
+        "{}",
+        done.last_error
+    );
+    // Over the bound: refused, naming it.
+    let refused = rig
+        .api
+        .import_open_cti_indicators(Request::new(pb::ImportOpenCtiIndicatorsRequest {
+            case_id: Some(CaseId { value: CASE.into() }),
+            integration_id: integration.id.clone(),
+            max_indicators: 1_000_000,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("100000"), "{refused:?}");
     stop.cancel();
 }
