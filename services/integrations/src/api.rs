@@ -83,6 +83,16 @@ impl IntegrationsApi {
         }
     }
 
+    /// The handler that makes webhook deliveries of facts (one durable consumer per
+    /// topic family: [`crate::fanout::TOPICS`]).
+    pub fn fanout(&self) -> crate::fanout::Fanout {
+        crate::fanout::Fanout::new(
+            self.deliveries.clone(),
+            self.repo.clone(),
+            self.wake.clone(),
+        )
+    }
+
     /// The worker that runs this API's deliveries (its facts go out through `outbox`;
     /// what a push reads of a case comes from `source`).
     pub fn worker(

@@ -173,6 +173,7 @@ impl DeliveryRepo {
         &self.db
     }
 
+    /// Inserts `row` unless a delivery of its id exists (a fact handed over twice).
     pub async fn insert(tx: &mut Tx<'_>, row: &DeliveryRow) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO integration_deliveries (id, integration_id, integration_kind, kind, \
@@ -180,7 +181,7 @@ impl DeliveryRepo {
              items_total, items_succeeded, items_failed, remote_reference, requested_by, \
              request, created_at, updated_at, last_attempt_at, next_attempt_at, completed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, '', 0, 0, 0, 0, '', $9, $10, $11, $11, \
-             NULL, $11, NULL)",
+             NULL, $11, NULL) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&row.id)
         .bind(&row.integration_id)

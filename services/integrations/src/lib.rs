@@ -18,6 +18,7 @@ mod api;
 mod config;
 pub mod delivery;
 pub mod enrich;
+pub mod fanout;
 pub mod import;
 pub mod iris;
 pub mod opencti;

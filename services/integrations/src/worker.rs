@@ -307,7 +307,7 @@ impl DeliveryWorker {
                 "the integration is disabled; enable it and retry the delivery",
             ));
         }
-        let (outbound, _secret) =
+        let (outbound, secret) =
             connect(&integration, &self.settings, &self.breakers).map_err(permanent)?;
         match pb::DeliveryKind::try_from(row.kind) {
             Ok(pb::DeliveryKind::IrisPush) => {
@@ -436,6 +436,54 @@ impl DeliveryWorker {
                     remote_reference: String::new(),
                     notes: done.notes,
                     refusals_expected: true,
+                })
+            }
+            Ok(pb::DeliveryKind::Webhook) => {
+                let body: serde_json::Value = STANDARD
+                    .decode(&row.request)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .ok_or_else(|| permanent("the delivery's message is unreadable"))?;
+                let header = match decode_settings(&integration.settings).kind_settings {
+                    Some(pb::integration_settings::KindSettings::Webhook(w))
+                        if !w.signature_header.is_empty() =>
+                    {
+                        w.signature_header
+                    }
+                    _ => "X-CaseScope-Signature".to_string(),
+                };
+                let url = reqwest::Url::parse(&integration.base_url)
+                    .map_err(|e| permanent(format!("the webhook URL: {e}")))?;
+                let request =
+                    crate::webhook::signed_request(url, &body, secret.as_deref(), &header);
+                let answer = outbound.send(&request).await.map_err(|error| Failure {
+                    http_status: match &error {
+                        crate::outbound::OutboundError::Status { status, .. } => u32::from(*status),
+                        _ => 0,
+                    },
+                    transient: error.transient(),
+                    message: format!("webhook: {error}"),
+                })?;
+                if !(200..300).contains(&answer.status) {
+                    return Err(Failure {
+                        message: format!(
+                            "webhook: HTTP {}: {}",
+                            answer.status,
+                            crate::outbound::excerpt(&answer.body, 200)
+                        ),
+                        http_status: u32::from(answer.status),
+                        transient: false,
+                    });
+                }
+                Ok(Done {
+                    items: Items {
+                        total: 1,
+                        succeeded: 1,
+                        failed: 0,
+                    },
+                    remote_reference: format!("HTTP {}", answer.status),
+                    notes: Vec::new(),
+                    refusals_expected: false,
                 })
             }
             _ => Err(permanent(format!(

@@ -5,7 +5,7 @@ use super::backends::database;
 use super::spawn_case_purges;
 use crate::serve_gateway::guarded;
 use anyhow::Context;
-use casescope_bus::{Bus, Outbox};
+use casescope_bus::{Bus, ConsumerConfig, Outbox, run_consumer};
 use casescope_db::Database;
 use casescope_integrations::outbound::guard::Guard;
 use casescope_integrations::secrets::SecretBox;
@@ -113,6 +113,25 @@ pub(super) async fn start(
         api.worker(outbox, source, worker_settings)
             .run(background.clone()),
     );
+    // Webhooks: one durable consumer per fact family a webhook may ask for.
+    let fanout = Arc::new(api.fanout());
+    for (_, family) in casescope_integrations::fanout::TOPICS {
+        let facts = ConsumerConfig {
+            ack_wait: config.lease_ttl,
+            max_deliver: 10,
+            batch: 4,
+            ..ConsumerConfig::new(
+                casescope_integrations::fanout::consumer_name(family),
+                casescope_integrations::fanout::filter(family),
+            )
+        };
+        let (bus, stop, handler) = (bus.clone(), background.clone(), fanout.clone());
+        tasks.spawn(async move {
+            if let Err(error) = run_consumer(bus, facts, handler, stop).await {
+                tracing::error!(%error, "a webhook facts consumer stopped");
+            }
+        });
+    }
     let purger = casescope_integrations::CasePurger::new(&api, config.lease_ttl);
     spawn_case_purges(
         tasks,
