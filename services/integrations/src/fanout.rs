@@ -63,13 +63,16 @@ fn delivery_id(integration_id: &str, message_id: &str) -> String {
         .to_string()
 }
 
+/// The enabled webhooks with their settings.
+type Webhooks = Arc<Vec<(IntegrationRow, pb::WebhookSettings)>>;
+
 /// Hands facts over to the webhooks that want them.
 #[derive(Clone)]
 pub struct Fanout {
     repo: DeliveryRepo,
     integrations: IntegrationRepo,
     wake: Arc<Notify>,
-    cache: Arc<Mutex<Option<(Instant, Arc<Vec<(IntegrationRow, pb::WebhookSettings)>>)>>>,
+    cache: Arc<Mutex<Option<(Instant, Webhooks)>>>,
 }
 
 impl Fanout {
@@ -87,7 +90,7 @@ impl Fanout {
     }
 
     /// The enabled webhooks (read at most every [`CACHE`]).
-    async fn webhooks(&self) -> Result<Arc<Vec<(IntegrationRow, pb::WebhookSettings)>>, String> {
+    async fn webhooks(&self) -> Result<Webhooks, String> {
         if let Some((at, list)) = self.cache.lock().expect("cache").as_ref()
             && at.elapsed() < CACHE
         {
