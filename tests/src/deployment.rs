@@ -1,10 +1,13 @@
 //! One deployment of CaseScope for a scenario that must hold in both modes: all-in-one
 //! (`casescope serve`: SQLite, tantivy, in-process bus) or multi-process (cases, ingest,
-//! detect and ioc as separate processes over a real nats-server, PostgreSQL and
-//! OpenSearch), with where its data lives.
+//! detect, ioc, report, integrations and the gateway as separate processes over a real
+//! nats-server, PostgreSQL and OpenSearch), with where its data lives.
 
 use crate::{Server, opensearch_or_skip};
 use std::path::{Path, PathBuf};
+
+/// A process's arguments and environment.
+type StartedWith = (Vec<String>, Vec<(String, String)>);
 
 /// The processes of one deployment and where its data lives.
 pub struct Deployment {
@@ -14,6 +17,10 @@ pub struct Deployment {
     pub detect: Option<Server>,
     pub ioc: Option<Server>,
     pub report: Option<Server>,
+    pub integrations: Option<Server>,
+    /// How the integrations process was started (arguments, environment), to start it
+    /// again after a kill.
+    integrations_start: Option<StartedWith>,
     /// The one gateway in front of cases, ingest, detect and ioc (multi-process mode).
     pub gateway: Option<Server>,
     pub ingest_db: String,
@@ -38,6 +45,8 @@ impl Deployment {
             detect: None,
             ioc: None,
             report: None,
+            integrations: None,
+            integrations_start: None,
             gateway: None,
             ingest_db: format!(
                 "sqlite://{}?mode=ro",
@@ -158,6 +167,22 @@ impl Deployment {
             format!("gateway=http://127.0.0.1:{gateway_port}"),
         ]);
         let report = start(report_args);
+        let integrations_db = {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(casescope_testkit::postgres_url())
+        };
+        let mut integrations_args = common("integrations", &integrations_db);
+        integrations_args.extend([
+            "--listen".into(),
+            format!("127.0.0.1:{}", casescope_testkit::free_port()),
+        ]);
+        for (service, server) in [("cases", &cases), ("ioc", &ioc)] {
+            integrations_args.extend([
+                "--service-addr".into(),
+                format!("{service}={}", server.address),
+            ]);
+        }
+        let integrations = start(integrations_args.clone());
         let mut gateway_args = common("gateway", &gateway_db);
         gateway_args.extend(["--listen".into(), format!("127.0.0.1:{gateway_port}")]);
         for (service, server) in [
@@ -166,6 +191,7 @@ impl Deployment {
             ("detect", &detect),
             ("ioc", &ioc),
             ("report", &report),
+            ("integrations", &integrations),
         ] {
             gateway_args.extend([
                 "--service-addr".into(),
@@ -179,6 +205,13 @@ impl Deployment {
             detect: Some(detect),
             ioc: Some(ioc),
             report: Some(report),
+            integrations: Some(integrations),
+            integrations_start: Some((
+                integrations_args,
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )),
             gateway: Some(gateway),
             ingest_db,
             detect_db,
@@ -219,6 +252,22 @@ impl Deployment {
             .join(format!("{case}.zip"))
     }
 
+    /// Kills the integrations process (SIGKILL) and starts it again, same address and
+    /// database (multi-process mode).
+    pub fn restart_integrations_after_kill(&mut self) {
+        let (args, env) = self
+            .integrations_start
+            .clone()
+            .expect("a multi-process deployment");
+        if let Some(mut old) = self.integrations.take() {
+            old.child.kill().unwrap();
+            let _ = old.child.wait();
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.integrations = Some(Server::start(&args, &env));
+    }
+
     /// Logs of every process, for a failure message.
     pub fn logs(&self) -> String {
         [
@@ -227,6 +276,7 @@ impl Deployment {
             self.detect.as_ref(),
             self.ioc.as_ref(),
             self.report.as_ref(),
+            self.integrations.as_ref(),
             self.gateway.as_ref(),
         ]
         .into_iter()

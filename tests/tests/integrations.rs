@@ -368,3 +368,93 @@ fn opencti_enrichment_lands_on_the_case_iocs() {
     let outputs = format!("{iocs}{text}{report}{}", api.log_text());
     assert!(!outputs.contains(TOKEN));
 }
+
+/// Our events in IRIS: each `casescope:<id>` tag.
+fn our_tags(iris: &FakeIris) -> Vec<String> {
+    iris.events()
+        .iter()
+        .filter_map(|e| {
+            e["event_tags"]
+                .as_str()
+                .and_then(|t| t.split(',').find(|t| t.starts_with("casescope:")))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_survives_its_integrations_process_killed_in_a_cluster() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let iris = runtime.block_on(FakeIris::start(KEY));
+    let work = tempfile::tempdir().unwrap();
+    let env = [
+        ("CASESCOPE_RECONCILE_PERIOD_SECS", "2"),
+        ("CASESCOPE_LEASE_TTL_SECS", "5"),
+        ("CASESCOPE_INTEGRATIONS_KEY", SEALING_KEY),
+        ("CASESCOPE_INTEGRATIONS_ALLOW_NETS", "127.0.0.1/32"),
+    ];
+    let Some(mut deployment) = Deployment::multi_process(work.path(), &env, "iri") else {
+        return;
+    };
+    let case = case_with_events(&deployment, work.path(), "Pushed from a cluster", 300, 17);
+    let api = deployment.api();
+    let tagged = annotate_first(api, &case, 40, &["tag", &case, "exfiltration"]);
+    let added = api.cli_with(
+        &[("CASESCOPE_TOKEN", api.token())],
+        &[
+            "integration",
+            "add",
+            "iris",
+            "--name",
+            "iris",
+            "--url",
+            &iris.url(),
+            "--api-key-stdin",
+        ],
+        &format!("{KEY}\n"),
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    // The 11th event is stored by IRIS and never answered; the process is killed then.
+    iris.hang_after_events(10);
+    let queued = api.cli(&["iris", "push", &case]);
+    assert!(queued.status.success(), "{}", stderr(&queued));
+    let delivery = stdout(&queued)
+        .split('\t')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while iris.events().len() < 11 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the push never got to the 11th event\n{}",
+            deployment.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    deployment.restart_integrations_after_kill();
+    let api = deployment.api();
+    let done = loop {
+        let got = json(api.cli(&["deliveries", "get", &delivery, "--case", &case, "--json"]));
+        if got["status"] == "succeeded" || got["status"] == "failed" {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not finished: {got}\n{}",
+            deployment.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let tags = our_tags(&iris);
+    assert_eq!(tags.len(), tagged.len(), "every tagged event once");
+    assert_eq!(
+        tags.iter().collect::<std::collections::HashSet<_>>().len(),
+        tags.len()
+    );
+    assert_eq!(iris.cases().len(), 1);
+    assert!(!deployment.logs().contains(KEY));
+}
