@@ -44,6 +44,10 @@ pub struct Metrics {
     pub ioc_hunts: Counter<u64>,
     /// IOC matches new to their case.
     pub ioc_matches: Counter<u64>,
+    /// Delivery attempts of the integrations service that ended, by `kind`
+    /// (`iris_push`, `opencti_enrich`, `opencti_import`, `webhook`) and `outcome`
+    /// (`succeeded`, `retry_scheduled`, `failed`).
+    pub integration_deliveries: Counter<u64>,
 }
 
 /// The process-wide instruments.
@@ -112,6 +116,12 @@ pub fn metrics() -> &'static Metrics {
                 .u64_counter("casescope.ioc.matches")
                 .with_description("IOC matches new to their case")
                 .build(),
+            integration_deliveries: meter
+                .u64_counter("casescope.integrations.deliveries")
+                .with_description(
+                    "Delivery attempts that ended, by kind and outcome (succeeded, retry_scheduled, failed)",
+                )
+                .build(),
         }
     })
 }
@@ -155,6 +165,20 @@ impl Metrics {
         }
         self.ioc_matches.add(0, &[]);
         self.leases_expired.add(0, &attr("stage", "ioc_hunt"));
+    }
+}
+
+impl Metrics {
+    /// [`Self::zero_ingest`] for the integrations service.
+    pub fn zero_integrations(&self) {
+        for kind in ["iris_push", "opencti_enrich", "opencti_import", "webhook"] {
+            for outcome in ["succeeded", "retry_scheduled", "failed"] {
+                self.integration_deliveries.add(
+                    0,
+                    &[KeyValue::new("kind", kind), KeyValue::new("outcome", outcome)],
+                );
+            }
+        }
     }
 }
 

@@ -71,6 +71,7 @@ pub(super) async fn start(
         .await
         .context("cannot migrate the integrations database")?;
     let settings = settings(config)?;
+    casescope_runtime::metrics::metrics().zero_integrations();
     let identity =
         |channel: GrpcChannel| with_service_identity(channel, key.clone(), "integrations");
     let cases = match here.cases {
