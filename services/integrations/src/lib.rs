@@ -1,18 +1,17 @@
-//! The integrations service: DFIR-IRIS pushes, OpenCTI enrichment and imports, and
-//! webhooks, each a recorded delivery (docs/integrations.md).
+//! The integrations service: DFIR-IRIS pushes, OpenCTI enrichment and indicator imports,
+//! and webhooks of chosen facts, each a recorded delivery (docs/integrations.md).
 //!
-//! Built so far:
-//! - the outbound layer every call goes through ([`outbound`]): timeouts, retries with
-//!   backoff and jitter honouring `Retry-After`, a circuit breaker per integration,
-//!   bounded answers, TLS with an optional CA, the SSRF guard after DNS resolution and
-//!   on every redirect;
-//! - integration configurations ([`IntegrationsApi`]: create, get, list, update with a
-//!   field mask and an expected version, delete, test), their secrets write-only and
-//!   sealed at rest ([`secrets`]) or resolved from a reference at call time;
-//! - signed webhook messages ([`webhook`]).
-//!
-//! Pushes, enrichment, imports and the delivery log answer UNIMPLEMENTED until their
-//! release; `casescope serve` does not run this service yet.
+//! - [`outbound`]: the layer every call goes through — timeouts, retries with backoff
+//!   and jitter honouring `Retry-After`, a circuit breaker per integration, bounded
+//!   answers, TLS with an optional CA, the SSRF guard after DNS resolution and on every
+//!   redirect;
+//! - [`IntegrationsApi`]: configurations (secrets write-only, sealed at rest by
+//!   [`secrets`] or resolved from a reference at call time) and the delivery RPCs;
+//! - [`delivery`] and the workers: the log that is also the queue, each delivery run
+//!   under its lease, its outcome a fact on `casescope.v1.integrations.<case>`;
+//! - [`iris`] (pushes linked item by item, never duplicated), [`enrich`] and
+//!   [`import`] (OpenCTI, [`opencti`]), [`fanout`] and [`webhook`] (signed facts);
+//! - [`source`]: what a delivery reads of a case from the cases and IOC services.
 
 mod api;
 mod config;
