@@ -175,7 +175,10 @@ impl Metrics {
             for outcome in ["succeeded", "retry_scheduled", "failed"] {
                 self.integration_deliveries.add(
                     0,
-                    &[KeyValue::new("kind", kind), KeyValue::new("outcome", outcome)],
+                    &[
+                        KeyValue::new("kind", kind),
+                        KeyValue::new("outcome", outcome),
+                    ],
                 );
             }
         }

@@ -612,13 +612,15 @@ impl DeliveryWorker {
         {
             tracing::warn!(error = %e, "cannot record the integration's health");
         }
-        casescope_runtime::metrics::metrics().integration_deliveries.add(
-            1,
-            &[
-                casescope_runtime::metrics::KeyValue::new("kind", delivery_word(row.kind)),
-                casescope_runtime::metrics::KeyValue::new("outcome", status_word(state)),
-            ],
-        );
+        casescope_runtime::metrics::metrics()
+            .integration_deliveries
+            .add(
+                1,
+                &[
+                    casescope_runtime::metrics::KeyValue::new("kind", delivery_word(row.kind)),
+                    casescope_runtime::metrics::KeyValue::new("outcome", status_word(state)),
+                ],
+            );
         tracing::info!(
             delivery_id = %row.id,
             kind = delivery_word(row.kind),

@@ -281,10 +281,12 @@ async fn a_wrong_key_fails_the_delivery_saying_so_without_the_key() {
 }
 
 /// A server on an allowed address that redirects every request to `to`.
-async fn redirector(to: &'static str) -> String {
+async fn redirector(on: &str, to: &'static str) -> String {
     let app = axum::Router::new()
         .fallback(move || async move { (axum::http::StatusCode::FOUND, [("location", to)], "") });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(format!("{on}:0"))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -294,16 +296,21 @@ async fn redirector(to: &'static str) -> String {
 
 #[tokio::test]
 async fn a_redirect_to_an_internal_address_fails_the_push() {
-    let rig = rig(false, 3).await;
+    // The deployment allows only the redirecting server's address (127.0.0.2): a
+    // redirect to 127.0.0.1 or to the metadata endpoint is refused after it.
+    let mut allowed = settings();
+    allowed.guard = Guard::new(vec![IpNet::parse("127.0.0.2/32").unwrap()]);
+    let rig = rig_on(false, memory(3), allowed).await;
     let (stop, _worker) = rig.start_worker();
     for (n, target) in [
         "http://169.254.169.254/latest/meta-data/",
-        "http://127.0.0.2:9/",
+        "http://127.0.0.1:9/",
+        "http://[::1]:9/",
     ]
     .into_iter()
     .enumerate()
     {
-        let url = redirector(target).await;
+        let url = redirector("127.0.0.2", target).await;
         let integration = rig
             .api
             .create_integration(Request::new(pb::CreateIntegrationRequest {
@@ -319,17 +326,34 @@ async fn a_redirect_to_an_internal_address_fails_the_push() {
             .unwrap()
             .into_inner();
         let done = rig.finished(&rig.push(&integration).await).await;
-        assert_eq!(status(&done), pb::DeliveryStatus::Failed, "{done:?}");
+        assert_eq!(
+            status(&done),
+            pb::DeliveryStatus::Failed,
+            "{target}: {done:?}"
+        );
         assert_eq!(done.attempts, 1, "a refusal is not retried");
         assert!(
             done.last_error.contains("refused: a redirect"),
-            "{}",
+            "{target}: {}",
             done.last_error
         );
         assert!(!done.last_error.contains(IRIS_KEY));
     }
+    // Called directly, 127.0.0.1 is refused before any connection.
+    let direct = rig
+        .api
+        .create_integration(Request::new(pb::CreateIntegrationRequest {
+            kind: pb::IntegrationKind::DfirIris as i32,
+            name: "loopback".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(direct.code(), tonic::Code::InvalidArgument, "{direct:?}");
     stop.cancel();
 }
+
 async fn hostile(mode: &'static str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
