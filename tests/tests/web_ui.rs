@@ -7,8 +7,10 @@
 //! (hashed in a worker, sent in parts; a file chosen again shown as already there),
 //! follows it to `ready` with exact counts, makes a user a viewer of the case, works the
 //! timeline (search, paging, a hostile event shown as text, tags, star, comments, saved
-//! searches, export), detections, rules and IOCs, administration (users, tokens, the
-//! audit log) and a case's archive and restore; the viewer is refused a tag; it signs in
+//! searches, export), detections, rules and IOCs, reports, integrations (an IRIS
+//! integration added and tested, the case pushed twice to a local IRIS stand-in, which
+//! then holds each event once), administration (users, tokens, the audit log) and a
+//! case's archive and restore; the viewer is refused a tag; it signs in
 //! through the provider, runs axe-core on each screen, works from the keyboard, keeps
 //! the session over a reload and signs out.
 //!
@@ -17,6 +19,7 @@
 //! which makes a missing part a failure.
 
 use casescope_e2e::oidc_provider::Provider;
+use casescope_testkit::iris::FakeIris;
 use casescope_e2e::{Server, TEST_ADMIN_PASSWORD, stderr};
 use std::path::PathBuf;
 use std::process::Command;
@@ -73,6 +76,10 @@ fn hostile_record() -> String {
     format!("{record}\n")
 }
 
+/// The key of the DFIR-IRIS stand-in, and the deployment's sealing key.
+const IRIS_KEY: &str = "iris-web-canary-5521";
+const SEALING_KEY: &str = "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=";
+
 /// Events of the synthetic evidence file.
 const EVIDENCE_EVENTS: u64 = 2000;
 
@@ -95,12 +102,17 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
     // Single sign-on through a real OpenID Connect provider, as well as passwords.
     let provider = Provider::start();
     let issuer = provider.issuer();
+    // A local DFIR-IRIS stand-in the browser's push goes to (IRIS cannot run here).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let iris = runtime.block_on(FakeIris::start(IRIS_KEY));
     let server = Server::start(
         &[],
         &[
             ("CASESCOPE_OIDC_ISSUER", issuer.as_str()),
             ("CASESCOPE_OIDC_CLIENT_ID", "casescope-cli"),
             ("CASESCOPE_OIDC_ROLE_MAP", "dfir=analyst,dfir-admins=admin"),
+            ("CASESCOPE_INTEGRATIONS_KEY", SEALING_KEY),
+            ("CASESCOPE_INTEGRATIONS_ALLOW_NETS", "127.0.0.1/32"),
         ],
     );
     let base = server.address.clone();
@@ -160,7 +172,9 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         .env("CASESCOPE_OIDC_PASSWORD", "carol-idp-password")
         .env("CASESCOPE_OIDC_NAME", "Carol Analyst")
         .env("CASESCOPE_OIDC_REFUSED_USER", "mallory")
-        .env("CASESCOPE_OIDC_REFUSED_PASSWORD", "mallory-idp-password");
+        .env("CASESCOPE_OIDC_REFUSED_PASSWORD", "mallory-idp-password")
+        .env("CASESCOPE_IRIS_URL", iris.url())
+        .env("CASESCOPE_IRIS_KEY", IRIS_KEY);
     if let Some(dir) = shots {
         command.env("CASESCOPE_SCREENSHOTS", dir);
     }
@@ -176,4 +190,19 @@ fn the_web_app_signs_in_lists_cases_safely_and_signs_out() {
         server.log_text()
     );
     assert!(text.contains("web e2e: ok"), "{text}");
+    // The browser pushed the evidence case twice: IRIS holds one case, and each of its
+    // tagged or starred events once.
+    assert_eq!(iris.cases().len(), 1, "{:?}", iris.cases());
+    let tags: Vec<String> = iris
+        .events()
+        .iter()
+        .filter_map(|e| e["event_tags"].as_str().map(str::to_string))
+        .collect();
+    assert!(!tags.is_empty(), "the timeline's tagged events were pushed");
+    assert_eq!(
+        tags.iter().collect::<std::collections::HashSet<_>>().len(),
+        tags.len(),
+        "no event twice"
+    );
+    assert!(!server.log_text().contains(IRIS_KEY));
 }

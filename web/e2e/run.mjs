@@ -14,6 +14,7 @@ import { timelineFlow, viewerCannotAnnotate } from "./timeline.mjs";
 import { detectionsFlow } from "./detections.mjs";
 import { iocsFlow } from "./iocs.mjs";
 import { reportsFlow } from "./reports.mjs";
+import { integrationsFlow } from "./integrations.mjs";
 import { adminFlow } from "./admin.mjs";
 
 const base = process.env.CASESCOPE_URL ?? "http://127.0.0.1:7700";
@@ -163,6 +164,14 @@ try {
     await page.getByRole("heading", { name: "evidence", exact: true }).waitFor();
     await iocsFlow(page);
     await reportsFlow(page, { base, caseId: evidenceCase });
+    if (process.env.CASESCOPE_IRIS_URL) {
+      await integrationsFlow(page, {
+        base,
+        caseId: evidenceCase,
+        irisUrl: process.env.CASESCOPE_IRIS_URL,
+        irisKey: process.env.CASESCOPE_IRIS_KEY ?? "",
+      });
+    }
     await page.getByRole("link", { name: "Cases", exact: true }).first().click();
     await page.getByRole("heading", { name: "Cases" }).waitFor();
   }

@@ -1,6 +1,6 @@
 // Administration: users (create, global role, disable/enable), API tokens (the signed-in
-// user's own: create — the value shown once — and revoke), and the audit log (filtered,
-// paged) with a verification of its hash chain.
+// user's own: create — the value shown once — and revoke), the audit log (filtered,
+// paged) with a verification of its hash chain, and integrations (integrations.tsx).
 
 import { useEffect, useState } from "preact/hooks";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
@@ -16,6 +16,7 @@ import {
 } from "./gen/casescope/gateway/v1/auth_pb.js";
 import { copy } from "./clipboard.js";
 import { Alert, FilterForm, Head, attempt, collect, usePaged } from "./ui.js";
+import { AdminIntegrations } from "./integrations.js";
 
 const PAGE = 200;
 const ROLES = ["admin", "analyst", "auditor", "viewer"];
@@ -43,6 +44,7 @@ export function Admin({ section }: { section: string }) {
     ["users", "Users"],
     ["tokens", "API tokens"],
     ["audit", "Audit log"],
+    ["integrations", "Integrations"],
   ];
   return (
     <section aria-labelledby="admin-title">
@@ -54,7 +56,15 @@ export function Admin({ section }: { section: string }) {
           </a>
         ))}
       </nav>
-      {section === "tokens" ? <Tokens /> : section === "audit" ? <Audit /> : <Users />}
+      {section === "tokens" ? (
+        <Tokens />
+      ) : section === "audit" ? (
+        <Audit />
+      ) : section === "integrations" ? (
+        <AdminIntegrations />
+      ) : (
+        <Users />
+      )}
     </section>
   );
 }

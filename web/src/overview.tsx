@@ -116,7 +116,8 @@ export function CaseOverview({ id }: { id: string }) {
       <h1 id="case-title">{visible(kase.name)}</h1>
       <p>
         <a href={timelineHref(id, {})}>Open the timeline</a> · <a href={`#/cases/${id}/detections`}>Detections</a> ·{" "}
-        <a href={`#/cases/${id}/iocs`}>IOCs</a> · <a href={`#/cases/${id}/reports`}>Reports</a>
+        <a href={`#/cases/${id}/iocs`}>IOCs</a> · <a href={`#/cases/${id}/reports`}>Reports</a> ·{" "}
+        <a href={`#/cases/${id}/integrations`}>Integrations</a>
       </p>
       {error && (
         <p class="error" role="alert">
