@@ -19,8 +19,8 @@
 //! which makes a missing part a failure.
 
 use casescope_e2e::oidc_provider::Provider;
-use casescope_testkit::iris::FakeIris;
 use casescope_e2e::{Server, TEST_ADMIN_PASSWORD, stderr};
+use casescope_testkit::iris::FakeIris;
 use std::path::PathBuf;
 use std::process::Command;
 
