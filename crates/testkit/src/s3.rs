@@ -117,11 +117,50 @@ fn launch(weed: &std::path::Path) -> Result<Server, String> {
         .stderr(log);
     let mut child = spawn_dying_with_us(command, libc::SIGKILL)
         .map_err(|e| format!("start {}: {e}", weed.display()))?;
-    wait_for_port(s3_port, "SeaweedFS S3", &mut child, &dir.join("weed.log"))?;
+    let log_path = dir.join("weed.log");
+    wait_for_port(ports[4], "SeaweedFS filer", &mut child, &log_path)?;
+    wait_for_port(s3_port, "SeaweedFS S3", &mut child, &log_path)?;
+    // The S3 port listens before the gateway serves (it waits for the filer): wait for
+    // an HTTP answer (an unsigned ListBuckets is refused, which is an answer).
+    wait_for_http(s3_port, &mut child, &log_path)?;
     Ok(Server {
         url: format!("http://127.0.0.1:{s3_port}"),
         owned: Some((child.id(), dir)),
     })
+}
+
+/// Waits (at most 60 s) until `port` answers an HTTP request with a status line.
+fn wait_for_http(
+    port: u16,
+    child: &mut std::process::Child,
+    log: &std::path::Path,
+) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut head = [0u8; 12];
+            if stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .is_ok()
+                && stream.read_exact(&mut head).is_ok()
+                && head.starts_with(b"HTTP/1.")
+            {
+                return Ok(());
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!(
+                "SeaweedFS exited with {status} before serving S3:\n{log}"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(format!(
+        "SeaweedFS S3 on port {port} gave no HTTP answer within 60 s"
+    ))
 }
 
 /// The S3 test server of this process (see the module docs); `None` when SeaweedFS is
