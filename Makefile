@@ -51,7 +51,8 @@ SHARED_DATA ?= $(abspath ../shared/data)
 bench-ingest:
 	$(CARGO) build --release -p casescope-cli -p casescope-bench
 	$(CARGO_TARGET_DIR)/release/casescope-bench --binary $(CARGO_TARGET_DIR)/release/casescope \
-		--corpus $(SHARED_DATA)/evtx-attack-samples --synthetic-events 1000000
+		--corpus $(SHARED_DATA)/evtx-attack-samples --synthetic-events 1000000 \
+		--ingest-rules $(SHARED_DATA)/sigma/rules/windows
 
 ## Detection: `casescope analyze` over the corpus with the three SigmaHQ Windows rule
 ## folders, and over a synthetic 1,000,000-event file (whole process, medians).

@@ -3,13 +3,14 @@
 //! same run as the baseline, medians of N runs, and the server's peak RSS. Prints the
 //! machine it ran on. Not a test: it asserts nothing, it measures.
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod detect;
+mod ingest;
 mod ioc;
 mod ioc_server;
 
@@ -35,6 +36,10 @@ struct Args {
     /// lists of these many IOCs (repeatable; e.g. 10, 10000, 100000).
     #[arg(long = "ioc-list")]
     ioc_lists: Vec<u64>,
+    /// Ingestion: import these Sigma rule folders first and also time upload start →
+    /// detections ready (repeatable).
+    #[arg(long = "ingest-rules")]
+    ingest_rules: Vec<PathBuf>,
 }
 
 fn machine() -> String {
@@ -88,7 +93,7 @@ fn evtx_files(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Parse-only floor: every record rendered to JSON by the evtx crate, all cores.
-fn parse_only(files: &[PathBuf]) -> anyhow::Result<(u64, Duration)> {
+pub(crate) fn parse_only(files: &[PathBuf]) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
     let mut records = 0;
     for path in files {
@@ -98,7 +103,7 @@ fn parse_only(files: &[PathBuf]) -> anyhow::Result<(u64, Duration)> {
     Ok((records, started.elapsed()))
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values[values.len() / 2]
 }
@@ -159,6 +164,8 @@ pub(crate) struct Server {
     address: String,
     /// Where the CLI keeps the session signed in as `admin` (XDG_CONFIG_HOME).
     config: PathBuf,
+    /// The server's data directory.
+    data: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -210,6 +217,7 @@ pub(crate) fn start(binary: &Path) -> anyhow::Result<Server> {
         child,
         address,
         config,
+        data: dir.path().join("data"),
         _dir: dir,
     };
     // Every RPC passes the gateway: sign in once, the CLI keeps the session.
@@ -252,110 +260,12 @@ pub(crate) fn cli(binary: &Path, server: &Server, args: &[&str]) -> anyhow::Resu
     Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
 
-/// One end-to-end run: upload start until every file is indexed (searchable).
-/// Returns (events indexed, elapsed, server peak RSS KiB).
-fn end_to_end(
-    binary: &Path,
-    paths: &[PathBuf],
-    expected_files: usize,
-) -> anyhow::Result<(u64, Duration, u64)> {
-    let server = start(binary)?;
-    let case = cli(binary, &server, &["case", "create", "bench"])?
-        .trim()
-        .to_string();
-    let started = Instant::now();
-    let mut args = vec!["upload".to_string(), case.clone()];
-    args.extend(paths.iter().map(|p| p.display().to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cli(binary, &server, &args)?;
-    loop {
-        let files: serde_json::Value =
-            serde_json::from_str(&cli(binary, &server, &["files", &case, "--json"])?)?;
-        let files = files.as_array().cloned().unwrap_or_default();
-        let done = files
-            .iter()
-            .all(|f| !matches!(f["status"].as_str(), Some("uploaded" | "parsing")));
-        if files.len() >= expected_files && done {
-            let elapsed = started.elapsed();
-            if let Some(failed) = files.iter().find(|f| f["status"] == "failed") {
-                return Err(anyhow!("a file did not index: {failed}"));
-            }
-            let indexed = files
-                .iter()
-                .map(|f| f["events_indexed"].as_u64().unwrap_or(0))
-                .sum();
-            let rss = peak_rss_kib(server.child.id()).unwrap_or(0);
-            return Ok((indexed, elapsed, rss));
-        }
-        std::thread::sleep(poll_interval(started.elapsed()));
-    }
-}
-
 /// How long to wait between two status polls: 2 % of the time so far, between 100 ms
 /// and 1 s. Each poll starts a client process (~9 ms of CPU), so polling a minute-long
 /// run every 100 ms took ~5 % of this 2-core machine away from the server; this keeps
 /// the end time within 2 % (the corpus run, ~10 s, is still polled every 200 ms).
 pub(crate) fn poll_interval(elapsed: Duration) -> Duration {
     (elapsed / 50).clamp(Duration::from_millis(100), Duration::from_secs(1))
-}
-
-fn report(
-    label: &str,
-    binary: &Path,
-    files: &[PathBuf],
-    distinct_files: usize,
-    runs: usize,
-) -> anyhow::Result<()> {
-    let mut parse_times = Vec::new();
-    let mut records = 0;
-    for _ in 0..runs {
-        let (n, t) = parse_only(files)?;
-        records = n;
-        parse_times.push(t);
-    }
-    let mut e2e_times = Vec::new();
-    let mut rss = Vec::new();
-    let mut indexed = 0;
-    for _ in 0..runs {
-        let (n, t, r) = end_to_end(binary, files, distinct_files)?;
-        indexed = n;
-        e2e_times.push(t);
-        rss.push(r);
-    }
-    let parse = median(parse_times);
-    let e2e = median(e2e_times);
-    let peak = rss.iter().max().copied().unwrap_or(0);
-    let bytes: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    println!("## {label}");
-    println!(
-        "input: {} files, {:.1} MB, {records} records (parse-only count), {indexed} events indexed",
-        files.len(),
-        bytes as f64 / 1e6
-    );
-    println!(
-        "parse-only (evtx crate, baseline): median {:.3} s = {:.0} records/s",
-        parse.as_secs_f64(),
-        records as f64 / parse.as_secs_f64()
-    );
-    println!(
-        "end-to-end (upload start -> searchable): median {:.3} s = {:.0} events/s",
-        e2e.as_secs_f64(),
-        indexed as f64 / e2e.as_secs_f64()
-    );
-    println!(
-        "ratio end-to-end / parse-only: {:.2}x",
-        e2e.as_secs_f64() / parse.as_secs_f64()
-    );
-    println!(
-        "server peak RSS: {:.0} MiB (max over {runs} runs)",
-        peak as f64 / 1024.0
-    );
-    println!();
-    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -399,12 +309,13 @@ fn main() -> anyhow::Result<()> {
                 use sha2::Digest;
                 hashes.insert(hex::encode(sha2::Sha256::digest(std::fs::read(f)?)));
             }
-            report(
+            ingest::report(
                 "EVTX-ATTACK-SAMPLES",
                 &args.binary,
                 &files,
                 hashes.len(),
                 args.runs,
+                &args.ingest_rules,
             )?;
         } else {
             println!(
@@ -429,12 +340,13 @@ fn main() -> anyhow::Result<()> {
         if !status.success() {
             bail!("casescope synth failed");
         }
-        report(
+        ingest::report(
             &format!("synthetic EVTX, {} events", args.synthetic_events),
             &args.binary,
             &[path],
             1,
             args.runs,
+            &args.ingest_rules,
         )?;
     }
     Ok(())

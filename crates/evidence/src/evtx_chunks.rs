@@ -12,6 +12,7 @@
 //! records for that chunk, which yield one item per walked record, so the `n`th walked
 //! record is its `n`th item.
 
+use crate::RawJson;
 use crate::evtx_source::{Decoded, RecordView, decode};
 use crate::evtx_values::Programs;
 use evtx::err::{EvtxError, Result};
@@ -86,9 +87,25 @@ fn walk(data: &[u8], header: &EvtxChunkHeader) -> Option<Vec<Walked>> {
 
 /// Every record of one chunk through `inspect`, in order, or the chunk's error.
 pub(crate) fn inspect_chunk<T>(
-    mut data: EvtxChunkData,
+    data: EvtxChunkData,
     settings: &Arc<ParserSettings>,
     inspect: &impl Fn(RecordView<'_>) -> T,
+) -> Vec<Result<T>> {
+    let programs = Programs::giving_pairs();
+    decode_chunk(data, settings, &programs, false, &|decoded| {
+        inspect(decoded.view())
+    })
+}
+
+/// Every record of one chunk decoded (with its stored form when `keep_raw`) and
+/// handed to `make`, in order, or the chunk's error. `programs` is a fresh cache
+/// (cloned for the chunk): [`Programs::rendering_raw`] when `keep_raw`.
+pub(crate) fn decode_chunk<T>(
+    mut data: EvtxChunkData,
+    settings: &Arc<ParserSettings>,
+    programs: &Programs,
+    keep_raw: bool,
+    make: &impl Fn(Decoded) -> T,
 ) -> Vec<Result<T>> {
     let walked = walk(&data.data, &data.header);
     let number = data.number.unwrap_or_default();
@@ -101,14 +118,11 @@ pub(crate) fn inspect_chunk<T>(
             })];
         }
     };
-    let mut programs = Some(Programs::giving_pairs());
+    let mut programs = Some(programs.clone());
     let Some(walked) = walked else {
         return chunk
             .iter()
-            .map(|record| {
-                let decoded = decode(record?, false, &mut programs)?;
-                Ok(inspect(decoded.view()))
-            })
+            .map(|record| Ok(make(decode(record?, keep_raw, &mut programs)?)))
             .collect();
     };
     let bytes = chunk.data;
@@ -122,9 +136,23 @@ pub(crate) fn inspect_chunk<T>(
         let fast = programs
             .as_mut()
             .and_then(|programs| programs.decode_at(bytes, record.start, record.end));
-        if let Some(parts) = fast {
-            let decoded = Decoded::new(record.id, record.micros, parts, Default::default(), true);
-            out.push(Ok(inspect(decoded.view())));
+        if let Some(mut parts) = fast {
+            let raw = match parts.raw.take() {
+                None => Default::default(),
+                Some(text) => match RawJson::from_text(text) {
+                    Ok(raw) => raw,
+                    // Not reached (the text is rendered as JSON); if it were, the
+                    // record still gives one item.
+                    Err(error) => {
+                        out.push(Err(EvtxError::from(
+                            evtx::err::SerializationError::from(error),
+                        )));
+                        continue;
+                    }
+                },
+            };
+            let decoded = Decoded::new(record.id, record.micros, parts, raw, true);
+            out.push(Ok(make(decoded)));
             continue;
         }
         if records.is_none() {
@@ -142,8 +170,8 @@ pub(crate) fn inspect_chunk<T>(
             continue;
         };
         yielded = index + 1;
-        let decoded = item.and_then(|item| decode(item, false, &mut None));
-        out.push(decoded.map(|decoded| inspect(decoded.view())));
+        let decoded = item.and_then(|item| decode(item, keep_raw, &mut None));
+        out.push(decoded.map(make));
     }
     out
 }

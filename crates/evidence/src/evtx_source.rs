@@ -121,10 +121,13 @@ pub(crate) fn decode(
     let from_template = fast.is_some();
     let (raw, parts) = match (fast, keep_raw) {
         (Some(parts), false) => (RawJson::default(), parts),
-        (Some(parts), true) => (
-            RawJson::from_text(record.into_json()?.data).map_err(invalid)?,
-            parts,
-        ),
+        (Some(mut parts), true) => {
+            let text = match parts.raw.take() {
+                Some(text) => text,
+                None => record.into_json()?.data,
+            };
+            (RawJson::from_text(text).map_err(invalid)?, parts)
+        }
         (None, true) => {
             let raw = RawJson::from_text(record.into_json()?.data).map_err(invalid)?;
             let parts = normalize_windows_text(raw.get()).map_err(invalid)?;
@@ -222,11 +225,6 @@ pub enum Decoding {
     JsonOnly,
 }
 
-impl Decoding {
-    fn programs(self) -> Option<Programs> {
-        (self == Decoding::TemplateValues).then(Programs::default)
-    }
-}
 
 /// Reads every record of the EVTX file at `path` on `threads` parser threads (0: all
 /// cores), calling `inspect` on each record on the thread that decoded it, and hands
@@ -271,71 +269,103 @@ pub fn inspect_decoded<T: Send + 'static>(
         return Ok(false);
     }
     let settings = std::sync::Arc::new(settings(threads));
-    let workers = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     Ok(crate::evtx_chunks::pipeline(
         parser.chunks(),
-        workers,
+        workers(threads),
         |data| crate::evtx_chunks::inspect_chunk(data, &settings, &inspect),
         &mut sink,
     ))
 }
 
-pub fn parse(
+/// Reads every record of the EVTX file at `path` into [`Outcome`]s, in file order:
+/// records whose template is programmed are read from their values and their stored
+/// form rendered from them (`evtx_values`), on the chunk pipeline; the rest through
+/// the evtx crate's JSON. `Decoding::JsonOnly` reads every record the second way.
+pub(crate) fn parse(
     path: &Path,
     context: &Context,
+    decoding: Decoding,
     sink: &mut dyn FnMut(Outcome) -> ControlFlow<()>,
 ) -> Result<bool, ParseError> {
     let mut parser = open(path, context.limits.evtx_threads)?;
     let mut seen = SeenIds::new();
     let ids = crate::EventIds::new(&context.case_id, &context.evidence_sha256);
     let keep_raw = context.keep_raw;
-    let mut programs = Decoding::default().programs();
-    let records = parser.serialized_records(move |record| {
-        record.and_then(|record| decode(record, keep_raw, &mut programs))
-    });
-    for (ordinal, item) in records.enumerate() {
+    let mut ordinal = 0u64;
+    let mut sink = |item: evtx::err::Result<Decoded>| {
         let outcome = match item {
-            Err(error) => Outcome::Rejected(reject_for(&error, ordinal as u64)),
-            Ok(Decoded {
-                record_id,
-                timestamp_micros,
-                parts,
-                raw,
-                from_template: _,
-            }) => {
-                let locator = match seen.occurrence(record_id) {
-                    0 => format!("record:{record_id}"),
-                    n => format!("record:{record_id}#{}", n + 1),
-                };
-                Outcome::Event(Box::new(Event {
-                    event_id: ids.id(&locator),
-                    case_id: context.case_id.clone(),
-                    file_id: context.file_id.clone(),
-                    source: "evtx",
-                    timestamp_micros,
-                    locator,
-                    // As Event Viewer shows it (System/EventRecordID); the header's
-                    // number differs in exported or filtered logs and stays in the locator.
-                    record_id: Some(parts.record_id.unwrap_or(record_id)),
-                    line: None,
-                    event_code: parts.event_code,
-                    channel: parts.channel,
-                    provider: parts.provider,
-                    computer: parts.computer,
-                    level: parts.level,
-                    fields: parts.fields,
-                    raw,
-                }))
-            }
+            Err(error) => Outcome::Rejected(reject_for(&error, ordinal)),
+            Ok(decoded) => Outcome::Event(Box::new(decoded.into_event(context, &ids, &mut seen))),
         };
-        if sink(outcome).is_break() {
-            return Ok(true);
+        ordinal += 1;
+        sink(outcome)
+    };
+    if decoding == Decoding::JsonOnly {
+        let records = parser.serialized_records(move |record| {
+            record.and_then(|record| decode(record, keep_raw, &mut None))
+        });
+        for item in records {
+            if sink(item).is_break() {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    let settings = std::sync::Arc::new(settings(context.limits.evtx_threads));
+    let programs = match keep_raw {
+        true => Programs::rendering_raw(),
+        false => Programs::default(),
+    };
+    Ok(crate::evtx_chunks::pipeline(
+        parser.chunks(),
+        workers(context.limits.evtx_threads),
+        |data| crate::evtx_chunks::decode_chunk(data, &settings, &programs, keep_raw, &|d| d),
+        &mut sink,
+    ))
+}
+
+/// Threads for `threads` (0: all cores).
+fn workers(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+impl Decoded {
+    /// The event of this record; `seen` numbers repeated record ids (the locator).
+    fn into_event(self, context: &Context, ids: &crate::EventIds, seen: &mut SeenIds) -> Event {
+        let Decoded {
+            record_id,
+            timestamp_micros,
+            parts,
+            raw,
+            from_template: _,
+        } = self;
+        let locator = match seen.occurrence(record_id) {
+            0 => format!("record:{record_id}"),
+            n => format!("record:{record_id}#{}", n + 1),
+        };
+        Event {
+            event_id: ids.id(&locator),
+            case_id: context.case_id.clone(),
+            file_id: context.file_id.clone(),
+            source: "evtx",
+            timestamp_micros,
+            locator,
+            // As Event Viewer shows it (System/EventRecordID); the header's number
+            // differs in exported or filtered logs and stays in the locator.
+            record_id: Some(parts.record_id.unwrap_or(record_id)),
+            line: None,
+            event_code: parts.event_code,
+            channel: parts.channel,
+            provider: parts.provider,
+            computer: parts.computer,
+            level: parts.level,
+            fields: parts.fields,
+            raw,
         }
     }
-    Ok(false)
 }
 
 #[cfg(test)]

@@ -24,10 +24,16 @@ use crate::normalize::{
     put_data_value, system_parts, windows_system_parts,
 };
 use evtx::EvtxRecord;
-use evtx::binxml::value_variant::{FileTime, SysTime};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+mod definition;
+mod text;
+use definition::{Element, Name, Piece, Reader, definition, definition_key, single};
+use text::raw_json;
+mod raw;
+use raw::RawShape;
 
 /// Programs of one chunk's template definitions, by definition offset (`None`: a
 /// definition the JSON path reads). Offsets are chunk-relative: a cache is used for
@@ -41,6 +47,9 @@ pub(crate) struct Programs {
     sections: HashMap<u32, Option<Arc<Vec<DataValue>>>>,
     /// Hand the fields over as pairs ([`WindowsParts::pairs`]) rather than a map.
     pairs: bool,
+    /// Render each record's stored form too ([`WindowsParts::raw`], see [`raw`]); a
+    /// record whose template has no [`RawShape`] is then left to the JSON path.
+    raw: bool,
 }
 
 impl Programs {
@@ -48,6 +57,14 @@ impl Programs {
     pub(crate) fn giving_pairs() -> Programs {
         Programs {
             pairs: true,
+            ..Programs::default()
+        }
+    }
+
+    /// Programs whose records give their fields as a map and their stored form.
+    pub(crate) fn rendering_raw() -> Programs {
+        Programs {
+            raw: true,
             ..Programs::default()
         }
     }
@@ -328,6 +345,8 @@ enum DataSection {
 struct Program {
     system: Vec<SystemValue>,
     data: DataSection,
+    /// How its records' stored form is rendered (`None`: by the evtx crate).
+    raw: Option<RawShape>,
 }
 
 impl Program {
@@ -382,36 +401,51 @@ impl Program {
         }
         // Every value is rendered before any field is made, so a value this module does
         // not render leaves nothing half done.
-        match &self.data {
-            DataSection::None => Some(finish(system, &[], Vec::new(), programs.pairs)),
-            DataSection::Inline(names) => {
-                let data = data_values(names, instance, chunk)?;
-                Some(finish(system, names, data, programs.pairs))
+        let (names, data): (Arc<Vec<DataValue>>, Vec<Value>);
+        let data_section = match &self.data {
+            DataSection::None => None,
+            DataSection::Inline(inline) => {
+                data = data_values(inline, instance, chunk)?;
+                Some((inline.as_slice(), data))
             }
             DataSection::Nested(slot) => {
                 let (kind, bytes) = instance.value(chunk, *slot)?;
                 match (kind, bytes.is_empty()) {
-                    (0x00, _) | (0x21, true) => {
-                        Some(finish(system, &[], Vec::new(), programs.pairs))
-                    }
+                    (0x00, _) | (0x21, true) => None,
                     (0x21, false) => {
                         let (_, at, size) = instance.values[usize::from(*slot)];
                         let nested = Instance::read(chunk, at, at + size)?;
                         let offset = nested.definition;
-                        let names = program_at(
+                        names = program_at(
                             &mut programs.sections,
                             |shared| &mut shared.sections,
                             chunk,
                             offset,
                             || compile_section(chunk, offset),
                         )?;
-                        let data = data_values(&names, &nested, chunk)?;
-                        Some(finish(system, &names, data, programs.pairs))
+                        data = data_values(&names, &nested, chunk)?;
+                        Some((names.as_slice(), data))
                     }
-                    _ => None,
+                    _ => return None,
                 }
             }
-        }
+        };
+        let raw = match programs.raw {
+            false => None,
+            true => Some(self.raw.as_ref()?.render(
+                instance,
+                chunk,
+                data_section
+                    .as_ref()
+                    .map(|(names, data)| (*names, data.as_slice())),
+            )?),
+        };
+        let mut parts = match data_section {
+            None => finish(system, &[], Vec::new(), programs.pairs),
+            Some((names, data)) => finish(system, names, data, programs.pairs),
+        };
+        parts.raw = raw;
+        Some(parts)
     }
 }
 
@@ -487,482 +521,6 @@ fn finish(
     parts
 }
 
-/// A value, as its type and bytes (a template instance's substitution), rendered as
-/// the evtx crate renders it in JSON (numbers as numbers; times, GUIDs, SIDs and hex
-/// values as its text); `None` for the forms left to the JSON path (ANSI text,
-/// floating point, arrays, BinXML, …) and for sizes the type does not have.
-fn raw_json(kind: u8, bytes: &[u8]) -> Option<Value> {
-    let int = |n: usize| -> Option<[u8; 8]> {
-        let mut out = [0u8; 8];
-        (bytes.len() == n).then(|| out[..n].copy_from_slice(bytes))?;
-        Some(out)
-    };
-    Some(match kind {
-        0x00 => Value::String(String::new()),
-        0x01 => {
-            // Up to the first NUL, as the evtx crate reads it.
-            if !bytes.len().is_multiple_of(2) {
-                return None;
-            }
-            let (units, _) = bytes.as_chunks::<2>();
-            if let Some(text) = ascii_text(units) {
-                return Some(Value::String(text));
-            }
-            let len = units
-                .iter()
-                .position(|unit| *unit == [0, 0])
-                .unwrap_or(units.len());
-            Value::String(utf16_text(&bytes[..len * 2])?)
-        }
-        0x03 => Value::from(i8::from_le_bytes([int(1)?[0]])),
-        0x04 => Value::from(int(1)?[0]),
-        0x05 => Value::from(i16::from_le_bytes(int(2)?[..2].try_into().ok()?)),
-        0x06 => Value::from(u16::from_le_bytes(int(2)?[..2].try_into().ok()?)),
-        0x07 => Value::from(i32::from_le_bytes(int(4)?[..4].try_into().ok()?)),
-        0x08 => Value::from(u32::from_le_bytes(int(4)?[..4].try_into().ok()?)),
-        0x09 => Value::from(i64::from_le_bytes(int(8)?)),
-        0x0a => Value::from(u64::from_le_bytes(int(8)?)),
-        // Windows writes bitmasks into some bool slots: the evtx crate keeps those as
-        // the integer.
-        0x0d => match i32::from_le_bytes(int(4)?[..4].try_into().ok()?) {
-            0 => Value::Bool(false),
-            1 => Value::Bool(true),
-            other => Value::from(other),
-        },
-        0x0e => {
-            let mut text = String::with_capacity(bytes.len() * 2);
-            for byte in bytes {
-                text.push(char::from(HEX_UPPER[usize::from(byte >> 4)]));
-                text.push(char::from(HEX_UPPER[usize::from(byte & 0x0f)]));
-            }
-            Value::String(text)
-        }
-        0x0f => Value::String(guid_text(bytes.try_into().ok()?)),
-        0x11 => Value::String(filetime_text(FileTime(u64::from_le_bytes(int(8)?)))?),
-        0x12 => Value::String(systime_text(&SysTime::from_bytes(bytes.try_into().ok()?))?),
-        0x13 => Value::String(sid_text(bytes)?),
-        // SizeT is a HexInt of its width.
-        0x10 | 0x14 if bytes.len() == 4 => Value::String(hex_text(u64::from(u32::from_le_bytes(
-            int(4)?[..4].try_into().ok()?,
-        )))),
-        0x10 | 0x15 if bytes.len() == 8 => Value::String(hex_text(u64::from_le_bytes(int(8)?))),
-        _ => return None,
-    })
-}
-
-/// `value` as `format!("{value:#x}")` writes it (`0x` and lower-case digits, no
-/// leading zeros), without the formatting machinery: a keyword mask or handle per
-/// record.
-fn hex_text(value: u64) -> String {
-    const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
-    let digits = (16 - value.leading_zeros() as usize / 4).max(1);
-    let mut text = String::with_capacity(2 + digits);
-    text.push_str("0x");
-    for place in (0..digits).rev() {
-        text.push(char::from(
-            HEX_LOWER[(value >> (place * 4)) as usize & 0x0f],
-        ));
-    }
-    text
-}
-
-/// `S-R-A-S1-…`: revision, 48-bit big-endian authority, little-endian sub-authorities.
-fn sid_text(bytes: &[u8]) -> Option<String> {
-    let [revision, count, authority @ ..] = bytes.get(..8)? else {
-        return None;
-    };
-    let subs = bytes.get(8..8 + 4 * usize::from(*count))?;
-    let mut wide = [0u8; 8];
-    wide[2..].copy_from_slice(authority);
-    let mut text = format!("S-{revision}-{}", u64::from_be_bytes(wide));
-    for sub in subs.as_chunks::<4>().0 {
-        text.push('-');
-        text.push_str(&u32::from_le_bytes(*sub).to_string());
-    }
-    Some(text)
-}
-
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
-/// UTF-16LE units that are all ASCII but NUL (the usual case) as text, a byte per
-/// unit; `None` otherwise. Checked four units at a time as one word, without a branch
-/// per word, then narrowed in one pass the compiler vectorises.
-fn ascii_text(units: &[[u8; 2]]) -> Option<String> {
-    // Per 16-bit lane: the high byte and bit 7 of the low byte are clear (ASCII), and
-    // the lane plus 0x7f reaches bit 7 (not NUL; no carry leaves an ASCII lane).
-    const NOT_ASCII: u64 = 0xff80_ff80_ff80_ff80;
-    const SEVEN_F: u64 = 0x007f_007f_007f_007f;
-    const BIT_7: u64 = 0x0080_0080_0080_0080;
-    let (words, tail) = units.as_flattened().as_chunks::<8>();
-    let mut wrong = 0u64;
-    for word in words {
-        let word = u64::from_le_bytes(*word);
-        wrong |= (word & NOT_ASCII) | (!word.wrapping_add(SEVEN_F) & BIT_7);
-    }
-    if wrong != 0 {
-        return None;
-    }
-    for unit in tail.as_chunks::<2>().0 {
-        if unit[1] != 0 || unit[0].wrapping_sub(1) >= 0x7f {
-            return None;
-        }
-    }
-    String::from_utf8(units.iter().map(|unit| unit[0]).collect()).ok()
-}
-
-/// UTF-16LE text; `None` for an unpaired surrogate or a NUL (the JSON path's cases).
-fn utf16_text(bytes: &[u8]) -> Option<String> {
-    let (units, rest) = bytes.as_chunks::<2>();
-    if !rest.is_empty() {
-        return None;
-    }
-    if let Some(text) = ascii_text(units) {
-        return Some(text);
-    }
-    let mut text = String::with_capacity(units.len() * 2);
-    for ch in char::decode_utf16(units.iter().map(|unit| u16::from_le_bytes(*unit))) {
-        match ch.ok()? {
-            '\0' => return None,
-            ch => text.push(ch),
-        }
-    }
-    Some(text)
-}
-
-/// `{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}`, lower case, the first three groups
-/// little-endian (as Windows renders a GUID).
-fn guid_text(bytes: &[u8; 16]) -> String {
-    const ORDER: [usize; 16] = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
-    const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(38);
-    text.push('{');
-    for (i, index) in ORDER.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            text.push('-');
-        }
-        let byte = bytes[*index];
-        text.push(char::from(HEX_LOWER[usize::from(byte >> 4)]));
-        text.push(char::from(HEX_LOWER[usize::from(byte & 0x0f)]));
-    }
-    text.push('}');
-    text
-}
-
-const TICKS_PER_SECOND: u64 = 10_000_000;
-
-/// `YYYY-MM-DDTHH:MM:SS.fffffffZ`, for years up to 9999 (the evtx crate renders later
-/// ones with their last four digits: left to it).
-fn filetime_text(time: FileTime) -> Option<String> {
-    // 10000-01-01T00:00:00Z in FILETIME ticks.
-    const YEAR_10000: u64 = 2_650_467_744_000_000_000;
-    if time.0 >= YEAR_10000 {
-        return None;
-    }
-    let days = time.0 / (86_400 * TICKS_PER_SECOND);
-    let ticks = time.0 % (86_400 * TICKS_PER_SECOND);
-    let (year, month, day) = civil_from_days_since_1601(days);
-    let seconds = ticks / TICKS_PER_SECOND;
-    Some(datetime_text(
-        year,
-        month,
-        day,
-        seconds / 3_600,
-        seconds / 60 % 60,
-        seconds % 60,
-        ticks % TICKS_PER_SECOND,
-    ))
-}
-
-/// A valid SYSTEMTIME as [`filetime_text`] writes a FILETIME (an invalid one is
-/// rendered as 1601-01-01 by the evtx crate: left to it).
-fn systime_text(time: &SysTime) -> Option<String> {
-    if !time.is_valid() || time.year > 9999 {
-        return None;
-    }
-    Some(datetime_text(
-        u64::from(time.year),
-        u64::from(time.month),
-        u64::from(time.day),
-        u64::from(time.hour),
-        u64::from(time.minute),
-        u64::from(time.second),
-        u64::from(time.milliseconds) * 10_000,
-    ))
-}
-
-fn datetime_text(
-    year: u64,
-    month: u64,
-    day: u64,
-    hour: u64,
-    minute: u64,
-    second: u64,
-    ticks: u64,
-) -> String {
-    let mut text = *b"0000-00-00T00:00:00.0000000Z";
-    for (range, value) in [
-        (0..4, year),
-        (5..7, month),
-        (8..10, day),
-        (11..13, hour),
-        (14..16, minute),
-        (17..19, second),
-        (20..27, ticks),
-    ] {
-        let mut value = value;
-        for digit in text[range].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    }
-    // Digits and separators only: ASCII.
-    String::from_utf8(text.to_vec()).unwrap_or_default()
-}
-
-/// The proleptic Gregorian date `days` after 1601-01-01 (Howard Hinnant's
-/// `civil_from_days`, counted from 0000-03-01, 584,694 days earlier).
-fn civil_from_days_since_1601(days: u64) -> (u64, u64, u64) {
-    let z = days + 584_694;
-    let (era, doe) = (z / 146_097, z % 146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (era * 400 + yoe + u64::from(month <= 2), month, day)
-}
-
-// ---- Template definitions ----
-
-/// Elements one definition may hold; a larger one goes through the JSON path.
-const MAX_ELEMENTS: usize = 4096;
-/// Deepest nesting read.
-const MAX_DEPTH: usize = 32;
-/// The template definition header: next offset, GUID, body size.
-const DEFINITION_HEADER: usize = 24;
-const NO_DEPENDENCY: u16 = 0xffff;
-
-#[derive(Debug, Clone, PartialEq)]
-enum Piece {
-    Text(String),
-    Slot(u16),
-}
-
-/// An element or attribute name as stored: UTF-16LE, compared with the few names
-/// programs read without being decoded.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Name<'a>(&'a [u8]);
-
-impl Name<'_> {
-    fn is(&self, ascii: &str) -> bool {
-        self.0.len() == ascii.len() * 2
-            && self
-                .0
-                .as_chunks::<2>()
-                .0
-                .iter()
-                .zip(ascii.bytes())
-                .all(|(unit, byte)| *unit == [byte, 0])
-    }
-}
-
-#[derive(Debug, Default)]
-struct Element<'a> {
-    name: Name<'a>,
-    dependency: Option<u16>,
-    attributes: Vec<(Name<'a>, Vec<Piece>)>,
-    /// Child elements, by index.
-    children: Vec<usize>,
-    /// Text and values between the element's tags.
-    content: Vec<Piece>,
-}
-
-/// Reads a chunk's bytes, bounds-checked.
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    /// Name bytes it may still read: a crafted definition could name thousands of
-    /// elements with the chunk's longest name.
-    names: usize,
-}
-
-/// Name bytes one definition may read ([`Reader::names`]); real ones read a few KiB.
-const MAX_NAME_BYTES: usize = 64 * 1024;
-
-impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let data: &'a [u8] = self.data;
-        let bytes = data.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(bytes)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.bytes(1)?[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes(self.bytes(2)?.try_into().ok()?))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
-    }
-
-    /// A name reference: the offset of the name's definition, which follows right here
-    /// when it is the first use in the chunk.
-    fn name(&mut self) -> Option<Name<'a>> {
-        let offset = self.u32()? as usize;
-        let mut at = Reader {
-            data: self.data,
-            pos: offset,
-            names: 0,
-        };
-        at.bytes(6)?; // next name in the bucket, hash
-        let count = usize::from(at.u16()?);
-        self.names = self.names.checked_sub(count * 2)?;
-        // Up to the first NUL, as the evtx crate reads a name; one with a surrogate
-        // (never a name programs read) leaves the definition to the JSON path.
-        let units = at.bytes(count * 2)?;
-        let mut len = 0;
-        for unit in units.as_chunks::<2>().0 {
-            match u16::from_le_bytes(*unit) {
-                0 => break,
-                0xd800..=0xdfff => return None,
-                _ => len += 2,
-            }
-        }
-        let name = Name(&units[..len]);
-        if offset == self.pos {
-            // Defined inline: skip it and its NUL.
-            self.pos = at.pos;
-            self.bytes(2)?;
-        }
-        Some(name)
-    }
-}
-
-/// The elements of the template definition at `offset` in `chunk`, or `None` if its
-/// shape is left to the JSON path (or it cannot be read: the JSON path says why).
-fn definition(chunk: &[u8], offset: u32) -> Option<Vec<Element<'_>>> {
-    read_elements(body(chunk, offset)?)
-}
-
-/// A reader of the body of the template definition at `offset`.
-fn body(chunk: &[u8], offset: u32) -> Option<Reader<'_>> {
-    let mut header = Reader {
-        data: chunk,
-        pos: offset as usize,
-        names: 0,
-    };
-    header.bytes(20)?; // next definition, GUID
-    let size = header.u32()? as usize;
-    let start = (offset as usize).checked_add(DEFINITION_HEADER)?;
-    Some(Reader {
-        data: chunk.get(..start.checked_add(size)?)?,
-        pos: start,
-        names: MAX_NAME_BYTES,
-    })
-}
-
-/// What a definition's program depends on: its tokens, with names and texts as read
-/// rather than where they are (`None` if they cannot be read). A template recurs in
-/// every chunk of a log, each time at another offset with its names elsewhere, and
-/// has the same key each time.
-fn definition_key(chunk: &[u8], offset: u32) -> Option<Vec<u8>> {
-    let mut reader = body(chunk, offset)?;
-    let mut key = Vec::with_capacity(reader.data.len().saturating_sub(reader.pos));
-    let text = |key: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
-        key.push(tag);
-        key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        key.extend_from_slice(bytes);
-    };
-    each_token(&mut reader, &mut |token| {
-        match token {
-            Token::Open { dependency, name } => {
-                text(&mut key, 0x01, name.0);
-                key.extend_from_slice(&dependency.to_le_bytes());
-            }
-            Token::Attribute(name) => text(&mut key, 0x06, name.0),
-            Token::StartEnd => key.push(0x02),
-            Token::Close(token) => key.push(token),
-            Token::Text(units) => text(&mut key, 0x05, units),
-            Token::Slot(slot) => {
-                key.push(0x0d);
-                key.extend_from_slice(&slot.to_le_bytes());
-            }
-        }
-        Some(())
-    })?;
-    Some(key)
-}
-
-/// One token of a template definition.
-enum Token<'a> {
-    /// An element's start, `<name`.
-    Open {
-        dependency: u16,
-        name: Name<'a>,
-    },
-    Attribute(Name<'a>),
-    /// The `>` after an element's attributes.
-    StartEnd,
-    /// `/>` (0x03) or `</name>` (0x04).
-    Close(u8),
-    /// Literal text, as UTF-16LE.
-    Text(&'a [u8]),
-    /// A substitution: the instance's value `slot`.
-    Slot(u16),
-}
-
-/// Reads a definition's tokens up to its end, handing each to `visit`; `None` at a
-/// token, text type or value type this module does not read (or that `visit` refuses).
-fn each_token<'a>(
-    reader: &mut Reader<'a>,
-    visit: &mut impl FnMut(Token<'a>) -> Option<()>,
-) -> Option<()> {
-    loop {
-        let token = reader.u8()?;
-        let token = match token {
-            0x00 => return Some(()),
-            0x0f => {
-                reader.bytes(3)?;
-                continue;
-            }
-            0x01 | 0x41 => {
-                let dependency = reader.u16()?;
-                reader.u32()?; // size
-                let name = reader.name()?;
-                if token & 0x40 != 0 {
-                    reader.u32()?; // attribute list size
-                }
-                Token::Open { dependency, name }
-            }
-            0x06 | 0x46 => Token::Attribute(reader.name()?),
-            0x02 => Token::StartEnd,
-            0x03 | 0x04 => Token::Close(token),
-            0x05 | 0x45 => {
-                // Literal text; other literal types are left to the JSON path.
-                if reader.u8()? != 0x01 {
-                    return None;
-                }
-                let count = usize::from(reader.u16()?);
-                Token::Text(reader.bytes(count * 2)?)
-            }
-            0x0d | 0x0e => {
-                let slot = reader.u16()?;
-                // The declared type: the record's value says its own, but the evtx
-                // crate refuses a template whose type is not one.
-                if !known_type(reader.u8()?) {
-                    return None;
-                }
-                Token::Slot(slot)
-            }
-            // CDATA, character and entity references, processing instructions, nested
-            // instances: left to the JSON path.
-            _ => return None,
-        };
-        visit(token)?;
-    }
-}
-
 /// The program of an event's template definition.
 fn compile_event(chunk: &[u8], offset: u32) -> Option<Program> {
     program_of(&definition(chunk, offset)?)
@@ -977,100 +535,6 @@ fn compile_section(chunk: &[u8], offset: u32) -> Option<Vec<DataValue>> {
     }
     data_of(&elements, root)
 }
-
-/// The definition's elements; element 0 is the root.
-fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element<'_>>> {
-    // An element takes at least 11 bytes of the body (start, end, name offset); sized
-    // once rather than grown (and its elements moved) several times.
-    let body = reader.data.len().saturating_sub(reader.pos);
-    let mut elements: Vec<Element<'_>> = Vec::with_capacity((body / 16).clamp(4, MAX_ELEMENTS));
-    let mut open: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
-    // Attributes are being read (between an element's start and its `>`).
-    let mut in_start = false;
-    each_token(&mut reader, &mut |token| {
-        match token {
-            Token::Open { dependency, name } => {
-                if elements.len() >= MAX_ELEMENTS || open.len() >= MAX_DEPTH || in_start {
-                    return None;
-                }
-                let index = elements.len();
-                match open.last() {
-                    Some(&parent) => elements[parent].children.push(index),
-                    None if index != 0 => return None, // a second root
-                    None => {}
-                }
-                elements.push(Element {
-                    name,
-                    dependency: (dependency != NO_DEPENDENCY).then_some(dependency),
-                    ..Element::default()
-                });
-                open.push(index);
-                in_start = true;
-            }
-            Token::Attribute(name) => {
-                if !in_start {
-                    return None;
-                }
-                elements[*open.last()?].attributes.push((name, Vec::new()));
-            }
-            Token::StartEnd => {
-                if !in_start {
-                    return None;
-                }
-                in_start = false;
-            }
-            Token::Close(token) => {
-                if (token == 0x03) != in_start {
-                    return None;
-                }
-                in_start = false;
-                open.pop()?;
-            }
-            Token::Text(units) => {
-                add_piece(
-                    &mut elements,
-                    &open,
-                    in_start,
-                    Piece::Text(utf16_text(units)?),
-                )?;
-            }
-            Token::Slot(slot) => add_piece(&mut elements, &open, in_start, Piece::Slot(slot))?,
-        }
-        Some(())
-    })?;
-    if !open.is_empty() || elements.is_empty() {
-        return None;
-    }
-    Some(elements)
-}
-
-/// Adds `piece` to the open element: to its last attribute while its start is being
-/// read, else to its content.
-fn add_piece(
-    elements: &mut [Element<'_>],
-    open: &[usize],
-    in_start: bool,
-    piece: Piece,
-) -> Option<()> {
-    let element = &mut elements[*open.last()?];
-    if in_start {
-        element.attributes.last_mut()?.1.push(piece);
-    } else {
-        element.content.push(piece);
-    }
-    Some(())
-}
-
-/// One piece or none: the value of an attribute or a leaf element.
-fn single(pieces: &[Piece]) -> Option<Option<Source>> {
-    match pieces {
-        [] => Some(None),
-        [Piece::Slot(slot)] => Some(Some(Source::Slot(*slot))),
-        [Piece::Text(text)] if !text.is_empty() => Some(Some(Source::Text(text.clone()))),
-        _ => None,
-    }
-}
-
 fn program_of(elements: &[Element]) -> Option<Program> {
     let root = &elements[0];
     // The root's dependency is ignored: a template's root is always rendered.
@@ -1078,6 +542,7 @@ fn program_of(elements: &[Element]) -> Option<Program> {
         return None;
     }
     let mut program = Program {
+        raw: None,
         system: Vec::new(),
         data: match root.content.as_slice() {
             [] => DataSection::None,
@@ -1087,6 +552,7 @@ fn program_of(elements: &[Element]) -> Option<Program> {
         },
     };
     let (mut system_seen, mut data_seen) = (false, false);
+    let mut system = None;
     for &child in &root.children {
         let section = &elements[child];
         let name = section.name;
@@ -1098,6 +564,7 @@ fn program_of(elements: &[Element]) -> Option<Program> {
                 return None;
             }
             system_of(elements, section, &mut program)?;
+            system = Some(section);
         } else if name.is("EventData") {
             if std::mem::replace(&mut data_seen, true)
                 || section.dependency.is_some()
@@ -1112,6 +579,7 @@ fn program_of(elements: &[Element]) -> Option<Program> {
         }
         // Anything else is read by nothing (RenderingInfo, …).
     }
+    program.raw = RawShape::of(elements, system);
     Some(program)
 }
 
@@ -1192,86 +660,6 @@ fn data_of(elements: &[Element], data: &Element) -> Option<Vec<DataValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_written_as_the_evtx_crate_writes_them() {
-        // 2019-03-19T23:34:25.1234567Z
-        let ticks = 131_975_120_651_234_567;
-        assert_eq!(
-            filetime_text(FileTime(ticks)).as_deref(),
-            Some("2019-03-19T23:34:25.1234567Z")
-        );
-        assert_eq!(
-            filetime_text(FileTime(0)).as_deref(),
-            Some("1601-01-01T00:00:00.0000000Z")
-        );
-        assert_eq!(filetime_text(FileTime(u64::MAX)), None);
-        let mut bytes = [0u8; 16];
-        for (i, v) in [2024u16, 2, 4, 29, 23, 59, 58, 999].iter().enumerate() {
-            bytes[2 * i..2 * i + 2].copy_from_slice(&v.to_le_bytes());
-        }
-        assert_eq!(
-            systime_text(&SysTime::from_bytes(&bytes)).as_deref(),
-            Some("2024-02-29T23:59:58.9990000Z")
-        );
-    }
-
-    #[test]
-    fn hex_values_are_written_as_the_formatter_writes_them() {
-        let mut values = vec![0, 1, 0xf, 0x10, 0xff, 0x100, u64::from(u32::MAX), u64::MAX];
-        values.extend((0..64).map(|shift| 1u64 << shift));
-        values.extend((0..64).map(|shift| (1u64 << shift) - 1));
-        values.extend((0..64).map(|shift| 0x8000_0000_0000_0000_u64 >> shift | 0x5a));
-        for value in values {
-            assert_eq!(hex_text(value), format!("{value:#x}"), "{value}");
-        }
-    }
-
-    #[test]
-    fn guids_and_text() {
-        let bytes = [
-            0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 1, 2, 3, 4, 5, 6, 7, 8,
-        ];
-        assert_eq!(guid_text(&bytes), "{12345678-9abc-def0-0102-030405060708}");
-        let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
-        assert_eq!(
-            utf16_text(&utf16("cmd.exe /c")).as_deref(),
-            Some("cmd.exe /c")
-        );
-        assert_eq!(
-            utf16_text(&utf16("Ünïcödé ✓ 𝄞")).as_deref(),
-            Some("Ünïcödé ✓ 𝄞")
-        );
-        assert_eq!(utf16_text(&utf16("a\0b")), None);
-        assert_eq!(utf16_text(&[0x00, 0xd8]), None); // unpaired surrogate
-        assert_eq!(utf16_text(&[0x41]), None); // odd length
-        // Every position of a non-ASCII unit, a NUL and a DEL in a long value: the
-        // many-units-at-a-time check misses none.
-        let longest = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe -nop";
-        for long in [
-            longest,
-            &longest[..longest.len() - 1],
-            &longest[..longest.len() - 2],
-        ] {
-            for (i, _) in long.char_indices() {
-                for odd in ["é", "\u{7f}", "\u{100}"] {
-                    let text = format!("{}{odd}{}", &long[..i], &long[i + 1..]);
-                    assert_eq!(utf16_text(&utf16(&text)).as_deref(), Some(text.as_str()));
-                }
-                let with_nul = format!("{}\0{}", &long[..i], &long[i + 1..]);
-                assert_eq!(utf16_text(&utf16(&with_nul)), None);
-                // A string value is read up to its first NUL.
-                assert_eq!(
-                    raw_json(0x01, &utf16(&with_nul)),
-                    Some(Value::String(long[..i].to_string()))
-                );
-            }
-            assert_eq!(
-                raw_json(0x01, &utf16(long)),
-                Some(Value::String(long.to_string()))
-            );
-        }
-    }
 
     #[test]
     fn a_template_has_one_key_in_every_chunk() {

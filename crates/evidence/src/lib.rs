@@ -228,7 +228,7 @@ pub fn parse_file(
         sink(outcome)
     };
     let stopped = match format {
-        Format::Evtx => evtx_source::parse(path, context, &mut counted)?,
+        Format::Evtx => evtx_source::parse(path, context, Decoding::default(), &mut counted)?,
         Format::Json | Format::Jsonl => json_source::parse(path, format, context, &mut counted)?,
         Format::Csv => csv_source::parse(path, context, &mut counted)?,
         Format::Zip => {
@@ -238,6 +238,23 @@ pub fn parse_file(
             }));
         }
     };
+    summary.stopped_early = stopped;
+    Ok(summary)
+}
+
+/// [`parse_file`] for an EVTX file, decoding its records as `decoding` says (tests
+/// compare both ways).
+pub fn parse_evtx_decoded(
+    path: &Path,
+    context: &Context,
+    decoding: Decoding,
+    sink: &mut dyn FnMut(Outcome) -> ControlFlow<()>,
+) -> Result<Summary, ParseError> {
+    let mut summary = Summary::default();
+    let stopped = evtx_source::parse(path, context, decoding, &mut |outcome| {
+        summary.count(&outcome);
+        sink(outcome)
+    })?;
     summary.stopped_early = stopped;
     Ok(summary)
 }

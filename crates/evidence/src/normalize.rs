@@ -108,6 +108,9 @@ pub struct WindowsParts {
     /// records read from their template values are handed to `inspect` callers, with
     /// no map built (see [`WindowsParts::all_fields`]).
     pub pairs: Option<Vec<(FieldName, Value)>>,
+    /// The record's stored form, when it was rendered from its template values
+    /// (`evtx_values`): compact JSON in the evtx crate's shape.
+    pub(crate) raw: Option<String>,
 }
 
 impl WindowsParts {
