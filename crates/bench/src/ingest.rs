@@ -37,7 +37,12 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Whether every file of the case is indexed (or failed), and the events indexed.
-fn searchable(binary: &Path, server: &Server, case: &str, expected: usize) -> anyhow::Result<Option<u64>> {
+fn searchable(
+    binary: &Path,
+    server: &Server,
+    case: &str,
+    expected: usize,
+) -> anyhow::Result<Option<u64>> {
     let files: serde_json::Value =
         serde_json::from_str(&cli(binary, server, &["files", case, "--json"])?)?;
     let files = files.as_array().cloned().unwrap_or_default();
@@ -58,10 +63,25 @@ fn searchable(binary: &Path, server: &Server, case: &str, expected: usize) -> an
     ))
 }
 
-/// Whether the detect stage is done for every file of the case.
-fn detections_ready(binary: &Path, server: &Server, case: &str, expected: usize) -> anyhow::Result<bool> {
-    let states: serde_json::Value =
-        serde_json::from_str(&cli(binary, server, &["detect", "status", case, "--json"])?)?;
+/// Whether the detect stage is done for every file of the case. A status answer of
+/// UNAVAILABLE ("retry shortly") counts as not yet, `unavailable` times in a row at most.
+fn detections_ready(
+    binary: &Path,
+    server: &Server,
+    case: &str,
+    expected: usize,
+    unavailable: &mut u32,
+) -> anyhow::Result<bool> {
+    let answer = match cli(binary, server, &["detect", "status", case, "--json"]) {
+        Err(error) if error.to_string().contains("server unavailable") && *unavailable < 60 => {
+            *unavailable += 1;
+            eprintln!("detect status: {error:#} (asked again)");
+            return Ok(false);
+        }
+        answer => answer?,
+    };
+    *unavailable = 0;
+    let states: serde_json::Value = serde_json::from_str(&answer)?;
     let states = states.as_array().cloned().unwrap_or_default();
     if let Some(failed) = states.iter().find(|s| s["status"] == "failed") {
         return Err(anyhow!("detection failed on a file: {failed}"));
@@ -98,10 +118,11 @@ fn end_to_end(
         std::thread::sleep(poll_interval(started.elapsed()));
     };
     let index_bytes = dir_bytes(&server.data.join("index"));
+    let mut unavailable = 0;
     let detected = match rules.is_empty() {
         true => None,
         false => loop {
-            if detections_ready(binary, &server, &case, expected_files)? {
+            if detections_ready(binary, &server, &case, expected_files, &mut unavailable)? {
                 break Some(started.elapsed());
             }
             std::thread::sleep(poll_interval(started.elapsed()));

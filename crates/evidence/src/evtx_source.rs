@@ -225,7 +225,6 @@ pub enum Decoding {
     JsonOnly,
 }
 
-
 /// Reads every record of the EVTX file at `path` on `threads` parser threads (0: all
 /// cores), calling `inspect` on each record on the thread that decoded it, and hands
 /// `sink`, in file order, what `inspect` returned or the reject of a record that could

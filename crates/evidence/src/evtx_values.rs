@@ -432,13 +432,15 @@ impl Program {
         };
         let raw = match programs.raw {
             false => None,
-            true => Some(self.raw.as_ref()?.render(
-                instance,
-                chunk,
-                data_section
-                    .as_ref()
-                    .map(|(names, data)| (*names, data.as_slice())),
-            )?),
+            true => Some(
+                self.raw.as_ref()?.render(
+                    instance,
+                    chunk,
+                    data_section
+                        .as_ref()
+                        .map(|(names, data)| (*names, data.as_slice())),
+                )?,
+            ),
         };
         let mut parts = match data_section {
             None => finish(system, &[], Vec::new(), programs.pairs),

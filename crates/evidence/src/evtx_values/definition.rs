@@ -1,7 +1,7 @@
 //! Template definitions read into elements: names, attributes, text and slots.
 
-use super::{Source, known_type};
 use super::text::utf16_text;
+use super::{Source, known_type};
 
 // ---- Template definitions ----
 
@@ -233,7 +233,6 @@ pub(super) fn each_token<'a>(
         visit(token)?;
     }
 }
-
 
 /// The definition's elements; element 0 is the root.
 pub(super) fn read_elements(mut reader: Reader<'_>) -> Option<Vec<Element<'_>>> {

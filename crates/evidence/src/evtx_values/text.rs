@@ -252,7 +252,6 @@ pub(super) fn civil_from_days_since_1601(days: u64) -> (u64, u64, u64) {
 mod tests {
     use super::*;
 
-
     #[test]
     fn times_are_written_as_the_evtx_crate_writes_them() {
         // 2019-03-19T23:34:25.1234567Z
