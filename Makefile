@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/casescope-target
 CARGO ?= cargo
 
-.PHONY: web serve build test test-large test-deps lint fmt clean-data bench bench-ingest bench-detect bench-gateway bench-search bench-ioc bench-web chart-check chart-tools
+.PHONY: web serve build test test-large test-deps lint fmt clean-data fuzz bench bench-ingest bench-detect bench-gateway bench-search bench-ioc bench-web chart-check chart-tools
 
 ## The web app (web/, TypeScript): npm ci from its lockfile, then the production build in
 ## web/dist, which the next cargo build embeds. Without Node.js it says so and the server
@@ -43,6 +43,28 @@ test-large: test-deps
 	$(CARGO) build --release -p casescope-cli --bin casescope
 	$(LARGE_ENV) $(CARGO) test --release -p casescope-e2e --test kill_ingest --test scale_out \
 		-- --nocapture --test-threads 1 a_worker_killed a_second_ingest_replica
+
+## Fuzzing (cargo fuzz, libFuzzer, nightly toolchain): each target for FUZZ_SECONDS,
+## seeded with fuzz/seeds/<target> and, where present, the shared EVTX corpus and SigmaHQ
+## rules; what it finds is kept in fuzz/corpus (grown inputs) and fuzz/artifacts
+## (crashes, which stop the run). cargo-fuzz is installed from crates.io when missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= evtx jsonl csv zip query sigma
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/casescope-fuzz-target
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$target fuzz/seeds/$$target; \
+		seeds=fuzz/seeds/$$target; \
+		case $$target in \
+			evtx) [ -d $(SHARED_DATA)/evtx-attack-samples ] && seeds="$$seeds $(SHARED_DATA)/evtx-attack-samples";; \
+			sigma) [ -d $(SHARED_DATA)/sigma/rules/windows ] && seeds="$$seeds $(SHARED_DATA)/sigma/rules/windows";; \
+		esac; \
+		echo "== fuzz $$target for $(FUZZ_SECONDS) s (seeds: $$seeds)"; \
+		CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) cargo +nightly fuzz run $$target fuzz/corpus/$$target $$seeds -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=2048 -max_len=1048576 \
+			-print_final_stats=1 || exit 1; \
+	done
 
 ## Benchmarks: whole-process figures, medians, with the baseline measured in the same run.
 bench: bench-ingest bench-detect bench-ioc bench-gateway bench-search bench-web

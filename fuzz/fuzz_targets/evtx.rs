@@ -1,0 +1,10 @@
+//! The EVTX reader (chunk walk, template programs, stored-form rendering, the evtx
+//! crate's fallback) on arbitrary bytes.
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    common::parse(data, casescope_evidence::Format::Evtx, "evtx");
+});
