@@ -67,6 +67,12 @@ pub struct IngestSettings {
     /// Events per write to the event store.
     pub batch_size: usize,
     pub parse_limits: casescope_evidence::Limits,
+    /// How long parsing one file may take: this, plus [`Self::parse_time_per_mib`] for
+    /// each MiB of the file. A file that takes longer (crafted to make a parser spin, or
+    /// far slower than any real log) fails with that said, and the next file goes on.
+    pub parse_time_base: Duration,
+    /// See [`Self::parse_time_base`]; real files parse at tens of MiB a second.
+    pub parse_time_per_mib: Duration,
     pub archive_limits: casescope_evidence::archive::ArchiveLimits,
     /// Where evidence blobs and case archives live (files under `data_dir`, or S3).
     pub blobs: BlobStore,
@@ -85,8 +91,17 @@ impl IngestSettings {
             max_attempts: 5,
             batch_size: 2000,
             parse_limits: casescope_evidence::Limits::default(),
+            parse_time_base: Duration::from_secs(300),
+            parse_time_per_mib: Duration::from_secs(1),
             archive_limits: casescope_evidence::archive::ArchiveLimits::default(),
         }
+    }
+
+    /// The longest parse of a file of `bytes` ([`Self::parse_time_base`]).
+    pub fn parse_time_limit(&self, bytes: u64) -> Duration {
+        let mib = u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX);
+        self.parse_time_base
+            .saturating_add(self.parse_time_per_mib.saturating_mul(mib))
     }
 
     fn uploads_dir(&self) -> PathBuf {

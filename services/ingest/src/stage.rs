@@ -481,13 +481,29 @@ impl IngestStage {
             Err(error) => return Err(transient(error)),
         };
         let parser_stop = stop.clone();
+        let time_limit = self
+            .settings
+            .parse_time_limit(u64::try_from(file.size_bytes).unwrap_or(0));
+        let (settings_base, settings_per_mib) = (
+            self.settings.parse_time_base,
+            self.settings.parse_time_per_mib,
+        );
         let parser = tokio::task::spawn_blocking(move || {
             let path = local.as_ref().map_or(blob.as_path(), |l| l.path());
             let mut batch = Vec::with_capacity(batch_size);
             // Counted here too, so a file that fails midway still reports what was read.
             let mut seen = casescope_evidence::Summary::default();
+            // Parsing time only: the time spent waiting for the event store to take a
+            // batch (a slow cluster) does not count.
+            let started = std::time::Instant::now();
+            let mut waited = Duration::ZERO;
+            let mut timed_out = false;
             let mut sink = |outcome: Outcome| {
                 if parser_stop.load(Ordering::Relaxed) {
+                    return ControlFlow::Break(());
+                }
+                if started.elapsed().saturating_sub(waited) > time_limit {
+                    timed_out = true;
                     return ControlFlow::Break(());
                 }
                 seen.records_read += 1;
@@ -501,15 +517,14 @@ impl IngestStage {
                 if let Outcome::Event(event) = outcome {
                     seen.events += 1;
                     batch.push(*event);
-                    if batch.len() >= batch_size
-                        && sender
-                            .blocking_send(std::mem::replace(
-                                &mut batch,
-                                Vec::with_capacity(batch_size),
-                            ))
-                            .is_err()
-                    {
-                        return ControlFlow::Break(());
+                    if batch.len() >= batch_size {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        let sending = std::time::Instant::now();
+                        let sent = sender.blocking_send(full);
+                        waited += sending.elapsed();
+                        if sent.is_err() {
+                            return ControlFlow::Break(());
+                        }
                     }
                 }
                 ControlFlow::Continue(())
@@ -519,6 +534,17 @@ impl IngestStage {
                 let _ = sender.blocking_send(batch);
             }
             match summary {
+                Ok(summary) if timed_out => (
+                    summary,
+                    Some(format!(
+                        "parsing stopped after {} s, the most a file of this size may take \
+                         ({} s + {} s per MiB); the records read until then are counted \
+                         (a crafted file can make a parser spin)",
+                        time_limit.as_secs(),
+                        settings_base.as_secs(),
+                        settings_per_mib.as_secs()
+                    )),
+                ),
                 Ok(summary) => (summary, None),
                 Err(error) => (seen, Some(error.to_string())),
             }
