@@ -496,7 +496,7 @@ impl IngestStage {
             // Parsing time only: the time spent waiting for the event store to take a
             // batch (a slow cluster) does not count.
             let started = std::time::Instant::now();
-            let mut waited = Duration::ZERO;
+            let mut waited = std::time::Duration::ZERO;
             let mut timed_out = false;
             let mut sink = |outcome: Outcome| {
                 if parser_stop.load(Ordering::Relaxed) {
