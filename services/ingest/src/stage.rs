@@ -502,10 +502,6 @@ impl IngestStage {
                 if parser_stop.load(Ordering::Relaxed) {
                     return ControlFlow::Break(());
                 }
-                if started.elapsed().saturating_sub(waited) > time_limit {
-                    timed_out = true;
-                    return ControlFlow::Break(());
-                }
                 seen.records_read += 1;
                 if let Outcome::Rejected(reject) = &outcome {
                     seen.rejected += 1;
@@ -526,6 +522,11 @@ impl IngestStage {
                             return ControlFlow::Break(());
                         }
                     }
+                }
+                // After the record is kept, so what was read is counted and indexed.
+                if started.elapsed().saturating_sub(waited) > time_limit {
+                    timed_out = true;
+                    return ControlFlow::Break(());
                 }
                 ControlFlow::Continue(())
             };

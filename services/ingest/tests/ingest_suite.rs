@@ -4,26 +4,12 @@
 
 mod common;
 
-use common::*;
-use casescope_bus::{Bus, ConsumerConfig, InProcessBus, Outbox, run_consumer, subjects};
-use casescope_cases::CasesApi;
-use casescope_db::{Database, DbOptions};
-use casescope_eventstore::{EventStore, TantivyOptions, TantivyStore};
-use casescope_ingest::{CasesClient, INGEST_CONSUMER, IngestApi, IngestSettings};
 use casescope_proto::cases::v1 as cases_pb;
-use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
-use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
-use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
-use casescope_proto::channel::{GrpcChannel, in_process};
 use casescope_proto::common::v1::{CaseId, FileId, PageRequest};
 use casescope_proto::ingest::v1 as pb;
-use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
-use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
-use sha2::Digest;
+use common::*;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evtx_upload_is_indexed_exactly_and_a_second_upload_adds_nothing() {

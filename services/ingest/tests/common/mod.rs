@@ -13,12 +13,12 @@ use casescope_proto::cases::v1::cases_service_client::CasesServiceClient;
 use casescope_proto::cases::v1::cases_service_server::CasesServiceServer;
 use casescope_proto::cases::v1::file_records_service_server::FileRecordsServiceServer;
 use casescope_proto::channel::{GrpcChannel, in_process};
-use casescope_proto::common::v1::{CaseId, FileId, PageRequest};
+use casescope_proto::common::v1::{CaseId, FileId};
 use casescope_proto::ingest::v1 as pb;
 use casescope_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use casescope_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use sha2::Digest;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -235,4 +235,3 @@ pub fn assert_counts_add_up(record: &cases_pb::File) {
         "{record:?}"
     );
 }
-
