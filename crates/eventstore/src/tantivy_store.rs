@@ -85,7 +85,13 @@ impl TantivyStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| internal(format!("create {}: {e}", dir.display())))?;
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(internal)?;
-        let index = Index::open_or_create(directory, schema::build()).map_err(internal)?;
+        // An existing index keeps its own schema (an index of an earlier layout is read
+        // as it is; `Fields::from_schema` refuses one it does not know).
+        let index = match Index::exists(&directory).map_err(internal)? {
+            true => Index::open(directory),
+            false => Index::create(directory, schema::build(), Default::default()),
+        }
+        .map_err(internal)?;
         Self::from_index(index, FieldNames::open(dir)?, options)
     }
 

@@ -450,6 +450,7 @@ fn events(count: u64) -> Vec<Event> {
                 level: Some(4),
                 fields: fields.as_object().cloned().unwrap_or_default(),
                 raw: casescope_evidence::RawJson::from_value(&json!({"Event": {"System": {"EventRecordID": n}}})),
+                fields_from_raw: false,
             }
         })
         .collect()

@@ -362,6 +362,7 @@ impl Decoded {
             computer: parts.computer,
             level: parts.level,
             fields: parts.fields,
+            fields_from_raw: !raw.is_null(),
             raw,
         }
     }

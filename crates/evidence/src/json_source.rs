@@ -5,7 +5,7 @@
 
 use crate::lines::{Line, read_line_bounded};
 use crate::normalize::{
-    Event, RawJson, flatten_into, normalize_windows_record, promote_common_fields,
+    Event, RawJson, WindowsParts, flatten_into, normalize_windows_record, promote_common_fields,
 };
 use crate::timestamp::{TIMESTAMP_FIELDS, find_timestamp};
 use crate::{Context, Format, Outcome, ParseError, Reject, RejectReason, event_id, io_error};
@@ -45,16 +45,8 @@ pub(crate) fn object_to_outcome(
         }
     };
     let record = Value::Object(object);
-    let is_windows = record.get("Event").and_then(|e| e.get("System")).is_some();
-    let (parts, fields) = if is_windows {
-        let mut parts = normalize_windows_record(&record);
-        let fields = std::mem::take(&mut parts.fields);
-        (parts, fields)
-    } else {
-        let mut fields = Map::new();
-        flatten_into(&mut fields, "", &record, 0);
-        (promote_common_fields(&fields), fields)
-    };
+    let mut parts = normalize_object(&record);
+    let fields = std::mem::take(&mut parts.fields);
     Outcome::Event(Box::new(Event {
         event_id: event_id(&context.case_id, &context.evidence_sha256, &locator),
         case_id: context.case_id.clone(),
@@ -75,7 +67,21 @@ pub(crate) fn object_to_outcome(
         } else {
             RawJson::default()
         },
+        fields_from_raw: context.keep_raw,
     }))
+}
+
+/// The header values and flattened fields of one JSON record (or CSV row): a record in
+/// the shape of a rendered EVTX record (`Event.System`) is normalised as one, any other
+/// flattened (`a.b.c`) with the common fields promoted.
+pub(crate) fn normalize_object(record: &Value) -> WindowsParts {
+    if record.get("Event").and_then(|e| e.get("System")).is_some() {
+        return normalize_windows_record(record);
+    }
+    let mut fields = Map::new();
+    flatten_into(&mut fields, "", record, 0);
+    let parts = promote_common_fields(&fields);
+    WindowsParts { fields, ..parts }
 }
 
 fn value_to_outcome(

@@ -16,7 +16,7 @@ const SYSTEM_FIELDS: usize = 16;
 pub const MAX_DEPTH: usize = 16;
 
 /// A normalised event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Event {
     pub event_id: String,
     pub case_id: String,
@@ -40,6 +40,33 @@ pub struct Event {
     pub fields: Map<String, Value>,
     /// The original record as JSON.
     pub raw: RawJson,
+    /// The header values and `fields` are exactly what [`crate::normalize_stored`]
+    /// derives from `source` and `raw` (the parsers set it when they keep the record):
+    /// an event store may then keep the record alone and derive the fields on read.
+    /// False for an event built any other way, whose fields a store keeps as given.
+    pub fields_from_raw: bool,
+}
+
+/// Events are equal when their contents are: how a store may keep the fields
+/// (`fields_from_raw`) is not part of it.
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_id == other.event_id
+            && self.case_id == other.case_id
+            && self.file_id == other.file_id
+            && self.source == other.source
+            && self.timestamp_micros == other.timestamp_micros
+            && self.locator == other.locator
+            && self.record_id == other.record_id
+            && self.line == other.line
+            && self.event_code == other.event_code
+            && self.channel == other.channel
+            && self.provider == other.provider
+            && self.computer == other.computer
+            && self.level == other.level
+            && self.fields == other.fields
+            && self.raw == other.raw
+    }
 }
 
 /// A record as JSON text, always one valid JSON value, kept as text: stores and the
@@ -66,6 +93,11 @@ impl RawJson {
     /// The JSON text.
     pub fn get(&self) -> &str {
         self.0.get()
+    }
+
+    /// Whether this is `null`: no record kept.
+    pub fn is_null(&self) -> bool {
+        self.get() == "null"
     }
 
     /// The record as a JSON tree (parsed on demand).

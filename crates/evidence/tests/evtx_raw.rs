@@ -70,6 +70,15 @@ fn compare(path: &Path) -> usize {
         assert_eq!(fast.level, json.level, "{}", at());
         assert_eq!(fast.fields, json.fields, "{}", at());
         assert_eq!(fast.raw.get(), json.raw.get(), "{}", at());
+        // What a store that keeps the record once reads back.
+        assert!(fast.fields_from_raw, "{}", at());
+        let derived = casescope_evidence::normalize_stored("evtx", fast.raw.get()).unwrap();
+        assert_eq!(derived.fields, fast.fields, "{}", at());
+        assert_eq!(derived.event_code, fast.event_code, "{}", at());
+        assert_eq!(derived.channel, fast.channel, "{}", at());
+        assert_eq!(derived.provider, fast.provider, "{}", at());
+        assert_eq!(derived.computer, fast.computer, "{}", at());
+        assert_eq!(derived.level, fast.level, "{}", at());
     }
     events
 }

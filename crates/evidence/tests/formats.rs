@@ -30,7 +30,34 @@ fn parse(path: &Path, format: Format, context: &Context) -> (Summary, Vec<Outcom
     .unwrap();
     assert_eq!(summary.records_read, summary.events + summary.rejected);
     assert_eq!(summary.records_read as usize, outcomes.len());
+    for outcome in &outcomes {
+        if let Outcome::Event(event) = outcome {
+            assert_fields_from_raw(event);
+        }
+    }
     (summary, outcomes)
+}
+
+/// An event whose parser says its fields come from its record has exactly the fields
+/// and header values `normalize_stored` derives from that record (what an event store
+/// that keeps the record once reads back).
+fn assert_fields_from_raw(event: &casescope_evidence::Event) {
+    assert_eq!(
+        event.fields_from_raw,
+        !event.raw.is_null(),
+        "{}",
+        event.locator
+    );
+    if !event.fields_from_raw {
+        return;
+    }
+    let parts = casescope_evidence::normalize_stored(event.source, event.raw.get()).unwrap();
+    assert_eq!(parts.fields, event.fields, "{}", event.locator);
+    assert_eq!(parts.event_code, event.event_code, "{}", event.locator);
+    assert_eq!(parts.channel, event.channel, "{}", event.locator);
+    assert_eq!(parts.provider, event.provider, "{}", event.locator);
+    assert_eq!(parts.computer, event.computer, "{}", event.locator);
+    assert_eq!(parts.level, event.level, "{}", event.locator);
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {

@@ -185,6 +185,7 @@ mod tests {
             level: None,
             fields: serde_json::Map::new(),
             raw: casescope_evidence::RawJson::from_value(&json!({"a": 1})),
+            fields_from_raw: false,
         };
         let item = item(&event).unwrap();
         let text = String::from_utf8(item.lines).unwrap();

@@ -515,6 +515,8 @@ pub fn from_source(source: &Value) -> Result<Event, StoreError> {
         level: stored.level,
         fields,
         raw: stored.raw,
+        // Stored beside the record here, whatever the writer said.
+        fields_from_raw: false,
     })
 }
 
@@ -555,6 +557,7 @@ mod tests {
             raw: casescope_evidence::RawJson::from_value(
                 &json!({"Event": {"System": {"EventRecordID": 7}}}),
             ),
+            fields_from_raw: false,
         }
     }
 

@@ -3,6 +3,13 @@
 //! original record stored (not indexed). There is no catch-all text field: a field-less
 //! term is looked up under every field name the store has seen ([`super::paths`]), which
 //! halves the tokens indexed per event compared with copying every value into one.
+//!
+//! The record is stored once: the flattened fields are indexed, not stored, and are
+//! derived again from the stored record when an event is read
+//! ([`casescope_evidence::normalize_stored`]). An event with no stored record (a caller
+//! that kept none) has its fields stored in `stored_fields` instead. Indexes written
+//! before 2026-12-08 stored the fields beside the record ([`Layout::FieldsStored`]);
+//! they are read (and written) as they are.
 
 use crate::StoreError;
 use crate::tokenizer::{VALUE_TOKENIZER, ValueTokenizer};
@@ -17,6 +24,15 @@ use tantivy::{Index, TantivyDocument};
 pub const TIMESTAMP: &str = "timestamp";
 pub const TIEBREAK: &str = "tiebreak";
 pub const KEYWORD_TOKENIZER: &str = "casescope_keyword";
+
+/// Where an index keeps an event's fields for reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Derived from the stored record; stored (`stored_fields`) only when there is none.
+    RecordOnce { stored_fields: Field },
+    /// Stored in the indexed JSON field too (indexes written before 2026-12-08).
+    FieldsStored,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Fields {
@@ -36,6 +52,7 @@ pub struct Fields {
     pub level: Field,
     pub fields: Field,
     pub raw: Field,
+    pub layout: Layout,
     /// Not a field: the bound on a field-less wildcard's walk (set from the store's
     /// options; translation reads it with the fields).
     pub wildcard_steps: u64,
@@ -67,11 +84,10 @@ pub fn build() -> Schema {
     builder.add_u64_field("level", INDEXED | STORED);
     builder.add_json_field(
         "fields",
-        JsonObjectOptions::default()
-            .set_stored()
-            .set_indexing_options(values),
+        JsonObjectOptions::default().set_indexing_options(values),
     );
     builder.add_text_field("raw", STORED);
+    builder.add_json_field("stored_fields", JsonObjectOptions::default().set_stored());
     builder.build()
 }
 
@@ -90,12 +106,23 @@ pub fn register_tokenizers(index: &Index) {
 
 impl Fields {
     pub fn from_schema(schema: &Schema) -> Result<Fields, StoreError> {
+        let unknown = |why: String| {
+            StoreError::Internal(format!(
+                "the index was written by another CaseScope version ({why}); move the \
+                 index directory (DATA_DIR/index) aside and upload the case's files again"
+            ))
+        };
         let get = |name: &str| {
-            schema.get_field(name).map_err(|_| {
-                StoreError::Internal(format!(
-                    "the index has no {name} field (created by another version?)"
-                ))
-            })
+            schema
+                .get_field(name)
+                .map_err(|_| unknown(format!("it has no {name} field")))
+        };
+        let fields = get("fields")?;
+        let fields_stored = schema.get_field_entry(fields).is_stored();
+        let layout = match (schema.get_field("stored_fields"), fields_stored) {
+            (Ok(stored_fields), false) => Layout::RecordOnce { stored_fields },
+            (Err(_), true) => Layout::FieldsStored,
+            _ => return Err(unknown("its fields are stored in an unknown way".into())),
         };
         Ok(Fields {
             event_id: get("event_id")?,
@@ -112,8 +139,9 @@ impl Fields {
             provider: get("provider")?,
             computer: get("computer")?,
             level: get("level")?,
-            fields: get("fields")?,
+            fields,
             raw: get("raw")?,
+            layout,
             wildcard_steps: super::translate::FIELDLESS_WILDCARD_STEPS,
         })
     }
@@ -150,9 +178,18 @@ pub fn to_document(fields: &Fields, event: Event) -> TantivyDocument {
             document.add_text(field, value);
         }
     }
-    document.add_text(fields.raw, event.raw.get());
+    let fields_json = serde_json::Value::Object(event.fields);
+    if !event.raw.is_null() {
+        document.add_text(fields.raw, event.raw.get());
+    }
+    if let Layout::RecordOnce { stored_fields } = fields.layout
+        && !(event.fields_from_raw && !event.raw.is_null())
+    {
+        // Not derivable from a stored record: kept as given.
+        document.add_field_value(stored_fields, &fields_json);
+    }
     // Straight from the JSON map: converting it to an `OwnedValue` first copied every
     // string once more per event.
-    document.add_field_value(fields.fields, &serde_json::Value::Object(event.fields));
+    document.add_field_value(fields.fields, &fields_json);
     document
 }

@@ -3,7 +3,7 @@
 //! tantivy's `TantivyDocument` and an `OwnedValue`, every value was built three times,
 //! most of an export's CPU).
 
-use super::schema::Fields;
+use super::schema::{Fields, Layout};
 use crate::StoreError;
 use casescope_evidence::{Event, RawJson};
 use serde_json::{Map, Value as Json};
@@ -143,7 +143,9 @@ impl ValueVisitor for JsonVisitor {
     }
 }
 
-/// The event of a stored document; its raw record left empty when `skip_raw`.
+/// The event of a stored document; its raw record left empty when `skip_raw`. Its
+/// fields are the stored ones ([`Layout::FieldsStored`], or an event stored without a
+/// record), else derived from the stored record.
 pub fn to_event(fields: &Fields, document: StoredDoc, skip_raw: bool) -> Result<Event, StoreError> {
     let corrupt = |what: &str| StoreError::Internal(format!("stored event lacks {what}"));
     let mut event = Event {
@@ -162,8 +164,11 @@ pub fn to_event(fields: &Fields, document: StoredDoc, skip_raw: bool) -> Result<
         level: None,
         fields: Map::new(),
         raw: RawJson::default(),
+        fields_from_raw: false,
     };
     let (mut has_id, mut has_file, mut has_time) = (false, false, false);
+    let mut has_fields = false;
+    let mut raw_text = None;
     // Only the first value of each field counts (as `get_first` read it).
     let mut seen: Vec<Field> = Vec::with_capacity(document.0.len());
     for (field, value) in document.0 {
@@ -194,8 +199,8 @@ pub fn to_event(fields: &Fields, document: StoredDoc, skip_raw: bool) -> Result<
                     event.provider = Some(text);
                 } else if field == fields.computer {
                     event.computer = Some(text);
-                } else if field == fields.raw && !skip_raw {
-                    event.raw = RawJson::from_text(text).unwrap_or_default();
+                } else if field == fields.raw {
+                    raw_text = Some(text);
                 }
             }
             Stored::U64(number) => {
@@ -216,8 +221,13 @@ pub fn to_event(fields: &Fields, document: StoredDoc, skip_raw: bool) -> Result<
                 }
             }
             Stored::Json(Json::Object(map)) => {
-                if field == fields.fields {
+                let stored_fields = match fields.layout {
+                    Layout::RecordOnce { stored_fields } => stored_fields,
+                    Layout::FieldsStored => fields.fields,
+                };
+                if field == stored_fields {
                     event.fields = map;
+                    has_fields = true;
                 }
             }
             Stored::Json(_) => {}
@@ -231,6 +241,22 @@ pub fn to_event(fields: &Fields, document: StoredDoc, skip_raw: bool) -> Result<
     }
     if !has_time {
         return Err(corrupt("timestamp"));
+    }
+    if let Some(text) = raw_text {
+        if !has_fields && fields.layout != Layout::FieldsStored {
+            let parts =
+                casescope_evidence::normalize_stored(event.source, &text).map_err(|error| {
+                    StoreError::Internal(format!(
+                        "the stored record of event {} does not read as {} ({error})",
+                        event.event_id, event.source
+                    ))
+                })?;
+            event.fields = parts.fields;
+            event.fields_from_raw = true;
+        }
+        if !skip_raw {
+            event.raw = RawJson::from_text(text).unwrap_or_default();
+        }
     }
     Ok(event)
 }

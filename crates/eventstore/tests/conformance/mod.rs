@@ -49,6 +49,8 @@ pub fn event(case_id: &str, file_id: &str, n: u64, fields: serde_json::Value) ->
             &json!({"Event": {"System": {"EventRecordID": n}}, "original": fields.clone()}),
         ),
         fields,
+        // Made up beside its record: kept as given.
+        fields_from_raw: false,
     }
 }
 
