@@ -36,6 +36,8 @@ CREATE INDEX IF NOT EXISTS bus_outbox_by_position ON bus_outbox (position);
 
 /// Rows published per relay round.
 const RELAY_BATCH: i64 = 200;
+/// Messages one INSERT of [`Outbox::enqueue_many`] writes.
+const MESSAGES_PER_STATEMENT: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -67,22 +69,51 @@ impl Outbox {
         tx: &mut Tx<'_>,
         message: &OutboundMessage,
     ) -> Result<(), OutboxError> {
-        let payload = std::str::from_utf8(&message.payload)
-            .map_err(|_| OutboxError::NotText(message.subject.clone()))?;
-        let headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "[]".into());
-        sqlx::query(
-            "INSERT INTO bus_outbox (position, message_id, subject, payload, headers, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(position())
-        .bind(&message.message_id)
-        .bind(&message.subject)
-        .bind(payload)
-        .bind(headers)
-        .bind(casescope_db::now_micros())
-        .execute(&mut **tx)
-        .await
-        .map_err(DbError::from)?;
+        self.enqueue_many(tx, std::slice::from_ref(message)).await
+    }
+
+    /// [`Outbox::enqueue`] for many messages, many rows per statement (in order).
+    pub async fn enqueue_many(
+        &self,
+        tx: &mut Tx<'_>,
+        messages: &[OutboundMessage],
+    ) -> Result<(), OutboxError> {
+        const COLUMNS: usize = 6;
+        for chunk in messages.chunks(MESSAGES_PER_STATEMENT) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                let payload = std::str::from_utf8(&message.payload)
+                    .map_err(|_| OutboxError::NotText(message.subject.clone()))?;
+                let headers =
+                    serde_json::to_string(&message.headers).unwrap_or_else(|_| "[]".into());
+                rows.push((message, payload, headers));
+            }
+            let values: Vec<String> = (0..rows.len())
+                .map(|n| {
+                    let marks: Vec<String> = (1..=COLUMNS)
+                        .map(|c| format!("${}", n * COLUMNS + c))
+                        .collect();
+                    format!("({})", marks.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO bus_outbox (position, message_id, subject, payload, headers, created_at) \
+                 VALUES {} ON CONFLICT (message_id) DO NOTHING",
+                values.join(", ")
+            );
+            let now = casescope_db::now_micros();
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (message, payload, headers) in rows {
+                query = query
+                    .bind(position())
+                    .bind(&message.message_id)
+                    .bind(&message.subject)
+                    .bind(payload)
+                    .bind(headers)
+                    .bind(now);
+            }
+            query.execute(&mut **tx).await.map_err(DbError::from)?;
+        }
         Ok(())
     }
 

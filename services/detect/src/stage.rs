@@ -14,9 +14,8 @@ use crate::{CORRELATE_STAGE, DetectSettings, STAGE};
 use casescope_bus::{Handler, HandlerError, OutboundMessage, Outbox, ReceivedMessage, subjects};
 use casescope_db::{DbError, Lease, LeaseError, LeaseKey, LeaseStore, Tx};
 use casescope_proto::bus::v1::StageJob;
-use casescope_proto::ingest::v1 as ingest_pb;
 use casescope_proto::scan::EventsClient;
-use casescope_sigma::{BaseHit, EventRef};
+use casescope_sigma::BaseHit;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -31,6 +30,8 @@ pub const DETECT_INDEXED_CONSUMER: &str = "detect-indexed";
 /// Longest matched-field value kept on a detection.
 const MAX_MATCHED_VALUE_BYTES: usize = 1024;
 mod correlate;
+mod evaluate;
+use evaluate::{BatchOutput, evaluate_batch, rule_db_id};
 
 /// Most event ids listed on a correlation detection (the count is always exact).
 const MAX_CORRELATION_EVENT_IDS: usize = 1000;
@@ -38,6 +39,8 @@ const MAX_CORRELATION_EVENT_IDS: usize = 1000;
 /// Runs of one file per call at most (each after a request that came during the
 /// previous one); more wait for the reconciler.
 const RUNS_PER_CALL: usize = 3;
+/// Detections written (with their facts) per round of multi-row statements.
+const WRITE_CHUNK: usize = 1000;
 
 fn transient(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::transient(error)
@@ -173,153 +176,6 @@ pub async fn enqueue_job(
         .enqueue(tx, &message)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// What evaluating one batch produced.
-#[derive(Default)]
-struct BatchOutput {
-    detections: Vec<DetectionRow>,
-    inputs: Vec<InputRow>,
-    unreadable: u64,
-}
-
-/// The database id of each rule and correlation of a compiled set.
-fn rule_db_id(compiled: &Compiled, index: usize) -> String {
-    let meta = &compiled.set.rules[index].meta;
-    if meta.id.starts_with("title:") {
-        crate::import::derived_id(&meta.content_hash)
-    } else {
-        meta.id.clone()
-    }
-}
-
-/// The normalised header fields of an event, by their usual Sigma names.
-fn header_field(event: &ingest_pb::Event, name: &str) -> Option<String> {
-    let lower = name.to_ascii_lowercase();
-    let text = match lower.as_str() {
-        "computer" | "computername" | "hostname" => event.computer.clone(),
-        "channel" => event.channel.clone(),
-        "provider" | "provider_name" => event.provider.clone(),
-        "eventid" | "event_id" => return event.event_code.map(|c| c.to_string()),
-        _ => return None,
-    };
-    (!text.is_empty()).then_some(text)
-}
-
-fn evaluate_batch(
-    compiled: &Compiled,
-    ids: &[String],
-    events: Vec<ingest_pb::Event>,
-    ruleset_version: i64,
-    now: i64,
-) -> BatchOutput {
-    let mut out = BatchOutput::default();
-    for event in events {
-        let fields: serde_json::Map<String, serde_json::Value> =
-            match serde_json::from_str(&event.fields_json) {
-                Ok(fields) => fields,
-                Err(_) => {
-                    out.unreadable += 1;
-                    continue;
-                }
-            };
-        let view = EventRef {
-            channel: (!event.channel.is_empty()).then_some(event.channel.as_str()),
-            event_code: event.event_code,
-            fields: (&fields).into(),
-        };
-        let matched = compiled.set.evaluate(&view);
-        if matched.is_empty() {
-            continue;
-        }
-        let event_id = event
-            .event_id
-            .as_ref()
-            .map(|e| e.value.clone())
-            .unwrap_or_default();
-        let case_id = event
-            .case_id
-            .as_ref()
-            .map(|c| c.value.clone())
-            .unwrap_or_default();
-        let file_id = event
-            .file_id
-            .as_ref()
-            .map(|f| f.value.clone())
-            .unwrap_or_default();
-        let ts = event
-            .timestamp
-            .as_ref()
-            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000))
-            .unwrap_or(0);
-        let record_id = event.record_id.and_then(|r| i64::try_from(r).ok());
-        for index in matched {
-            let rule_id = &ids[index];
-            if compiled.report[index] {
-                let Some(meta) = compiled.meta.get(rule_id) else {
-                    continue;
-                };
-                let matched_fields: Vec<[String; 2]> = compiled.set.rules[index]
-                    .matched_fields(&fields, MAX_MATCHED_VALUE_BYTES)
-                    .into_iter()
-                    .map(|(f, v)| [f, v])
-                    .collect();
-                out.detections.push(DetectionRow {
-                    id: detection_id(&[rule_id, &event_id]),
-                    case_id: case_id.clone(),
-                    file_id: file_id.clone(),
-                    scope: scope::FILE.into(),
-                    rule_id: rule_id.clone(),
-                    rule_content_sha256: meta.content_sha256.clone(),
-                    rule_title: meta.title.clone(),
-                    level: level_number(&meta.level),
-                    event_ts: ts,
-                    computer: event.computer.clone(),
-                    channel: event.channel.clone(),
-                    event_code: event.event_code.map(i64::from),
-                    record_id,
-                    event_ids: serde_json::to_string(&[&event_id]).unwrap_or_default(),
-                    tactics: comma_list(&meta.tactics),
-                    techniques: comma_list(&meta.techniques),
-                    matched_fields: serde_json::to_string(&matched_fields).unwrap_or_default(),
-                    is_correlation: false,
-                    correlated_event_count: 0,
-                    first_ts: ts,
-                    ruleset_version,
-                    detected_at: now,
-                });
-            }
-            if compiled.correlated[index] {
-                let vals: HashMap<&str, String> = compiled.correlation_fields[index]
-                    .iter()
-                    .filter_map(|name| {
-                        let Some(value) = fields.get(name) else {
-                            // Group-by on the event's own header fields.
-                            return header_field(&event, name).map(|v| (name.as_str(), v));
-                        };
-                        let text = casescope_sigma::FieldValue::of(value)
-                            .text()
-                            .map(|t| t.into_owned())
-                            .unwrap_or_else(|| value.to_string());
-                        Some((name.as_str(), text))
-                    })
-                    .collect();
-                out.inputs.push(InputRow {
-                    case_id: case_id.clone(),
-                    file_id: file_id.clone(),
-                    rule_id: rule_id.clone(),
-                    event_id: event_id.clone(),
-                    event_ts: ts,
-                    computer: event.computer.clone(),
-                    channel: event.channel.clone(),
-                    event_code: event.event_code.map(i64::from),
-                    record_id,
-                    vals: serde_json::to_string(&vals).unwrap_or_else(|_| "{}".into()),
-                });
-            }
-        }
-    }
-    out
 }
 
 #[derive(Clone)]
@@ -623,18 +479,21 @@ impl DetectStage {
             .await
             .map_err(|e| e.to_string())?;
         let mut new = 0;
-        for row in &evaluated.detections {
+        for chunk in evaluated.detections.chunks(WRITE_CHUNK) {
             self.repo
-                .insert_detection(tx, row)
+                .insert_detections(tx, chunk)
                 .await
                 .map_err(|e| e.to_string())?;
-            if !before.contains(&row.id) {
-                new += 1;
-                self.outbox
-                    .enqueue(tx, &fact_message(row)?)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            let facts = chunk
+                .iter()
+                .filter(|row| !before.contains(&row.id))
+                .map(fact_message)
+                .collect::<Result<Vec<_>, _>>()?;
+            new += facts.len();
+            self.outbox
+                .enqueue_many(tx, &facts)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         for input in &evaluated.inputs {
             self.repo

@@ -174,39 +174,73 @@ impl DetectRepo {
         tx: &mut Tx<'_>,
         row: &DetectionRow,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO detections (id, case_id, file_id, scope, rule_id, rule_content_sha256, rule_title, level, \
-             event_ts, computer, channel, event_code, record_id, event_ids, tactics, techniques, matched_fields, \
-             is_correlation, correlated_event_count, first_ts, ruleset_version, detected_at) VALUES ($1, $2, $3, \
-             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
-             ON CONFLICT (case_id, id) DO NOTHING",
-        )
-        .bind(&row.id)
-        .bind(&row.case_id)
-        .bind(&row.file_id)
-        .bind(&row.scope)
-        .bind(&row.rule_id)
-        .bind(&row.rule_content_sha256)
-        .bind(&row.rule_title)
-        .bind(row.level)
-        .bind(row.event_ts)
-        .bind(&row.computer)
-        .bind(&row.channel)
-        .bind(row.event_code)
-        .bind(row.record_id)
-        .bind(&row.event_ids)
-        .bind(&row.tactics)
-        .bind(&row.techniques)
-        .bind(&row.matched_fields)
-        .bind(i64::from(row.is_correlation))
-        .bind(row.correlated_event_count)
-        .bind(row.first_ts)
-        .bind(row.ruleset_version)
-        .bind(row.detected_at)
-        .execute(&mut **tx)
-        .await?;
-        let events: Vec<String> = serde_json::from_str(&row.event_ids).unwrap_or_default();
-        insert_events(tx, &row.case_id, &row.id, &events).await
+        self.insert_detections(tx, std::slice::from_ref(row)).await
+    }
+
+    /// Inserts detections (an id already stored is left as it is) and their event rows,
+    /// many rows per statement: a file's run can hold hundreds of thousands, and one
+    /// statement per row kept the database busy for minutes.
+    pub async fn insert_detections(
+        &self,
+        tx: &mut Tx<'_>,
+        rows: &[DetectionRow],
+    ) -> Result<(), DbError> {
+        const COLUMNS: usize = 22;
+        for chunk in rows.chunks(DETECTIONS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|n| {
+                    let marks: Vec<String> = (1..=COLUMNS)
+                        .map(|c| format!("${}", n * COLUMNS + c))
+                        .collect();
+                    format!("({})", marks.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO detections (id, case_id, file_id, scope, rule_id, rule_content_sha256, rule_title, \
+                 level, event_ts, computer, channel, event_code, record_id, event_ids, tactics, techniques, \
+                 matched_fields, is_correlation, correlated_event_count, first_ts, ruleset_version, detected_at) \
+                 VALUES {} ON CONFLICT (case_id, id) DO NOTHING",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                query = query
+                    .bind(&row.id)
+                    .bind(&row.case_id)
+                    .bind(&row.file_id)
+                    .bind(&row.scope)
+                    .bind(&row.rule_id)
+                    .bind(&row.rule_content_sha256)
+                    .bind(&row.rule_title)
+                    .bind(row.level)
+                    .bind(row.event_ts)
+                    .bind(&row.computer)
+                    .bind(&row.channel)
+                    .bind(row.event_code)
+                    .bind(row.record_id)
+                    .bind(&row.event_ids)
+                    .bind(&row.tactics)
+                    .bind(&row.techniques)
+                    .bind(&row.matched_fields)
+                    .bind(i64::from(row.is_correlation))
+                    .bind(row.correlated_event_count)
+                    .bind(row.first_ts)
+                    .bind(row.ruleset_version)
+                    .bind(row.detected_at);
+            }
+            query.execute(&mut **tx).await?;
+            let mut links = Vec::with_capacity(chunk.len());
+            for row in chunk {
+                let events: Vec<String> = serde_json::from_str(&row.event_ids).unwrap_or_default();
+                links.extend(
+                    events
+                        .into_iter()
+                        .map(|event| (row.case_id.as_str(), event, row.id.as_str())),
+                );
+            }
+            insert_event_links(tx, &links).await?;
+        }
+        Ok(())
     }
 
     pub async fn insert_input(&self, tx: &mut Tx<'_>, row: &InputRow) -> Result<(), DbError> {
@@ -379,6 +413,9 @@ impl DetectRepo {
 
 /// Event rows inserted per statement (three parameters each).
 const EVENT_ROWS_PER_STATEMENT: usize = 300;
+/// Detections one INSERT writes (22 values each: 880 bound values, within every
+/// backend's limit).
+const DETECTIONS_PER_STATEMENT: usize = 40;
 
 /// Records that detection `detection_id` fired on `events` (the index behind the
 /// event-id filter of `ListDetections`).
@@ -388,7 +425,19 @@ async fn insert_events(
     detection_id: &str,
     events: &[String],
 ) -> Result<(), DbError> {
-    for chunk in events.chunks(EVENT_ROWS_PER_STATEMENT) {
+    let links: Vec<(&str, String, &str)> = events
+        .iter()
+        .map(|event| (case_id, event.clone(), detection_id))
+        .collect();
+    insert_event_links(tx, &links).await
+}
+
+/// Event rows (case, event, detection), many per statement.
+async fn insert_event_links(
+    tx: &mut Tx<'_>,
+    links: &[(&str, String, &str)],
+) -> Result<(), DbError> {
+    for chunk in links.chunks(EVENT_ROWS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len())
             .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
             .collect();
@@ -398,8 +447,11 @@ async fn insert_events(
             values.join(", ")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for event in chunk {
-            query = query.bind(case_id).bind(event.as_str()).bind(detection_id);
+        for (case_id, event, detection_id) in chunk {
+            query = query
+                .bind(*case_id)
+                .bind(event.as_str())
+                .bind(*detection_id);
         }
         query.execute(&mut **tx).await?;
     }
