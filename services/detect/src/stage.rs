@@ -331,6 +331,7 @@ impl DetectStage {
             file_id = %file.file_id, mode, ruleset_version = target,
             rules = compiled.set.rules.len(), attempt = started.attempts, "detect run started"
         );
+        let evaluating = std::time::Instant::now();
         let evaluated = match self.evaluate_file(file, lease, &compiled, target).await {
             Ok(Some(evaluated)) => evaluated,
             Ok(None) => return Ok(false), // lease lost: the new holder finishes
@@ -393,6 +394,8 @@ impl DetectStage {
                 .inputs
                 .retain(|i| keep.contains(i.rule_id.as_str()));
         }
+        let evaluate_ms = evaluating.elapsed().as_millis() as u64;
+        let writing = std::time::Instant::now();
         let new = self
             .replace_file_rows(
                 &mut tx,
@@ -431,6 +434,7 @@ impl DetectStage {
         tracing::info!(
             file_id = %file.file_id, mode, events = evaluated.events_scanned,
             detections = evaluated.detections.len(), new_detections = new,
+            evaluate_ms, write_ms = writing.elapsed().as_millis() as u64,
             correlation_inputs = evaluated.inputs.len(), "detect run finished"
         );
         Ok(true)
