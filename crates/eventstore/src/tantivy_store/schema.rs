@@ -183,7 +183,7 @@ pub fn to_document(fields: &Fields, event: Event) -> TantivyDocument {
         document.add_text(fields.raw, event.raw.get());
     }
     if let Layout::RecordOnce { stored_fields } = fields.layout
-        && !(event.fields_from_raw && !event.raw.is_null())
+        && (!event.fields_from_raw || event.raw.is_null())
     {
         // Not derivable from a stored record: kept as given.
         document.add_field_value(stored_fields, &fields_json);
