@@ -499,12 +499,10 @@ impl DetectStage {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        for input in &evaluated.inputs {
-            self.repo
-                .insert_input(tx, input)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        self.repo
+            .insert_inputs(tx, &evaluated.inputs)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(new)
     }
 

@@ -243,24 +243,40 @@ impl DetectRepo {
         Ok(())
     }
 
-    pub async fn insert_input(&self, tx: &mut Tx<'_>, row: &InputRow) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO detect_correlation_inputs (case_id, file_id, rule_id, event_id, event_ts, computer, \
-             channel, event_code, record_id, vals) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&row.case_id)
-        .bind(&row.file_id)
-        .bind(&row.rule_id)
-        .bind(&row.event_id)
-        .bind(row.event_ts)
-        .bind(&row.computer)
-        .bind(&row.channel)
-        .bind(row.event_code)
-        .bind(row.record_id)
-        .bind(&row.vals)
-        .execute(&mut **tx)
-        .await?;
+    /// Inserts correlation inputs (one already stored is left as it is), many rows per
+    /// statement: a rule a correlation reads can match most of a file's events.
+    pub async fn insert_inputs(&self, tx: &mut Tx<'_>, rows: &[InputRow]) -> Result<(), DbError> {
+        const COLUMNS: usize = 10;
+        for chunk in rows.chunks(INPUTS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|n| {
+                    let marks: Vec<String> = (1..=COLUMNS)
+                        .map(|c| format!("${}", n * COLUMNS + c))
+                        .collect();
+                    format!("({})", marks.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO detect_correlation_inputs (case_id, file_id, rule_id, event_id, event_ts, \
+                 computer, channel, event_code, record_id, vals) VALUES {} ON CONFLICT DO NOTHING",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                query = query
+                    .bind(&row.case_id)
+                    .bind(&row.file_id)
+                    .bind(&row.rule_id)
+                    .bind(&row.event_id)
+                    .bind(row.event_ts)
+                    .bind(&row.computer)
+                    .bind(&row.channel)
+                    .bind(row.event_code)
+                    .bind(row.record_id)
+                    .bind(&row.vals);
+            }
+            query.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -416,6 +432,8 @@ const EVENT_ROWS_PER_STATEMENT: usize = 300;
 /// Detections one INSERT writes (22 values each: 880 bound values, within every
 /// backend's limit).
 const DETECTIONS_PER_STATEMENT: usize = 40;
+/// Correlation inputs one INSERT writes (10 values each).
+const INPUTS_PER_STATEMENT: usize = 90;
 
 /// Records that detection `detection_id` fired on `events` (the index behind the
 /// event-id filter of `ListDetections`).
